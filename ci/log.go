@@ -1,0 +1,191 @@
+package ci
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Log writing limits.
+const (
+	// DefaultLogFlushInterval is how long written lines may wait before they
+	// are stored and shown to readers.
+	DefaultLogFlushInterval = 100 * time.Millisecond
+	// logFlushSize is how many pending bytes cause an immediate flush.
+	logFlushSize = 32 << 10
+	// MaxLogLine is the longest line stored; longer ones are cut into
+	// several lines of this length.
+	MaxLogLine = 64 << 10
+)
+
+// A LogWriter adds text to one log of a running step. Complete lines are
+// stored in chunks, at the latest DefaultLogFlushInterval after they were
+// written, so that readers can follow the log while the step runs; Close
+// stores what is left. A LogWriter is safe for concurrent use.
+type LogWriter struct {
+	log      Log
+	store    LogStore
+	notify   func(l *Log, first, last int)
+	interval time.Duration
+
+	mu      sync.Mutex
+	partial map[byte][]byte // unfinished line per stream
+	pending bytes.Buffer    // whole lines waiting to be stored
+	timer   *time.Timer
+	closed  bool
+	err     error
+
+	flushMu sync.Mutex
+}
+
+func newLogWriter(l Log, store LogStore, notify func(l *Log, first, last int)) *LogWriter {
+	return &LogWriter{log: l, store: store, notify: notify, interval: DefaultLogFlushInterval, partial: map[byte][]byte{}}
+}
+
+// ID returns the stored log's ID.
+func (w *LogWriter) ID() int64 { return w.log.ID }
+
+// Name returns the log's name.
+func (w *LogWriter) Name() string { return w.log.Name }
+
+// Write adds p to the log: to a stream log as standard output.
+func (w *LogWriter) Write(p []byte) (int, error) {
+	w.addStream('o', string(p))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// AddStdout adds standard output text.
+func (w *LogWriter) AddStdout(s string) { w.addStream('o', s) }
+
+// AddStderr adds standard error text (stream logs only; other logs take it
+// as plain text).
+func (w *LogWriter) AddStderr(s string) { w.addStream('e', s) }
+
+// AddHeader adds a header: what Kiln or the worker says about the command.
+func (w *LogWriter) AddHeader(s string) { w.addStream('h', s) }
+
+func (w *LogWriter) addStream(stream byte, s string) {
+	if s == "" {
+		return
+	}
+	if w.log.Type != LogStream {
+		stream = 0
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	buf := append(w.partial[stream], s...)
+	for {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			if len(buf) < MaxLogLine {
+				break
+			}
+			i = MaxLogLine
+			w.addLine(stream, buf[:i])
+			buf = buf[i:]
+			continue
+		}
+		line := buf[:i]
+		for len(line) > MaxLogLine {
+			w.addLine(stream, line[:MaxLogLine])
+			line = line[MaxLogLine:]
+		}
+		w.addLine(stream, line)
+		buf = buf[i+1:]
+	}
+	if len(buf) == 0 {
+		delete(w.partial, stream)
+	} else {
+		w.partial[stream] = bytes.Clone(buf)
+	}
+	w.schedule()
+}
+
+// addLine appends one line, without its newline, to pending. w.mu is held.
+func (w *LogWriter) addLine(stream byte, line []byte) {
+	if stream != 0 {
+		w.pending.WriteByte(stream)
+	}
+	line = bytes.TrimSuffix(line, []byte{'\r'})
+	w.pending.Write(line)
+	w.pending.WriteByte('\n')
+}
+
+// schedule arranges for pending lines to be flushed. w.mu is held.
+func (w *LogWriter) schedule() {
+	if w.pending.Len() == 0 {
+		return
+	}
+	if w.pending.Len() >= logFlushSize {
+		go w.Flush()
+		return
+	}
+	if w.timer == nil {
+		w.timer = time.AfterFunc(w.interval, func() { w.Flush() })
+	}
+}
+
+// Flush stores the complete lines written so far.
+func (w *LogWriter) Flush() error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+	text := w.pending.String()
+	w.pending.Reset()
+	err := w.err
+	w.mu.Unlock()
+	if text == "" || err != nil {
+		return err
+	}
+	first, last, err := w.store.AppendLog(context.Background(), w.log.ID, text)
+	if err != nil {
+		w.mu.Lock()
+		w.err = errors.Join(w.err, err)
+		w.mu.Unlock()
+		return err
+	}
+	if w.notify != nil {
+		w.notify(&w.log, first, last)
+	}
+	return nil
+}
+
+// Close stores what is left (an unfinished last line becomes a line) and
+// marks the log complete. Later writes are dropped.
+func (w *LogWriter) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return w.err
+	}
+	for _, stream := range []byte{'h', 0, 'o', 'e'} {
+		if p, ok := w.partial[stream]; ok {
+			w.addLine(stream, p)
+		}
+	}
+	clear(w.partial)
+	w.closed = true
+	w.mu.Unlock()
+	err := w.Flush()
+	if err2 := w.store.FinishLog(context.Background(), w.log.ID); err2 != nil {
+		err = errors.Join(err, err2)
+	}
+	if w.notify != nil {
+		w.notify(&w.log, -1, -1)
+	}
+	return err
+}

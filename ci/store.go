@@ -1,0 +1,288 @@
+package ci
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors a Store returns, wrapped with what was being done. Test them with
+// errors.Is.
+var (
+	// ErrNotFound: the record asked for does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the record is not in the state the operation needs (a
+	// request already claimed, completed or cancelled).
+	ErrConflict = errors.New("conflict")
+)
+
+// A Builder is the stored record of a configured builder.
+type Builder struct {
+	ID          int64    `json:"builderid"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Tags        []string `json:"tags"`
+}
+
+// A Worker is the stored record of a configured worker.
+type Worker struct {
+	ID   int64  `json:"workerid"`
+	Name string `json:"name"`
+	// Info is what the worker said of itself when it last connected
+	// (get_worker_info: admin, host, version, os and so on).
+	Info map[string]any `json:"workerinfo"`
+	// Connected is true while the worker is attached to this master.
+	Connected bool `json:"connected"`
+	// ChangedAt is when the worker last connected or disconnected.
+	ChangedAt time.Time `json:"-"`
+}
+
+// A Buildset is a set of build requests submitted together, one per builder,
+// for the same source stamps and properties.
+type Buildset struct {
+	ID           int64         `json:"bsid"`
+	ExternalID   string        `json:"external_idstring"`
+	Reason       string        `json:"reason"`
+	SubmittedAt  time.Time     `json:"submitted_at"`
+	Complete     bool          `json:"complete"`
+	CompleteAt   time.Time     `json:"complete_at"`
+	Results      Result        `json:"results"`
+	SourceStamps []SourceStamp `json:"sourcestamps"`
+	Properties   Properties    `json:"-"`
+	// ParentBuildID is the build that triggered this buildset, if any.
+	ParentBuildID int64 `json:"parent_buildid"`
+	// Scheduler names the scheduler that submitted the buildset.
+	Scheduler string `json:"-"`
+}
+
+// A BuildRequest asks for one build of one builder. It is pending until a
+// build claims it, and complete when that build finishes (or when it is
+// cancelled before being claimed).
+type BuildRequest struct {
+	ID          int64     `json:"buildrequestid"`
+	BuildsetID  int64     `json:"buildsetid"`
+	BuilderID   int64     `json:"builderid"`
+	Priority    int       `json:"priority"`
+	SubmittedAt time.Time `json:"submitted_at"`
+	Claimed     bool      `json:"claimed"`
+	ClaimedAt   time.Time `json:"claimed_at"`
+	Complete    bool      `json:"complete"`
+	CompleteAt  time.Time `json:"complete_at"`
+	Results     Result    `json:"results"`
+	WaitedFor   bool      `json:"waited_for"`
+	// BuildID is the build that serves (or served) the request, 0 if none.
+	BuildID int64 `json:"-"`
+}
+
+// A Build is the stored record of one build.
+type Build struct {
+	ID             int64      `json:"buildid"`
+	Number         int        `json:"number"`
+	BuilderID      int64      `json:"builderid"`
+	BuildRequestID int64      `json:"buildrequestid"`
+	WorkerID       int64      `json:"workerid"`
+	StartedAt      time.Time  `json:"started_at"`
+	CompleteAt     time.Time  `json:"complete_at"`
+	Complete       bool       `json:"complete"`
+	StateString    string     `json:"state_string"`
+	Results        Result     `json:"results"`
+	Properties     Properties `json:"-"`
+}
+
+// A StepRecord is the stored record of one step of a build.
+type StepRecord struct {
+	ID          int64     `json:"stepid"`
+	BuildID     int64     `json:"buildid"`
+	Number      int       `json:"number"`
+	Name        string    `json:"name"`
+	StartedAt   time.Time `json:"started_at"`
+	CompleteAt  time.Time `json:"complete_at"`
+	Complete    bool      `json:"complete"`
+	StateString string    `json:"state_string"`
+	Results     Result    `json:"results"`
+	Hidden      bool      `json:"hidden"`
+	URLs        []StepURL `json:"urls"`
+}
+
+// A StepURL is a link a step attaches to itself.
+type StepURL struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+}
+
+// Log types, as Buildbot stores them.
+const (
+	// LogStream holds the output of a command; each stored line starts with
+	// a letter saying which stream it came from ('o' stdout, 'e' stderr,
+	// 'h' header).
+	LogStream = "s"
+	// LogText holds plain text.
+	LogText = "t"
+	// LogHTML holds an HTML fragment (never shown unescaped by Kiln).
+	LogHTML = "h"
+)
+
+// A Log is the stored record of one log of a step.
+type Log struct {
+	ID       int64  `json:"logid"`
+	StepID   int64  `json:"stepid"`
+	Name     string `json:"name"`
+	Slug     string `json:"slug"`
+	Type     string `json:"type"`
+	NumLines int    `json:"num_lines"`
+	Complete bool   `json:"complete"`
+}
+
+// A Query pages through a list ordered by ID.
+type Query struct {
+	// Limit is the most records to return; 0 means no limit.
+	Limit int
+	// Offset skips that many records first.
+	Offset int
+	// Desc orders newest (highest ID) first.
+	Desc bool
+}
+
+// A BuildQuery selects builds. Zero fields do not filter.
+type BuildQuery struct {
+	Query
+	BuilderID int64
+	WorkerID  int64
+	// Complete, when set, keeps only finished (true) or running (false)
+	// builds.
+	Complete *bool
+}
+
+// A RequestQuery selects build requests. Zero fields do not filter.
+type RequestQuery struct {
+	Query
+	BuilderID  int64
+	BuildsetID int64
+	// Complete, when set, keeps only finished (true) or unfinished (false)
+	// requests.
+	Complete *bool
+	// Claimed, when set, keeps only claimed (true) or unclaimed (false)
+	// requests.
+	Claimed *bool
+}
+
+// ChangeStore stores changes and their source stamps.
+type ChangeStore interface {
+	// AddChange stores c and a source stamp for it, and sets c.ID,
+	// c.SourceStampID. When c.DedupKey is set and a change with that key
+	// exists, nothing is stored, c is filled from the existing change, and
+	// added is false.
+	AddChange(ctx context.Context, c *Change) (added bool, err error)
+	GetChange(ctx context.Context, id int64) (*Change, error)
+	ListChanges(ctx context.Context, q Query) ([]*Change, int, error)
+}
+
+// RequestStore stores buildsets and build requests.
+type RequestStore interface {
+	// AddBuildset stores bs with its source stamps (whose IDs it sets) and
+	// one pending request per builder, in one transaction, and returns the
+	// requests. bs.ID is set.
+	AddBuildset(ctx context.Context, bs *Buildset, builderIDs []int64, priority int) ([]*BuildRequest, error)
+	GetBuildset(ctx context.Context, id int64) (*Buildset, error)
+	GetRequest(ctx context.Context, id int64) (*BuildRequest, error)
+	ListRequests(ctx context.Context, q RequestQuery) ([]*BuildRequest, int, error)
+	// PendingRequests returns the unclaimed, incomplete requests, highest
+	// priority first, then oldest first.
+	PendingRequests(ctx context.Context) ([]*BuildRequest, error)
+	// CancelRequest completes a pending request with result CANCELLED, and
+	// its buildset if that was its last incomplete request. It returns
+	// ErrConflict if the request is claimed or complete.
+	CancelRequest(ctx context.Context, id int64, at time.Time) error
+}
+
+// BuildStore stores builds and their steps.
+type BuildStore interface {
+	// StartBuild claims the requests for a new build and stores b, in one
+	// transaction. It sets b.ID and b.Number (the builder's next number);
+	// b.BuildRequestID is requestIDs[0]. It returns ErrConflict, storing
+	// nothing, if any request is no longer pending.
+	StartBuild(ctx context.Context, b *Build, requestIDs []int64) error
+	// FinishBuild records the end of a build, in one transaction: its
+	// results, state string and properties; its unfinished steps and logs
+	// are closed with the same results. Its requests complete with the
+	// build's results, or, when resubmit is true, go back to pending to be
+	// built again. Buildsets whose requests are now all complete are
+	// completed with the worst of their results; their IDs are returned.
+	FinishBuild(ctx context.Context, b *Build, resubmit bool) (completedBuildsets []int64, err error)
+	SetBuildState(ctx context.Context, id int64, state string) error
+	GetBuild(ctx context.Context, id int64) (*Build, error)
+	// FindBuild returns the build of a builder by number.
+	FindBuild(ctx context.Context, builderID int64, number int) (*Build, error)
+	ListBuilds(ctx context.Context, q BuildQuery) ([]*Build, int, error)
+	// UnfinishedBuilds returns the builds that were started but never
+	// finished: those a master was running when it stopped.
+	UnfinishedBuilds(ctx context.Context) ([]*Build, error)
+
+	// AddStep stores s, setting s.ID.
+	AddStep(ctx context.Context, s *StepRecord) error
+	// UpdateStep stores the state string, results, completion, hidden flag
+	// and URLs of s.
+	UpdateStep(ctx context.Context, s *StepRecord) error
+	GetStep(ctx context.Context, id int64) (*StepRecord, error)
+	ListSteps(ctx context.Context, buildID int64) ([]*StepRecord, error)
+}
+
+// LogStore stores the logs of steps, in chunks of whole lines.
+type LogStore interface {
+	// AddLog stores l, setting l.ID; its slug is made from its name, unique
+	// within the step.
+	AddLog(ctx context.Context, l *Log) error
+	// AppendLog adds lines to a log: text is one or more whole lines, each
+	// ending in "\n". It returns the numbers of the first and last line
+	// added (counting from 0). Appended lines can be read at once.
+	AppendLog(ctx context.Context, logID int64, text string) (first, last int, err error)
+	// FinishLog marks a log complete.
+	FinishLog(ctx context.Context, logID int64) error
+	GetLog(ctx context.Context, id int64) (*Log, error)
+	ListLogs(ctx context.Context, stepID int64) ([]*Log, error)
+	// LogLines returns lines first to last (inclusive, counting from 0) of
+	// a log, each ending in "\n"; last < 0 means to the end.
+	LogLines(ctx context.Context, logID int64, first, last int) (string, error)
+}
+
+// WorkerStore stores the configured builders and workers, and whether
+// workers are connected.
+type WorkerStore interface {
+	// EnsureBuilder returns the builder called name, storing it first if
+	// needed, with the given description and tags.
+	EnsureBuilder(ctx context.Context, name, description string, tags []string) (*Builder, error)
+	GetBuilder(ctx context.Context, id int64) (*Builder, error)
+	ListBuilders(ctx context.Context) ([]*Builder, error)
+	// EnsureWorker returns the worker called name, storing it first if
+	// needed.
+	EnsureWorker(ctx context.Context, name string) (*Worker, error)
+	// SetWorkerConnected records a worker connecting (with its info) or
+	// disconnecting (info nil keeps the last known info).
+	SetWorkerConnected(ctx context.Context, id int64, connected bool, info map[string]any, at time.Time) error
+	GetWorker(ctx context.Context, id int64) (*Worker, error)
+	ListWorkers(ctx context.Context) ([]*Worker, error)
+}
+
+// StateStore keeps small values that schedulers and other parts of the
+// master need across restarts, keyed by an object name and a key.
+type StateStore interface {
+	// GetState returns the value stored under (object, key), or
+	// ErrNotFound.
+	GetState(ctx context.Context, object, key string) ([]byte, error)
+	SetState(ctx context.Context, object, key string, value []byte) error
+}
+
+// A Store is everything the master keeps on disk. Implementations are safe
+// for concurrent use. Every method that changes records is one transaction:
+// when it returns nil, the change is durable and visible to readers.
+// Records returned are the caller's to change.
+type Store interface {
+	ChangeStore
+	RequestStore
+	BuildStore
+	LogStore
+	WorkerStore
+	StateStore
+	// Close releases the store. No method may be called after it.
+	Close() error
+}

@@ -1,0 +1,3 @@
+module github.com/kilnci/kiln
+
+go 1.26
