@@ -167,7 +167,6 @@ type RemoteCommand struct {
 	// Updates holds the last value of each update key other than stdout,
 	// stderr, header and log ("files", "stat", "elapsed", ...).
 	Updates map[string]any
-
 }
 
 // Update handles one update from the worker. WorkerConn implementations

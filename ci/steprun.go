@@ -1,16 +1,206 @@
 package ci
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+)
 
 // StepRun is one step running in one build: what a Step's Run works
-// through.
+// through to reach the worker, the build's properties and the step's logs.
+// It implements Props, so renderables can be rendered against it. Its
+// methods are safe for concurrent use.
 type StepRun struct {
+	build *runningBuild
+	rec   *StepRecord
+	opts  StepOptions
+
+	mu    sync.Mutex
+	logs  []*LogWriter
+	state string
+	urls  []StepURL
 }
 
-// Master runs builds.
-type Master struct{}
+var _ Props = (*StepRun)(nil)
 
-// AttachWorker attaches a connected worker to the master. It returns an
-// error if no worker of that name is configured or one is attached already.
-// The master detaches the worker when conn.Done is closed.
-func (m *Master) AttachWorker(ctx context.Context, conn WorkerConn) error { return nil }
+// Name returns the step's name in this build.
+func (s *StepRun) Name() string { return s.rec.Name }
+
+// Number returns the step's position in the build, from 0.
+func (s *StepRun) Number() int { return s.rec.Number }
+
+// StepID returns the stored step's ID.
+func (s *StepRun) StepID() int64 { return s.rec.ID }
+
+// BuildID returns the stored build's ID.
+func (s *StepRun) BuildID() int64 { return s.build.rec.ID }
+
+// BuildNumber returns the build's number within its builder.
+func (s *StepRun) BuildNumber() int { return s.build.rec.Number }
+
+// BuilderName returns the name of the build's builder.
+func (s *StepRun) BuilderName() string { return s.build.builder.cfg.Name }
+
+// Master returns the master running the build.
+func (s *StepRun) Master() *Master { return s.build.m }
+
+// Logger returns a logger that names the build and step.
+func (s *StepRun) Logger() *slog.Logger {
+	return s.build.m.log.With("builder", s.BuilderName(), "build", s.BuildNumber(), "step", s.Name())
+}
+
+// Property implements Props.
+func (s *StepRun) Property(name string) (any, bool) {
+	s.build.mu.Lock()
+	defer s.build.mu.Unlock()
+	return s.build.props.Get(name)
+}
+
+// SetProperty sets a property of the build, for this and later steps.
+func (s *StepRun) SetProperty(name string, value any, source string) {
+	s.build.mu.Lock()
+	defer s.build.mu.Unlock()
+	s.build.props.Set(name, value, source)
+}
+
+// Properties returns a copy of the build's properties.
+func (s *StepRun) Properties() Properties {
+	s.build.mu.Lock()
+	defer s.build.mu.Unlock()
+	return s.build.props.Clone()
+}
+
+// SourceStamp implements Props.
+func (s *StepRun) SourceStamp(codebase string) (SourceStamp, bool) {
+	for _, ss := range s.build.buildset.SourceStamps {
+		if ss.Codebase == codebase {
+			return ss, true
+		}
+	}
+	return SourceStamp{}, false
+}
+
+// SourceStamps returns the build's source stamps.
+func (s *StepRun) SourceStamps() []SourceStamp {
+	return append([]SourceStamp(nil), s.build.buildset.SourceStamps...)
+}
+
+// Worker implements Props: the build's worker and what it said of itself.
+func (s *StepRun) Worker() (string, WorkerInfo) {
+	return s.build.worker.cfg.Name, s.build.conn.Info()
+}
+
+// Render renders v for this build; see the package function Render.
+func (s *StepRun) Render(ctx context.Context, v any) (any, error) { return Render(ctx, s, v) }
+
+// RenderString renders v to a string for this build.
+func (s *StepRun) RenderString(ctx context.Context, v any) (string, error) {
+	return RenderString(ctx, s, v)
+}
+
+// RenderList renders v to a list of strings for this build.
+func (s *StepRun) RenderList(ctx context.Context, v any) ([]string, error) {
+	return RenderList(ctx, s, v)
+}
+
+// BuilderDir returns the builder's folder on the worker, as an absolute
+// path in the worker's own form.
+func (s *StepRun) BuilderDir() string {
+	info := s.build.conn.Info()
+	return info.JoinPath(info.Basedir(), s.build.builder.cfg.BuildDir())
+}
+
+// MasterDir returns the master's base folder, to which master-side paths
+// are relative.
+func (s *StepRun) MasterDir() string {
+	if s.build.m.cfg.BaseDir == "" {
+		return "."
+	}
+	return s.build.m.cfg.BaseDir
+}
+
+// RunCommand runs a remote command on the build's worker and returns when it
+// completes; see WorkerConn.RunCommand for the errors.
+func (s *StepRun) RunCommand(ctx context.Context, cmd *RemoteCommand) error {
+	cmd.RC = -1
+	return s.build.conn.RunCommand(ctx, s.BuilderName(), cmd)
+}
+
+// AddLog creates a log for the step: LogStream for command output (stdout,
+// stderr and header lines), LogText for plain text. The log is closed when
+// the step ends, if the step does not close it first.
+func (s *StepRun) AddLog(ctx context.Context, name, typ string) (*LogWriter, error) {
+	if typ == "" {
+		typ = LogStream
+	}
+	l := Log{StepID: s.rec.ID, Name: name, Type: typ}
+	m := s.build.m
+	if err := m.store.AddLog(context.WithoutCancel(ctx), &l); err != nil {
+		return nil, fmt.Errorf("add log %q: %w", name, err)
+	}
+	buildID, stepID := s.build.rec.ID, s.rec.ID
+	w := newLogWriter(l, m.store, func(l *Log, first, last int) {
+		if first < 0 {
+			m.publish(Event{Type: EventLogFinished, BuildID: buildID, StepID: stepID, LogID: l.ID})
+			return
+		}
+		m.publish(Event{Type: EventLogLines, BuildID: buildID, StepID: stepID, LogID: l.ID, FirstLine: first, LastLine: last})
+	})
+	s.mu.Lock()
+	s.logs = append(s.logs, w)
+	s.mu.Unlock()
+	return w, nil
+}
+
+// SetStateString sets the step's state, shown while it runs and after (for
+// example "compiled 12 files").
+func (s *StepRun) SetStateString(state string) {
+	s.mu.Lock()
+	s.state = state
+	s.mu.Unlock()
+}
+
+// AddURL attaches a link to the step, stored when the step ends.
+func (s *StepRun) AddURL(name, url string) {
+	s.mu.Lock()
+	s.urls = append(s.urls, StepURL{Name: name, URL: url})
+	s.rec.URLs = append([]StepURL(nil), s.urls...)
+	s.mu.Unlock()
+}
+
+// errorLog writes an error into the step's "err.text" log, as Buildbot
+// does with exceptions.
+func (s *StepRun) errorLog(text string) {
+	w, err := s.AddLog(context.Background(), "err.text", LogText)
+	if err != nil {
+		s.build.m.log.Error("could not write step error log", "err", err, "error", text)
+		return
+	}
+	w.AddStdout(text + "\n")
+	w.Close()
+}
+
+// closeLogs closes every log the step left open.
+func (s *StepRun) closeLogs() {
+	s.mu.Lock()
+	logs := s.logs
+	s.logs = nil
+	s.mu.Unlock()
+	for _, w := range logs {
+		if err := w.Close(); err != nil {
+			s.build.m.log.Error("could not store log", "log", w.Name(), "err", err)
+		}
+	}
+}
+
+// finalState returns the step's state string once it ended.
+func (s *StepRun) finalState(r Result) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	state := firstNonEmpty(s.state, s.opts.DescriptionDone, s.rec.Name)
+	if r != Success && r != Skipped {
+		state += " (" + r.String() + ")"
+	}
+	return state
+}

@@ -1,0 +1,403 @@
+package ci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+)
+
+// errStopped is the cause of a step's cancellation by StopBuild.
+type errStopped struct{ reason string }
+
+func (e errStopped) Error() string { return "build stopped: " + e.reason }
+
+// pingTimeout bounds the check that a worker answers before a build.
+const pingTimeout = 30 * time.Second
+
+// runningBuild is the master's state of one running build.
+type runningBuild struct {
+	m        *Master
+	rec      *Build
+	builder  *builderState
+	worker   *workerState
+	conn     WorkerConn
+	buildset *Buildset
+	requests []*pendingRequest
+
+	mu         sync.Mutex
+	props      Properties
+	stopped    bool
+	stopReason string
+	cancelStep context.CancelCauseFunc
+	stepNames  map[string]int
+	current    *StepRun
+}
+
+// runBuild runs one build decided on by the distributor.
+func (m *Master) runBuild(ctx context.Context, s *buildStart) {
+	defer m.buildWG.Done()
+	b, w := s.builder, s.worker
+	registered := false
+	release := func() {
+		m.mu.Lock()
+		w.running--
+		delete(w.busy, b)
+		if !registered {
+			m.starting--
+		}
+		m.idle.Broadcast()
+		m.mu.Unlock()
+		m.poke()
+	}
+	defer release()
+
+	newest := s.requests[0]
+	bs := newest.bs
+	info := s.conn.Info()
+	props := Properties{}
+	props.SetAll(b.cfg.Properties, SourceBuilder)
+	props.SetAll(w.cfg.Properties, SourceWorker)
+	if len(bs.SourceStamps) > 0 {
+		ss := bs.SourceStamps[0]
+		for _, c := range bs.SourceStamps {
+			if c.Codebase == "" {
+				ss = c
+			}
+		}
+		props.Set("branch", ss.Branch, SourceBuild)
+		props.Set("revision", ss.Revision, SourceBuild)
+		props.Set("repository", ss.Repository, SourceBuild)
+		props.Set("project", ss.Project, SourceBuild)
+		props.Set("codebase", ss.Codebase, SourceBuild)
+	}
+	props.Update(bs.Properties)
+	if bs.Scheduler != "" {
+		props.Set("scheduler", bs.Scheduler, SourceScheduler)
+	}
+	props.Set("buildername", b.cfg.Name, SourceBuilder)
+	props.Set("workername", w.cfg.Name, SourceWorker)
+	props.Set("builddir", info.JoinPath(info.Basedir(), b.cfg.BuildDir()), SourceWorker)
+
+	rec := &Build{
+		BuilderID:   b.id,
+		WorkerID:    w.id,
+		StartedAt:   m.now(),
+		StateString: "starting",
+		Properties:  props.Clone(),
+	}
+	ids := make([]int64, len(s.requests))
+	for i, r := range s.requests {
+		ids[i] = r.req.ID
+	}
+	if err := m.store.StartBuild(ctx, rec, ids); err != nil {
+		m.handleStartFailure(ctx, s, err)
+		return
+	}
+	props.Set("buildnumber", rec.Number, SourceBuild)
+	rb := &runningBuild{m: m, rec: rec, builder: b, worker: w, conn: s.conn, buildset: bs, requests: s.requests, props: props, stepNames: map[string]int{}}
+	m.mu.Lock()
+	m.running[rec.ID] = rb
+	m.starting--
+	registered = true
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.running, rec.ID)
+		m.mu.Unlock()
+	}()
+	for _, r := range s.requests {
+		r.req.Claimed, r.req.ClaimedAt, r.req.BuildID = true, rec.StartedAt, rec.ID
+	}
+	m.publish(Event{Type: EventBuildStarted, BuildID: rec.ID, BuilderID: b.id, WorkerID: w.id, RequestID: ids[0], BuildsetID: bs.ID})
+	m.log.Info("build started", "builder", b.cfg.Name, "number", rec.Number, "build", rec.ID, "worker", w.cfg.Name, "requests", ids)
+
+	results, summary := rb.run(ctx)
+	m.finishBuild(rb, results, summary)
+}
+
+// handleStartFailure puts back the requests of a build that could not be
+// stored: those still pending go back in the queue.
+func (m *Master) handleStartFailure(ctx context.Context, s *buildStart, err error) {
+	if !errors.Is(err, ErrConflict) {
+		m.log.Error("could not start build; retrying its requests shortly", "builder", s.builder.cfg.Name, "err", err)
+		time.AfterFunc(time.Second, func() { m.requeue(s.requests) })
+		return
+	}
+	var back []*pendingRequest
+	for _, r := range s.requests {
+		cur, gerr := m.store.GetRequest(context.WithoutCancel(ctx), r.req.ID)
+		if gerr == nil && !cur.Claimed && !cur.Complete {
+			back = append(back, r)
+		}
+	}
+	m.requeue(back)
+}
+
+// run runs the steps of the build and returns its results and a summary.
+func (rb *runningBuild) run(ctx context.Context) (Result, string) {
+	m := rb.m
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	err := rb.conn.Ping(pctx)
+	cancel()
+	if err != nil {
+		m.log.Warn("worker did not answer before the build; the build will be retried", "worker", rb.worker.cfg.Name, "err", err)
+		if ctx.Err() != nil {
+			return Retry, "interrupted: the master is stopping"
+		}
+		return Retry, "retry: worker did not answer"
+	}
+	results := Success
+	terminate := false
+	var failed []string
+	for i, step := range rb.builder.cfg.Steps {
+		opts := step.Options()
+		rb.mu.Lock()
+		stopped := rb.stopped
+		rb.mu.Unlock()
+		if (terminate || stopped) && !opts.AlwaysRun {
+			continue
+		}
+		r := rb.runStep(ctx, i, step, opts)
+		var term bool
+		results, term = buildResult(opts, r, results)
+		terminate = terminate || term
+		if r != Success && r != Skipped {
+			failed = append(failed, opts.Name)
+		}
+	}
+	rb.mu.Lock()
+	if rb.stopped {
+		results = Worst(results, Cancelled)
+	}
+	rb.mu.Unlock()
+	if ctx.Err() != nil && context.Cause(ctx) == errShutdown && results != Cancelled {
+		results = Retry
+	}
+	return results, buildSummary(results, failed)
+}
+
+func buildSummary(r Result, failed []string) string {
+	switch r {
+	case Success:
+		return "build successful"
+	case Skipped:
+		return "build skipped"
+	case Cancelled:
+		return "build cancelled"
+	case Retry:
+		return "retry: build interrupted"
+	}
+	return fmt.Sprintf("%s %s", map[Result]string{Warnings: "warnings", Failure: "failed", Exception: "exception"}[r], strings.Join(failed, " "))
+}
+
+// uniqueName gives a step name not used before in the build.
+func (rb *runningBuild) uniqueName(name string) string {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	n, seen := rb.stepNames[name]
+	rb.stepNames[name] = n + 1
+	if !seen {
+		return name
+	}
+	for {
+		cand := fmt.Sprintf("%s_%d", name, n)
+		if _, dup := rb.stepNames[cand]; !dup {
+			rb.stepNames[cand] = 1
+			return cand
+		}
+		n++
+	}
+}
+
+// runStep runs one step and records it; it returns the step's result.
+func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts StepOptions) Result {
+	m := rb.m
+	name := opts.Name
+	if name == "" {
+		name = "step"
+	}
+	name = rb.uniqueName(name)
+	rec := &StepRecord{
+		BuildID:     rb.rec.ID,
+		Number:      number,
+		Name:        name,
+		StartedAt:   m.now(),
+		StateString: firstNonEmpty(opts.Description, name),
+	}
+	if err := m.store.AddStep(context.WithoutCancel(ctx), rec); err != nil {
+		m.log.Error("could not record step; the build ends", "build", rb.rec.ID, "step", name, "err", err)
+		return Exception
+	}
+	m.publish(Event{Type: EventStepStarted, BuildID: rb.rec.ID, StepID: rec.ID, BuilderID: rb.builder.id})
+
+	stepCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	rb.mu.Lock()
+	rb.cancelStep = cancel
+	rb.mu.Unlock()
+	s := &StepRun{build: rb, rec: rec, opts: opts}
+	rb.mu.Lock()
+	rb.current = s
+	rb.mu.Unlock()
+
+	result, err := rb.callStep(stepCtx, s, step, opts)
+	if stepCtx.Err() != nil {
+		if cause := context.Cause(stepCtx); cause == errShutdown {
+			result, err = Retry, nil
+		} else if _, ok := cause.(errStopped); ok {
+			result, err = Cancelled, nil
+			s.errorLog("step interrupted: " + cause.Error())
+		}
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, ErrWorkerLost):
+			result = Retry
+		default:
+			result = Exception
+		}
+		s.errorLog(err.Error())
+		m.log.Warn("step could not run", "build", rb.rec.ID, "step", name, "result", result, "err", err)
+	}
+	s.closeLogs()
+
+	rb.mu.Lock()
+	rb.cancelStep = nil
+	rb.current = nil
+	rb.mu.Unlock()
+	rec.Results = result
+	rec.Complete = true
+	rec.CompleteAt = m.now()
+	rec.StateString = s.finalState(result)
+	if opts.HideIf != nil {
+		rec.Hidden = opts.HideIf(result, s)
+	}
+	if err := m.store.UpdateStep(context.WithoutCancel(ctx), rec); err != nil {
+		m.log.Error("could not record step end", "build", rb.rec.ID, "step", name, "err", err)
+	}
+	m.publish(Event{Type: EventStepFinished, BuildID: rb.rec.ID, StepID: rec.ID, BuilderID: rb.builder.id, Results: result})
+	return result
+}
+
+// callStep evaluates RunIf and runs the step, turning a panic into an
+// error.
+func (rb *runningBuild) callStep(ctx context.Context, s *StepRun, step Step, opts StepOptions) (result Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			result, err = Exception, fmt.Errorf("step panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	if opts.RunIf != nil {
+		run, err := opts.RunIf(ctx, s)
+		if err != nil {
+			return Exception, fmt.Errorf("RunIf: %w", err)
+		}
+		if !run {
+			s.SetStateString("skipped")
+			return Skipped, nil
+		}
+	}
+	return step.Run(ctx, s)
+}
+
+// finishBuild records the end of a build and wakes who waits for it.
+func (m *Master) finishBuild(rb *runningBuild, results Result, summary string) {
+	rec := rb.rec
+	rec.Results = results
+	rec.Complete = true
+	rec.CompleteAt = m.now()
+	rec.StateString = summary
+	rb.mu.Lock()
+	rec.Properties = rb.props.Clone()
+	rb.mu.Unlock()
+	resubmit := results == Retry
+	completed, err := m.store.FinishBuild(context.Background(), rec, resubmit)
+	if err != nil {
+		m.log.Error("could not record build end; it will be closed at the next start", "build", rec.ID, "err", err)
+		return
+	}
+	if resubmit {
+		for _, r := range rb.requests {
+			r.req.Claimed, r.req.BuildID = false, 0
+		}
+		m.mu.Lock()
+		stopping := m.stopping
+		m.mu.Unlock()
+		if !stopping {
+			m.requeue(rb.requests)
+		}
+	}
+	m.publish(Event{Type: EventBuildFinished, BuildID: rec.ID, BuilderID: rb.builder.id, WorkerID: rb.worker.id, RequestID: rec.BuildRequestID, BuildsetID: rb.buildset.ID, Results: results})
+	for _, id := range completed {
+		if bs, err := m.store.GetBuildset(context.Background(), id); err == nil {
+			m.publish(Event{Type: EventBuildsetComplete, BuildsetID: id, Results: bs.Results})
+		}
+	}
+	m.log.Info("build finished", "builder", rb.builder.cfg.Name, "number", rec.Number, "build", rec.ID, "results", results)
+}
+
+// StopBuild stops a running build: its current step is interrupted and ends
+// CANCELLED, and only steps with AlwaysRun run after it. It returns an error
+// wrapping ErrBuildNotRunning if no such build is running.
+func (m *Master) StopBuild(ctx context.Context, buildID int64, reason string) error {
+	if err := m.waitReady(ctx); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	rb := m.running[buildID]
+	m.mu.Unlock()
+	if rb == nil {
+		return fmt.Errorf("stop build %d: %w", buildID, ErrBuildNotRunning)
+	}
+	if reason == "" {
+		reason = "stopped"
+	}
+	rb.mu.Lock()
+	if !rb.stopped {
+		rb.stopped = true
+		rb.stopReason = reason
+		if rb.cancelStep != nil {
+			rb.cancelStep(errStopped{reason})
+		}
+	}
+	rb.mu.Unlock()
+	m.log.Info("build stopped", "build", buildID, "reason", reason)
+	return nil
+}
+
+// RunningBuilds returns the IDs of the builds running now.
+func (m *Master) RunningBuilds() []int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids := make([]int64, 0, len(m.running))
+	for id := range m.running {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// BuildProperties returns the current properties of a running build.
+func (m *Master) BuildProperties(buildID int64) (Properties, bool) {
+	m.mu.Lock()
+	rb := m.running[buildID]
+	m.mu.Unlock()
+	if rb == nil {
+		return nil, false
+	}
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	return rb.props.Clone(), true
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}

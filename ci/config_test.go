@@ -1,0 +1,104 @@
+package ci_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/ci"
+)
+
+type testScheduler struct {
+	name     string
+	builders []string
+}
+
+func (s testScheduler) Name() string           { return s.name }
+func (s testScheduler) BuilderNames() []string { return s.builders }
+
+var noop = ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) { return ci.Success, nil })
+
+type badStep struct{ ci.StepOptions }
+
+func (badStep) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) { return ci.Success, nil }
+func (badStep) Validate() error {
+	return errors.Join(ci.CheckValue(ci.Interpolate("%(prop:x")), errors.New("second problem"))
+}
+
+func TestMasterConfig_Validate(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		cfg := ci.MasterConfig{
+			Workers:    []ci.WorkerConfig{{Name: "w1", Password: "pw"}, {Name: "w2"}},
+			Builders:   []ci.BuilderConfig{{Name: "b1", Workers: []string{"w1", "w2"}, Steps: []ci.Step{noop}}},
+			Schedulers: []ci.Scheduler{testScheduler{"force", []string{"b1"}}},
+		}
+		require.NoError(t, cfg.Validate())
+		_, err := ci.NewMaster(cfg)
+		require.NoError(t, err)
+	})
+	t.Run("EveryProblem", func(t *testing.T) {
+		cfg := ci.MasterConfig{
+			Workers: []ci.WorkerConfig{{Name: "w1"}, {Name: "w1"}, {Name: ""}, {Name: "bad/name"}, {Name: "w3", MaxBuilds: -1}},
+			Builders: []ci.BuilderConfig{
+				{Name: "b1", Workers: []string{"w1", "ghost"}, Steps: []ci.Step{noop}},
+				{Name: "b1", Workers: []string{"w1"}, Steps: []ci.Step{noop}},
+				{Name: "nosteps", Workers: []string{"w1"}},
+				{Name: "noworkers", Steps: []ci.Step{noop}},
+				{Name: "badstep", Workers: []string{"w1"}, Steps: []ci.Step{badStep{ci.StepOptions{Name: "sbuild"}}, nil}},
+				{Name: "dir", Workers: []string{"w1"}, Steps: []ci.Step{noop}, WorkerBuildDir: "../escape"},
+				{Name: "props", Workers: []string{"w1"}, Steps: []ci.Step{noop}, Properties: map[string]any{"x": ci.Interpolate("%(oops")}},
+			},
+			Schedulers: []ci.Scheduler{testScheduler{"s", []string{"b1", "missing"}}, testScheduler{"s", []string{"b1"}}, testScheduler{"empty", nil}},
+		}
+		err := cfg.Validate()
+		require.Error(t, err)
+		assert.ErrorIs(t, err, ci.ErrInvalidConfig)
+		var ce *ci.ConfigError
+		require.ErrorAs(t, err, &ce)
+		want := []string{
+			`workers[1]: duplicate worker name "w1"`,
+			`workers[2]: Name is empty`,
+			`workers[3]: Name "bad/name" may only have letters`,
+			`worker "w3": MaxBuilds is negative (-1)`,
+			`builder "b1": Workers: unknown worker "ghost"`,
+			`builders[1]: duplicate builder name "b1"`,
+			`builder "nosteps": Steps is empty`,
+			`builder "noworkers": Workers is empty`,
+			`builder "badstep": Steps[0] (sbuild): interpolate "%(prop:x": unclosed %( at offset 0`,
+			`builder "badstep": Steps[0] (sbuild): second problem`,
+			`builder "badstep": Steps[1] is nil`,
+			`builder "dir": WorkerBuildDir "../escape" must be a plain folder name`,
+			`builder "props": Properties["x"]: interpolate "%(oops"`,
+			`scheduler "s": unknown builder "missing"`,
+			`schedulers[1]: duplicate scheduler name "s"`,
+			`scheduler "empty": no builders`,
+		}
+		msg := err.Error()
+		for _, w := range want {
+			assert.Contains(t, msg, w)
+		}
+		// One line per problem, after the heading.
+		assert.Equal(t, len(ce.Problems)+1, len(strings.Split(msg, "\n")))
+		assert.Len(t, ce.Problems, len(want))
+
+		m, err := ci.NewMaster(cfg)
+		assert.Nil(t, m)
+		assert.ErrorIs(t, err, ci.ErrInvalidConfig)
+	})
+	t.Run("PasswordNotShown", func(t *testing.T) {
+		w := ci.WorkerConfig{Name: "w1", Password: "s3cr3t-value"}
+		assert.NotContains(t, w.String(), "s3cr3t")
+		cfg := ci.MasterConfig{Workers: []ci.WorkerConfig{w, w}}
+		assert.NotContains(t, cfg.Validate().Error(), "s3cr3t")
+	})
+}
+
+func TestMasterConfig_DatabasePath(t *testing.T) {
+	assert.Equal(t, "state.sqlite", (&ci.MasterConfig{}).DatabasePath())
+	assert.Equal(t, "base/state.sqlite", (&ci.MasterConfig{BaseDir: "base"}).DatabasePath())
+	assert.Equal(t, "/db/x.sqlite", (&ci.MasterConfig{BaseDir: "base", Database: "/db/x.sqlite"}).DatabasePath())
+}

@@ -1,0 +1,101 @@
+package ci
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// EventType says what happened.
+type EventType string
+
+// The events a master publishes.
+const (
+	EventChangeNew          EventType = "change.new"
+	EventBuildsetNew        EventType = "buildset.new"
+	EventBuildsetComplete   EventType = "buildset.complete"
+	EventRequestNew         EventType = "buildrequest.new"
+	EventRequestCancelled   EventType = "buildrequest.cancelled"
+	EventBuildStarted       EventType = "build.started"
+	EventBuildFinished      EventType = "build.finished"
+	EventStepStarted        EventType = "step.started"
+	EventStepFinished       EventType = "step.finished"
+	EventLogLines           EventType = "log.lines"
+	EventLogFinished        EventType = "log.finished"
+	EventWorkerConnected    EventType = "worker.connected"
+	EventWorkerDisconnected EventType = "worker.disconnected"
+)
+
+// An Event tells subscribers that a record changed; they read the record
+// from the store. Only the IDs relevant to the event type are set.
+type Event struct {
+	Type       EventType
+	ChangeID   int64
+	BuildsetID int64
+	RequestID  int64
+	BuilderID  int64
+	BuildID    int64
+	StepID     int64
+	LogID      int64
+	WorkerID   int64
+	// FirstLine and LastLine are the lines a log.lines event added.
+	FirstLine, LastLine int
+	// Results is set on build.finished, step.finished and
+	// buildset.complete.
+	Results Result
+}
+
+// A Subscription receives the master's events on C, in the order they
+// happened, until Close. Events are never waited for: when C's buffer is
+// full an event is dropped and Dropped counts it, so a subscriber that falls
+// behind must re-read what it follows from the store.
+type Subscription struct {
+	C       <-chan Event
+	c       chan Event
+	bus     *bus
+	dropped atomic.Int64
+	once    sync.Once
+}
+
+// Dropped returns how many events were dropped because C was full.
+func (s *Subscription) Dropped() int64 { return s.dropped.Load() }
+
+// Close ends the subscription and closes C.
+func (s *Subscription) Close() {
+	s.once.Do(func() {
+		s.bus.mu.Lock()
+		delete(s.bus.subs, s)
+		s.bus.mu.Unlock()
+		close(s.c)
+	})
+}
+
+type bus struct {
+	mu   sync.RWMutex
+	subs map[*Subscription]struct{}
+}
+
+func newBus() *bus { return &bus{subs: map[*Subscription]struct{}{}} }
+
+func (b *bus) subscribe(buffer int) *Subscription {
+	if buffer <= 0 {
+		buffer = 256
+	}
+	c := make(chan Event, buffer)
+	s := &Subscription{C: c, c: c, bus: b}
+	b.mu.Lock()
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+	return s
+}
+
+func (b *bus) publish(e Event) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for s := range b.subs {
+		select {
+		case s.c <- e:
+		default:
+			s.dropped.Add(1)
+		}
+	}
+}

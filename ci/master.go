@@ -1,0 +1,431 @@
+package ci
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Errors of the master's methods.
+var (
+	// ErrUnknownBuilder: a request names a builder the master does not have.
+	ErrUnknownBuilder = errors.New("unknown builder")
+	// ErrUnknownWorker: a worker that is not configured tried to attach.
+	ErrUnknownWorker = errors.New("unknown worker")
+	// ErrWorkerAttached: a worker of that name is attached already.
+	ErrWorkerAttached = errors.New("worker already attached")
+	// ErrNotRunning: the master is not running (Run has not been called,
+	// or it has returned).
+	ErrNotRunning = errors.New("master not running")
+	// ErrBuildNotRunning: the build asked for is not running.
+	ErrBuildNotRunning = errors.New("build not running")
+)
+
+// errShutdown is the cause of the cancellation of builds interrupted by the
+// master stopping: they end as RETRY and are built again.
+var errShutdown = errors.New("master shutting down")
+
+// A Master schedules and runs builds, keeping every record in its store.
+// Create it with NewMaster, start it with Run. Its methods are safe for
+// concurrent use; those that act on builds wait until Run has opened the
+// store and return ErrNotRunning after Run has returned.
+type Master struct {
+	cfg MasterConfig
+	log *slog.Logger
+	now func() time.Time
+	bus *bus
+
+	builders    map[string]*builderState
+	builderList []*builderState
+	workers     map[string]*workerState
+	workerList  []*workerState
+
+	ready   chan struct{} // closed once the store is open and state recovered
+	done    chan struct{} // closed when Run returns
+	store   Store
+	runOnce sync.Once
+
+	changeMu sync.Mutex // orders AddChange calls and the listeners' view
+
+	mu       sync.Mutex
+	pending  []*pendingRequest
+	running  map[int64]*runningBuild // by build ID
+	starting int                     // builds claimed but not yet in running
+	stopping bool
+	wake     chan struct{}
+	buildWG  sync.WaitGroup
+	idle     *sync.Cond // signalled when a build ends
+}
+
+type builderState struct {
+	cfg     BuilderConfig
+	id      int64
+	workers []*workerState
+}
+
+type workerState struct {
+	cfg       WorkerConfig
+	id        int64
+	conn      WorkerConn
+	builders  []*builderState
+	running   int
+	busy      map[*builderState]bool
+	lastStart time.Time
+}
+
+type pendingRequest struct {
+	req     *BuildRequest
+	bs      *Buildset
+	builder *builderState
+}
+
+// NewMaster checks cfg and returns a master ready to Run. An invalid
+// configuration gives a *ConfigError listing every problem, and nothing is
+// started.
+func NewMaster(cfg MasterConfig) (*Master, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Master{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		bus:      newBus(),
+		builders: map[string]*builderState{},
+		workers:  map[string]*workerState{},
+		ready:    make(chan struct{}),
+		done:     make(chan struct{}),
+		running:  map[int64]*runningBuild{},
+		wake:     make(chan struct{}, 1),
+	}
+	m.idle = sync.NewCond(&m.mu)
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	for _, w := range cfg.Workers {
+		ws := &workerState{cfg: w, busy: map[*builderState]bool{}}
+		m.workers[w.Name] = ws
+		m.workerList = append(m.workerList, ws)
+	}
+	for _, b := range cfg.Builders {
+		bs := &builderState{cfg: b}
+		for _, wn := range b.Workers {
+			ws := m.workers[wn]
+			bs.workers = append(bs.workers, ws)
+			ws.builders = append(ws.builders, bs)
+		}
+		m.builders[b.Name] = bs
+		m.builderList = append(m.builderList, bs)
+	}
+	return m, nil
+}
+
+// Config returns the master's configuration. It must not be changed.
+func (m *Master) Config() *MasterConfig { return &m.cfg }
+
+// Logger returns the master's logger.
+func (m *Master) Logger() *slog.Logger { return m.log }
+
+// Now returns the master's current time (its configured clock).
+func (m *Master) Now() time.Time { return m.now() }
+
+// Store returns the master's store once Run has opened it (waiting for that
+// until ctx ends).
+func (m *Master) Store(ctx context.Context) (Store, error) {
+	if err := m.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	return m.store, nil
+}
+
+// Ready returns a channel closed once the master has opened its store and
+// recovered from its last stop: from then on it accepts changes and
+// requests.
+func (m *Master) Ready() <-chan struct{} { return m.ready }
+
+// Done returns a channel closed when Run has returned.
+func (m *Master) Done() <-chan struct{} { return m.done }
+
+func (m *Master) waitReady(ctx context.Context) error {
+	select {
+	case <-m.done:
+		return ErrNotRunning
+	default:
+	}
+	select {
+	case <-m.ready:
+		select {
+		case <-m.done:
+			return ErrNotRunning
+		default:
+			return nil
+		}
+	case <-m.done:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// BuilderID returns the stored ID of the builder called name, once the
+// master is ready.
+func (m *Master) BuilderID(name string) (int64, bool) {
+	b, ok := m.builders[name]
+	if !ok {
+		return 0, false
+	}
+	select {
+	case <-m.ready:
+		return b.id, true
+	default:
+		return 0, false
+	}
+}
+
+// Subscribe returns a subscription to the master's events, with a buffer of
+// that many events (a default if zero). Close it when done.
+func (m *Master) Subscribe(buffer int) *Subscription { return m.bus.subscribe(buffer) }
+
+func (m *Master) publish(e Event) { m.bus.publish(e) }
+
+// Run opens the store, closes the builds a previous run left unfinished (as
+// RETRY, building their requests again), starts the services and
+// schedulers, and distributes pending build requests to workers until ctx
+// ends. It then stops gracefully: no new build starts, running builds get
+// ShutdownTimeout to finish and are then interrupted (RETRY, built again on
+// the next start), services are stopped, and the store is closed. Run may be
+// called once.
+func (m *Master) Run(ctx context.Context) (err error) {
+	first := false
+	m.runOnce.Do(func() { first = true })
+	if !first {
+		return errors.New("ci: Master.Run called twice")
+	}
+	defer close(m.done)
+
+	if err := m.open(ctx); err != nil {
+		return err
+	}
+	if m.cfg.Store == nil {
+		defer func() {
+			if cerr := m.store.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("close store: %w", cerr)
+			}
+		}()
+	}
+	if err := m.recover(ctx); err != nil {
+		return err
+	}
+	close(m.ready)
+	m.log.Info("master started", "title", m.cfg.Title, "builders", len(m.builderList), "workers", len(m.workerList), "pending", len(m.pending))
+
+	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServices()
+	buildCtx, stopBuilds := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopBuilds(errShutdown)
+
+	var svcWG sync.WaitGroup
+	svcErr := make(chan error, 1)
+	start := func(name string, s Service) {
+		svcWG.Go(func() {
+			if err := s.Run(svcCtx, m); err != nil && svcCtx.Err() == nil {
+				select {
+				case svcErr <- fmt.Errorf("%s: %w", name, err):
+				default:
+				}
+			}
+		})
+	}
+	for i, s := range m.cfg.Services {
+		start(fmt.Sprintf("service %d (%T)", i, s), s)
+	}
+	for _, s := range m.cfg.Schedulers {
+		if svc, ok := s.(Service); ok {
+			start(fmt.Sprintf("scheduler %q", s.Name()), svc)
+		}
+	}
+
+	distDone := make(chan struct{})
+	go func() {
+		defer close(distDone)
+		m.distribute(buildCtx)
+	}()
+
+	select {
+	case <-ctx.Done():
+	case err = <-svcErr:
+		m.log.Error("master stopping: service failed", "err", err)
+	}
+	m.shutdown(stopBuilds)
+	<-distDone
+	stopServices()
+	svcWG.Wait()
+	m.detachAll()
+	m.log.Info("master stopped")
+	return err
+}
+
+// open opens the store and records the configured builders and workers.
+func (m *Master) open(ctx context.Context) error {
+	m.store = m.cfg.Store
+	if m.store == nil {
+		open, ok := storeDriver("sqlite")
+		if !ok {
+			return errors.New("ci: no store: set MasterConfig.Store or import github.com/kilnci/kiln/ci/sqlite")
+		}
+		path := m.cfg.DatabasePath()
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("create master folder: %w", err)
+			}
+		}
+		st, err := open(ctx, path)
+		if err != nil {
+			return fmt.Errorf("open store %s: %w", path, err)
+		}
+		m.store = st
+	}
+	for _, b := range m.builderList {
+		rec, err := m.store.EnsureBuilder(ctx, b.cfg.Name, b.cfg.Description, b.cfg.Tags)
+		if err != nil {
+			return fmt.Errorf("record builder %q: %w", b.cfg.Name, err)
+		}
+		b.id = rec.ID
+	}
+	now := m.now()
+	for _, w := range m.workerList {
+		rec, err := m.store.EnsureWorker(ctx, w.cfg.Name)
+		if err != nil {
+			return fmt.Errorf("record worker %q: %w", w.cfg.Name, err)
+		}
+		w.id = rec.ID
+		if rec.Connected {
+			if err := m.store.SetWorkerConnected(ctx, w.id, false, nil, now); err != nil {
+				return fmt.Errorf("record worker %q disconnected: %w", w.cfg.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// recover closes builds left running by a previous run and loads the
+// pending requests.
+func (m *Master) recover(ctx context.Context) error {
+	unfinished, err := m.store.UnfinishedBuilds(ctx)
+	if err != nil {
+		return fmt.Errorf("find unfinished builds: %w", err)
+	}
+	for _, b := range unfinished {
+		b.Results = Retry
+		b.Complete = true
+		b.CompleteAt = m.now()
+		b.StateString = "interrupted: the master stopped"
+		if _, err := m.store.FinishBuild(ctx, b, true); err != nil {
+			return fmt.Errorf("close interrupted build %d: %w", b.ID, err)
+		}
+		m.log.Warn("closed build interrupted by a master stop; its request will be built again", "build", b.ID, "number", b.Number)
+	}
+	reqs, err := m.store.PendingRequests(ctx)
+	if err != nil {
+		return fmt.Errorf("load pending requests: %w", err)
+	}
+	byID := map[int64]*builderState{}
+	for _, b := range m.builderList {
+		byID[b.id] = b
+	}
+	sets := map[int64]*Buildset{}
+	for _, r := range reqs {
+		b, ok := byID[r.BuilderID]
+		if !ok {
+			// A builder that is no longer configured: its requests wait
+			// until it comes back.
+			continue
+		}
+		bs, ok := sets[r.BuildsetID]
+		if !ok {
+			if bs, err = m.store.GetBuildset(ctx, r.BuildsetID); err != nil {
+				return fmt.Errorf("load buildset %d: %w", r.BuildsetID, err)
+			}
+			sets[r.BuildsetID] = bs
+		}
+		m.pending = append(m.pending, &pendingRequest{req: r, bs: bs, builder: b})
+	}
+	sortPending(m.pending)
+	return nil
+}
+
+func sortPending(p []*pendingRequest) {
+	slices.SortStableFunc(p, comparePending)
+}
+
+func comparePending(a, b *pendingRequest) int {
+	if c := cmp.Compare(b.req.Priority, a.req.Priority); c != 0 {
+		return c
+	}
+	if c := a.req.SubmittedAt.Compare(b.req.SubmittedAt); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.req.ID, b.req.ID)
+}
+
+// shutdown stops distribution, lets running builds finish for the shutdown
+// timeout, then interrupts them and waits for them to end.
+func (m *Master) shutdown(stopBuilds context.CancelCauseFunc) {
+	m.mu.Lock()
+	m.stopping = true
+	n := len(m.running) + m.starting
+	m.mu.Unlock()
+	m.poke()
+	timeout := m.cfg.ShutdownTimeout
+	if timeout == 0 {
+		timeout = DefaultShutdownTimeout
+	}
+	if n > 0 && timeout > 0 {
+		m.log.Info("waiting for running builds to finish", "builds", n, "timeout", timeout)
+		allDone := make(chan struct{})
+		go func() {
+			m.buildWG.Wait()
+			close(allDone)
+		}()
+		select {
+		case <-allDone:
+		case <-time.After(timeout):
+			m.log.Warn("interrupting running builds: they will be built again after a restart")
+		}
+	}
+	stopBuilds(errShutdown)
+	m.buildWG.Wait()
+}
+
+// detachAll forgets every attached worker and records them disconnected.
+func (m *Master) detachAll() {
+	m.mu.Lock()
+	var conns []WorkerConn
+	for _, w := range m.workerList {
+		if w.conn != nil {
+			conns = append(conns, w.conn)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range conns {
+		m.detach(c)
+	}
+}
+
+// poke wakes the distributor.
+func (m *Master) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}

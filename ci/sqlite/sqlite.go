@@ -1,0 +1,354 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kilnci/kiln/ci"
+	sqlite3 "modernc.org/sqlite"
+	sqlite3lib "modernc.org/sqlite/lib"
+)
+
+func init() {
+	ci.RegisterStoreDriver("sqlite", func(ctx context.Context, dsn string) (ci.Store, error) {
+		s, err := Open(ctx, dsn)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	})
+}
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+var _ ci.Store = (*Store)(nil)
+
+// BusyTimeout is how long a connection waits for a lock held by another
+// process (another program opening the same file) before giving up.
+const BusyTimeout = 10 * time.Second
+
+// A Store keeps a master's records in one SQLite file. It is safe for
+// concurrent use: writes go through a single connection, one transaction
+// at a time, while reads use a pool of their own.
+type Store struct {
+	// Now returns the current time, used to date the records the store
+	// creates by itself (the source stamp of a change). time.Now if nil.
+	// Set it before the store is used.
+	Now func() time.Time
+
+	path string
+	db   *sql.DB // the write connection
+	rdb  *sql.DB // the read pool
+}
+
+// Open opens the database file at path, creating it if needed, and applies
+// the migrations it lacks. The context bounds the opening and migrating.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: open: no path given")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	// A file: URI, so that any character may appear in the path; the
+	// pragmas are in the DSN so that every connection of a pool gets them.
+	name := "file:" + (&url.URL{Path: filepath.ToSlash(abs)}).EscapedPath()
+	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)", BusyTimeout.Milliseconds())
+
+	s := &Store{path: path}
+	s.db, err = sql.Open("sqlite", name+"?"+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	// One writer: transactions queue in the pool instead of failing with
+	// SQLITE_BUSY. The connection is kept open for the store's life.
+	s.db.SetMaxOpenConns(1)
+	s.db.SetMaxIdleConns(1)
+	s.db.SetConnMaxLifetime(0)
+	s.db.SetConnMaxIdleTime(0)
+	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+
+	// The readers are opened once the file is in WAL mode, which is
+	// persistent, so that they never take the write lock.
+	s.rdb, err = sql.Open("sqlite", name+"?"+pragmas+"&_pragma=query_only(ON)")
+	if err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	s.rdb.SetMaxOpenConns(n)
+	s.rdb.SetMaxIdleConns(n)
+	if err := s.rdb.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database. The last connection to close checkpoints
+// the write-ahead log into the database file.
+func (s *Store) Close() error {
+	var errs []error
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	errs = append(errs, s.db.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	return nil
+}
+
+// Path returns the path the store was opened with.
+func (s *Store) Path() string { return s.path }
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// migrate applies, in name order, the embedded migrations not yet recorded
+// in the migrations table, each in its own transaction with its record.
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (
+		name       TEXT PRIMARY KEY,
+		applied_at INTEGER NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("create migrations table: %w", err)
+	}
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := s.migrateFile(ctx, name); err != nil {
+			return fmt.Errorf("migration %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) migrateFile(ctx context.Context, name string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM migrations WHERE name = ?`, name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		text, err := fs.ReadFile(migrationFS, name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(text)); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, name, s.now().UnixMicro())
+		return err
+	})
+}
+
+// write runs f in a write transaction (BEGIN IMMEDIATE on the single write
+// connection) and commits it if f returns nil.
+func (s *Store) write(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// read runs f in a read transaction, which sees one snapshot of the
+// database, so that a page and its total count agree.
+func (s *Store) read(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return f(tx)
+}
+
+// notFound is the error for a missing record.
+func notFound(what string, id int64) error {
+	return fmt.Errorf("%s %d: %w", what, id, ci.ErrNotFound)
+}
+
+// isConstraint reports whether err is a violation of a foreign key or
+// uniqueness constraint.
+func isConstraint(err error, code int) bool {
+	var e *sqlite3.Error
+	return errors.As(err, &e) && e.Code() == code
+}
+
+const (
+	errForeignKey = sqlite3lib.SQLITE_CONSTRAINT_FOREIGNKEY
+	errUnique     = sqlite3lib.SQLITE_CONSTRAINT_UNIQUE
+)
+
+// refErr turns a foreign key violation (a record naming another that does
+// not exist) into an error wrapping ci.ErrNotFound.
+func refErr(err error) error {
+	if isConstraint(err, errForeignKey) {
+		return fmt.Errorf("%w: a referenced record does not exist (%v)", ci.ErrNotFound, err)
+	}
+	return err
+}
+
+// Column codecs.
+
+// timeArg returns t as integer microseconds since the epoch, or nil (NULL)
+// for the zero time.
+func timeArg(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+// timeCol scans a column written by timeArg: NULL is the zero time, others
+// come back in UTC.
+type timeCol struct{ t *time.Time }
+
+func (c timeCol) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*c.t = time.Time{}
+	case int64:
+		*c.t = time.UnixMicro(x).UTC()
+	default:
+		return fmt.Errorf("time column holds %T", v)
+	}
+	return nil
+}
+
+// idArg returns id, or nil (NULL) for 0, for optional references.
+func idArg(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+// nullInt scans an integer column where NULL means 0.
+type nullInt[T ~int | ~int64] struct{ p *T }
+
+func (c nullInt[T]) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*c.p = 0
+	case int64:
+		*c.p = T(x)
+	default:
+		return fmt.Errorf("integer column holds %T", v)
+	}
+	return nil
+}
+
+// resultArg returns r for a results column of a finished record, or nil
+// (NULL) while it is not finished.
+func resultArg(r ci.Result, complete bool) any {
+	if !complete {
+		return nil
+	}
+	return int64(r)
+}
+
+// jsonArg encodes v for a JSON column.
+func jsonArg(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// jsonCol scans a JSON column into v.
+type jsonCol struct{ v any }
+
+func (c jsonCol) Scan(v any) error {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case string:
+		b = []byte(x)
+	case []byte:
+		b = x
+	default:
+		return fmt.Errorf("JSON column holds %T", v)
+	}
+	return json.Unmarshal(b, c.v)
+}
+
+// Properties are stored as Buildbot does, each as [value, source].
+
+func propsArg(p ci.Properties) (string, error) {
+	m := make(map[string][2]any, len(p))
+	for k, v := range p {
+		m[k] = [2]any{v.Value, v.Source}
+	}
+	return jsonArg(m)
+}
+
+type propsCol struct{ p *ci.Properties }
+
+func (c propsCol) Scan(v any) error {
+	var m map[string][2]any
+	if err := (jsonCol{&m}).Scan(v); err != nil {
+		return err
+	}
+	p := make(ci.Properties, len(m))
+	for k, pair := range m {
+		src, _ := pair[1].(string)
+		p[k] = ci.Property{Value: pair[0], Source: src}
+	}
+	*c.p = p
+	return nil
+}
+
+// page returns the ORDER BY, LIMIT and OFFSET clauses of q, ordering by
+// col.
+func page(q ci.Query, col string) (string, []any) {
+	dir := "ASC"
+	if q.Desc {
+		dir = "DESC"
+	}
+	limit := int64(-1)
+	if q.Limit > 0 {
+		limit = int64(q.Limit)
+	}
+	return fmt.Sprintf(" ORDER BY %s %s LIMIT ? OFFSET ?", col, dir), []any{limit, max(q.Offset, 0)}
+}
+
+// where joins conditions into a WHERE clause ("" when there are none).
+func where(conds []string) string {
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
+}

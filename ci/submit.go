@@ -1,0 +1,159 @@
+package ci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// AddChange stores a change and hands it to the schedulers that listen for
+// changes, which may submit buildsets for it. When AddChange returns nil the
+// change and those buildsets are durable. A change whose DedupKey was seen
+// before is not stored again: c is filled from the stored one and added is
+// false, and the schedulers are not told again.
+func (m *Master) AddChange(ctx context.Context, c *Change) (added bool, err error) {
+	if err := m.waitReady(ctx); err != nil {
+		return false, err
+	}
+	if c.When.IsZero() {
+		c.When = m.now()
+	}
+	m.changeMu.Lock()
+	defer m.changeMu.Unlock()
+	added, err = m.store.AddChange(ctx, c)
+	if err != nil {
+		return false, fmt.Errorf("add change: %w", err)
+	}
+	if !added {
+		m.log.Info("change already received", "change", c.ID)
+		return false, nil
+	}
+	m.publish(Event{Type: EventChangeNew, ChangeID: c.ID})
+	m.log.Info("change added", "change", c.ID, "repository", c.Repository, "branch", c.Branch, "revision", c.Revision, "category", c.Category)
+	for _, s := range m.cfg.Schedulers {
+		l, ok := s.(ChangeListener)
+		if !ok {
+			continue
+		}
+		if err := l.OnChange(ctx, m, c); err != nil {
+			m.log.Error("scheduler could not handle change", "scheduler", s.Name(), "change", c.ID, "err", err)
+		}
+	}
+	return true, nil
+}
+
+// A Submission asks for builds: one build request per builder, together a
+// buildset.
+type Submission struct {
+	// Builders names the builders to build on.
+	Builders []string
+	// Reason says why, for people ("forced by alice: release").
+	Reason string
+	// SourceStamps say which source to build, one per codebase.
+	SourceStamps []SourceStamp
+	// Properties are given to the builds (with their own sources).
+	Properties Properties
+	// Priority orders pending requests: higher first, then oldest first.
+	Priority int
+	// Scheduler names the scheduler submitting.
+	Scheduler string
+	// ExternalID is an identifier for the submitter's own use.
+	ExternalID string
+	// ParentBuildID is the build that triggered this submission, if any.
+	ParentBuildID int64
+	// WaitedFor marks requests whose submitter waits for their results.
+	WaitedFor bool
+}
+
+// Submit stores a buildset with one pending request per builder, and
+// returns them once durable. The requests are built when a worker is free.
+func (m *Master) Submit(ctx context.Context, s Submission) (*Buildset, []*BuildRequest, error) {
+	if err := m.waitReady(ctx); err != nil {
+		return nil, nil, err
+	}
+	if len(s.Builders) == 0 {
+		return nil, nil, errors.New("submit: no builders given")
+	}
+	var states []*builderState
+	var ids []int64
+	for _, name := range s.Builders {
+		b, ok := m.builders[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("submit: %w %q", ErrUnknownBuilder, name)
+		}
+		states = append(states, b)
+		ids = append(ids, b.id)
+	}
+	props := s.Properties.Clone()
+	if props == nil {
+		props = Properties{}
+	}
+	bs := &Buildset{
+		ExternalID:    s.ExternalID,
+		Reason:        s.Reason,
+		SubmittedAt:   m.now(),
+		SourceStamps:  append([]SourceStamp(nil), s.SourceStamps...),
+		Properties:    props,
+		ParentBuildID: s.ParentBuildID,
+		Scheduler:     s.Scheduler,
+	}
+	if len(bs.SourceStamps) == 0 {
+		bs.SourceStamps = []SourceStamp{{}}
+	}
+	reqs, err := m.store.AddBuildset(ctx, bs, ids, s.Priority)
+	if err != nil {
+		return nil, nil, fmt.Errorf("submit: %w", err)
+	}
+	if s.WaitedFor {
+		for _, r := range reqs {
+			r.WaitedFor = true
+		}
+	}
+	m.publish(Event{Type: EventBuildsetNew, BuildsetID: bs.ID})
+	m.mu.Lock()
+	for i, r := range reqs {
+		m.pending = append(m.pending, &pendingRequest{req: r, bs: bs, builder: states[i]})
+	}
+	sortPending(m.pending)
+	m.mu.Unlock()
+	for i, r := range reqs {
+		m.publish(Event{Type: EventRequestNew, RequestID: r.ID, BuildsetID: bs.ID, BuilderID: states[i].id})
+	}
+	m.log.Info("buildset submitted", "buildset", bs.ID, "builders", s.Builders, "reason", s.Reason)
+	m.poke()
+	return bs, reqs, nil
+}
+
+// CancelRequest cancels a pending build request: it completes with result
+// CANCELLED. A request already claimed by a build gives an error wrapping
+// ErrConflict (stop the build instead).
+func (m *Master) CancelRequest(ctx context.Context, id int64) error {
+	if err := m.waitReady(ctx); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	var found *pendingRequest
+	for i, p := range m.pending {
+		if p.req.ID == id {
+			found = p
+			m.pending = append(m.pending[:i], m.pending[i+1:]...)
+			break
+		}
+	}
+	m.mu.Unlock()
+	if found == nil {
+		if _, err := m.store.GetRequest(ctx, id); err != nil {
+			return fmt.Errorf("cancel request %d: %w", id, err)
+		}
+		return fmt.Errorf("cancel request %d: %w: it is not pending", id, ErrConflict)
+	}
+	if err := m.store.CancelRequest(ctx, id, m.now()); err != nil {
+		return fmt.Errorf("cancel request %d: %w", id, err)
+	}
+	m.publish(Event{Type: EventRequestCancelled, RequestID: id, BuildsetID: found.bs.ID, BuilderID: found.builder.id, Results: Cancelled})
+	if bs, err := m.store.GetBuildset(ctx, found.bs.ID); err == nil && bs.Complete {
+		m.publish(Event{Type: EventBuildsetComplete, BuildsetID: bs.ID, Results: bs.Results})
+	}
+	m.log.Info("build request cancelled", "request", id)
+	return nil
+}

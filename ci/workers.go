@@ -1,0 +1,121 @@
+package ci
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// AttachWorker attaches a connected worker to the master: the master tells
+// it its builders (SetBuilders), records it as connected with its info, and
+// starts giving it builds. It returns an error wrapping ErrUnknownWorker if
+// no worker of that name is configured, or ErrWorkerAttached if one is
+// attached already. The master detaches the worker when conn.Done is
+// closed; builds running on it then end as RETRY and are built again.
+func (m *Master) AttachWorker(ctx context.Context, conn WorkerConn) error {
+	if err := m.waitReady(ctx); err != nil {
+		return err
+	}
+	name := conn.Name()
+	w, ok := m.workers[name]
+	if !ok {
+		return fmt.Errorf("attach worker %q: %w", name, ErrUnknownWorker)
+	}
+	m.mu.Lock()
+	if w.conn != nil {
+		m.mu.Unlock()
+		return fmt.Errorf("attach worker %q: %w", name, ErrWorkerAttached)
+	}
+	w.conn = conn // reserve the name while the builders are set up
+	m.mu.Unlock()
+
+	dirs := make([]BuilderDir, 0, len(w.builders))
+	for _, b := range w.builders {
+		dirs = append(dirs, BuilderDir{Builder: b.cfg.Name, Dir: b.cfg.BuildDir()})
+	}
+	fail := func(err error) error {
+		m.mu.Lock()
+		if w.conn == conn {
+			w.conn = nil
+		}
+		m.mu.Unlock()
+		return err
+	}
+	if err := conn.SetBuilders(ctx, dirs); err != nil {
+		return fail(fmt.Errorf("attach worker %q: set builders: %w", name, err))
+	}
+	if err := m.store.SetWorkerConnected(ctx, w.id, true, conn.Info(), m.now()); err != nil {
+		return fail(fmt.Errorf("attach worker %q: %w", name, err))
+	}
+	m.publish(Event{Type: EventWorkerConnected, WorkerID: w.id})
+	m.log.Info("worker attached", "worker", name, "builders", len(dirs))
+	go func() {
+		select {
+		case <-conn.Done():
+		case <-m.done:
+		}
+		m.detach(conn)
+	}()
+	m.poke()
+	return nil
+}
+
+// detach forgets conn if it is still its worker's connection.
+func (m *Master) detach(conn WorkerConn) {
+	w := m.workers[conn.Name()]
+	m.mu.Lock()
+	if w == nil || w.conn != conn {
+		m.mu.Unlock()
+		return
+	}
+	w.conn = nil
+	m.mu.Unlock()
+	if err := m.store.SetWorkerConnected(context.Background(), w.id, false, nil, m.now()); err != nil {
+		m.log.Error("could not record worker disconnected", "worker", w.cfg.Name, "err", err)
+	}
+	m.publish(Event{Type: EventWorkerDisconnected, WorkerID: w.id})
+	m.log.Info("worker detached", "worker", w.cfg.Name)
+}
+
+// WorkerConn returns the connection of the attached worker called name.
+func (m *Master) WorkerConn(name string) (WorkerConn, bool) {
+	w, ok := m.workers[name]
+	if !ok {
+		return nil, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return w.conn, w.conn != nil
+}
+
+// WorkerConfig returns the configuration of the worker called name.
+func (m *Master) WorkerConfig(name string) (WorkerConfig, bool) {
+	w, ok := m.workers[name]
+	if !ok {
+		return WorkerConfig{}, false
+	}
+	return w.cfg, true
+}
+
+// A WorkerStatus is what the master knows of a configured worker now.
+type WorkerStatus struct {
+	Name      string
+	ID        int64
+	Connected bool
+	// Running is the number of builds running on the worker.
+	Running int
+	// LastBuild is when the worker last started a build.
+	LastBuild time.Time
+}
+
+// Workers returns the status of every configured worker, in configuration
+// order.
+func (m *Master) Workers() []WorkerStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]WorkerStatus, 0, len(m.workerList))
+	for _, w := range m.workerList {
+		out = append(out, WorkerStatus{Name: w.cfg.Name, ID: w.id, Connected: w.conn != nil, Running: w.running, LastBuild: w.lastStart})
+	}
+	return out
+}
