@@ -235,7 +235,21 @@ func (in *Interpolation) Render(ctx context.Context, p Props) (any, error) {
 	return in.render(ctx, p)
 }
 
+// RenderShell renders the format for use as a /bin/sh command line: every
+// value substituted (a property, a source stamp attribute, a keyword, a
+// secret) is quoted so that the shell takes it as one literal word, whatever
+// it holds; the format's own text is left as written. Steps that run a
+// shell string render an Interpolate this way, so that branch names, tags
+// and other data from outside never become shell syntax.
+func (in *Interpolation) RenderShell(ctx context.Context, p Props) (string, error) {
+	return in.renderMode(ctx, p, true)
+}
+
 func (in *Interpolation) render(ctx context.Context, p Props) (string, error) {
+	return in.renderMode(ctx, p, false)
+}
+
+func (in *Interpolation) renderMode(ctx context.Context, p Props, shell bool) (string, error) {
 	if in.err != nil {
 		return "", in.err
 	}
@@ -245,7 +259,7 @@ func (in *Interpolation) render(ctx context.Context, p Props) (string, error) {
 			b.WriteString(part.literal)
 			continue
 		}
-		s, err := in.substitute(ctx, p, part.sub)
+		s, err := in.substitute(ctx, p, part.sub, shell)
 		if err != nil {
 			return "", err
 		}
@@ -307,7 +321,7 @@ func (in *Interpolation) lookup(ctx context.Context, p Props, sub *substitution)
 	return nil, false, nil
 }
 
-func (in *Interpolation) substitute(ctx context.Context, p Props, sub *substitution) (string, error) {
+func (in *Interpolation) substitute(ctx context.Context, p Props, sub *substitution, shell bool) (string, error) {
 	v, ok, err := in.lookup(ctx, p, sub)
 	if err != nil {
 		return "", err
@@ -315,27 +329,41 @@ func (in *Interpolation) substitute(ctx context.Context, p Props, sub *substitut
 	switch sub.mode {
 	case '-':
 		if !ok {
-			return sub.a.render(ctx, p)
+			return sub.a.renderMode(ctx, p, shell)
 		}
 	case '~':
 		if !ok || !truthy(v) {
-			return sub.a.render(ctx, p)
+			return sub.a.renderMode(ctx, p, shell)
 		}
 	case '+':
 		if !ok {
 			return "", nil
 		}
-		return sub.a.render(ctx, p)
+		return sub.a.renderMode(ctx, p, shell)
 	case '?':
 		if ok {
-			return sub.a.render(ctx, p)
+			return sub.a.renderMode(ctx, p, shell)
 		}
-		return sub.b.render(ctx, p)
+		return sub.b.renderMode(ctx, p, shell)
 	case '#':
 		if ok && truthy(v) {
-			return sub.a.render(ctx, p)
+			return sub.a.renderMode(ctx, p, shell)
 		}
-		return sub.b.render(ctx, p)
+		return sub.b.renderMode(ctx, p, shell)
+	}
+	if shell {
+		return ShellQuote(FormatValue(v)), nil
 	}
 	return FormatValue(v), nil
+}
+
+// ShellQuote quotes s for /bin/sh so that it is read as one word with
+// exactly that text.
+func ShellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -199,3 +199,18 @@ func ExampleRenderFunc() {
 	fmt.Println(s)
 	// Output: ARCH=i386
 }
+
+func TestInterpolate_RenderShell(t *testing.T) {
+	p := testProps()
+	p.Properties.Set("branch", "x; rm -rf / #", ci.SourceChange)
+	p.Properties.Set("quote", "it's", ci.SourceChange)
+	in := ci.Interpolate("git log %(prop:branch)s | grep %(prop:quote)s && echo %(prop:arch)s %(prop:none:-literal $HOME)s")
+	got, err := in.RenderShell(context.Background(), p)
+	require.NoError(t, err)
+	assert.Equal(t, `git log 'x; rm -rf / #' | grep 'it'\''s' && echo amd64 literal $HOME`, got)
+	// Plain rendering is unchanged.
+	plain, err := ci.RenderString(context.Background(), p, in)
+	require.NoError(t, err)
+	assert.Equal(t, `git log x; rm -rf / # | grep it's && echo amd64 literal $HOME`, plain)
+	assert.Equal(t, "''", ci.ShellQuote(""))
+}

@@ -279,7 +279,7 @@ func (s *Store) AddStep(ctx context.Context, st *ci.StepRecord) error {
 		err := tx.QueryRowContext(ctx, `INSERT INTO steps (build_id, number, name, started_at, complete_at, complete,
 			state_string, results, hidden, urls) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			st.BuildID, st.Number, st.Name, timeArg(st.StartedAt), timeArg(st.CompleteAt), st.Complete,
-			st.StateString, resultArg(st.Results, st.Complete), st.Hidden, urls).Scan(&st.ID)
+			st.StateString, int64(st.Results), st.Hidden, urls).Scan(&st.ID)
 		return refErr(err)
 	})
 	if err != nil {
@@ -298,7 +298,7 @@ func (s *Store) UpdateStep(ctx context.Context, st *ci.StepRecord) error {
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE steps SET state_string = ?, results = ?, complete = ?, complete_at = ?,
 			hidden = ?, urls = ? WHERE id = ?`,
-			st.StateString, resultArg(st.Results, st.Complete), st.Complete, timeArg(st.CompleteAt), st.Hidden, urls, st.ID)
+			st.StateString, int64(st.Results), st.Complete, timeArg(st.CompleteAt), st.Hidden, urls, st.ID)
 		if err != nil {
 			return err
 		}

@@ -219,6 +219,9 @@ func refErr(err error) error {
 	return err
 }
 
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
 // Column codecs.
 
 // timeArg returns t as integer microseconds since the epoch, or nil (NULL)
@@ -267,15 +270,6 @@ func (c nullInt[T]) Scan(v any) error {
 		return fmt.Errorf("integer column holds %T", v)
 	}
 	return nil
-}
-
-// resultArg returns r for a results column of a finished record, or nil
-// (NULL) while it is not finished.
-func resultArg(r ci.Result, complete bool) any {
-	if !complete {
-		return nil
-	}
-	return int64(r)
 }
 
 // jsonArg encodes v for a JSON column.

@@ -41,7 +41,7 @@ func (s *Store) EnsureBuilder(ctx context.Context, name, description string, tag
 
 const builderCols = `id, name, description, tags`
 
-func scanBuilder(row interface{ Scan(...any) error }) (*ci.Builder, error) {
+func scanBuilder(row scanner) (*ci.Builder, error) {
 	b := &ci.Builder{}
 	if err := row.Scan(&b.ID, &b.Name, &b.Description, jsonCol{&b.Tags}); err != nil {
 		return nil, err
@@ -109,7 +109,7 @@ func (s *Store) EnsureWorker(ctx context.Context, name string) (*ci.Worker, erro
 
 const workerCols = `id, name, info, connected, changed_at`
 
-func scanWorker(row interface{ Scan(...any) error }) (*ci.Worker, error) {
+func scanWorker(row scanner) (*ci.Worker, error) {
 	w := &ci.Worker{}
 	if err := row.Scan(&w.ID, &w.Name, jsonCol{&w.Info}, &w.Connected, timeCol{&w.ChangedAt}); err != nil {
 		return nil, err
@@ -217,7 +217,7 @@ func (s *Store) SetState(ctx context.Context, object, key string, value []byte) 
 }
 
 // scanAll scans every row with scan and closes rows.
-func scanAll[T any](rows *sql.Rows, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
+func scanAll[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
 	defer rows.Close()
 	var list []T
 	for rows.Next() {
