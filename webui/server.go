@@ -1,0 +1,69 @@
+package webui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/kilnci/kiln/ci"
+)
+
+// Server is a ci.Service that serves a master's web application over
+// HTTP until the master stops. The zero value listens on the master's
+// HTTPAddr and serves Handler alone.
+type Server struct {
+	// Addr overrides the master's HTTPAddr.
+	Addr string
+	// Listener, when set, is served instead of listening on an address
+	// (tests pass one on 127.0.0.1:0).
+	Listener net.Listener
+	// Mounts adds handlers beside the web application, by path pattern
+	// (for example "/change_hook/" for the change hooks).
+	Mounts map[string]http.Handler
+}
+
+// Run implements ci.Service.
+func (s *Server) Run(ctx context.Context, m *ci.Master) error {
+	ln := s.Listener
+	if ln == nil {
+		addr := s.Addr
+		if addr == "" {
+			addr = m.Config().HTTPAddr
+		}
+		if addr == "" {
+			addr = ci.DefaultHTTPAddr
+		}
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("web: %w", err)
+		}
+	}
+	mux := http.NewServeMux()
+	app := Handler(m)
+	mux.Handle("/", app)
+	for pattern, h := range s.Mounts {
+		mux.Handle(pattern, h)
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	m.Logger().Info("web server listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("web: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("web: shut down: %w", err)
+	}
+	return nil
+}
