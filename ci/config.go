@@ -138,8 +138,8 @@ func (b *BuilderConfig) BuildDir() string {
 // that works in the background (timers) also implements Service, and the
 // master runs it as it runs services.
 type Scheduler interface {
-	// Name identifies the scheduler; it is unique in a master.
-	Name() string
+	// SchedulerName identifies the scheduler; it is unique in a master.
+	SchedulerName() string
 	// BuilderNames lists the builders the scheduler may submit to; the
 	// master checks that they exist.
 	BuilderNames() []string
@@ -262,7 +262,7 @@ func (c *MasterConfig) Validate() error {
 			add("schedulers[%d] is nil", i)
 			continue
 		}
-		name := s.Name()
+		name := s.SchedulerName()
 		switch {
 		case name == "":
 			add("schedulers[%d]: name is empty", i)

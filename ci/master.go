@@ -251,7 +251,7 @@ func (m *Master) Run(ctx context.Context) (err error) {
 	}
 	for _, s := range m.cfg.Schedulers {
 		if svc, ok := s.(Service); ok {
-			start(fmt.Sprintf("scheduler %q", s.Name()), svc)
+			start(fmt.Sprintf("scheduler %q", s.SchedulerName()), svc)
 		}
 	}
 

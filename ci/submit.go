@@ -36,7 +36,7 @@ func (m *Master) AddChange(ctx context.Context, c *Change) (added bool, err erro
 			continue
 		}
 		if err := l.OnChange(ctx, m, c); err != nil {
-			m.log.Error("scheduler could not handle change", "scheduler", s.Name(), "change", c.ID, "err", err)
+			m.log.Error("scheduler could not handle change", "scheduler", s.SchedulerName(), "change", c.ID, "err", err)
 		}
 	}
 	return true, nil
