@@ -17,7 +17,7 @@ type testScheduler struct {
 	builders []string
 }
 
-func (s testScheduler) SchedulerName() string           { return s.name }
+func (s testScheduler) SchedulerName() string  { return s.name }
 func (s testScheduler) BuilderNames() []string { return s.builders }
 
 var noop = ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) { return ci.Success, nil })
