@@ -1,0 +1,332 @@
+package command
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// outputSettings are the master's set_worker_settings, resolved.
+type outputSettings struct {
+	size    int
+	timeout time.Duration // negative: no waiting
+	maxLine int
+	newline func(string) string
+}
+
+// output cuts a command's text updates into lines and sends the updates to
+// the Host in batches: buildbot-worker's ProtocolCommandBase.send_update
+// with its LineBoundaryFinder per stream and its BufferManager. It is safe
+// for concurrent use; the Host is called with mu held, so its calls never
+// overlap and keep the order of the updates.
+type output struct {
+	ctx  context.Context
+	host Host
+	set  outputSettings
+
+	mu     sync.Mutex
+	lines  map[streamKey]*lineFinder
+	buf    []entry
+	buflen int
+	timer  *time.Timer
+	gen    int // counts flushes, so that a stale timer does nothing
+	done   bool
+	err    error
+}
+
+// A streamKey names a text stream: "stdout", "stderr", "header", or a log
+// file (log set).
+type streamKey struct {
+	name string
+	log  bool
+}
+
+// An entry is one update waiting in the buffer. Text updates are kept as
+// bytes, so that joining consecutive ones of the same stream is cheap.
+type entry struct {
+	key   string
+	value any         // other updates
+	log   string      // log file name, for "log"
+	text  []byte      // text updates
+	times []time.Time // text updates
+}
+
+func (e *entry) isText() bool { return e.value == nil && e.times != nil }
+
+func newOutput(ctx context.Context, h Host, set outputSettings) *output {
+	return &output{ctx: ctx, host: h, set: set, lines: map[streamKey]*lineFinder{}}
+}
+
+// send adds updates, as one send_update call: the text ones go through
+// their stream's line finder, and what makes whole lines joins the buffer.
+func (o *output) send(updates ...Update) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil || o.done {
+		return
+	}
+	now := time.Now()
+	for _, u := range updates {
+		switch u.Key {
+		case "stdout", "stderr", "header":
+			s, _ := u.Value.(string)
+			o.appendText(streamKey{name: u.Key}, s, now)
+		case "log":
+			lv, _ := u.Value.([2]string)
+			o.appendText(streamKey{name: lv[0], log: true}, lv[1], now)
+		default:
+			o.appendEntry(entry{key: u.Key, value: u.Value})
+		}
+	}
+	if o.set.timeout < 0 {
+		o.sendBuffered()
+	}
+}
+
+func (o *output) appendText(k streamKey, s string, now time.Time) {
+	lf := o.lines[k]
+	if lf == nil {
+		lf = &lineFinder{}
+		o.lines[k] = lf
+	}
+	text, times := lf.append(s, now, o.set.maxLine, o.set.newline)
+	if len(times) > 0 {
+		o.appendLines(k, text, times)
+	}
+}
+
+func (o *output) appendLines(k streamKey, text []byte, times []time.Time) {
+	e := entry{key: k.name, text: text, times: times}
+	if k.log {
+		e.key, e.log = "log", k.name
+	}
+	o.appendEntry(e)
+}
+
+// appendEntry is BufferManager.append.
+func (o *output) appendEntry(e entry) {
+	n := 20
+	if e.isText() {
+		n = len(e.text) + 16*len(e.times)
+	}
+	if n <= o.set.size-o.buflen {
+		o.join(e)
+		o.buflen += n
+		o.startTimer()
+		return
+	}
+	o.sendBuffered()
+	if n <= o.set.size {
+		o.buf = append(o.buf, e)
+		o.buflen += n
+		o.startTimer()
+		return
+	}
+	if !e.isText() {
+		o.sendEntries([]entry{e})
+		return
+	}
+	// Too big for one batch: send it in parts of whole lines, each within
+	// the buffer size (a single overlong line is sent alone).
+	start, line := 0, 0
+	for line < len(e.times) {
+		end, count := start, 0
+		for line+count < len(e.times) {
+			next := end + indexNewline(e.text[end:]) + 1
+			size := next - start + 16*(count+1)
+			if count > 0 && size > o.set.size {
+				break
+			}
+			end = next
+			count++
+		}
+		part := e
+		part.text = e.text[start:end]
+		part.times = e.times[line : line+count]
+		o.sendEntries([]entry{part})
+		start, line = end, line+count
+	}
+}
+
+func indexNewline(b []byte) int {
+	for i, c := range b {
+		if c == '\n' {
+			return i
+		}
+	}
+	return len(b) - 1
+}
+
+// join adds e to the buffer, extending the last entry when it is text of
+// the same stream.
+func (o *output) join(e entry) {
+	if n := len(o.buf); n > 0 && e.isText() {
+		last := &o.buf[n-1]
+		if last.isText() && last.key == e.key && last.log == e.log {
+			last.text = append(last.text, e.text...)
+			last.times = append(last.times, e.times...)
+			return
+		}
+	}
+	// The text of a new entry was made for it by its line finder, so it
+	// may be extended in place.
+	o.buf = append(o.buf, e)
+}
+
+func (o *output) startTimer() {
+	if o.set.timeout < 0 || o.timer != nil {
+		return
+	}
+	gen := o.gen
+	o.timer = time.AfterFunc(o.set.timeout, func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.gen == gen {
+			o.sendBuffered()
+		}
+	})
+}
+
+// sendBuffered sends what the buffer holds. o.mu is held.
+func (o *output) sendBuffered() {
+	o.gen++
+	if o.timer != nil {
+		o.timer.Stop()
+		o.timer = nil
+	}
+	buf := o.buf
+	o.buf, o.buflen = nil, 0
+	o.sendEntries(buf)
+}
+
+// sendEntries calls the Host. o.mu is held.
+func (o *output) sendEntries(entries []entry) {
+	if len(entries) == 0 || o.err != nil {
+		return
+	}
+	updates := make([]Update, len(entries))
+	for i, e := range entries {
+		switch {
+		case !e.isText():
+			updates[i] = Update{Key: e.key, Value: e.value}
+		case e.key == "log":
+			updates[i] = Update{Key: e.key, Value: [2]string{e.log, string(e.text)}, Times: e.times}
+		default:
+			updates[i] = Update{Key: e.key, Value: string(e.text), Times: e.times}
+		}
+	}
+	if err := o.host.Update(o.ctx, updates); err != nil {
+		o.err = err
+	}
+}
+
+// flush sends everything now, unfinished lines included (each gets a
+// newline): buildbot-worker's flush_command_output, done when a command
+// completes or is interrupted. Streams are flushed in the order of their
+// names.
+func (o *output) flush() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	keys := make([]streamKey, 0, len(o.lines))
+	for k, lf := range o.lines {
+		if len(lf.partial) > 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b streamKey) int { return cmp.Compare(a.name, b.name) })
+	for _, k := range keys {
+		text, times := o.lines[k].flush(o.set.maxLine, o.set.newline)
+		if len(times) > 0 {
+			o.appendLines(k, text, times)
+		}
+	}
+	o.sendBuffered()
+}
+
+// complete flushes what is left at the end of a command and stops the
+// timer for good.
+func (o *output) complete() {
+	o.flush()
+	o.mu.Lock()
+	o.done = true
+	o.mu.Unlock()
+}
+
+// failure returns the first error the Host returned.
+func (o *output) failure() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}
+
+// A lineFinder cuts one stream's text into whole lines: buildbot-worker's
+// LineBoundaryFinder.
+type lineFinder struct {
+	partial string    // text after the last line end
+	time    time.Time // when partial began to arrive
+}
+
+// append adds text received at t and returns the whole lines it completes,
+// each ending in "\n", with the time each began to arrive.
+func (lf *lineFinder) append(text string, t time.Time, maxLine int, newline func(string) string) ([]byte, []time.Time) {
+	hadPartial := lf.partial != ""
+	partialTime := lf.time
+	if hadPartial {
+		text = lf.partial + text
+	}
+	text = newline(text)
+
+	var out []byte
+	var times []time.Time
+	first := true
+	emit := func(line string, addNewline bool) {
+		if out == nil {
+			out = make([]byte, 0, len(text)+8)
+		}
+		out = append(out, line...)
+		if addNewline {
+			out = append(out, '\n')
+		}
+		if first && hadPartial {
+			times = append(times, partialTime)
+		} else {
+			times = append(times, t)
+		}
+		first = false
+	}
+	cut := maxLine - 1
+	if cut < 1 {
+		cut = 1
+	}
+	start := 0
+	for i := 0; i < len(text); i++ {
+		if text[i] != '\n' {
+			continue
+		}
+		for i-start >= maxLine {
+			emit(text[start:start+cut], true)
+			start += cut
+		}
+		emit(text[start:i+1], false)
+		start = i + 1
+	}
+	for len(text)-start >= maxLine {
+		emit(text[start:start+cut], true)
+		start += cut
+	}
+	if len(out) > 0 || !hadPartial {
+		lf.time = t
+	}
+	lf.partial = text[start:]
+	return out, times
+}
+
+// flush returns the unfinished line, ended with a newline.
+func (lf *lineFinder) flush(maxLine int, newline func(string) string) ([]byte, []time.Time) {
+	if lf.partial == "" {
+		return nil, nil
+	}
+	return lf.append("\n", lf.time, maxLine, newline)
+}
