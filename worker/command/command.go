@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/kilnci/kiln/worker/protocol"
@@ -202,9 +201,6 @@ func Run(ctx context.Context, h Host, name string, args map[string]any, opts *Op
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { r.interrupted.Store(true) })
-	defer stop()
-
 	r.log.Debug("command started", "command", name)
 	start := time.Now()
 	err = impl(r)
@@ -232,11 +228,6 @@ type run struct {
 	base string // absolute, clean
 
 	realBase string // base with its symbolic links resolved; set by resolve
-
-	// interrupted is set once ctx is cancelled: buildbot-worker's
-	// Command.running going false. Updates sent with status are then
-	// dropped, as they are there.
-	interrupted atomic.Bool
 }
 
 func newRun(ctx context.Context, h Host, name string, args map[string]any, opts *Options) (*run, error) {
@@ -296,14 +287,18 @@ func environ() map[string]string {
 	return env
 }
 
+// interrupted reports whether the master interrupted the command.
+func (r *run) interrupted() bool { return r.ctx.Err() != nil }
+
 // send reports updates as RunProcess and the transfer commands do in
 // buildbot-worker: even after an interrupt.
 func (r *run) send(updates ...Update) { r.out.send(updates...) }
 
 // status reports updates as Command.sendStatus does in buildbot-worker:
-// dropped once the command is interrupted.
+// dropped once the command is interrupted (its Command.running is false
+// then).
 func (r *run) status(updates ...Update) {
-	if r.interrupted.Load() {
+	if r.interrupted() {
 		return
 	}
 	r.out.send(updates...)

@@ -465,7 +465,6 @@ func (sh *shell) wait(outR, errR *os.File) error {
 			readers--
 		case <-interrupt:
 			interrupt = nil
-			r.interrupted.Store(true)
 			r.out.flush()
 			sh.kill("command interrupted")
 		case <-timerC(sh.ioTimer):

@@ -66,7 +66,7 @@ func (t *transfer) truncated() {
 // interrupted marks an interrupted transfer as failed, as
 // TransferCommand.interrupt does, and reports whether it is.
 func (t *transfer) interrupted() bool {
-	if t.r.interrupted.Load() {
+	if t.r.interrupted() {
 		t.rc = 1
 		return true
 	}
