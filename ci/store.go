@@ -181,7 +181,8 @@ type ChangeStore interface {
 type RequestStore interface {
 	// AddBuildset stores bs with its source stamps (whose IDs it sets) and
 	// one pending request per builder, in one transaction, and returns the
-	// requests. bs.ID is set.
+	// requests. bs.ID is set. A source stamp that already has an ID (that
+	// of a change, say) refers to the stored one, and is filled from it.
 	AddBuildset(ctx context.Context, bs *Buildset, builderIDs []int64, priority int) ([]*BuildRequest, error)
 	GetBuildset(ctx context.Context, id int64) (*Buildset, error)
 	GetRequest(ctx context.Context, id int64) (*BuildRequest, error)
@@ -208,6 +209,7 @@ type BuildStore interface {
 	// build's results, or, when resubmit is true, go back to pending to be
 	// built again. Buildsets whose requests are now all complete are
 	// completed with the worst of their results; their IDs are returned.
+	// It returns ErrConflict if the build is already finished.
 	FinishBuild(ctx context.Context, b *Build, resubmit bool) (completedBuildsets []int64, err error)
 	SetBuildState(ctx context.Context, id int64, state string) error
 	GetBuild(ctx context.Context, id int64) (*Build, error)
@@ -234,7 +236,8 @@ type LogStore interface {
 	AddLog(ctx context.Context, l *Log) error
 	// AppendLog adds lines to a log: text is one or more whole lines, each
 	// ending in "\n". It returns the numbers of the first and last line
-	// added (counting from 0). Appended lines can be read at once.
+	// added (counting from 0). Appended lines can be read at once. It
+	// returns ErrConflict if the log is complete.
 	AppendLog(ctx context.Context, logID int64, text string) (first, last int, err error)
 	// FinishLog marks a log complete.
 	FinishLog(ctx context.Context, logID int64) error
@@ -249,7 +252,8 @@ type LogStore interface {
 // workers are connected.
 type WorkerStore interface {
 	// EnsureBuilder returns the builder called name, storing it first if
-	// needed, with the given description and tags.
+	// needed, with the given description and tags (which replace those of
+	// an existing builder).
 	EnsureBuilder(ctx context.Context, name, description string, tags []string) (*Builder, error)
 	GetBuilder(ctx context.Context, id int64) (*Builder, error)
 	ListBuilders(ctx context.Context) ([]*Builder, error)
@@ -275,7 +279,8 @@ type StateStore interface {
 // A Store is everything the master keeps on disk. Implementations are safe
 // for concurrent use. Every method that changes records is one transaction:
 // when it returns nil, the change is durable and visible to readers.
-// Records returned are the caller's to change.
+// Records returned are the caller's to change. Times are kept to the
+// millisecond at least and returned in UTC; the zero time stays zero.
 type Store interface {
 	ChangeStore
 	RequestStore
