@@ -292,13 +292,33 @@ func (s *Store) LogLines(ctx context.Context, logID int64, first, last int) (str
 	return out.String(), nil
 }
 
+// zlibReaders keeps zlib readers for reuse: each holds a 32 KiB window.
+var zlibReaders sync.Pool
+
+// inflate decompresses a compressed chunk.
 func inflate(b []byte) ([]byte, error) {
-	r, err := zlib.NewReader(bytes.NewReader(b))
+	var r io.ReadCloser
+	var err error
+	if v := zlibReaders.Get(); v != nil {
+		r = v.(io.ReadCloser)
+		err = r.(zlib.Resetter).Reset(bytes.NewReader(b), nil)
+	} else {
+		r, err = zlib.NewReader(bytes.NewReader(b))
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	return io.ReadAll(r)
+	var out bytes.Buffer
+	out.Grow(4 * len(b))
+	_, err = out.ReadFrom(r)
+	if err == nil {
+		err = r.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	zlibReaders.Put(r)
+	return out.Bytes(), nil
 }
 
 // chunkLines returns lines from to to (inclusive, from 0) of content.

@@ -198,17 +198,14 @@ func notFound(what string, id int64) error {
 	return fmt.Errorf("%s %d: %w", what, id, ci.ErrNotFound)
 }
 
-// isConstraint reports whether err is a violation of a foreign key or
-// uniqueness constraint.
+// isConstraint reports whether err is a violation of the constraint code
+// says (SQLITE_CONSTRAINT_FOREIGNKEY, say).
 func isConstraint(err error, code int) bool {
 	var e *sqlite3.Error
 	return errors.As(err, &e) && e.Code() == code
 }
 
-const (
-	errForeignKey = sqlite3lib.SQLITE_CONSTRAINT_FOREIGNKEY
-	errUnique     = sqlite3lib.SQLITE_CONSTRAINT_UNIQUE
-)
+const errForeignKey = sqlite3lib.SQLITE_CONSTRAINT_FOREIGNKEY
 
 // refErr turns a foreign key violation (a record naming another that does
 // not exist) into an error wrapping ci.ErrNotFound.

@@ -99,7 +99,7 @@ CREATE TABLE buildrequests (
 CREATE INDEX buildrequests_pending ON buildrequests (priority DESC, submitted_at, id)
 	WHERE claimed = 0 AND complete = 0;
 CREATE INDEX buildrequests_buildset ON buildrequests (buildset_id);
-CREATE INDEX buildrequests_builder ON buildrequests (builder_id);
+CREATE INDEX buildrequests_builder ON buildrequests (builder_id, id);
 CREATE INDEX buildrequests_build ON buildrequests (build_id);
 
 CREATE TABLE builds (
@@ -117,7 +117,9 @@ CREATE TABLE builds (
 	UNIQUE (builder_id, number)
 );
 
-CREATE INDEX builds_worker ON builds (worker_id);
+-- Pages of a builder's or a worker's builds, newest first.
+CREATE INDEX builds_builder ON builds (builder_id, id);
+CREATE INDEX builds_worker ON builds (worker_id, id);
 CREATE INDEX builds_unfinished ON builds (id) WHERE complete = 0;
 
 CREATE TABLE steps (
