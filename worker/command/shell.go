@@ -377,9 +377,8 @@ func (sh *shell) run() error {
 		return sh.startFailed(err)
 	}
 	sh.cmd.Stdout, sh.cmd.Stderr = outW, errW
-	var stdinW *os.File
+	var stdinR, stdinW *os.File
 	if len(sh.stdin) > 0 {
-		var stdinR *os.File
 		if stdinR, stdinW, err = os.Pipe(); err != nil {
 			outR.Close()
 			outW.Close()
@@ -388,12 +387,15 @@ func (sh *shell) run() error {
 			return sh.startFailed(err)
 		}
 		sh.cmd.Stdin = stdinR
-		defer stdinR.Close()
 	}
 	sh.start = time.Now()
 	err = sh.cmd.Start()
+	// The command has its own copies of these ends now.
 	outW.Close()
 	errW.Close()
+	if stdinR != nil {
+		stdinR.Close()
+	}
 	if err != nil {
 		outR.Close()
 		errR.Close()

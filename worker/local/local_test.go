@@ -1,3 +1,5 @@
+//go:build unix
+
 package local_test
 
 import (
@@ -8,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -395,6 +398,11 @@ func TestConn_Concurrent(t *testing.T) {
 	wg.Wait()
 }
 
+// BenchmarkConn_RunCommand measures RunCommand of a shell command as a
+// stock master sends it (environment in the header, 1200 s timeout), and
+// of a command that starts no process. BenchmarkExec gives the cost of
+// starting the same process with os/exec alone, for comparison: the
+// difference is the worker's own overhead.
 func BenchmarkConn_RunCommand(b *testing.B) {
 	benchmarks := []struct {
 		name    string
@@ -430,5 +438,30 @@ func BenchmarkConn_RunCommand(b *testing.B) {
 				}
 			}
 		})
+	}
+	b.Run("mkdir", func(b *testing.B) {
+		c := MustConn(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			cmd := &ci.RemoteCommand{Name: "mkdir", Args: map[string]any{"dir": "build"}, RC: -1}
+			if err := c.RunCommand(context.Background(), "b", cmd); err != nil || cmd.RC != 0 {
+				b.Fatal(err, cmd.RC)
+			}
+		}
+	})
+}
+
+// BenchmarkExec starts true with os/exec, its output in pipes and in its
+// own process group: the part of BenchmarkConn_RunCommand/true that is
+// the system's.
+func BenchmarkExec(b *testing.B) {
+	for b.Loop() {
+		cmd := exec.Command("true")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
