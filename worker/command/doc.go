@@ -68,6 +68,9 @@
 // of course still reach anywhere the worker's user can; the rule keeps the
 // master's paths, and file transfers above all, inside the worker's folder.
 //
+// Standard output and standard error are read apart, so their relative
+// order is not kept, as with buildbot-worker.
+//
 // # Differences from buildbot-worker
 //
 //   - A PTY is never used: usePTY=true is ignored, with buildbot-worker's
@@ -85,6 +88,11 @@
 //   - Overlong lines are cut every MaxLineLength-1 characters without
 //     losing any; buildbot-worker 3.7's splitter mangles them.
 //   - A file upload of exactly maxsize bytes is not reported as truncated.
+//   - A log file followed with "follow" skips what it held when the
+//     command started; buildbot-worker skips what it holds when it first
+//     sees it changed, which depends on when it polls.
+//   - Log files are read every Options.LogfilePoll (2 s by default, as
+//     buildbot-worker) and once more when the command ends.
 //   - upload_directory with compress "bz2" pipes the archive through the
 //     bzip2 program (Go's standard library cannot write bzip2); without one
 //     the command fails with a clear error.
