@@ -104,11 +104,6 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 	m.starting--
 	registered = true
 	m.mu.Unlock()
-	defer func() {
-		m.mu.Lock()
-		delete(m.running, rec.ID)
-		m.mu.Unlock()
-	}()
 	for _, r := range s.requests {
 		r.req.Claimed, r.req.ClaimedAt, r.req.BuildID = true, rec.StartedAt, rec.ID
 	}
@@ -116,6 +111,9 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 	m.log.Info("build started", "builder", b.cfg.Name, "number", rec.Number, "build", rec.ID, "worker", w.cfg.Name, "requests", ids)
 
 	results, summary := rb.run(ctx)
+	m.mu.Lock()
+	delete(m.running, rec.ID)
+	m.mu.Unlock()
 	m.finishBuild(rb, results, summary)
 }
 

@@ -73,7 +73,8 @@ type builderState struct {
 type workerState struct {
 	cfg       WorkerConfig
 	id        int64
-	conn      WorkerConn
+	conn      WorkerConn // nil unless attached
+	attaching bool       // an AttachWorker call is setting up a connection
 	builders  []*builderState
 	running   int
 	busy      map[*builderState]bool
@@ -226,8 +227,8 @@ func (m *Master) Run(ctx context.Context) (err error) {
 	if err := m.recover(ctx); err != nil {
 		return err
 	}
-	close(m.ready)
 	m.log.Info("master started", "title", m.cfg.Title, "builders", len(m.builderList), "workers", len(m.workerList), "pending", len(m.pending))
+	close(m.ready)
 
 	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServices()

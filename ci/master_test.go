@@ -168,6 +168,7 @@ func TestMaster_StopBuild(t *testing.T) {
 	))
 	bs := m.Submit(t, citest.Request{Builder: "b1"})
 	id := m.WaitRunning(t, "b1")
+	m.WaitStep(t, id, "wait")
 	err := m.StopBuild(context.Background(), id, "changed my mind")
 	require.NoError(t, err)
 	builds := m.WaitBuildset(t, bs)

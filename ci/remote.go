@@ -135,6 +135,10 @@ const (
 	UpdateRC     = "rc"     // int: exit code; negative for a signal
 )
 
+// streamLetter gives the letter a stream log stores before each line of an
+// update key's text.
+var streamLetter = map[string]byte{UpdateStdout: 'o', UpdateStderr: 'e', UpdateHeader: 'h'}
+
 // A RemoteCommand is one command a step sends to a worker: Buildbot's
 // command names ("shell", "uploadFile", "downloadFile", "uploadDirectory",
 // "mkdir", "rmdir", "cpdir", "stat", "glob", "listdir", "rmfile") and
@@ -177,7 +181,7 @@ func (c *RemoteCommand) Update(key string, value any) {
 	case UpdateStdout, UpdateStderr, UpdateHeader:
 		s, _ := value.(string)
 		if c.Stdio != nil && s != "" {
-			c.Stdio.addStream(key[0], s)
+			c.Stdio.addStream(streamLetter[key], s)
 		}
 	case UpdateLog:
 		if lv, ok := value.([2]string); ok {

@@ -61,8 +61,6 @@ type Submission struct {
 	ExternalID string
 	// ParentBuildID is the build that triggered this submission, if any.
 	ParentBuildID int64
-	// WaitedFor marks requests whose submitter waits for their results.
-	WaitedFor bool
 }
 
 // Submit stores a buildset with one pending request per builder, and
@@ -103,11 +101,6 @@ func (m *Master) Submit(ctx context.Context, s Submission) (*Buildset, []*BuildR
 	reqs, err := m.store.AddBuildset(ctx, bs, ids, s.Priority)
 	if err != nil {
 		return nil, nil, fmt.Errorf("submit: %w", err)
-	}
-	if s.WaitedFor {
-		for _, r := range reqs {
-			r.WaitedFor = true
-		}
 	}
 	m.publish(Event{Type: EventBuildsetNew, BuildsetID: bs.ID})
 	m.mu.Lock()

@@ -22,11 +22,11 @@ func (m *Master) AttachWorker(ctx context.Context, conn WorkerConn) error {
 		return fmt.Errorf("attach worker %q: %w", name, ErrUnknownWorker)
 	}
 	m.mu.Lock()
-	if w.conn != nil {
+	if w.conn != nil || w.attaching {
 		m.mu.Unlock()
 		return fmt.Errorf("attach worker %q: %w", name, ErrWorkerAttached)
 	}
-	w.conn = conn // reserve the name while the builders are set up
+	w.attaching = true // reserve the name while the builders are set up
 	m.mu.Unlock()
 
 	dirs := make([]BuilderDir, 0, len(w.builders))
@@ -35,9 +35,7 @@ func (m *Master) AttachWorker(ctx context.Context, conn WorkerConn) error {
 	}
 	fail := func(err error) error {
 		m.mu.Lock()
-		if w.conn == conn {
-			w.conn = nil
-		}
+		w.attaching = false
 		m.mu.Unlock()
 		return err
 	}
@@ -47,6 +45,10 @@ func (m *Master) AttachWorker(ctx context.Context, conn WorkerConn) error {
 	if err := m.store.SetWorkerConnected(ctx, w.id, true, conn.Info(), m.now()); err != nil {
 		return fail(fmt.Errorf("attach worker %q: %w", name, err))
 	}
+	m.mu.Lock()
+	w.attaching = false
+	w.conn = conn
+	m.mu.Unlock()
 	m.publish(Event{Type: EventWorkerConnected, WorkerID: w.id})
 	m.log.Info("worker attached", "worker", name, "builders", len(dirs))
 	go func() {

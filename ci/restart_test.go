@@ -1,0 +1,183 @@
+package ci_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/ci/steps"
+	"github.com/kilnci/kiln/worker/local"
+)
+
+// restartConfig is a master whose one step waits for the file "release"
+// in dir after creating the file "started".
+func restartConfig(dir string) ci.MasterConfig {
+	cfg := oneBuilder(&steps.ShellCommand{
+		StepOptions: ci.StepOptions{Name: "wait"},
+		Command:     []string{"sh", "-c", `touch "$1/started"; while [ ! -e "$1/release" ]; do sleep 0.01; done; echo released`, "sh", dir},
+	})
+	cfg.BaseDir = filepath.Join(dir, "master")
+	return cfg
+}
+
+func TestMaster_PendingSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := restartConfig(dir)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "release"), nil, 0o644))
+
+	// A master without workers accepts requests, then stops.
+	stopped := make(chan struct{})
+	var bs int64
+	t.Run("first", func(t *testing.T) {
+		m := citest.Start(t, cfg, citest.Options{NoWorkers: true})
+		bs = m.Submit(t, citest.Request{Builder: "b1"})
+		close(stopped)
+	})
+	<-stopped
+	// The next master builds them.
+	m := citest.Start(t, cfg)
+	builds := m.WaitBuildset(t, bs)
+	require.Len(t, builds, 1)
+	assert.Equal(t, ci.Success, builds[0].Results())
+	assert.Equal(t, "released\n", builds[0].Log("wait", "stdio"))
+}
+
+func TestMaster_GracefulStopRetries(t *testing.T) {
+	dir := t.TempDir()
+	cfg := restartConfig(dir)
+	var bs int64
+	t.Run("first", func(t *testing.T) {
+		m := citest.Start(t, cfg)
+		bs = m.Submit(t, citest.Request{Builder: "b1"})
+		m.WaitRunning(t, "b1")
+		// The test ends: the master stops at once (citest's shutdown
+		// timeout is negative) and interrupts the build.
+	})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "release"), nil, 0o644))
+	m := citest.Start(t, cfg)
+	builds := m.WaitBuildset(t, bs)
+	require.Len(t, builds, 1)
+	assert.Equal(t, ci.Success, builds[0].Results())
+	assert.Equal(t, 2, builds[0].Record.Number)
+	first, err := m.Store.FindBuild(context.Background(), builds[0].Record.BuilderID, 1)
+	require.NoError(t, err)
+	assert.Equal(t, ci.Retry, first.Results)
+	assert.Equal(t, builds[0].Record.BuildRequestID, first.BuildRequestID, "the same request is built again")
+}
+
+// TestMaster_CrashRecovery kills a master process in the middle of a build
+// and checks that the next master closes that build as RETRY and builds its
+// request again.
+func TestMaster_CrashRecovery(t *testing.T) {
+	if os.Getenv("KILN_TEST_CRASH_DIR") != "" {
+		crashingMaster(t)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMaster_CrashRecovery$", "-test.v")
+	cmd.Env = append(os.Environ(), "KILN_TEST_CRASH_DIR="+dir)
+	out, err := os.Create(filepath.Join(dir, "child.log"))
+	require.NoError(t, err)
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	require.NoError(t, cmd.Start())
+	// Wait for the build to be running in the child.
+	started := filepath.Join(dir, "started")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(started); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			log, _ := os.ReadFile(out.Name())
+			t.Fatalf("the child master never started its build:\n%s", log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "release"), nil, 0o644))
+
+	m := citest.Start(t, restartConfig(dir))
+	ctx := context.Background()
+	bid, _ := m.BuilderID("b1")
+	first, err := m.Store.FindBuild(ctx, bid, 1)
+	require.NoError(t, err)
+	assert.True(t, first.Complete)
+	assert.Equal(t, ci.Retry, first.Results)
+	assert.Contains(t, first.StateString, "interrupted")
+	steps, err := m.Store.ListSteps(ctx, first.ID)
+	require.NoError(t, err)
+	require.Len(t, steps, 1)
+	assert.True(t, steps[0].Complete, "the interrupted step is closed too")
+
+	builds := m.WaitBuildset(t, mustRequest(t, m, first.BuildRequestID).BuildsetID)
+	require.Len(t, builds, 1)
+	assert.Equal(t, 2, builds[0].Record.Number)
+	assert.Equal(t, ci.Success, builds[0].Results())
+	assert.Equal(t, first.BuildRequestID, builds[0].Record.BuildRequestID)
+}
+
+func mustRequest(t *testing.T, m *citest.Master, id int64) *ci.BuildRequest {
+	r, err := m.Store.GetRequest(context.Background(), id)
+	require.NoError(t, err)
+	return r
+}
+
+// crashingMaster runs in the child process: it starts a build that waits
+// forever and blocks until killed.
+func crashingMaster(t *testing.T) {
+	dir := os.Getenv("KILN_TEST_CRASH_DIR")
+	m := citest.Start(t, restartConfig(dir))
+	m.Submit(t, citest.Request{Builder: "b1"})
+	select {} // killed by the parent
+}
+
+func TestMaster_WorkerLost(t *testing.T) {
+	dir := t.TempDir()
+	cfg := restartConfig(dir)
+	m := citest.Start(t, cfg, citest.Options{NoWorkers: true})
+	ctx := context.Background()
+	conn, err := local.NewConn("w1", filepath.Join(m.Dir, "w1"))
+	require.NoError(t, err)
+	require.NoError(t, m.AttachWorker(ctx, conn))
+	bs := m.Submit(t, citest.Request{Builder: "b1"})
+	id := m.WaitRunning(t, "b1")
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "started")); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.NoError(t, conn.Close())
+	lost := m.WaitBuild(t, id)
+	assert.Equal(t, ci.Retry, lost.Results())
+	assert.Equal(t, ci.Retry, lost.Step("wait").Results)
+	// The request waits for a worker, then is built again.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "release"), nil, 0o644))
+	conn2, err := local.NewConn("w1", filepath.Join(m.Dir, "w1"))
+	require.NoError(t, err)
+	require.NoError(t, m.AttachWorker(ctx, conn2))
+	builds := m.WaitBuildset(t, bs)
+	require.Len(t, builds, 1)
+	assert.Equal(t, ci.Success, builds[0].Results())
+	assert.Equal(t, 2, builds[0].Record.Number)
+
+	// A second connection under the same name is refused.
+	conn3, err := local.NewConn("w1", filepath.Join(m.Dir, "w1"))
+	require.NoError(t, err)
+	assert.ErrorIs(t, m.AttachWorker(ctx, conn3), ci.ErrWorkerAttached)
+	conn4, err := local.NewConn("ghost", filepath.Join(m.Dir, "ghost"))
+	require.NoError(t, err)
+	assert.ErrorIs(t, m.AttachWorker(ctx, conn4), ci.ErrUnknownWorker)
+}
