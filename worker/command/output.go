@@ -34,6 +34,7 @@ type output struct {
 	gen    int // counts flushes, so that a stale timer does nothing
 	done   bool
 	err    error
+	failed chan struct{} // closed when err is set
 }
 
 // A streamKey names a text stream: "stdout", "stderr", "header", or a log
@@ -56,7 +57,7 @@ type entry struct {
 func (e *entry) isText() bool { return e.value == nil && e.times != nil }
 
 func newOutput(ctx context.Context, h Host, set outputSettings) *output {
-	return &output{ctx: ctx, host: h, set: set, lines: map[streamKey]*lineFinder{}}
+	return &output{ctx: ctx, host: h, set: set, lines: map[streamKey]*lineFinder{}, failed: make(chan struct{})}
 }
 
 // send adds updates, as one send_update call: the text ones go through
@@ -219,6 +220,7 @@ func (o *output) sendEntries(entries []entry) {
 	}
 	if err := o.host.Update(o.ctx, updates); err != nil {
 		o.err = err
+		close(o.failed)
 	}
 }
 

@@ -347,6 +347,9 @@ func (sh *shell) run() error {
 	}
 	sh.header(" using PTY: False\n")
 
+	if err := r.out.failure(); err != nil {
+		return err // the master is gone: start nothing
+	}
 	sh.start = time.Now()
 	if mkErr != nil {
 		return sh.startFailed(fmt.Errorf("cannot create workdir: %w", mkErr))
@@ -458,6 +461,7 @@ func (sh *shell) wait(outR, errR *os.File) error {
 	defer sh.stopTimers()
 
 	interrupt := r.ctx.Done()
+	hostFailed := r.out.failed
 	readers := 2
 	for exited != nil || readers > 0 {
 		select {
@@ -469,6 +473,11 @@ func (sh *shell) wait(outR, errR *os.File) error {
 			interrupt = nil
 			r.out.flush()
 			sh.kill("command interrupted")
+		case <-hostFailed:
+			// Nothing more can be reported: stop the command, as
+			// buildbot-worker does when it loses its master.
+			hostFailed = nil
+			sh.kill("lost the master")
 		case <-timerC(sh.ioTimer):
 			idle := time.Since(sh.start) - time.Duration(sh.lastOutput.Load())
 			if left := sh.timeout.duration() - idle; left > 0 {
