@@ -265,7 +265,8 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Close implements ci.WorkerConn: running commands are interrupted and
 // their RunCommand returns an error wrapping ci.ErrWorkerLost. Close
-// returns once those commands have ended (their processes killed).
+// returns once those commands have ended (their processes killed), so it
+// must not be called from a RemoteCommand's OnUpdate.
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	if !c.closed {
