@@ -77,6 +77,12 @@ func describeCommand(cmd any) string {
 		}
 		s = strings.Join(parts, " ")
 	}
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
 	if len(s) > 60 {
 		s = s[:57] + "..."
 	}

@@ -19,7 +19,8 @@ import (
 
 // FileUpload copies a file from the worker to the master, as Buildbot's
 // step of that name. The file is written beside its destination and renamed
-// into place once complete, so a reader never sees half a file.
+// into place once the worker reports success, so a reader never sees half a
+// file, and a failed upload leaves an existing destination as it was.
 type FileUpload struct {
 	ci.StepOptions
 	// WorkerSrc is the file on the worker, relative to Workdir; a string or
@@ -103,6 +104,10 @@ func (u *FileUpload) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) 
 		cmd.Stdio.AddHeader("the worker did not finish sending the file\n")
 		return ci.Failure, nil
 	}
+	if err := w.commit(); err != nil {
+		cmd.Stdio.AddHeader(err.Error() + "\n")
+		return ci.Failure, nil
+	}
 	if u.URL != "" {
 		s.AddURL(filepath.Base(dest), u.URL)
 	}
@@ -125,13 +130,14 @@ func blockSize(n int) int {
 }
 
 // fileWriter receives an uploaded file into a temporary file beside its
-// destination.
+// destination; commit puts it in place.
 type fileWriter struct {
 	dest      string
 	tmp       *os.File
 	remaining int64 // -1: no limit
 	mode      fs.FileMode
-	closed    bool
+	closed    bool // the worker finished sending
+	committed bool
 	times     *[2]time.Time
 }
 
@@ -173,15 +179,12 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 
 func (w *fileWriter) Utime(access, modified time.Time) error {
 	w.times = &[2]time.Time{access, modified}
-	if w.closed {
-		return os.Chtimes(w.dest, access, modified)
-	}
 	return nil
 }
 
 func (w *fileWriter) Unpack() error { return errors.New("upload: not a directory upload") }
 
-// Close puts the file in place.
+// Close ends the transfer.
 func (w *fileWriter) Close() error {
 	if w.closed {
 		return nil
@@ -189,6 +192,12 @@ func (w *fileWriter) Close() error {
 	if err := w.tmp.Close(); err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
+	w.closed = true
+	return nil
+}
+
+// commit puts the received file in place, with its mode and times.
+func (w *fileWriter) commit() error {
 	mode := w.mode
 	if mode == 0 {
 		mode = 0o644
@@ -196,19 +205,21 @@ func (w *fileWriter) Close() error {
 	if err := os.Chmod(w.tmp.Name(), mode); err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
+	if w.times != nil {
+		if err := os.Chtimes(w.tmp.Name(), w.times[0], w.times[1]); err != nil {
+			return fmt.Errorf("upload: %w", err)
+		}
+	}
 	if err := os.Rename(w.tmp.Name(), w.dest); err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
-	w.closed = true
-	if w.times != nil {
-		return os.Chtimes(w.dest, w.times[0], w.times[1])
-	}
+	w.committed = true
 	return nil
 }
 
-// abort removes the temporary file of an upload that did not complete.
+// abort removes the temporary file of an upload that was not committed.
 func (w *fileWriter) abort() {
-	if !w.closed {
+	if !w.committed {
 		w.tmp.Close()
 		os.Remove(w.tmp.Name())
 	}
