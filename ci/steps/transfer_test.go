@@ -3,7 +3,6 @@ package steps_test
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
