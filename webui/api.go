@@ -32,6 +32,11 @@ func Handler(m *ci.Master) http.Handler {
 	mux.HandleFunc("GET /api/v2/builds/{id}", a.handle(a.build))
 	mux.HandleFunc("GET /api/v2/builds/{id}/steps", a.handle(a.steps))
 	mux.HandleFunc("/api/v2/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, a.log, fmt.Errorf("%w: method %s is not allowed on %s", errMethod, r.Method, r.URL.Path))
+			return
+		}
 		writeError(w, a.log, fmt.Errorf("%w: no API endpoint %s %s", errNotFound, r.Method, r.URL.Path))
 	})
 	return mux
@@ -41,6 +46,7 @@ func Handler(m *ci.Master) http.Handler {
 var (
 	errBadRequest = errors.New("bad request")
 	errNotFound   = errors.New("not found")
+	errMethod     = errors.New("method not allowed")
 )
 
 // status decides the HTTP status of an error: the one table of it.
@@ -50,6 +56,8 @@ func status(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, errNotFound), errors.Is(err, ci.ErrNotFound), errors.Is(err, ci.ErrBuildNotRunning):
 		return http.StatusNotFound
+	case errors.Is(err, errMethod):
+		return http.StatusMethodNotAllowed
 	case errors.Is(err, ci.ErrConflict):
 		return http.StatusConflict
 	case errors.Is(err, ci.ErrNotRunning), errors.Is(err, context.DeadlineExceeded):
