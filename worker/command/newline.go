@@ -38,12 +38,23 @@ func newlineFunc(expr string) (func(string) string, error) {
 
 var newlineCache sync.Map // expression → func(string) string
 
-const newlineSpecial = "\r\x1b\x08"
+// indexSpecial returns the index of the first "\r", ESC or backspace in
+// s, or -1: three vectorised scans beat one strings.IndexAny.
+func indexSpecial(s string) int {
+	i := -1
+	for _, c := range []byte{'\r', '\x1b', '\x08'} {
+		if j := strings.IndexByte(s, c); j >= 0 && (i < 0 || j < i) {
+			i = j
+			s = s[:j] // later matches can only be nearer
+		}
+	}
+	return i
+}
 
 // defaultNewline applies DefaultNewlineRE:
 // (\r\n|\r(?=.)|\033\[u|\033\[[0-9]+;[0-9]+[Hf]|\033\[2J|\x08+).
 func defaultNewline(s string) string {
-	i := strings.IndexAny(s, newlineSpecial)
+	i := indexSpecial(s)
 	if i < 0 {
 		return s
 	}
@@ -78,7 +89,7 @@ func defaultNewline(s string) string {
 			}
 			b.WriteByte('\n')
 		default:
-			j := strings.IndexAny(s[i:], newlineSpecial)
+			j := indexSpecial(s[i:])
 			if j < 0 {
 				j = len(s) - i
 			}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -44,17 +45,31 @@ type streamKey struct {
 	log  bool
 }
 
-// An entry is one update waiting in the buffer. Text updates are kept as
-// bytes, so that joining consecutive ones of the same stream is cheap.
+// An entry is one update waiting in the buffer. The text of consecutive
+// updates of one stream is kept in parts, joined once when it is sent.
 type entry struct {
 	key   string
 	value any         // other updates
 	log   string      // log file name, for "log"
-	text  []byte      // text updates
-	times []time.Time // text updates
+	parts []string    // text updates
+	size  int         // of the parts
+	times []time.Time // text updates, one per line
 }
 
-func (e *entry) isText() bool { return e.value == nil && e.times != nil }
+// text returns the entry's text.
+func (e *entry) text() string {
+	if len(e.parts) == 1 {
+		return e.parts[0]
+	}
+	var b strings.Builder
+	b.Grow(e.size)
+	for _, p := range e.parts {
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+func (e *entry) isText() bool { return e.parts != nil }
 
 func newOutput(ctx context.Context, h Host, set outputSettings) *output {
 	return &output{ctx: ctx, host: h, set: set, lines: map[streamKey]*lineFinder{}, failed: make(chan struct{})}
@@ -98,8 +113,8 @@ func (o *output) appendText(k streamKey, s string, now time.Time) {
 	}
 }
 
-func (o *output) appendLines(k streamKey, text []byte, times []time.Time) {
-	e := entry{key: k.name, text: text, times: times}
+func (o *output) appendLines(k streamKey, text string, times []time.Time) {
+	e := entry{key: k.name, parts: []string{text}, size: len(text), times: times}
 	if k.log {
 		e.key, e.log = "log", k.name
 	}
@@ -110,7 +125,7 @@ func (o *output) appendLines(k streamKey, text []byte, times []time.Time) {
 func (o *output) appendEntry(e entry) {
 	n := 20
 	if e.isText() {
-		n = len(e.text) + 16*len(e.times)
+		n = e.size + 16*len(e.times)
 	}
 	if n <= o.set.size-o.buflen {
 		o.join(e)
@@ -131,11 +146,12 @@ func (o *output) appendEntry(e entry) {
 	}
 	// Too big for one batch: send it in parts of whole lines, each within
 	// the buffer size (a single overlong line is sent alone).
+	text := e.text()
 	start, line := 0, 0
 	for line < len(e.times) {
 		end, count := start, 0
 		for line+count < len(e.times) {
-			next := end + indexNewline(e.text[end:]) + 1
+			next := end + indexNewline(text[end:]) + 1
 			size := next - start + 16*(count+1)
 			if count > 0 && size > o.set.size {
 				break
@@ -144,20 +160,18 @@ func (o *output) appendEntry(e entry) {
 			count++
 		}
 		part := e
-		part.text = e.text[start:end]
+		part.parts, part.size = []string{text[start:end]}, end-start
 		part.times = e.times[line : line+count]
 		o.sendEntries([]entry{part})
 		start, line = end, line+count
 	}
 }
 
-func indexNewline(b []byte) int {
-	for i, c := range b {
-		if c == '\n' {
-			return i
-		}
+func indexNewline(s string) int {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return i
 	}
-	return len(b) - 1
+	return len(s) - 1
 }
 
 // join adds e to the buffer, extending the last entry when it is text of
@@ -166,13 +180,12 @@ func (o *output) join(e entry) {
 	if n := len(o.buf); n > 0 && e.isText() {
 		last := &o.buf[n-1]
 		if last.isText() && last.key == e.key && last.log == e.log {
-			last.text = append(last.text, e.text...)
+			last.parts = append(last.parts, e.parts...)
+			last.size += e.size
 			last.times = append(last.times, e.times...)
 			return
 		}
 	}
-	// The text of a new entry was made for it by its line finder, so it
-	// may be extended in place.
 	o.buf = append(o.buf, e)
 }
 
@@ -213,9 +226,9 @@ func (o *output) sendEntries(entries []entry) {
 		case !e.isText():
 			updates[i] = Update{Key: e.key, Value: e.value}
 		case e.key == "log":
-			updates[i] = Update{Key: e.key, Value: [2]string{e.log, string(e.text)}, Times: e.times}
+			updates[i] = Update{Key: e.key, Value: [2]string{e.log, e.text()}, Times: e.times}
 		default:
-			updates[i] = Update{Key: e.key, Value: string(e.text), Times: e.times}
+			updates[i] = Update{Key: e.key, Value: e.text(), Times: e.times}
 		}
 	}
 	if err := o.host.Update(o.ctx, updates); err != nil {
@@ -272,7 +285,7 @@ type lineFinder struct {
 
 // append adds text received at t and returns the whole lines it completes,
 // each ending in "\n", with the time each began to arrive.
-func (lf *lineFinder) append(text string, t time.Time, maxLine int, newline func(string) string) ([]byte, []time.Time) {
+func (lf *lineFinder) append(text string, t time.Time, maxLine int, newline func(string) string) (string, []time.Time) {
 	hadPartial := lf.partial != ""
 	partialTime := lf.time
 	if hadPartial {
@@ -280,55 +293,66 @@ func (lf *lineFinder) append(text string, t time.Time, maxLine int, newline func
 	}
 	text = newline(text)
 
-	var out []byte
+	// The lines are text[:end], unless an overlong line had to be cut:
+	// then they are built in b.
+	var b []byte
+	end := 0
 	var times []time.Time
-	first := true
-	emit := func(line string, addNewline bool) {
-		if out == nil {
-			out = make([]byte, 0, len(text)+8)
+	if n := strings.Count(text, "\n"); n > 0 {
+		times = make([]time.Time, 0, n)
+	}
+	emit := func(from, to int, cut bool) {
+		switch {
+		case b == nil && !cut && from == end:
+			end = to
+		default:
+			if b == nil {
+				b = append(make([]byte, 0, len(text)+16), text[:end]...)
+			}
+			b = append(b, text[from:to]...)
+			if cut {
+				b = append(b, '\n')
+			}
 		}
-		out = append(out, line...)
-		if addNewline {
-			out = append(out, '\n')
-		}
-		if first && hadPartial {
+		if len(times) == 0 && hadPartial {
 			times = append(times, partialTime)
 		} else {
 			times = append(times, t)
 		}
-		first = false
 	}
-	cut := maxLine - 1
-	if cut < 1 {
-		cut = 1
-	}
+	cut := max(maxLine-1, 1)
 	start := 0
-	for i := 0; i < len(text); i++ {
-		if text[i] != '\n' {
-			continue
+	for {
+		i := strings.IndexByte(text[start:], '\n')
+		if i < 0 {
+			break
 		}
+		i += start
 		for i-start >= maxLine {
-			emit(text[start:start+cut], true)
+			emit(start, start+cut, true)
 			start += cut
 		}
-		emit(text[start:i+1], false)
+		emit(start, i+1, false)
 		start = i + 1
 	}
 	for len(text)-start >= maxLine {
-		emit(text[start:start+cut], true)
+		emit(start, start+cut, true)
 		start += cut
 	}
-	if len(out) > 0 || !hadPartial {
+	if len(times) > 0 || !hadPartial {
 		lf.time = t
 	}
 	lf.partial = text[start:]
-	return out, times
+	if b != nil {
+		return string(b), times
+	}
+	return text[:end], times
 }
 
 // flush returns the unfinished line, ended with a newline.
-func (lf *lineFinder) flush(maxLine int, newline func(string) string) ([]byte, []time.Time) {
+func (lf *lineFinder) flush(maxLine int, newline func(string) string) (string, []time.Time) {
 	if lf.partial == "" {
-		return nil, nil
+		return "", nil
 	}
 	return lf.append("\n", lf.time, maxLine, newline)
 }

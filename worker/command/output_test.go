@@ -4,6 +4,7 @@ package command
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -248,4 +249,29 @@ func TestUTF8Decoder(t *testing.T) {
 	assert.Equal(t, "\ufffdx", d.decode([]byte("\xffx")))
 	assert.Equal(t, "", d.decode([]byte("\xe2\x82")))
 	assert.Equal(t, "\ufffd", d.flush())
+}
+
+type nopHost struct{ Host }
+
+func (nopHost) Update(context.Context, []Update) error { return nil }
+
+// BenchmarkOutput measures cutting 1000 lines of output, read in 4 KiB
+// chunks, into lines and batches.
+func BenchmarkOutput(b *testing.B) {
+	var text strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&text, "line %d of the output of the benchmark command\n", i)
+	}
+	data := text.String()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		o := newOutput(context.Background(), nopHost{}, outputSettings{size: DefaultBufferSize, timeout: time.Hour, maxLine: DefaultMaxLineLength, newline: defaultNewline})
+		for s := data; s != ""; {
+			n := min(4096, len(s))
+			o.send(Update{Key: "stdout", Value: s[:n]})
+			s = s[n:]
+		}
+		o.complete()
+	}
 }
