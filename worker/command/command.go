@@ -194,6 +194,9 @@ func Run(ctx context.Context, h Host, name string, args map[string]any, opts *Op
 	if missing != nil {
 		return fmt.Errorf("%s: %w: %s", name, ErrMissingArgs, strings.Join(missing, ", "))
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: interrupted before it started: %w", name, err)
+	}
 	if opts == nil {
 		opts = &Options{}
 	}

@@ -3,6 +3,7 @@
 package command_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -273,6 +274,16 @@ func TestRun_Errors(t *testing.T) {
 			assert.Empty(t, h.Calls(), "nothing sent")
 		})
 	}
+}
+
+func TestRun_Cancelled(t *testing.T) {
+	opts := testOptions(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	h := &fakeHost{}
+	err := command.Run(ctx, h, "shell", shellArgs(opts, []any{"true"}), opts)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Empty(t, h.Calls())
 }
 
 func TestKnown(t *testing.T) {

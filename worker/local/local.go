@@ -297,6 +297,9 @@ func (c *Conn) lost(doing string) error {
 // 10 s) for it to report how it ended. A failure of the command itself is
 // a *ci.CommandError.
 func (c *Conn) RunCommand(ctx context.Context, builder string, cmd *ci.RemoteCommand) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
