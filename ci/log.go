@@ -165,8 +165,10 @@ func (w *LogWriter) Flush() error {
 }
 
 // Close stores what is left (an unfinished last line becomes a line) and
-// marks the log complete. Later writes are dropped.
+// marks the log complete, in one write. Later writes are dropped.
 func (w *LogWriter) Close() error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -179,12 +181,22 @@ func (w *LogWriter) Close() error {
 	}
 	clear(w.partial)
 	w.closed = true
-	w.mu.Unlock()
-	err := w.Flush()
-	if err2 := w.store.FinishLog(context.Background(), w.log.ID); err2 != nil {
-		err = errors.Join(err, err2)
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
 	}
+	text := w.pending.String()
+	w.pending.Reset()
+	w.mu.Unlock()
+	first, last, err := w.store.FinishLog(context.Background(), w.log.ID, text)
+	w.mu.Lock()
+	w.err = errors.Join(w.err, err)
+	err = w.err
+	w.mu.Unlock()
 	if w.notify != nil {
+		if first >= 0 && err == nil {
+			w.notify(&w.log, first, last)
+		}
 		w.notify(&w.log, -1, -1)
 	}
 	return err

@@ -54,6 +54,9 @@ type Master struct {
 
 	changeMu sync.Mutex // orders AddChange calls and the listeners' view
 
+	detaching chan struct{}  // closed when Run detaches every worker
+	watchers  sync.WaitGroup // goroutines waiting to detach a worker
+
 	mu       sync.Mutex
 	pending  []*pendingRequest
 	running  map[int64]*runningBuild // by build ID
@@ -95,16 +98,17 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 		return nil, err
 	}
 	m := &Master{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		bus:      newBus(),
-		builders: map[string]*builderState{},
-		workers:  map[string]*workerState{},
-		ready:    make(chan struct{}),
-		done:     make(chan struct{}),
-		running:  map[int64]*runningBuild{},
-		wake:     make(chan struct{}, 1),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		bus:       newBus(),
+		builders:  map[string]*builderState{},
+		workers:   map[string]*workerState{},
+		ready:     make(chan struct{}),
+		done:      make(chan struct{}),
+		detaching: make(chan struct{}),
+		running:   map[int64]*runningBuild{},
+		wake:      make(chan struct{}, 1),
 	}
 	m.idle = sync.NewCond(&m.mu)
 	if m.log == nil {
@@ -408,19 +412,11 @@ func (m *Master) shutdown(stopBuilds context.CancelCauseFunc) {
 	m.buildWG.Wait()
 }
 
-// detachAll forgets every attached worker and records them disconnected.
+// detachAll forgets every attached worker and records them
+// disconnected, before the store closes.
 func (m *Master) detachAll() {
-	m.mu.Lock()
-	var conns []WorkerConn
-	for _, w := range m.workerList {
-		if w.conn != nil {
-			conns = append(conns, w.conn)
-		}
-	}
-	m.mu.Unlock()
-	for _, c := range conns {
-		m.detach(c)
-	}
+	close(m.detaching)
+	m.watchers.Wait()
 }
 
 // poke wakes the distributor.

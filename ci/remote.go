@@ -55,9 +55,10 @@ type WorkerConn interface {
 	// goroutine at a time. When ctx ends first, the command is interrupted
 	// and RunCommand still waits (for a bounded time) for the worker to
 	// complete it, so that its last output and exit code are recorded; it
-	// then returns ctx's error if the worker did not report completion.
-	// It returns a *CommandError if the worker completed the command with a
-	// failure, and an error wrapping ErrWorkerLost if the connection is lost.
+	// then returns ctx's error if the worker did not report completion. A
+	// ctx already done runs nothing and returns its error. It returns a
+	// *CommandError if the worker completed the command with a failure, and
+	// an error wrapping ErrWorkerLost if the connection is lost.
 	RunCommand(ctx context.Context, builder string, cmd *RemoteCommand) error
 	// Done is closed when the connection is lost or closed.
 	Done() <-chan struct{}
@@ -161,7 +162,9 @@ type RemoteCommand struct {
 	Logs map[string]*LogWriter
 	// Upload receives the data of uploadFile and uploadDirectory.
 	Upload FileWriter
-	// Download supplies the data of downloadFile.
+	// Download supplies the data of downloadFile. The connection closes it
+	// when the worker has read what it wants (update_read_file_close); the
+	// step may close it again.
 	Download io.ReadCloser
 	// OnUpdate, when set, is called for every update after it is handled.
 	OnUpdate func(key string, value any)
@@ -230,11 +233,13 @@ func toInt(v any) int {
 }
 
 // A FileWriter receives a file or directory a worker uploads to the master.
-// The connection calls Write for each block (update_upload_file_write and
-// update_upload_directory_write), Utime when the worker keeps timestamps,
-// Unpack at the end of a directory upload (the data was a tar archive), and
-// Close at the end. Implementations may return an error from an operation
-// they do not support; the worker then fails the command.
+// For uploadFile the connection calls Write for each block
+// (update_upload_file_write), then Close (update_upload_file_close), then
+// Utime if the worker keeps timestamps. For uploadDirectory it calls Write
+// for each block of the tar archive (update_upload_directory_write), then
+// Unpack (update_upload_directory_unpack), and never Close: the step that
+// made the writer closes it. Implementations may return an error from an
+// operation they do not support; the worker then fails the command.
 type FileWriter interface {
 	io.Writer
 	Utime(access, modified time.Time) error

@@ -239,8 +239,10 @@ type LogStore interface {
 	// added (counting from 0). Appended lines can be read at once. It
 	// returns ErrConflict if the log is complete.
 	AppendLog(ctx context.Context, logID int64, text string) (first, last int, err error)
-	// FinishLog marks a log complete.
-	FinishLog(ctx context.Context, logID int64) error
+	// FinishLog appends the last lines of a log (text may be empty) and
+	// marks it complete, in one transaction; first and last are -1 when
+	// text is empty. Finishing a complete log with no text does nothing.
+	FinishLog(ctx context.Context, logID int64, text string) (first, last int, err error)
 	GetLog(ctx context.Context, id int64) (*Log, error)
 	ListLogs(ctx context.Context, stepID int64) ([]*Log, error)
 	// LogLines returns lines first to last (inclusive, counting from 0) of

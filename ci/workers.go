@@ -42,19 +42,33 @@ func (m *Master) AttachWorker(ctx context.Context, conn WorkerConn) error {
 	if err := conn.SetBuilders(ctx, dirs); err != nil {
 		return fail(fmt.Errorf("attach worker %q: set builders: %w", name, err))
 	}
-	if err := m.store.SetWorkerConnected(ctx, w.id, true, conn.Info(), m.now()); err != nil {
+	// The worker's environment stays in memory: it may hold secrets (an
+	// in-process worker's is the master's own).
+	info := make(map[string]any, len(conn.Info()))
+	for k, v := range conn.Info() {
+		if k != "environ" {
+			info[k] = v
+		}
+	}
+	if err := m.store.SetWorkerConnected(ctx, w.id, true, info, m.now()); err != nil {
 		return fail(fmt.Errorf("attach worker %q: %w", name, err))
 	}
 	m.mu.Lock()
 	w.attaching = false
+	if m.stopping {
+		m.mu.Unlock()
+		return fmt.Errorf("attach worker %q: %w", name, ErrNotRunning)
+	}
 	w.conn = conn
+	m.watchers.Add(1)
 	m.mu.Unlock()
 	m.publish(Event{Type: EventWorkerConnected, WorkerID: w.id})
 	m.log.Info("worker attached", "worker", name, "builders", len(dirs))
 	go func() {
+		defer m.watchers.Done()
 		select {
 		case <-conn.Done():
-		case <-m.done:
+		case <-m.detaching:
 		}
 		m.detach(conn)
 	}()

@@ -137,14 +137,42 @@ func makeChunks(text string) ([]chunk, error) {
 // added. It returns an error wrapping ci.ErrConflict if the log is
 // complete.
 func (s *Store) AppendLog(ctx context.Context, logID int64, text string) (first, last int, err error) {
-	if text == "" || text[len(text)-1] != '\n' {
+	if text == "" {
 		return 0, 0, fmt.Errorf("sqlite: append to log %d: text is not whole lines", logID)
 	}
-	// Compress before taking the write lock.
-	chunks, err := makeChunks(text)
+	first, last, err = s.appendLog(ctx, logID, text, false)
 	if err != nil {
 		return 0, 0, fmt.Errorf("sqlite: append to log %d: %w", logID, err)
 	}
+	return first, last, nil
+}
+
+// FinishLog appends the last lines of a log (text may be empty) and marks
+// it complete, in one transaction. Finishing a complete log with no text
+// does nothing.
+func (s *Store) FinishLog(ctx context.Context, logID int64, text string) (first, last int, err error) {
+	first, last, err = s.appendLog(ctx, logID, text, true)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sqlite: finish log %d: %w", logID, err)
+	}
+	return first, last, nil
+}
+
+// appendLog stores text (whole lines, or nothing) at the end of a log and,
+// when finish is set, marks the log complete. With no text, first and last
+// are -1.
+func (s *Store) appendLog(ctx context.Context, logID int64, text string, finish bool) (first, last int, err error) {
+	if text != "" && text[len(text)-1] != '\n' {
+		return 0, 0, errors.New("text is not whole lines")
+	}
+	// Compress before taking the write lock.
+	var chunks []chunk
+	if text != "" {
+		if chunks, err = makeChunks(text); err != nil {
+			return 0, 0, err
+		}
+	}
+	first, last = -1, -1
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		var n int
 		var complete bool
@@ -156,40 +184,30 @@ func (s *Store) AppendLog(ctx context.Context, logID int64, text string) (first,
 			return err
 		}
 		if complete {
+			if finish && len(chunks) == 0 {
+				return nil
+			}
 			return fmt.Errorf("log is complete: %w", ci.ErrConflict)
 		}
-		first = n
-		for _, c := range chunks {
-			_, err := tx.ExecContext(ctx, `INSERT INTO logchunks (log_id, first_line, last_line, content, compressed)
-				VALUES (?, ?, ?, ?, ?)`, logID, n, n+c.lines-1, c.content, c.compressed)
-			if err != nil {
-				return err
+		if len(chunks) > 0 {
+			first = n
+			for _, c := range chunks {
+				_, err := tx.ExecContext(ctx, `INSERT INTO logchunks (log_id, first_line, last_line, content, compressed)
+					VALUES (?, ?, ?, ?, ?)`, logID, n, n+c.lines-1, c.content, c.compressed)
+				if err != nil {
+					return err
+				}
+				n += c.lines
 			}
-			n += c.lines
+			last = n - 1
 		}
-		last = n - 1
-		_, err = tx.ExecContext(ctx, `UPDATE logs SET num_lines = ? WHERE id = ?`, n, logID)
+		_, err = tx.ExecContext(ctx, `UPDATE logs SET num_lines = ?, complete = ? WHERE id = ?`, n, finish, logID)
 		return err
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("sqlite: append to log %d: %w", logID, err)
+		return 0, 0, err
 	}
 	return first, last, nil
-}
-
-// FinishLog marks a log complete. Finishing a complete log does nothing.
-func (s *Store) FinishLog(ctx context.Context, logID int64) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE logs SET complete = 1 WHERE id = ?`, logID)
-		if err != nil {
-			return err
-		}
-		return mustAffect(res, "log", logID)
-	})
-	if err != nil {
-		return fmt.Errorf("sqlite: finish log: %w", err)
-	}
-	return nil
 }
 
 const logCols = `id, step_id, name, slug, type, num_lines, complete`

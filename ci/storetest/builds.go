@@ -202,10 +202,11 @@ func testFinishBuild(t *testing.T, open func(*testing.T) *fixture) {
 		done.Complete, done.CompleteAt, done.Results = true, at(12), ci.Success
 		require.NoError(t, f.s.UpdateStep(f.ctx, done))
 		doneLog := f.log(done.ID, "stdio")
-		require.NoError(t, f.s.FinishLog(f.ctx, doneLog.ID))
+		_, _, err := f.s.FinishLog(f.ctx, doneLog.ID, "")
+		require.NoError(t, err)
 		open1 := f.step(build.ID, 1, "compile")
 		openLog := f.log(open1.ID, "stdio")
-		_, _, err := f.s.AppendLog(f.ctx, openLog.ID, "ocompiling\n")
+		_, _, err = f.s.AppendLog(f.ctx, openLog.ID, "ocompiling\n")
 		require.NoError(t, err)
 
 		f.finish(build, ci.Exception, false)

@@ -30,7 +30,7 @@ func testConcurrency(t *testing.T, open func(*testing.T) *fixture) {
 						return
 					}
 				}
-				errs <- f.s.FinishLog(f.ctx, l.ID)
+				errs <- finish(f, l.ID)
 			}()
 			// A reader follows each log while it is written.
 			go func() {
@@ -145,4 +145,9 @@ func splitLines(text string) []string {
 		text = text[min(i+1, len(text)):]
 	}
 	return out
+}
+
+func finish(f *fixture, logID int64) error {
+	_, _, err := f.s.FinishLog(f.ctx, logID, "")
+	return err
 }

@@ -1,0 +1,113 @@
+package ci_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/ci/steps"
+)
+
+// benchConfig is a builder of n `true` steps served by the given number of
+// in-process workers.
+func benchConfig(steps int, workers int) ci.MasterConfig {
+	cfg := ci.MasterConfig{}
+	var names []string
+	for i := range workers {
+		name := fmt.Sprintf("w%d", i+1)
+		cfg.Workers = append(cfg.Workers, ci.WorkerConfig{Name: name})
+		names = append(names, name)
+	}
+	var ss []ci.Step
+	for range steps {
+		ss = append(ss, trueStep())
+	}
+	cfg.Builders = []ci.BuilderConfig{{Name: "b", Workers: names, Steps: ss}}
+	return cfg
+}
+
+func trueStep() ci.Step {
+	return &steps.ShellCommand{StepOptions: ci.StepOptions{Name: "true"}, Command: []string{"true"}}
+}
+
+// BenchmarkBuild measures one build at a time with the in-process worker:
+// ns/op is the whole build, from the request to the stored end of the
+// build; start-ms-p50 is the median time from the request to the build's
+// start, build-ms-p50 the median of the whole build, and step-ms the cost
+// per step.
+func BenchmarkBuild(b *testing.B) {
+	for _, n := range []int{1, 10} {
+		b.Run(fmt.Sprintf("steps=%d", n), func(b *testing.B) {
+			m := citest.Start(b, benchConfig(n, 1))
+			sub := m.Subscribe(1 << 16)
+			defer sub.Close()
+			starts := make([]time.Duration, 0, b.N)
+			totals := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				bs := m.Submit(b, citest.Request{Builder: "b"})
+				var started time.Duration
+			wait:
+				for {
+					e := <-sub.C
+					switch {
+					case e.Type == ci.EventBuildStarted && e.BuildsetID == bs:
+						started = time.Since(t0)
+					case e.Type == ci.EventBuildsetComplete && e.BuildsetID == bs:
+						break wait
+					}
+				}
+				totals = append(totals, time.Since(t0))
+				starts = append(starts, started)
+			}
+			b.StopTimer()
+			if sub.Dropped() > 0 {
+				b.Fatalf("%d events dropped", sub.Dropped())
+			}
+			b.ReportMetric(ms(median(starts)), "start-ms-p50")
+			b.ReportMetric(ms(median(totals)), "build-ms-p50")
+			b.ReportMetric(ms(median(totals))/float64(n), "ms/step")
+		})
+	}
+}
+
+// BenchmarkThroughput submits b.N one-step builds at once to a builder with
+// four in-process workers and reports builds per second.
+func BenchmarkThroughput(b *testing.B) {
+	m := citest.Start(b, benchConfig(1, 4))
+	sub := m.Subscribe(1 << 20)
+	defer sub.Close()
+	b.ResetTimer()
+	t0 := time.Now()
+	want := map[int64]bool{}
+	for range b.N {
+		want[m.Submit(b, citest.Request{Builder: "b"})] = true
+	}
+	for len(want) > 0 {
+		e := <-sub.C
+		if e.Type == ci.EventBuildsetComplete {
+			delete(want, e.BuildsetID)
+		}
+	}
+	elapsed := time.Since(t0)
+	b.StopTimer()
+	if sub.Dropped() > 0 {
+		b.Fatalf("%d events dropped", sub.Dropped())
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "builds/s")
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
