@@ -24,7 +24,7 @@ func (s *Store) StartBuild(ctx context.Context, b *ci.Build, requestIDs []int64)
 	}
 	var id int64
 	var number int
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *txn) error {
 		err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE builder_id = ?`, b.BuilderID).Scan(&number)
 		if err != nil {
 			return err
@@ -64,7 +64,7 @@ func (s *Store) StartBuild(ctx context.Context, b *ci.Build, requestIDs []int64)
 // startConflict explains why StartBuild cannot claim requestIDs: a request
 // that does not exist, one claimed or complete (perhaps listed twice), or
 // else cause, a missing builder or worker.
-func startConflict(ctx context.Context, tx *sql.Tx, requestIDs []int64, cause error) error {
+func startConflict(ctx context.Context, tx *txn, requestIDs []int64, cause error) error {
 	for i, rid := range requestIDs {
 		r, err := getRequest(ctx, tx, rid)
 		if err != nil {
@@ -89,7 +89,7 @@ func (s *Store) FinishBuild(ctx context.Context, b *ci.Build, resubmit bool) ([]
 		return nil, fmt.Errorf("sqlite: finish build: properties: %w", err)
 	}
 	var done []int64
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *txn) error {
 		done = nil
 		var complete bool
 		err := tx.QueryRowContext(ctx, `SELECT complete FROM builds WHERE id = ?`, b.ID).Scan(&complete)
@@ -166,7 +166,7 @@ func (s *Store) FinishBuild(ctx context.Context, b *ci.Build, resubmit bool) ([]
 
 // SetBuildState stores the state string of a build.
 func (s *Store) SetBuildState(ctx context.Context, id int64, state string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE builds SET state_string = ? WHERE id = ?`, state, id)
 		if err != nil {
 			return err
@@ -205,7 +205,7 @@ func (s *Store) FindBuild(ctx context.Context, builderID int64, number int) (*ci
 
 func (s *Store) getBuild(ctx context.Context, what, cond string, args ...any) (*ci.Build, error) {
 	var b *ci.Build
-	err := s.read(ctx, func(tx *sql.Tx) (err error) {
+	err := s.read(ctx, func(tx *txn) (err error) {
 		b, err = scanBuild(tx.QueryRowContext(ctx, `SELECT `+buildCols+` FROM builds WHERE `+cond, args...))
 		if errors.Is(err, sql.ErrNoRows) {
 			return ci.ErrNotFound
@@ -234,7 +234,7 @@ func (s *Store) ListBuilds(ctx context.Context, q ci.BuildQuery) ([]*ci.Build, i
 	}
 	var list []*ci.Build
 	var total int
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *txn) error {
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM builds`+where(conds), args...).Scan(&total); err != nil {
 			return err
 		}
@@ -255,7 +255,7 @@ func (s *Store) ListBuilds(ctx context.Context, q ci.BuildQuery) ([]*ci.Build, i
 // UnfinishedBuilds returns the builds started and not finished, by ID.
 func (s *Store) UnfinishedBuilds(ctx context.Context) ([]*ci.Build, error) {
 	var list []*ci.Build
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+buildCols+` FROM builds WHERE complete = 0 ORDER BY id`)
 		if err != nil {
 			return err
@@ -275,7 +275,7 @@ func (s *Store) AddStep(ctx context.Context, st *ci.StepRecord) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: add step: %w", err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *txn) error {
 		err := tx.QueryRowContext(ctx, `INSERT INTO steps (build_id, number, name, started_at, complete_at, complete,
 			state_string, results, hidden, urls) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			st.BuildID, st.Number, st.Name, timeArg(st.StartedAt), timeArg(st.CompleteAt), st.Complete,
@@ -295,7 +295,7 @@ func (s *Store) UpdateStep(ctx context.Context, st *ci.StepRecord) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: update step: %w", err)
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE steps SET state_string = ?, results = ?, complete = ?, complete_at = ?,
 			hidden = ?, urls = ? WHERE id = ?`,
 			st.StateString, int64(st.Results), st.Complete, timeArg(st.CompleteAt), st.Hidden, urls, st.ID)
@@ -335,7 +335,7 @@ func scanStep(row scanner) (*ci.StepRecord, error) {
 // GetStep returns the step with the given ID.
 func (s *Store) GetStep(ctx context.Context, id int64) (*ci.StepRecord, error) {
 	var st *ci.StepRecord
-	err := s.read(ctx, func(tx *sql.Tx) (err error) {
+	err := s.read(ctx, func(tx *txn) (err error) {
 		st, err = scanStep(tx.QueryRowContext(ctx, `SELECT `+stepCols+` FROM steps WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("step", id)
@@ -351,7 +351,7 @@ func (s *Store) GetStep(ctx context.Context, id int64) (*ci.StepRecord, error) {
 // ListSteps returns the steps of a build, by number.
 func (s *Store) ListSteps(ctx context.Context, buildID int64) ([]*ci.StepRecord, error) {
 	var list []*ci.StepRecord
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+stepCols+` FROM steps WHERE build_id = ? ORDER BY number, id`, buildID)
 		if err != nil {
 			return err

@@ -21,7 +21,7 @@ func (s *Store) AddChange(ctx context.Context, c *ci.Change) (added bool, err er
 		return false, fmt.Errorf("sqlite: add change: properties: %w", err)
 	}
 	var stored *ci.Change
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *txn) error {
 		if c.DedupKey != "" {
 			var id int64
 			err := tx.QueryRowContext(ctx, `SELECT id FROM changes WHERE dedup_key = ?`, c.DedupKey).Scan(&id)
@@ -97,7 +97,7 @@ func scanChange(row scanner) (*ci.Change, error) {
 	return c, nil
 }
 
-func getChange(ctx context.Context, tx *sql.Tx, id int64) (*ci.Change, error) {
+func getChange(ctx context.Context, tx *txn, id int64) (*ci.Change, error) {
 	c, err := scanChange(tx.QueryRowContext(ctx, `SELECT `+changeCols+` FROM changes WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("change", id)
@@ -108,7 +108,7 @@ func getChange(ctx context.Context, tx *sql.Tx, id int64) (*ci.Change, error) {
 // GetChange returns the change with the given ID.
 func (s *Store) GetChange(ctx context.Context, id int64) (*ci.Change, error) {
 	var c *ci.Change
-	err := s.read(ctx, func(tx *sql.Tx) (err error) {
+	err := s.read(ctx, func(tx *txn) (err error) {
 		c, err = getChange(ctx, tx, id)
 		return err
 	})
@@ -123,7 +123,7 @@ func (s *Store) GetChange(ctx context.Context, id int64) (*ci.Change, error) {
 func (s *Store) ListChanges(ctx context.Context, q ci.Query) ([]*ci.Change, int, error) {
 	var list []*ci.Change
 	var total int
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *txn) error {
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM changes`).Scan(&total); err != nil {
 			return err
 		}
@@ -142,7 +142,7 @@ func (s *Store) ListChanges(ctx context.Context, q ci.Query) ([]*ci.Change, int,
 }
 
 // insertSourceStamp stores ss with links to its changes and sets ss.ID.
-func insertSourceStamp(ctx context.Context, tx *sql.Tx, ss *ci.SourceStamp) error {
+func insertSourceStamp(ctx context.Context, tx *txn, ss *ci.SourceStamp) error {
 	err := tx.QueryRowContext(ctx, `INSERT INTO sourcestamps (codebase, repository, branch, revision, project, created_at)
 		VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
 		ss.Codebase, ss.Repository, ss.Branch, ss.Revision, ss.Project, timeArg(ss.CreatedAt)).Scan(&ss.ID)
@@ -172,7 +172,7 @@ func scanSourceStamp(row scanner) (ci.SourceStamp, error) {
 	return ss, err
 }
 
-func getSourceStamp(ctx context.Context, tx *sql.Tx, id int64) (ci.SourceStamp, error) {
+func getSourceStamp(ctx context.Context, tx *txn, id int64) (ci.SourceStamp, error) {
 	ss, err := scanSourceStamp(tx.QueryRowContext(ctx, `SELECT `+sourceStampCols+` FROM sourcestamps WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return ss, notFound("source stamp", id)

@@ -31,7 +31,7 @@ const (
 func (s *Store) AddLog(ctx context.Context, l *ci.Log) error {
 	base := slugify(l.Name)
 	var slug string
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		slug = base
 		for n := 2; ; n++ {
 			var taken int
@@ -173,7 +173,7 @@ func (s *Store) appendLog(ctx context.Context, logID int64, text string, finish 
 		}
 	}
 	first, last = -1, -1
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *txn) error {
 		var n int
 		var complete bool
 		err := tx.QueryRowContext(ctx, `SELECT num_lines, complete FROM logs WHERE id = ?`, logID).Scan(&n, &complete)
@@ -223,7 +223,7 @@ func scanLog(row scanner) (*ci.Log, error) {
 // GetLog returns the log with the given ID.
 func (s *Store) GetLog(ctx context.Context, id int64) (*ci.Log, error) {
 	var l *ci.Log
-	err := s.read(ctx, func(tx *sql.Tx) (err error) {
+	err := s.read(ctx, func(tx *txn) (err error) {
 		l, err = scanLog(tx.QueryRowContext(ctx, `SELECT `+logCols+` FROM logs WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("log", id)
@@ -239,7 +239,7 @@ func (s *Store) GetLog(ctx context.Context, id int64) (*ci.Log, error) {
 // ListLogs returns the logs of a step, by ID.
 func (s *Store) ListLogs(ctx context.Context, stepID int64) ([]*ci.Log, error) {
 	var list []*ci.Log
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+logCols+` FROM logs WHERE step_id = ? ORDER BY id`, stepID)
 		if err != nil {
 			return err
@@ -259,7 +259,7 @@ func (s *Store) ListLogs(ctx context.Context, stepID int64) ([]*ci.Log, error) {
 func (s *Store) LogLines(ctx context.Context, logID int64, first, last int) (string, error) {
 	first = max(first, 0)
 	var out strings.Builder
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *txn) error {
 		var n int
 		err := tx.QueryRowContext(ctx, `SELECT num_lines FROM logs WHERE id = ?`, logID).Scan(&n)
 		if errors.Is(err, sql.ErrNoRows) {

@@ -22,7 +22,7 @@ func (s *Store) AddBuildset(ctx context.Context, bs *ci.Buildset, builderIDs []i
 	}
 	sourceStamps := slices.Clone(bs.SourceStamps)
 	var reqs []*ci.BuildRequest
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *txn) error {
 		reqs = nil
 		err := tx.QueryRowContext(ctx, `INSERT INTO buildsets (external_id, reason, submitted_at, complete,
 			complete_at, results, properties, parent_build_id, scheduler)
@@ -81,7 +81,7 @@ func (s *Store) AddBuildset(ctx context.Context, bs *ci.Buildset, builderIDs []i
 const buildsetCols = `id, external_id, reason, submitted_at, complete, complete_at, results, properties,
 	parent_build_id, scheduler`
 
-func getBuildset(ctx context.Context, tx *sql.Tx, id int64) (*ci.Buildset, error) {
+func getBuildset(ctx context.Context, tx *txn, id int64) (*ci.Buildset, error) {
 	bs := &ci.Buildset{}
 	err := tx.QueryRowContext(ctx, `SELECT `+buildsetCols+` FROM buildsets WHERE id = ?`, id).Scan(
 		&bs.ID, &bs.ExternalID, &bs.Reason, timeCol{&bs.SubmittedAt}, &bs.Complete, timeCol{&bs.CompleteAt},
@@ -105,7 +105,7 @@ func getBuildset(ctx context.Context, tx *sql.Tx, id int64) (*ci.Buildset, error
 // stamps.
 func (s *Store) GetBuildset(ctx context.Context, id int64) (*ci.Buildset, error) {
 	var bs *ci.Buildset
-	err := s.read(ctx, func(tx *sql.Tx) (err error) {
+	err := s.read(ctx, func(tx *txn) (err error) {
 		bs, err = getBuildset(ctx, tx, id)
 		return err
 	})
@@ -129,7 +129,7 @@ func scanRequest(row scanner) (*ci.BuildRequest, error) {
 	return r, nil
 }
 
-func getRequest(ctx context.Context, tx *sql.Tx, id int64) (*ci.BuildRequest, error) {
+func getRequest(ctx context.Context, tx *txn, id int64) (*ci.BuildRequest, error) {
 	r, err := scanRequest(tx.QueryRowContext(ctx, `SELECT `+requestCols+` FROM buildrequests WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("build request", id)
@@ -140,7 +140,7 @@ func getRequest(ctx context.Context, tx *sql.Tx, id int64) (*ci.BuildRequest, er
 // GetRequest returns the build request with the given ID.
 func (s *Store) GetRequest(ctx context.Context, id int64) (*ci.BuildRequest, error) {
 	var r *ci.BuildRequest
-	err := s.read(ctx, func(tx *sql.Tx) (err error) {
+	err := s.read(ctx, func(tx *txn) (err error) {
 		r, err = getRequest(ctx, tx, id)
 		return err
 	})
@@ -169,7 +169,7 @@ func (s *Store) ListRequests(ctx context.Context, q ci.RequestQuery) ([]*ci.Buil
 	}
 	var list []*ci.BuildRequest
 	var total int
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *txn) error {
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM buildrequests`+where(conds), args...).Scan(&total); err != nil {
 			return err
 		}
@@ -191,7 +191,7 @@ func (s *Store) ListRequests(ctx context.Context, q ci.RequestQuery) ([]*ci.Buil
 // priority first, then oldest first (then by ID).
 func (s *Store) PendingRequests(ctx context.Context) ([]*ci.BuildRequest, error) {
 	var list []*ci.BuildRequest
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+requestCols+` FROM buildrequests
 			WHERE claimed = 0 AND complete = 0 ORDER BY priority DESC, submitted_at, id`)
 		if err != nil {
@@ -209,7 +209,7 @@ func (s *Store) PendingRequests(ctx context.Context) ([]*ci.BuildRequest, error)
 // CancelRequest completes a pending request as CANCELLED, and its buildset
 // if no other request of it is incomplete.
 func (s *Store) CancelRequest(ctx context.Context, id int64, at time.Time) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		r, err := getRequest(ctx, tx, id)
 		if err != nil {
 			return err
@@ -234,7 +234,7 @@ func (s *Store) CancelRequest(ctx context.Context, id int64, at time.Time) error
 // completeBuildset completes buildset id, with the worst result of its
 // requests, if it is incomplete and all its requests are complete. It
 // reports whether it did.
-func completeBuildset(ctx context.Context, tx *sql.Tx, id int64, at time.Time) (bool, error) {
+func completeBuildset(ctx context.Context, tx *txn, id int64, at time.Time) (bool, error) {
 	var complete bool
 	if err := tx.QueryRowContext(ctx, `SELECT complete FROM buildsets WHERE id = ?`, id).Scan(&complete); err != nil {
 		return false, err

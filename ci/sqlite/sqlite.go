@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kilnci/kiln/ci"
@@ -48,9 +49,11 @@ type Store struct {
 	// Set it before the store is used.
 	Now func() time.Time
 
-	path string
-	db   *sql.DB // the write connection
-	rdb  *sql.DB // the read pool
+	path  string
+	db    *sql.DB // the write connection
+	rdb   *sql.DB // the read pool
+	wstmt stmtCache
+	rstmt stmtCache
 }
 
 // Open opens the database file at path, creating it if needed, and applies
@@ -69,10 +72,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)", BusyTimeout.Milliseconds())
 
 	s := &Store{path: path}
+	s.wstmt.stmts = map[string]*sql.Stmt{}
+	s.rstmt.stmts = map[string]*sql.Stmt{}
 	s.db, err = sql.Open("sqlite", name+"?"+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
+	s.wstmt.db = s.db
 	// One writer: transactions queue in the pool instead of failing with
 	// SQLITE_BUSY. The connection is kept open for the store's life.
 	s.db.SetMaxOpenConns(1)
@@ -91,6 +97,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
+	s.rstmt.db = s.rdb
 	n := max(4, runtime.GOMAXPROCS(0))
 	s.rdb.SetMaxOpenConns(n)
 	s.rdb.SetMaxIdleConns(n)
@@ -105,6 +112,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // the write-ahead log into the database file.
 func (s *Store) Close() error {
 	var errs []error
+	s.wstmt.close()
+	s.rstmt.close()
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
 	}
@@ -148,7 +157,7 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 func (s *Store) migrateFile(ctx context.Context, name string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *txn) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM migrations WHERE name = ?`, name).Scan(&n); err != nil {
 			return err
@@ -160,7 +169,8 @@ func (s *Store) migrateFile(ctx context.Context, name string) error {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, string(text)); err != nil {
+		// A script of several statements: run as it is, not prepared.
+		if _, err := tx.tx.ExecContext(ctx, string(text)); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, name, s.now().UnixMicro())
@@ -170,27 +180,124 @@ func (s *Store) migrateFile(ctx context.Context, name string) error {
 
 // write runs f in a write transaction (BEGIN IMMEDIATE on the single write
 // connection) and commits it if f returns nil.
-func (s *Store) write(ctx context.Context, f func(tx *sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, f func(tx *txn) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := f(tx); err != nil {
+	t := &txn{tx: tx, stmts: &s.wstmt}
+	if err := f(t); err != nil {
 		tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	err = tx.Commit()
+	s.wstmt.prepare(t.missed)
+	return err
 }
 
 // read runs f in a read transaction, which sees one snapshot of the
 // database, so that a page and its total count agree.
-func (s *Store) read(ctx context.Context, f func(tx *sql.Tx) error) error {
+func (s *Store) read(ctx context.Context, f func(tx *txn) error) error {
 	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	return f(tx)
+	t := &txn{tx: tx, stmts: &s.rstmt}
+	err = f(t)
+	tx.Rollback()
+	s.rstmt.prepare(t.missed)
+	return err
+}
+
+// A txn is a transaction whose queries use statements prepared once per
+// connection, so that SQLite parses each query text once rather than at
+// every call. A query not prepared yet runs unprepared and is prepared
+// after the transaction, when a connection is free: preparing needs one,
+// and the write pool has a single connection, held by the transaction.
+type txn struct {
+	tx     *sql.Tx
+	stmts  *stmtCache
+	missed []string
+}
+
+// stmt returns the transaction's form of the prepared statement for
+// query, or nil if it is not prepared yet.
+func (t *txn) stmt(ctx context.Context, query string) *sql.Stmt {
+	if st := t.stmts.get(query); st != nil {
+		return t.tx.StmtContext(ctx, st)
+	}
+	t.missed = append(t.missed, query)
+	return nil
+}
+
+func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, query, args...)
+}
+
+func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, query, args...)
+}
+
+// stmtCache holds the statements prepared on a database, by query text.
+// Queries are texts of this package (with a bounded number of variants),
+// so the cache stays small.
+type stmtCache struct {
+	db     *sql.DB
+	mu     sync.Mutex
+	stmts  map[string]*sql.Stmt
+	closed bool
+}
+
+func (c *stmtCache) get(query string) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stmts[query]
+}
+
+// prepare prepares the queries not cached yet. Failures are ignored: the
+// queries then keep running unprepared.
+func (c *stmtCache) prepare(queries []string) {
+	for _, q := range queries {
+		if c.get(q) != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), BusyTimeout)
+		st, err := c.db.PrepareContext(ctx, q)
+		cancel()
+		if err != nil {
+			continue
+		}
+		c.mu.Lock()
+		if _, dup := c.stmts[q]; dup || c.closed {
+			st.Close()
+		} else {
+			c.stmts[q] = st
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for q, st := range c.stmts {
+		st.Close()
+		delete(c.stmts, q)
+	}
 }
 
 // notFound is the error for a missing record.

@@ -22,7 +22,7 @@ func (s *Store) EnsureBuilder(ctx context.Context, name, description string, tag
 		return nil, fmt.Errorf("sqlite: ensure builder %q: %w", name, err)
 	}
 	var b *ci.Builder
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *txn) error {
 		var id int64
 		err := tx.QueryRowContext(ctx, `INSERT INTO builders (name, description, tags) VALUES (?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET description = excluded.description, tags = excluded.tags
@@ -52,7 +52,7 @@ func scanBuilder(row scanner) (*ci.Builder, error) {
 	return b, nil
 }
 
-func getBuilder(ctx context.Context, tx *sql.Tx, id int64) (*ci.Builder, error) {
+func getBuilder(ctx context.Context, tx *txn, id int64) (*ci.Builder, error) {
 	b, err := scanBuilder(tx.QueryRowContext(ctx, `SELECT `+builderCols+` FROM builders WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("builder", id)
@@ -63,7 +63,7 @@ func getBuilder(ctx context.Context, tx *sql.Tx, id int64) (*ci.Builder, error) 
 // GetBuilder returns the builder with the given ID.
 func (s *Store) GetBuilder(ctx context.Context, id int64) (*ci.Builder, error) {
 	var b *ci.Builder
-	err := s.read(ctx, func(tx *sql.Tx) (err error) {
+	err := s.read(ctx, func(tx *txn) (err error) {
 		b, err = getBuilder(ctx, tx, id)
 		return err
 	})
@@ -76,7 +76,7 @@ func (s *Store) GetBuilder(ctx context.Context, id int64) (*ci.Builder, error) {
 // ListBuilders returns every builder, by ID.
 func (s *Store) ListBuilders(ctx context.Context) ([]*ci.Builder, error) {
 	var list []*ci.Builder
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+builderCols+` FROM builders ORDER BY id`)
 		if err != nil {
 			return err
@@ -93,7 +93,7 @@ func (s *Store) ListBuilders(ctx context.Context) ([]*ci.Builder, error) {
 // EnsureWorker returns the worker called name, storing it first if needed.
 func (s *Store) EnsureWorker(ctx context.Context, name string) (*ci.Worker, error) {
 	var w *ci.Worker
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO workers (name) VALUES (?) ON CONFLICT (name) DO NOTHING`, name); err != nil {
 			return err
 		}
@@ -123,7 +123,7 @@ func scanWorker(row scanner) (*ci.Worker, error) {
 // SetWorkerConnected records a worker connecting or disconnecting at the
 // given time. A nil info keeps the last known info.
 func (s *Store) SetWorkerConnected(ctx context.Context, id int64, connected bool, info map[string]any, at time.Time) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		var res sql.Result
 		var err error
 		if info == nil {
@@ -151,7 +151,7 @@ func (s *Store) SetWorkerConnected(ctx context.Context, id int64, connected bool
 // GetWorker returns the worker with the given ID.
 func (s *Store) GetWorker(ctx context.Context, id int64) (*ci.Worker, error) {
 	var w *ci.Worker
-	err := s.read(ctx, func(tx *sql.Tx) (err error) {
+	err := s.read(ctx, func(tx *txn) (err error) {
 		w, err = scanWorker(tx.QueryRowContext(ctx, `SELECT `+workerCols+` FROM workers WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("worker", id)
@@ -167,7 +167,7 @@ func (s *Store) GetWorker(ctx context.Context, id int64) (*ci.Worker, error) {
 // ListWorkers returns every worker, by ID.
 func (s *Store) ListWorkers(ctx context.Context) ([]*ci.Worker, error) {
 	var list []*ci.Worker
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+workerCols+` FROM workers ORDER BY id`)
 		if err != nil {
 			return err
@@ -184,7 +184,7 @@ func (s *Store) ListWorkers(ctx context.Context) ([]*ci.Worker, error) {
 // GetState returns the value stored under (object, key).
 func (s *Store) GetState(ctx context.Context, object, key string) ([]byte, error) {
 	var v []byte
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *txn) error {
 		err := tx.QueryRowContext(ctx, `SELECT value FROM object_state WHERE object = ? AND key = ?`, object, key).Scan(&v)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ci.ErrNotFound
@@ -205,7 +205,7 @@ func (s *Store) SetState(ctx context.Context, object, key string, value []byte) 
 	if value == nil {
 		value = []byte{}
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO object_state (object, key, value) VALUES (?, ?, ?)
 			ON CONFLICT (object, key) DO UPDATE SET value = excluded.value`, object, key, value)
 		return err
