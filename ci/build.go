@@ -55,6 +55,20 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 	}
 	defer release()
 
+	// Check that the worker answers before claiming anything, as Buildbot
+	// does; one that does not is dropped.
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	err := s.conn.Ping(pctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.Warn("worker did not answer before a build; disconnecting it", "worker", w.cfg.Name, "err", err)
+			s.conn.Close()
+		}
+		m.requeue(s.requests)
+		return
+	}
+
 	newest := s.requests[0]
 	bs := newest.bs
 	info := s.conn.Info()
@@ -137,17 +151,6 @@ func (m *Master) handleStartFailure(ctx context.Context, s *buildStart, err erro
 
 // run runs the steps of the build and returns its results and a summary.
 func (rb *runningBuild) run(ctx context.Context) (Result, string) {
-	m := rb.m
-	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-	err := rb.conn.Ping(pctx)
-	cancel()
-	if err != nil {
-		m.log.Warn("worker did not answer before the build; the build will be retried", "worker", rb.worker.cfg.Name, "err", err)
-		if ctx.Err() != nil {
-			return Retry, "interrupted: the master is stopping"
-		}
-		return Retry, "retry: worker did not answer"
-	}
 	results := Success
 	terminate := false
 	var failed []string

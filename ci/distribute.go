@@ -84,6 +84,11 @@ func (m *Master) pickWorkerLocked(b *builderState) *workerState {
 		if w.conn == nil || w.busy[b] || (w.cfg.MaxBuilds > 0 && w.running >= w.cfg.MaxBuilds) {
 			continue
 		}
+		select {
+		case <-w.conn.Done():
+			continue // lost; about to be detached
+		default:
+		}
 		if best == nil || w.running < best.running || (w.running == best.running && w.lastStart.Before(best.lastStart)) {
 			best = w
 		}

@@ -1,0 +1,91 @@
+package citest_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/ci/steps"
+)
+
+// onTag submits a build of "pkg" for every change of category "new-tag".
+type onTag struct{}
+
+func (onTag) SchedulerName() string  { return "tags" }
+func (onTag) BuilderNames() []string { return []string{"pkg"} }
+func (onTag) OnChange(ctx context.Context, m *ci.Master, c *ci.Change) error {
+	if c.Category != "new-tag" {
+		return nil
+	}
+	_, _, err := m.Submit(ctx, ci.Submission{Builders: []string{"pkg"}, Reason: "tag", SourceStamps: []ci.SourceStamp{c.SourceStamp()}, Scheduler: "tags"})
+	return err
+}
+
+func config() ci.MasterConfig {
+	return ci.MasterConfig{
+		Workers: []ci.WorkerConfig{{Name: "w"}},
+		Builders: []ci.BuilderConfig{{
+			Name:    "pkg",
+			Workers: []string{"w"},
+			Steps: []ci.Step{
+				&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "build"}, Command: []any{"sh", "-c", `echo "building $1"; echo warning >&2`, "sh", ci.Interpolate("%(src::branch)s")}},
+			},
+		}},
+		Schedulers: []ci.Scheduler{onTag{}},
+	}
+}
+
+func TestStart(t *testing.T) {
+	m := citest.Start(t, config())
+	require.NotNil(t, m.Store)
+	assert.DirExists(t, m.Dir)
+	assert.FileExists(t, m.Config().DatabasePath())
+
+	t.Run("AddChange", func(t *testing.T) {
+		assert.Empty(t, m.AddChange(t, ci.Change{Category: "push", Branch: "main"}))
+		sets := m.AddChange(t, ci.Change{Category: "new-tag", Branch: "0.9.1", Revision: "0.9.1"})
+		require.Len(t, sets, 1)
+		builds := m.WaitBuildset(t, sets[0])
+		require.Len(t, builds, 1)
+		b := builds[0]
+		assert.Equal(t, ci.Success, b.Results())
+		assert.Equal(t, "building 0.9.1\nwarning\n", b.Log("build", "stdio"))
+		assert.Contains(t, b.LogLines("build", "stdio"), "obuilding 0.9.1\n")
+		assert.Contains(t, b.LogLines("build", "stdio"), "ewarning\n")
+		assert.Contains(t, b.Header("build", "stdio"), "argv:")
+		assert.Equal(t, "pkg", b.Property("buildername"))
+		assert.Equal(t, map[string]ci.Result{"build": ci.Success}, b.StepResults())
+	})
+	t.Run("Build", func(t *testing.T) {
+		b := m.Build(t, citest.Request{Builder: "pkg", SourceStamp: ci.SourceStamp{Branch: "main"}})
+		assert.Equal(t, "building main\nwarning\n", b.Log("build", "stdio"))
+		again := m.WaitBuild(t, b.Record.ID)
+		assert.Equal(t, b.Record.ID, again.Record.ID)
+	})
+}
+
+func TestOutput(t *testing.T) {
+	stored := "hheader\nostdout\neerr\nomore\n"
+	assert.Equal(t, "stdout\nmore\n", citest.Output(stored, "o"))
+	assert.Equal(t, "stdout\nerr\nmore\n", citest.Output(stored, "oe"))
+	assert.Equal(t, "header\n", citest.Output(stored, "h"))
+}
+
+// In a test of your own master's configuration.
+func ExampleStart() {
+	// func TestPackages(t *testing.T) {
+	var t *testing.T // the test's *testing.T
+	m := citest.Start(t, config())
+	b := m.Build(t, citest.Request{Builder: "pkg", SourceStamp: ci.SourceStamp{Branch: "0.9.1"}})
+	if b.Results() != ci.Success {
+		t.Fatalf("build failed:\n%s", b.LogLines("build", "stdio"))
+	}
+	if got := b.Log("build", "stdio"); got != "building 0.9.1\nwarning\n" {
+		t.Errorf("output = %q", got)
+	}
+	// }
+}

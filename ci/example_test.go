@@ -1,0 +1,92 @@
+package ci_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kilnci/kiln/ci"
+	_ "github.com/kilnci/kiln/ci/sqlite"
+	"github.com/kilnci/kiln/ci/steps"
+	"github.com/kilnci/kiln/worker/local"
+)
+
+// A master with one builder and an in-process worker: submit a build, wait
+// for it, read what the store recorded.
+func ExampleNewMaster() {
+	dir, _ := os.MkdirTemp("", "kiln-example-")
+	defer os.RemoveAll(dir)
+	m, err := ci.NewMaster(ci.MasterConfig{
+		Title:   "example",
+		BaseDir: dir,
+		Workers: []ci.WorkerConfig{{Name: "local"}},
+		Builders: []ci.BuilderConfig{{
+			Name:       "hello",
+			Workers:    []string{"local"},
+			Properties: map[string]any{"who": "world"},
+			Steps: []ci.Step{
+				&steps.ShellCommand{
+					StepOptions: ci.StepOptions{Name: "greet"},
+					Command:     []any{"echo", ci.Interpolate("hello, %(prop:who)s")},
+				},
+			},
+		}},
+		Services: []ci.Service{&local.Worker{Name: "local", Dir: filepath.Join(dir, "worker")}},
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { stop(); <-done }()
+
+	events := m.Subscribe(0)
+	defer events.Close()
+	bs, _, err := m.Submit(ctx, ci.Submission{Builders: []string{"hello"}, Reason: "example"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for e := range events.C {
+		if e.Type == ci.EventBuildsetComplete && e.BuildsetID == bs.ID {
+			break
+		}
+	}
+	st, _ := m.Store(ctx)
+	builds, _, _ := st.ListBuilds(ctx, ci.BuildQuery{})
+	b := builds[0]
+	fmt.Printf("build %d: %s (%s)\n", b.Number, b.Results, b.StateString)
+	stepRecs, _ := st.ListSteps(ctx, b.ID)
+	logs, _ := st.ListLogs(ctx, stepRecs[0].ID)
+	text, _ := st.LogLines(ctx, logs[0].ID, 0, -1)
+	for _, line := range strings.SplitAfter(text, "\n") {
+		if strings.HasPrefix(line, "o") { // standard output
+			fmt.Print(line[1:])
+		}
+	}
+	// Output:
+	// build 1: success (build successful)
+	// hello, world
+}
+
+// A step written as a Go function: it reads and sets properties, and could
+// send remote commands through s.RunCommand.
+func ExampleStepFunc() {
+	version := ci.WithOptions(ci.StepOptions{Name: "version", HaltOnFailure: true},
+		ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+			tag, _ := s.Property("branch")
+			if tag == "" {
+				return ci.Failure, nil
+			}
+			s.SetProperty("version", strings.TrimPrefix(fmt.Sprint(tag), "v"), s.Name())
+			return ci.Success, nil
+		}))
+	fmt.Println(version.Options().Name, version.Options().HaltOnFailure)
+	// Output: version true
+}
