@@ -219,6 +219,9 @@ func (m *Master) Run(ctx context.Context) (err error) {
 	defer close(m.done)
 
 	if err := m.open(ctx); err != nil {
+		if m.store != nil && m.cfg.Store == nil {
+			m.store.Close()
+		}
 		return err
 	}
 	if m.cfg.Store == nil {
@@ -228,7 +231,7 @@ func (m *Master) Run(ctx context.Context) (err error) {
 			}
 		}()
 	}
-	if err := m.recover(ctx); err != nil {
+	if err := m.recoverFromStop(ctx); err != nil {
 		return err
 	}
 	m.log.Info("master started", "title", m.cfg.Title, "builders", len(m.builderList), "workers", len(m.workerList), "pending", len(m.pending))
@@ -323,9 +326,9 @@ func (m *Master) open(ctx context.Context) error {
 	return nil
 }
 
-// recover closes builds left running by a previous run and loads the
-// pending requests.
-func (m *Master) recover(ctx context.Context) error {
+// recoverFromStop closes builds left running by a previous run and loads
+// the pending requests.
+func (m *Master) recoverFromStop(ctx context.Context) error {
 	unfinished, err := m.store.UnfinishedBuilds(ctx)
 	if err != nil {
 		return fmt.Errorf("find unfinished builds: %w", err)

@@ -18,13 +18,7 @@ type RemoveDirectory struct {
 }
 
 // Options implements ci.Step, naming the step "RemoveDirectory" by default.
-func (d *RemoveDirectory) Options() ci.StepOptions {
-	o := d.StepOptions
-	if o.Name == "" {
-		o.Name = "RemoveDirectory"
-	}
-	return o
-}
+func (d *RemoveDirectory) Options() ci.StepOptions { return named(d.StepOptions, "RemoveDirectory") }
 
 // Validate checks the configuration.
 func (d *RemoveDirectory) Validate() error { return required("Dir", d.Dir) }
@@ -44,13 +38,7 @@ type MakeDirectory struct {
 }
 
 // Options implements ci.Step, naming the step "MakeDirectory" by default.
-func (d *MakeDirectory) Options() ci.StepOptions {
-	o := d.StepOptions
-	if o.Name == "" {
-		o.Name = "MakeDirectory"
-	}
-	return o
-}
+func (d *MakeDirectory) Options() ci.StepOptions { return named(d.StepOptions, "MakeDirectory") }
 
 // Validate checks the configuration.
 func (d *MakeDirectory) Validate() error { return required("Dir", d.Dir) }

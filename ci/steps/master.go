@@ -38,11 +38,7 @@ type MasterShellCommand struct {
 // Options implements ci.Step, naming the step "MasterShellCommand" by
 // default, as Buildbot does.
 func (c *MasterShellCommand) Options() ci.StepOptions {
-	o := c.StepOptions
-	if o.Name == "" {
-		o.Name = "MasterShellCommand"
-	}
-	return o
+	return named(c.StepOptions, "MasterShellCommand")
 }
 
 // Validate checks the configuration.

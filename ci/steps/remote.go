@@ -23,6 +23,14 @@ const (
 	DefaultBlockSize = 64 << 10
 )
 
+// named gives options the step type's default name if they have none.
+func named(o ci.StepOptions, name string) ci.StepOptions {
+	if o.Name == "" {
+		o.Name = name
+	}
+	return o
+}
+
 // renderWorkdir renders a Workdir field, defaulting to DefaultWorkdir.
 func renderWorkdir(ctx context.Context, s *ci.StepRun, v any) (string, error) {
 	if v == nil {

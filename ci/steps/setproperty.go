@@ -37,13 +37,7 @@ type SetPropertyFromCommand struct {
 }
 
 // Options implements ci.Step, naming the step "setproperty" by default.
-func (c *SetPropertyFromCommand) Options() ci.StepOptions {
-	o := c.StepOptions
-	if o.Name == "" {
-		o.Name = "setproperty"
-	}
-	return o
-}
+func (c *SetPropertyFromCommand) Options() ci.StepOptions { return named(c.StepOptions, "setproperty") }
 
 // Validate checks the configuration.
 func (c *SetPropertyFromCommand) Validate() error {
@@ -97,7 +91,11 @@ func (c *SetPropertyFromCommand) Run(ctx context.Context, s *ci.StepRun) (ci.Res
 		}
 		w.AddStdout(changes.String())
 	}
-	s.SetStateString(fmt.Sprintf("property %s set", strings.Join(slices.Sorted(maps.Keys(props)), ", ")))
+	if len(props) == 0 {
+		s.SetStateString("no property set")
+	} else {
+		s.SetStateString(fmt.Sprintf("property %s set", strings.Join(slices.Sorted(maps.Keys(props)), ", ")))
+	}
 	if cmd.RC != 0 {
 		return ci.Failure, nil
 	}

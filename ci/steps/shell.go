@@ -54,13 +54,7 @@ type ShellCommand struct {
 }
 
 // Options implements ci.Step, naming the step "shell" by default.
-func (c *ShellCommand) Options() ci.StepOptions {
-	o := c.StepOptions
-	if o.Name == "" {
-		o.Name = "shell"
-	}
-	return o
-}
+func (c *ShellCommand) Options() ci.StepOptions { return named(c.StepOptions, "shell") }
 
 // Validate checks the configuration.
 func (c *ShellCommand) Validate() error {

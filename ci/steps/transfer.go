@@ -45,13 +45,7 @@ type FileUpload struct {
 }
 
 // Options implements ci.Step, naming the step "upload" by default.
-func (u *FileUpload) Options() ci.StepOptions {
-	o := u.StepOptions
-	if o.Name == "" {
-		o.Name = "upload"
-	}
-	return o
-}
+func (u *FileUpload) Options() ci.StepOptions { return named(u.StepOptions, "upload") }
 
 // Validate checks the configuration.
 func (u *FileUpload) Validate() error {
@@ -65,17 +59,22 @@ func required(name string, v any) error {
 	return checkField(name, v)
 }
 
+// renderUpload renders the worker source, master destination and working
+// folder of an upload.
+func renderUpload(ctx context.Context, s *ci.StepRun, workerSrc, masterDest, workdir any) (src, dest, wd string, err error) {
+	if src, err = s.RenderString(ctx, workerSrc); err != nil {
+		return "", "", "", fmt.Errorf("workersrc: %w", err)
+	}
+	if dest, err = masterPath(ctx, s, "masterdest", masterDest); err != nil {
+		return "", "", "", err
+	}
+	wd, err = renderWorkdir(ctx, s, workdir)
+	return src, dest, wd, err
+}
+
 // Run implements ci.Step.
 func (u *FileUpload) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
-	src, err := s.RenderString(ctx, u.WorkerSrc)
-	if err != nil {
-		return ci.Exception, fmt.Errorf("workersrc: %w", err)
-	}
-	dest, err := masterPath(ctx, s, "masterdest", u.MasterDest)
-	if err != nil {
-		return ci.Exception, err
-	}
-	workdir, err := renderWorkdir(ctx, s, u.Workdir)
+	src, dest, workdir, err := renderUpload(ctx, s, u.WorkerSrc, u.MasterDest, u.Workdir)
 	if err != nil {
 		return ci.Exception, err
 	}
@@ -246,13 +245,7 @@ type FileDownload struct {
 }
 
 // Options implements ci.Step, naming the step "download" by default.
-func (d *FileDownload) Options() ci.StepOptions {
-	o := d.StepOptions
-	if o.Name == "" {
-		o.Name = "download"
-	}
-	return o
-}
+func (d *FileDownload) Options() ci.StepOptions { return named(d.StepOptions, "download") }
 
 // Validate checks the configuration.
 func (d *FileDownload) Validate() error {
@@ -331,13 +324,7 @@ type DirectoryUpload struct {
 }
 
 // Options implements ci.Step, naming the step "upload" by default.
-func (u *DirectoryUpload) Options() ci.StepOptions {
-	o := u.StepOptions
-	if o.Name == "" {
-		o.Name = "upload"
-	}
-	return o
-}
+func (u *DirectoryUpload) Options() ci.StepOptions { return named(u.StepOptions, "upload") }
 
 // Validate checks the configuration.
 func (u *DirectoryUpload) Validate() error {
@@ -352,15 +339,7 @@ func (u *DirectoryUpload) Validate() error {
 
 // Run implements ci.Step.
 func (u *DirectoryUpload) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
-	src, err := s.RenderString(ctx, u.WorkerSrc)
-	if err != nil {
-		return ci.Exception, fmt.Errorf("workersrc: %w", err)
-	}
-	dest, err := masterPath(ctx, s, "masterdest", u.MasterDest)
-	if err != nil {
-		return ci.Exception, err
-	}
-	workdir, err := renderWorkdir(ctx, s, u.Workdir)
+	src, dest, workdir, err := renderUpload(ctx, s, u.WorkerSrc, u.MasterDest, u.Workdir)
 	if err != nil {
 		return ci.Exception, err
 	}
