@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -339,4 +340,46 @@ func TestMaster_Events(t *testing.T) {
 		ci.EventLogFinished, ci.EventStepFinished, ci.EventBuildFinished, ci.EventBuildsetComplete,
 	}, types)
 	assert.Zero(t, sub.Dropped())
+}
+
+// TestMaster_LiveLog reads a step's log from the store while the step still
+// runs.
+func TestMaster_LiveLog(t *testing.T) {
+	release := filepath.Join(t.TempDir(), "release")
+	m := citest.Start(t, oneBuilder(&steps.ShellCommand{
+		StepOptions: ci.StepOptions{Name: "slow"},
+		Command:     []string{"sh", "-c", `echo first; while [ ! -e "$1" ]; do sleep 0.01; done; echo second`, "sh", release},
+	}))
+	sub := m.Subscribe(1024)
+	defer sub.Close()
+	bs := m.Submit(t, citest.Request{Builder: "b1"})
+	ctx := context.Background()
+	deadline := time.After(time.Minute)
+	for {
+		var e ci.Event
+		select {
+		case e = <-sub.C:
+		case <-deadline:
+			t.Fatal("no log line arrived")
+		}
+		if e.Type != ci.EventLogLines {
+			continue
+		}
+		text, err := m.Store.LogLines(ctx, e.LogID, 0, -1)
+		require.NoError(t, err)
+		if !strings.Contains(text, "ofirst\n") {
+			continue
+		}
+		l, err := m.Store.GetLog(ctx, e.LogID)
+		require.NoError(t, err)
+		assert.False(t, l.Complete, "the log is read while it is written")
+		b, err := m.Store.GetBuild(ctx, e.BuildID)
+		require.NoError(t, err)
+		assert.False(t, b.Complete)
+		assert.NotContains(t, text, "osecond")
+		break
+	}
+	require.NoError(t, os.WriteFile(release, nil, 0o644))
+	b := m.WaitBuildset(t, bs)[0]
+	assert.Equal(t, "first\nsecond\n", b.Log("slow", "stdio"))
 }

@@ -152,3 +152,17 @@ func TestSetPropertyFromCommand(t *testing.T) {
 	assert.Equal(t, "b=2", b.Property("err"))
 	assert.Equal(t, "version: 1.2.3\n", b.Log("version", "property changes"))
 }
+
+func TestShellCommand_SigtermTime(t *testing.T) {
+	m := start(t, &steps.ShellCommand{
+		StepOptions: opts("s"),
+		// The shell answers SIGTERM by saying so and exiting.
+		Command:     []string{"sh", "-c", `trap 'echo got TERM; exit 7' TERM; echo started; while true; do sleep 0.05; done`},
+		MaxTime:     500 * time.Millisecond,
+		SigtermTime: 5 * time.Second,
+	})
+	b := m.Build(t, citest.Request{Builder: "b"})
+	assert.Equal(t, ci.Failure, b.Results())
+	assert.Equal(t, "started\ngot TERM\n", citest.Output(b.LogLines("s", "stdio"), "o"))
+	assert.Contains(t, b.Header("s", "stdio"), "command timed out: 0.5 seconds elapsed")
+}
