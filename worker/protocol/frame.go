@@ -1,0 +1,130 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+)
+
+// MaxFrameSize is the largest frame either side accepts: 16 MiB. Frames are
+// far smaller in practice (a file block is 64 KiB by default, an output
+// update at most the worker's buffer size, 64 KiB); a peer that sends more
+// is closed.
+const MaxFrameSize = 16 << 20
+
+// The ops of the protocol's messages.
+const (
+	// Both ways.
+	OpResponse = "response"
+
+	// Master to worker.
+	OpPrint             = "print"
+	OpKeepalive         = "keepalive"
+	OpGetWorkerInfo     = "get_worker_info"
+	OpSetWorkerSettings = "set_worker_settings"
+	OpSetBuilderList    = "set_builder_list"
+	OpStartCommand      = "start_command"
+	OpInterruptCommand  = "interrupt_command"
+	OpShutdown          = "shutdown"
+
+	// Worker to master.
+	OpUpdate                      = "update"
+	OpComplete                    = "complete"
+	OpUpdateUploadFileWrite       = "update_upload_file_write"
+	OpUpdateUploadFileClose       = "update_upload_file_close"
+	OpUpdateUploadFileUtime       = "update_upload_file_utime"
+	OpUpdateReadFile              = "update_read_file"
+	OpUpdateReadFileClose         = "update_read_file_close"
+	OpUpdateUploadDirectoryWrite  = "update_upload_directory_write"
+	OpUpdateUploadDirectoryUnpack = "update_upload_directory_unpack"
+)
+
+// A Message is one frame: a map with at least "op" and "seq_number".
+type Message map[string]any
+
+// ErrBadMessage is wrapped by the errors of ParseMessage and of the typed
+// accessors.
+var ErrBadMessage = errors.New("bad message")
+
+// ParseMessage decodes a frame into a message and checks that it has an op
+// (a string) and a sequence number (a non-negative integer).
+func ParseMessage(frame []byte) (Message, error) {
+	if len(frame) > MaxFrameSize {
+		return nil, fmt.Errorf("%w: frame of %d bytes is over the %d-byte limit", ErrBadMessage, len(frame), MaxFrameSize)
+	}
+	v, err := Decode(frame)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: frame holds a %T, not a map", ErrBadMessage, v)
+	}
+	msg := Message(m)
+	if _, ok := m["op"].(string); !ok {
+		return nil, fmt.Errorf("%w: no op", ErrBadMessage)
+	}
+	if n, ok := m["seq_number"].(int64); !ok || n < 0 {
+		return nil, fmt.Errorf("%w: op %q has no valid seq_number", ErrBadMessage, msg.Op())
+	}
+	return msg, nil
+}
+
+// Encode encodes the message as a frame.
+func (m Message) Encode() ([]byte, error) { return Encode(map[string]any(m)) }
+
+// Op returns the message's op.
+func (m Message) Op() string { s, _ := m["op"].(string); return s }
+
+// Seq returns the message's sequence number.
+func (m Message) Seq() int64 { n, _ := m["seq_number"].(int64); return n }
+
+// String returns the value of key if it is a string.
+func (m Message) String(key string) (string, error) {
+	s, ok := m[key].(string)
+	if !ok {
+		return "", fmt.Errorf("%w: op %q: %q is a %T, not a string", ErrBadMessage, m.Op(), key, m[key])
+	}
+	return s, nil
+}
+
+// Int returns the value of key if it is an integer.
+func (m Message) Int(key string) (int64, error) {
+	switch n := m[key].(type) {
+	case int64:
+		return n, nil
+	case int:
+		return int64(n), nil
+	}
+	return 0, fmt.Errorf("%w: op %q: %q is a %T, not an integer", ErrBadMessage, m.Op(), key, m[key])
+}
+
+// Map returns the value of key if it is a map; nil gives an empty map.
+func (m Message) Map(key string) (map[string]any, error) {
+	switch v := m[key].(type) {
+	case map[string]any:
+		return v, nil
+	case nil:
+		return map[string]any{}, nil
+	}
+	return nil, fmt.Errorf("%w: op %q: %q is a %T, not a map", ErrBadMessage, m.Op(), key, m[key])
+}
+
+// Response returns the response to a request with that sequence number:
+// result on success, or an exception with the error's text.
+func Response(seq int64, result any, err error) Message {
+	m := Message{"op": OpResponse, "seq_number": seq, "result": result}
+	if err != nil {
+		m["result"] = err.Error()
+		m["is_exception"] = true
+	}
+	return m
+}
+
+// ResponseError returns the error a response reports, if it is an
+// exception.
+func (m Message) ResponseError() error {
+	if exc, _ := m["is_exception"].(bool); exc {
+		return fmt.Errorf("peer: %v", m["result"])
+	}
+	return nil
+}
