@@ -44,6 +44,7 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 	registered := false
 	release := func() {
 		m.mu.Lock()
+		m.locks.release(b.cfg.Locks, w.cfg.Name)
 		w.running--
 		delete(w.busy, b)
 		if !registered {
@@ -245,7 +246,19 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 	rb.current = s
 	rb.mu.Unlock()
 
-	result, err := rb.callStep(stepCtx, s, step, opts)
+	var result Result
+	var err error
+	if len(opts.Locks) > 0 {
+		s.SetStateString("waiting for locks")
+		err = m.acquireStepLocks(stepCtx, opts.Locks, rb.worker.cfg.Name)
+		if err == nil {
+			s.SetStateString("")
+			defer m.releaseStepLocks(opts.Locks, rb.worker.cfg.Name)
+		}
+	}
+	if err == nil {
+		result, err = rb.callStep(stepCtx, s, step, opts)
+	}
 	if stepCtx.Err() != nil {
 		if cause := context.Cause(stepCtx); cause == errShutdown {
 			result, err = Retry, nil

@@ -62,8 +62,9 @@ type MasterConfig struct {
 
 	// Logger receives the master's log; slog.Default() if nil.
 	Logger *slog.Logger
-	// Now returns the current time; time.Now if nil. Tests set a fake clock.
-	Now func() time.Time
+	// Clock gives the time and runs timers; the system clock if nil.
+	// Tests set a fake one.
+	Clock Clock
 }
 
 // DatabasePath returns the database file's path: Database joined to
@@ -120,6 +121,19 @@ type BuilderConfig struct {
 	// WorkerBuildDir is the builder's folder on each worker, relative to
 	// the worker's base folder; the builder's name if empty.
 	WorkerBuildDir string
+	// Locks are taken when a build starts and held to its end; a build
+	// starts only when they are free (see Lock).
+	Locks []LockAccess
+	// NextWorker, when set, chooses which of the free workers (names, in
+	// configuration order) runs a request's build; "" leaves the request
+	// waiting. By default the least busy worker, then the one idle longest.
+	// It is called with the master's distribution lock held: it must be
+	// quick and must not call the master.
+	NextWorker func(workers []string, req *BuildRequest) string
+	// NextBuild, when set, chooses which of the builder's pending requests
+	// (in priority order) is built next; nil leaves them waiting. The same
+	// rules as for NextWorker apply.
+	NextBuild func(reqs []*BuildRequest) *BuildRequest
 }
 
 // BuildDir returns the builder's folder on workers.
@@ -255,6 +269,8 @@ func (c *MasterConfig) Validate() error {
 			}
 		}
 	}
+
+	errs = append(errs, checkLocks(c)...)
 
 	scheds := map[string]bool{}
 	for i, s := range c.Schedulers {

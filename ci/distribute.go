@@ -37,24 +37,36 @@ type buildStart struct {
 }
 
 // assignLocked takes from the pending list every request that a free worker
-// can serve now, in priority order, with the requests that collapse into
-// it. m.mu is held.
+// can serve now, in priority order (or the builder's NextBuild order), with
+// the requests that collapse into it, and takes its builder's locks. m.mu is
+// held.
 func (m *Master) assignLocked() []*buildStart {
 	var starts []*buildStart
 	taken := map[*pendingRequest]bool{}
+	chose := map[*builderState]bool{} // builders whose NextBuild was asked
 	for _, p := range m.pending {
 		if taken[p] {
 			continue
 		}
-		w := m.pickWorkerLocked(p.builder)
+		b := p.builder
+		if b.cfg.NextBuild != nil {
+			if chose[b] {
+				continue
+			}
+			chose[b] = true
+			if p = m.nextBuildLocked(b, taken); p == nil {
+				continue
+			}
+		}
+		w := m.pickWorkerLocked(b, p.req)
 		if w == nil {
 			continue
 		}
 		group := []*pendingRequest{p}
 		taken[p] = true
-		if p.builder.cfg.CollapseRequests {
+		if b.cfg.CollapseRequests {
 			for _, q := range m.pending {
-				if !taken[q] && q.builder == p.builder && sameSources(p.bs, q.bs) {
+				if !taken[q] && q.builder == b && sameSources(p.bs, q.bs) {
 					group = append(group, q)
 					taken[q] = true
 				}
@@ -62,12 +74,17 @@ func (m *Master) assignLocked() []*buildStart {
 			// The newest request is the one built.
 			slices.SortStableFunc(group, func(a, b *pendingRequest) int { return -comparePending(a, b) })
 		}
+		m.locks.acquire(b.cfg.Locks, w.cfg.Name)
 		w.running++
-		w.busy[p.builder] = true
+		w.busy[b] = true
 		w.lastStart = m.now()
 		m.starting++
 		m.buildWG.Add(1)
-		starts = append(starts, &buildStart{builder: p.builder, worker: w, conn: w.conn, requests: group})
+		starts = append(starts, &buildStart{builder: b, worker: w, conn: w.conn, requests: group})
+		if b.cfg.NextBuild != nil {
+			// Let NextBuild choose again among the rest, next round.
+			m.poke()
+		}
 	}
 	if len(taken) > 0 {
 		m.pending = slices.DeleteFunc(m.pending, func(p *pendingRequest) bool { return taken[p] })
@@ -75,11 +92,32 @@ func (m *Master) assignLocked() []*buildStart {
 	return starts
 }
 
-// pickWorkerLocked returns the attached worker of b that is not building b
-// and has room for a build, preferring the least busy, then the one idle
-// longest; nil if none. m.mu is held.
-func (m *Master) pickWorkerLocked(b *builderState) *workerState {
-	var best *workerState
+// nextBuildLocked asks a builder's NextBuild which of its pending requests
+// to build. m.mu is held.
+func (m *Master) nextBuildLocked(b *builderState, taken map[*pendingRequest]bool) *pendingRequest {
+	var cands []*pendingRequest
+	var reqs []*BuildRequest
+	for _, q := range m.pending {
+		if q.builder == b && !taken[q] {
+			cands = append(cands, q)
+			reqs = append(reqs, q.req)
+		}
+	}
+	chosen := b.cfg.NextBuild(reqs)
+	for _, q := range cands {
+		if q.req == chosen {
+			return q
+		}
+	}
+	return nil
+}
+
+// pickWorkerLocked returns an attached worker of b that is not building b,
+// has room for a build and has b's locks free: the one NextWorker names,
+// or by default the least busy, then the one idle longest; nil if none.
+// m.mu is held.
+func (m *Master) pickWorkerLocked(b *builderState, req *BuildRequest) *workerState {
+	var free []*workerState
 	for _, w := range b.workers {
 		if w.conn == nil || w.busy[b] || (w.cfg.MaxBuilds > 0 && w.running >= w.cfg.MaxBuilds) {
 			continue
@@ -89,7 +127,30 @@ func (m *Master) pickWorkerLocked(b *builderState) *workerState {
 			continue // lost; about to be detached
 		default:
 		}
-		if best == nil || w.running < best.running || (w.running == best.running && w.lastStart.Before(best.lastStart)) {
+		if !m.locks.available(b.cfg.Locks, w.cfg.Name) {
+			continue
+		}
+		free = append(free, w)
+	}
+	if len(free) == 0 {
+		return nil
+	}
+	if b.cfg.NextWorker != nil {
+		names := make([]string, len(free))
+		for i, w := range free {
+			names[i] = w.cfg.Name
+		}
+		name := b.cfg.NextWorker(names, req)
+		for _, w := range free {
+			if w.cfg.Name == name {
+				return w
+			}
+		}
+		return nil
+	}
+	best := free[0]
+	for _, w := range free[1:] {
+		if w.running < best.running || (w.running == best.running && w.lastStart.Before(best.lastStart)) {
 			best = w
 		}
 	}

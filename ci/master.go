@@ -37,10 +37,10 @@ var errShutdown = errors.New("master shutting down")
 // concurrent use; those that act on builds wait until Run has opened the
 // store and return ErrNotRunning after Run has returned.
 type Master struct {
-	cfg MasterConfig
-	log *slog.Logger
-	now func() time.Time
-	bus *bus
+	cfg   MasterConfig
+	log   *slog.Logger
+	clock Clock
+	bus   *bus
 
 	builders    map[string]*builderState
 	builderList []*builderState
@@ -58,6 +58,7 @@ type Master struct {
 	watchers  sync.WaitGroup // goroutines waiting to detach a worker
 
 	mu       sync.Mutex
+	locks    lockTable
 	pending  []*pendingRequest
 	running  map[int64]*runningBuild // by build ID
 	starting int                     // builds claimed but not yet in running
@@ -100,7 +101,7 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	m := &Master{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		now:       cfg.Now,
+		clock:     cfg.Clock,
 		bus:       newBus(),
 		builders:  map[string]*builderState{},
 		workers:   map[string]*workerState{},
@@ -114,8 +115,8 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
-	if m.now == nil {
-		m.now = time.Now
+	if m.clock == nil {
+		m.clock = SystemClock{}
 	}
 	for _, w := range cfg.Workers {
 		ws := &workerState{cfg: w, busy: map[*builderState]bool{}}
@@ -142,7 +143,12 @@ func (m *Master) Config() *MasterConfig { return &m.cfg }
 func (m *Master) Logger() *slog.Logger { return m.log }
 
 // Now returns the master's current time (its configured clock).
-func (m *Master) Now() time.Time { return m.now() }
+func (m *Master) Now() time.Time { return m.clock.Now() }
+
+// Clock returns the master's clock.
+func (m *Master) Clock() Clock { return m.clock }
+
+func (m *Master) now() time.Time { return m.clock.Now() }
 
 // Store returns the master's store once Run has opened it (waiting for that
 // until ctx ends).

@@ -73,6 +73,9 @@ type StepOptions struct {
 	// HideIf, when set, decides once the step is finished whether the UI
 	// hides it.
 	HideIf func(result Result, s *StepRun) bool
+	// Locks are taken, all at once, before the step runs and released when
+	// it ends (see Lock).
+	Locks []LockAccess
 }
 
 // Options returns o, so that types embedding StepOptions implement the
