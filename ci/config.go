@@ -33,8 +33,12 @@ type MasterConfig struct {
 	Workers    []WorkerConfig
 	Builders   []BuilderConfig
 	Schedulers []Scheduler
+	// ChangeHooks are served by the web server at /change_hook/<dialect>.
+	ChangeHooks []ChangeHook
+	// Reporters are told of every build that starts and finishes.
+	Reporters []Reporter
 	// Services run beside the master for as long as it runs: the web server,
-	// the worker listener, in-process workers, reporters.
+	// the worker listener, in-process workers.
 	Services []Service
 
 	// BaseDir is the master's folder: the database and uploaded files are
@@ -305,6 +309,40 @@ func (c *MasterConfig) Validate() error {
 	for i, s := range c.Services {
 		if s == nil {
 			add("services[%d] is nil", i)
+		}
+	}
+	dialects := map[string]bool{}
+	for i, h := range c.ChangeHooks {
+		if h == nil {
+			add("change hooks[%d] is nil", i)
+			continue
+		}
+		d := h.Dialect()
+		if !nameRe.MatchString(d) {
+			add("change hooks[%d]: dialect %q may only have letters, digits, '.', '_' and '-'", i, d)
+		} else if dialects[d] {
+			add("change hooks[%d]: dialect %q is served twice", i, d)
+		}
+		dialects[d] = true
+		if v, ok := h.(validator); ok {
+			if err := v.Validate(); err != nil {
+				for _, line := range strings.Split(err.Error(), "\n") {
+					add("change hook %q: %s", d, line)
+				}
+			}
+		}
+	}
+	for i, r := range c.Reporters {
+		if r == nil {
+			add("reporters[%d] is nil", i)
+			continue
+		}
+		if v, ok := r.(validator); ok {
+			if err := v.Validate(); err != nil {
+				for _, line := range strings.Split(err.Error(), "\n") {
+					add("reporters[%d] (%T): %s", i, r, line)
+				}
+			}
 		}
 	}
 	if len(errs) == 0 {

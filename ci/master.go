@@ -274,6 +274,7 @@ func (m *Master) Run(ctx context.Context) (err error) {
 		defer close(distDone)
 		m.distribute(buildCtx)
 	}()
+	svcWG.Go(func() { m.runReporters(svcCtx) })
 
 	select {
 	case <-ctx.Done():

@@ -12,8 +12,8 @@ import (
 )
 
 // Server is a ci.Service that serves a master's web application over
-// HTTP until the master stops. The zero value listens on the master's
-// HTTPAddr and serves Handler alone.
+// HTTP until the master stops, with the configuration's change hooks at
+// /change_hook/<dialect>. The zero value listens on the master's HTTPAddr.
 type Server struct {
 	// Addr overrides the master's HTTPAddr.
 	Addr string
@@ -44,6 +44,9 @@ func (s *Server) Run(ctx context.Context, m *ci.Master) error {
 	mux := http.NewServeMux()
 	app := Handler(m)
 	mux.Handle("/", app)
+	for _, h := range m.Config().ChangeHooks {
+		mux.Handle("/change_hook/"+h.Dialect(), h.Handler(m))
+	}
 	for pattern, h := range s.Mounts {
 		mux.Handle(pattern, h)
 	}
