@@ -1,0 +1,591 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/worker/protocol"
+)
+
+// closeGrace bounds the WebSocket close handshake: past it, the TCP
+// connection is closed without waiting for the worker's close frame.
+const closeGrace = 2 * time.Second
+
+// Limits of what a connection queues for and from its worker.
+const (
+	// maxOutFrames is how many frames may wait to be written to a worker;
+	// a worker that lets more pile up is not reading and is dropped.
+	maxOutFrames = 4096
+	// maxOutBytes bounds the bytes waiting to be written to a worker.
+	maxOutBytes = 64 << 20
+	// maxCommandBacklog is how many bytes of a command's messages may wait
+	// for the build step to handle them; past it, the connection stops
+	// reading from the worker until the step catches up.
+	maxCommandBacklog = 32 << 20
+	// maxReadLength caps the bytes sent in answer to one update_read_file.
+	maxReadLength = 8 << 20
+)
+
+// connConfig is what a Conn needs of its Listener.
+type connConfig struct {
+	timeout          time.Duration
+	keepalive        time.Duration
+	writeTimeout     time.Duration
+	interruptTimeout time.Duration
+	stats            *counters
+}
+
+// A Conn is the master's connection to one network worker: a ci.WorkerConn
+// speaking msgpack_experimental_v7 over a WebSocket. The Listener creates
+// it when a worker connects and attaches it to the master. Its methods are
+// safe for concurrent use.
+type Conn struct {
+	name   string
+	remote string
+	cfg    connConfig
+	log    *slog.Logger
+	ws     *websocket.Conn
+	raw    net.Conn // the hijacked connection under ws
+
+	info    ci.WorkerInfo
+	system  string
+	environ map[string]string
+
+	ctx     context.Context // ends when the connection does
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when the connection is lost or closed
+	cause   error         // why; set before done is closed
+	closing sync.Once
+	wg      sync.WaitGroup // reader, writer, monitor, closer
+	exited  chan struct{}  // closed once wg is done
+
+	out    outbox
+	sendMu sync.Mutex // orders sequence numbers and frames
+
+	mu       sync.Mutex
+	seq      int64                           // last sequence number sent
+	pending  map[int64]chan protocol.Message // requests awaiting a response
+	cmds     map[string]*command             // running commands by id
+	nextID   int64                           // command ids
+	builders map[string]string               // builder → its folder on the worker
+	open     bool                            // handshake done: worker requests allowed
+
+	lastHeard atomic.Int64 // UnixNano of the last frame or pong received
+	stalled   atomic.Bool  // the reader waits for a command to catch up
+
+	unknownResponses atomic.Int64
+	unknownCommands  atomic.Int64
+}
+
+var _ ci.WorkerConn = (*Conn)(nil)
+
+func newConn(name, remote string, cfg connConfig, log *slog.Logger) *Conn {
+	c := &Conn{
+		name:     name,
+		remote:   remote,
+		cfg:      cfg,
+		log:      log,
+		done:     make(chan struct{}),
+		exited:   make(chan struct{}),
+		pending:  map[int64]chan protocol.Message{},
+		cmds:     map[string]*command{},
+		builders: map[string]string{},
+	}
+	c.seq = -1
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.out.wake = make(chan struct{}, 1)
+	c.heard()
+	return c
+}
+
+// start runs the connection's goroutines once ws is set.
+func (c *Conn) start() {
+	c.wg.Add(3)
+	go c.reader()
+	go c.writer()
+	go c.monitor()
+	go func() {
+		<-c.done
+		c.wg.Wait()
+		close(c.exited)
+	}()
+}
+
+// Name implements ci.WorkerConn.
+func (c *Conn) Name() string { return c.name }
+
+// RemoteAddr returns the worker's network address.
+func (c *Conn) RemoteAddr() string { return c.remote }
+
+// Info implements ci.WorkerConn: the worker's answer to get_worker_info,
+// as decoded ("environ" included; the master keeps it out of its store).
+// The caller must not modify it.
+func (c *Conn) Info() ci.WorkerInfo { return c.info }
+
+// Done implements ci.WorkerConn.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns why the connection ended, or nil while it lasts. The error
+// wraps ci.ErrWorkerLost.
+func (c *Conn) Err() error {
+	select {
+	case <-c.done:
+		return c.cause
+	default:
+		return nil
+	}
+}
+
+// Close implements ci.WorkerConn: it closes the WebSocket (with a close
+// handshake bounded to a couple of seconds) and returns once the
+// connection's goroutines have stopped. Running commands fail with an error
+// wrapping ci.ErrWorkerLost.
+func (c *Conn) Close() error {
+	c.shutdown(fmt.Errorf("worker %s: connection closed by the master: %w", c.name, ci.ErrWorkerLost), websocket.StatusGoingAway, "master closed the connection")
+	<-c.exited
+	return nil
+}
+
+// ConnStats counts what a connection dropped.
+type ConnStats struct {
+	// UnknownResponses counts responses whose sequence number matched no
+	// request waiting: late answers to requests the master gave up on.
+	UnknownResponses int64
+	// UnknownCommands counts worker requests naming a command that is not
+	// running: late messages of an interrupted or finished command. Each
+	// was answered with an exception.
+	UnknownCommands int64
+}
+
+// Stats returns what the connection has dropped so far.
+func (c *Conn) Stats() ConnStats {
+	return ConnStats{UnknownResponses: c.unknownResponses.Load(), UnknownCommands: c.unknownCommands.Load()}
+}
+
+// lost returns the error of an operation attempted on a closed connection.
+func (c *Conn) lost(doing string) error {
+	if err := c.Err(); err != nil {
+		return fmt.Errorf("%s: %w", doing, err)
+	}
+	return nil
+}
+
+func (c *Conn) heard() { c.lastHeard.Store(time.Now().UnixNano()) }
+
+// shutdown ends the connection once, for cause (which must wrap
+// ci.ErrWorkerLost). A zero code closes the TCP connection at once;
+// otherwise the WebSocket is closed with that status and reason.
+func (c *Conn) shutdown(cause error, code websocket.StatusCode, reason string) {
+	c.closing.Do(func() {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.teardown(code, reason)
+		}()
+		c.mu.Lock()
+		c.cause = cause
+		close(c.done)
+		c.mu.Unlock()
+		c.cancel()
+	})
+}
+
+// fail closes the connection for a reason worth a warning: a protocol
+// violation, a silent worker.
+func (c *Conn) fail(counter *atomic.Int64, code websocket.StatusCode, reason string, err error) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	if counter != nil {
+		counter.Add(1)
+	}
+	c.log.Warn("closing worker connection", "reason", err)
+	c.shutdown(fmt.Errorf("worker %s: %v: %w", c.name, err, ci.ErrWorkerLost), code, reason)
+}
+
+func (c *Conn) teardown(code websocket.StatusCode, reason string) {
+	if c.ws == nil {
+		if c.raw != nil {
+			c.raw.Close()
+		}
+		return
+	}
+	if code == 0 {
+		if c.raw != nil {
+			c.raw.Close()
+		}
+		c.ws.CloseNow()
+		return
+	}
+	closed := make(chan struct{})
+	go func() {
+		c.ws.Close(code, reason)
+		close(closed)
+	}()
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-closed:
+	case <-t.C:
+		if c.raw != nil {
+			c.raw.Close()
+		}
+		<-closed
+	}
+}
+
+// reader reads the worker's frames until the connection ends.
+func (c *Conn) reader() {
+	defer c.wg.Done()
+	for {
+		typ, frame, err := c.ws.Read(context.Background())
+		if err != nil {
+			c.readError(err)
+			return
+		}
+		c.heard()
+		if typ != websocket.MessageBinary {
+			c.fail(&c.cfg.stats.protocolErrors, websocket.StatusUnsupportedData, "binary messages only",
+				fmt.Errorf("protocol violation: a %s message (frames must be binary)", typ))
+			return
+		}
+		msg, err := protocol.ParseMessage(frame)
+		if err != nil {
+			c.fail(&c.cfg.stats.protocolErrors, websocket.StatusProtocolError, "malformed frame",
+				fmt.Errorf("protocol violation: malformed frame of %d bytes: %w", len(frame), err))
+			return
+		}
+		if err := c.dispatch(msg, len(frame)); err != nil {
+			c.fail(&c.cfg.stats.protocolErrors, websocket.StatusPolicyViolation, "protocol violation",
+				fmt.Errorf("protocol violation: %w", err))
+			return
+		}
+	}
+}
+
+func (c *Conn) readError(err error) {
+	select {
+	case <-c.done:
+		return // closed by us
+	default:
+	}
+	switch {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		c.fail(&c.cfg.stats.protocolErrors, 0, "", fmt.Errorf("protocol violation: frame over the %d-byte limit", protocol.MaxFrameSize))
+	case websocket.CloseStatus(err) != -1:
+		c.log.Info("worker closed the connection", "status", websocket.CloseStatus(err))
+		c.shutdown(fmt.Errorf("worker %s closed the connection: %w", c.name, ci.ErrWorkerLost), 0, "")
+	default:
+		c.log.Info("worker connection broken", "err", err)
+		c.shutdown(fmt.Errorf("worker %s: connection broken: %v: %w", c.name, err, ci.ErrWorkerLost), 0, "")
+	}
+}
+
+// dispatch handles one message from the worker. An error is a protocol
+// violation: the caller closes the connection.
+func (c *Conn) dispatch(msg protocol.Message, size int) error {
+	op := msg.Op()
+	if op == protocol.OpResponse {
+		return c.handleResponse(msg)
+	}
+	c.mu.Lock()
+	open := c.open
+	c.mu.Unlock()
+	if !open {
+		return fmt.Errorf("worker sent %q before the handshake ended", op)
+	}
+	switch op {
+	case protocol.OpUpdate, protocol.OpComplete,
+		protocol.OpUpdateUploadFileWrite, protocol.OpUpdateUploadFileClose, protocol.OpUpdateUploadFileUtime,
+		protocol.OpUpdateUploadDirectoryWrite, protocol.OpUpdateUploadDirectoryUnpack,
+		protocol.OpUpdateReadFile, protocol.OpUpdateReadFileClose:
+		ev, err := parseEvent(msg, size)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		cmd := c.cmds[ev.commandID]
+		c.mu.Unlock()
+		if cmd == nil || !c.push(cmd, ev) {
+			c.unknownCommands.Add(1)
+			c.cfg.stats.unknownCommands.Add(1)
+			c.log.Debug("message for a command that is not running", "op", op, "command_id", ev.commandID)
+			c.respond(msg.Seq(), nil, fmt.Errorf("unknown command_id %q", ev.commandID))
+		}
+	case protocol.OpKeepalive:
+		c.respond(msg.Seq(), nil, nil)
+	default:
+		c.log.Debug("worker sent an unknown op", "op", op)
+		c.respond(msg.Seq(), nil, fmt.Errorf("Command %s does not exist.", op))
+	}
+	return nil
+}
+
+// push queues ev for cmd, waiting while cmd's backlog is full (the worker
+// is then not read from). It reports false if cmd has ended.
+func (c *Conn) push(cmd *command, ev *event) bool {
+	cmd.mu.Lock()
+	defer cmd.mu.Unlock()
+	for cmd.backlog >= maxCommandBacklog && !cmd.ended {
+		c.stalled.Store(true)
+		cmd.space.Wait()
+	}
+	c.stalled.Store(false)
+	if cmd.ended {
+		return false
+	}
+	cmd.queue = append(cmd.queue, ev)
+	cmd.backlog += ev.size
+	select {
+	case cmd.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (c *Conn) handleResponse(msg protocol.Message) error {
+	if v, ok := msg["is_exception"]; ok {
+		if _, isBool := v.(bool); !isBool {
+			return fmt.Errorf("op %q: \"is_exception\" is a %T, not a boolean", msg.Op(), v)
+		}
+	}
+	seq := msg.Seq()
+	c.mu.Lock()
+	ch := c.pending[seq]
+	delete(c.pending, seq)
+	c.mu.Unlock()
+	if ch == nil {
+		c.unknownResponses.Add(1)
+		c.cfg.stats.unknownResponses.Add(1)
+		c.log.Debug("response to no request waiting", "seq_number", seq)
+		return nil
+	}
+	ch <- msg
+	return nil
+}
+
+// outbox holds the frames waiting to be written to the worker.
+type outbox struct {
+	mu     sync.Mutex
+	frames [][]byte
+	bytes  int
+	wake   chan struct{}
+}
+
+// enqueue queues a frame for the writer; it never blocks. A worker that
+// lets too much pile up is dropped.
+func (c *Conn) enqueue(frame []byte) error {
+	if err := c.lost("send"); err != nil {
+		return err
+	}
+	o := &c.out
+	o.mu.Lock()
+	if len(o.frames) >= maxOutFrames || o.bytes+len(frame) > maxOutBytes {
+		o.mu.Unlock()
+		c.fail(&c.cfg.stats.lost, 0, "", fmt.Errorf("the worker does not read what it is sent (%d frames waiting)", maxOutFrames))
+		return c.lost("send")
+	}
+	o.frames = append(o.frames, frame)
+	o.bytes += len(frame)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// writer writes queued frames, each within the write timeout.
+func (c *Conn) writer() {
+	defer c.wg.Done()
+	o := &c.out
+	for {
+		select {
+		case <-o.wake:
+		case <-c.done:
+			return
+		}
+		o.mu.Lock()
+		frames := o.frames
+		o.frames, o.bytes = nil, 0
+		o.mu.Unlock()
+		for _, f := range frames {
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.writeTimeout)
+			err := c.ws.Write(ctx, websocket.MessageBinary, f)
+			timedOut := ctx.Err() != nil
+			cancel()
+			if err != nil {
+				select {
+				case <-c.done:
+					return
+				default:
+				}
+				if timedOut {
+					c.fail(&c.cfg.stats.lost, 0, "", fmt.Errorf("write timed out after %s: the worker does not read", c.cfg.writeTimeout))
+				} else {
+					c.log.Info("worker connection broken", "err", err)
+					c.shutdown(fmt.Errorf("worker %s: write: %v: %w", c.name, err, ci.ErrWorkerLost), 0, "")
+				}
+				return
+			}
+		}
+	}
+}
+
+// send encodes and queues a message.
+func (c *Conn) send(msg protocol.Message) error {
+	frame, err := msg.Encode()
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", msg.Op(), err)
+	}
+	return c.enqueue(frame)
+}
+
+// respond answers a worker request.
+func (c *Conn) respond(seq int64, result any, err error) {
+	if serr := c.send(protocol.Response(seq, result, err)); serr != nil {
+		c.log.Debug("could not answer the worker", "seq_number", seq, "err", serr)
+	}
+}
+
+// request sends a request and returns the channel its response will
+// arrive on, and its sequence number.
+func (c *Conn) request(msg protocol.Message) (<-chan protocol.Message, int64, error) {
+	if err := c.lost("send " + msg.Op()); err != nil {
+		return nil, 0, err
+	}
+	ch := make(chan protocol.Message, 1)
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock() // frames leave in sequence order
+	c.seq++
+	seq := c.seq
+	msg["seq_number"] = seq
+	frame, err := msg.Encode()
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode %s: %w", msg.Op(), err)
+	}
+	c.mu.Lock()
+	c.pending[seq] = ch
+	c.mu.Unlock()
+	if err := c.enqueue(frame); err != nil {
+		c.forget(seq)
+		return nil, 0, err
+	}
+	return ch, seq, nil
+}
+
+// forget stops waiting for the response to seq.
+func (c *Conn) forget(seq int64) {
+	c.mu.Lock()
+	delete(c.pending, seq)
+	c.mu.Unlock()
+}
+
+// call sends a request and waits for its response, until ctx ends. A
+// response that is an exception is returned as an error.
+func (c *Conn) call(ctx context.Context, msg protocol.Message) (any, error) {
+	op := msg.Op()
+	ch, seq, err := c.request(msg)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		if err := r.ResponseError(); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		return r["result"], nil
+	case <-ctx.Done():
+		c.forget(seq)
+		return nil, fmt.Errorf("%s: no answer from worker %s: %w", op, c.name, context.Cause(ctx))
+	case <-c.done:
+		return nil, c.lost(op)
+	}
+}
+
+// Ping implements ci.WorkerConn: it sends print "ping", as Buildbot's master
+// does before each build, and waits for the answer until ctx ends or the
+// connection's timeout passes.
+func (c *Conn) Ping(ctx context.Context) error {
+	if err := c.lost("ping"); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+	defer cancel()
+	_, err := c.call(ctx, protocol.Message{"op": protocol.OpPrint, "message": "ping"})
+	if err != nil {
+		return fmt.Errorf("ping worker %s: %w", c.name, err)
+	}
+	return nil
+}
+
+// monitor keeps the connection alive and drops a silent worker: every
+// keepalive interval it sends a WebSocket ping and a protocol keepalive;
+// when nothing (frame or pong) has come from the worker for the timeout,
+// the worker is lost.
+func (c *Conn) monitor() {
+	defer c.wg.Done()
+	timer := time.NewTimer(c.cfg.keepalive)
+	defer timer.Stop()
+	nextKeepalive := time.Now().Add(c.cfg.keepalive)
+	for {
+		silentUntil := time.Unix(0, c.lastHeard.Load()).Add(c.cfg.timeout)
+		next := nextKeepalive
+		if silentUntil.Before(next) {
+			next = silentUntil
+		}
+		timer.Reset(time.Until(next))
+		select {
+		case <-timer.C:
+		case <-c.done:
+			return
+		}
+		now := time.Now()
+		if c.stalled.Load() {
+			// The master is the slow side: the worker is not silent.
+			c.heard()
+			continue
+		}
+		if last := time.Unix(0, c.lastHeard.Load()); now.Sub(last) >= c.cfg.timeout {
+			c.fail(&c.cfg.stats.lost, 0, "", fmt.Errorf("worker silent for %s (timeout %s): lost", now.Sub(last).Round(time.Millisecond), c.cfg.timeout))
+			return
+		}
+		if !now.Before(nextKeepalive) {
+			nextKeepalive = now.Add(c.cfg.keepalive)
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				c.keepalive()
+			}()
+		}
+	}
+}
+
+// keepalive sends a WebSocket ping and a protocol keepalive, each with the
+// connection's timeout; answers count as signs of life.
+func (c *Conn) keepalive() {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.timeout)
+	defer cancel()
+	pinged := make(chan struct{})
+	go func() {
+		defer close(pinged)
+		if c.ws.Ping(ctx) == nil {
+			c.heard()
+		}
+	}()
+	if _, err := c.call(ctx, protocol.Message{"op": protocol.OpKeepalive}); err == nil {
+		c.heard()
+	}
+	<-pinged
+}

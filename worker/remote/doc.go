@@ -1,0 +1,2 @@
+// Package remote is the master's side of network workers.
+package remote

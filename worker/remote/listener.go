@@ -1,0 +1,539 @@
+package remote
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/worker/protocol"
+)
+
+// Defaults of the Listener.
+const (
+	// DefaultTimeout is how long a worker may stay silent (no frame, no
+	// pong) before it is declared lost.
+	DefaultTimeout = 60 * time.Second
+	// DefaultWriteTimeout bounds each frame written to a worker.
+	DefaultWriteTimeout = 30 * time.Second
+	// DefaultInterruptTimeout is how long an interrupted command may take
+	// to report its end.
+	DefaultInterruptTimeout = 30 * time.Second
+)
+
+// The settings Buildbot's master sends in set_worker_settings; Kiln sends
+// the same. The worker sends output when it has buffer_size bytes or
+// buffer_timeout seconds after the first, and at the end of the command.
+const (
+	settingNewlineRE     = `(\r\n|\r(?=.)|\033\[u|\033\[[0-9]+;[0-9]+[Hf]|\033\[2J|\x08+)`
+	settingMaxLineLength = 4096
+	settingBufferTimeout = 5
+	settingBufferSize    = 64 << 10
+)
+
+// maxNameInLog bounds how much of an unauthenticated worker name is logged.
+const maxNameInLog = 64
+
+// A Listener is the master's side of network workers, a ci.Service: it
+// accepts workers on the master's worker port over WebSocket, checks their
+// credentials, runs the attach handshake and attaches each to the master
+// as a *Conn. See the package documentation for the protocol.
+//
+// The fields are its configuration, read when Run starts; all are
+// optional.
+type Listener struct {
+	// Addr is where to listen: the master's WorkerAddr if empty, else
+	// ci.DefaultWorkerAddr (":9989").
+	Addr string
+	// Listener, when set, is used instead of listening on Addr (tests use
+	// one on 127.0.0.1:0). Run closes it.
+	Listener net.Listener
+
+	// TLSConfig serves wss:// with this configuration; CertFile and
+	// KeyFile, when set, load a certificate into it (or into a new one).
+	TLSConfig         *tls.Config
+	CertFile, KeyFile string
+
+	// Timeout is how long a worker may stay silent before it is lost: its
+	// connection is closed and its builds end as RETRY (DefaultTimeout if
+	// zero). It also bounds each ping and the attach handshake.
+	Timeout time.Duration
+	// KeepaliveInterval is how often the master sends a WebSocket ping and
+	// a protocol keepalive (Timeout/4 if zero). It must be shorter than
+	// Timeout.
+	KeepaliveInterval time.Duration
+	// WriteTimeout bounds each frame written to a worker
+	// (DefaultWriteTimeout if zero): a worker that does not read is lost.
+	WriteTimeout time.Duration
+	// InterruptTimeout is how long RunCommand waits for an interrupted
+	// command to complete (DefaultInterruptTimeout if zero).
+	InterruptTimeout time.Duration
+
+	// FreeFailures is how many failed logins one address may make before
+	// it is locked out (DefaultFreeFailures if zero, none if negative).
+	// Lockouts start at one second and double with each failure, up to
+	// five minutes; a locked-out address is answered 429 with Retry-After
+	// without its credentials being checked.
+	FreeFailures int
+
+	now func() time.Time // the throttle's clock; tests set it
+
+	mu       sync.Mutex
+	running  bool
+	stopping bool
+	m        *ci.Master
+	ctx      context.Context
+	log      *slog.Logger
+	cfg      connConfig
+	timeout  time.Duration
+	throttle *throttle
+	conns    map[string]*Conn       // by worker name: the newest connection
+	names    map[string]*sync.Mutex // serializes connections of one name
+	handlers sync.WaitGroup
+	stats    counters
+}
+
+var _ ci.Service = (*Listener)(nil)
+
+// counters are the Listener's statistics.
+type counters struct {
+	accepted, attached, authFailures, throttled, duplicates atomic.Int64
+	protocolErrors, lost                                    atomic.Int64
+	unknownResponses, unknownCommands                       atomic.Int64
+}
+
+// Stats are a Listener's counts since it started.
+type Stats struct {
+	// Accepted counts WebSocket connections accepted (credentials good);
+	// Attached those that completed the handshake and were attached.
+	Accepted, Attached int64
+	// AuthFailures counts logins refused with 401; Throttled requests
+	// refused with 429; Duplicates connections refused with 409 because a
+	// worker of that name answers on another connection.
+	AuthFailures, Throttled, Duplicates int64
+	// ProtocolErrors counts connections closed for a bad frame or
+	// message; Lost those closed because the worker went silent or did not
+	// read.
+	ProtocolErrors, Lost int64
+	// UnknownResponses and UnknownCommands sum the connections' ConnStats.
+	UnknownResponses, UnknownCommands int64
+}
+
+// Stats returns the Listener's counts.
+func (l *Listener) Stats() Stats {
+	s := &l.stats
+	return Stats{
+		Accepted: s.accepted.Load(), Attached: s.attached.Load(),
+		AuthFailures: s.authFailures.Load(), Throttled: s.throttled.Load(), Duplicates: s.duplicates.Load(),
+		ProtocolErrors: s.protocolErrors.Load(), Lost: s.lost.Load(),
+		UnknownResponses: s.unknownResponses.Load(), UnknownCommands: s.unknownCommands.Load(),
+	}
+}
+
+// Conn returns the current connection of the worker called name, attached
+// or still in its handshake.
+func (l *Listener) Conn(name string) (*Conn, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.conns[name]
+	return c, ok
+}
+
+// Run implements ci.Service: it serves workers until ctx ends, then closes
+// every connection and returns once they have all stopped.
+func (l *Listener) Run(ctx context.Context, m *ci.Master) error {
+	if err := l.setup(ctx, m); err != nil {
+		return err
+	}
+	ln := l.Listener
+	if ln == nil {
+		addr := l.Addr
+		if addr == "" {
+			addr = m.Config().WorkerAddr
+		}
+		if addr == "" {
+			addr = ci.DefaultWorkerAddr
+		}
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("worker listener: %w", err)
+		}
+	}
+	tlsConfig, err := l.tlsConfig()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	srv := &http.Server{
+		Handler:           l,
+		ReadHeaderTimeout: l.timeout,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	l.log.Info("listening for workers", "addr", ln.Addr().String(), "tls", tlsConfig != nil)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		err = nil
+	case err = <-served:
+		err = fmt.Errorf("worker listener: %w", err)
+	}
+	srv.Close()
+	l.mu.Lock()
+	l.stopping = true
+	conns := make([]*Conn, 0, len(l.conns))
+	for _, c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() {
+			c.shutdown(fmt.Errorf("worker %s: the master is stopping: %w", c.name, ci.ErrWorkerLost), websocket.StatusGoingAway, "master stopping")
+		})
+	}
+	wg.Wait()
+	l.handlers.Wait()
+	if err == nil || ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (l *Listener) setup(ctx context.Context, m *ci.Master) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.running {
+		return errors.New("worker listener: Run called twice")
+	}
+	timeout := l.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	keepalive := l.KeepaliveInterval
+	if keepalive == 0 {
+		keepalive = timeout / 4
+	}
+	if timeout < 0 || keepalive <= 0 || keepalive >= timeout {
+		return fmt.Errorf("worker listener: KeepaliveInterval (%s) must be positive and shorter than Timeout (%s)", keepalive, timeout)
+	}
+	write := l.WriteTimeout
+	if write <= 0 {
+		write = DefaultWriteTimeout
+	}
+	interrupt := l.InterruptTimeout
+	if interrupt <= 0 {
+		interrupt = DefaultInterruptTimeout
+	}
+	free := l.FreeFailures
+	switch {
+	case free == 0:
+		free = DefaultFreeFailures
+	case free < 0:
+		free = 0
+	}
+	now := l.now
+	if now == nil {
+		now = time.Now
+	}
+	l.running = true
+	l.m = m
+	l.ctx = ctx
+	l.log = m.Logger().With("service", "workers")
+	l.timeout = timeout
+	l.cfg = connConfig{timeout: timeout, keepalive: keepalive, writeTimeout: write, interruptTimeout: interrupt, stats: &l.stats}
+	l.throttle = newThrottle(free, DefaultLockout, DefaultMaxLockout, now)
+	l.conns = map[string]*Conn{}
+	l.names = map[string]*sync.Mutex{}
+	return nil
+}
+
+func (l *Listener) tlsConfig() (*tls.Config, error) {
+	if l.CertFile == "" && l.KeyFile == "" {
+		return l.TLSConfig, nil
+	}
+	cert, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("worker listener: load TLS certificate: %w", err)
+	}
+	cfg := &tls.Config{}
+	if l.TLSConfig != nil {
+		cfg = l.TLSConfig.Clone()
+	}
+	cfg.Certificates = append(cfg.Certificates, cert)
+	return cfg, nil
+}
+
+// ServeHTTP serves the WebSocket upgrade of a worker at "/".
+func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l.mu.Lock()
+	if !l.running || l.stopping {
+		l.mu.Unlock()
+		http.Error(w, "the master is stopping", http.StatusServiceUnavailable)
+		return
+	}
+	l.handlers.Add(1)
+	l.mu.Unlock()
+	defer l.handlers.Done()
+
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	key := throttleKey(r.RemoteAddr)
+	if wait := l.throttle.blocked(key); wait > 0 {
+		l.stats.throttled.Add(1)
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		http.Error(w, "too many failed logins from this address; retry later", http.StatusTooManyRequests)
+		return
+	}
+	name, password, ok := r.BasicAuth()
+	wc, known := l.m.WorkerConfig(name)
+	if !checkPassword(wc.Password, known && ok, password) {
+		l.stats.authFailures.Add(1)
+		logged := name
+		if len(logged) > maxNameInLog {
+			logged = logged[:maxNameInLog] + "..."
+		}
+		args := []any{"worker", logged, "remote", r.RemoteAddr}
+		if known && wc.Password == "" {
+			args = append(args, "note", "the worker has no password configured")
+		}
+		l.log.Warn("worker authentication failed", args...)
+		if lockout := l.throttle.fail(key); lockout > 0 {
+			l.log.Warn("too many failed worker logins; refusing the address for a while", "remote", r.RemoteAddr, "lockout", lockout)
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="kiln workers"`)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	l.throttle.succeed(key)
+	l.serveWorker(w, r, name)
+}
+
+// serveWorker upgrades an authenticated worker's request and serves the
+// connection until it ends.
+func (l *Listener) serveWorker(w http.ResponseWriter, r *http.Request, name string) {
+	log := l.log.With("worker", name, "remote", r.RemoteAddr)
+	nameMu := l.nameLock(name)
+	nameMu.Lock()
+	replaced, err := l.checkDuplicate(name, log)
+	if err != nil {
+		nameMu.Unlock()
+		l.stats.duplicates.Add(1)
+		log.Warn("refusing a second connection of a connected worker", "reason", err)
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
+	c := newConn(name, r.RemoteAddr, l.cfg, log)
+	hw := &hijackRecorder{ResponseWriter: w}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
+		CompressionMode: websocket.CompressionDisabled,
+		OnPongReceived:  func(context.Context, []byte) { c.heard() },
+	})
+	if err != nil {
+		nameMu.Unlock()
+		log.Info("WebSocket upgrade failed", "err", err)
+		return
+	}
+	l.stats.accepted.Add(1)
+	c.ws, c.raw = ws, hw.conn
+	ws.SetReadLimit(protocol.MaxFrameSize)
+	c.start()
+	l.mu.Lock()
+	stopping := l.stopping
+	l.conns[name] = c
+	l.mu.Unlock()
+	nameMu.Unlock()
+	if stopping {
+		c.shutdown(fmt.Errorf("worker %s: the master is stopping: %w", name, ci.ErrWorkerLost), websocket.StatusGoingAway, "master stopping")
+	}
+	defer func() {
+		l.mu.Lock()
+		if l.conns[name] == c {
+			delete(l.conns, name)
+		}
+		l.mu.Unlock()
+	}()
+	log.Info("worker connected")
+
+	if err := l.attach(c, replaced); err != nil {
+		if c.Err() == nil {
+			log.Warn("could not attach worker; closing its connection", "err", err)
+			c.shutdown(fmt.Errorf("worker %s: attach: %v: %w", name, err, ci.ErrWorkerLost), websocket.StatusTryAgainLater, "could not attach")
+		} else {
+			log.Info("worker connection ended before it was attached", "err", c.Err())
+		}
+	} else {
+		l.stats.attached.Add(1)
+	}
+	<-c.exited
+	log.Info("worker disconnected", "reason", c.Err())
+}
+
+func (l *Listener) nameLock(name string) *sync.Mutex {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	mu := l.names[name]
+	if mu == nil {
+		mu = &sync.Mutex{}
+		l.names[name] = mu
+	}
+	return mu
+}
+
+// checkDuplicate looks for another connection of the worker: if it answers
+// a ping within a short deadline, the newcomer is refused (the error says
+// why); if not, it is closed and returned, so that the newcomer waits for
+// the master to detach it.
+func (l *Listener) checkDuplicate(name string, log *slog.Logger) (ci.WorkerConn, error) {
+	l.mu.Lock()
+	var old ci.WorkerConn
+	if c, ok := l.conns[name]; ok && c.Err() == nil {
+		old = c
+	}
+	l.mu.Unlock()
+	if old == nil {
+		if c, ok := l.m.WorkerConn(name); ok {
+			old = c
+		}
+	}
+	if old == nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, l.duplicatePing())
+	err := old.Ping(ctx)
+	cancel()
+	if err == nil {
+		from := "another connection"
+		if c, ok := old.(*Conn); ok {
+			from = c.remote
+		}
+		return nil, fmt.Errorf("worker %q is already connected from %s and answers", name, from)
+	}
+	log.Warn("worker connects again and its old connection does not answer; closing the old one", "err", err)
+	old.Close()
+	return old, nil
+}
+
+// duplicatePing bounds the ping of a worker's old connection when a new
+// one arrives.
+func (l *Listener) duplicatePing() time.Duration {
+	return min(5*time.Second, l.timeout/4)
+}
+
+// attach runs the handshake and attaches c to the master, within the
+// handshake deadline.
+func (l *Listener) attach(c *Conn, replaced ci.WorkerConn) error {
+	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+	if err := c.handshake(ctx); err != nil {
+		return err
+	}
+	for {
+		err := l.m.AttachWorker(ctx, c)
+		if !errors.Is(err, ci.ErrWorkerAttached) {
+			return err
+		}
+		// Another connection holds the name: wait if it is on its way
+		// out, as the one just replaced is.
+		cur, ok := l.m.WorkerConn(c.name)
+		if ok && cur != replaced {
+			select {
+			case <-cur.Done():
+			default:
+				return err
+			}
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("attach: %w", context.Cause(ctx))
+		}
+	}
+}
+
+// handshake greets the worker as Buildbot's master does: print "attached",
+// get_worker_info, set_worker_settings. Then the worker may send requests.
+func (c *Conn) handshake(ctx context.Context) error {
+	if _, err := c.call(ctx, protocol.Message{"op": protocol.OpPrint, "message": "attached"}); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	res, err := c.call(ctx, protocol.Message{"op": protocol.OpGetWorkerInfo})
+	if err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	info, ok := res.(map[string]any)
+	if !ok {
+		err := fmt.Errorf("protocol violation: get_worker_info returned a %T, not a map", res)
+		c.fail(&c.cfg.stats.protocolErrors, websocket.StatusPolicyViolation, "protocol violation", err)
+		return err
+	}
+	basedir, _ := info["basedir"].(string)
+	if basedir == "" {
+		err := fmt.Errorf("protocol violation: get_worker_info has no basedir")
+		c.fail(&c.cfg.stats.protocolErrors, websocket.StatusPolicyViolation, "protocol violation", err)
+		return err
+	}
+	if s, ok := info["system"]; ok {
+		if _, isString := s.(string); !isString {
+			err := fmt.Errorf("protocol violation: get_worker_info's system is a %T", s)
+			c.fail(&c.cfg.stats.protocolErrors, websocket.StatusPolicyViolation, "protocol violation", err)
+			return err
+		}
+	}
+	c.info = ci.WorkerInfo(info)
+	c.system = c.info.System()
+	c.environ = c.info.Environ()
+	_, err = c.call(ctx, protocol.Message{"op": protocol.OpSetWorkerSettings, "args": map[string]any{
+		"newline_re":      settingNewlineRE,
+		"max_line_length": settingMaxLineLength,
+		"buffer_timeout":  settingBufferTimeout,
+		"buffer_size":     settingBufferSize,
+	}})
+	if err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	c.mu.Lock()
+	c.open = true
+	c.mu.Unlock()
+	c.log.Info("worker handshake done", "version", c.info["version"], "system", c.system)
+	return nil
+}
+
+// hijackRecorder keeps the connection the WebSocket upgrade hijacks, so
+// that it can be closed without waiting for a close handshake.
+type hijackRecorder struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("the connection cannot be hijacked")
+	}
+	c, rw, err := hj.Hijack()
+	h.conn = c
+	return c, rw, err
+}
