@@ -1,0 +1,116 @@
+package worker
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/coder/websocket"
+)
+
+// ErrUnauthorized is wrapped by the error of a connection attempt the
+// master refused with HTTP 401: a wrong name or password.
+var ErrUnauthorized = errors.New("the master refused the worker's name or password (HTTP 401)")
+
+// masterURL turns a Master address into the URL to dial: "host:port" and
+// "host" become ws://host:port/; ws:// and wss:// URLs are kept, with
+// path "/" if they have none.
+func masterURL(master string) (string, error) {
+	if master == "" {
+		return "", errors.New("no master address")
+	}
+	if strings.Contains(master, "://") {
+		u, err := url.Parse(master)
+		if err != nil {
+			return "", fmt.Errorf("master address: %w", err)
+		}
+		if u.Scheme != "ws" && u.Scheme != "wss" {
+			return "", fmt.Errorf("master address %q: scheme %q is not ws or wss", master, u.Scheme)
+		}
+		if u.Host == "" {
+			return "", fmt.Errorf("master address %q has no host", master)
+		}
+		if u.User != nil {
+			return "", fmt.Errorf("master address %q: give the credentials as the worker's name and password, not in the URL", master)
+		}
+		if u.Path == "" {
+			u.Path = "/"
+		}
+		return u.String(), nil
+	}
+	host, port := master, strconv.Itoa(DefaultPort)
+	if h, p, err := net.SplitHostPort(master); err == nil {
+		host, port = h, p
+	} else if strings.Count(master, ":") > 1 && !strings.HasPrefix(master, "[") {
+		return "", fmt.Errorf("master address %q: enclose an IPv6 address in brackets", master)
+	} else {
+		host = strings.TrimSuffix(strings.TrimPrefix(master, "["), "]")
+	}
+	if host == "" {
+		return "", fmt.Errorf("master address %q has no host", master)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return "", fmt.Errorf("master address %q: port %q is not a number from 1 to 65535", master, port)
+	}
+	return "ws://" + net.JoinHostPort(host, port) + "/", nil
+}
+
+// tlsConfig returns the TLS configuration for a wss:// master: the
+// certificates of caFile as roots, or the system's if caFile is empty.
+func tlsConfig(caFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return cfg, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+	}
+	cfg.RootCAs = pool
+	return cfg, nil
+}
+
+// basicAuth returns the Authorization header of HTTP Basic authentication.
+func basicAuth(name, password string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(name+":"+password))
+}
+
+// dial opens a WebSocket connection to the master, authenticated with the
+// worker's credentials.
+func (a *agent) dial(ctx context.Context) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.dialTO)
+	defer cancel()
+	// Not http.DefaultTransport: no proxy from the environment (build
+	// commands may need one the worker's own connection must not use),
+	// HTTP/1.1 only, and TCP keepalives so that a master that vanished
+	// without closing the connection is noticed.
+	tr := &http.Transport{
+		DialContext:     (&net.Dialer{Timeout: a.dialTO}).DialContext,
+		TLSClientConfig: a.tls,
+	}
+	defer tr.CloseIdleConnections()
+	c, resp, err := websocket.Dial(ctx, a.url, &websocket.DialOptions{
+		HTTPClient: &http.Client{Transport: tr},
+		HTTPHeader: http.Header{"Authorization": {a.auth}},
+	})
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
+			return nil, fmt.Errorf("dial %s: %w", a.url, ErrUnauthorized)
+		}
+		return nil, fmt.Errorf("dial %s: %w", a.url, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,223 @@
+package worker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Defaults for the Worker's zero fields.
+const (
+	// DefaultPort is the master port of a Master address without one:
+	// Buildbot's worker port.
+	DefaultPort = 9989
+	// DefaultMinBackoff is the first wait before reconnecting.
+	DefaultMinBackoff = time.Second
+	// DefaultMaxBackoff is the longest wait between two connection
+	// attempts: buildbot-worker's maxdelay.
+	DefaultMaxBackoff = 5 * time.Minute
+	// DefaultWriteTimeout bounds the writing of one frame. A master that
+	// accepts nothing for that long is dropped and dialled again.
+	DefaultWriteTimeout = 30 * time.Second
+	// DefaultDialTimeout bounds one connection attempt: the TCP and TLS
+	// handshakes and the WebSocket upgrade.
+	DefaultDialTimeout = 30 * time.Second
+)
+
+// stopGrace is how long a stopping worker lets its interrupted commands
+// report how they ended before it closes the connection anyway.
+const stopGrace = 30 * time.Second
+
+// A Worker is a worker agent: Run connects it to its master and runs the
+// master's commands until the context ends or the master tells it to shut
+// down.
+//
+// The fields are its configuration; they are read when Run starts and
+// must not change while it runs. Name, Master and BaseDir are required.
+type Worker struct {
+	// Name and Password are the worker's credentials, as the master's
+	// configuration lists them. Name may not contain a colon.
+	Name     string
+	Password string
+
+	// Master is where the master listens: "host:port", "host" (port
+	// DefaultPort), or a "ws://" or "wss://" URL (path "/" if it has
+	// none).
+	Master string
+	// CAFile is a file of PEM certificates that a wss:// master's
+	// certificate must chain to, instead of the system's roots. A
+	// relative name is taken from BaseDir.
+	CAFile string
+
+	// BaseDir is the worker's base folder: builder folders are made in
+	// it, its info folder describes the worker, and commands may not
+	// reach outside it unless Unconfined. It is created if missing.
+	BaseDir string
+	// Unconfined lets the master's commands use any path the worker's
+	// user can reach, as buildbot-worker does. By default paths outside
+	// BaseDir are refused.
+	Unconfined bool
+	// DeleteLeftoverDirs asks the master to remove the folders of the
+	// base folder that no builder uses any more, as buildbot-worker's
+	// option of that name does.
+	DeleteLeftoverDirs bool
+
+	// Admin and Host describe the worker to the master's users. Empty
+	// means the contents of BaseDir/info/admin and BaseDir/info/host, as
+	// with buildbot-worker; every other file of info/ is sent too.
+	Admin, Host string
+	// Env is the environment commands start from and that the master is
+	// shown; nil means the process environment.
+	Env map[string]string
+
+	// MinBackoff and MaxBackoff bound the wait between connection
+	// attempts: it doubles from MinBackoff up to MaxBackoff after each
+	// failure, with random jitter, and starts again from MinBackoff once
+	// the worker is attached. Zero means DefaultMinBackoff and
+	// DefaultMaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+	// WriteTimeout bounds the writing of one frame;
+	// DefaultWriteTimeout if zero.
+	WriteTimeout time.Duration
+	// DialTimeout bounds one connection attempt; DefaultDialTimeout if
+	// zero.
+	DialTimeout time.Duration
+
+	// Logger receives the worker's messages; slog.Default() if nil.
+	Logger *slog.Logger
+}
+
+// An agent is a Worker's configuration checked and resolved, shared by its
+// successive connections.
+type agent struct {
+	w       *Worker
+	log     *slog.Logger
+	url     string // ws:// or wss:// URL of the master
+	tls     *tls.Config
+	auth    string // Authorization header
+	baseDir string // absolute
+	env     map[string]string
+	backoff backoff
+	writeTO time.Duration
+	dialTO  time.Duration
+}
+
+// Run connects to the master and serves it, reconnecting whenever the
+// connection is lost or refused (a wrong password, a master that is down),
+// with exponential backoff and jitter, for as long as ctx lasts.
+//
+// When ctx ends, or the master sends shutdown, running commands are
+// interrupted, they report how they ended, the connection is closed and
+// Run returns nil. Run returns an error only for a configuration it cannot
+// run with, before connecting.
+func (w *Worker) Run(ctx context.Context) error {
+	a, err := w.agent()
+	if err != nil {
+		return err
+	}
+	attempt := 0
+	for {
+		a.log.Info("connecting to master", "master", a.url)
+		res := a.connect(ctx)
+		switch {
+		case ctx.Err() != nil:
+			a.log.Info("worker stopped")
+			return nil
+		case res.shutdown:
+			a.log.Info("worker shut down by the master")
+			return nil
+		case res.attached:
+			attempt = 0
+		}
+		wait := a.backoff.delay(attempt)
+		attempt++
+		a.log.Warn("reconnecting", "in", wait.Round(time.Millisecond), "reason", res.err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			a.log.Info("worker stopped")
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// agent checks w and resolves what Run needs, reporting every problem.
+func (w *Worker) agent() (*agent, error) {
+	a := &agent{w: w, log: w.Logger, env: w.Env}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	a.log = a.log.With("worker", w.Name)
+	var errs []error
+	switch {
+	case w.Name == "":
+		errs = append(errs, errors.New("no name"))
+	case strings.Contains(w.Name, ":"):
+		errs = append(errs, fmt.Errorf("name %q contains a colon, which HTTP Basic authentication cannot carry", w.Name))
+	}
+	if w.BaseDir == "" {
+		errs = append(errs, errors.New("no base folder"))
+	} else if dir, err := filepath.Abs(w.BaseDir); err != nil {
+		errs = append(errs, fmt.Errorf("base folder: %w", err))
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		errs = append(errs, fmt.Errorf("base folder: %w", err))
+	} else {
+		a.baseDir = dir
+	}
+	u, err := masterURL(w.Master)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	a.url = u
+	if strings.HasPrefix(u, "wss://") {
+		caFile := w.CAFile
+		if caFile != "" && !filepath.IsAbs(caFile) && a.baseDir != "" {
+			caFile = filepath.Join(a.baseDir, caFile)
+		}
+		if a.tls, err = tlsConfig(caFile); err != nil {
+			errs = append(errs, err)
+		}
+	} else if w.CAFile != "" && err == nil {
+		errs = append(errs, fmt.Errorf("a CA file is given but master %q is not a wss:// URL", w.Master))
+	}
+	if w.MinBackoff < 0 || w.MaxBackoff < 0 || w.WriteTimeout < 0 || w.DialTimeout < 0 {
+		errs = append(errs, errors.New("negative backoff or timeout"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("worker %s: %w", w.Name, err)
+	}
+	a.auth = basicAuth(w.Name, w.Password)
+	a.backoff = backoff{min: orDefault(w.MinBackoff, DefaultMinBackoff), max: orDefault(w.MaxBackoff, DefaultMaxBackoff)}
+	a.writeTO = orDefault(w.WriteTimeout, DefaultWriteTimeout)
+	a.dialTO = orDefault(w.DialTimeout, DefaultDialTimeout)
+	if a.env == nil {
+		a.env = environ()
+	}
+	return a, nil
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// environ returns the process environment as a map.
+func environ() map[string]string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
