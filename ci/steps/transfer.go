@@ -477,7 +477,9 @@ func untar(r io.Reader, dest string) (int, error) {
 			return files, fmt.Errorf("read archive: %w", err)
 		}
 		name := filepath.Clean(strings.TrimPrefix(h.Name, "./"))
-		if name == "." {
+		if name == "." || h.Typeflag == tar.TypeDir && strings.Trim(h.Name, "/") == "" {
+			// The folder itself: buildbot-worker's tarfile writes it
+			// as "/" (its name is empty, plus a folder's slash).
 			continue
 		}
 		if !filepath.IsLocal(name) {
