@@ -1,0 +1,292 @@
+//go:build unix
+
+package remote
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/ci/steps"
+	"github.com/kilnci/kiln/internal/testenv"
+)
+
+// A stockWorker is Debian's buildbot-worker, created with the msgpack
+// protocol and run as a subprocess.
+type stockWorker struct {
+	tb   testing.TB
+	name string
+	dir  string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// newStockWorker creates a stock worker's folder for a master at addr.
+func newStockWorker(tb testing.TB, addr, name, password string) *stockWorker {
+	tb.Helper()
+	testenv.NeedTool(tb, "buildbot-worker")
+	dir := filepath.Join(tb.TempDir(), name)
+	out, err := exec.Command("buildbot-worker", "create-worker", "--quiet",
+		"--protocol", "msgpack_experimental_v7", dir, addr, name, password).CombinedOutput()
+	require.NoError(tb, err, "create-worker: %s", out)
+	require.NoError(tb, os.WriteFile(filepath.Join(dir, "info", "admin"), []byte("Kiln Tests <tests@kiln.invalid>\n"), 0o644))
+	require.NoError(tb, os.WriteFile(filepath.Join(dir, "info", "host"), []byte("stock "+name+"\n"), 0o644))
+	w := &stockWorker{tb: tb, name: name, dir: dir}
+	tb.Cleanup(func() {
+		w.kill(syscall.SIGKILL)
+		if tb.Failed() {
+			if log, err := os.ReadFile(filepath.Join(dir, "twistd.log")); err == nil {
+				tb.Logf("twistd.log of %s:\n%s", name, tail(string(log), 200))
+			}
+		}
+	})
+	return w
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "")
+}
+
+// start runs the worker in the foreground, in its own process group.
+func (w *stockWorker) start() {
+	w.tb.Helper()
+	cmd := exec.Command("buildbot-worker", "start", "--nodaemon", w.dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(w.tb, cmd.Start())
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	w.mu.Lock()
+	w.cmd, w.done = cmd, done
+	w.mu.Unlock()
+}
+
+// kill sends sig to the worker's whole process group and waits for the
+// worker to exit.
+func (w *stockWorker) kill(sig syscall.Signal) {
+	w.mu.Lock()
+	cmd, done := w.cmd, w.done
+	w.cmd = nil
+	w.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	syscall.Kill(-cmd.Process.Pid, sig)
+	select {
+	case <-done:
+	case <-time.After(waitTimeout):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// killWorkerOnly kills the worker process alone, leaving the commands it
+// runs orphaned (as a crash of the worker would).
+func (w *stockWorker) killWorkerOnly() {
+	w.mu.Lock()
+	cmd, done := w.cmd, w.done
+	w.mu.Unlock()
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+}
+
+// waitFile waits until a file exists and is not empty, and returns it.
+func waitFile(tb testing.TB, path string) string {
+	tb.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(waitTimeout)
+	for {
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 && bytes.HasSuffix(b, []byte("\n")) {
+			return string(b)
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			tb.Fatalf("timed out waiting for %s", path)
+		}
+	}
+}
+
+// processGone reports whether pid has exited (or is a zombie).
+func processGone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] == 'Z'
+	}
+	return false
+}
+
+func waitGone(tb testing.TB, pid int) {
+	tb.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(waitTimeout)
+	for !processGone(pid) {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			tb.Fatalf("process %d is still running", pid)
+		}
+	}
+}
+
+// A stock buildbot-worker runs a Kiln master's builds: a shell command
+// with output and a failure, every file transfer, folder commands, and an
+// interrupted command.
+func TestStockWorker_Build(t *testing.T) {
+	masterDir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(masterDir, "conf.txt"), []byte("configuration\nfrom the master\n"), 0o644))
+	hash, err := bcrypt.GenerateFromPassword([]byte("stock secret"), bcrypt.MinCost)
+	require.NoError(t, err)
+	cfg := ci.MasterConfig{
+		Workers: []ci.WorkerConfig{{Name: "stock1", Password: string(hash)}},
+		Builders: []ci.BuilderConfig{
+			{
+				Name:    "steps",
+				Workers: []string{"stock1"},
+				Steps: []ci.Step{
+					&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "fail"}, Command: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}},
+					&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "prepare"}, Command: "mkdir -p out/sub && printf 'payload\\n' > out/a.txt && printf 'deep\\n' > out/sub/b.txt && printf 'single file\\n' > single.txt"},
+					&steps.FileUpload{WorkerSrc: "single.txt", MasterDest: filepath.Join(masterDir, "single.txt")},
+					&steps.FileDownload{MasterSrc: filepath.Join(masterDir, "conf.txt"), WorkerDest: "got/conf.txt", Mode: 0o750},
+					&steps.DirectoryUpload{StepOptions: ci.StepOptions{Name: "dirupload"}, WorkerSrc: "out", MasterDest: filepath.Join(masterDir, "out"), Compress: "gz"},
+					&steps.MakeDirectory{Dir: "build/newdir"},
+					&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "made"}, Command: []string{"test", "-d", "newdir"}},
+					&steps.RemoveDirectory{Dir: "build/newdir"},
+					&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "removed"}, Command: []string{"test", "!", "-e", "newdir"}},
+				},
+			},
+			shellBuilder("long", []string{"stock1"}, "sh", "-c", "echo $$ > pid; exec sleep 300"),
+		},
+	}
+	m := startMaster(t, cfg, &Listener{Timeout: 10 * time.Second})
+	w := newStockWorker(t, m.addr, "stock1", "stock secret")
+	w.start()
+	conn := m.waitAttached(t, "stock1")
+	assert.Equal(t, w.dir, conn.Info().Basedir())
+	assert.Equal(t, "posix", conn.Info().System())
+	assert.NotEmpty(t, conn.Info().Environ()["PATH"])
+
+	// The worker is recorded connected, with what its info folder says.
+	ws, err := m.Store.ListWorkers(context.Background())
+	require.NoError(t, err)
+	require.Len(t, ws, 1)
+	assert.True(t, ws[0].Connected)
+	assert.Equal(t, "Kiln Tests <tests@kiln.invalid>\n", ws[0].Info["admin"])
+	assert.Equal(t, "stock stock1\n", ws[0].Info["host"])
+	assert.NotContains(t, ws[0].Info, "environ")
+
+	b := m.Build(t, citest.Request{Builder: "steps"})
+	assert.Equal(t, ci.Failure, b.Results())
+	assert.Equal(t, map[string]ci.Result{
+		"fail": ci.Failure, "prepare": ci.Success, "upload": ci.Success, "download": ci.Success,
+		"dirupload": ci.Success, "MakeDirectory": ci.Success, "made": ci.Success,
+		"RemoveDirectory": ci.Success, "removed": ci.Success,
+	}, b.StepResults())
+	stored := b.LogLines("fail", "stdio")
+	assert.Contains(t, stored, "oout\n")
+	assert.Contains(t, stored, "eerr\n")
+	assert.Contains(t, b.Header("fail", "stdio"), "sh -c 'echo out; echo err >&2; exit 3'")
+	assert.Contains(t, b.Header("fail", "stdio"), "in dir "+filepath.Join(w.dir, "steps", "build"))
+
+	got, err := os.ReadFile(filepath.Join(masterDir, "single.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, "single file\n", string(got))
+	dest := filepath.Join(w.dir, "steps", "build", "got", "conf.txt")
+	got, err = os.ReadFile(dest)
+	require.NoError(t, err)
+	assert.Equal(t, "configuration\nfrom the master\n", string(got))
+	st, err := os.Stat(dest)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o750), st.Mode().Perm())
+	for f, want := range map[string]string{"out/a.txt": "payload\n", "out/sub/b.txt": "deep\n"} {
+		got, err := os.ReadFile(filepath.Join(masterDir, f))
+		require.NoError(t, err, f)
+		assert.Equal(t, want, string(got), f)
+	}
+
+	// An interrupted command: the build is cancelled, the process killed.
+	bs := m.Submit(t, citest.Request{Builder: "long"})
+	id := m.WaitRunning(t, "long")
+	pid, err := strconv.Atoi(strings.TrimSpace(waitFile(t, filepath.Join(w.dir, "long", "build", "pid"))))
+	require.NoError(t, err)
+	require.NoError(t, m.StopBuild(context.Background(), id, "test stops it"))
+	lb := m.WaitBuild(t, id)
+	assert.Equal(t, ci.Cancelled, lb.Results())
+	waitGone(t, pid)
+	m.WaitBuildset(t, bs)
+	assert.Zero(t, conn.Stats().UnknownCommands, "no message arrives for a finished command")
+
+	// Stopped, the worker is recorded disconnected.
+	w.kill(syscall.SIGTERM)
+	m.waitFor(t, "the worker to be recorded disconnected", func() bool {
+		ws, err := m.Store.ListWorkers(context.Background())
+		require.NoError(t, err)
+		return !ws[0].Connected
+	})
+	<-conn.Done()
+	assert.ErrorIs(t, conn.Err(), ci.ErrWorkerLost)
+}
+
+// A stock worker killed in the middle of a build: the build ends RETRY,
+// and its request is built again when the worker comes back.
+func TestStockWorker_KilledMidBuild(t *testing.T) {
+	cfg := ci.MasterConfig{
+		Workers: []ci.WorkerConfig{{Name: "stock1", Password: "pw"}},
+		Builders: []ci.BuilderConfig{shellBuilder("b", []string{"stock1"}, "sh", "-c",
+			"if [ -e ../../marker ]; then echo second run; exit 0; fi; touch ../../marker; echo $$ > ../../pid; exec sleep 300")},
+	}
+	m := startMaster(t, cfg, &Listener{Timeout: 5 * time.Second})
+	w := newStockWorker(t, m.addr, "stock1", "pw")
+	w.start()
+	m.waitAttached(t, "stock1")
+
+	bs := m.Submit(t, citest.Request{Builder: "b"})
+	first := m.WaitRunning(t, "b")
+	pid, err := strconv.Atoi(strings.TrimSpace(waitFile(t, filepath.Join(w.dir, "pid"))))
+	require.NoError(t, err)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	w.killWorkerOnly()
+	assert.Equal(t, ci.Retry, m.WaitBuild(t, first).Results())
+
+	w.start()
+	builds := m.WaitBuildset(t, bs)
+	require.Len(t, builds, 1)
+	assert.Equal(t, ci.Success, builds[0].Results())
+	assert.NotEqual(t, first, builds[0].Record.ID)
+	assert.Equal(t, "second run\n", builds[0].Log("sh", "stdio"))
+}
