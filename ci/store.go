@@ -151,6 +151,17 @@ type BuildQuery struct {
 	// Complete, when set, keeps only finished (true) or running (false)
 	// builds.
 	Complete *bool
+	// ChangeID keeps the builds made for a change: those serving a
+	// request of a buildset whose source stamps list the change.
+	ChangeID int64
+}
+
+// A BuildsetQuery selects buildsets. Zero fields do not filter.
+type BuildsetQuery struct {
+	Query
+	// Complete, when set, keeps only complete (true) or incomplete (false)
+	// buildsets.
+	Complete *bool
 }
 
 // A RequestQuery selects build requests. Zero fields do not filter.
@@ -185,6 +196,9 @@ type RequestStore interface {
 	// of a change, say) refers to the stored one, and is filled from it.
 	AddBuildset(ctx context.Context, bs *Buildset, builderIDs []int64, priority int) ([]*BuildRequest, error)
 	GetBuildset(ctx context.Context, id int64) (*Buildset, error)
+	// ListBuildsets returns a page of the buildsets q selects, by ID, with
+	// their source stamps, and how many it selects in all.
+	ListBuildsets(ctx context.Context, q BuildsetQuery) ([]*Buildset, int, error)
 	GetRequest(ctx context.Context, id int64) (*BuildRequest, error)
 	ListRequests(ctx context.Context, q RequestQuery) ([]*BuildRequest, int, error)
 	// PendingRequests returns the unclaimed, incomplete requests, highest

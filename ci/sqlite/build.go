@@ -232,6 +232,9 @@ func (s *Store) ListBuilds(ctx context.Context, q ci.BuildQuery) ([]*ci.Build, i
 	if q.Complete != nil {
 		conds, args = append(conds, "complete = ?"), append(args, *q.Complete)
 	}
+	if q.ChangeID != 0 {
+		conds, args = append(conds, changeBuilds), append(args, q.ChangeID)
+	}
 	var list []*ci.Build
 	var total int
 	err := s.read(ctx, func(tx *txn) error {
@@ -251,6 +254,17 @@ func (s *Store) ListBuilds(ctx context.Context, q ci.BuildQuery) ([]*ci.Build, i
 	}
 	return list, total, nil
 }
+
+// changeBuilds selects the builds made for a change: those
+// whose first request, or any request they serve, belongs to a buildset
+// whose source stamps list the change.
+const changeBuilds = `id IN (
+	WITH reqs AS (SELECT br.id, br.build_id FROM sourcestamp_changes AS sc
+		JOIN buildset_sourcestamps AS bss ON bss.sourcestamp_id = sc.sourcestamp_id
+		JOIN buildrequests AS br ON br.buildset_id = bss.buildset_id
+		WHERE sc.change_id = ?)
+	SELECT builds.id FROM builds WHERE buildrequest_id IN (SELECT id FROM reqs)
+	UNION SELECT build_id FROM reqs WHERE build_id IS NOT NULL)`
 
 // UnfinishedBuilds returns the builds started and not finished, by ID.
 func (s *Store) UnfinishedBuilds(ctx context.Context) ([]*ci.Build, error) {

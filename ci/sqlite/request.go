@@ -101,6 +101,45 @@ func getBuildset(ctx context.Context, tx *txn, id int64) (*ci.Buildset, error) {
 	return bs, err
 }
 
+// ListBuildsets returns a page of the buildsets q selects, by ID, with
+// their source stamps, and how many it selects in all.
+func (s *Store) ListBuildsets(ctx context.Context, q ci.BuildsetQuery) ([]*ci.Buildset, int, error) {
+	var conds []string
+	var args []any
+	if q.Complete != nil {
+		conds, args = append(conds, "complete = ?"), append(args, *q.Complete)
+	}
+	var list []*ci.Buildset
+	var total int
+	err := s.read(ctx, func(tx *txn) error {
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM buildsets`+where(conds), args...).Scan(&total); err != nil {
+			return err
+		}
+		clause, pargs := page(q.Query, "id")
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM buildsets`+where(conds)+clause, append(args, pargs...)...)
+		if err != nil {
+			return err
+		}
+		ids, err := scanAll(rows, func(row scanner) (id int64, err error) { return id, row.Scan(&id) })
+		if err != nil {
+			return err
+		}
+		list = make([]*ci.Buildset, 0, len(ids))
+		for _, id := range ids {
+			bs, err := getBuildset(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			list = append(list, bs)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlite: list buildsets: %w", err)
+	}
+	return list, total, nil
+}
+
 // GetBuildset returns the buildset with the given ID, with its source
 // stamps.
 func (s *Store) GetBuildset(ctx context.Context, id int64) (*ci.Buildset, error) {
