@@ -421,22 +421,22 @@ func (c *Conn) writer() {
 		o.frames, o.bytes = nil, 0
 		o.mu.Unlock()
 		for _, f := range frames {
-			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.writeTimeout)
-			err := c.ws.Write(ctx, websocket.MessageBinary, f)
-			timedOut := ctx.Err() != nil
-			cancel()
+			// The deadline closes the connection itself (rather than
+			// through the write's context), so that the reason is known
+			// before the reader sees the connection closed.
+			t := time.AfterFunc(c.cfg.writeTimeout, func() {
+				c.fail(&c.cfg.stats.lost, 0, "", fmt.Errorf("write timed out after %s: the worker does not read", c.cfg.writeTimeout))
+			})
+			err := c.ws.Write(context.Background(), websocket.MessageBinary, f)
+			t.Stop()
 			if err != nil {
 				select {
 				case <-c.done:
 					return
 				default:
 				}
-				if timedOut {
-					c.fail(&c.cfg.stats.lost, 0, "", fmt.Errorf("write timed out after %s: the worker does not read", c.cfg.writeTimeout))
-				} else {
-					c.log.Info("worker connection broken", "err", err)
-					c.shutdown(fmt.Errorf("worker %s: write: %v: %w", c.name, err, ci.ErrWorkerLost), 0, "")
-				}
+				c.log.Info("worker connection broken", "err", err)
+				c.shutdown(fmt.Errorf("worker %s: write: %v: %w", c.name, err, ci.ErrWorkerLost), 0, "")
 				return
 			}
 		}

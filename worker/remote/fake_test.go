@@ -35,6 +35,7 @@ type fakeWorker struct {
 	info map[string]any
 
 	listdir []any
+	rawInfo any
 	// onCommand runs each start_command (after it is answered), in its own
 	// goroutine; nil completes every command with rc 0.
 	onCommand func(f *fakeWorker, c fakeCommand)
@@ -72,6 +73,7 @@ type fakeOptions struct {
 	basedir   string
 	info      map[string]any
 	listdir   []any // what listdir of the base folder answers (nothing by default)
+	rawInfo   any   // what get_worker_info answers instead of a map
 }
 
 // dialFake connects a fake worker; it returns the HTTP response of a
@@ -88,7 +90,7 @@ func dialFake(tb testing.TB, addr, name string, o fakeOptions) (*fakeWorker, err
 		o.basedir = "/fake/" + name
 	}
 	f := &fakeWorker{
-		tb: tb, name: name, onCommand: o.onCommand, listdir: o.listdir,
+		tb: tb, name: name, onCommand: o.onCommand, listdir: o.listdir, rawInfo: o.rawInfo,
 		pending: map[int64]chan protocol.Message{}, changed: make(chan struct{}, 1),
 		silent: make(chan struct{}), stop: make(chan struct{}), readerDone: make(chan struct{}),
 		seq: -1,
@@ -165,6 +167,11 @@ func (f *fakeWorker) read() {
 			f.mu.Unlock()
 			return
 		}
+		select {
+		case <-f.silent:
+			continue // read, never handled
+		default:
+		}
 		if typ != websocket.MessageBinary {
 			continue
 		}
@@ -197,7 +204,11 @@ func (f *fakeWorker) handle(msg protocol.Message) {
 	}
 	switch msg.Op() {
 	case protocol.OpGetWorkerInfo:
-		f.respond(msg.Seq(), f.info, "")
+		if f.rawInfo != nil {
+			f.respond(msg.Seq(), f.rawInfo, "")
+		} else {
+			f.respond(msg.Seq(), f.info, "")
+		}
 	case protocol.OpKeepalive:
 		if !f.ignoreKeepalives.Load() {
 			f.respond(msg.Seq(), nil, "")

@@ -1,0 +1,262 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/worker/protocol"
+)
+
+// A worker that breaks the protocol loses its own connection, with the
+// reason logged; the master and a healthy worker building meanwhile carry
+// on.
+func TestProtocolViolations(t *testing.T) {
+	bad := []string{"malformed", "oversized", "text", "wrongtype", "early", "badinfo"}
+	cfg := ci.MasterConfig{
+		Workers:  fakeWorkers(append([]string{"healthy"}, bad...)...),
+		Builders: []ci.BuilderConfig{shellBuilder("b", []string{"healthy"}, "true")},
+	}
+	m := startMaster(t, cfg, nil)
+	running := make(chan struct{})
+	release := make(chan struct{})
+	m.attachFake(t, "healthy", fakeOptions{onCommand: func(f *fakeWorker, c fakeCommand) {
+		close(running)
+		f.update(c.ID, []any{"stdout", lines("working\n")})
+		<-release
+		f.update(c.ID, []any{"rc", 0})
+		f.complete(c.ID, nil)
+	}})
+	bs := m.Submit(t, citest.Request{Builder: "b"})
+	<-running
+
+	attached := func(name string) *fakeWorker {
+		f, _ := m.attachFake(t, name, fakeOptions{})
+		return f
+	}
+	cases := []struct {
+		name   string
+		reason string
+		run    func(t *testing.T) *fakeWorker
+	}{
+		{"malformed", "malformed frame", func(t *testing.T) *fakeWorker {
+			f := attached("malformed")
+			require.NoError(t, f.ws.Write(context.Background(), websocket.MessageBinary, []byte{0x82, 0xa2, 'o', 'p', 0xc1}))
+			return f
+		}},
+		{"oversized", "frame over the", func(t *testing.T) *fakeWorker {
+			f := attached("oversized")
+			big := make([]byte, protocol.MaxFrameSize+1)
+			// The master closes the connection while this is written.
+			f.ws.Write(context.Background(), websocket.MessageBinary, big)
+			return f
+		}},
+		{"text", "a MessageText message", func(t *testing.T) *fakeWorker {
+			f := attached("text")
+			require.NoError(t, f.ws.Write(context.Background(), websocket.MessageText, []byte(`{"op":"update"}`)))
+			return f
+		}},
+		{"wrongtype", `is a int64, not a string`, func(t *testing.T) *fakeWorker {
+			f := attached("wrongtype")
+			require.NoError(t, f.write(protocol.Message{"op": "update", "seq_number": 0, "command_id": 7, "args": []any{}}))
+			return f
+		}},
+		{"early", `before the handshake ended`, func(t *testing.T) *fakeWorker {
+			// This worker reads nothing: it speaks first.
+			f, err := dialFake(t, m.addr, "early", fakeOptions{})
+			require.NoError(t, err)
+			require.NoError(t, f.write(protocol.Message{"op": "update", "seq_number": 0, "command_id": "0", "args": []any{}}))
+			return f
+		}},
+		{"badinfo", "get_worker_info returned a string", func(t *testing.T) *fakeWorker {
+			f, err := dialFake(t, m.addr, "badinfo", fakeOptions{rawInfo: "not a map"})
+			require.NoError(t, err)
+			return f
+		}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := tc.run(t)
+			err := f.waitClosed()
+			require.Error(t, err)
+			m.waitFor(t, "the violation to be counted", func() bool { return m.l.Stats().ProtocolErrors >= int64(i+1) })
+			assert.Contains(t, m.logs.String(), tc.reason)
+			m.waitFor(t, tc.name+" to be detached", func() bool { return !m.connected(tc.name) })
+		})
+	}
+
+	// The healthy worker's build went on.
+	close(release)
+	builds := m.WaitBuildset(t, bs)
+	require.Len(t, builds, 1)
+	assert.Equal(t, ci.Success, builds[0].Results())
+	assert.Equal(t, "working\n", builds[0].Log("sh", "stdio"))
+	assert.True(t, m.connected("healthy"))
+}
+
+// Late messages are dropped and counted: a response nobody waits for, an
+// update for a command that is not running (answered with an exception).
+func TestUnknownMessagesCounted(t *testing.T) {
+	cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}}
+	m := startMaster(t, cfg, nil)
+	f, conn := m.attachFake(t, "w1", fakeOptions{})
+	require.NoError(t, f.write(protocol.Message{"op": "response", "seq_number": 999, "result": nil}))
+	r := f.update("42", []any{"stdout", lines("late\n")})
+	require.NotNil(t, r)
+	assert.ErrorContains(t, r.ResponseError(), `unknown command_id "42"`)
+	// Frames are handled in order: the response was counted before the
+	// update was answered.
+	assert.Equal(t, ConnStats{UnknownResponses: 1, UnknownCommands: 1}, conn.Stats())
+	assert.Equal(t, int64(1), m.l.Stats().UnknownResponses)
+	r = f.call(protocol.Message{"op": "frobnicate"})
+	assert.ErrorContains(t, r.ResponseError(), "Command frobnicate does not exist")
+	assert.True(t, m.connected("w1"), "unknown ops after the handshake are answered, not fatal")
+}
+
+// An interrupted command: interrupt_command carries the builder, the
+// command id and why; the worker's last updates are kept; messages after
+// the end are dropped.
+func TestInterrupt(t *testing.T) {
+	cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "sleep", "100")}}
+	m := startMaster(t, cfg, &Listener{InterruptTimeout: 200 * time.Millisecond})
+	started := make(chan fakeCommand, 1)
+	f, conn := m.attachFake(t, "w1", fakeOptions{onCommand: func(f *fakeWorker, c fakeCommand) { started <- c }})
+	ctx := context.Background()
+
+	t.Run("completes", func(t *testing.T) {
+		cctx, cancel := context.WithCancelCause(ctx)
+		result := make(chan error, 1)
+		cmd := &ci.RemoteCommand{Name: "shell", Args: map[string]any{"workdir": "build", "command": []any{"sleep", "100"}}}
+		go func() { result <- conn.RunCommand(cctx, "b", cmd) }()
+		c := <-started
+		cancel(errors.New("stopped by a test"))
+		n := len(f.requestsOf(protocol.OpInterruptCommand)) + 1
+		ir := f.waitRequests(protocol.OpInterruptCommand, n)[n-1]
+		assert.Equal(t, "b", ir["builder_name"])
+		assert.Equal(t, c.ID, ir["command_id"])
+		assert.Equal(t, "stopped by a test", ir["why"])
+		f.update(c.ID, []any{"header", lines("killing\n")}, []any{"rc", -1})
+		f.complete(c.ID, nil)
+		require.NoError(t, <-result)
+		assert.Equal(t, -1, cmd.RC)
+	})
+
+	t.Run("does not complete", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		result := make(chan error, 1)
+		cmd := &ci.RemoteCommand{Name: "shell", Args: map[string]any{"workdir": "build", "command": []any{"sleep", "100"}}}
+		go func() { result <- conn.RunCommand(cctx, "b", cmd) }()
+		c := <-started
+		cancel()
+		require.ErrorIs(t, <-result, context.Canceled)
+		before := conn.Stats().UnknownCommands
+		r := f.update(c.ID, []any{"rc", -1})
+		assert.Error(t, r.ResponseError())
+		assert.Equal(t, before+1, conn.Stats().UnknownCommands)
+	})
+}
+
+// A worker that goes silent mid-build is declared lost within the
+// timeout: its build ends RETRY and is built again on another worker.
+func TestLiveness_SilentWorkerLost(t *testing.T) {
+	cfg := ci.MasterConfig{
+		Workers:  fakeWorkers("silent", "healthy"),
+		Builders: []ci.BuilderConfig{shellBuilder("b", []string{"silent", "healthy"}, "make")},
+	}
+	m := startMaster(t, cfg, &Listener{Timeout: 2 * time.Second, KeepaliveInterval: 200 * time.Millisecond})
+	started := make(chan struct{})
+	silent, conn := m.attachFake(t, "silent", fakeOptions{onCommand: func(f *fakeWorker, c fakeCommand) {
+		f.update(c.ID, []any{"stdout", lines("started\n")})
+		close(started)
+		f.silence()
+	}})
+	bs := m.Submit(t, citest.Request{Builder: "b"})
+	<-started
+	m.attachFake(t, "healthy", fakeOptions{})
+
+	<-conn.Done()
+	assert.ErrorIs(t, conn.Err(), ci.ErrWorkerLost)
+	assert.ErrorContains(t, conn.Err(), "silent for")
+	builds := m.WaitBuildset(t, bs)
+	require.Len(t, builds, 1)
+	assert.Equal(t, ci.Success, builds[0].Results())
+	bid, _ := m.BuilderID("b")
+	all, _, err := m.Store.ListBuilds(context.Background(), ci.BuildQuery{BuilderID: bid})
+	require.NoError(t, err)
+	require.Len(t, all, 2)
+	results := map[ci.Result]int{}
+	for _, b := range all {
+		results[b.Results]++
+	}
+	assert.Equal(t, map[ci.Result]int{ci.Retry: 1, ci.Success: 1}, results)
+	assert.GreaterOrEqual(t, m.l.Stats().Lost, int64(1))
+	assert.Contains(t, m.logs.String(), "worker silent for")
+	_ = silent
+}
+
+// Keepalives go out on their own; a worker that answers WebSocket pings
+// but not keepalives, or keepalives but not pings, is alive.
+func TestLiveness_Keepalives(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		noPong, noKeep bool
+	}{{"pongs only", false, true}, {"keepalives only", true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}}
+			m := startMaster(t, cfg, &Listener{Timeout: time.Second, KeepaliveInterval: 100 * time.Millisecond})
+			f, err := dialFake(t, m.addr, "w1", fakeOptions{})
+			require.NoError(t, err)
+			f.noPong.Store(tc.noPong)
+			f.ignoreKeepalives.Store(tc.noKeep)
+			conn := m.waitAttached(t, "w1")
+			// 25 keepalives span more than twice the timeout.
+			f.waitRequests(protocol.OpKeepalive, 25)
+			assert.NoError(t, conn.Err())
+			assert.Positive(t, f.pings.Load())
+		})
+	}
+}
+
+// A second connection under the name of a connected worker: refused with
+// 409 if the first answers, accepted in its place if not.
+func TestDuplicateWorker(t *testing.T) {
+	cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}}
+
+	t.Run("old answers", func(t *testing.T) {
+		m := startMaster(t, cfg, nil)
+		_, old := m.attachFake(t, "w1", fakeOptions{})
+		_, err := dialFake(t, m.addr, "w1", fakeOptions{})
+		require.Equal(t, 409, statusOf(err), "err: %v", err)
+		assert.Contains(t, err.Error(), `worker "w1" is already connected from 127.0.0.1:`)
+		assert.NotContains(t, strings.TrimSpace(err.Error()), "\n")
+		assert.NoError(t, old.Err())
+		cur, _ := m.WorkerConn("w1")
+		assert.Same(t, old, cur)
+		assert.Equal(t, int64(1), m.l.Stats().Duplicates)
+		b := m.Build(t, citest.Request{Builder: "b"})
+		assert.Equal(t, ci.Success, b.Results())
+	})
+
+	t.Run("old silent", func(t *testing.T) {
+		m := startMaster(t, cfg, &Listener{Timeout: 4 * time.Second})
+		oldFake, old := m.attachFake(t, "w1", fakeOptions{})
+		oldFake.silence()
+		_, err := dialFake(t, m.addr, "w1", fakeOptions{})
+		require.NoError(t, err)
+		<-old.Done()
+		m.waitFor(t, "the new connection to attach", func() bool {
+			cur, ok := m.WorkerConn("w1")
+			return ok && cur != old
+		})
+		b := m.Build(t, citest.Request{Builder: "b"})
+		assert.Equal(t, ci.Success, b.Results())
+	})
+}
