@@ -99,8 +99,12 @@ func throttleKey(remoteAddr string) string {
 	return a.String()
 }
 
-// blocked returns how long the address must still wait, or 0.
+// blocked returns how long the address must still wait, or 0. A nil
+// throttle blocks nothing.
 func (t *throttle) blocked(key string) time.Duration {
+	if t == nil {
+		return 0
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.entries[key]
@@ -116,6 +120,9 @@ func (t *throttle) blocked(key string) time.Duration {
 // fail records a failed login and returns the lockout it starts (0 while
 // failures are free).
 func (t *throttle) fail(key string) time.Duration {
+	if t == nil {
+		return 0
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -143,6 +150,9 @@ func (t *throttle) fail(key string) time.Duration {
 
 // succeed clears the address's record.
 func (t *throttle) succeed(key string) {
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	delete(t.entries, key)
 	t.mu.Unlock()

@@ -400,7 +400,7 @@ func startMaster(tb testing.TB, cfg ci.MasterConfig, l *Listener) *testMaster {
 		logs.mu.Unlock()
 	})
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Logger = citestLogger(logs)
 	}
 	cfg.Services = append(cfg.Services, l)
 	m := citest.Start(tb, cfg, citest.Options{NoWorkers: true})
@@ -463,4 +463,9 @@ func fakeWorkers(names ...string) []ci.WorkerConfig {
 		out[i] = ci.WorkerConfig{Name: n, Password: "pw-" + n}
 	}
 	return out
+}
+
+// citestLogger logs everything to w.
+func citestLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

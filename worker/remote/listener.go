@@ -81,10 +81,12 @@ type Listener struct {
 	InterruptTimeout time.Duration
 
 	// FreeFailures is how many failed logins one address may make before
-	// it is locked out (DefaultFreeFailures if zero, none if negative).
-	// Lockouts start at one second and double with each failure, up to
-	// five minutes; a locked-out address is answered 429 with Retry-After
-	// without its credentials being checked.
+	// it is locked out (DefaultFreeFailures if zero); negative disables
+	// the lockouts. Lockouts start at one second and double with each
+	// further failure, up to five minutes; a locked-out address is
+	// answered 429 with Retry-After, without its credentials being
+	// checked. A successful login, or a quarter of an hour without
+	// failures, clears the address.
 	FreeFailures int
 
 	now func() time.Time // the throttle's clock; tests set it
@@ -242,11 +244,8 @@ func (l *Listener) setup(ctx context.Context, m *ci.Master) error {
 		interrupt = DefaultInterruptTimeout
 	}
 	free := l.FreeFailures
-	switch {
-	case free == 0:
+	if free == 0 {
 		free = DefaultFreeFailures
-	case free < 0:
-		free = 0
 	}
 	now := l.now
 	if now == nil {
@@ -258,7 +257,9 @@ func (l *Listener) setup(ctx context.Context, m *ci.Master) error {
 	l.log = m.Logger().With("service", "workers")
 	l.timeout = timeout
 	l.cfg = connConfig{timeout: timeout, keepalive: keepalive, writeTimeout: write, interruptTimeout: interrupt, stats: &l.stats}
-	l.throttle = newThrottle(free, DefaultLockout, DefaultMaxLockout, now)
+	if free > 0 {
+		l.throttle = newThrottle(free, DefaultLockout, DefaultMaxLockout, now)
+	}
 	l.conns = map[string]*Conn{}
 	l.names = map[string]*sync.Mutex{}
 	return nil
@@ -428,7 +429,13 @@ func (l *Listener) checkDuplicate(name string, log *slog.Logger) (ci.WorkerConn,
 		return nil, fmt.Errorf("worker %q is already connected from %s and answers", name, from)
 	}
 	log.Warn("worker connects again and its old connection does not answer; closing the old one", "err", err)
-	old.Close()
+	if c, ok := old.(*Conn); ok {
+		// No close handshake with a connection that does not answer.
+		c.shutdown(fmt.Errorf("worker %s: replaced by a new connection (the old one did not answer: %v): %w", name, err, ci.ErrWorkerLost), 0, "")
+		<-c.exited
+	} else {
+		old.Close()
+	}
 	return old, nil
 }
 
