@@ -121,6 +121,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(a.baseDir, 0o755); err != nil {
+		return fmt.Errorf("worker %s: base folder: %w", w.Name, err)
+	}
 	attempt := 0
 	for {
 		a.log.Info("connecting to master", "master", a.url)
@@ -149,6 +152,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
+// Validate reports every problem of w's configuration that would keep Run
+// from starting: missing or malformed fields, an unreadable CA file.
+func (w *Worker) Validate() error {
+	_, err := w.agent()
+	return err
+}
+
 // agent checks w and resolves what Run needs, reporting every problem.
 func (w *Worker) agent() (*agent, error) {
 	a := &agent{w: w, log: w.Logger, env: w.Env}
@@ -166,8 +176,6 @@ func (w *Worker) agent() (*agent, error) {
 	if w.BaseDir == "" {
 		errs = append(errs, errors.New("no base folder"))
 	} else if dir, err := filepath.Abs(w.BaseDir); err != nil {
-		errs = append(errs, fmt.Errorf("base folder: %w", err))
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		errs = append(errs, fmt.Errorf("base folder: %w", err))
 	} else {
 		a.baseDir = dir

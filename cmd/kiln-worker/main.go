@@ -1,0 +1,90 @@
+// Command kiln-worker is the Kiln worker: it connects to a Kiln master, or to
+// a Buildbot 3.x master speaking msgpack_experimental_v7, and runs the
+// commands of its builds. It is a thin wrapper around package worker.
+//
+// Usage:
+//
+//	kiln-worker create-worker [options] BASEDIR MASTER NAME PASSWORD
+//	kiln-worker start [--nodaemon] [-q] [-v] [BASEDIR]
+//	kiln-worker --version
+//
+// create-worker makes the worker's base folder, writes its configuration file
+// (BASEDIR/kiln-worker.conf, mode 0600: it holds the password; see
+// worker.ConfigFile for its format) and the info/admin and info/host files
+// the master shows, to be edited. MASTER is "host:port", "host" (port 9989),
+// or a ws:// or wss:// URL. Options:
+//
+//	-r, --relocatable        do not record BASEDIR: the worker runs from
+//	                         wherever its folder is (relative --ca-file too)
+//	--use-tls                connect with TLS (wss://) to a host:port MASTER
+//	--ca-file FILE           PEM certificates the master's must chain to
+//	--maxdelay SECONDS       longest wait between connection attempts (300)
+//	--unconfined             let the master's commands use paths outside BASEDIR
+//	--delete-leftover-dirs   let the master delete folders no builder uses
+//	--protocol NAME          msgpack_experimental_v7, the only one spoken
+//	-q, --quiet              print nothing but errors
+//	-f, --force              accepted, as buildbot-worker does; no effect
+//
+// start runs the worker in the foreground, logging to standard error, until
+// it receives SIGTERM or SIGINT, or the master shuts it down: running
+// commands are interrupted and report how they ended, then it exits with
+// status 0. It never daemonizes; --nodaemon is accepted for compatibility
+// with buildbot-worker's command line. -q logs only warnings and errors, -v
+// adds debug messages. BASEDIR defaults to the current folder.
+//
+// # Running under systemd
+//
+// Let systemd keep the worker running, one unit per worker:
+//
+//	# /etc/systemd/system/kiln-worker@.service
+//	[Unit]
+//	Description=Kiln worker %i
+//	Wants=network-online.target
+//	After=network-online.target
+//
+//	[Service]
+//	User=buildbot
+//	ExecStart=/usr/local/bin/kiln-worker start /srv/buildbot/worker-%i
+//	Restart=always
+//	# SIGTERM to kiln-worker alone: it stops the build processes itself and
+//	# tells the master how they ended.
+//	KillMode=mixed
+//	TimeoutStopSec=60
+//
+//	[Install]
+//	WantedBy=multi-user.target
+//
+// Exit status: 0 on a clean stop, 1 on an error, 2 on bad usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal ends the program at once
+	}()
+	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr}
+	if err := m.Run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-worker: "+oneLine(err))
+		if errors.As(err, new(usageError)) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// oneLine returns the text of err on one line: joined errors are
+// separated by semicolons.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
