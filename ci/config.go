@@ -155,6 +155,11 @@ func (b *BuilderConfig) BuildDir() string {
 // A scheduler that reacts to changes also implements ChangeListener; one
 // that works in the background (timers) also implements Service, and the
 // master runs it as it runs services.
+//
+// The configuration check calls a scheduler's (or a step's) Validate()
+// error method if it has one, then its ValidateConfig(*MasterConfig) error
+// method if it has one: that one sees the whole configuration, to check
+// the names of other schedulers, say.
 type Scheduler interface {
 	// SchedulerName identifies the scheduler; it is unique in a master.
 	SchedulerName() string
@@ -266,6 +271,13 @@ func (c *MasterConfig) Validate() error {
 					}
 				}
 			}
+			if v, ok := s.(configValidator); ok {
+				if err := v.ValidateConfig(c); err != nil {
+					for _, line := range strings.Split(err.Error(), "\n") {
+						add("%s: Steps[%d] (%s): %s", label, j, s.Options().Name, line)
+					}
+				}
+			}
 		}
 		for k, v := range b.Properties {
 			if err := CheckValue(v); err != nil {
@@ -300,6 +312,13 @@ func (c *MasterConfig) Validate() error {
 		}
 		if v, ok := s.(validator); ok {
 			if err := v.Validate(); err != nil {
+				for _, line := range strings.Split(err.Error(), "\n") {
+					add("scheduler %q: %s", name, line)
+				}
+			}
+		}
+		if v, ok := s.(configValidator); ok {
+			if err := v.ValidateConfig(c); err != nil {
 				for _, line := range strings.Split(err.Error(), "\n") {
 					add("scheduler %q: %s", name, line)
 				}

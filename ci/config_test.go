@@ -3,6 +3,7 @@ package ci_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -101,4 +102,42 @@ func TestMasterConfig_DatabasePath(t *testing.T) {
 	assert.Equal(t, "state.sqlite", (&ci.MasterConfig{}).DatabasePath())
 	assert.Equal(t, "base/state.sqlite", (&ci.MasterConfig{BaseDir: "base"}).DatabasePath())
 	assert.Equal(t, "/db/x.sqlite", (&ci.MasterConfig{BaseDir: "base", Database: "/db/x.sqlite"}).DatabasePath())
+}
+
+// crossStep and crossScheduler check themselves against the whole
+// configuration, as a Trigger step and a Dependent scheduler do.
+type crossStep struct{ ci.StepOptions }
+
+func (crossStep) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) { return ci.Success, nil }
+func (crossStep) ValidateConfig(c *ci.MasterConfig) error {
+	return errors.New("sees " + c.Schedulers[0].SchedulerName())
+}
+
+type crossScheduler struct{ testScheduler }
+
+func (crossScheduler) ValidateConfig(c *ci.MasterConfig) error {
+	return fmt.Errorf("sees %d builders\nsecond line", len(c.Builders))
+}
+
+func TestMasterConfig_ValidateConfig(t *testing.T) {
+	cfg := ci.MasterConfig{
+		Workers: []ci.WorkerConfig{{Name: "w1"}},
+		Builders: []ci.BuilderConfig{{Name: "b1", Workers: []string{"w1"}, Steps: []ci.Step{
+			crossStep{ci.StepOptions{Name: "direct"}},
+			ci.WithOptions(ci.StepOptions{Name: "wrapped"}, crossStep{}),
+		}}},
+		Schedulers: []ci.Scheduler{crossScheduler{testScheduler{"s", []string{"b1"}}}},
+	}
+	var ce *ci.ConfigError
+	require.ErrorAs(t, cfg.Validate(), &ce)
+	var got []string
+	for _, p := range ce.Problems {
+		got = append(got, p.Error())
+	}
+	assert.Equal(t, []string{
+		`builder "b1": Steps[0] (direct): sees s`,
+		`builder "b1": Steps[1] (wrapped): sees s`,
+		`scheduler "s": sees 1 builders`,
+		`scheduler "s": second line`,
+	}, got)
 }

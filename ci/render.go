@@ -215,6 +215,13 @@ func RenderList(ctx context.Context, p Props, v any) ([]string, error) {
 // usable, such as an Interpolate with a malformed format.
 type validator interface{ Validate() error }
 
+// A configValidator is a step or scheduler that checks itself against the
+// whole configuration (a step naming schedulers, a scheduler naming
+// another): the configuration check calls ValidateConfig after Validate.
+type configValidator interface {
+	ValidateConfig(c *MasterConfig) error
+}
+
 // CheckValue reports whether v can be rendered: it is a string, number,
 // boolean, nil, a list or map of those, or a Renderable; and every
 // Interpolate in it parsed. Steps call it from their Validate method for

@@ -119,6 +119,13 @@ func (o optionedStep) Validate() error {
 	return nil
 }
 
+func (o optionedStep) ValidateConfig(c *MasterConfig) error {
+	if v, ok := o.step.(configValidator); ok {
+		return v.ValidateConfig(c)
+	}
+	return nil
+}
+
 // buildResult returns what a step's result does to the build's result so
 // far, and whether the build must stop running ordinary steps, following
 // Buildbot's computeResultAndTermination.
