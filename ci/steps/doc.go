@@ -1,6 +1,7 @@
 // Package steps has the steps builds are made of: Buildbot's ShellCommand,
 // Git, SetPropertyFromCommand, FileUpload, FileDownload, DirectoryUpload,
-// MasterShellCommand, RemoveDirectory and MakeDirectory, as Go values.
+// MasterShellCommand, RemoveDirectory, MakeDirectory and Trigger, as Go
+// values.
 //
 // Every step embeds ci.StepOptions (name and flow options) and acts on the
 // worker only by sending remote commands through its ci.StepRun, so the same
