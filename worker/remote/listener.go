@@ -419,7 +419,13 @@ func (l *Listener) checkDuplicate(name string, log *slog.Logger) (ci.WorkerConn,
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(l.ctx, l.duplicatePing())
-	err := old.Ping(ctx)
+	var err error
+	if c, ok := old.(*Conn); ok {
+		// What Buildbot's master says to the old connection.
+		_, err = c.call(ctx, protocol.Message{"op": protocol.OpPrint, "message": "master got a duplicate connection"})
+	} else {
+		err = old.Ping(ctx)
+	}
 	cancel()
 	if err == nil {
 		from := "another connection"
