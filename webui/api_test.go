@@ -138,7 +138,7 @@ func TestAPI_Errors(t *testing.T) {
 		msg    string
 	}{
 		{"/api/v2/builds?limit=x", 400, `bad request: limit "x" is not a non-negative number`},
-		{"/api/v2/builds?order=name", 400, `cannot order by "name"`},
+		{"/api/v2/builds?order=name", 400, `cannot order builds by "name"`},
 		{"/api/v2/builds?complete=maybe", 400, `complete "maybe" is not true or false`},
 		{"/api/v2/builds/abc", 400, `id "abc" is not a number`},
 		{"/api/v2/builds/999", 404, "no build 999"},

@@ -13,8 +13,16 @@ import (
 
 // Server is a ci.Service that serves a master's web application over
 // HTTP until the master stops, with the configuration's change hooks at
-// /change_hook/<dialect>. The zero value listens on the master's HTTPAddr.
+// /change_hook/<dialect>. The zero value listens on the master's HTTPAddr
+// and serves a read-only UI to anyone; Options adds logins and actions:
+//
+//	&webui.Server{Options: webui.Options{
+//		Auth:  &webui.BasicAuth{HtpasswdFile: "/srv/kiln/htpasswd"},
+//		Authz: webui.Authz{Force: webui.LoggedIn},
+//	}}
 type Server struct {
+	// Options configure the web application (see NewHandler).
+	Options Options
 	// Addr overrides the master's HTTPAddr.
 	Addr string
 	// Listener, when set, is served instead of listening on an address
@@ -41,8 +49,14 @@ func (s *Server) Run(ctx context.Context, m *ci.Master) error {
 			return fmt.Errorf("web: %w", err)
 		}
 	}
+	app, err := NewHandler(m, &s.Options)
+	if err != nil {
+		if s.Listener == nil {
+			ln.Close()
+		}
+		return err
+	}
 	mux := http.NewServeMux()
-	app := Handler(m)
 	mux.Handle("/", app)
 	for _, h := range m.Config().ChangeHooks {
 		mux.Handle("/change_hook/"+h.Dialect(), h.Handler(m))
@@ -50,8 +64,10 @@ func (s *Server) Run(ctx context.Context, m *ci.Master) error {
 	for pattern, h := range s.Mounts {
 		mux.Handle(pattern, h)
 	}
+	base, _ := basePath(m.Config().PublicURL) // checked by NewHandler
 	srv := &http.Server{
-		Handler:           mux,
+		// The hooks and mounts too are served under the public URL's path.
+		Handler:           stripBase(base, mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

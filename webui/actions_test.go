@@ -1,0 +1,259 @@
+package webui_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/webui"
+)
+
+func TestForceAPI(t *testing.T) {
+	u := startUI(t, uiOptions{authz: admin})
+	ctx := context.Background()
+	countID, ok := u.m.BuilderID("count")
+	require.True(t, ok)
+
+	t.Run("Anonymous", func(t *testing.T) {
+		res, ans := u.jsonrpc(t, "api/v2/forceschedulers/force", "force", map[string]any{"builderid": countID}, false)
+		assert.Equal(t, http.StatusUnauthorized, res.code)
+		assert.Contains(t, res.header.Get("WWW-Authenticate"), `Basic realm="Ideascube <&>"`)
+		assert.Equal(t, float64(-32600), ans["error"].(map[string]any)["code"])
+		assert.Contains(t, ans["error"].(map[string]any)["message"], "forcing builds needs a login")
+	})
+	t.Run("WrongPassword", func(t *testing.T) {
+		res := u.do(t, req{method: "POST", path: "api/v2/forceschedulers/force", contentType: "application/json",
+			body: `{"jsonrpc":"2.0","method":"force","params":{},"id":1}`, password: "guess"})
+		assert.Equal(t, http.StatusUnauthorized, res.code)
+		assert.Contains(t, res.body, "wrong login or password")
+	})
+	t.Run("OK", func(t *testing.T) {
+		res, ans := u.jsonrpc(t, "api/v2/forceschedulers/force", "force", map[string]any{
+			"builderid": countID, "reason": "release", "owner": "mallory", "branch": "0.9.1",
+			"dist": "stretch", "lines": 2, "clean": true, "note": "<script>alert(1)</script>",
+		}, true)
+		require.Equal(t, http.StatusOK, res.code, res.body)
+		assert.Equal(t, "2.0", ans["jsonrpc"])
+		assert.Equal(t, float64(1), ans["id"])
+		result := ans["result"].([]any)
+		require.Len(t, result, 2)
+		bsid := int64(result[0].(float64))
+		brids := result[1].(map[string]any)
+		require.Contains(t, brids, strconv.FormatInt(countID, 10))
+		builds := u.m.WaitBuildset(t, bsid)
+		require.Len(t, builds, 1)
+		b := builds[0]
+		assert.Equal(t, ci.Success, b.Results())
+		assert.Equal(t, "stretch", b.Property("dist"))
+		assert.Equal(t, alice, b.Property("owner"), "the owner is who logged in, whatever the call says")
+		assert.Equal(t, "release", b.Property("reason"))
+		assert.Equal(t, "dist=stretch\n", b.Log("hello", "stdio"))
+		bs, err := u.m.Store.GetBuildset(ctx, bsid)
+		require.NoError(t, err)
+		assert.Equal(t, "0.9.1", bs.SourceStamps[0].Branch)
+	})
+	t.Run("BadParams", func(t *testing.T) {
+		for _, tt := range []struct {
+			params map[string]any
+			msg    string
+		}{
+			{map[string]any{"builderid": countID, "dist": "sid"}, `"sid" is not one of the choices`},
+			{map[string]any{"builderid": countID, "lines": "many"}, `"many" is not an integer`},
+			{map[string]any{"builderid": countID, "sneaky": "x"}, `sneaky`},
+			{map[string]any{"builderid": 9999}, "no builder 9999"},
+		} {
+			res, ans := u.jsonrpc(t, "api/v2/forceschedulers/force", "force", tt.params, true)
+			assert.Equal(t, http.StatusBadRequest, res.code, res.body)
+			e := ans["error"].(map[string]any)
+			assert.Equal(t, float64(-32602), e["code"])
+			assert.Contains(t, e["message"], tt.msg)
+		}
+	})
+	t.Run("BadCalls", func(t *testing.T) {
+		for _, tt := range []struct {
+			name, path, contentType, body string
+			code                          int
+			msg                           string
+		}{
+			{"ContentType", "api/v2/forceschedulers/force", "text/plain", `{}`, 400, "invalid content-type (use application/json)"},
+			{"Form", "api/v2/forceschedulers/force", "application/x-www-form-urlencoded", `a=b`, 400, "invalid content-type"},
+			{"JSON", "api/v2/forceschedulers/force", "application/json", `{`, 400, "JSON parse error"},
+			{"Version", "api/v2/forceschedulers/force", "application/json", `{"jsonrpc":"1.0","method":"force","params":{},"id":1}`, 400, "only JSONRPC 2.0"},
+			{"Params", "api/v2/forceschedulers/force", "application/json", `{"jsonrpc":"2.0","method":"force","params":[],"id":1}`, 400, "'params' must be an object"},
+			{"Method", "api/v2/forceschedulers/force", "application/json", `{"jsonrpc":"2.0","method":"rebuild","params":{},"id":1}`, 400, `unknown method "rebuild"`},
+			{"Scheduler", "api/v2/forceschedulers/nope", "application/json", `{"jsonrpc":"2.0","method":"force","params":{},"id":1}`, 404, `no force scheduler "nope"`},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				res := u.do(t, req{method: "POST", path: tt.path, contentType: tt.contentType, body: tt.body, login: true})
+				assert.Equal(t, tt.code, res.code, res.body)
+				var ans struct {
+					Error struct{ Message string } `json:"error"`
+				}
+				require.NoError(t, json.Unmarshal([]byte(res.body), &ans))
+				assert.Contains(t, ans.Error.Message, tt.msg)
+			})
+		}
+	})
+	t.Run("CrossOrigin", func(t *testing.T) {
+		res := u.do(t, req{method: "POST", path: "api/v2/forceschedulers/force", contentType: "application/json",
+			body: `{"jsonrpc":"2.0","method":"force","params":{},"id":1}`, login: true, fetchSite: "cross-site"})
+		assert.Equal(t, http.StatusForbidden, res.code)
+		assert.Contains(t, res.body, "cross-origin request refused")
+		res = u.do(t, req{method: "POST", path: "api/v2/forceschedulers/force", contentType: "application/json",
+			body: `{"jsonrpc":"2.0","method":"force","params":{},"id":1}`, login: true, origin: "https://evil.example"})
+		assert.Equal(t, http.StatusForbidden, res.code)
+		// The public URL's origin is trusted (a proxy's Host may differ).
+		res, _ = u.jsonrpc(t, "api/v2/forceschedulers/force", "force", map[string]any{"builderid": countID, "lines": 0}, true)
+		assert.Equal(t, http.StatusOK, res.code)
+	})
+}
+
+func TestForceForm(t *testing.T) {
+	u := startUI(t, uiOptions{authz: admin})
+	form := url.Values{"scheduler": {"force"}, "reason": {"from the form"}, "dist": {"stretch"}, "lines": {"1"}, "clean": {"true"}}
+	post := func(r req) resp {
+		r.method, r.path, r.body, r.contentType = "POST", "builders/count/force", form.Encode(), "application/x-www-form-urlencoded"
+		return u.do(t, r)
+	}
+	res := post(req{})
+	assert.Equal(t, http.StatusUnauthorized, res.code)
+	assert.NotEmpty(t, res.header.Get("WWW-Authenticate"))
+	assert.Contains(t, res.header.Get("Content-Type"), "text/html")
+	assert.Contains(t, res.body, "forcing builds needs a login")
+
+	res = post(req{login: true, fetchSite: "cross-site"})
+	assert.Equal(t, http.StatusForbidden, res.code)
+	assert.Contains(t, res.body, "cross-origin request refused")
+
+	res = post(req{login: true, fetchSite: "same-origin"})
+	require.Equal(t, http.StatusSeeOther, res.code, res.body)
+	assert.Equal(t, subPath+"builders/count", res.header.Get("Location"))
+	reqs, _, err := u.m.Store.ListRequests(context.Background(), ci.RequestQuery{})
+	require.NoError(t, err)
+	require.Len(t, reqs, 1)
+	b := u.m.WaitBuildset(t, reqs[0].BuildsetID)[0]
+	assert.Equal(t, "stretch", b.Property("dist"))
+	assert.Equal(t, true, b.Property("clean"))
+	assert.Equal(t, "from the form", b.Property("reason"))
+
+	form.Set("lines", "x")
+	res = post(req{login: true})
+	assert.Equal(t, http.StatusBadRequest, res.code)
+	assert.Contains(t, res.body, `&#34;x&#34; is not an integer`)
+}
+
+func TestStopAndCancel(t *testing.T) {
+	u := startUI(t, uiOptions{authz: admin})
+	ctx := context.Background()
+	// A long build on w1 and w2 (count runs on either), then a request that
+	// waits for a worker.
+	long := u.m.Submit(t, citest_Request("count", map[string]any{"lines": 600}))
+	long2 := u.m.Submit(t, citest_Request("count", map[string]any{"lines": 600}))
+	waiting := u.m.Submit(t, citest_Request("pass", nil))
+	_ = long2
+	build := waitRunning(t, u, long)
+
+	t.Run("StopAnonymous", func(t *testing.T) {
+		res, _ := u.jsonrpc(t, "api/v2/builds/"+strconv.FormatInt(build.ID, 10), "stop", map[string]any{"reason": "why"}, false)
+		assert.Equal(t, http.StatusUnauthorized, res.code)
+	})
+	t.Run("Cancel", func(t *testing.T) {
+		reqs, _, err := u.m.Store.ListRequests(ctx, ci.RequestQuery{BuildsetID: waiting})
+		require.NoError(t, err)
+		id := strconv.FormatInt(reqs[0].ID, 10)
+		res, _ := u.jsonrpc(t, "api/v2/buildrequests/"+id, "cancel", map[string]any{}, false)
+		assert.Equal(t, http.StatusUnauthorized, res.code)
+		res, ans := u.jsonrpc(t, "api/v2/buildrequests/"+id, "cancel", map[string]any{}, true)
+		require.Equal(t, http.StatusOK, res.code, res.body)
+		assert.Contains(t, ans, "result")
+		assert.Nil(t, ans["result"])
+		br, err := u.m.Store.GetRequest(ctx, reqs[0].ID)
+		require.NoError(t, err)
+		assert.Equal(t, ci.Cancelled, br.Results)
+		res, ans = u.jsonrpc(t, "api/v2/buildrequests/"+id, "cancel", map[string]any{}, true)
+		assert.Equal(t, http.StatusConflict, res.code, res.body)
+		assert.Contains(t, ans["error"].(map[string]any)["message"], "not pending")
+	})
+	t.Run("Stop", func(t *testing.T) {
+		res, _ := u.jsonrpc(t, "api/v2/builders/count/builds/"+strconv.Itoa(build.Number), "stop", map[string]any{"reason": "enough"}, true)
+		require.Equal(t, http.StatusOK, res.code, res.body)
+		b := u.m.WaitBuildset(t, long)[0]
+		assert.Equal(t, ci.Cancelled, b.Results())
+		res, _ = u.jsonrpc(t, "api/v2/builds/"+strconv.FormatInt(build.ID, 10), "stop", map[string]any{}, true)
+		assert.Equal(t, http.StatusConflict, res.code, res.body)
+	})
+	t.Run("StopForm", func(t *testing.T) {
+		b := waitRunning(t, u, long2)
+		path := "builders/count/builds/" + strconv.Itoa(b.Number) + "/stop"
+		res := u.do(t, req{method: "POST", path: path, contentType: "application/x-www-form-urlencoded", body: "reason=form"})
+		assert.Equal(t, http.StatusUnauthorized, res.code)
+		res = u.do(t, req{method: "POST", path: path, contentType: "application/x-www-form-urlencoded", body: "reason=form", login: true})
+		require.Equal(t, http.StatusSeeOther, res.code, res.body)
+		assert.Equal(t, subPath+path[:len(path)-len("/stop")], res.header.Get("Location"))
+		assert.Equal(t, ci.Cancelled, u.m.WaitBuildset(t, long2)[0].Results())
+	})
+}
+
+func TestAuthz(t *testing.T) {
+	t.Run("ZeroValueIsReadOnly", func(t *testing.T) {
+		u := startUI(t, uiOptions{})
+		res, ans := u.jsonrpc(t, "api/v2/forceschedulers/force", "force", map[string]any{}, true)
+		assert.Equal(t, http.StatusForbidden, res.code)
+		assert.Contains(t, ans["error"].(map[string]any)["message"], "forcing builds is turned off")
+		page := u.do(t, req{path: "builders/count"})
+		assert.Equal(t, http.StatusOK, page.code)
+		assert.NotContains(t, page.body, `<form method="post"`)
+		assert.Contains(t, page.body, "Forcing builds is turned off")
+	})
+	t.Run("Anyone", func(t *testing.T) {
+		u := startUI(t, uiOptions{authz: webui.Authz{Force: webui.Anyone}})
+		res, ans := u.jsonrpc(t, "api/v2/forceschedulers/force", "force", map[string]any{"builderid": mustID(t, u, "pass")}, false)
+		require.Equal(t, http.StatusOK, res.code, res.body)
+		bsid := int64(ans["result"].([]any)[0].(float64))
+		b := u.m.WaitBuildset(t, bsid)[0]
+		assert.Equal(t, "anonymous", b.Property("owner"))
+	})
+}
+
+func TestBasicAuthConfig(t *testing.T) {
+	m := startUI(t, uiOptions{}).m.Master
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	require.NoError(t, os.WriteFile(good, []byte("# users\nbob:"+string(hash)+"\n\n"), 0o600))
+	md5 := filepath.Join(dir, "md5")
+	require.NoError(t, os.WriteFile(md5, []byte("bob:$apr1$abc$def\n"), 0o600))
+	for _, tt := range []struct {
+		name string
+		auth webui.BasicAuth
+		err  string
+	}{
+		{"Bcrypt", webui.BasicAuth{Users: map[string]string{"a": string(hash)}}, ""},
+		{"Htpasswd", webui.BasicAuth{HtpasswdFile: good}, ""},
+		{"PlainRefused", webui.BasicAuth{Users: map[string]string{"a": "pw"}}, `the password of user "a" is not a bcrypt hash`},
+		{"PlainAllowed", webui.BasicAuth{Users: map[string]string{"a": "pw"}, AllowPlain: true}, ""},
+		{"HtpasswdMD5", webui.BasicAuth{HtpasswdFile: md5}, "is not bcrypt"},
+		{"HtpasswdMissing", webui.BasicAuth{HtpasswdFile: filepath.Join(dir, "none")}, "no such file"},
+		{"BadLogin", webui.BasicAuth{Users: map[string]string{"a:b": string(hash)}}, "holds ':'"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := webui.NewHandler(m, &webui.Options{Auth: &tt.auth})
+			if tt.err == "" {
+				assert.NoError(t, err)
+			} else {
+				assert.ErrorContains(t, err, tt.err)
+			}
+		})
+	}
+}

@@ -1,0 +1,256 @@
+package webui
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kilnci/kiln/ci"
+)
+
+// Live updates are Server-Sent Events. A log's page (and the build page,
+// for the logs of running steps) follows /logs/{id}/live: the lines from
+// ?from= (or the Last-Event-ID the browser sends when it reconnects) as
+// they are stored, rendered as HTML, then "done" when the log is complete.
+// The stream reads the store when the master says lines were added
+// (ci.EventLogLines), and every few seconds in case events were dropped: it
+// never reaches into the worker or the build. Pages follow /live for the
+// events that change what they show, and reload.
+
+const (
+	// keepAlive is how often a quiet stream sends a comment, so that
+	// proxies do not time it out.
+	keepAlive = 15 * time.Second
+	// recheck is how often a log stream re-reads the store in case the
+	// events it waits for were dropped.
+	recheck = 2 * time.Second
+	// maxLivePiece bounds the lines sent in one event.
+	maxLivePiece = 2000
+)
+
+// sse starts an event stream on w, or fails if w cannot stream.
+func sse(w http.ResponseWriter) (*sseWriter, error) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	// nginx passes events on at once with this header, whatever its
+	// proxy_buffering setting.
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	s := &sseWriter{w: w, rc: rc}
+	if err := s.flush(); err != nil {
+		return nil, err
+	}
+	// A stream outlives the server's write timeout, if it has one.
+	rc.SetWriteDeadline(time.Time{})
+	return s, nil
+}
+
+type sseWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (s *sseWriter) flush() error { return s.rc.Flush() }
+
+// event sends one event; data may hold several lines.
+func (s *sseWriter) event(name, id, data string) error {
+	var b strings.Builder
+	if name != "" {
+		b.WriteString("event: " + name + "\n")
+	}
+	if id != "" {
+		b.WriteString("id: " + id + "\n")
+	}
+	for line := range strings.SplitSeq(data, "\n") {
+		b.WriteString("data: " + line + "\n")
+	}
+	b.WriteString("\n")
+	if _, err := s.w.Write([]byte(b.String())); err != nil {
+		return err
+	}
+	return s.flush()
+}
+
+func (s *sseWriter) comment() error {
+	if _, err := s.w.Write([]byte(": keep-alive\n\n")); err != nil {
+		return err
+	}
+	return s.flush()
+}
+
+// liveLog streams a log's lines, rendered, from line ?from= on.
+func (a *app) liveLog(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id, err := pathID(r, "id")
+	if err != nil {
+		a.apiError(w, r, err)
+		return
+	}
+	next := 0
+	from := r.Header.Get("Last-Event-ID")
+	if from == "" {
+		from = r.URL.Query().Get("from")
+	}
+	if from != "" {
+		if next, err = strconv.Atoi(from); err != nil || next < 0 {
+			a.apiError(w, r, fmt.Errorf("%w: from %q is not a line number", errBadRequest, from))
+			return
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	st, err := a.store(sctx)
+	cancel()
+	if err != nil {
+		a.apiError(w, r, err)
+		return
+	}
+	// Subscribe before the first read, so that no line is missed between.
+	sub := a.m.Subscribe(1024)
+	defer sub.Close()
+	if _, err := st.GetLog(ctx, id); err != nil {
+		a.apiError(w, r, notFound(err, "no log %d", id))
+		return
+	}
+	s, err := sse(w)
+	if err != nil {
+		return
+	}
+	// send sends the lines stored past next, and "done" once the log is
+	// complete and every line was sent. It reports whether the stream is
+	// over.
+	send := func() (bool, error) {
+		l, err := st.GetLog(ctx, id)
+		if err != nil {
+			return true, err
+		}
+		for next < l.NumLines {
+			last := min(l.NumLines, next+maxLivePiece) - 1
+			text, err := st.LogLines(ctx, id, next, last)
+			if err != nil {
+				return true, err
+			}
+			html := renderLog(text, l.Type == ci.LogStream)
+			next = last + 1
+			if err := s.event("lines", strconv.Itoa(next), string(html)); err != nil {
+				return true, err
+			}
+		}
+		if l.Complete {
+			return true, s.event("done", strconv.Itoa(next), "")
+		}
+		return false, nil
+	}
+	tick := time.NewTicker(recheck)
+	defer tick.Stop()
+	quiet := time.NewTicker(keepAlive)
+	defer quiet.Stop()
+	for {
+		done, err := send()
+		if err != nil && ctx.Err() == nil {
+			a.log.Debug("live log stream ended", "log", id, "err", err)
+		}
+		if done || err != nil {
+			return
+		}
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.m.Done():
+				return
+			case e, ok := <-sub.C:
+				if !ok {
+					return
+				}
+				if e.LogID == id && (e.Type == ci.EventLogLines || e.Type == ci.EventLogFinished) {
+					break wait
+				}
+			case <-tick.C:
+				break wait
+			case <-quiet.C:
+				if s.comment() != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// liveEvents streams a "change" event whenever something a page shows
+// changes: with ?build=ID, that build's steps and end; with ?builder=ID,
+// that builder's builds and requests; otherwise builds starting and
+// ending, requests, changes and workers. Bursts are sent as one event.
+func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	var buildID, builderID int64
+	var err error
+	if s := q.Get("build"); s != "" {
+		if buildID, err = strconv.ParseInt(s, 10, 64); err != nil {
+			a.apiError(w, r, fmt.Errorf("%w: build %q is not an ID", errBadRequest, s))
+			return
+		}
+	}
+	if s := q.Get("builder"); s != "" {
+		if builderID, err = strconv.ParseInt(s, 10, 64); err != nil {
+			a.apiError(w, r, fmt.Errorf("%w: builder %q is not an ID", errBadRequest, s))
+			return
+		}
+	}
+	sub := a.m.Subscribe(1024)
+	defer sub.Close()
+	s, err := sse(w)
+	if err != nil {
+		return
+	}
+	relevant := func(e ci.Event) bool {
+		switch {
+		case buildID != 0:
+			return e.BuildID == buildID && (e.Type == ci.EventStepStarted || e.Type == ci.EventStepFinished || e.Type == ci.EventBuildFinished)
+		case builderID != 0:
+			return e.BuilderID == builderID && (e.Type == ci.EventBuildStarted || e.Type == ci.EventBuildFinished ||
+				e.Type == ci.EventRequestNew || e.Type == ci.EventRequestCancelled)
+		}
+		switch e.Type {
+		case ci.EventBuildStarted, ci.EventBuildFinished, ci.EventRequestNew, ci.EventRequestCancelled,
+			ci.EventChangeNew, ci.EventWorkerConnected, ci.EventWorkerDisconnected:
+			return true
+		}
+		return false
+	}
+	quiet := time.NewTicker(keepAlive)
+	defer quiet.Stop()
+	var pending string
+	var burst <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.m.Done():
+			return
+		case e, ok := <-sub.C:
+			if !ok {
+				return
+			}
+			if relevant(e) && pending == "" {
+				pending = string(e.Type)
+				burst = time.After(200 * time.Millisecond)
+			}
+		case <-burst:
+			if s.event("change", "", pending) != nil {
+				return
+			}
+			pending, burst = "", nil
+		case <-quiet.C:
+			if s.comment() != nil {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,1071 @@
+package webui
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/scheduler"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+func staticHandler() http.Handler {
+	sub, _ := fs.Sub(staticFS, "static")
+	fsrv := http.FileServerFS(sub)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		fsrv.ServeHTTP(w, r)
+	})
+}
+
+// pageSet holds each page's template, parsed with the layout.
+type pageSet map[string]*template.Template
+
+// pageFunc computes a page: the name of its template and its data.
+type pageFunc func(r *http.Request, st ci.Store, v *view) (string, any, error)
+
+// view is what every page's layout shows.
+type view struct {
+	Title    string // the master's title
+	TitleURL string
+	Base     string // the application's path, ending in "/"
+	Page     string // this page's title
+	User     string // the logged-in user, if any
+	CanLogIn bool
+	LoginURL string
+	// Live is the event stream the page follows to reload when what it
+	// shows changes; "" for none.
+	Live string
+	Nav  string // the navigation entry to mark
+	Data any
+}
+
+// parsePages parses the templates; now tells the time the pages show
+// ages and running durations against (the master's clock).
+func parsePages(now func() time.Time) (pageSet, error) {
+	ago := func(t time.Time) string { return ago(now(), t) }
+	duration := func(start, end time.Time) string { return duration(now(), start, end) }
+	funcs := template.FuncMap{
+		"pathEscape":  url.PathEscape,
+		"queryEscape": url.QueryEscape,
+		"resultClass": resultClass,
+		"resultName":  resultName,
+		"buildClass":  buildClass,
+		"buildState":  buildState,
+		"ago":         ago,
+		"when":        when,
+		"duration":    duration,
+		"short":       short,
+		"firstLine":   firstLine,
+		"value":       formatValue,
+		"seq":         func(n int) []int { return make([]int, n) },
+	}
+	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
+	if err != nil {
+		return nil, err
+	}
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	set := pageSet{}
+	for _, path := range names {
+		name := strings.TrimSuffix(strings.TrimPrefix(path, "templates/"), ".html")
+		if name == "layout" {
+			continue
+		}
+		t, err := template.Must(layout.Clone()).ParseFS(templateFS, path)
+		if err != nil {
+			return nil, err
+		}
+		set[name] = t
+	}
+	return set, nil
+}
+
+// page adapts a page function: it waits for the store, fills the layout
+// and renders the page, or an error page.
+func (a *app) page(fn pageFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		st, err := a.store(ctx)
+		if err != nil {
+			a.pageError(w, r, err)
+			return
+		}
+		v := a.newView(r)
+		name, data, err := fn(r, st, v)
+		if err != nil {
+			a.pageError(w, r, err)
+			return
+		}
+		v.Data = data
+		a.render(w, r, http.StatusOK, name, v)
+	})
+}
+
+func (a *app) newView(r *http.Request) *view {
+	cfg := a.m.Config()
+	v := &view{Title: cfg.Title, TitleURL: cfg.TitleURL, Base: a.base, CanLogIn: a.auth.canLogIn()}
+	if v.Title == "" {
+		v.Title = "Kiln"
+	}
+	if login, _, ok := a.auth.user(r); ok {
+		v.User = login
+	}
+	v.LoginURL = a.base + "login?next=" + url.QueryEscape(a.base+strings.TrimPrefix(r.URL.Path, "/"))
+	return v
+}
+
+func (a *app) render(w http.ResponseWriter, r *http.Request, code int, name string, v *view) {
+	var buf bytes.Buffer
+	if err := a.pages[name].ExecuteTemplate(&buf, "layout.html", v); err != nil {
+		a.log.Error("rendering a page failed", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	if r.Method != http.MethodHead {
+		w.Write(buf.Bytes())
+	}
+}
+
+// pageError answers an error with a page saying it in one line.
+func (a *app) pageError(w http.ResponseWriter, r *http.Request, err error) {
+	code, msg := a.errorText(r, err)
+	a.challenge(w, code)
+	v := a.newView(r)
+	v.Page = http.StatusText(code)
+	v.Data = struct {
+		Code    int
+		Status  string
+		Message string
+	}{code, http.StatusText(code), msg}
+	a.render(w, r, code, "error", v)
+}
+
+// Formatting helpers of the templates.
+
+func resultName(r ci.Result) string { return r.String() }
+
+func resultClass(r ci.Result) string { return "r-" + r.String() }
+
+// buildClass is the colour class of a build: its result, or running.
+func buildClass(b *ci.Build) string {
+	if b == nil {
+		return "r-none"
+	}
+	if !b.Complete {
+		return "r-running"
+	}
+	return resultClass(b.Results)
+}
+
+func buildState(b *ci.Build) string {
+	if !b.Complete {
+		return "running"
+	}
+	return b.Results.String()
+}
+
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+// duration formats the time from start to end (or to now when end is
+// zero).
+func duration(now, start, end time.Time) string {
+	if start.IsZero() {
+		return ""
+	}
+	if end.IsZero() {
+		end = now
+	}
+	d := end.Sub(start).Round(time.Second)
+	if d < 0 {
+		d = 0
+	}
+	h, m, s := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
+	switch {
+	case h > 0:
+		return fmt.Sprintf("%dh %02dm %02ds", h, m, s)
+	case m > 0:
+		return fmt.Sprintf("%dm %02ds", m, s)
+	}
+	return fmt.Sprintf("%ds", s)
+}
+
+func short(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func formatValue(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// Rows the pages list.
+
+type buildRow struct {
+	Build   *ci.Build
+	Builder string
+	Worker  string
+	URL     string
+	Reason  string
+}
+
+type requestRow struct {
+	Request   *ci.BuildRequest
+	Builder   string
+	Reason    string
+	Owner     string
+	CanCancel bool
+	CancelURL string
+}
+
+// names resolves builder and worker IDs to names, reading each once.
+type names struct {
+	ctx      context.Context
+	st       ci.Store
+	builders map[int64]string
+	workers  map[int64]string
+}
+
+func newNames(ctx context.Context, st ci.Store) *names {
+	return &names{ctx: ctx, st: st, builders: map[int64]string{}, workers: map[int64]string{}}
+}
+
+func (n *names) builder(id int64) string {
+	if s, ok := n.builders[id]; ok {
+		return s
+	}
+	b, err := n.st.GetBuilder(n.ctx, id)
+	s := fmt.Sprintf("builder %d", id)
+	if err == nil {
+		s = b.Name
+	}
+	n.builders[id] = s
+	return s
+}
+
+func (n *names) worker(id int64) string {
+	if id == 0 {
+		return ""
+	}
+	if s, ok := n.workers[id]; ok {
+		return s
+	}
+	w, err := n.st.GetWorker(n.ctx, id)
+	s := fmt.Sprintf("worker %d", id)
+	if err == nil {
+		s = w.Name
+	}
+	n.workers[id] = s
+	return s
+}
+
+func (a *app) builderURL(name string) string { return a.base + "builders/" + url.PathEscape(name) }
+
+// buildURL is the path of a build's page: that of Master.BuildURL.
+func (a *app) buildURL(builder string, number int) string {
+	return a.builderURL(builder) + "/builds/" + strconv.Itoa(number)
+}
+
+func (a *app) buildRow(n *names, b *ci.Build) buildRow {
+	name := n.builder(b.BuilderID)
+	return buildRow{Build: b, Builder: name, Worker: n.worker(b.WorkerID), URL: a.buildURL(name, b.Number)}
+}
+
+// runningBuilds returns the builds running now, oldest first.
+func (a *app) runningBuilds(ctx context.Context, st ci.Store, n *names) []buildRow {
+	ids := a.m.RunningBuilds()
+	slices.Sort(ids)
+	var out []buildRow
+	for _, id := range ids {
+		b, err := st.GetBuild(ctx, id)
+		if err != nil || b.Complete {
+			continue
+		}
+		out = append(out, a.buildRow(n, b))
+	}
+	return out
+}
+
+// pendingRequests returns the requests waiting for a build (of one
+// builder if builderID is set), at most limit of them, oldest first.
+func (a *app) pendingRequests(r *http.Request, st ci.Store, n *names, builderID int64, limit int) ([]requestRow, int, error) {
+	ctx := r.Context()
+	reqs, total, err := st.ListRequests(ctx, ci.RequestQuery{BuilderID: builderID, Claimed: ptr(false), Complete: ptr(false), Query: ci.Query{Limit: limit}})
+	if err != nil {
+		return nil, 0, err
+	}
+	canCancel := a.can(r, actCancel)
+	sets := map[int64]*ci.Buildset{}
+	var out []requestRow
+	for _, br := range reqs {
+		row := requestRow{Request: br, Builder: n.builder(br.BuilderID), CanCancel: canCancel,
+			CancelURL: a.base + "buildrequests/" + strconv.FormatInt(br.ID, 10) + "/cancel"}
+		bs, ok := sets[br.BuildsetID]
+		if !ok {
+			bs, _ = st.GetBuildset(ctx, br.BuildsetID)
+			sets[br.BuildsetID] = bs
+		}
+		if bs != nil {
+			row.Reason = bs.Reason
+			row.Owner = bs.Properties.String("owner")
+		}
+		out = append(out, row)
+	}
+	return out, total, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Home.
+
+type builderRow struct {
+	Builder *ci.Builder
+	URL     string
+	Last    *buildRow
+	Running int
+	Workers []workerDot
+}
+
+type workerDot struct {
+	Name      string
+	Connected bool
+}
+
+type homeData struct {
+	Builders     []builderRow
+	Running      []buildRow
+	Pending      []requestRow
+	PendingTotal int
+}
+
+func (a *app) home(r *http.Request, st ci.Store, v *view) (string, any, error) {
+	ctx := r.Context()
+	v.Page, v.Nav, v.Live = "Builders", "home", a.base+"live"
+	n := newNames(ctx, st)
+	builders, err := a.configuredBuilders(ctx, st)
+	if err != nil {
+		return "", nil, err
+	}
+	d := &homeData{}
+	d.Running = a.runningBuilds(ctx, st, n)
+	connected := map[string]bool{}
+	for _, w := range a.m.Workers() {
+		connected[w.Name] = w.Connected
+	}
+	for i, b := range builders {
+		n.builders[b.ID] = b.Name
+		row := builderRow{Builder: b, URL: a.builderURL(b.Name)}
+		last, _, err := st.ListBuilds(ctx, ci.BuildQuery{BuilderID: b.ID, Complete: nil, Query: ci.Query{Desc: true, Limit: 1}})
+		if err != nil {
+			return "", nil, err
+		}
+		if len(last) > 0 {
+			br := a.buildRow(n, last[0])
+			row.Last = &br
+		}
+		for _, rb := range d.Running {
+			if rb.Build.BuilderID == b.ID {
+				row.Running++
+			}
+		}
+		for _, w := range a.m.Config().Builders[i].Workers {
+			row.Workers = append(row.Workers, workerDot{Name: w, Connected: connected[w]})
+		}
+		d.Builders = append(d.Builders, row)
+	}
+	if d.Pending, d.PendingTotal, err = a.pendingRequests(r, st, n, 0, 100); err != nil {
+		return "", nil, err
+	}
+	return "home", d, nil
+}
+
+// Builder.
+
+type forceForm struct {
+	Scheduler string
+	Action    string
+	Fields    []forceField
+}
+
+type builderData struct {
+	Builder   *ci.Builder
+	Builds    []buildRow
+	Total     int
+	PageNum   int
+	Pages     int
+	NewerURL  string
+	OlderURL  string
+	Pending   []requestRow
+	Forces    []forceForm
+	CanForce  bool
+	Workers   []workerDot
+	Running   int
+	APIURL    string
+	BuilderID int64
+}
+
+func (a *app) builderPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
+	ctx := r.Context()
+	name := r.PathValue("builder")
+	id, ok := a.m.BuilderID(name)
+	if !ok {
+		return "", nil, fmt.Errorf("%w: no builder %q", errNotFound, name)
+	}
+	b, err := st.GetBuilder(ctx, id)
+	if err != nil {
+		return "", nil, err
+	}
+	pageNum := 1
+	if s := r.URL.Query().Get("page"); s != "" {
+		if pageNum, err = strconv.Atoi(s); err != nil || pageNum < 1 {
+			return "", nil, fmt.Errorf("%w: page %q is not a page number", errBadRequest, s)
+		}
+	}
+	size := a.opts.PageSize
+	builds, total, err := st.ListBuilds(ctx, ci.BuildQuery{BuilderID: id, Query: ci.Query{Desc: true, Limit: size, Offset: (pageNum - 1) * size}})
+	if err != nil {
+		return "", nil, err
+	}
+	v.Page, v.Live = b.Name, a.base+"live?builder="+strconv.FormatInt(id, 10)
+	n := newNames(ctx, st)
+	n.builders[id] = b.Name
+	d := &builderData{Builder: b, Total: total, PageNum: pageNum, Pages: max(1, (total+size-1)/size), BuilderID: id,
+		APIURL: a.base + "api/v2/builders/" + strconv.FormatInt(id, 10) + "/builds?order=-number&limit=" + strconv.Itoa(size)}
+	for _, build := range builds {
+		d.Builds = append(d.Builds, a.buildRow(n, build))
+		if !build.Complete {
+			d.Running++
+		}
+	}
+	self := a.builderURL(b.Name)
+	if pageNum > 1 {
+		d.NewerURL = self + "?page=" + strconv.Itoa(pageNum-1)
+	}
+	if pageNum < d.Pages {
+		d.OlderURL = self + "?page=" + strconv.Itoa(pageNum+1)
+	}
+	if d.Pending, _, err = a.pendingRequests(r, st, n, id, 100); err != nil {
+		return "", nil, err
+	}
+	d.CanForce = a.can(r, actForce)
+	for _, f := range a.forceSchedulers(b.Name) {
+		d.Forces = append(d.Forces, forceForm{Scheduler: f.Name, Action: self + "/force", Fields: forceFields(f)})
+	}
+	connected := map[string]bool{}
+	for _, w := range a.m.Workers() {
+		connected[w.Name] = w.Connected
+	}
+	for _, bc := range a.m.Config().Builders {
+		if bc.Name == b.Name {
+			for _, w := range bc.Workers {
+				d.Workers = append(d.Workers, workerDot{Name: w, Connected: connected[w]})
+			}
+		}
+	}
+	return "builder", d, nil
+}
+
+// Build.
+
+type propRow struct {
+	Name, Value, Source string
+}
+
+type logView struct {
+	Log     *ci.Log
+	URL     string // the log's page
+	RawURL  string
+	LiveURL string // "" once the log is complete
+	Lines   template.HTML
+	First   int // the first line shown
+	Next    int // the line after the last shown
+	Open    bool
+}
+
+type stepRow struct {
+	Step     *ci.StepRecord
+	Duration string
+	Logs     []logView
+}
+
+type buildData struct {
+	Builder      *ci.Builder
+	BuilderURL   string
+	Build        *ci.Build
+	Worker       string
+	Reason       string
+	Owner        string
+	Duration     string
+	SourceStamps []ci.SourceStamp
+	Changes      []*ci.Change
+	Props        []propRow
+	Steps        []stepRow
+	CanStop      bool
+	StopURL      string
+	APIURL       string
+	Prev, Next   string
+}
+
+// maxInline is how many lines of each log the build page shows (the
+// last ones); the log's own page and the raw download have all.
+const maxInline = 1000
+
+func (a *app) findPageBuild(r *http.Request, st ci.Store) (*ci.Builder, *ci.Build, error) {
+	name := r.PathValue("builder")
+	id, ok := a.m.BuilderID(name)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: no builder %q", errNotFound, name)
+	}
+	b, err := st.GetBuilder(r.Context(), id)
+	if err != nil {
+		return nil, nil, err
+	}
+	num, err := strconv.Atoi(r.PathValue("number"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: build number %q is not a number", errBadRequest, r.PathValue("number"))
+	}
+	build, err := st.FindBuild(r.Context(), id, num)
+	if err != nil {
+		return nil, nil, notFound(err, "no build %d of builder %q", num, name)
+	}
+	return b, a.current(build), nil
+}
+
+func (a *app) logURLs(builder string, build *ci.Build, s *ci.StepRecord, l *ci.Log) (page, raw, live string) {
+	page = a.buildURL(builder, build.Number) + "/steps/" + strconv.Itoa(s.Number) + "/logs/" + url.PathEscape(l.Slug)
+	raw = a.base + "api/v2/logs/" + strconv.FormatInt(l.ID, 10) + "/raw"
+	if !l.Complete {
+		live = a.base + "logs/" + strconv.FormatInt(l.ID, 10) + "/live"
+	}
+	return page, raw, live
+}
+
+// logTail renders the last max lines of a log.
+func logTail(ctx context.Context, st ci.Store, l *ci.Log, max int) (template.HTML, int, error) {
+	first := 0
+	if max > 0 && l.NumLines > max {
+		first = l.NumLines - max
+	}
+	if l.NumLines == 0 {
+		return "", 0, nil
+	}
+	text, err := st.LogLines(ctx, l.ID, first, l.NumLines-1)
+	if err != nil {
+		return "", 0, err
+	}
+	return renderLog(text, l.Type == ci.LogStream), first, nil
+}
+
+func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
+	ctx := r.Context()
+	b, build, err := a.findPageBuild(r, st)
+	if err != nil {
+		return "", nil, err
+	}
+	n := newNames(ctx, st)
+	d := &buildData{Builder: b, BuilderURL: a.builderURL(b.Name), Build: build, Worker: n.worker(build.WorkerID),
+		Duration: duration(a.m.Now(), build.StartedAt, build.CompleteAt),
+		APIURL:   a.base + "api/v2/builds/" + strconv.FormatInt(build.ID, 10)}
+	v.Page = fmt.Sprintf("%s #%d", b.Name, build.Number)
+	if !build.Complete {
+		v.Live = a.base + "live?build=" + strconv.FormatInt(build.ID, 10)
+		d.CanStop = a.can(r, actStop)
+		d.StopURL = a.buildURL(b.Name, build.Number) + "/stop"
+	}
+	if build.Number > 1 {
+		d.Prev = a.buildURL(b.Name, build.Number-1)
+	}
+	if _, err := st.FindBuild(ctx, b.ID, build.Number+1); err == nil {
+		d.Next = a.buildURL(b.Name, build.Number+1)
+	}
+	if req, err := st.GetRequest(ctx, build.BuildRequestID); err == nil {
+		if bs, err := st.GetBuildset(ctx, req.BuildsetID); err == nil {
+			d.Reason, d.Owner = bs.Reason, bs.Properties.String("owner")
+			d.SourceStamps = bs.SourceStamps
+			seen := map[int64]bool{}
+			for _, ss := range bs.SourceStamps {
+				for _, cid := range ss.Changes {
+					if seen[cid] || len(d.Changes) >= 50 {
+						continue
+					}
+					seen[cid] = true
+					if c, err := st.GetChange(ctx, cid); err == nil {
+						d.Changes = append(d.Changes, c)
+					}
+				}
+			}
+		}
+	}
+	for _, name := range build.Properties.Names() {
+		p := build.Properties[name]
+		d.Props = append(d.Props, propRow{Name: name, Value: formatValue(p.Value), Source: p.Source})
+	}
+	steps, err := st.ListSteps(ctx, build.ID)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, s := range steps {
+		row := stepRow{Step: s, Duration: duration(a.m.Now(), s.StartedAt, s.CompleteAt)}
+		logs, err := st.ListLogs(ctx, s.ID)
+		if err != nil {
+			return "", nil, err
+		}
+		for _, l := range logs {
+			lv := logView{Log: l}
+			lv.URL, lv.RawURL, lv.LiveURL = a.logURLs(b.Name, build, s, l)
+			// Open the logs of running and failed steps.
+			lv.Open = !s.Complete || s.Results != ci.Success && s.Results != ci.Skipped
+			if lv.Lines, lv.First, err = logTail(ctx, st, l, maxInline); err != nil {
+				return "", nil, err
+			}
+			lv.Next = l.NumLines
+			row.Logs = append(row.Logs, lv)
+		}
+		d.Steps = append(d.Steps, row)
+	}
+	return "build", d, nil
+}
+
+// Log.
+
+// maxLogPage is how many lines a log's page shows (the last ones).
+const maxLogPage = 20000
+
+type logData struct {
+	Builder    *ci.Builder
+	Build      *ci.Build
+	BuildURL   string
+	Step       *ci.StepRecord
+	View       logView
+	Total      int
+	Truncated  bool
+	BuilderURL string
+}
+
+func (a *app) logPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
+	ctx := r.Context()
+	b, build, err := a.findPageBuild(r, st)
+	if err != nil {
+		return "", nil, err
+	}
+	steps, err := st.ListSteps(ctx, build.ID)
+	if err != nil {
+		return "", nil, err
+	}
+	var step *ci.StepRecord
+	for _, s := range steps {
+		if strconv.Itoa(s.Number) == r.PathValue("step") || s.Name == r.PathValue("step") {
+			step = s
+		}
+	}
+	if step == nil {
+		return "", nil, fmt.Errorf("%w: build %d of %q has no step %q", errNotFound, build.Number, b.Name, r.PathValue("step"))
+	}
+	logs, err := st.ListLogs(ctx, step.ID)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, l := range logs {
+		if l.Slug != r.PathValue("log") {
+			continue
+		}
+		d := &logData{Builder: b, Build: build, BuildURL: a.buildURL(b.Name, build.Number), Step: step,
+			Total: l.NumLines, BuilderURL: a.builderURL(b.Name)}
+		d.View.Log = l
+		d.View.URL, d.View.RawURL, d.View.LiveURL = a.logURLs(b.Name, build, step, l)
+		if d.View.Lines, d.View.First, err = logTail(ctx, st, l, maxLogPage); err != nil {
+			return "", nil, err
+		}
+		d.View.Next, d.View.Open = l.NumLines, true
+		d.Truncated = d.View.First > 0
+		v.Page = fmt.Sprintf("%s #%d: %s: %s", b.Name, build.Number, step.Name, l.Name)
+		return "log", d, nil
+	}
+	return "", nil, fmt.Errorf("%w: step %q has no log %q", errNotFound, step.Name, r.PathValue("log"))
+}
+
+// Workers.
+
+type infoRow struct{ Key, Value string }
+
+type workerRow struct {
+	Name      string
+	Connected bool
+	Since     time.Time
+	Info      []infoRow
+	Builders  []string
+	MaxBuilds int
+	Running   []buildRow
+	LastBuild time.Time
+}
+
+// shownInfo lists the worker info keys shown, in order: what the worker
+// says of its admin, host and software, never its environment.
+var shownInfo = []string{"admin", "host", "version", "system", "os_name", "os_release", "basedir", "numcpus", "access_uri"}
+
+func (a *app) workersPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
+	ctx := r.Context()
+	v.Page, v.Nav, v.Live = "Workers", "workers", a.base+"live"
+	stored, err := st.ListWorkers(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	byName := map[string]*ci.Worker{}
+	for _, w := range stored {
+		byName[w.Name] = w
+	}
+	n := newNames(ctx, st)
+	running := a.runningBuilds(ctx, st, n)
+	var rows []workerRow
+	for _, ws := range a.m.Workers() {
+		row := workerRow{Name: ws.Name, Connected: ws.Connected, LastBuild: ws.LastBuild}
+		if cfg, ok := a.m.WorkerConfig(ws.Name); ok {
+			row.MaxBuilds = cfg.MaxBuilds
+		}
+		if w := byName[ws.Name]; w != nil {
+			row.Since = w.ChangedAt
+			info := safeInfo(w.Info)
+			for _, k := range shownInfo {
+				if val, ok := info[k]; ok && val != nil && val != "" {
+					row.Info = append(row.Info, infoRow{Key: k, Value: strings.TrimSpace(formatValue(val))})
+				}
+			}
+		}
+		for _, bc := range a.m.Config().Builders {
+			if slices.Contains(bc.Workers, ws.Name) {
+				row.Builders = append(row.Builders, bc.Name)
+			}
+		}
+		for _, rb := range running {
+			if rb.Build.WorkerID == ws.ID {
+				row.Running = append(row.Running, rb)
+			}
+		}
+		rows = append(rows, row)
+	}
+	return "workers", rows, nil
+}
+
+// Changes.
+
+type changesData struct {
+	Changes  []*ci.Change
+	Total    int
+	PageNum  int
+	Pages    int
+	NewerURL string
+	OlderURL string
+}
+
+func (a *app) changesPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
+	v.Page, v.Nav, v.Live = "Changes", "changes", a.base+"live"
+	pageNum := 1
+	var err error
+	if s := r.URL.Query().Get("page"); s != "" {
+		if pageNum, err = strconv.Atoi(s); err != nil || pageNum < 1 {
+			return "", nil, fmt.Errorf("%w: page %q is not a page number", errBadRequest, s)
+		}
+	}
+	size := a.opts.PageSize
+	cs, total, err := st.ListChanges(r.Context(), ci.Query{Desc: true, Limit: size, Offset: (pageNum - 1) * size})
+	if err != nil {
+		return "", nil, err
+	}
+	d := &changesData{Changes: cs, Total: total, PageNum: pageNum, Pages: max(1, (total+size-1)/size)}
+	if pageNum > 1 {
+		d.NewerURL = a.base + "changes?page=" + strconv.Itoa(pageNum-1)
+	}
+	if pageNum < d.Pages {
+		d.OlderURL = a.base + "changes?page=" + strconv.Itoa(pageNum+1)
+	}
+	return "changes", d, nil
+}
+
+// Grid.
+
+type gridCell struct {
+	Build *ci.Build
+	URL   string
+}
+
+type gridRow struct {
+	Change *ci.Change
+	Cells  []gridCell
+}
+
+type gridData struct {
+	Builders []*ci.Builder
+	BuilderURLs []string
+	Rows     []gridRow
+	Limit    int
+}
+
+// maxGridBuilds bounds the builds read for one change.
+const maxGridBuilds = 200
+
+func (a *app) gridPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
+	ctx := r.Context()
+	v.Page, v.Nav, v.Live = "Grid", "grid", a.base+"live"
+	limit := a.opts.GridChanges
+	if s := r.URL.Query().Get("changes"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxLimit {
+			return "", nil, fmt.Errorf("%w: changes %q is not a number from 1 to %d", errBadRequest, s, maxLimit)
+		}
+		limit = n
+	}
+	builders, err := a.configuredBuilders(ctx, st)
+	if err != nil {
+		return "", nil, err
+	}
+	sort.SliceStable(builders, func(i, j int) bool { return builders[i].Name < builders[j].Name })
+	d := &gridData{Builders: builders, Limit: limit}
+	col := map[int64]int{}
+	for i, b := range builders {
+		col[b.ID] = i
+		d.BuilderURLs = append(d.BuilderURLs, a.builderURL(b.Name))
+	}
+	changes, _, err := st.ListChanges(ctx, ci.Query{Desc: true, Limit: limit})
+	if err != nil {
+		return "", nil, err
+	}
+	for _, c := range changes {
+		row := gridRow{Change: c, Cells: make([]gridCell, len(builders))}
+		builds, _, err := st.ListBuilds(ctx, ci.BuildQuery{ChangeID: c.ID, Query: ci.Query{Desc: true, Limit: maxGridBuilds}})
+		if err != nil {
+			return "", nil, err
+		}
+		for _, b := range builds { // newest first: the first of each builder wins
+			i, ok := col[b.BuilderID]
+			if !ok || row.Cells[i].Build != nil {
+				continue
+			}
+			row.Cells[i] = gridCell{Build: b, URL: a.buildURL(builders[i].Name, b.Number)}
+		}
+		d.Rows = append(d.Rows, row)
+	}
+	return "grid", d, nil
+}
+
+// Login.
+
+// login asks the browser for credentials (401) until it sends valid
+// ones, then sends it back where it came from. Browsers then send the
+// credentials with every request under the application's path.
+func (a *app) login(w http.ResponseWriter, r *http.Request) {
+	next := r.URL.Query().Get("next")
+	if !strings.HasPrefix(next, a.base) || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
+		next = a.base
+	}
+	if !a.auth.canLogIn() {
+		a.pageError(w, r, fmt.Errorf("%w: no users are configured", errForbidden))
+		return
+	}
+	if _, _, ok := a.auth.user(r); ok {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	a.pageError(w, r, fmt.Errorf("%w: log in with your login and password", errUnauthorized))
+}
+
+// Actions from forms.
+
+// form adapts an action of a page's form: errors get an error page (a
+// 401 makes the browser ask for credentials and send the form again).
+func (a *app) form(fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		if err := fn(w, r); err != nil {
+			a.pageError(w, r, err)
+		}
+	})
+}
+
+func (a *app) forceForm(w http.ResponseWriter, r *http.Request) error {
+	owner, err := a.authorize(r, actForce)
+	if err != nil {
+		return err
+	}
+	if err := r.ParseForm(); err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	builder := r.PathValue("builder")
+	if _, ok := a.m.BuilderID(builder); !ok {
+		return fmt.Errorf("%w: no builder %q", errNotFound, builder)
+	}
+	scheds := a.forceSchedulers(builder)
+	name := r.PostForm.Get("scheduler")
+	if name == "" && len(scheds) == 1 {
+		name = scheds[0].Name
+	}
+	i := slices.IndexFunc(scheds, func(f *scheduler.Force) bool { return f.Name == name })
+	if i < 0 {
+		return fmt.Errorf("%w: no force scheduler %q for builder %q", errBadRequest, name, builder)
+	}
+	values := map[string]any{}
+	for _, f := range forceFields(scheds[i]) {
+		switch {
+		case f.Type == "fixed":
+		case f.Type == "bool":
+			// An unchecked box sends nothing; a visible one means false.
+			if !f.Hidden {
+				values[f.Name] = r.PostForm.Get(f.Name) != ""
+			}
+		case f.Multiple:
+			if vals, ok := r.PostForm[f.Name]; ok {
+				values[f.Name] = vals
+			}
+		default:
+			if vals, ok := r.PostForm[f.Name]; ok {
+				values[f.Name] = vals[0]
+			}
+		}
+	}
+	bs, _, err := a.force(r.Context(), scheds[i], owner, []string{builder}, values)
+	if err != nil {
+		return err
+	}
+	a.log.Info("build forced from the web", "builder", builder, "owner", owner, "buildset", bs.ID)
+	http.Redirect(w, r, a.builderURL(builder), http.StatusSeeOther)
+	return nil
+}
+
+func (a *app) stopForm(w http.ResponseWriter, r *http.Request) error {
+	who, err := a.authorize(r, actStop)
+	if err != nil {
+		return err
+	}
+	st, err := a.store(r.Context())
+	if err != nil {
+		return err
+	}
+	b, build, err := a.findPageBuild(r, st)
+	if err != nil {
+		return err
+	}
+	if err := r.ParseForm(); err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if err := a.stop(r.Context(), st, build, who, r.PostForm.Get("reason")); err != nil {
+		return err
+	}
+	http.Redirect(w, r, a.buildURL(b.Name, build.Number), http.StatusSeeOther)
+	return nil
+}
+
+func (a *app) cancelForm(w http.ResponseWriter, r *http.Request) error {
+	who, err := a.authorize(r, actCancel)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	st, err := a.store(r.Context())
+	if err != nil {
+		return err
+	}
+	br, err := a.cancel(r.Context(), st, id, who)
+	if err != nil {
+		return err
+	}
+	n := newNames(r.Context(), st)
+	http.Redirect(w, r, a.builderURL(n.builder(br.BuilderID)), http.StatusSeeOther)
+	return nil
+}
+
+// stop stops a running build for who.
+func (a *app) stop(ctx context.Context, st ci.Store, b *ci.Build, who, reason string) error {
+	if b.Complete {
+		return fmt.Errorf("%w: build %d is finished", ci.ErrConflict, b.ID)
+	}
+	why := "stopped by " + who
+	if reason != "" {
+		why += ": " + reason
+	}
+	if err := a.m.StopBuild(ctx, b.ID, why); err != nil {
+		if errors.Is(err, ci.ErrBuildNotRunning) {
+			return fmt.Errorf("%w: build %d is not running", ci.ErrConflict, b.ID)
+		}
+		return err
+	}
+	a.log.Info("build stopped from the web", "build", b.ID, "by", who)
+	return nil
+}
+
+// cancel cancels a pending request for who.
+func (a *app) cancel(ctx context.Context, st ci.Store, id int64, who string) (*ci.BuildRequest, error) {
+	br, err := st.GetRequest(ctx, id)
+	if err != nil {
+		return nil, notFound(err, "no build request %d", id)
+	}
+	if err := a.m.CancelRequest(ctx, id); err != nil {
+		return nil, err
+	}
+	a.log.Info("build request cancelled from the web", "request", id, "by", who)
+	return br, nil
+}
