@@ -894,19 +894,19 @@ func (a *app) apiWorker(r *http.Request, st ci.Store) (any, error) {
 // Build requests and buildsets.
 
 type requestJSON struct {
-	BuildRequestID     int64          `json:"buildrequestid"`
-	BuildsetID         int64          `json:"buildsetid"`
-	BuilderID          int64          `json:"builderid"`
-	Priority           int            `json:"priority"`
-	Claimed            bool           `json:"claimed"`
-	ClaimedAt          any            `json:"claimed_at"`
-	ClaimedByMasterID  any            `json:"claimed_by_masterid"`
-	Complete           bool           `json:"complete"`
-	CompleteAt         any            `json:"complete_at"`
-	Results            *int           `json:"results"`
-	SubmittedAt        any            `json:"submitted_at"`
-	WaitedFor          bool           `json:"waited_for"`
-	Properties         map[string]any `json:"properties"`
+	BuildRequestID    int64          `json:"buildrequestid"`
+	BuildsetID        int64          `json:"buildsetid"`
+	BuilderID         int64          `json:"builderid"`
+	Priority          int            `json:"priority"`
+	Claimed           bool           `json:"claimed"`
+	ClaimedAt         any            `json:"claimed_at"`
+	ClaimedByMasterID any            `json:"claimed_by_masterid"`
+	Complete          bool           `json:"complete"`
+	CompleteAt        any            `json:"complete_at"`
+	Results           *int           `json:"results"`
+	SubmittedAt       any            `json:"submitted_at"`
+	WaitedFor         bool           `json:"waited_for"`
+	Properties        map[string]any `json:"properties"`
 }
 
 func toRequestJSON(r *ci.BuildRequest) requestJSON {

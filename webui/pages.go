@@ -854,10 +854,10 @@ type gridRow struct {
 }
 
 type gridData struct {
-	Builders []*ci.Builder
+	Builders    []*ci.Builder
 	BuilderURLs []string
-	Rows     []gridRow
-	Limit    int
+	Rows        []gridRow
+	Limit       int
 }
 
 // maxGridBuilds bounds the builds read for one change.

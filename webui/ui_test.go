@@ -40,7 +40,8 @@ type ui struct {
 }
 
 type uiOptions struct {
-	authz webui.Authz
+	authz    webui.Authz
+	pageSize int
 	// changeCfg edits the configuration before the master starts.
 	changeCfg func(cfg *ci.MasterConfig)
 	// public overrides the public URL (the proxy's); the server's address
@@ -103,8 +104,9 @@ func startUI(t testing.TB, o uiOptions) *ui {
 	hash, err := bcrypt.GenerateFromPassword([]byte(alicePW), bcrypt.MinCost)
 	require.NoError(t, err)
 	h, err := webui.NewHandler(m.Master, &webui.Options{
-		Auth:  &webui.BasicAuth{Users: map[string]string{alice: string(hash)}},
-		Authz: o.authz,
+		Auth:     &webui.BasicAuth{Users: map[string]string{alice: string(hash)}},
+		Authz:    o.authz,
+		PageSize: o.pageSize,
 	})
 	require.NoError(t, err)
 	srv := httptest.NewUnstartedServer(h)

@@ -1,0 +1,184 @@
+package webui_test
+
+import (
+	"context"
+	"flag"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/citest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// hostile is text from outside (a branch name, a commit message, a
+// property value, a log line) that would run if it were not escaped.
+const hostile = `<script>alert("x")</script><img src=x onerror=alert(1)>`
+
+// normalize removes what changes from run to run: temporary folders and
+// timings.
+func normalize(s string) string {
+	s = regexp.MustCompile(`/tmp/[^\s<"&']*`).ReplaceAllString(s, "TMP")
+	s = regexp.MustCompile(`elapsedTime=[0-9.]+`).ReplaceAllString(s, "elapsedTime=X")
+	s = regexp.MustCompile(`127\.0\.0\.1:\d+`).ReplaceAllString(s, "HOST")
+	s = regexp.MustCompile(`<dt>(numcpus|os_name|os_release|host|version)</dt><dd>[^<]*</dd>`).ReplaceAllString(s, "<dt>$1</dt><dd>X</dd>")
+	return s
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		require.NoError(t, os.MkdirAll("testdata", 0o755))
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run go test -update to write the golden file")
+	assert.Equal(t, string(want), got, "page %s differs from its golden file (go test -update rewrites it)", name)
+}
+
+// hostileUI starts a master on a fixed clock, with a change, a build of it
+// and a failed build, all carrying hostile text.
+func hostileUI(t *testing.T) (*ui, *citest.Build) {
+	clock := citest.NewClock(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+	u := startUI(t, uiOptions{authz: admin, changeCfg: func(cfg *ci.MasterConfig) {
+		cfg.Clock = clock
+		cfg.Title = "Ideascube"
+	}, public: func(string) string { return "https://ci.example.org/ci/" }})
+	ctx := context.Background()
+	c := &ci.Change{Author: "Eve <eve@example.org>", Branch: hostile, Revision: "0123456789abcdef",
+		Comments: hostile + "\nsecond line", Repository: "https://github.com/ideascube/ideascube", Category: "new-tag", When: clock.Now()}
+	_, err := u.m.Master.AddChange(ctx, c)
+	require.NoError(t, err)
+	b := u.m.Build(t, citest.Request{Builder: "pass", SourceStamp: ci.SourceStamp{ID: c.SourceStampID},
+		Properties: map[string]any{"note": hostile, "dist": "jessie"}})
+	require.Equal(t, ci.Success, b.Results())
+	f := u.m.Build(t, citest.Request{Builder: "fail"})
+	require.Equal(t, ci.Failure, f.Results())
+	return u, b
+}
+
+func TestPages_Golden(t *testing.T) {
+	u, b := hostileUI(t)
+	for _, tt := range []struct{ name, path string }{
+		{"home.html", ""},
+		{"build.html", "builders/pass/builds/1"},
+		{"builder.html", "builders/count"},
+		{"grid.html", "grid"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := u.do(t, req{path: tt.path})
+			require.Equal(t, http.StatusOK, res.code, res.body)
+			golden(t, tt.name, normalize(res.body))
+		})
+	}
+	_ = b
+}
+
+func TestPages_Escaping(t *testing.T) {
+	u, b := hostileUI(t)
+	for _, path := range []string{"", "builders/pass", "builders/pass/builds/1", "builders/pass/builds/1/steps/0/logs/stdio",
+		"changes", "grid", "workers", "api/v2/changes", "api/v2/builds/" + itoa(b.Record.ID), "api/v2/logs/1/contents"} {
+		t.Run(path, func(t *testing.T) {
+			res := u.do(t, req{path: path})
+			require.Equal(t, http.StatusOK, res.code, res.body)
+			assert.NotContains(t, res.body, "<script>", "hostile text must be escaped")
+			assert.NotContains(t, res.body, "<img", "hostile text must be escaped")
+			assert.Contains(t, res.header.Get("Content-Security-Policy"), "script-src 'self'")
+		})
+	}
+	// Shown as text, in each place it comes from.
+	page := u.do(t, req{path: "builders/pass/builds/1"}).body
+	escaped := `&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;`
+	assert.Contains(t, page, `<td>`+escaped+`</td>`, "branch of the source stamp")
+	assert.Contains(t, page, `<span class="comments">`+escaped+`</span>`, "commit message")
+	assert.Contains(t, page, `<td class="value">`+escaped+`</td>`, "property value")
+	assert.Contains(t, page, `<span class="ab fg2">green</span> &lt;b&gt;bold&lt;/b&gt; `+escaped, "log line")
+	grid := u.do(t, req{path: "grid"}).body
+	assert.Contains(t, grid, `<b>`+escaped+`</b>`, "branch in the grid")
+	// The raw log is text, sent as a download.
+	raw := u.do(t, req{path: "api/v2/logs/1/raw"})
+	assert.Equal(t, "text/plain; charset=utf-8", raw.header.Get("Content-Type"))
+	assert.Equal(t, `attachment; filename="pass_build_1_step_colours_stdio.log"`, raw.header.Get("Content-Disposition"))
+	assert.Contains(t, raw.body, "\x1b[1;32mgreen\x1b[0m <b>bold</b> "+hostile+"\n")
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestPages_BuildURL(t *testing.T) {
+	u := startUI(t, uiOptions{})
+	b := u.m.Build(t, citest.Request{Builder: "pass"})
+	want := u.m.BuildURL("pass", b.Record.Number)
+	require.Equal(t, u.url+"builders/pass/builds/1", want)
+	// The build page is at the address the master sends out, and the pages
+	// link to it by the same path.
+	res, err := http.Get(want)
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	home := u.do(t, req{})
+	assert.Contains(t, home.body, `href="`+strings.TrimPrefix(want, u.root)+`"`)
+	// A proxy may also pass the path on without stripping it, or strip it.
+	assert.Equal(t, http.StatusOK, u.do(t, req{path: "builders/pass/builds/1"}).code)
+	res, err = http.Get(u.root + "/builders/pass/builds/1")
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Equal(t, http.StatusNotFound, u.do(t, req{path: "builders/pass/builds/7"}).code)
+	assert.Equal(t, http.StatusNotFound, u.do(t, req{path: "builders/nope"}).code)
+}
+
+func TestPages_Pagination(t *testing.T) {
+	u := startUI(t, uiOptions{})
+	for range 3 {
+		u.m.Build(t, citest.Request{Builder: "fail"})
+	}
+	h := u.do(t, req{path: "builders/fail"})
+	assert.Contains(t, h.body, "page 1 of 1")
+	// A small page size, through the options.
+	u2 := startUI(t, uiOptions{pageSize: 2})
+	for range 5 {
+		u2.m.Build(t, citest.Request{Builder: "fail"})
+	}
+	p1 := u2.do(t, req{path: "builders/fail"}).body
+	assert.Contains(t, p1, "page 1 of 3")
+	assert.Contains(t, p1, `href="/ci/builders/fail/builds/5"`)
+	assert.NotContains(t, p1, `href="/ci/builders/fail/builds/3"`)
+	assert.Contains(t, p1, `href="/ci/builders/fail?page=2" rel="next"`)
+	p3 := u2.do(t, req{path: "builders/fail?page=3"}).body
+	assert.Contains(t, p3, `href="/ci/builders/fail/builds/1"`)
+	assert.Contains(t, p3, `rel="prev"`)
+	assert.Equal(t, http.StatusBadRequest, u2.do(t, req{path: "builders/fail?page=0"}).code)
+}
+
+func TestPages_Workers(t *testing.T) {
+	u := startUI(t, uiOptions{})
+	ctx := context.Background()
+	// A worker's environment may hold secrets: even if it reached the
+	// store, neither the page nor the API shows it.
+	ws, err := u.m.Store.ListWorkers(ctx)
+	require.NoError(t, err)
+	info := map[string]any{"admin": "Ops <ops@example.org>", "host": "builder-1", "environ": map[string]any{"GITHUB_TOKEN": "hunter2"}}
+	require.NoError(t, u.m.Store.SetWorkerConnected(ctx, ws[0].ID, true, info, time.Now()))
+	for _, path := range []string{"workers", "api/v2/workers", "api/v2/workers/" + ws[0].Name} {
+		res := u.do(t, req{path: path})
+		require.Equal(t, http.StatusOK, res.code)
+		assert.NotContains(t, res.body, "hunter2", path)
+		assert.NotContains(t, res.body, "GITHUB_TOKEN", path)
+		assert.NotContains(t, res.body, "environ", path)
+	}
+	page := u.do(t, req{path: "workers"}).body
+	assert.Contains(t, page, "<dt>admin</dt><dd>Ops &lt;ops@example.org&gt;</dd>")
+	assert.Contains(t, page, "<dt>host</dt><dd>builder-1</dd>")
+	assert.Contains(t, page, `<span class="worker up">connected</span>`)
+}
