@@ -1,0 +1,325 @@
+package hook
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kilnci/kiln/ci"
+)
+
+// GitLab headers.
+const (
+	gitlabEventHeader       = "X-Gitlab-Event"
+	gitlabTokenHeader       = "X-Gitlab-Token"
+	gitlabEventUUIDHeader   = "X-Gitlab-Event-UUID"
+	gitlabIdempotencyHeader = "Idempotency-Key"
+)
+
+// GitLab is the change hook for GitLab's webhooks (dialect "gitlab"), as
+// Buildbot's gitlab hook. Configure the webhook on GitLab with the URL
+// <public URL>/change_hook/gitlab, the same secret token as Secret, and
+// the push, tag push and merge request events as needed. The zero value is
+// not valid: Secret is required.
+type GitLab struct {
+	// Secret is the webhook's secret token. GitLab sends it as is in
+	// X-Gitlab-Token; a request without it, or with another, is refused
+	// with 403. It is compared in constant time. An empty Secret is a
+	// configuration error.
+	Secret string
+	// Codebase is given to every change (Buildbot's codebase option).
+	Codebase string
+	// MaxBodyBytes bounds the request body; DefaultMaxBodyBytes if zero.
+	MaxBodyBytes int64
+}
+
+var _ ci.ChangeHook = (*GitLab)(nil)
+
+// Dialect implements ci.ChangeHook.
+func (h *GitLab) Dialect() string { return "gitlab" }
+
+// Validate reports configuration errors; the master calls it when it
+// starts.
+func (h *GitLab) Validate() error {
+	var errs []error
+	if h.Secret == "" {
+		errs = append(errs, errors.New("Secret is empty: set the webhook's secret token (GitLab sends it with every delivery)"))
+	}
+	if h.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("MaxBodyBytes is negative (%d)", h.MaxBodyBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// Handler implements ci.ChangeHook, answering as GitHub's handler does.
+func (h *GitLab) Handler(m *ci.Master) http.Handler {
+	// Hashing both sides gives equal lengths, so that the comparison takes
+	// the same time whatever the token sent.
+	want := sha256.Sum256([]byte(h.Secret))
+	empty := h.Secret == ""
+	codebase := h.Codebase
+	return newEndpoint(m, h.Dialect(), h.MaxBodyBytes, func(r *http.Request, body []byte) (*delivery, error) {
+		if empty {
+			return nil, forbidden("the hook has no secret configured")
+		}
+		token, ok := r.Header[http.CanonicalHeaderKey(gitlabTokenHeader)]
+		if !ok || len(token) != 1 {
+			return nil, forbidden("no token (%s)", gitlabTokenHeader)
+		}
+		got := sha256.Sum256([]byte(token[0]))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			return nil, forbidden("wrong token (%s)", gitlabTokenHeader)
+		}
+		event := r.Header.Get(gitlabEventHeader)
+		if event == "" {
+			return nil, badRequest("no %s header", gitlabEventHeader)
+		}
+		if t := mediaType(r.Header.Get("Content-Type")); t != "application/json" {
+			return nil, badRequest("unsupported content type %q (want application/json)", r.Header.Get("Content-Type"))
+		}
+		changes, err := ParseGitLab(event, body)
+		if err != nil {
+			return nil, badRequest("%v", err)
+		}
+		for i := range changes {
+			if changes[i].Codebase == "" {
+				changes[i].Codebase = codebase
+			}
+		}
+		// Idempotency-Key stays the same when GitLab retries a delivery;
+		// older GitLab versions send only the event's UUID.
+		id := r.Header.Get(gitlabIdempotencyHeader)
+		if id == "" {
+			id = r.Header.Get(gitlabEventUUIDHeader)
+		}
+		return &delivery{event: event, id: id, changes: changes}, nil
+	})
+}
+
+// The parts of GitLab's payloads the hook reads.
+type (
+	gitlabProject struct {
+		Name              string `json:"name"`
+		WebURL            string `json:"web_url"`
+		GitHTTPURL        string `json:"git_http_url"`
+		GitSSHURL         string `json:"git_ssh_url"`
+		PathWithNamespace string `json:"path_with_namespace"`
+	}
+	gitlabAuthor struct {
+		Name  string `json:"name"`
+		Email string `json:"email"`
+	}
+	gitlabCommit struct {
+		ID        string       `json:"id"`
+		Message   string       `json:"message"`
+		Timestamp string       `json:"timestamp"`
+		URL       string       `json:"url"`
+		Author    gitlabAuthor `json:"author"`
+		Added     []string     `json:"added"`
+		Modified  []string     `json:"modified"`
+		Removed   []string     `json:"removed"`
+	}
+	gitlabPush struct {
+		ObjectKind   string         `json:"object_kind"`
+		Before       string         `json:"before"`
+		After        string         `json:"after"`
+		Ref          string         `json:"ref"`
+		CheckoutSHA  *string        `json:"checkout_sha"`
+		UserName     string         `json:"user_name"`
+		UserUsername string         `json:"user_username"`
+		Project      gitlabProject  `json:"project"`
+		Commits      []gitlabCommit `json:"commits"`
+	}
+	gitlabMergeRequest struct {
+		ObjectKind string `json:"object_kind"`
+		User       struct {
+			Username string `json:"username"`
+		} `json:"user"`
+		Project          gitlabProject `json:"project"`
+		ObjectAttributes struct {
+			IID             int           `json:"iid"`
+			Title           string        `json:"title"`
+			Description     string        `json:"description"`
+			State           string        `json:"state"`
+			Action          string        `json:"action"`
+			OldRev          *string       `json:"oldrev"`
+			URL             string        `json:"url"`
+			SourceBranch    string        `json:"source_branch"`
+			TargetBranch    string        `json:"target_branch"`
+			SourceProjectID int           `json:"source_project_id"`
+			TargetProjectID int           `json:"target_project_id"`
+			Source          gitlabProject `json:"source"`
+			Target          gitlabProject `json:"target"`
+			LastCommit      gitlabCommit  `json:"last_commit"`
+		} `json:"object_attributes"`
+	}
+)
+
+// zeroSHA is the revision GitLab gives a ref that did not exist before a
+// push, or no longer exists after it.
+func zeroSHA(s string) bool { return s != "" && strings.Trim(s, "0") == "" }
+
+// ParseGitLab turns the JSON payload of a GitLab webhook event (the value
+// of X-Gitlab-Event, and the body) into changes: "Push Hook", "Tag Push
+// Hook" and "Merge Request Hook". Other events give no change and no
+// error. As ParseGitHub, only changes for created tags have a DedupKey.
+func ParseGitLab(event string, body []byte) ([]ci.Change, error) {
+	switch event {
+	case "Push Hook", "Tag Push Hook":
+		var p gitlabPush
+		if err := json.Unmarshal(body, &p); err != nil {
+			return nil, fmt.Errorf("invalid JSON: %w", err)
+		}
+		return gitlabPushChanges(event, &p)
+	case "Merge Request Hook":
+		var p gitlabMergeRequest
+		if err := json.Unmarshal(body, &p); err != nil {
+			return nil, fmt.Errorf("invalid JSON: %w", err)
+		}
+		return gitlabMergeRequestChanges(&p)
+	}
+	return nil, nil
+}
+
+func gitlabPushChanges(event string, p *gitlabPush) ([]ci.Change, error) {
+	repo := p.Project.GitHTTPURL
+	if repo == "" {
+		return nil, fmt.Errorf("%s without project.git_http_url", event)
+	}
+	project := p.Project.PathWithNamespace
+	var branch string
+	isTag := false
+	switch {
+	case strings.HasPrefix(p.Ref, "refs/heads/"):
+		branch = strings.TrimPrefix(p.Ref, "refs/heads/")
+	case strings.HasPrefix(p.Ref, "refs/tags/"):
+		branch = strings.TrimPrefix(p.Ref, "refs/tags/")
+		isTag = true
+	default:
+		return nil, nil
+	}
+	if branch == "" || zeroSHA(p.After) {
+		return nil, nil // deleted
+	}
+	author := p.UserUsername
+	if author == "" {
+		author = p.UserName
+	}
+	if isTag {
+		if zeroSHA(p.Before) {
+			c := ci.Change{
+				Author: author, Comments: "Tag " + branch + " created",
+				Branch: branch, Revision: branch, Category: CategoryNewTag,
+				Repository: repo, Project: project,
+			}
+			if p.Project.WebURL != "" {
+				c.RevLink = p.Project.WebURL + "/-/tree/" + url.PathEscape(branch)
+			}
+			c.DedupKey = TagKey(repo, branch)
+			return []ci.Change{c}, nil
+		}
+		return []ci.Change{{
+			Author: author, Comments: "Tag " + branch + " moved",
+			Branch: branch, Revision: p.After, Category: CategoryTag,
+			Repository: repo, Project: project,
+			Properties: map[string]any{"event": "tag_push"},
+		}}, nil
+	}
+	var changes []ci.Change
+	for _, c := range p.Commits {
+		var files []string
+		files = append(files, c.Added...)
+		files = append(files, c.Modified...)
+		files = append(files, c.Removed...)
+		changes = append(changes, ci.Change{
+			Author:     person(c.Author.Name, c.Author.Email),
+			Comments:   c.Message,
+			Branch:     branch,
+			Revision:   c.ID,
+			RevLink:    c.URL,
+			When:       parseTime(c.Timestamp),
+			Category:   CategoryPush,
+			Repository: repo,
+			Project:    project,
+			Files:      files,
+			Properties: map[string]any{"event": "push"},
+		})
+	}
+	if len(changes) == 0 {
+		// A branch pushed without new commits: build its head.
+		changes = append(changes, ci.Change{
+			Author: author, Comments: "Branch " + branch + " pushed",
+			Branch: branch, Revision: p.After, Category: CategoryPush,
+			Repository: repo, Project: project,
+			Properties: map[string]any{"event": "push"},
+		})
+	}
+	return changes, nil
+}
+
+func gitlabMergeRequestChanges(p *gitlabMergeRequest) ([]ci.Change, error) {
+	a := &p.ObjectAttributes
+	switch a.State {
+	case "closed", "merged":
+		return nil, nil
+	}
+	switch {
+	case a.Action == "open", a.Action == "reopen":
+	case a.Action == "update" && a.OldRev != nil:
+		// An update that pushed code; other updates change only text.
+	default:
+		return nil, nil
+	}
+	repo := a.Target.GitHTTPURL
+	if repo == "" {
+		repo = p.Project.GitHTTPURL
+	}
+	if repo == "" || a.IID == 0 || a.LastCommit.ID == "" {
+		return nil, errors.New("merge request without target.git_http_url, iid or last_commit.id")
+	}
+	project := a.Target.PathWithNamespace
+	if project == "" {
+		project = p.Project.PathWithNamespace
+	}
+	return []ci.Change{{
+		Author:   person(a.LastCommit.Author.Name, a.LastCommit.Author.Email),
+		Comments: fmt.Sprintf("MR#%d: %s\n\n%s", a.IID, a.Title, a.Description),
+		// The merge request's head, fetchable from the target repository
+		// even when it comes from a fork.
+		Branch:     fmt.Sprintf("refs/merge-requests/%d/head", a.IID),
+		Revision:   a.LastCommit.ID,
+		RevLink:    a.URL,
+		When:       parseTime(a.LastCommit.Timestamp),
+		Category:   CategoryMergeRequest,
+		Repository: repo,
+		Project:    project,
+		Properties: map[string]any{
+			"event":              "merge_request",
+			"source_branch":      a.SourceBranch,
+			"target_branch":      a.TargetBranch,
+			"source_repository":  a.Source.GitHTTPURL,
+			"target_repository":  a.Target.GitHTTPURL,
+			"source_git_ssh_url": a.Source.GitSSHURL,
+			"target_git_ssh_url": a.Target.GitSSHURL,
+			"source_project_id":  float64(a.SourceProjectID),
+			"target_project_id":  float64(a.TargetProjectID),
+			"merge_request_iid":  float64(a.IID),
+		},
+	}}, nil
+}
+
+// parseTime reads a forge's timestamp (RFC 3339); the zero time if it
+// cannot, so that the master uses the time of arrival.
+func parseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
