@@ -1,0 +1,174 @@
+package webui_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/ci"
+)
+
+// sseEvent is one Server-Sent Event.
+type sseEvent struct{ name, id, data string }
+
+// readEvents reads events from an event stream until it ends, sending
+// them on the channel it returns.
+func readEvents(body io.Reader) <-chan sseEvent {
+	c := make(chan sseEvent, 100)
+	go func() {
+		defer close(c)
+		sc := bufio.NewScanner(body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var e sseEvent
+		var data []string
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				if e.name != "" || data != nil {
+					e.data = strings.Join(data, "\n")
+					c <- e
+				}
+				e, data = sseEvent{}, nil
+			case strings.HasPrefix(line, ":"):
+			case strings.HasPrefix(line, "event: "):
+				e.name = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "id: "):
+				e.id = strings.TrimPrefix(line, "id: ")
+			case strings.HasPrefix(line, "data: "):
+				data = append(data, strings.TrimPrefix(line, "data: "))
+			}
+		}
+	}()
+	return c
+}
+
+// waitLog waits until the named step of a build has a log, and returns it.
+func waitLog(t testing.TB, u *ui, buildID int64, step string) *ci.Log {
+	t.Helper()
+	ctx := context.Background()
+	sub := u.m.Subscribe(1024)
+	defer sub.Close()
+	deadline := time.After(time.Minute)
+	for {
+		steps, err := u.m.Store.ListSteps(ctx, buildID)
+		require.NoError(t, err)
+		for _, s := range steps {
+			if s.Name != step {
+				continue
+			}
+			logs, err := u.m.Store.ListLogs(ctx, s.ID)
+			require.NoError(t, err)
+			if len(logs) > 0 {
+				return logs[0]
+			}
+		}
+		select {
+		case <-sub.C:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("build %d has no log of step %q", buildID, step)
+		}
+	}
+}
+
+// next returns the next event, failing the test if the stream ends first.
+func next(t testing.TB, events <-chan sseEvent) sseEvent {
+	t.Helper()
+	select {
+	case e, ok := <-events:
+		require.True(t, ok, "the event stream ended")
+		return e
+	case <-time.After(time.Minute):
+		t.Fatal("no event")
+	}
+	return sseEvent{}
+}
+
+// followLiveLog checks a live log stream read from base (the application
+// directly, or through a proxy): lines arrive while the step runs, and the
+// stream ends with "done" once the build is stopped.
+func followLiveLog(t *testing.T, u *ui, base string) {
+	bsid := u.m.Submit(t, citest_Request("count", map[string]any{"lines": 600}))
+	build := waitRunning(t, u, bsid)
+	l := waitLog(t, u, build.ID, liveStep)
+
+	res, err := http.Get(base + "logs/" + itoa(l.ID) + "/live")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Equal(t, "text/event-stream; charset=utf-8", res.Header.Get("Content-Type"))
+	events := readEvents(res.Body)
+
+	// Lines come while the step runs: the log is not complete when they
+	// arrive.
+	var text strings.Builder
+	for !strings.Contains(text.String(), ">line 3</span>") {
+		e := next(t, events)
+		require.Equal(t, "lines", e.name)
+		text.WriteString(e.data)
+	}
+	got, err := u.m.Store.GetLog(context.Background(), l.ID)
+	require.NoError(t, err)
+	assert.False(t, got.Complete, "lines arrived before the log was complete")
+	assert.Contains(t, text.String(), `<span class="ln o">line 1</span>`)
+
+	// Stopping the build completes the log and ends the stream.
+	_, ans := u.jsonrpc(t, "api/v2/builds/"+itoa(build.ID), "stop", map[string]any{}, true)
+	require.Contains(t, ans, "result")
+	for {
+		e := next(t, events)
+		if e.name == "done" {
+			break
+		}
+		require.Equal(t, "lines", e.name)
+	}
+	_, ok := <-events
+	assert.False(t, ok, "the stream ends after done")
+}
+
+func TestLiveLog(t *testing.T) {
+	u := startUI(t, uiOptions{authz: admin})
+	followLiveLog(t, u, u.url)
+
+	t.Run("Resume", func(t *testing.T) {
+		// A finished log is sent from the line asked for, then done.
+		b := u.m.Build(t, citest_Request("count", map[string]any{"lines": 5}))
+		l := waitLog(t, u, b.Record.ID, liveStep)
+		req, err := http.NewRequest("GET", u.url+"logs/"+itoa(l.ID)+"/live", nil)
+		require.NoError(t, err)
+		req.Header.Set("Last-Event-ID", itoa(int64(l.NumLines-2)))
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		events := readEvents(res.Body)
+		e := next(t, events)
+		assert.Equal(t, "lines", e.name)
+		assert.Contains(t, e.data, ">line 5<")
+		assert.NotContains(t, e.data, ">line 4<")
+		assert.Equal(t, itoa(int64(l.NumLines)), e.id)
+		assert.Equal(t, "done", next(t, events).name)
+	})
+	t.Run("Errors", func(t *testing.T) {
+		assert.Equal(t, http.StatusNotFound, u.do(t, req{path: "logs/999/live"}).code)
+		assert.Equal(t, http.StatusBadRequest, u.do(t, req{path: "logs/1/live?from=x"}).code)
+	})
+}
+
+func TestLiveEvents(t *testing.T) {
+	u := startUI(t, uiOptions{authz: admin})
+	res, err := http.Get(u.url + "live")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	events := readEvents(res.Body)
+	u.m.Build(t, citest_Request("pass", nil))
+	e := next(t, events)
+	assert.Equal(t, "change", e.name)
+}
