@@ -65,7 +65,7 @@ type AnyBranch struct {
 	// Priority of the requests it submits.
 	Priority int
 
-	engine treeStable
+	engine *treeStable
 }
 
 var (
@@ -85,14 +85,14 @@ func (s *AnyBranch) Validate() error { return s.config().validate() }
 
 // OnChange implements ci.ChangeListener.
 func (s *AnyBranch) OnChange(ctx context.Context, m *ci.Master, c *ci.Change) error {
-	return s.engine.onChange(ctx, m, c, s.config())
+	return engineOf(&s.engine).onChange(ctx, m, c, s.config())
 }
 
 // Run implements ci.Service: it re-arms the timers of the changes a
 // previous run left waiting (building at once those already due) and
 // stops them when ctx ends.
 func (s *AnyBranch) Run(ctx context.Context, m *ci.Master) error {
-	return s.engine.serve(ctx, m, s.config())
+	return engineOf(&s.engine).serve(ctx, m, s.config())
 }
 
 func (s *AnyBranch) config() *basicConfig {
@@ -131,7 +131,7 @@ type SingleBranch struct {
 	Properties      map[string]any
 	Priority        int
 
-	engine treeStable
+	engine *treeStable
 }
 
 var (
@@ -157,12 +157,12 @@ func (s *SingleBranch) Validate() error {
 
 // OnChange implements ci.ChangeListener.
 func (s *SingleBranch) OnChange(ctx context.Context, m *ci.Master, c *ci.Change) error {
-	return s.engine.onChange(ctx, m, c, s.config())
+	return engineOf(&s.engine).onChange(ctx, m, c, s.config())
 }
 
 // Run implements ci.Service, as AnyBranch.Run.
 func (s *SingleBranch) Run(ctx context.Context, m *ci.Master) error {
-	return s.engine.serve(ctx, m, s.config())
+	return engineOf(&s.engine).serve(ctx, m, s.config())
 }
 
 func (s *SingleBranch) config() *basicConfig {
@@ -257,6 +257,21 @@ type group struct {
 type treeStableState struct {
 	Groups  []*group `json:"groups,omitempty"`
 	Pending []intent `json:"pending,omitempty"`
+}
+
+// engines guards the creation of schedulers' engines: a scheduler's
+// engine is created when a master first uses it, so that a configuration
+// value holds no lock and may be copied until then.
+var engines sync.Mutex
+
+// engineOf returns *p, creating it first if needed.
+func engineOf[T any](p **T) *T {
+	engines.Lock()
+	defer engines.Unlock()
+	if *p == nil {
+		*p = new(T)
+	}
+	return *p
 }
 
 // treeStable runs AnyBranch and SingleBranch.

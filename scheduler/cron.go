@@ -223,6 +223,10 @@ func (c *cronSchedule) dayMatches(t time.Time) bool {
 // not match within it never matches (February 30th).
 const cronHorizon = 10 * 366
 
+// maxClockShift bounds how far a change of a zone's offset moves its wall
+// clock (two hours in Antarctica/Troll), with a margin.
+const maxClockShift = 3 * time.Hour
+
 // next returns the first time strictly after after at which the schedule
 // matches, read on the wall clock of loc, or the zero time if it never
 // does. Each matching wall-clock time runs once:
@@ -245,6 +249,10 @@ func (c *cronSchedule) next(after time.Time, loc *time.Location) time.Time {
 		dy, dm, dd := day.Date()
 		for h := 0; h < 24; h++ {
 			if c.hour&(1<<uint(h)) == 0 {
+				continue
+			}
+			// Skip hours wholly before after, whatever the clock changes.
+			if !time.Date(dy, dm, dd, h, 59, 0, 0, loc).Add(maxClockShift).After(after) {
 				continue
 			}
 			for mi := 0; mi < 60; mi++ {

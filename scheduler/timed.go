@@ -54,7 +54,7 @@ type Periodic struct {
 	// Priority of the requests it submits.
 	Priority int
 
-	engine timed
+	engine *timed
 }
 
 var (
@@ -82,12 +82,12 @@ func (p *Periodic) Validate() error {
 // OnChange implements ci.ChangeListener: with OnlyIfChanged, it keeps the
 // changes passing the filter for the next build.
 func (p *Periodic) OnChange(ctx context.Context, m *ci.Master, c *ci.Change) error {
-	return p.engine.onChange(ctx, m, c, p.config())
+	return engineOf(&p.engine).onChange(ctx, m, c, p.config())
 }
 
 // Run implements ci.Service: it builds on time until ctx ends.
 func (p *Periodic) Run(ctx context.Context, m *ci.Master) error {
-	return p.engine.serve(ctx, m, p.config())
+	return engineOf(&p.engine).serve(ctx, m, p.config())
 }
 
 func (p *Periodic) config() *timedConfig {
@@ -197,7 +197,7 @@ type Nightly struct {
 	Properties map[string]any
 	Priority   int
 
-	engine timed
+	engine *timed
 }
 
 var (
@@ -289,7 +289,7 @@ func (n *Nightly) Next(after time.Time) (time.Time, error) {
 // OnChange implements ci.ChangeListener: with OnlyIfChanged, it keeps the
 // changes passing the filter for the next build.
 func (n *Nightly) OnChange(ctx context.Context, m *ci.Master, c *ci.Change) error {
-	return n.engine.onChange(ctx, m, c, n.config(nil, nil))
+	return engineOf(&n.engine).onChange(ctx, m, c, n.config(nil, nil))
 }
 
 // Run implements ci.Service: it builds on schedule until ctx ends.
@@ -302,7 +302,7 @@ func (n *Nightly) Run(ctx context.Context, m *ci.Master) error {
 	if err != nil {
 		return fmt.Errorf("scheduler %q: %w", n.Name, err)
 	}
-	return n.engine.serve(ctx, m, n.config(c, loc))
+	return engineOf(&n.engine).serve(ctx, m, n.config(c, loc))
 }
 
 func (n *Nightly) config(c *cronSchedule, loc *time.Location) *timedConfig {
