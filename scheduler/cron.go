@@ -111,10 +111,10 @@ func parseCronToken(f cronField, tok string) (uint64, error) {
 		a, b, _ := strings.Cut(rng, "-")
 		var err error
 		if lo, err = cronValue(f, a); err != nil {
-			return 0, err
+			return 0, fmt.Errorf("has %q, which %w", a, err)
 		}
 		if hi, err = cronValue(f, b); err != nil {
-			return 0, err
+			return 0, fmt.Errorf("has %q, which %w", b, err)
 		}
 		if f.name == "day-of-week" && hi == 0 && lo > 0 {
 			hi = 7 // "fri-sun"

@@ -41,6 +41,7 @@ func TestNightly_Validate(t *testing.T) {
 		{"ZeroStep", scheduler.Nightly{Spec: "*/0 * * * *"}, `minute field: "*/0" has a step "0" that is not a positive number`},
 		{"HugeStep", scheduler.Nightly{Spec: "0 */24 * * *"}, `hour field: "*/24" has a step 24 larger than the field's range 0-23`},
 		{"BackwardsRange", scheduler.Nightly{Spec: "5-1 * * * *"}, `minute field: "5-1" is a range whose start 5 is after its end 1`},
+		{"BadRangeEnd", scheduler.Nightly{Spec: "0 0 * * 1-9"}, `day-of-week field: "1-9" has "9", which is out of range 0-7`},
 		{"EmptyElement", scheduler.Nightly{Spec: "1,,2 * * * *"}, `minute field: "" is empty`},
 		{"TooManyFields", scheduler.Nightly{Spec: "0 0 * * * *"}, `Spec "0 0 * * * *": 6 fields, want 5: minute hour day-of-month month day-of-week`},
 		{"TooFewFields", scheduler.Nightly{Spec: "0 0"}, `2 fields, want 5`},
