@@ -225,9 +225,11 @@ func (c *Conn) runCommand(ctx context.Context, builder, name string, args map[st
 	for {
 		select {
 		case <-cmd.ready:
-			for _, ev := range cmd.take() {
+			events := cmd.take()
+			for i, ev := range events {
 				if ev.op == protocol.OpComplete {
 					c.respond(ev.seq, nil, nil)
+					c.refuse(cmd, events[i+1:])
 					if ev.failure != nil {
 						msg, ok := ev.failure.(string)
 						if !ok {
@@ -294,7 +296,13 @@ func (c *Conn) endCommand(cmd *command) {
 	cmd.queue = nil
 	cmd.space.Broadcast()
 	cmd.mu.Unlock()
-	for _, ev := range left {
+	c.refuse(cmd, left)
+}
+
+// refuse answers events that came after their command ended, and counts
+// them.
+func (c *Conn) refuse(cmd *command, events []*event) {
+	for _, ev := range events {
 		c.unknownCommands.Add(1)
 		c.cfg.stats.unknownCommands.Add(1)
 		c.respond(ev.seq, nil, fmt.Errorf("command %q has ended", cmd.id))

@@ -36,6 +36,7 @@ type fakeWorker struct {
 
 	listdir []any
 	rawInfo any
+	mute    bool
 	// onCommand runs each start_command (after it is answered), in its own
 	// goroutine; nil completes every command with rc 0.
 	onCommand func(f *fakeWorker, c fakeCommand)
@@ -74,6 +75,7 @@ type fakeOptions struct {
 	info      map[string]any
 	listdir   []any // what listdir of the base folder answers (nothing by default)
 	rawInfo   any   // what get_worker_info answers instead of a map
+	mute      bool  // answer nothing (requests are still recorded)
 }
 
 // dialFake connects a fake worker; it returns the HTTP response of a
@@ -90,7 +92,7 @@ func dialFake(tb testing.TB, addr, name string, o fakeOptions) (*fakeWorker, err
 		o.basedir = "/fake/" + name
 	}
 	f := &fakeWorker{
-		tb: tb, name: name, onCommand: o.onCommand, listdir: o.listdir, rawInfo: o.rawInfo,
+		tb: tb, name: name, onCommand: o.onCommand, listdir: o.listdir, rawInfo: o.rawInfo, mute: o.mute,
 		pending: map[int64]chan protocol.Message{}, changed: make(chan struct{}, 1),
 		silent: make(chan struct{}), stop: make(chan struct{}), readerDone: make(chan struct{}),
 		seq: -1,
@@ -202,6 +204,9 @@ func (f *fakeWorker) handle(msg protocol.Message) {
 	case f.changed <- struct{}{}:
 	default:
 	}
+	if f.mute {
+		return
+	}
 	switch msg.Op() {
 	case protocol.OpGetWorkerInfo:
 		if f.rawInfo != nil {
@@ -294,9 +299,9 @@ func (f *fakeWorker) respond(seq int64, result any, exception string) {
 	f.write(m)
 }
 
-// call sends a request and waits for the master's response; it returns
-// nil if the connection ends first.
-func (f *fakeWorker) call(msg protocol.Message) protocol.Message {
+// send sends a request and returns the channel its response will come
+// on, without waiting.
+func (f *fakeWorker) send(msg protocol.Message) <-chan protocol.Message {
 	ch := make(chan protocol.Message, 1)
 	f.mu.Lock()
 	f.seq++
@@ -304,6 +309,16 @@ func (f *fakeWorker) call(msg protocol.Message) protocol.Message {
 	f.pending[f.seq] = ch
 	f.mu.Unlock()
 	if err := f.write(msg); err != nil {
+		return nil
+	}
+	return ch
+}
+
+// call sends a request and waits for the master's response; it returns
+// nil if the connection ends first.
+func (f *fakeWorker) call(msg protocol.Message) protocol.Message {
+	ch := f.send(msg)
+	if ch == nil {
 		return nil
 	}
 	select {

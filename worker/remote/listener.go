@@ -156,6 +156,9 @@ func (l *Listener) Conn(name string) (*Conn, bool) {
 // every connection and returns once they have all stopped.
 func (l *Listener) Run(ctx context.Context, m *ci.Master) error {
 	if err := l.setup(ctx, m); err != nil {
+		if l.Listener != nil {
+			l.Listener.Close()
+		}
 		return err
 	}
 	ln := l.Listener

@@ -70,8 +70,8 @@ func TestProtocolViolations(t *testing.T) {
 			return f
 		}},
 		{"early", `before the handshake ended`, func(t *testing.T) *fakeWorker {
-			// This worker reads nothing: it speaks first.
-			f, err := dialFake(t, m.addr, "early", fakeOptions{})
+			// This worker answers nothing: it speaks first.
+			f, err := dialFake(t, m.addr, "early", fakeOptions{mute: true})
 			require.NoError(t, err)
 			require.NoError(t, f.write(protocol.Message{"op": "update", "seq_number": 0, "command_id": "0", "args": []any{}}))
 			return f
@@ -107,7 +107,13 @@ func TestProtocolViolations(t *testing.T) {
 func TestUnknownMessagesCounted(t *testing.T) {
 	cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}}
 	m := startMaster(t, cfg, nil)
-	f, conn := m.attachFake(t, "w1", fakeOptions{})
+	answers := make(chan [2]protocol.Message, 1)
+	f, conn := m.attachFake(t, "w1", fakeOptions{onCommand: func(f *fakeWorker, c fakeCommand) {
+		// An update right after the complete, without waiting.
+		completed := f.send(protocol.Message{"op": protocol.OpComplete, "command_id": c.ID, "args": nil})
+		late := f.send(protocol.Message{"op": protocol.OpUpdate, "command_id": c.ID, "args": []any{[]any{"rc", 0}}})
+		answers <- [2]protocol.Message{<-completed, <-late}
+	}})
 	require.NoError(t, f.write(protocol.Message{"op": "response", "seq_number": 999, "result": nil}))
 	r := f.update("42", []any{"stdout", lines("late\n")})
 	require.NotNil(t, r)
@@ -116,6 +122,13 @@ func TestUnknownMessagesCounted(t *testing.T) {
 	// update was answered.
 	assert.Equal(t, ConnStats{UnknownResponses: 1, UnknownCommands: 1}, conn.Stats())
 	assert.Equal(t, int64(1), m.l.Stats().UnknownResponses)
+
+	require.NoError(t, conn.RunCommand(context.Background(), "b", &ci.RemoteCommand{Name: "rmfile", Args: map[string]any{"path": "x"}}))
+	a := <-answers
+	assert.NoError(t, a[0].ResponseError())
+	assert.ErrorContains(t, a[1].ResponseError(), "command")
+	assert.Equal(t, int64(2), conn.Stats().UnknownCommands)
+
 	r = f.call(protocol.Message{"op": "frobnicate"})
 	assert.ErrorContains(t, r.ResponseError(), "Command frobnicate does not exist")
 	assert.True(t, m.connected("w1"), "unknown ops after the handshake are answered, not fatal")
