@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/kilnci/kiln/ci"
 )
@@ -97,6 +98,13 @@ type dependentRun struct {
 	st    ci.Store
 	ctx   context.Context
 	state dependentState
+	// On the first start, the buildsets up to initSeen that complete from
+	// since on are followed too: init may find one complete that a
+	// subscriber would see complete after it subscribed.
+	initSeen int64
+	since    time.Time
+	// done has the upstream buildsets this run saw complete.
+	done map[int64]bool
 }
 
 // Run implements ci.Service: it follows the upstream scheduler's buildsets
@@ -107,13 +115,14 @@ func (d *Dependent) Run(ctx context.Context, m *ci.Master) error {
 		return fmt.Errorf("scheduler %q: Upstream %q is not a scheduler of the configuration", d.Name, d.Upstream)
 	}
 	// Subscribe before looking at the store, so that nothing falls between.
+	since := m.Now()
 	sub := m.Subscribe(4096)
 	defer sub.Close()
 	st, err := m.Store(ctx)
 	if err != nil {
 		return err
 	}
-	r := &dependentRun{d: d, m: m, st: st, ctx: context.WithoutCancel(ctx)}
+	r := &dependentRun{d: d, m: m, st: st, ctx: context.WithoutCancel(ctx), since: since, done: map[int64]bool{}}
 	found, err := loadState(ctx, st, d.Name, stateKeyDependent, &r.state)
 	if err != nil {
 		return err
@@ -144,8 +153,11 @@ func (d *Dependent) Run(ctx context.Context, m *ci.Master) error {
 					r.catchUp()
 				}
 			case ci.EventBuildsetComplete:
-				if slices.Contains(r.state.Waiting, e.BuildsetID) {
+				switch {
+				case slices.Contains(r.state.Waiting, e.BuildsetID):
 					r.check(e.BuildsetID)
+				case e.BuildsetID <= r.initSeen:
+					r.completedAtFirstStart(e.BuildsetID)
 				}
 			}
 		}
@@ -160,6 +172,7 @@ func (r *dependentRun) init() error {
 		return err
 	}
 	r.state.Seen = seen
+	r.initSeen = seen
 	incomplete := false
 	reqs, _, err := r.st.ListRequests(r.ctx, ci.RequestQuery{Complete: &incomplete})
 	if err != nil {
@@ -178,6 +191,21 @@ func (r *dependentRun) init() error {
 		}
 	}
 	return r.save()
+}
+
+// completedAtFirstStart follows an upstream buildset that init found
+// complete but that completed after the scheduler subscribed.
+func (r *dependentRun) completedAtFirstStart(id int64) {
+	bs, err := r.st.GetBuildset(r.ctx, id)
+	if err != nil {
+		r.logError("could not read a completed buildset", err)
+		return
+	}
+	if r.done[id] || bs.Scheduler != r.d.Upstream || bs.CompleteAt.Before(r.since) {
+		return
+	}
+	r.state.Waiting = append(r.state.Waiting, id)
+	r.check(id)
 }
 
 func (r *dependentRun) save() error {
@@ -257,6 +285,7 @@ func (r *dependentRun) check(id int64) {
 	if !bs.Complete {
 		return
 	}
+	r.done[id] = true
 	waiting := slices.DeleteFunc(slices.Clone(r.state.Waiting), func(x int64) bool { return x == id })
 	if bs.Results != ci.Success && bs.Results != ci.Warnings {
 		r.state.Waiting = waiting
