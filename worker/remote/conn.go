@@ -70,9 +70,9 @@ type Conn struct {
 
 	out    outbox
 	sendMu sync.Mutex // orders sequence numbers and frames
+	seq    int64      // last sequence number sent; guarded by sendMu
 
 	mu       sync.Mutex
-	seq      int64                           // last sequence number sent
 	pending  map[int64]chan protocol.Message // requests awaiting a response
 	cmds     map[string]*command             // running commands by id
 	nextID   int64                           // command ids
@@ -148,7 +148,8 @@ func (c *Conn) Err() error {
 // Close implements ci.WorkerConn: it closes the WebSocket (with a close
 // handshake bounded to a couple of seconds) and returns once the
 // connection's goroutines have stopped. Running commands fail with an error
-// wrapping ci.ErrWorkerLost.
+// wrapping ci.ErrWorkerLost. It must not be called from a RemoteCommand's
+// OnUpdate.
 func (c *Conn) Close() error {
 	c.shutdown(fmt.Errorf("worker %s: connection closed by the master: %w", c.name, ci.ErrWorkerLost), websocket.StatusGoingAway, "master closed the connection")
 	<-c.exited

@@ -139,7 +139,7 @@ func TestUnknownMessagesCounted(t *testing.T) {
 // the end are dropped.
 func TestInterrupt(t *testing.T) {
 	cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "sleep", "100")}}
-	m := startMaster(t, cfg, &Listener{InterruptTimeout: 200 * time.Millisecond})
+	m := startMaster(t, cfg, &Listener{InterruptTimeout: 2 * time.Second})
 	started := make(chan fakeCommand, 1)
 	f, conn := m.attachFake(t, "w1", fakeOptions{onCommand: func(f *fakeWorker, c fakeCommand) { started <- c }})
 	ctx := context.Background()
@@ -184,7 +184,7 @@ func TestLiveness_SilentWorkerLost(t *testing.T) {
 		Workers:  fakeWorkers("silent", "healthy"),
 		Builders: []ci.BuilderConfig{shellBuilder("b", []string{"silent", "healthy"}, "make")},
 	}
-	m := startMaster(t, cfg, &Listener{Timeout: 2 * time.Second, KeepaliveInterval: 200 * time.Millisecond})
+	m := startMaster(t, cfg, &Listener{Timeout: 3 * time.Second, KeepaliveInterval: 300 * time.Millisecond})
 	started := make(chan struct{})
 	silent, conn := m.attachFake(t, "silent", fakeOptions{onCommand: func(f *fakeWorker, c fakeCommand) {
 		f.update(c.ID, []any{"stdout", lines("started\n")})
@@ -224,7 +224,7 @@ func TestLiveness_Keepalives(t *testing.T) {
 	}{{"pongs only", false, true}, {"keepalives only", true, false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}}
-			m := startMaster(t, cfg, &Listener{Timeout: time.Second, KeepaliveInterval: 100 * time.Millisecond})
+			m := startMaster(t, cfg, &Listener{Timeout: 1500 * time.Millisecond, KeepaliveInterval: 150 * time.Millisecond})
 			f, err := dialFake(t, m.addr, "w1", fakeOptions{})
 			require.NoError(t, err)
 			f.noPong.Store(tc.noPong)
