@@ -33,6 +33,7 @@ type stockWorker struct {
 	tb   testing.TB
 	name string
 	dir  string
+	env  []string // added to the worker's environment
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -40,12 +41,12 @@ type stockWorker struct {
 }
 
 // newStockWorker creates a stock worker's folder for a master at addr.
-func newStockWorker(tb testing.TB, addr, name, password string) *stockWorker {
+func newStockWorker(tb testing.TB, addr, name, password string, flags ...string) *stockWorker {
 	tb.Helper()
 	testenv.NeedTool(tb, "buildbot-worker")
 	dir := filepath.Join(tb.TempDir(), name)
-	out, err := exec.Command("buildbot-worker", "create-worker", "--quiet",
-		"--protocol", "msgpack_experimental_v7", dir, addr, name, password).CombinedOutput()
+	args := append([]string{"create-worker", "--quiet", "--protocol", "msgpack_experimental_v7"}, flags...)
+	out, err := exec.Command("buildbot-worker", append(args, dir, addr, name, password)...).CombinedOutput()
 	require.NoError(tb, err, "create-worker: %s", out)
 	require.NoError(tb, os.WriteFile(filepath.Join(dir, "info", "admin"), []byte("Kiln Tests <tests@kiln.invalid>\n"), 0o644))
 	require.NoError(tb, os.WriteFile(filepath.Join(dir, "info", "host"), []byte("stock "+name+"\n"), 0o644))
@@ -75,6 +76,7 @@ func (w *stockWorker) start() {
 	w.tb.Helper()
 	cmd := exec.Command("buildbot-worker", "start", "--nodaemon", w.dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Env = append(os.Environ(), w.env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(w.tb, cmd.Start())
@@ -289,4 +291,41 @@ func TestStockWorker_KilledMidBuild(t *testing.T) {
 	assert.Equal(t, ci.Success, builds[0].Results())
 	assert.NotEqual(t, first, builds[0].Record.ID)
 	assert.Equal(t, "second run\n", builds[0].Log("sh", "stdio"))
+}
+
+// A stock worker started with --use-tls connects over wss:// and, idle,
+// stays attached through the master's keepalives over several timeouts.
+func TestStockWorker_TLSKeepalive(t *testing.T) {
+	certFile, keyFile, _ := selfSigned(t)
+	cfg := ci.MasterConfig{
+		Workers:  []ci.WorkerConfig{{Name: "stock1", Password: "pw"}},
+		Builders: []ci.BuilderConfig{shellBuilder("b", []string{"stock1"}, "sh", "-c", "echo over tls")},
+	}
+	m := startMaster(t, cfg, &Listener{CertFile: certFile, KeyFile: keyFile, Timeout: 2 * time.Second, KeepaliveInterval: 200 * time.Millisecond})
+	w := newStockWorker(t, m.addr, "stock1", "pw", "--use-tls")
+	w.env = []string{"SSL_CERT_FILE=" + certFile} // the worker trusts the test's certificate
+	w.start()
+	conn := m.waitAttached(t, "stock1")
+
+	// The worker logs each keepalive it answers: 20 of them span twice
+	// the timeout.
+	log := filepath.Join(w.dir, "twistd.log")
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(waitTimeout)
+	for {
+		b, _ := os.ReadFile(log)
+		if strings.Count(string(b), "Connection keepalive confirmed") >= 20 {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("the worker did not answer 20 keepalives")
+		}
+	}
+	require.NoError(t, conn.Err())
+	b := m.Build(t, citest.Request{Builder: "b"})
+	assert.Equal(t, ci.Success, b.Results())
+	assert.Equal(t, "over tls\n", b.Log("sh", "stdio"))
 }
