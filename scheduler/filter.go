@@ -65,25 +65,26 @@ func (f *ChangeFilter) IsZero() bool {
 
 // Match reports whether c passes the filter.
 func (f *ChangeFilter) Match(c *ci.Change) bool {
-	return matchAttr(f.Category, f.CategoryRe, c.Category) &&
-		matchAttr(f.Branch, f.BranchRe, c.Branch) &&
-		matchAttr(f.Project, f.ProjectRe, c.Project) &&
-		matchAttr(f.Repository, f.RepositoryRe, c.Repository) &&
-		matchAttr(f.Codebase, f.CodebaseRe, c.Codebase) &&
+	// Exact values first: they are the cheapest and reject the most.
+	return matchValues(f.Category, c.Category) && matchValues(f.Branch, c.Branch) &&
+		matchValues(f.Project, c.Project) && matchValues(f.Repository, c.Repository) &&
+		matchValues(f.Codebase, c.Codebase) &&
+		matchRe(f.CategoryRe, c.Category) && matchRe(f.BranchRe, c.Branch) &&
+		matchRe(f.ProjectRe, c.Project) && matchRe(f.RepositoryRe, c.Repository) &&
+		matchRe(f.CodebaseRe, c.Codebase) &&
 		(f.Fn == nil || f.Fn(c))
 }
 
-func matchAttr(values []string, re, v string) bool {
-	if values != nil && !slices.Contains(values, v) {
-		return false
+func matchValues(values []string, v string) bool {
+	return values == nil || slices.Contains(values, v)
+}
+
+func matchRe(re, v string) bool {
+	if re == "" {
+		return true
 	}
-	if re != "" {
-		rx, err := compileFilterRe(re)
-		if err != nil || !rx.MatchString(v) {
-			return false
-		}
-	}
-	return true
+	rx, err := compileFilterRe(re)
+	return err == nil && rx.MatchString(v)
 }
 
 // Validate reports the regular expressions that do not compile, one line

@@ -234,7 +234,14 @@ func important(m *ci.Master, name string, fn func(*ci.Change) bool, c *ci.Change
 }
 
 // matches calls a change filter, taking a panic in its Fn for "no match".
-func matches(m *ci.Master, name string, f *ChangeFilter, c *ci.Change) (ok bool) {
+func matches(m *ci.Master, name string, f *ChangeFilter, c *ci.Change) bool {
+	if f.Fn == nil {
+		return f.Match(c)
+	}
+	return matchesFn(m, name, f, c)
+}
+
+func matchesFn(m *ci.Master, name string, f *ChangeFilter, c *ci.Change) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			m.Logger().Error("scheduler: ChangeFilter.Fn panicked; ignoring the change", "scheduler", name, "change", c.ID, "panic", p)
