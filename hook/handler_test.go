@@ -688,6 +688,11 @@ func TestBase(t *testing.T) {
 	assert.Equal(t, map[string]any{"release": true}, cs[0].Properties)
 	assert.Len(t, tm.sched.submitted(), 1)
 
+	// A long key is kept short in the store, and still recognised.
+	h.Set("Idempotency-Key", strings.Repeat("k", 5000))
+	require.Equal(t, "ok: 1 changes added, 0 already received\n", post(t, hookURL, h, form).body)
+	require.Equal(t, "ok: 0 changes added, 1 already received\n", post(t, hookURL, h, form).body)
+
 	h.Set("Authorization", "Bearer nope")
 	assert.Equal(t, http.StatusForbidden, post(t, hookURL, h, form).code)
 	h.Del("Authorization")

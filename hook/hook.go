@@ -1,6 +1,8 @@
 package hook
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +41,10 @@ const (
 // it and however often they are delivered. Git forbids spaces in tag names
 // and URLs carry none, so the key is unambiguous.
 func TagKey(repository, tag string) string { return "tag " + repository + " " + tag }
+
+// maxDeliveryID is the longest delivery ID kept as it is in keys; longer
+// ones are hashed.
+const maxDeliveryID = 100
 
 // errors the handlers answer with their own status codes.
 var (
@@ -113,12 +119,17 @@ func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, errForbidden):
 		log.Warn("webhook request refused", "reason", err)
-		reply(w, http.StatusForbidden, err.Error())
+		reply(w, http.StatusForbidden, oneLine(err.Error()))
 		return
 	case err != nil:
 		log.Warn("webhook request rejected", "reason", err)
 		reply(w, http.StatusBadRequest, oneLine(err.Error()))
 		return
+	}
+	if len(d.id) > maxDeliveryID {
+		// A key of bounded size, however long the header.
+		sum := sha256.Sum256([]byte(d.id))
+		d.id = "sha256-" + hex.EncodeToString(sum[:])
 	}
 	log = log.With("event", d.event, "delivery", d.id)
 	if len(d.changes) == 0 {
