@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/scheduler"
@@ -58,8 +59,9 @@ func forceFields(f *scheduler.Force) []forceField {
 	var out []forceField
 	for _, p := range f.Params() {
 		ff := forceField{ForceParam: p}
-		if ff.Label == "" {
-			ff.Label = ff.Name
+		if ff.Label == "" || ff.Label == ff.Name && !ff.Property {
+			// The source fields, named as Buildbot's form names them.
+			ff.Label = strings.ToUpper(ff.Name[:1]) + ff.Name[1:]
 		}
 		switch d := p.Default.(type) {
 		case []string:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -182,10 +183,79 @@ func (a *app) liveLog(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// liveURL is the event stream a page follows, with the stamp of what it
+// shows (see liveStamp).
+func (a *app) liveURL(ctx context.Context, st ci.Store, q url.Values) string {
+	stamp, err := a.liveStamp(ctx, st, q)
+	if err != nil {
+		a.log.Debug("no stamp for a live page", "err", err)
+	}
+	q.Set("stamp", stamp)
+	return a.base + "live?" + q.Encode()
+}
+
+// liveStamp sums up the state a page shows, so that the stream it
+// follows can tell it at once that it changed between the page being made
+// and the stream being opened: for a build, whether it is complete and its
+// steps; for a builder, its newest build and its pending requests; for the
+// other pages, the newest build, the running builds, the pending requests,
+// the changes and the connected workers.
+func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string, error) {
+	if s := q.Get("build"); s != "" {
+		id, _ := strconv.ParseInt(s, 10, 64)
+		b, err := st.GetBuild(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		steps, err := st.ListSteps(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		done := 0
+		for _, s := range steps {
+			if s.Complete {
+				done++
+			}
+		}
+		return fmt.Sprintf("%t.%d.%d", b.Complete, len(steps), done), nil
+	}
+	var builderID int64
+	if s := q.Get("builder"); s != "" {
+		builderID, _ = strconv.ParseInt(s, 10, 64)
+	}
+	last, _, err := st.ListBuilds(ctx, ci.BuildQuery{BuilderID: builderID, Query: ci.Query{Desc: true, Limit: 1}})
+	if err != nil {
+		return "", err
+	}
+	newest := "none"
+	if len(last) > 0 {
+		newest = fmt.Sprintf("%d.%t", last[0].ID, last[0].Complete)
+	}
+	_, pending, err := st.ListRequests(ctx, ci.RequestQuery{BuilderID: builderID, Claimed: ptr(false), Complete: ptr(false), Query: ci.Query{Limit: 1}})
+	if err != nil {
+		return "", err
+	}
+	if builderID != 0 {
+		return fmt.Sprintf("%s.%d", newest, pending), nil
+	}
+	_, changes, err := st.ListChanges(ctx, ci.Query{Limit: 1})
+	if err != nil {
+		return "", err
+	}
+	connected := 0
+	for _, w := range a.m.Workers() {
+		if w.Connected {
+			connected++
+		}
+	}
+	return fmt.Sprintf("%s.%d.%d.%d.%d", newest, len(a.m.RunningBuilds()), pending, changes, connected), nil
+}
+
 // liveEvents streams a "change" event whenever something a page shows
 // changes: with ?build=ID, that build's steps and end; with ?builder=ID,
 // that builder's builds and requests; otherwise builds starting and
 // ending, requests, changes and workers. Bursts are sent as one event.
+// With ?stamp=, a first event comes at once if the page is out of date.
 func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
@@ -228,6 +298,17 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 	defer quiet.Stop()
 	var pending string
 	var burst <-chan time.Time
+	if stamp := q.Get("stamp"); stamp != "" {
+		sctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		st, err := a.store(sctx)
+		if err == nil {
+			var now string
+			if now, err = a.liveStamp(sctx, st, q); err == nil && now != stamp {
+				pending, burst = "stale", time.After(0)
+			}
+		}
+		cancel()
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -400,7 +400,8 @@ type homeData struct {
 
 func (a *app) home(r *http.Request, st ci.Store, v *view) (string, any, error) {
 	ctx := r.Context()
-	v.Page, v.Nav, v.Live = "Builders", "home", a.base+"live"
+	v.Page, v.Nav = "Builders", "home"
+	v.Live = a.liveURL(ctx, st, url.Values{})
 	n := newNames(ctx, st)
 	builders, err := a.configuredBuilders(ctx, st)
 	if err != nil {
@@ -486,7 +487,8 @@ func (a *app) builderPage(r *http.Request, st ci.Store, v *view) (string, any, e
 	if err != nil {
 		return "", nil, err
 	}
-	v.Page, v.Live = b.Name, a.base+"live?builder="+strconv.FormatInt(id, 10)
+	v.Page = b.Name
+	v.Live = a.liveURL(ctx, st, url.Values{"builder": {strconv.FormatInt(id, 10)}})
 	n := newNames(ctx, st)
 	n.builders[id] = b.Name
 	d := &builderData{Builder: b, Total: total, PageNum: pageNum, Pages: max(1, (total+size-1)/size), BuilderID: id,
@@ -628,7 +630,7 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 		APIURL:   a.base + "api/v2/builds/" + strconv.FormatInt(build.ID, 10)}
 	v.Page = fmt.Sprintf("%s #%d", b.Name, build.Number)
 	if !build.Complete {
-		v.Live = a.base + "live?build=" + strconv.FormatInt(build.ID, 10)
+		v.Live = a.liveURL(ctx, st, url.Values{"build": {strconv.FormatInt(build.ID, 10)}})
 		d.CanStop = a.can(r, actStop)
 		d.StopURL = a.buildURL(b.Name, build.Number) + "/stop"
 	}
@@ -641,7 +643,11 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 	if req, err := st.GetRequest(ctx, build.BuildRequestID); err == nil {
 		if bs, err := st.GetBuildset(ctx, req.BuildsetID); err == nil {
 			d.Reason, d.Owner = bs.Reason, bs.Properties.String("owner")
-			d.SourceStamps = bs.SourceStamps
+			for _, ss := range bs.SourceStamps {
+				if ss.Codebase != "" || ss.Repository != "" || ss.Branch != "" || ss.Revision != "" || ss.Project != "" {
+					d.SourceStamps = append(d.SourceStamps, ss)
+				}
+			}
 			seen := map[int64]bool{}
 			for _, ss := range bs.SourceStamps {
 				for _, cid := range ss.Changes {
@@ -765,7 +771,8 @@ var shownInfo = []string{"admin", "host", "version", "system", "os_name", "os_re
 
 func (a *app) workersPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
 	ctx := r.Context()
-	v.Page, v.Nav, v.Live = "Workers", "workers", a.base+"live"
+	v.Page, v.Nav = "Workers", "workers"
+	v.Live = a.liveURL(ctx, st, url.Values{})
 	stored, err := st.ListWorkers(ctx)
 	if err != nil {
 		return "", nil, err
@@ -818,7 +825,8 @@ type changesData struct {
 }
 
 func (a *app) changesPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
-	v.Page, v.Nav, v.Live = "Changes", "changes", a.base+"live"
+	v.Page, v.Nav = "Changes", "changes"
+	v.Live = a.liveURL(r.Context(), st, url.Values{})
 	pageNum := 1
 	var err error
 	if s := r.URL.Query().Get("page"); s != "" {
@@ -865,7 +873,8 @@ const maxGridBuilds = 200
 
 func (a *app) gridPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
 	ctx := r.Context()
-	v.Page, v.Nav, v.Live = "Grid", "grid", a.base+"live"
+	v.Page, v.Nav = "Grid", "grid"
+	v.Live = a.liveURL(ctx, st, url.Values{})
 	limit := a.opts.GridChanges
 	if s := r.URL.Query().Get("changes"); s != "" {
 		n, err := strconv.Atoi(s)
