@@ -32,6 +32,7 @@ import (
 	"github.com/kilnci/kiln/ci/sqlite"
 	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/hook"
+	"github.com/kilnci/kiln/scheduler"
 	"github.com/kilnci/kiln/webui"
 )
 
@@ -714,4 +715,55 @@ func TestHandler_WithoutWebServer(t *testing.T) {
 	r := post(t, srv.URL, h, create)
 	require.Equal(t, http.StatusOK, r.code, r.body)
 	assert.Len(t, tm.sched.submitted(), 1)
+}
+
+// TestGitHub_IdeascubeScheduler: the Ideascube configuration with the real
+// AnyBranch scheduler on category "new-tag": one buildset per tag, though
+// GitHub tells of it twice, none for a branch.
+func TestGitHub_IdeascubeScheduler(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	m := citest.Start(t, ci.MasterConfig{
+		Title:   "Ideascube",
+		Workers: []ci.WorkerConfig{{Name: "slave-amd64"}},
+		Builders: []ci.BuilderConfig{{
+			Name:    "build-amd64-pkg",
+			Workers: []string{"slave-amd64"},
+			Steps: []ci.Step{&steps.ShellCommand{
+				StepOptions: ci.StepOptions{Name: "echo"},
+				Command:     []any{"echo", ci.Interpolate("%(prop:branch)s")},
+			}},
+		}},
+		Schedulers: []ci.Scheduler{
+			&scheduler.Force{Name: "force", Builders: []string{"build-amd64-pkg"}},
+			&scheduler.AnyBranch{
+				Name:         "tags",
+				ChangeFilter: scheduler.ChangeFilter{Category: []string{"new-tag"}},
+				Builders:     []string{"build-amd64-pkg"},
+			},
+		},
+		ChangeHooks: []ci.ChangeHook{&hook.GitHub{Secret: githubSecret, Strict: true}},
+		Services:    []ci.Service{&webui.Server{Listener: ln}},
+	})
+	hookURL := "http://" + ln.Addr().String() + "/change_hook/github"
+	deliveries := []struct{ event, file, id string }{
+		{"create", "github/create_tag.json", "1"},
+		{"push", "github/push_tag.json", "2"},
+		{"create", "github/create_branch.json", "3"},
+		{"push", "github/push.json", "4"},
+		{"create", "github/create_tag.json", "1"},
+	}
+	for _, d := range deliveries {
+		body := readTestdata(t, d.file)
+		r := post(t, hookURL, githubHeader(d.event, d.id, body), body)
+		require.Equal(t, http.StatusOK, r.code, r.body)
+	}
+	reqs, total, err := m.Store.ListRequests(context.Background(), ci.RequestQuery{})
+	require.NoError(t, err)
+	require.Equal(t, 1, total, "one build request")
+	builds := m.WaitBuildset(t, reqs[0].BuildsetID)
+	require.Len(t, builds, 1)
+	assert.Equal(t, ci.Success, builds[0].Results())
+	assert.Equal(t, "v0.42.0\n", builds[0].Log("echo", "stdio"))
+	assert.Equal(t, "v0.42.0", builds[0].Property("branch"))
 }
