@@ -30,6 +30,7 @@ import (
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/citest"
 	"github.com/kilnci/kiln/ci/report"
+	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/internal/testenv"
 )
 
@@ -428,4 +429,38 @@ func TestIRC_Validate(t *testing.T) {
 	} {
 		assert.Error(t, bad.Validate(), "%+v", bad)
 	}
+}
+
+// TestIRC_NotifyChanges: with Notify on changes of result only, the bot
+// announces the builds that fail after a success and succeed after a
+// failure, comparing with the builder's previous build in the store.
+func TestIRC_NotifyChanges(t *testing.T) {
+	srv := startNgircd(t)
+	watcher := dialIRC(t, srv.addr, "watcher")
+	watcher.send("JOIN #kiln")
+	watcher.waitFor("own join", func(l ircLine) bool { return l.command == "JOIN" && l.from() == "watcher" })
+	bot := &report.IRC{
+		Addr: srv.addr, Nick: "kiln", Password: ircPassword, Channels: []string{"#kiln"}, NoColors: true,
+		Notify: []string{"problem", "recovery"},
+	}
+	cfg := echoConfig()
+	cfg.Builders = append(cfg.Builders, ci.BuilderConfig{
+		Name: "flaky", Workers: []string{"w1"},
+		Steps: []ci.Step{&steps.ShellCommand{
+			StepOptions: ci.StepOptions{Name: "exit"},
+			Command:     []any{"sh", "-c", "exit \"$1\"", "sh", ci.Interpolate("%(prop:rc)s")},
+		}},
+	})
+	cfg.Reporters = []ci.Reporter{bot}
+	cfg.Services = []ci.Service{bot}
+	m := citest.Start(t, cfg)
+	watcher.waitFor("the bot's join", func(l ircLine) bool { return l.command == "JOIN" && l.from() == "kiln" })
+	for _, rc := range []string{"0", "1", "1", "0", "0"} {
+		m.Build(t, citest.Request{Builder: "flaky", Properties: map[string]any{"rc": rc}})
+	}
+	assert.Equal(t, "Build #2 of flaky failed: failed exit. http://ci.example.org/builders/flaky/builds/2", watcher.said("#kiln", "Build"))
+	assert.Equal(t, "Build #4 of flaky completed successfully. http://ci.example.org/builders/flaky/builds/4", watcher.said("#kiln", "Build"))
+	// Nothing else was announced.
+	watcher.send("PRIVMSG #kiln :kiln: last flaky")
+	assert.Contains(t, watcher.said("#kiln", ""), "flaky: last build #5 completed successfully")
 }
