@@ -325,3 +325,46 @@ func TestAnyBranch_ChangesBeforeRun(t *testing.T) {
 	assert.Len(t, sourceOf(t, got[0]).Changes, 5)
 	assert.Equal(t, "e", sourceOf(t, got[0]).Revision)
 }
+
+// TestAnyBranch_PanickingFunctions checks that a filter or importance
+// function that panics makes the scheduler ignore the change, without
+// failing AddChange or the other schedulers.
+func TestAnyBranch_PanickingFunctions(t *testing.T) {
+	boom := func(c *ci.Change) bool { panic("boom") }
+	m := startIdle(t, config("", nil,
+		&scheduler.AnyBranch{Name: "filter", Builders: []string{"a"}, ChangeFilter: scheduler.ChangeFilter{Fn: boom}},
+		&scheduler.AnyBranch{Name: "important", Builders: []string{"a"}, FileIsImportant: boom},
+		&scheduler.AnyBranch{Name: "fine", Builders: []string{"a"}},
+	))
+	addChange(t, m, ci.Change{Branch: "main"})
+	assert.Empty(t, buildsets(t, m, "filter"))
+	assert.Empty(t, buildsets(t, m, "important"))
+	assert.Len(t, buildsets(t, m, "fine"), 1)
+}
+
+func TestTriggerable(t *testing.T) {
+	trig := &scheduler.Triggerable{Name: "t", Builders: []string{"a", "b"}, Priority: 5,
+		Properties: map[string]any{"dist": "jessie", "keep": "yes"}}
+	m := startIdle(t, config("", nil, trig))
+	ctx := t.Context()
+	props := ci.Properties{}
+	props.Set("dist", "stretch", "Trigger")
+	bs, err := trig.Trigger(ctx, m.Master, ci.TriggerRequest{
+		SourceStamps: []ci.SourceStamp{{Branch: "main", Revision: "abc"}},
+		Properties:   props,
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "The Triggerable scheduler named 't' triggered this build", bs.Reason)
+	assert.Equal(t, "t", bs.Scheduler)
+	assert.Equal(t, ci.Property{Value: "stretch", Source: "Trigger"}, bs.Properties["dist"])
+	assert.Equal(t, ci.Property{Value: "yes", Source: ci.SourceScheduler}, bs.Properties["keep"])
+	assert.Equal(t, "abc", sourceOf(t, bs).Revision)
+	assert.Equal(t, []string{"a", "b"}, requestsOf(t, m, bs))
+	reqs, _, err := m.Store.ListRequests(ctx, ci.RequestQuery{BuildsetID: bs.ID})
+	require.NoError(t, err)
+	assert.Equal(t, 5, reqs[0].Priority)
+
+	bs, err = trig.Trigger(ctx, m.Master, ci.TriggerRequest{Reason: "asked"})
+	require.NoError(t, err)
+	assert.Equal(t, "asked", bs.Reason)
+}
