@@ -220,3 +220,27 @@ func TestTimed_Validate(t *testing.T) {
 	_, err := ci.NewMaster(config("", nil, &scheduler.Nightly{Name: "nightly", Builders: []string{"a"}, Spec: "0 3 * * mon-fry"}))
 	assert.ErrorContains(t, err, `scheduler "nightly": Spec "0 3 * * mon-fry": day-of-week field: "mon-fry" has "fry", which is neither a number in 0-7 nor a name (sun, mon, tue, wed, thu, fri, sat)`)
 }
+
+func TestNightly_OnlyIfChanged(t *testing.T) {
+	clock := citest.NewClock(t0) // 2024-01-01 02:00 UTC
+	n := &scheduler.Nightly{Name: "n", Builders: []string{"a"}, Spec: "0 3 * * *", Location: time.UTC,
+		OnlyIfChanged: true, ChangeFilter: scheduler.ChangeFilter{Repository: []string{"app.git"}}}
+	m := startIdle(t, config("", clock, n))
+	waitTimers(t, clock, 1)
+	clock.Advance(time.Hour)
+	require.Len(t, buildsets(t, m, "n"), 1, "the first build is not skipped: what was last built is unknown")
+
+	clock.Advance(24 * time.Hour)
+	assert.Len(t, buildsets(t, m, "n"), 1, "no change: skipped")
+
+	addChange(t, m, ci.Change{Repository: "other.git", Branch: "main", Revision: "o1"})
+	clock.Advance(24 * time.Hour)
+	assert.Len(t, buildsets(t, m, "n"), 1, "no change passing the filter: skipped")
+
+	c := addChange(t, m, ci.Change{Repository: "app.git", Branch: "main", Revision: "a1"})
+	clock.Advance(24 * time.Hour)
+	got := buildsets(t, m, "n")
+	require.Len(t, got, 2)
+	assert.Equal(t, []int64{c.ID}, sourceOf(t, got[1]).Changes)
+	assert.Equal(t, time.Date(2024, 1, 4, 3, 0, 0, 0, time.UTC), got[1].SubmittedAt)
+}
