@@ -35,7 +35,9 @@ type MasterConfig struct {
 	Schedulers []Scheduler
 	// ChangeHooks are served by the web server at /change_hook/<dialect>.
 	ChangeHooks []ChangeHook
-	// Reporters are told of every build that starts and finishes.
+	// Reporters are told of every build that starts and finishes. A
+	// reporter that is also a Service (one that keeps a connection, as the
+	// IRC bot) is run as the services are.
 	Reporters []Reporter
 	// Services run beside the master for as long as it runs: the web server,
 	// the worker listener, in-process workers.

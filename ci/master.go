@@ -260,12 +260,24 @@ func (m *Master) Run(ctx context.Context) (err error) {
 			}
 		})
 	}
+	started := map[Service]bool{}
 	for i, s := range m.cfg.Services {
-		start(fmt.Sprintf("service %d (%T)", i, s), s)
+		if !started[s] {
+			started[s] = true
+			start(fmt.Sprintf("service %d (%T)", i, s), s)
+		}
 	}
 	for _, s := range m.cfg.Schedulers {
-		if svc, ok := s.(Service); ok {
+		if svc, ok := s.(Service); ok && !started[svc] {
+			started[svc] = true
 			start(fmt.Sprintf("scheduler %q", s.SchedulerName()), svc)
+		}
+	}
+	// A reporter that keeps a connection (IRC) is also a service.
+	for i, r := range m.cfg.Reporters {
+		if svc, ok := r.(Service); ok && !started[svc] {
+			started[svc] = true
+			start(fmt.Sprintf("reporter %d (%T)", i, r), svc)
 		}
 	}
 
