@@ -42,12 +42,10 @@ var errNotConnected = errors.New("not connected to IRC, or no channel joined")
 
 // IRC announces builds on IRC channels and answers a few commands, as
 // Buildbot's IRC reporter. It is both a ci.Reporter and a ci.Service: list
-// it in MasterConfig.Reporters, for the announcements, and in
-// MasterConfig.Services, so that the master runs its connection:
+// it in MasterConfig.Reporters and the master also runs its connection:
 //
 //	bot := &report.IRC{Addr: "irc.libera.chat:6697", TLS: true, Nick: "ideascube-ci", Channels: []string{"#ideascube"}}
 //	cfg.Reporters = append(cfg.Reporters, bot)
-//	cfg.Services = append(cfg.Services, bot)
 //
 // Run connects, registers, joins the channels, and reconnects with growing
 // delays (MinBackoff doubling up to MaxBackoff) whenever the connection is

@@ -317,7 +317,7 @@ func TestIRC(t *testing.T) {
 
 	cfg := echoConfig()
 	cfg.Reporters = []ci.Reporter{bot}
-	cfg.Services = []ci.Service{bot}
+	// Listed as a reporter only: the master runs its connection too.
 	m := citest.Start(t, cfg)
 	watcher.waitFor("the bot's join", func(l ircLine) bool {
 		return l.command == "JOIN" && l.from() == "kiln" && l.params[0] == "#kiln"
@@ -400,7 +400,7 @@ func TestIRC_TLSAndNickInUse(t *testing.T) {
 	}
 	cfg := echoConfig()
 	cfg.Reporters = []ci.Reporter{bot}
-	cfg.Services = []ci.Service{bot}
+	// Listed as a reporter only: the master runs its connection too.
 	m := citest.Start(t, cfg)
 	watcher.waitFor("the bot's join", func(l ircLine) bool {
 		return l.command == "JOIN" && l.from() == "kiln_" && l.params[0] == "#kiln"
@@ -452,7 +452,7 @@ func TestIRC_NotifyChanges(t *testing.T) {
 		}},
 	})
 	cfg.Reporters = []ci.Reporter{bot}
-	cfg.Services = []ci.Service{bot}
+	// Listed as a reporter only: the master runs its connection too.
 	m := citest.Start(t, cfg)
 	watcher.waitFor("the bot's join", func(l ircLine) bool { return l.command == "JOIN" && l.from() == "kiln" })
 	for _, rc := range []string{"0", "1", "1", "0", "0"} {
