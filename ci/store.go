@@ -141,6 +141,9 @@ type Query struct {
 	Offset int
 	// Desc orders newest (highest ID) first.
 	Desc bool
+	// NoTotal skips counting the records selected, for callers that need
+	// only the page (the newest build, say): the total returned is -1.
+	NoTotal bool
 }
 
 // A BuildQuery selects builds. Zero fields do not filter.

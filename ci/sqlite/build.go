@@ -230,7 +230,7 @@ func (s *Store) ListBuilds(ctx context.Context, q ci.BuildQuery) ([]*ci.Build, i
 		conds, args = append(conds, "worker_id = ?"), append(args, q.WorkerID)
 	}
 	if q.Complete != nil {
-		conds, args = append(conds, "complete = ?"), append(args, *q.Complete)
+		conds = append(conds, flagCond("complete", *q.Complete))
 	}
 	if q.ChangeID != 0 {
 		conds, args = append(conds, changeBuilds), append(args, q.ChangeID)
@@ -238,7 +238,7 @@ func (s *Store) ListBuilds(ctx context.Context, q ci.BuildQuery) ([]*ci.Build, i
 	var list []*ci.Build
 	var total int
 	err := s.read(ctx, func(tx *txn) error {
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM builds`+where(conds), args...).Scan(&total); err != nil {
+		if err := count(ctx, tx, q.Query, `SELECT COUNT(*) FROM builds`+where(conds), &total, args...); err != nil {
 			return err
 		}
 		clause, pargs := page(q.Query, "id")

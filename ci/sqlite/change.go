@@ -124,7 +124,7 @@ func (s *Store) ListChanges(ctx context.Context, q ci.Query) ([]*ci.Change, int,
 	var list []*ci.Change
 	var total int
 	err := s.read(ctx, func(tx *txn) error {
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM changes`).Scan(&total); err != nil {
+		if err := count(ctx, tx, q, `SELECT COUNT(*) FROM changes`, &total); err != nil {
 			return err
 		}
 		clause, args := page(q, "id")

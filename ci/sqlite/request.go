@@ -107,12 +107,12 @@ func (s *Store) ListBuildsets(ctx context.Context, q ci.BuildsetQuery) ([]*ci.Bu
 	var conds []string
 	var args []any
 	if q.Complete != nil {
-		conds, args = append(conds, "complete = ?"), append(args, *q.Complete)
+		conds = append(conds, flagCond("complete", *q.Complete))
 	}
 	var list []*ci.Buildset
 	var total int
 	err := s.read(ctx, func(tx *txn) error {
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM buildsets`+where(conds), args...).Scan(&total); err != nil {
+		if err := count(ctx, tx, q.Query, `SELECT COUNT(*) FROM buildsets`+where(conds), &total, args...); err != nil {
 			return err
 		}
 		clause, pargs := page(q.Query, "id")
@@ -201,15 +201,15 @@ func (s *Store) ListRequests(ctx context.Context, q ci.RequestQuery) ([]*ci.Buil
 		conds, args = append(conds, "buildset_id = ?"), append(args, q.BuildsetID)
 	}
 	if q.Complete != nil {
-		conds, args = append(conds, "complete = ?"), append(args, *q.Complete)
+		conds = append(conds, flagCond("complete", *q.Complete))
 	}
 	if q.Claimed != nil {
-		conds, args = append(conds, "claimed = ?"), append(args, *q.Claimed)
+		conds = append(conds, flagCond("claimed", *q.Claimed))
 	}
 	var list []*ci.BuildRequest
 	var total int
 	err := s.read(ctx, func(tx *txn) error {
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM buildrequests`+where(conds), args...).Scan(&total); err != nil {
+		if err := count(ctx, tx, q.Query, `SELECT COUNT(*) FROM buildrequests`+where(conds), &total, args...); err != nil {
 			return err
 		}
 		clause, pargs := page(q.Query, "id")

@@ -443,6 +443,26 @@ func page(q ci.Query, col string) (string, []any) {
 	return fmt.Sprintf(" ORDER BY %s %s LIMIT ? OFFSET ?", col, dir), []any{limit, max(q.Offset, 0)}
 }
 
+// count sets total to the result of query, a COUNT, or to -1 when q asks
+// for no total.
+func count(ctx context.Context, tx *txn, q ci.Query, query string, total *int, args ...any) error {
+	if q.NoTotal {
+		*total = -1
+		return nil
+	}
+	return tx.QueryRowContext(ctx, query, args...).Scan(total)
+}
+
+// flagCond is the condition that a flag column is set (or not), written
+// with a literal so that SQLite can use the partial indexes defined on it
+// ("WHERE complete = 0"), which it cannot prove match a bound parameter.
+func flagCond(col string, set bool) string {
+	if set {
+		return col + " = 1"
+	}
+	return col + " = 0"
+}
+
 // where joins conditions into a WHERE clause ("" when there are none).
 func where(conds []string) string {
 	if len(conds) == 0 {

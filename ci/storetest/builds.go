@@ -334,6 +334,7 @@ func testListBuilds(t *testing.T, open func(*testing.T) *fixture) {
 		{"Page", ci.BuildQuery{Query: ci.Query{Limit: 2, Offset: 2}}, id(2, 3), 5},
 		{"BuilderDescPage", ci.BuildQuery{BuilderID: b1.ID, Query: ci.Query{Desc: true, Limit: 1}}, id(3), 3},
 		{"None", ci.BuildQuery{BuilderID: 999}, id(), 0},
+		{"NoTotal", ci.BuildQuery{BuilderID: b1.ID, Query: ci.Query{Desc: true, Limit: 1, NoTotal: true}}, id(3), -1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			list, total, err := f.s.ListBuilds(f.ctx, tt.q)

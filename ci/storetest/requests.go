@@ -110,6 +110,7 @@ func testListRequests(t *testing.T, open func(*testing.T) *fixture) {
 		{"Desc", ci.RequestQuery{Query: ci.Query{Limit: 2, Desc: true}}, []int64{c[0].ID, b[1].ID}, 5},
 		{"FilteredPage", ci.RequestQuery{BuilderID: b1.ID, Query: ci.Query{Limit: 1, Offset: 1, Desc: true}}, []int64{b[0].ID}, 3},
 		{"None", ci.RequestQuery{BuilderID: 999}, []int64{}, 0},
+		{"NoTotal", ci.RequestQuery{Claimed: ptr(false), Complete: ptr(false), Query: ci.Query{NoTotal: true}}, []int64{a[1].ID, c[0].ID}, -1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			list, total, err := f.s.ListRequests(f.ctx, tt.q)

@@ -88,6 +88,7 @@ func testListBuildsets(t *testing.T, open func(*testing.T) *fixture) {
 		{"Incomplete", ci.BuildsetQuery{Complete: ptr(false)}, []int64{bsB.ID}, 1},
 		{"Page", ci.BuildsetQuery{Query: ci.Query{Limit: 1, Offset: 1, Desc: true}}, []int64{bsB.ID}, 3},
 		{"FilteredPage", ci.BuildsetQuery{Complete: ptr(true), Query: ci.Query{Limit: 1, Desc: true}}, []int64{bsC.ID}, 2},
+		{"NoTotal", ci.BuildsetQuery{Query: ci.Query{Limit: 1, NoTotal: true}}, []int64{bsA.ID}, -1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			list, total, err := f.s.ListBuildsets(f.ctx, tt.q)
