@@ -223,7 +223,7 @@ func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string,
 	if s := q.Get("builder"); s != "" {
 		builderID, _ = strconv.ParseInt(s, 10, 64)
 	}
-	last, _, err := st.ListBuilds(ctx, ci.BuildQuery{BuilderID: builderID, Query: ci.Query{Desc: true, Limit: 1}})
+	last, _, err := st.ListBuilds(ctx, ci.BuildQuery{BuilderID: builderID, Query: ci.Query{Desc: true, Limit: 1, NoTotal: true}})
 	if err != nil {
 		return "", err
 	}

@@ -416,7 +416,7 @@ func (a *app) home(r *http.Request, st ci.Store, v *view) (string, any, error) {
 	for i, b := range builders {
 		n.builders[b.ID] = b.Name
 		row := builderRow{Builder: b, URL: a.builderURL(b.Name)}
-		last, _, err := st.ListBuilds(ctx, ci.BuildQuery{BuilderID: b.ID, Complete: nil, Query: ci.Query{Desc: true, Limit: 1}})
+		last, _, err := st.ListBuilds(ctx, ci.BuildQuery{BuilderID: b.ID, Query: ci.Query{Desc: true, Limit: 1, NoTotal: true}})
 		if err != nil {
 			return "", nil, err
 		}
@@ -894,13 +894,13 @@ func (a *app) gridPage(r *http.Request, st ci.Store, v *view) (string, any, erro
 		col[b.ID] = i
 		d.BuilderURLs = append(d.BuilderURLs, a.builderURL(b.Name))
 	}
-	changes, _, err := st.ListChanges(ctx, ci.Query{Desc: true, Limit: limit})
+	changes, _, err := st.ListChanges(ctx, ci.Query{Desc: true, Limit: limit, NoTotal: true})
 	if err != nil {
 		return "", nil, err
 	}
 	for _, c := range changes {
 		row := gridRow{Change: c, Cells: make([]gridCell, len(builders))}
-		builds, _, err := st.ListBuilds(ctx, ci.BuildQuery{ChangeID: c.ID, Query: ci.Query{Desc: true, Limit: maxGridBuilds}})
+		builds, _, err := st.ListBuilds(ctx, ci.BuildQuery{ChangeID: c.ID, Query: ci.Query{Desc: true, Limit: maxGridBuilds, NoTotal: true}})
 		if err != nil {
 			return "", nil, err
 		}

@@ -1,0 +1,174 @@
+package webui_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/ci/sqlite"
+	"github.com/kilnci/kiln/ci/steps"
+	"github.com/kilnci/kiln/webui"
+)
+
+// benchBuilds is how many builds the benchmarks' store holds, all of one
+// builder.
+const benchBuilds = 100_000
+
+var bench struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// benchStore fills a store with benchBuilds finished builds of builder
+// "big" (and a few of "small"), directly through the store's API, once per
+// test binary, and returns its path.
+func benchStore(b *testing.B) string {
+	bench.once.Do(func() {
+		dir, err := mkdirTemp()
+		if err != nil {
+			bench.err = err
+			return
+		}
+		bench.path = filepath.Join(dir, "state.sqlite")
+		bench.err = fillStore(context.Background(), bench.path)
+	})
+	if bench.err != nil {
+		b.Fatal(bench.err)
+	}
+	return bench.path
+}
+
+func fillStore(ctx context.Context, path string) error {
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	big, err := st.EnsureBuilder(ctx, "big", "", nil)
+	if err != nil {
+		return err
+	}
+	small, err := st.EnsureBuilder(ctx, "small", "", nil)
+	if err != nil {
+		return err
+	}
+	w, err := st.EnsureWorker(ctx, "w1")
+	if err != nil {
+		return err
+	}
+	t0 := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	const perBuildset = 1000
+	for n := 0; n < benchBuilds; n += perBuildset {
+		ids := make([]int64, perBuildset)
+		for i := range ids {
+			ids[i] = big.ID
+			if i%100 == 0 {
+				ids[i] = small.ID
+			}
+		}
+		at := t0.Add(time.Duration(n) * time.Minute)
+		reqs, err := st.AddBuildset(ctx, &ci.Buildset{Reason: "bench", SubmittedAt: at, SourceStamps: []ci.SourceStamp{{Branch: "main"}}}, ids, 0)
+		if err != nil {
+			return err
+		}
+		for i, r := range reqs {
+			build := &ci.Build{BuilderID: r.BuilderID, WorkerID: w.ID, StartedAt: at.Add(time.Duration(i) * time.Second),
+				StateString: "building", Properties: ci.Properties{}}
+			if err := st.StartBuild(ctx, build, []int64{r.ID}); err != nil {
+				return err
+			}
+			build.Complete, build.CompleteAt, build.StateString = true, build.StartedAt.Add(30*time.Second), "build successful"
+			build.Results = ci.Result(i % 3)
+			if _, err := st.FinishBuild(ctx, build, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// benchUI starts a master on the filled store and returns its web
+// application.
+func benchUI(b *testing.B) (http.Handler, int64) {
+	path := benchStore(b)
+	st, err := sqlite.Open(b.Context(), path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	step := &steps.ShellCommand{Command: []string{"true"}}
+	m := citest.Start(b, ci.MasterConfig{
+		Store:    st,
+		Workers:  []ci.WorkerConfig{{Name: "w1"}},
+		Builders: []ci.BuilderConfig{{Name: "big", Workers: []string{"w1"}, Steps: []ci.Step{step}}, {Name: "small", Workers: []string{"w1"}, Steps: []ci.Step{step}}},
+	}, citest.Options{NoWorkers: true})
+	h, err := webui.NewHandler(m.Master, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, _ := m.BuilderID("big")
+	return h, id
+}
+
+func benchGet(b *testing.B, h http.Handler, path, want string) {
+	b.Helper()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), want) {
+			b.Fatalf("GET %s: %d\n%.500s", path, rec.Code, rec.Body.String())
+		}
+	}
+}
+
+// BenchmarkBuilderPage renders the first page of a builder with 100,000
+// builds: 50 builds read with LIMIT, the total counted on an index.
+func BenchmarkBuilderPage(b *testing.B) {
+	h, _ := benchUI(b)
+	benchGet(b, h, "/builders/big", "page 1 of ")
+}
+
+// BenchmarkBuilderPage_Deep renders a page far down the history.
+func BenchmarkBuilderPage_Deep(b *testing.B) {
+	h, _ := benchUI(b)
+	benchGet(b, h, "/builders/big?page=1500", "page 1500 of ")
+}
+
+// BenchmarkAPIBuilds answers /api/v2/builds?builderid=N&limit=50 over
+// 100,000 builds.
+func BenchmarkAPIBuilds(b *testing.B) {
+	h, id := benchUI(b)
+	benchGet(b, h, "/api/v2/builds?builderid="+strconv.FormatInt(id, 10)+"&limit=50", `"total":99000`)
+}
+
+// BenchmarkAPIBuilds_Newest answers the newest 50 builds of the builder.
+func BenchmarkAPIBuilds_Newest(b *testing.B) {
+	h, id := benchUI(b)
+	benchGet(b, h, "/api/v2/builds?builderid="+strconv.FormatInt(id, 10)+"&limit=50&order=-number", `"total":99000`)
+}
+
+// BenchmarkHome renders the home page: each builder's last build, the
+// running builds and the pending requests.
+func BenchmarkHome(b *testing.B) {
+	h, _ := benchUI(b)
+	benchGet(b, h, "/", "Builders")
+}
+
+// benchDir is removed by TestMain once every test and benchmark ran.
+var benchDir string
+
+func mkdirTemp() (string, error) {
+	dir, err := os.MkdirTemp("", "kiln-webui-bench-")
+	benchDir = dir
+	return dir, err
+}
