@@ -17,14 +17,14 @@ func statTuple(fi os.FileInfo) []int64 {
 	return []int64{
 		int64(st.Mode), int64(st.Ino), int64(st.Dev), int64(st.Nlink),
 		int64(st.Uid), int64(st.Gid), st.Size,
-		st.Atim.Sec, st.Mtim.Sec, st.Ctim.Sec,
+		int64(st.Atim.Sec), int64(st.Mtim.Sec), int64(st.Ctim.Sec), // int32 on 32-bit systems
 	}
 }
 
 // changeTime returns a file's status change time.
 func changeTime(fi os.FileInfo) time.Time {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return time.Unix(st.Ctim.Sec, st.Ctim.Nsec)
+		return time.Unix(int64(st.Ctim.Sec), int64(st.Ctim.Nsec))
 	}
 	return time.Time{}
 }
@@ -32,7 +32,7 @@ func changeTime(fi os.FileInfo) time.Time {
 // accessTime returns a file's access time.
 func accessTime(fi os.FileInfo) time.Time {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return time.Unix(st.Atim.Sec, st.Atim.Nsec)
+		return time.Unix(int64(st.Atim.Sec), int64(st.Atim.Nsec))
 	}
 	return fi.ModTime()
 }

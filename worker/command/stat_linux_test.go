@@ -22,7 +22,7 @@ func TestStat(t *testing.T) {
 		require.NoError(t, syscall.Stat(p, &st))
 		assert.Equal(t, []kv{
 			{"stat", []int64{int64(st.Mode), int64(st.Ino), int64(st.Dev), int64(st.Nlink), int64(st.Uid), int64(st.Gid),
-				st.Size, st.Atim.Sec, st.Mtim.Sec, st.Ctim.Sec}},
+				st.Size, int64(st.Atim.Sec), int64(st.Mtim.Sec), int64(st.Ctim.Sec)}},
 			{"rc", 0},
 			{"elapsed", 0.0},
 		}, h.Updates(t))
