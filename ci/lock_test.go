@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -204,8 +205,13 @@ func TestNextWorkerAndNextBuild(t *testing.T) {
 		Builders: []ci.BuilderConfig{{
 			Name: "b", Workers: []string{"w1", "w2"},
 			Steps: []ci.Step{shell("s", "true")},
-			// Always the last worker listed.
-			NextWorker: func(workers []string, req *ci.BuildRequest) string { return workers[len(workers)-1] },
+			// Only w2, waiting for it when it is busy.
+			NextWorker: func(workers []string, req *ci.BuildRequest) string {
+				if slices.Contains(workers, "w2") {
+					return "w2"
+				}
+				return ""
+			},
 		}},
 	}
 	m := citest.Start(t, cfg)
