@@ -70,7 +70,7 @@ func TestBuildbotMaster(t *testing.T) {
 	out, err := exec.CommandContext(ctx, buildbot, "create-master", "-q", "-n", masterDir).CombinedOutput()
 	require.NoError(t, err, "buildbot create-master:\n%s", out)
 	p := struct {
-		Port                               int
+		Port                                int
 		Uploaded, UploadedDir, ToSend, FIFO string
 	}{
 		Port:        freePort(t),
