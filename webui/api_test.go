@@ -170,3 +170,91 @@ func TestAPI_Errors(t *testing.T) {
 	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
 	assert.Equal(t, "GET, HEAD", resp.Header.Get("Allow"))
 }
+
+func TestAPI_Collections(t *testing.T) {
+	u := startUI(t, uiOptions{authz: admin})
+	ctx := t.Context()
+	c := &ci.Change{Author: "alice", Branch: "0.9.1", Revision: "abc", Category: "new-tag", Files: []string{"a.go"},
+		Properties: map[string]any{"event": "create"}}
+	_, err := u.m.Master.AddChange(ctx, c)
+	require.NoError(t, err)
+	b := u.m.Build(t, citest.Request{Builder: "pass", SourceStamp: ci.SourceStamp{ID: c.SourceStampID}})
+	u.m.Build(t, citest.Request{Builder: "fail"})
+	type answer struct {
+		Meta struct {
+			Total int `json:"total"`
+		} `json:"meta"`
+	}
+	list := func(path, name string, wantTotal int) []map[string]any {
+		t.Helper()
+		var ans map[string]json.RawMessage
+		get(t, u.url+path, 200, &ans)
+		var meta answer
+		require.NoError(t, json.Unmarshal(ans["meta"], &meta.Meta))
+		assert.Equal(t, wantTotal, meta.Meta.Total, path)
+		var items []map[string]any
+		require.NoError(t, json.Unmarshal(ans[name], &items), path)
+		return items
+	}
+	bid := jsonNumber(b.Record.ID)
+
+	logs := list("api/v2/builds/"+bid+"/steps/0/logs", "logs", 1)
+	assert.Equal(t, "stdio", logs[0]["slug"])
+	assert.Equal(t, "s", logs[0]["type"])
+	logID := jsonNumber(int64(logs[0]["logid"].(float64)))
+	assert.Len(t, list("api/v2/logs/"+logID, "logs", 1), 1)
+	assert.Len(t, list("api/v2/builds/"+bid+"/steps/colours/logs/stdio", "logs", 1), 1)
+	chunks := list("api/v2/logs/"+logID+"/contents?offset=5&limit=1", "logchunks", 1)
+	assert.Equal(t, float64(5), chunks[0]["firstline"])
+	assert.Equal(t, "o\x1b[1;32mgreen\x1b[0m <b>bold</b> \n", chunks[0]["content"], "stream letters kept, as Buildbot's")
+	raw := u.do(t, req{path: "api/v2/logs/" + logID + "/raw"})
+	assert.Contains(t, raw.body, "\x1b[1;32mgreen\x1b[0m <b>bold</b> \n")
+	assert.NotContains(t, raw.body, "o\x1b", "stream letters removed")
+
+	workers := list("api/v2/workers", "workers", 2)
+	assert.Equal(t, "w1", workers[0]["name"])
+	assert.Equal(t, []any{map[string]any{"masterid": float64(1)}}, workers[0]["connected_to"])
+	assert.Len(t, list("api/v2/workers?name=w2", "workers", 1), 1)
+
+	reqs := list("api/v2/buildrequests?complete=true", "buildrequests", 2)
+	assert.Equal(t, float64(0), reqs[0]["results"])
+	assert.Len(t, list("api/v2/buildrequests?claimed=false&complete=false", "buildrequests", 0), 0)
+	sets := list("api/v2/buildsets?order=-bsid&limit=1", "buildsets", 2)
+	assert.Equal(t, "citest", sets[0]["reason"])
+	ss := list("api/v2/buildsets/"+jsonNumber(int64(reqs[0]["buildsetid"].(float64))), "buildsets", 1)[0]["sourcestamps"].([]any)
+	assert.Equal(t, "0.9.1", ss[0].(map[string]any)["branch"])
+
+	changes := list("api/v2/changes", "changes", 1)
+	assert.Equal(t, "0.9.1", changes[0]["branch"])
+	assert.Equal(t, map[string]any{"event": []any{"create", "Change"}}, changes[0]["properties"])
+	assert.Equal(t, []any{"a.go"}, changes[0]["files"])
+	cb := list("api/v2/changes/"+jsonNumber(c.ID)+"/builds", "builds", 1)
+	assert.Equal(t, float64(b.Record.ID), cb[0]["buildid"])
+
+	fs := list("api/v2/forceschedulers", "forceschedulers", 1)
+	assert.Equal(t, "force", fs[0]["name"])
+	fields := fs[0]["all_fields"].([]any)[0].(map[string]any)["fields"].([]any)
+	names := []string{}
+	for _, f := range fields {
+		names = append(names, f.(map[string]any)["name"].(string))
+	}
+	assert.Equal(t, []string{"reason", "branch", "revision", "repository", "project", "dist", "lines", "clean", "note"}, names)
+	assert.Len(t, list("api/v2/builders/pass/forceschedulers", "forceschedulers", 1), 1)
+
+	// Field selection and property selection.
+	sel := list("api/v2/builds?field=buildid&field=number&property=buildername", "builds", 2)
+	assert.Equal(t, map[string]any{"buildid": float64(1), "number": float64(1)}, sel[0])
+	props := list("api/v2/builds?property=buildername", "builds", 2)[0]["properties"]
+	assert.Equal(t, map[string]any{"buildername": []any{"pass", "Builder"}}, props)
+
+	for _, tt := range []struct{ path, msg string }{
+		{"api/v2/builds?results=0", `cannot filter builds by "results"`},
+		{"api/v2/builds?builderid__gt=1", `only equality filters are supported`},
+		{"api/v2/changes?branch=x", `changes cannot be filtered`},
+		{"api/v2/buildrequests?claimed=maybe", `claimed "maybe" is not true or false`},
+	} {
+		var ans map[string]string
+		get(t, u.url+tt.path, 400, &ans)
+		assert.Contains(t, ans["error"], tt.msg)
+	}
+}

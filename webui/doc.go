@@ -1,23 +1,127 @@
-// Package webui is Kiln's web application: one http.Handler that serves a
-// master's JSON API under /api/v2, in the shapes of Buildbot's data API so
-// that scripts written against Buildbot keep working.
+// Package webui is Kiln's web application: one http.Handler for a master
+// that serves server-rendered pages, a JSON API in the shapes of Buildbot's
+// data API (so that scripts written against Buildbot keep working), live
+// logs over Server-Sent Events, and the actions that force, stop and
+// cancel builds, behind HTTP basic auth and per-action rules.
 //
-// Handler returns the handler for a master; Server is a ci.Service that
-// listens on the master's HTTP address and serves it, with more handlers
-// (change hooks) mounted beside it.
+// NewHandler returns the handler for a master and Options; Handler is the
+// read-only handler of the zero Options. Server is a ci.Service that
+// listens on the master's HTTP address and serves it, with the change hooks
+// at /change_hook/<dialect> beside it:
+//
+//	hash := "$2y$10$..." // htpasswd -nB admin
+//	cfg.Services = append(cfg.Services, &webui.Server{Options: webui.Options{
+//		Auth:  &webui.BasicAuth{Users: map[string]string{"admin": hash}},
+//		Authz: webui.Authz{Force: webui.LoggedIn},
+//	}})
+//
+// # Pages
+//
+//	/                                          builders and their last build, running builds, pending requests
+//	/builders/{name}                           a builder's builds (?page=N), its force form
+//	/builders/{name}/builds/{n}                a build: steps, logs (live), source, properties; Master.BuildURL links here
+//	/builders/{name}/builds/{n}/steps/{step}/logs/{slug}   one log, whole (up to 20,000 lines; the rest is in the download)
+//	/workers                                   workers: connected or not and since when, admin and host, running builds
+//	/changes                                   changes, newest first (?page=N)
+//	/grid                                      the last changes (tags, for Ideascube) down, builders across (?changes=N)
+//	/login                                     asks the browser for credentials, then goes back (?next=)
+//
+// Pages are plain HTML, readable without JavaScript; a small script
+// (static/kiln.js) appends log lines as they are stored and reloads a page
+// when what it shows changes. Results have Buildbot's colours: success
+// green, warnings orange, failure red, skipped light blue, exception
+// purple, retry and cancelled pink, running yellow. Everything from outside
+// (branch names, commit messages, property values, log lines) is escaped;
+// ANSI colour codes in logs become classes of spans after the text is
+// escaped. A content security policy allows only the application's own
+// scripts and styles. Pages never load every build: lists are read a page
+// at a time, and totals are counted on indexes.
 //
 // # API
 //
-//	GET /api/v2/builders                  all builders
-//	GET /api/v2/builders/{builder}        one builder, by ID or name
-//	GET /api/v2/builders/{builder}/builds the builder's builds
-//	GET /api/v2/builds                    builds
-//	GET /api/v2/builds/{id}               one build
-//	GET /api/v2/builds/{id}/steps         the steps of a build
+//	GET /api/v2/builders[/{id or name}]            builders
+//	GET /api/v2/builders/{b}/builds[/{number}[/steps]]
+//	GET /api/v2/builders/{b}/buildrequests         a builder's requests
+//	GET /api/v2/builders/{b}/forceschedulers       the force schedulers of a builder
+//	GET /api/v2/builds[/{id}]                      builds (?builderid= &workerid= &complete= &property=)
+//	GET /api/v2/builds/{id}/steps[/{number or name}[/logs[/{slug}[/contents|/raw]]]]
+//	GET /api/v2/steps/{id}[/logs]
+//	GET /api/v2/logs/{id}[/contents|/raw]          a log; its lines (?offset= &limit=); a download
+//	GET /api/v2/workers[/{id or name}]             workers (never their environment)
+//	GET /api/v2/buildrequests[/{id}]               requests (?builderid= &buildsetid= &complete= &claimed=)
+//	GET /api/v2/buildsets[/{id}]                   buildsets with their source stamps (?complete=)
+//	GET /api/v2/changes[/{id}[/builds]]            changes; the builds made for one
+//	GET /api/v2/forceschedulers[/{name}]           force schedulers and their fields (all_fields)
 //
 // Answers are {"<collection>": [...], "meta": {"total": N}}, as Buildbot's.
-// Lists take ?limit=, ?offset= and ?order= (the ID field, "-" first for
-// newest first); builds also take ?builderid=, ?workerid= and ?complete=.
-// Times are Unix seconds; fields of unfinished records are null. Errors
-// answer {"error": "<one line>"} with the status that says what was wrong.
+// Lists take ?limit=, ?offset=, ?order= (the ID field, "-" first for newest
+// first), equality filters (field=value or field__eq=value, on the fields
+// listed above, which the store filters on) and ?field= to keep only some
+// fields of each item. Times are Unix seconds; fields of unfinished records
+// are null. Errors answer {"error": "<one line>"}: 400 for a bad request,
+// 404 for a missing record, 409 for a record in the wrong state.
+//
+// Writes are Buildbot's JSON-RPC 2.0 control calls, with Content-Type
+// application/json:
+//
+//	POST /api/v2/forceschedulers/{name}   {"jsonrpc": "2.0", "method": "force", "id": 1,
+//	                                       "params": {"builderid": 1, "reason": "...", "branch": "...", "<param>": ...}}
+//	                                      result [bsid, {"<builderid>": brid}]
+//	POST /api/v2/builds/{id}              method "stop", params {"reason": "..."}; result null
+//	POST /api/v2/builders/{b}/builds/{n}  method "stop"
+//	POST /api/v2/buildrequests/{id}       method "cancel"; result null
+//
+// Errors answer {"jsonrpc": "2.0", "id": 1, "error": {"code": C, "message": "..."}}
+// with the HTTP status of the error: a bad parameter (named in the message)
+// is 400 with code -32602. The owner of a forced build is the logged-in
+// user (or "anonymous"), whatever the call says. The pages' forms post to
+// /builders/{b}/force, /builders/{b}/builds/{n}/stop and
+// /buildrequests/{id}/cancel.
+//
+// # Authentication, authorization, cross-site requests
+//
+// Users log in with HTTP basic auth (BasicAuth): their passwords are bcrypt
+// hashes, in the configuration or in an htpasswd file of bcrypt entries
+// (htpasswd -B); plain passwords are refused unless BasicAuth.AllowPlain is
+// set, and are then compared in constant time. Verified credentials are
+// remembered (by a hash of them) so that bcrypt runs once per login, not per
+// request. Serve the UI over HTTPS (the proxy's job): basic auth sends the
+// password with every request.
+//
+// Authz says who may force, stop and cancel: Nobody (the zero value: the
+// action is off), LoggedIn or Anyone. Reading is open to all. A write is
+// checked in this order: a cross-site request is refused (403), an action
+// that is off is refused (403), and one that needs a login without valid
+// credentials gets 401 with WWW-Authenticate (a browser then asks for them
+// and sends the form again). Every write goes through net/http's
+// CrossOriginProtection (Sec-Fetch-Site, or Origin against Host; the public
+// URL's origin is trusted), and the JSON-RPC calls also need Content-Type
+// application/json, which a cross-site form cannot send.
+//
+// # Behind a reverse proxy
+//
+// Set MasterConfig.PublicURL to the address users reach, with its path
+// ("https://ci.example.org/kiln/"): links and assets are under that path,
+// and the handler answers both at that path and at the root, so the proxy
+// may pass the path on or strip it. Live logs are long-lived responses that
+// must not be buffered. For nginx, in the server block:
+//
+//	location /kiln/ {
+//		proxy_pass http://127.0.0.1:8010/;
+//		proxy_http_version 1.1;
+//		proxy_set_header Host $http_host;
+//		proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+//		proxy_set_header X-Forwarded-Proto $scheme;
+//		proxy_set_header Connection "";
+//		proxy_buffering off;
+//		proxy_cache off;
+//		proxy_read_timeout 1h;
+//		proxy_send_timeout 1h;
+//	}
+//
+// (Event streams also send X-Accel-Buffering: no, and a comment every 15
+// seconds so that idle streams stay open.) Ideascube's site proxies port 80
+// to the master's 8010 at the root: "location /" and a public URL of
+// "http://buildbot.ideascube.org/". The test TestNginx runs Debian's nginx
+// with these lines.
 package webui

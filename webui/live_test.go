@@ -172,3 +172,12 @@ func TestLiveEvents(t *testing.T) {
 	e := next(t, events)
 	assert.Equal(t, "change", e.name)
 }
+
+func TestLiveEvents_Stale(t *testing.T) {
+	// A page made before something changed is told at once.
+	u := startUI(t, uiOptions{})
+	res, err := http.Get(u.url + "live?stamp=made-long-ago")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	assert.Equal(t, "change", next(t, readEvents(res.Body)).name)
+}
