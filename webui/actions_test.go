@@ -257,3 +257,22 @@ func TestBasicAuthConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestLogin(t *testing.T) {
+	u := startUI(t, uiOptions{authz: admin})
+	res := u.do(t, req{path: "login?next=" + url.QueryEscape(subPath+"builders/pass")})
+	assert.Equal(t, http.StatusUnauthorized, res.code)
+	assert.Contains(t, res.header.Get("WWW-Authenticate"), "Basic ")
+	res = u.do(t, req{path: "login?next=" + url.QueryEscape(subPath+"builders/pass"), login: true})
+	assert.Equal(t, http.StatusSeeOther, res.code)
+	assert.Equal(t, subPath+"builders/pass", res.header.Get("Location"))
+	// Only back into the application.
+	for _, next := range []string{"https://evil.example/", "//evil.example/ci/", "/elsewhere"} {
+		res = u.do(t, req{path: "login?next=" + url.QueryEscape(next), login: true})
+		assert.Equal(t, subPath, res.header.Get("Location"), next)
+	}
+	page := u.do(t, req{path: "", login: true})
+	assert.Contains(t, page.body, `logged in as <b class="user">alice</b>`)
+	page = u.do(t, req{path: "", password: "wrong"})
+	assert.NotContains(t, page.body, "logged in as")
+}
