@@ -1,0 +1,115 @@
+package worker_test
+
+import (
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/worker/protocol"
+)
+
+func TestWorker_Reconnect(t *testing.T) {
+	m := startMaster(t, "w1", "pass")
+	w := newWorker(t, m)
+	startWorker(t, w)
+	c := m.accept()
+	m.waitAttempt()
+	c.handshake()
+
+	// The master goes away, and refuses connections for a while.
+	m.setAuth("w1", "pass", http.StatusServiceUnavailable)
+	c.ws.CloseNow()
+	for range 3 {
+		m.waitAttempt()
+	}
+	m.setAuth("w1", "pass", 0)
+	c = m.accept()
+	c.handshake()
+	run := c.runCommand("0", "listdir", map[string]any{"path": w.BaseDir}, nil)
+	assert.Equal(t, int64(0), run.requests[0].Seq(), "the worker numbers its requests from 0 on a new connection")
+}
+
+func TestWorker_Unauthorized(t *testing.T) {
+	m := startMaster(t, "w1", "other")
+	w := newWorker(t, m)
+	logs := make(records, 1000)
+	w.Logger = slog.New(logs)
+	startWorker(t, w)
+
+	msg := logs.waitLog(t, slog.LevelError, "cannot attach")
+	assert.Contains(t, msg, "401")
+	assert.Contains(t, msg, "password")
+	m.waitAttempt()
+	m.waitAttempt() // retried
+
+	m.setAuth("w1", "pass", 0)
+	c := m.accept()
+	c.handshake()
+}
+
+func TestWorker_Malformed(t *testing.T) {
+	tests := []struct {
+		name string
+		send func(c *masterConn)
+	}{
+		{"NotMsgpack", func(c *masterConn) { c.writeFrame([]byte{0xc1}) }},
+		{"NotAMap", func(c *masterConn) { c.writeFrame([]byte{0x93, 1, 2, 3}) }},
+		{"NoSeqNumber", func(c *masterConn) { c.sendRaw(protocol.Message{"op": "print", "message": "x"}) }},
+		{"TextFrame", func(c *masterConn) {
+			require.NoError(t, c.ws.Write(t.Context(), websocket.MessageText, []byte("hello")))
+		}},
+		{"UnknownResponse", func(c *masterConn) {
+			c.sendRaw(protocol.Response(42, nil, nil))
+		}},
+		{"TooLarge", func(c *masterConn) {
+			b, err := protocol.Encode(map[string]any{"op": "print", "seq_number": 9, "message": strings.Repeat("x", protocol.MaxFrameSize)})
+			require.NoError(t, err)
+			c.ws.Write(t.Context(), websocket.MessageBinary, b) // the worker may close before it is all written
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := startMaster(t, "w1", "pass")
+			w := newWorker(t, m)
+			logs := make(records, 1000)
+			w.Logger = slog.New(logs)
+			startWorker(t, w)
+			c := m.accept()
+			c.handshake()
+
+			tt.send(c)
+			err := c.waitClosed()
+			if tt.name != "TooLarge" {
+				logs.waitLog(t, slog.LevelError, "malformed frame")
+				assert.Equal(t, websocket.StatusProtocolError, websocket.CloseStatus(err), "%v", err)
+			}
+			c = m.accept() // and the worker dials again
+			c.handshake()
+		})
+	}
+}
+
+func TestWorker_TLS(t *testing.T) {
+	m, ca := startTLSMaster(t, "w1", "pass")
+	w := newWorker(t, m)
+	w.CAFile = ca
+	startWorker(t, w)
+	c := m.accept()
+	info := c.handshake()
+	assert.Equal(t, w.BaseDir, info["basedir"])
+}
+
+func TestWorker_TLSUnknownAuthority(t *testing.T) {
+	m, _ := startTLSMaster(t, "w1", "pass")
+	w := newWorker(t, m)
+	logs := make(records, 1000)
+	w.Logger = slog.New(logs)
+	startWorker(t, w)
+	msg := logs.waitLog(t, slog.LevelWarn, "reconnecting")
+	assert.Contains(t, msg, "certificate")
+}
