@@ -88,4 +88,36 @@
 //
 // ReadConfig and FormatConfig read and write the configuration file
 // kiln-worker keeps in the base folder (ConfigFile).
+//
+// # Differences from buildbot-worker
+//
+// Commands behave as package command documents. The connection differs in
+// these ways:
+//
+//   - Paths outside the base folder are refused unless Unconfined.
+//   - wss:// is supported, with the master's certificate verified.
+//   - set_builder_list is accepted.
+//   - The response to start_command goes out before the command's first
+//     update; buildbot-worker answers once the command has started, which
+//     for a quick command is after its complete.
+//   - Each update waits for the master's response before the next is sent,
+//     so a slow master slows its workers' output down instead of letting
+//     it pile up; buildbot-worker does not wait. As with buildbot-worker, an
+//     update the master refuses is logged and the command goes on.
+//   - A lost connection interrupts the running commands; buildbot-worker's
+//     msgpack connection lets them run on, reporting to nobody.
+//   - On shutdown, and when Run's context ends (SIGTERM for kiln-worker),
+//     running commands are interrupted and report their rc and complete,
+//     then the connection is closed with a close frame (status 1001).
+//     buildbot-worker stops 0.2 s after answering shutdown, and on SIGTERM
+//     drops the TCP connection.
+//   - A malformed frame closes the connection (buildbot-worker logs invalid
+//     messages and goes on); set_worker_settings takes any of its four
+//     settings, type-checked, where buildbot-worker needs all four;
+//     interrupt_command's "why" is optional.
+//   - Reconnection waits double from MinBackoff to MaxBackoff with jitter,
+//     and start again from MinBackoff once attached; HTTP proxies from the
+//     environment are not used.
+//   - numcpus is runtime.NumCPU, the CPUs the process may use, where
+//     Python counts the machine's.
 package worker
