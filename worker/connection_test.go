@@ -3,8 +3,11 @@ package worker_test
 import (
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
@@ -112,4 +115,35 @@ func TestWorker_TLSUnknownAuthority(t *testing.T) {
 	startWorker(t, w)
 	msg := logs.waitLog(t, slog.LevelWarn, "reconnecting")
 	assert.Contains(t, msg, "certificate")
+}
+
+// A master that stops reading makes the worker's writes time out: the
+// connection is dropped and dialled again.
+func TestWorker_WriteTimeout(t *testing.T) {
+	m := startMaster(t, "w1", "pass")
+	m.mu.Lock()
+	m.noRead = true
+	m.mu.Unlock()
+	w := newWorker(t, m)
+	w.WriteTimeout = 100 * time.Millisecond
+	logs := make(records, 1000)
+	w.Logger = slog.New(logs)
+	big := filepath.Join(w.BaseDir, "big")
+	require.NoError(t, os.WriteFile(big, make([]byte, 12<<20), 0o644))
+	startWorker(t, w)
+	c := m.accept()
+	// Blocks larger than the socket buffers, which nobody reads.
+	c.send(protocol.Message{"op": "start_command", "command_id": "1", "command_name": "upload_file",
+		"args": map[string]any{"path": big, "blocksize": int64(12 << 20), "maxsize": nil}})
+	msg := logs.waitLog(t, slog.LevelWarn, "connection to master lost")
+	assert.Contains(t, msg, "write update_upload_file_write")
+	m.accept() // dialled again
+}
+
+func TestWorker_Ping(t *testing.T) {
+	m := startMaster(t, "w1", "pass")
+	startWorker(t, newWorker(t, m))
+	c := m.accept()
+	c.handshake()
+	assert.NoError(t, c.ws.Ping(t.Context()), "WebSocket pings are answered")
 }

@@ -39,7 +39,8 @@ type fakeMaster struct {
 	mu       sync.Mutex
 	name     string
 	password string
-	status   int // when not 0, the upgrade is refused with it
+	status   int  // when not 0, the upgrade is refused with it
+	noRead   bool // connections are not read from: the worker's writes block
 	attempts int
 	paths    []string
 }
@@ -102,7 +103,7 @@ func (m *fakeMaster) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	m.tries <- m.attempts
 	m.paths = append(m.paths, r.URL.Path)
 	want := "Basic " + base64.StdEncoding.EncodeToString([]byte(m.name+":"+m.password))
-	status := m.status
+	status, noRead := m.status, m.noRead
 	m.mu.Unlock()
 	if status != 0 {
 		http.Error(w, http.StatusText(status), status)
@@ -118,7 +119,9 @@ func (m *fakeMaster) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(protocol.MaxFrameSize)
 	c := &masterConn{t: m.t, ws: ws, in: make(chan protocol.Message, 1024), closed: make(chan struct{})}
-	go c.read()
+	if !noRead {
+		go c.read()
+	}
 	m.conns <- c
 }
 

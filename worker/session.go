@@ -66,6 +66,7 @@ type session struct {
 	opts     command.Options                 // from set_worker_settings
 	attached bool
 	stopping bool  // no new commands
+	cause    error // the first failure that broke the connection
 	lost     error // why the connection ended, once it has
 
 	cmdWG    sync.WaitGroup // running commands
@@ -149,8 +150,15 @@ func (s *session) stop(reason string) {
 // waits on it.
 func (s *session) read() {
 	err := s.readLoop()
+	// A write that failed closed the connection; wait for it to record
+	// why. (Writes end quickly once the connection is closed.)
+	s.writeMu.Lock()
+	s.writeMu.Unlock()
 	s.mu.Lock()
 	s.lost = err
+	if s.cause != nil {
+		s.lost = s.cause // the read failed because of it
+	}
 	for _, cancel := range s.cmds {
 		cancel()
 	}
@@ -214,7 +222,14 @@ func (s *session) write(m protocol.Message) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.a.writeTO)
 	defer cancel()
 	if err := s.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
-		return fmt.Errorf("write %s: %w", m.Op(), err)
+		// The connection is closed now: the reading fails next.
+		err = fmt.Errorf("write %s: %w", m.Op(), err)
+		s.mu.Lock()
+		if s.cause == nil {
+			s.cause = err
+		}
+		s.mu.Unlock()
+		return err
 	}
 	return nil
 }
