@@ -55,6 +55,19 @@
 //	WantedBy=multi-user.target
 //
 // Exit status: 0 on a clean stop, 1 on an error, 2 on bad usage.
+//
+// # Building
+//
+// kiln-worker needs no cgo; built with it off, it is one static file to
+// copy to the worker machine, for any GOOS and GOARCH:
+//
+//	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 go build ./cmd/kiln-worker
+//
+// buildbot-worker's stop and restart commands, its daemon mode, log files
+// and its create-worker options --keepalive, --umask, --numcpus,
+// --log-size, --log-count, --allow-shutdown, --maxretries, --no-logrotate
+// and --proxy-connection-string have no equivalent: systemd starts, stops
+// and logs the worker.
 package main
 
 import (
