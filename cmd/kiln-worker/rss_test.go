@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -22,6 +23,9 @@ import (
 func TestIdleRSS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
 	}
 	bin := buildBinary(t)
 	conns := make(chan *websocket.Conn, 1)
