@@ -26,6 +26,12 @@ func TestDeps(t *testing.T) {
 		{pkg: "webui", allowed: []string{"ci", "scheduler"}},
 		{pkg: "scheduler", allowed: []string{"ci"}},
 		{pkg: "worker/local", allowed: []string{"ci", "worker/protocol", "worker/command"}},
+		{pkg: "worker/remote", allowed: []string{"ci", "worker/protocol"}},
+		// The worker side never imports the master's packages.
+		{pkg: "worker", allowed: []string{"worker/protocol", "worker/command"}},
+		{pkg: "cmd/kiln-worker", allowed: []string{"worker", "worker/protocol", "worker/command"}},
+		{pkg: "hook", allowed: []string{"ci"}},
+		{pkg: "ci/report", allowed: []string{"ci"}},
 	}
 	for _, r := range rules {
 		t.Run(r.pkg, func(t *testing.T) {
