@@ -1,10 +1,16 @@
 // Command quickstart shows Kiln working on one machine: it creates a small
 // git repository in a temporary folder, starts a master with an in-process
-// worker and the JSON API, builds the repository (a git checkout and a few
-// shell steps), prints the result and where to look, and keeps serving
-// until interrupted.
+// worker, the web UI and the JSON API, builds the repository (a git
+// checkout and a few shell steps), prints the result and where to look, and
+// keeps serving until interrupted.
 //
-//	go run ./examples/quickstart [-http 127.0.0.1:8010] [-once]
+// As Buildbot's first-run tutorial does, it also accepts a remote worker
+// named "example-worker" with password "pass" on 127.0.0.1:9989: a
+// kiln-worker or a stock buildbot-worker can attach to it, and builds forced
+// from the web page then run there. Anyone may force and stop builds: the
+// master listens on the loopback interface only.
+//
+//	go run ./examples/quickstart [-http 127.0.0.1:8010] [-workers 127.0.0.1:9989] [-once]
 package main
 
 import (
@@ -27,6 +33,7 @@ import (
 	"github.com/kilnci/kiln/scheduler"
 	"github.com/kilnci/kiln/webui"
 	"github.com/kilnci/kiln/worker/local"
+	"github.com/kilnci/kiln/worker/remote"
 )
 
 func main() {
@@ -40,7 +47,8 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
-	addr := fs.String("http", "127.0.0.1:8010", "address of the web API")
+	addr := fs.String("http", "127.0.0.1:8010", "address of the web UI and API")
+	workerAddr := fs.String("workers", "127.0.0.1:9989", "address where remote workers connect")
 	once := fs.Bool("once", false, "exit after the build instead of serving")
 	dir := fs.String("dir", "", "folder for the master, worker and repository (a new temporary folder if empty)")
 	if err := fs.Parse(args); err != nil {
@@ -62,14 +70,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen for the web API: %w", err)
 	}
+	wln, err := net.Listen("tcp", *workerAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("listen for workers: %w", err)
+	}
 	force := &scheduler.Force{Name: "force", Builders: []string{"hello"}}
 	cfg := ci.MasterConfig{
 		Title:   "Kiln quick start",
 		BaseDir: filepath.Join(*dir, "master"),
-		Workers: []ci.WorkerConfig{{Name: "local"}},
+		Workers: []ci.WorkerConfig{{Name: "local"}, {Name: "example-worker", Password: "pass"}},
 		Builders: []ci.BuilderConfig{{
 			Name:       "hello",
-			Workers:    []string{"local"},
+			Workers:    []string{"local", "example-worker"},
 			Properties: map[string]any{"greeting": "Hello"},
 			Steps: []ci.Step{
 				&steps.Git{RepoURL: repo, Mode: steps.Full, Method: steps.Fresh},
@@ -88,13 +101,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		Schedulers: []ci.Scheduler{force},
 		Services: []ci.Service{
 			&local.Worker{Name: "local", Dir: filepath.Join(*dir, "worker")},
-			&webui.Server{Listener: ln},
+			&remote.Listener{Listener: wln},
+			&webui.Server{Listener: ln, Options: webui.Options{Authz: webui.Authz{Force: webui.Anyone, Stop: webui.Anyone, Cancel: webui.Anyone}}},
 		},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	m, err := ci.NewMaster(cfg)
 	if err != nil {
 		ln.Close()
+		wln.Close()
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -151,7 +166,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			}
 		}
 	}
-	fmt.Fprintf(out, "look at:\n  %s/api/v2/builders\n  %s/api/v2/builds\n  %s/api/v2/builds/%d/steps\n  database %s\n", base, base, base, buildID, cfg.DatabasePath())
+	fmt.Fprintf(out, "look at:\n  %s/\n  %s/api/v2/builds\n  %s/api/v2/builds/%d/steps\n  database %s\n", base, base, base, buildID, cfg.DatabasePath())
+	wa := wln.Addr().String()
+	fmt.Fprintf(out, "attach a remote worker, example-worker (password pass), on %s:\n", wa)
+	fmt.Fprintf(out, "  go run ./cmd/kiln-worker create-worker /tmp/example-worker %s example-worker pass\n  go run ./cmd/kiln-worker start /tmp/example-worker\n", wa)
+	fmt.Fprintf(out, "or with Buildbot's worker:\n  buildbot-worker create-worker --protocol msgpack_experimental_v7 /tmp/bb-worker %s example-worker pass\n  buildbot-worker start --nodaemon /tmp/bb-worker\n", wa)
+	fmt.Fprintf(out, "then force a build on the page %s/builders/hello, or:\n  curl -X POST -H 'Content-Type: application/json' -d '{\"jsonrpc\": \"2.0\", \"method\": \"force\", \"params\": {\"builderid\": %d}, \"id\": 1}' %s/api/v2/forceschedulers/force\n", base, b.BuilderID, base)
 	if *once {
 		return wait()
 	}
