@@ -6,8 +6,8 @@
 //
 // As Buildbot's first-run tutorial does, it also accepts a remote worker
 // named "example-worker" with password "pass" on 127.0.0.1:9989: a
-// kiln-worker or a stock buildbot-worker can attach to it, and builds forced
-// from the web page then run there. Anyone may force and stop builds: the
+// kiln-worker or a stock buildbot-worker can attach to it, and the builder
+// then shares its builds between that worker and the in-process one. Anyone may force and stop builds: the
 // master listens on the loopback interface only.
 //
 //	go run ./examples/quickstart [-http 127.0.0.1:8010] [-workers 127.0.0.1:9989] [-once]
