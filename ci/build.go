@@ -102,7 +102,7 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 		WorkerID:    w.id,
 		StartedAt:   m.now(),
 		StateString: "starting",
-		Properties:  props.Clone(),
+		Properties:  m.redactor.RedactProperties(props.Clone()),
 	}
 	ids := make([]int64, len(s.requests))
 	for i, r := range s.requests {
@@ -290,6 +290,9 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 	if opts.HideIf != nil {
 		rec.Hidden = opts.HideIf(result, s)
 	}
+	for i, u := range rec.URLs {
+		rec.URLs[i].URL = m.redactor.Redact(u.URL)
+	}
 	if err := m.store.UpdateStep(context.WithoutCancel(ctx), rec); err != nil {
 		m.log.Error("could not record step end", "build", rb.rec.ID, "step", name, "err", err)
 	}
@@ -324,9 +327,9 @@ func (m *Master) finishBuild(rb *runningBuild, results Result, summary string) {
 	rec.Results = results
 	rec.Complete = true
 	rec.CompleteAt = m.now()
-	rec.StateString = summary
+	rec.StateString = m.redactor.Redact(summary)
 	rb.mu.Lock()
-	rec.Properties = rb.props.Clone()
+	rec.Properties = m.redactor.RedactProperties(rb.props.Clone())
 	rb.mu.Unlock()
 	resubmit := results == Retry
 	completed, err := m.store.FinishBuild(context.Background(), rec, resubmit)
@@ -404,7 +407,7 @@ func (m *Master) BuildProperties(buildID int64) (Properties, bool) {
 	}
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
-	return rb.props.Clone(), true
+	return m.redactor.RedactProperties(rb.props.Clone()), true
 }
 
 func firstNonEmpty(s ...string) string {

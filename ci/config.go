@@ -33,6 +33,10 @@ type MasterConfig struct {
 	Workers    []WorkerConfig
 	Builders   []BuilderConfig
 	Schedulers []Scheduler
+	// Secrets give the values of %(secret:name)s, asked in order; every
+	// value a build reads is then redacted from what the master writes.
+	Secrets []SecretProvider
+
 	// ChangeHooks are served by the web server at /change_hook/<dialect>.
 	ChangeHooks []ChangeHook
 	// Reporters are told of every build that starts and finishes. A
@@ -351,6 +355,11 @@ func (c *MasterConfig) Validate() error {
 					add("change hook %q: %s", d, line)
 				}
 			}
+		}
+	}
+	for i, p := range c.Secrets {
+		if p == nil {
+			add("secrets[%d] is nil", i)
 		}
 	}
 	for i, r := range c.Reporters {

@@ -28,6 +28,7 @@ type LogWriter struct {
 	log      Log
 	store    LogStore
 	notify   func(l *Log, first, last int)
+	redact   *Redactor
 	interval time.Duration
 
 	mu      sync.Mutex
@@ -40,8 +41,8 @@ type LogWriter struct {
 	flushMu sync.Mutex
 }
 
-func newLogWriter(l Log, store LogStore, notify func(l *Log, first, last int)) *LogWriter {
-	return &LogWriter{log: l, store: store, notify: notify, interval: DefaultLogFlushInterval, partial: map[byte][]byte{}}
+func newLogWriter(l Log, store LogStore, redact *Redactor, notify func(l *Log, first, last int)) *LogWriter {
+	return &LogWriter{log: l, store: store, redact: redact, notify: notify, interval: DefaultLogFlushInterval, partial: map[byte][]byte{}}
 }
 
 // ID returns the stored log's ID.
@@ -111,13 +112,15 @@ func (w *LogWriter) addStream(stream byte, s string) {
 	w.schedule()
 }
 
-// addLine appends one line, without its newline, to pending. w.mu is held.
+// addLine appends one line, without its newline, to pending, with the
+// secrets in it redacted: a line is whole here, so a secret that arrived
+// in several pieces is caught. w.mu is held.
 func (w *LogWriter) addLine(stream byte, line []byte) {
 	if stream != 0 {
 		w.pending.WriteByte(stream)
 	}
 	line = bytes.TrimSuffix(line, []byte{'\r'})
-	w.pending.Write(line)
+	w.pending.WriteString(w.redact.Redact(string(line)))
 	w.pending.WriteByte('\n')
 }
 

@@ -37,10 +37,11 @@ var errShutdown = errors.New("master shutting down")
 // concurrent use; those that act on builds wait until Run has opened the
 // store and return ErrNotRunning after Run has returned.
 type Master struct {
-	cfg   MasterConfig
-	log   *slog.Logger
-	clock Clock
-	bus   *bus
+	cfg      MasterConfig
+	log      *slog.Logger
+	clock    Clock
+	bus      *bus
+	redactor *Redactor
 
 	builders    map[string]*builderState
 	builderList []*builderState
@@ -115,6 +116,8 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
+	m.redactor = &Redactor{}
+	m.log = slog.New(redactHandler{inner: m.log.Handler(), r: m.redactor})
 	if m.clock == nil {
 		m.clock = SystemClock{}
 	}
@@ -139,8 +142,13 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 // Config returns the master's configuration. It must not be changed.
 func (m *Master) Config() *MasterConfig { return &m.cfg }
 
-// Logger returns the master's logger.
+// Logger returns the master's logger; secrets builds read are redacted
+// from what it writes.
 func (m *Master) Logger() *slog.Logger { return m.log }
+
+// Redactor returns the master's redactor: what shows build data outside
+// the master (the web UI, reporters) runs text through it.
+func (m *Master) Redactor() *Redactor { return m.redactor }
 
 // Now returns the master's current time (its configured clock).
 func (m *Master) Now() time.Time { return m.clock.Now() }

@@ -140,7 +140,7 @@ func (s *StepRun) AddLog(ctx context.Context, name, typ string) (*LogWriter, err
 		return nil, fmt.Errorf("add log %q: %w", name, err)
 	}
 	buildID, stepID := s.build.rec.ID, s.rec.ID
-	w := newLogWriter(l, m.store, func(l *Log, first, last int) {
+	w := newLogWriter(l, m.store, m.redactor, func(l *Log, first, last int) {
 		if first < 0 {
 			m.publish(Event{Type: EventLogFinished, BuildID: buildID, StepID: stepID, LogID: l.ID})
 			return
@@ -202,5 +202,5 @@ func (s *StepRun) finalState(r Result) string {
 	if r != Success && r != Skipped {
 		state += " (" + r.String() + ")"
 	}
-	return state
+	return s.build.m.redactor.Redact(state)
 }
