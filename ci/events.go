@@ -23,6 +23,9 @@ const (
 	EventLogFinished        EventType = "log.finished"
 	EventWorkerConnected    EventType = "worker.connected"
 	EventWorkerDisconnected EventType = "worker.disconnected"
+	// EventHookDelivery: a change hook answered a request (Dialect,
+	// Status).
+	EventHookDelivery EventType = "hook.delivery"
 )
 
 // An Event tells subscribers that a record changed; they read the record
@@ -37,8 +40,14 @@ type Event struct {
 	StepID     int64
 	LogID      int64
 	WorkerID   int64
-	// FirstLine and LastLine are the lines a log.lines event added.
+	// FirstLine and LastLine are the lines a log.lines event added, Bytes
+	// their size.
 	FirstLine, LastLine int
+	Bytes               int
+	// Dialect and Status are the change hook and HTTP status of a
+	// hook.delivery event.
+	Dialect string
+	Status  int
 	// Results is set on build.finished, step.finished and
 	// buildset.complete.
 	Results Result

@@ -19,6 +19,12 @@ type ChangeHook interface {
 	Handler(m *Master) http.Handler
 }
 
+// NoteHookDelivery tells the master's subscribers (the metrics) that a
+// change hook answered a request with an HTTP status.
+func (m *Master) NoteHookDelivery(dialect string, status int) {
+	m.publish(Event{Type: EventHookDelivery, Dialect: dialect, Status: status})
+}
+
 // BuildURL returns the address of a build's page, under the master's
 // public URL: <PublicURL>builders/<builder>/builds/<number>. It is "" when
 // no public URL is configured.

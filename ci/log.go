@@ -27,7 +27,7 @@ const (
 type LogWriter struct {
 	log      Log
 	store    LogStore
-	notify   func(l *Log, first, last int)
+	notify   func(l *Log, first, last, bytes int)
 	redact   *Redactor
 	interval time.Duration
 
@@ -41,7 +41,7 @@ type LogWriter struct {
 	flushMu sync.Mutex
 }
 
-func newLogWriter(l Log, store LogStore, redact *Redactor, notify func(l *Log, first, last int)) *LogWriter {
+func newLogWriter(l Log, store LogStore, redact *Redactor, notify func(l *Log, first, last, bytes int)) *LogWriter {
 	return &LogWriter{log: l, store: store, redact: redact, notify: notify, interval: DefaultLogFlushInterval, partial: map[byte][]byte{}}
 }
 
@@ -162,7 +162,7 @@ func (w *LogWriter) Flush() error {
 		return err
 	}
 	if w.notify != nil {
-		w.notify(&w.log, first, last)
+		w.notify(&w.log, first, last, len(text))
 	}
 	return nil
 }
@@ -198,9 +198,9 @@ func (w *LogWriter) Close() error {
 	w.mu.Unlock()
 	if w.notify != nil {
 		if first >= 0 && err == nil {
-			w.notify(&w.log, first, last)
+			w.notify(&w.log, first, last, len(text))
 		}
-		w.notify(&w.log, -1, -1)
+		w.notify(&w.log, -1, -1, 0)
 	}
 	return err
 }

@@ -135,3 +135,10 @@ func (m *Master) Workers() []WorkerStatus {
 	}
 	return out
 }
+
+// PendingRequests returns how many build requests wait for a worker.
+func (m *Master) PendingRequests() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.pending)
+}

@@ -92,6 +92,23 @@ func newEndpoint(m *ci.Master, dialect string, maxBody int64, read func(*http.Re
 }
 
 func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	e.serve(sw, r)
+	e.m.NoteHookDelivery(e.dialect, sw.status)
+}
+
+// statusWriter remembers the status of an answer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (e *endpoint) serve(w http.ResponseWriter, r *http.Request) {
 	log := e.m.Logger().With("hook", e.dialect, "remote", r.RemoteAddr)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)

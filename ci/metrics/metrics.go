@@ -1,0 +1,205 @@
+// Package metrics exposes a master's figures in Prometheus' text format:
+// builds started and finished (by builder and result), build and step
+// durations, pending requests, connected workers, change hook deliveries
+// (by dialect and HTTP status), the database's size and the bytes of log
+// stored.
+//
+// A Collector is a ci.Service (it follows the master's events) and an
+// http.Handler (it answers scrapes); mount it on the web server:
+//
+//	col := &metrics.Collector{}
+//	cfg.Services = append(cfg.Services, col, &webui.Server{Mounts: map[string]http.Handler{"/metrics": col}})
+//
+// Counters count from the master's start, as Prometheus expects of
+// counters; rate() and increase() handle restarts.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kilnci/kiln/ci"
+)
+
+// Collector gathers a master's metrics. The zero value is ready to use; it
+// must run as a service of exactly one master.
+type Collector struct {
+	// Registry, when set, receives the metrics (with those already in it);
+	// otherwise the Collector has a registry of its own, with Go's and the
+	// process's standard metrics.
+	Registry *prometheus.Registry
+
+	once    sync.Once
+	reg     *prometheus.Registry
+	handler http.Handler
+
+	mu sync.Mutex
+	m  *ci.Master
+
+	buildsStarted  *prometheus.CounterVec
+	buildsFinished *prometheus.CounterVec
+	buildDuration  *prometheus.HistogramVec
+	stepDuration   *prometheus.HistogramVec
+	hookDeliveries *prometheus.CounterVec
+	logBytes       prometheus.Counter
+	dropped        prometheus.Counter
+}
+
+var (
+	_ ci.Service   = (*Collector)(nil)
+	_ http.Handler = (*Collector)(nil)
+)
+
+// Duration buckets, in seconds: from a tenth of a second to four hours.
+var durationBuckets = []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400}
+
+func (c *Collector) init() {
+	c.once.Do(func() {
+		c.reg = c.Registry
+		if c.reg == nil {
+			c.reg = prometheus.NewRegistry()
+			c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		}
+		c.buildsStarted = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_builds_started_total", Help: "Builds started, by builder.",
+		}, []string{"builder"})
+		c.buildsFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_builds_finished_total", Help: "Builds finished, by builder and result.",
+		}, []string{"builder", "result"})
+		c.buildDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kiln_build_duration_seconds", Help: "How long finished builds took, by builder.", Buckets: durationBuckets,
+		}, []string{"builder"})
+		c.stepDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kiln_step_duration_seconds", Help: "How long finished steps took, by builder and step.", Buckets: durationBuckets,
+		}, []string{"builder", "step"})
+		c.hookDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_webhook_deliveries_total", Help: "Requests answered by the change hooks, by dialect and HTTP status.",
+		}, []string{"dialect", "code"})
+		c.logBytes = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kiln_log_bytes_total", Help: "Bytes of step logs stored.",
+		})
+		c.dropped = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kiln_metrics_events_dropped_total", Help: "Master events the collector could not keep up with (counts may be low by that much).",
+		})
+		c.reg.MustRegister(c.buildsStarted, c.buildsFinished, c.buildDuration, c.stepDuration, c.hookDeliveries, c.logBytes, c.dropped,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "kiln_pending_requests", Help: "Build requests waiting for a worker.",
+			}, func() float64 { return c.gauge(func(m *ci.Master) float64 { return float64(m.PendingRequests()) }) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "kiln_workers_connected", Help: "Workers attached to the master.",
+			}, func() float64 {
+				return c.gauge(func(m *ci.Master) float64 {
+					n := 0
+					for _, w := range m.Workers() {
+						if w.Connected {
+							n++
+						}
+					}
+					return float64(n)
+				})
+			}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "kiln_running_builds", Help: "Builds running.",
+			}, func() float64 { return c.gauge(func(m *ci.Master) float64 { return float64(len(m.RunningBuilds())) }) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "kiln_database_size_bytes", Help: "Size of the database file with its write-ahead log.",
+			}, func() float64 { return c.gauge(databaseSize) }),
+		)
+		c.handler = promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{})
+	})
+}
+
+// gauge computes a gauge from the master, 0 before it runs.
+func (c *Collector) gauge(f func(m *ci.Master) float64) float64 {
+	c.mu.Lock()
+	m := c.m
+	c.mu.Unlock()
+	if m == nil {
+		return 0
+	}
+	return f(m)
+}
+
+func databaseSize(m *ci.Master) float64 {
+	path := m.Config().DatabasePath()
+	var size int64
+	for _, p := range []string{path, path + "-wal"} {
+		if fi, err := os.Stat(p); err == nil {
+			size += fi.Size()
+		}
+	}
+	return float64(size)
+}
+
+// ServeHTTP answers a scrape.
+func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.init()
+	c.handler.ServeHTTP(w, r)
+}
+
+// Run implements ci.Service: it follows the master's events until ctx ends.
+func (c *Collector) Run(ctx context.Context, m *ci.Master) error {
+	c.init()
+	c.mu.Lock()
+	c.m = m
+	c.mu.Unlock()
+	sub := m.Subscribe(1 << 16)
+	defer sub.Close()
+	st, err := m.Store(ctx)
+	if err != nil {
+		return nil
+	}
+	names := map[int64]string{}
+	builder := func(id int64) string {
+		if n, ok := names[id]; ok {
+			return n
+		}
+		b, err := st.GetBuilder(ctx, id)
+		if err != nil {
+			return strconv.FormatInt(id, 10)
+		}
+		names[id] = b.Name
+		return b.Name
+	}
+	var lastDropped int64
+	for {
+		var e ci.Event
+		select {
+		case <-ctx.Done():
+			return nil
+		case e = <-sub.C:
+		}
+		if d := sub.Dropped(); d > lastDropped {
+			c.dropped.Add(float64(d - lastDropped))
+			lastDropped = d
+		}
+		switch e.Type {
+		case ci.EventBuildStarted:
+			c.buildsStarted.WithLabelValues(builder(e.BuilderID)).Inc()
+		case ci.EventBuildFinished:
+			name := builder(e.BuilderID)
+			c.buildsFinished.WithLabelValues(name, e.Results.String()).Inc()
+			if b, err := st.GetBuild(ctx, e.BuildID); err == nil && !b.CompleteAt.IsZero() {
+				c.buildDuration.WithLabelValues(name).Observe(seconds(b.CompleteAt.Sub(b.StartedAt)))
+			}
+		case ci.EventStepFinished:
+			if s, err := st.GetStep(ctx, e.StepID); err == nil && !s.CompleteAt.IsZero() {
+				c.stepDuration.WithLabelValues(builder(e.BuilderID), s.Name).Observe(seconds(s.CompleteAt.Sub(s.StartedAt)))
+			}
+		case ci.EventLogLines:
+			c.logBytes.Add(float64(e.Bytes))
+		case ci.EventHookDelivery:
+			c.hookDeliveries.WithLabelValues(e.Dialect, strconv.Itoa(e.Status)).Inc()
+		}
+	}
+}
+
+func seconds(d time.Duration) float64 { return max(d.Seconds(), 0) }
