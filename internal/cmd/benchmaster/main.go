@@ -1,0 +1,158 @@
+// Command benchmaster is the master that workerbench measures network
+// workers against, run as a process of its own so that its memory can be
+// read from /proc. It accepts workers w1 ... wN (password "pass") and has
+// two builders and a force scheduler named "force" for both:
+//
+//	one   a step running true, on every worker
+//	log   a step writing -log-bytes bytes of 99-character lines to its
+//	      standard output, on w1
+//
+// Once both listeners are open it prints one line to standard output,
+//
+//	ready workers=HOST:PORT http=HOST:PORT
+//
+// and serves until SIGINT or SIGTERM. Anyone may force builds: it listens
+// on the loopback interface by default.
+//
+//	benchmaster -dir DIR [-workers 127.0.0.1:0] [-http 127.0.0.1:0] [-n 4] [-log-bytes 100000000] [-pprof ADDR]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kilnci/kiln/ci"
+	_ "github.com/kilnci/kiln/ci/sqlite"
+	"github.com/kilnci/kiln/ci/steps"
+	"github.com/kilnci/kiln/scheduler"
+	"github.com/kilnci/kiln/webui"
+	"github.com/kilnci/kiln/worker/remote"
+)
+
+// Password is every worker's password.
+const Password = "pass"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "benchmaster:", err)
+		os.Exit(1)
+	}
+}
+
+// LogCommand is the shell command of the "log" builder's step: n bytes of
+// output, in lines of 99 characters and a newline.
+func LogCommand(n int64) string {
+	return fmt.Sprintf("head -c %d /dev/zero | tr '\\0' a | fold -w 99", n)
+}
+
+// Config returns the master's configuration for n workers.
+func Config(dir string, n int, logBytes int64) ci.MasterConfig {
+	var workers []ci.WorkerConfig
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("w%d", i+1)
+		workers = append(workers, ci.WorkerConfig{Name: name, Password: Password})
+		names = append(names, name)
+	}
+	return ci.MasterConfig{
+		Title:   "Kiln worker benchmark",
+		BaseDir: dir,
+		Workers: workers,
+		Builders: []ci.BuilderConfig{
+			{Name: "one", Workers: names, Steps: []ci.Step{
+				&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "true"}, Command: []string{"true"}},
+			}},
+			{Name: "log", Workers: names[:1], Steps: []ci.Step{
+				&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "log"}, Command: LogCommand(logBytes)},
+			}},
+		},
+		Schedulers: []ci.Scheduler{&scheduler.Force{Name: "force", Builders: []string{"one", "log"}}},
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("benchmaster", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "", "the master's base folder (required)")
+	workerAddr := fs.String("workers", "127.0.0.1:0", "address where workers connect")
+	httpAddr := fs.String("http", "127.0.0.1:0", "address of the JSON API")
+	n := fs.Int("n", 4, "number of workers, w1 ... wN")
+	logBytes := fs.Int64("log-bytes", 100_000_000, "bytes the log builder's step writes")
+	pprofAddr := fs.String("pprof", "", "address to serve net/http/pprof on (none if empty)")
+	verbose := fs.Bool("v", false, "log at info level (warnings only by default)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" || *n < 1 || *logBytes < 0 || fs.NArg() > 0 {
+		fs.Usage()
+		return errors.New("usage: benchmaster -dir DIR [options]")
+	}
+
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	cfg := Config(*dir, *n, *logBytes)
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	listen := func(addr, what string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen for %s: %w", what, err)
+		}
+		closers = append(closers, ln)
+		return ln, nil
+	}
+	wln, err := listen(*workerAddr, "workers")
+	if err != nil {
+		return err
+	}
+	hln, err := listen(*httpAddr, "the API")
+	if err != nil {
+		return err
+	}
+	if *pprofAddr != "" {
+		pln, err := listen(*pprofAddr, "pprof")
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		go http.Serve(pln, mux)
+	}
+	cfg.Services = []ci.Service{
+		&remote.Listener{Listener: wln},
+		&webui.Server{Listener: hln, Options: webui.Options{Authz: webui.Authz{Force: webui.Anyone}}},
+	}
+	m, err := ci.NewMaster(cfg)
+	if err != nil {
+		return err
+	}
+	closers = nil // Run closes the listeners it is given
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	fmt.Fprintf(stdout, "ready workers=%s http=%s\n", wln.Addr(), hln.Addr())
+	return <-done
+}

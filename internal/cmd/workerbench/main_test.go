@@ -1,0 +1,132 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/internal/testenv"
+)
+
+// bins holds the benchmaster and kiln-worker binaries built for the tests.
+var bins string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "workerbench-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/kilnci/kiln/internal/cmd/benchmaster", "github.com/kilnci/kiln/cmd/kiln-worker")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build the binaries: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	bins = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// tiny are the sizes of the smoke tests: 2 workers, 5 builds, 1 MB of log.
+var tiny = []string{
+	"-latency-builds", "5", "-builds", "5", "-workers", "2", "-idle-workers", "2", "-log-bytes", "1000000",
+	"-stock-latency-builds", "5", "-stock-builds", "5", "-stock-idle-workers", "2",
+}
+
+// TestRun runs the whole benchmark, with tiny sizes, on each kind of
+// worker, and checks that the figures are there and make sense.
+func TestRun(t *testing.T) {
+	for _, kind := range []string{kindKiln, kindBuildbot} {
+		t.Run(kind, func(t *testing.T) {
+			if kind == kindBuildbot {
+				testenv.NeedTool(t, "buildbot-worker")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			var out, progress bytes.Buffer
+			args := append([]string{
+				"-master", filepath.Join(bins, "benchmaster"), "-kiln-worker", filepath.Join(bins, "kiln-worker"),
+				"-kinds", kind, "-dir", t.TempDir(),
+			}, tiny...)
+			results, err := run(ctx, args, &out, &progress)
+			require.NoError(t, err, "progress:\n%s", progress.String())
+			require.Len(t, results, 1)
+			r := results[0]
+			assert.Equal(t, kind, r.Kind)
+
+			assert.Len(t, r.Latency, 5)
+			assert.Positive(t, r.Median)
+			assert.GreaterOrEqual(t, r.P90, r.Median)
+
+			assert.Positive(t, r.BuildsPerSec)
+			total := 0
+			for _, n := range r.PerWorker {
+				total += n
+			}
+			assert.Equal(t, 5, total, "builds per worker: %v", r.PerWorker)
+
+			assert.Equal(t, 10102, r.LogMinLines) // 1,000,000 bytes in lines of 99
+			assert.GreaterOrEqual(t, r.LogLines, r.LogMinLines)
+			assert.Positive(t, r.LogMBps)
+			assert.GreaterOrEqual(t, r.LogPeakRSS, r.LogRSSBefore)
+
+			assert.Positive(t, r.IdleBase)
+			assert.Positive(t, r.AttachTime)
+			assert.Positive(t, r.WorkerRSS)
+			assert.GreaterOrEqual(t, r.WorkerRSSMax, r.WorkerRSS)
+
+			table := out.String()
+			for _, want := range []string{kind, "one-step build (true), median", "stdout into the store", "master RSS per idle worker", "load average"} {
+				assert.Contains(t, table, want)
+			}
+		})
+	}
+}
+
+// TestRun_Usage: every problem of the command line is reported at once.
+func TestRun_Usage(t *testing.T) {
+	var out, progress bytes.Buffer
+	_, err := run(context.Background(), []string{"-kinds", "kiln-worker,other", "-builds", "0", "-poll", "0s"}, &out, &progress)
+	require.Error(t, err)
+	for _, want := range []string{"-master is required", "-kiln-worker is required", `unknown kind of worker "other"`, "must be positive", "-poll"} {
+		assert.Contains(t, err.Error(), want)
+	}
+	assert.Empty(t, out.String())
+}
+
+func TestStdoutLines(t *testing.T) {
+	for _, c := range []struct {
+		n     int64
+		lines int
+		size  int64
+	}{
+		{1, 1, 1},
+		{99, 1, 99},
+		{100, 2, 101},
+		{198, 2, 199},
+		{100_000_000, 1010102, 101010101},
+	} {
+		lines, size := stdoutLines(c.n)
+		assert.Equal(t, c.lines, lines, "lines of %d bytes", c.n)
+		assert.Equal(t, c.size, size, "size of %d bytes", c.n)
+	}
+	// What the step's command really writes.
+	out, err := exec.Command("sh", "-c", "head -c 1000 /dev/zero | tr '\\0' a | fold -w 99").Output()
+	require.NoError(t, err)
+	lines, size := stdoutLines(1000)
+	assert.Equal(t, int64(len(out)), size)
+	assert.Equal(t, lines, strings.Count(string(out), "\n")+1)
+}
