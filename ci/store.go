@@ -295,6 +295,47 @@ type StateStore interface {
 	SetState(ctx context.Context, object, key string, value []byte) error
 }
 
+// A RetentionQuery selects finished builds whose logs are still stored,
+// for the janitor. Zero fields do not filter.
+type RetentionQuery struct {
+	// BuilderID keeps builds of that builder only.
+	BuilderID int64
+	// CompletedBefore keeps builds that finished before that time.
+	CompletedBefore time.Time
+	// KeepLast leaves out the builder's newest KeepLast builds (needs
+	// BuilderID).
+	KeepLast int
+	// Limit is the most builds returned (required).
+	Limit int
+}
+
+// RetentionStore lets the janitor bound the store's size: it deletes old
+// logs and old builds in small transactions and gives space back.
+type RetentionStore interface {
+	// LogBytes returns the space the stored log lines take.
+	LogBytes(ctx context.Context) (int64, error)
+	// BuildsWithLogs returns finished builds whose logs are still stored,
+	// oldest first, as q selects.
+	BuildsWithLogs(ctx context.Context, q RetentionQuery) ([]int64, error)
+	// DeleteBuildLogs deletes the stored lines of the builds' logs in one
+	// transaction. The logs stay listed, with type LogDeleted and no lines.
+	// It returns the space freed.
+	DeleteBuildLogs(ctx context.Context, buildIDs []int64) (int64, error)
+	// FinishedBuildsBefore returns up to limit finished builds that
+	// completed before t, oldest first.
+	FinishedBuildsBefore(ctx context.Context, t time.Time, limit int) ([]int64, error)
+	// DeleteBuilds deletes finished builds with their steps and logs, in
+	// one transaction; their complete requests and buildsets go too once
+	// no build refers to them. It returns the log space freed.
+	DeleteBuilds(ctx context.Context, buildIDs []int64) (int64, error)
+	// Compact gives up to pages pages of free space back to the file
+	// system, and returns how many it gave.
+	Compact(ctx context.Context, pages int) (int, error)
+}
+
+// LogDeleted is the type of a log whose lines the janitor deleted.
+const LogDeleted = "d"
+
 // A Store is everything the master keeps on disk. Implementations are safe
 // for concurrent use. Every method that changes records is one transaction:
 // when it returns nil, the change is durable and visible to readers.
@@ -307,6 +348,7 @@ type Store interface {
 	LogStore
 	WorkerStore
 	StateStore
+	RetentionStore
 	// Close releases the store. No method may be called after it.
 	Close() error
 }

@@ -191,6 +191,7 @@ func (s *Store) appendLog(ctx context.Context, logID int64, text string, finish 
 		}
 		if len(chunks) > 0 {
 			first = n
+			size := 0
 			for _, c := range chunks {
 				_, err := tx.ExecContext(ctx, `INSERT INTO logchunks (log_id, first_line, last_line, content, compressed)
 					VALUES (?, ?, ?, ?, ?)`, logID, n, n+c.lines-1, c.content, c.compressed)
@@ -198,8 +199,12 @@ func (s *Store) appendLog(ctx context.Context, logID int64, text string, finish 
 					return err
 				}
 				n += c.lines
+				size += len(c.content)
 			}
 			last = n - 1
+			if _, err := tx.ExecContext(ctx, `UPDATE store_stats SET value = value + ? WHERE key = 'log_bytes'`, size); err != nil {
+				return err
+			}
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE logs SET num_lines = ?, complete = ? WHERE id = ?`, n, finish, logID)
 		return err

@@ -85,6 +85,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.db.SetMaxIdleConns(1)
 	s.db.SetConnMaxLifetime(0)
 	s.db.SetConnMaxIdleTime(0)
+	if err := s.incrementalVacuum(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
 	if err := s.migrate(ctx); err != nil {
 		s.db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -132,6 +136,26 @@ func (s *Store) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
+}
+
+// incrementalVacuum makes the file give space back a little at a time
+// (Compact): auto_vacuum INCREMENTAL, which an existing file only takes
+// with a VACUUM, done once.
+func (s *Store) incrementalVacuum(ctx context.Context) error {
+	var mode int
+	if err := s.db.QueryRowContext(ctx, `PRAGMA auto_vacuum`).Scan(&mode); err != nil {
+		return fmt.Errorf("read auto_vacuum: %w", err)
+	}
+	if mode == 2 {
+		return nil
+	}
+	if _, err := s.db.ExecContext(ctx, `PRAGMA auto_vacuum = INCREMENTAL`); err != nil {
+		return fmt.Errorf("set auto_vacuum: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `VACUUM`); err != nil {
+		return fmt.Errorf("vacuum: %w", err)
+	}
+	return nil
 }
 
 // migrate applies, in name order, the embedded migrations not yet recorded

@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) ci.Store) {
 		{"LogStore_FinishLog", testFinishLog},
 		{"LogStore_LogLines", testLogLines},
 		{"StateStore", testState},
+		{"RetentionStore", testRetention},
 		{"Times", testTimes},
 		{"Records", testRecords},
 		{"Concurrency", testConcurrency},
