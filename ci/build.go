@@ -240,6 +240,11 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 	defer cancel(nil)
 	rb.mu.Lock()
 	rb.cancelStep = cancel
+	// A stop that came after run checked for one (while this step was
+	// being recorded) found no step to interrupt: interrupt this one.
+	if rb.stopped && !opts.AlwaysRun {
+		cancel(errStopped{rb.stopReason})
+	}
 	rb.mu.Unlock()
 	s := &StepRun{build: rb, rec: rec, opts: opts}
 	rb.mu.Lock()
