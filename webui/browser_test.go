@@ -107,19 +107,43 @@ func text(t *testing.T, tab context.Context, sel string) string {
 	return s
 }
 
-// poll waits until a JavaScript expression is true. Pages reload when
-// what they show changes, so a poll that a reload interrupts is tried
-// again.
+// poll waits until a JavaScript expression is true, evaluating it every
+// tenth of a second. Pages reload when what they show changes: an
+// evaluation that a reload interrupts is tried again.
 func poll(t *testing.T, tab context.Context, what, expr string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
-	for {
-		_, err := chromedp.Run(tab, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)))
-		if err == nil {
+	var err error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(tab, 5*time.Second)
+		var ok bool
+		ok, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`(function () { try { return !!(`+expr+`); } catch (e) { return false; } })()`))
+		cancel()
+		if err == nil && ok {
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
+		time.Sleep(100 * time.Millisecond)
+	}
+	state, _ := chromedp.Run(tab, chromedp.Evaluate[string](`location.href + " live=" + (document.body.dataset.live || "") +
+		" result=" + ((document.querySelector("#build-result") || {}).textContent || "")`))
+	t.Fatalf("waiting for %s: last error %v (page: %s)", what, err, state)
+}
+
+// waitFinished waits for a build to finish, for at most d, and reports
+// whether it did.
+func waitFinished(u *ui, buildID int64, d time.Duration) bool {
+	sub := u.m.Subscribe(1024)
+	defer sub.Close()
+	deadline := time.After(d)
+	for {
+		if b, err := u.m.Store.GetBuild(context.Background(), buildID); err == nil && b.Complete {
+			return true
+		}
+		select {
+		case <-sub.C:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			return false
 		}
 	}
 }
@@ -217,11 +241,24 @@ func TestBrowser(t *testing.T) {
 		poll(t, tab, "the long build on the builder page", `document.querySelector("table.builds a[href$='/builds/2']") !== null`)
 		require.NoError(t, chromedp.Do(tab, chromedp.Navigate(u.url+"builders/count/builds/2")))
 		poll(t, tab, "the long build's log", countLines+` >= 1`)
-		require.NoError(t, chromedp.Do(tab,
-			chromedp.SetValue(chromedp.CSS(`form.stop-form input[name="reason"]`), "too long"),
-			chromedp.Click(chromedp.CSS(`button[name="stop"]`))))
+		long, err := u.m.Store.FindBuild(context.Background(), mustID(t, u, "count"), 2)
+		require.NoError(t, err)
+		// A page reloads when what it shows changes (a step starting between
+		// the page being made and its event stream opening, say), and a
+		// click that lands as it reloads is lost: a user clicks again.
+		for try := 1; ; try++ {
+			require.NoError(t, chromedp.Do(tab,
+				chromedp.SetValue(chromedp.CSS(`form.stop-form input[name="reason"]`), "too long"),
+				chromedp.Click(chromedp.CSS(`button[name="stop"]`))))
+			if waitFinished(u, long.ID, 10*time.Second) {
+				break
+			}
+			require.Less(t, try, 3, "the build was not stopped")
+			t.Logf("stop click %d was lost; clicking again", try)
+			require.NoError(t, chromedp.Do(tab, chromedp.Navigate(u.url+"builders/count/builds/2")))
+		}
 		poll(t, tab, "the stopped build's result", `document.querySelector("#build-result").textContent === "cancelled"`)
-		b, err := u.m.Store.FindBuild(context.Background(), mustID(t, u, "count"), 2)
+		b, err := u.m.Store.GetBuild(context.Background(), long.ID)
 		require.NoError(t, err)
 		assert.Equal(t, ci.Cancelled, b.Results)
 		screenshot(t, tab, shots, "build-stopped.png")
