@@ -334,6 +334,21 @@ func (c *MasterConfig) Validate() error {
 	for i, s := range c.Services {
 		if s == nil {
 			add("services[%d] is nil", i)
+			continue
+		}
+		if v, ok := s.(validator); ok {
+			if err := v.Validate(); err != nil {
+				for _, line := range strings.Split(err.Error(), "\n") {
+					add("services[%d] (%T): %s", i, s, line)
+				}
+			}
+		}
+		if v, ok := s.(configValidator); ok {
+			if err := v.ValidateConfig(c); err != nil {
+				for _, line := range strings.Split(err.Error(), "\n") {
+					add("services[%d] (%T): %s", i, s, line)
+				}
+			}
 		}
 	}
 	dialects := map[string]bool{}

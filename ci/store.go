@@ -317,6 +317,9 @@ type RetentionStore interface {
 	// BuildsWithLogs returns finished builds whose logs are still stored,
 	// oldest first, as q selects.
 	BuildsWithLogs(ctx context.Context, q RetentionQuery) ([]int64, error)
+	// BuildLogBytes returns the space the stored lines of the builds' logs
+	// take.
+	BuildLogBytes(ctx context.Context, buildIDs []int64) (int64, error)
 	// DeleteBuildLogs deletes the stored lines of the builds' logs in one
 	// transaction. The logs stay listed, with type LogDeleted and no lines.
 	// It returns the space freed.

@@ -74,6 +74,27 @@ func (s *Store) BuildsWithLogs(ctx context.Context, q ci.RetentionQuery) ([]int6
 	return ids, nil
 }
 
+// BuildLogBytes returns the space the stored lines of the builds' logs
+// take.
+func (s *Store) BuildLogBytes(ctx context.Context, buildIDs []int64) (int64, error) {
+	var total int64
+	err := s.read(ctx, func(tx *txn) error {
+		for _, id := range buildIDs {
+			var n int64
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(LENGTH(c.content)), 0) FROM logchunks c
+				JOIN logs l ON l.id = c.log_id JOIN steps s ON s.id = l.step_id WHERE s.build_id = ?`, id).Scan(&n); err != nil {
+				return err
+			}
+			total += n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: build log bytes: %w", err)
+	}
+	return total, nil
+}
+
 // deleteLogsTx deletes the chunks of the builds' logs and returns their
 // size.
 func deleteLogsTx(ctx context.Context, tx *txn, id int64) (int64, error) {
