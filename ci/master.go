@@ -53,7 +53,8 @@ type Master struct {
 	store   Store
 	runOnce sync.Once
 
-	changeMu sync.Mutex // orders AddChange calls and the listeners' view
+	changeMu        sync.Mutex // orders AddChange calls and the listeners' view
+	scheduledChange int64      // the last change the schedulers had; changeMu
 
 	detaching chan struct{}  // closed when Run detaches every worker
 	watchers  sync.WaitGroup // goroutines waiting to detach a worker
@@ -248,8 +249,19 @@ func (m *Master) Run(ctx context.Context) (err error) {
 	if err := m.recoverFromStop(ctx); err != nil {
 		return err
 	}
+	if err := m.loadScheduled(ctx); err != nil {
+		return err
+	}
 	m.log.Info("master started", "title", m.cfg.Title, "builders", len(m.builderList), "workers", len(m.workerList), "pending", len(m.pending))
 	close(m.ready)
+	// Changes a previous run stored without telling its schedulers.
+	m.changeMu.Lock()
+	err = m.scheduleChanges(ctx)
+	m.changeMu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	err = nil
 
 	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServices()

@@ -2,6 +2,7 @@ package ci_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -180,4 +181,92 @@ func TestMaster_WorkerLost(t *testing.T) {
 	conn4, err := local.NewConn("ghost", filepath.Join(m.Dir, "ghost"))
 	require.NoError(t, err)
 	assert.ErrorIs(t, m.AttachWorker(ctx, conn4), ci.ErrUnknownWorker)
+}
+
+// onNewTag submits a build of b1 for every change of category new-tag,
+// with the change's ExternalID as schedulers do.
+type onNewTag struct{ calls int }
+
+func (s *onNewTag) SchedulerName() string  { return "tags" }
+func (s *onNewTag) BuilderNames() []string { return []string{"b1"} }
+func (s *onNewTag) OnChange(ctx context.Context, m *ci.Master, c *ci.Change) error {
+	s.calls++
+	if c.Category != "new-tag" {
+		return nil
+	}
+	_, _, err := m.Submit(ctx, ci.Submission{Builders: []string{"b1"}, SourceStamps: []ci.SourceStamp{c.SourceStamp()},
+		ExternalID: fmt.Sprintf("tags:change:%d", c.ID), Scheduler: "tags"})
+	return err
+}
+
+// TestMaster_ChangesNotScheduled: a change stored by a master that stopped
+// before its schedulers had it is given to them by the next start, or by a
+// redelivery of the same change, and built once.
+func TestMaster_ChangesNotScheduled(t *testing.T) {
+	ctx := context.Background()
+	t.Run("AtStart", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := oneBuilder(shell("s", "true"))
+		cfg.BaseDir = dir
+		// The first master stores a change directly, as if it had died
+		// right after.
+		var stored ci.Change
+		t.Run("crashed", func(t *testing.T) {
+			cfg := cfg
+			cfg.Schedulers = []ci.Scheduler{&onNewTag{}}
+			m := citest.Start(t, cfg, citest.Options{NoWorkers: true})
+			stored = ci.Change{Category: "new-tag", Branch: "0.9.1", Revision: "0.9.1", When: time.Now()}
+			added, err := m.Store.AddChange(ctx, &stored)
+			require.NoError(t, err)
+			require.True(t, added)
+		})
+		sched := &onNewTag{}
+		cfg.Schedulers = []ci.Scheduler{sched}
+		m := citest.Start(t, cfg)
+		bss, _, err := m.Store.ListBuildsets(ctx, ci.BuildsetQuery{})
+		require.NoError(t, err)
+		require.Len(t, bss, 1, "the next master built the change")
+		builds := m.WaitBuildset(t, bss[0].ID)
+		require.Len(t, builds, 1)
+		assert.Equal(t, "0.9.1", builds[0].Property("branch"))
+		assert.Equal(t, 1, sched.calls)
+	})
+	t.Run("Redelivered", func(t *testing.T) {
+		cfg := oneBuilder(shell("s", "true"))
+		sched := &onNewTag{}
+		cfg.Schedulers = []ci.Scheduler{sched}
+		m := citest.Start(t, cfg)
+		// Stored, but the schedulers were not told (a crash between the two).
+		c := ci.Change{Category: "new-tag", Branch: "1.0", DedupKey: "github:delivery-1:0", When: time.Now()}
+		_, err := m.Store.AddChange(ctx, &c)
+		require.NoError(t, err)
+		// The sender, having had no answer, delivers it again.
+		again := ci.Change{Category: "new-tag", Branch: "1.0", DedupKey: "github:delivery-1:0"}
+		added, err := m.Master.AddChange(ctx, &again)
+		require.NoError(t, err)
+		assert.False(t, added)
+		assert.Equal(t, c.ID, again.ID)
+		// And again: the schedulers are not told twice.
+		_, err = m.Master.AddChange(ctx, &ci.Change{Category: "new-tag", Branch: "1.0", DedupKey: "github:delivery-1:0"})
+		require.NoError(t, err)
+		assert.Equal(t, 1, sched.calls)
+		bss, _, err := m.Store.ListBuildsets(ctx, ci.BuildsetQuery{})
+		require.NoError(t, err)
+		require.Len(t, bss, 1)
+		assert.Equal(t, ci.Success, m.WaitBuildset(t, bss[0].ID)[0].Results())
+	})
+	t.Run("SubmittedTwice", func(t *testing.T) {
+		m := citest.Start(t, oneBuilder(shell("s", "true")))
+		sub := ci.Submission{Builders: []string{"b1"}, ExternalID: "tags:change:77"}
+		first, reqs, err := m.Master.Submit(ctx, sub)
+		require.NoError(t, err)
+		second, reqs2, err := m.Master.Submit(ctx, sub)
+		require.NoError(t, err)
+		assert.Equal(t, first.ID, second.ID)
+		assert.Equal(t, reqs[0].ID, reqs2[0].ID)
+		m.WaitBuildset(t, first.ID)
+		builds, total, err := m.Store.ListBuilds(ctx, ci.BuildQuery{})
+		require.NoError(t, err)
+		assert.Equal(t, 1, total, "one build for the two submissions: %v", builds)
+	})
 }

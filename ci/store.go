@@ -14,6 +14,9 @@ var (
 	// ErrConflict: the record is not in the state the operation needs (a
 	// request already claimed, completed or cancelled).
 	ErrConflict = errors.New("conflict")
+	// ErrDuplicate: a record with the same key exists; the operation
+	// returns it instead of storing another.
+	ErrDuplicate = errors.New("already stored")
 )
 
 // A Builder is the stored record of a configured builder.
@@ -188,6 +191,9 @@ type ChangeStore interface {
 	// added is false.
 	AddChange(ctx context.Context, c *Change) (added bool, err error)
 	GetChange(ctx context.Context, id int64) (*Change, error)
+	// ChangesAfter returns up to limit changes with IDs above id, in ID
+	// order.
+	ChangesAfter(ctx context.Context, id int64, limit int) ([]*Change, error)
 	ListChanges(ctx context.Context, q Query) ([]*Change, int, error)
 }
 
@@ -195,7 +201,10 @@ type ChangeStore interface {
 type RequestStore interface {
 	// AddBuildset stores bs with its source stamps (whose IDs it sets) and
 	// one pending request per builder, in one transaction, and returns the
-	// requests. bs.ID is set. A source stamp that already has an ID (that
+	// requests. bs.ID is set. ExternalID, when set, is an idempotency key:
+	// if a buildset with the same ExternalID exists, nothing is stored, bs
+	// is filled from the existing one, its requests are returned, and the
+	// error wraps ErrDuplicate. A source stamp that already has an ID (that
 	// of a change, say) refers to the stored one, and is filled from it.
 	AddBuildset(ctx context.Context, bs *Buildset, builderIDs []int64, priority int) ([]*BuildRequest, error)
 	GetBuildset(ctx context.Context, id int64) (*Buildset, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // AddChange stores a change and hands it to the schedulers that listen for
@@ -26,20 +27,60 @@ func (m *Master) AddChange(ctx context.Context, c *Change) (added bool, err erro
 	}
 	if !added {
 		m.log.Info("change already received", "change", c.ID)
+		// Its first delivery may have stopped (a crash) after the change
+		// was stored and before the schedulers had it: finish it now.
+		if c.ID > m.scheduledChange {
+			if err := m.scheduleChanges(ctx); err != nil {
+				return false, err
+			}
+		}
 		return false, nil
 	}
 	m.publish(Event{Type: EventChangeNew, ChangeID: c.ID})
 	m.log.Info("change added", "change", c.ID, "repository", c.Repository, "branch", c.Branch, "revision", c.Revision, "category", c.Category)
-	for _, s := range m.cfg.Schedulers {
-		l, ok := s.(ChangeListener)
-		if !ok {
-			continue
-		}
-		if err := l.OnChange(ctx, m, c); err != nil {
-			m.log.Error("scheduler could not handle change", "scheduler", s.SchedulerName(), "change", c.ID, "err", err)
-		}
+	if err := m.scheduleChanges(ctx); err != nil {
+		return true, err
 	}
 	return true, nil
+}
+
+// The state under which the master records the last change its schedulers
+// have had.
+const (
+	stateObject       = "master"
+	stateScheduledKey = "scheduled-change"
+)
+
+// scheduleChanges hands the schedulers, in order, the changes stored after
+// the last one they had, and records how far they got: a change stored by a
+// master that stopped before telling its schedulers is told by the next
+// one. Schedulers submit with an ExternalID naming the change, so a change
+// told twice is built once. m.changeMu is held.
+func (m *Master) scheduleChanges(ctx context.Context) error {
+	for {
+		changes, err := m.store.ChangesAfter(ctx, m.scheduledChange, 100)
+		if err != nil {
+			return fmt.Errorf("schedule changes: %w", err)
+		}
+		if len(changes) == 0 {
+			return nil
+		}
+		for _, c := range changes {
+			for _, s := range m.cfg.Schedulers {
+				l, ok := s.(ChangeListener)
+				if !ok {
+					continue
+				}
+				if err := l.OnChange(ctx, m, c); err != nil {
+					m.log.Error("scheduler could not handle change", "scheduler", s.SchedulerName(), "change", c.ID, "err", err)
+				}
+			}
+			m.scheduledChange = c.ID
+			if err := m.store.SetState(ctx, stateObject, stateScheduledKey, []byte(strconv.FormatInt(c.ID, 10))); err != nil {
+				return fmt.Errorf("schedule changes: record change %d: %w", c.ID, err)
+			}
+		}
+	}
 }
 
 // A Submission asks for builds: one build request per builder, together a
@@ -57,7 +98,10 @@ type Submission struct {
 	Priority int
 	// Scheduler names the scheduler submitting.
 	Scheduler string
-	// ExternalID is an identifier for the submitter's own use.
+	// ExternalID is an identifier for the submitter's own use, and an
+	// idempotency key: submitting again with the same ExternalID stores
+	// nothing and returns the first buildset. Schedulers use it so that a
+	// change handed to them again after a crash is not built twice.
 	ExternalID string
 	// ParentBuildID is the build that triggered this submission, if any.
 	ParentBuildID int64
@@ -99,6 +143,11 @@ func (m *Master) Submit(ctx context.Context, s Submission) (*Buildset, []*BuildR
 		bs.SourceStamps = []SourceStamp{{}}
 	}
 	reqs, err := m.store.AddBuildset(ctx, bs, ids, s.Priority)
+	if errors.Is(err, ErrDuplicate) {
+		// Submitted before, under the same ExternalID: that one stands.
+		m.log.Info("buildset already submitted", "buildset", bs.ID, "external_id", s.ExternalID)
+		return bs, reqs, nil
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("submit: %w", err)
 	}
@@ -149,4 +198,30 @@ func (m *Master) CancelRequest(ctx context.Context, id int64) error {
 	}
 	m.log.Info("build request cancelled", "request", id)
 	return nil
+}
+
+// loadScheduled reads how far the schedulers got with the changes. A store
+// that never recorded it (new, or from before this record) counts as
+// having told them every change it holds.
+func (m *Master) loadScheduled(ctx context.Context) error {
+	v, err := m.store.GetState(ctx, stateObject, stateScheduledKey)
+	if err == nil {
+		id, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return fmt.Errorf("read the last scheduled change: %w", err)
+		}
+		m.scheduledChange = id
+		return nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("read the last scheduled change: %w", err)
+	}
+	last, _, err := m.store.ListChanges(ctx, Query{Desc: true, Limit: 1, NoTotal: true})
+	if err != nil {
+		return fmt.Errorf("read the last change: %w", err)
+	}
+	if len(last) > 0 {
+		m.scheduledChange = last[0].ID
+	}
+	return m.store.SetState(ctx, stateObject, stateScheduledKey, []byte(strconv.FormatInt(m.scheduledChange, 10)))
 }

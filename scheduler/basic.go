@@ -298,7 +298,12 @@ func (e *treeStable) onChange(ctx context.Context, m *ci.Master, c *ci.Change, c
 		return nil
 	}
 	if cfg.treeStable <= 0 {
-		bs, _, err := m.Submit(ctx, cfg.forChanges([]*ci.Change{c}))
+		// The change's own key: told the change again (after a crash of the
+		// master between storing it and telling the schedulers), the master
+		// keeps the buildset submitted the first time.
+		sub := cfg.forChanges([]*ci.Change{c})
+		sub.ExternalID = fmt.Sprintf("%s:change:%d", cfg.name, c.ID)
+		bs, _, err := m.Submit(ctx, sub)
 		if err != nil {
 			return fmt.Errorf("scheduler %q: build change %d: %w", cfg.name, c.ID, err)
 		}
@@ -318,6 +323,11 @@ func (e *treeStable) onChange(ctx context.Context, m *ci.Master, c *ci.Change, c
 	if created {
 		g = &group{Key: key}
 		r.groups[key] = g
+	}
+	for _, have := range g.Changes {
+		if have.ID == c.ID {
+			return nil // told again after a crash: it waits already
+		}
 	}
 	since := g.Since
 	g.Changes = append(g.Changes, classified{ID: c.ID, Important: imp})

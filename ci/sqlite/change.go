@@ -141,6 +141,23 @@ func (s *Store) ListChanges(ctx context.Context, q ci.Query) ([]*ci.Change, int,
 	return list, total, nil
 }
 
+// ChangesAfter returns up to limit changes with IDs above id, in order.
+func (s *Store) ChangesAfter(ctx context.Context, id int64, limit int) ([]*ci.Change, error) {
+	var list []*ci.Change
+	err := s.read(ctx, func(tx *txn) error {
+		rows, err := tx.QueryContext(ctx, `SELECT `+changeCols+` FROM changes WHERE id > ? ORDER BY id LIMIT ?`, id, limit)
+		if err != nil {
+			return err
+		}
+		list, err = scanAll(rows, scanChange)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: changes after %d: %w", id, err)
+	}
+	return list, nil
+}
+
 // insertSourceStamp stores ss with links to its changes and sets ss.ID.
 func insertSourceStamp(ctx context.Context, tx *txn, ss *ci.SourceStamp) error {
 	err := tx.QueryRowContext(ctx, `INSERT INTO sourcestamps (codebase, repository, branch, revision, project, created_at)

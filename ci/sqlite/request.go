@@ -22,8 +22,34 @@ func (s *Store) AddBuildset(ctx context.Context, bs *ci.Buildset, builderIDs []i
 	}
 	sourceStamps := slices.Clone(bs.SourceStamps)
 	var reqs []*ci.BuildRequest
+	var existing *ci.Buildset
 	err = s.write(ctx, func(tx *txn) error {
 		reqs = nil
+		if bs.ExternalID != "" {
+			var id int64
+			err := tx.QueryRowContext(ctx, `SELECT id FROM buildsets WHERE external_id = ? ORDER BY id LIMIT 1`, bs.ExternalID).Scan(&id)
+			if err == nil {
+				if existing, err = getBuildset(ctx, tx, id); err != nil {
+					return err
+				}
+				rows, err := tx.QueryContext(ctx, `SELECT `+requestCols+` FROM buildrequests WHERE buildset_id = ? ORDER BY id`, id)
+				if err != nil {
+					return err
+				}
+				defer rows.Close()
+				for rows.Next() {
+					r, err := scanRequest(rows)
+					if err != nil {
+						return err
+					}
+					reqs = append(reqs, r)
+				}
+				return rows.Err()
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
 		err := tx.QueryRowContext(ctx, `INSERT INTO buildsets (external_id, reason, submitted_at, complete,
 			complete_at, results, properties, parent_build_id, scheduler)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
@@ -72,6 +98,10 @@ func (s *Store) AddBuildset(ctx context.Context, bs *ci.Buildset, builderIDs []i
 	if err != nil {
 		bs.ID = 0
 		return nil, fmt.Errorf("sqlite: add buildset: %w", err)
+	}
+	if existing != nil {
+		*bs = *existing
+		return reqs, fmt.Errorf("sqlite: add buildset %q: %w", bs.ExternalID, ci.ErrDuplicate)
 	}
 	bs.SourceStamps = sourceStamps
 	bs.Complete, bs.CompleteAt, bs.Results = false, time.Time{}, ci.Success

@@ -214,3 +214,27 @@ func testCancelRequest(t *testing.T, open func(*testing.T) *fixture) {
 		assert.ErrorIs(t, err, ci.ErrNotFound)
 	})
 }
+
+func testAddBuildsetIdempotent(t *testing.T, open func(*testing.T) *fixture) {
+	t.Run("ErrDuplicate", func(t *testing.T) {
+		f := open(t)
+		b := f.builder("b")
+		first := &ci.Buildset{Reason: "once", ExternalID: "sched:change:7", SubmittedAt: at(1), Properties: ci.Properties{}, SourceStamps: []ci.SourceStamp{{Branch: "main"}}}
+		reqs, err := f.s.AddBuildset(f.ctx, first, []int64{b.ID}, 0)
+		require.NoError(t, err)
+		again := &ci.Buildset{Reason: "twice", ExternalID: "sched:change:7", SubmittedAt: at(2), Properties: ci.Properties{}}
+		dup, err := f.s.AddBuildset(f.ctx, again, []int64{b.ID, b.ID}, 0)
+		require.ErrorIs(t, err, ci.ErrDuplicate)
+		assert.Equal(t, first.ID, again.ID)
+		assert.Equal(t, "once", again.Reason)
+		assert.Equal(t, requestIDs(reqs), requestIDs(dup))
+		_, total, err := f.s.ListRequests(f.ctx, ci.RequestQuery{})
+		require.NoError(t, err)
+		assert.Equal(t, 1, total, "nothing more is stored")
+		// Without an ExternalID, buildsets are never duplicates.
+		for range 2 {
+			_, err := f.s.AddBuildset(f.ctx, &ci.Buildset{SubmittedAt: at(3), Properties: ci.Properties{}}, []int64{b.ID}, 0)
+			require.NoError(t, err)
+		}
+	})
+}
