@@ -172,3 +172,27 @@ func testListChanges(t *testing.T, open func(*testing.T) *fixture) {
 		assert.Zero(t, total)
 	})
 }
+
+func testChangesAfter(t *testing.T, open func(*testing.T) *fixture) {
+	t.Run("OK", func(t *testing.T) {
+		f := open(t)
+		var ids []int64
+		for i := range 5 {
+			c := &ci.Change{Branch: "main", Revision: string(rune('a' + i)), When: at(i)}
+			_, err := f.s.AddChange(f.ctx, c)
+			require.NoError(t, err)
+			ids = append(ids, c.ID)
+		}
+		got, err := f.s.ChangesAfter(f.ctx, ids[1], 2)
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		assert.Equal(t, []int64{ids[2], ids[3]}, []int64{got[0].ID, got[1].ID})
+		assert.Equal(t, "c", got[0].Revision)
+		got, err = f.s.ChangesAfter(f.ctx, ids[4], 10)
+		require.NoError(t, err)
+		assert.Empty(t, got)
+		got, err = f.s.ChangesAfter(f.ctx, 0, 10)
+		require.NoError(t, err)
+		assert.Len(t, got, 5)
+	})
+}
