@@ -184,12 +184,17 @@ func (a *app) liveLog(w http.ResponseWriter, r *http.Request) {
 }
 
 // liveURL is the event stream a page follows, with the stamp of what it
-// shows (see liveStamp).
+// shows (see liveStamp). Pages call it before they read what they show, so
+// that the stamp is never newer than the page.
 func (a *app) liveURL(ctx context.Context, st ci.Store, q url.Values) string {
 	stamp, err := a.liveStamp(ctx, st, q)
 	if err != nil {
 		a.log.Debug("no stamp for a live page", "err", err)
 	}
+	return a.liveURLStamp(q, stamp)
+}
+
+func (a *app) liveURLStamp(q url.Values, stamp string) string {
 	q.Set("stamp", stamp)
 	return a.base + "live?" + q.Encode()
 }
@@ -211,13 +216,7 @@ func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string,
 		if err != nil {
 			return "", err
 		}
-		done := 0
-		for _, s := range steps {
-			if s.Complete {
-				done++
-			}
-		}
-		return fmt.Sprintf("%t.%d.%d", b.Complete, len(steps), done), nil
+		return buildStamp(b, steps), nil
 	}
 	var builderID int64
 	if s := q.Get("builder"); s != "" {
@@ -249,6 +248,17 @@ func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string,
 		}
 	}
 	return fmt.Sprintf("%s.%d.%d.%d.%d", newest, len(a.m.RunningBuilds()), pending, changes, connected), nil
+}
+
+// buildStamp sums up a build as its page shows it.
+func buildStamp(b *ci.Build, steps []*ci.StepRecord) string {
+	done := 0
+	for _, s := range steps {
+		if s.Complete {
+			done++
+		}
+	}
+	return fmt.Sprintf("%t.%d.%d", b.Complete, len(steps), done)
 }
 
 // liveEvents streams a "change" event whenever something a page shows

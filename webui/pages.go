@@ -483,12 +483,12 @@ func (a *app) builderPage(r *http.Request, st ci.Store, v *view) (string, any, e
 		}
 	}
 	size := a.opts.PageSize
+	v.Page = b.Name
+	v.Live = a.liveURL(ctx, st, url.Values{"builder": {strconv.FormatInt(id, 10)}})
 	builds, total, err := st.ListBuilds(ctx, ci.BuildQuery{BuilderID: id, Query: ci.Query{Desc: true, Limit: size, Offset: (pageNum - 1) * size}})
 	if err != nil {
 		return "", nil, err
 	}
-	v.Page = b.Name
-	v.Live = a.liveURL(ctx, st, url.Values{"builder": {strconv.FormatInt(id, 10)}})
 	n := newNames(ctx, st)
 	n.builders[id] = b.Name
 	d := &builderData{Builder: b, Total: total, PageNum: pageNum, Pages: max(1, (total+size-1)/size), BuilderID: id,
@@ -630,7 +630,6 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 		APIURL:   a.base + "api/v2/builds/" + strconv.FormatInt(build.ID, 10)}
 	v.Page = fmt.Sprintf("%s #%d", b.Name, build.Number)
 	if !build.Complete {
-		v.Live = a.liveURL(ctx, st, url.Values{"build": {strconv.FormatInt(build.ID, 10)}})
 		d.CanStop = a.can(r, actStop)
 		d.StopURL = a.buildURL(b.Name, build.Number) + "/stop"
 	}
@@ -669,6 +668,10 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 	steps, err := st.ListSteps(ctx, build.ID)
 	if err != nil {
 		return "", nil, err
+	}
+	if !build.Complete {
+		// The stamp of what the page shows: this build and these steps.
+		v.Live = a.liveURLStamp(url.Values{"build": {strconv.FormatInt(build.ID, 10)}}, buildStamp(build, steps))
 	}
 	for _, s := range steps {
 		row := stepRow{Step: s, Duration: duration(a.m.Now(), s.StartedAt, s.CompleteAt)}
