@@ -97,7 +97,20 @@ func renderANSI(b *strings.Builder, line string) {
 		}
 		b.WriteString(html.EscapeString(line[:i]))
 		line = line[i:]
-		// CSI: ESC [ params final; anything else: ESC and one character.
+		// CSI: ESC [ params final; OSC (a window title): ESC ] text, ended
+		// by BEL or ESC \; anything else: ESC and one character.
+		if len(line) >= 2 && line[1] == ']' {
+			rest := line[2:]
+			k := strings.IndexAny(rest, "\a\x1b")
+			if k < 0 {
+				break // an unfinished sequence ends the line
+			}
+			line = rest[k+1:]
+			if rest[k] == 0x1b {
+				line = strings.TrimPrefix(line, "\\")
+			}
+			continue
+		}
 		if len(line) < 2 || line[1] != '[' {
 			line = line[min(2, len(line)):]
 			continue

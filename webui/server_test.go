@@ -1,0 +1,63 @@
+package webui_test
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/webui"
+)
+
+// fakeHook is a change hook answering its dialect's name.
+type fakeHook struct{}
+
+var _ ci.ChangeHook = fakeHook{}
+
+func (fakeHook) Dialect() string { return "fake" }
+func (fakeHook) Handler(m *ci.Master) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hook "+r.URL.Path) })
+}
+
+func TestServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	root := "http://" + ln.Addr().String()
+	cfg := testConfig()
+	cfg.PublicURL = root + "/ci/"
+	cfg.ChangeHooks = []ci.ChangeHook{fakeHook{}}
+	cfg.Services = append(cfg.Services, &webui.Server{Listener: ln, Options: webui.Options{Authz: webui.Authz{Force: webui.Anyone}}})
+	citest.Start(t, cfg)
+
+	get := func(url string) (int, string) {
+		res, err := http.Get(url)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		return res.StatusCode, string(b)
+	}
+	code, body := get(root + "/ci/")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `href="/ci/builders/pass"`)
+	code, body = get(root + "/ci/builders/count")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `<form method="post" action="/ci/builders/count/force"`, "the server's options apply")
+	// The hooks are under the public URL's path too, and at the root for a
+	// proxy that strips it.
+	code, body = get(root + "/ci/change_hook/fake")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "hook /change_hook/fake", body)
+	code, _ = get(root + "/change_hook/fake")
+	assert.Equal(t, http.StatusOK, code)
+	res, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Get(root + "/ci")
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusMovedPermanently, res.StatusCode)
+	assert.Equal(t, "/ci/", res.Header.Get("Location"))
+}
