@@ -253,12 +253,14 @@ func (m *Master) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.log.Info("master started", "title", m.cfg.Title, "builders", len(m.builderList), "workers", len(m.workerList), "pending", len(m.pending))
+	reports := m.Subscribe(reporterQueue)
 	close(m.ready)
 	// Changes a previous run stored without telling its schedulers.
 	m.changeMu.Lock()
 	err = m.scheduleChanges(ctx)
 	m.changeMu.Unlock()
 	if err != nil && ctx.Err() == nil {
+		reports.Close()
 		return err
 	}
 	err = nil
@@ -306,7 +308,7 @@ func (m *Master) Run(ctx context.Context) (err error) {
 		defer close(distDone)
 		m.distribute(buildCtx)
 	}()
-	svcWG.Go(func() { m.runReporters(svcCtx) })
+	svcWG.Go(func() { m.runReporters(svcCtx, reports) })
 
 	select {
 	case <-ctx.Done():

@@ -58,13 +58,13 @@ const (
 	reporterQueue = 1000
 )
 
-// runReporters feeds the configured reporters until ctx ends.
-func (m *Master) runReporters(ctx context.Context) {
+// runReporters feeds the configured reporters with the events of sub (made
+// before the master was ready, so that no build is missed) until ctx ends.
+func (m *Master) runReporters(ctx context.Context, sub *Subscription) {
+	defer sub.Close()
 	if len(m.cfg.Reporters) == 0 {
 		return
 	}
-	sub := m.Subscribe(reporterQueue)
-	defer sub.Close()
 	queues := make([]chan *Report, len(m.cfg.Reporters))
 	done := make(chan struct{})
 	for i, r := range m.cfg.Reporters {
