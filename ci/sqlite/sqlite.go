@@ -50,6 +50,7 @@ type Store struct {
 	Now func() time.Time
 
 	path  string
+	dsn   string  // the file's name and pragmas, for extra connections
 	db    *sql.DB // the write connection
 	rdb   *sql.DB // the read pool
 	wstmt stmtCache
@@ -71,7 +72,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	name := "file:" + (&url.URL{Path: filepath.ToSlash(abs)}).EscapedPath()
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)", BusyTimeout.Milliseconds())
 
-	s := &Store{path: path}
+	s := &Store{path: path, dsn: name + "?" + pragmas}
 	s.wstmt.stmts = map[string]*sql.Stmt{}
 	s.rstmt.stmts = map[string]*sql.Stmt{}
 	s.db, err = sql.Open("sqlite", name+"?"+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")

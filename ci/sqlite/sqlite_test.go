@@ -326,3 +326,33 @@ func TestStore_References(t *testing.T) {
 	assert.Empty(t, list)
 	assert.Zero(t, total)
 }
+
+func TestStore_Backup(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s, err := sqlite.Open(ctx, filepath.Join(dir, "state.sqlite"))
+	require.NoError(t, err)
+	defer s.Close()
+	b, err := s.EnsureBuilder(ctx, "b", "", nil)
+	require.NoError(t, err)
+	reqs, err := s.AddBuildset(ctx, &ci.Buildset{SubmittedAt: time.Now(), Properties: ci.Properties{}}, []int64{b.ID}, 0)
+	require.NoError(t, err)
+	// Writes go on while the backup is taken.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 50 {
+			s.AddChange(ctx, &ci.Change{Branch: "main", When: time.Now()})
+		}
+	}()
+	backup := filepath.Join(dir, "backup.sqlite")
+	require.NoError(t, s.Backup(ctx, backup))
+	<-done
+	copy, err := sqlite.Open(ctx, backup)
+	require.NoError(t, err)
+	defer copy.Close()
+	got, err := copy.GetRequest(ctx, reqs[0].ID)
+	require.NoError(t, err)
+	assert.Equal(t, b.ID, got.BuilderID)
+	assert.Error(t, s.Backup(ctx, backup), "an existing file is not overwritten")
+}
