@@ -37,8 +37,8 @@ type Options struct {
 const (
 	DefaultPageSize    = 50
 	DefaultGridChanges = 20
-	// maxLimit bounds the page sizes a request may ask for.
-	maxLimit = 1000
+	// maxGridChanges bounds the changes a grid may be asked to show.
+	maxGridChanges = 1000
 )
 
 // app is the web application of one master.

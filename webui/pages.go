@@ -881,8 +881,8 @@ func (a *app) gridPage(r *http.Request, st ci.Store, v *view) (string, any, erro
 	limit := a.opts.GridChanges
 	if s := r.URL.Query().Get("changes"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxLimit {
-			return "", nil, fmt.Errorf("%w: changes %q is not a number from 1 to %d", errBadRequest, s, maxLimit)
+		if err != nil || n < 1 || n > maxGridChanges {
+			return "", nil, fmt.Errorf("%w: changes %q is not a number from 1 to %d", errBadRequest, s, maxGridChanges)
 		}
 		limit = n
 	}
