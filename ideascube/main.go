@@ -1,0 +1,124 @@
+// Command ideascube is the Ideascube project's CI master, built on Kiln:
+// the equivalent of the Buildbot master.cfg of its deployment guide. When a
+// tag is created on GitHub (or GitLab), it builds the Debian package of
+// that tag for amd64, armhf and i386 with sbuild on the project's workers
+// and uploads it with dput; an admin can force builds from the web page.
+//
+//	ideascube -basedir /srv/buildbot/master [-http :8010] [-workers :9989]
+//	          [-url http://buildbot.ideascube.org/] [-repo URL] [-dist jessie]
+//	          [-extra-repository LINE]
+//
+// Secrets come from the environment or from BASEDIR/secrets.env (KEY=VALUE
+// lines; the environment wins), never from the source:
+//
+//	IDEASCUBE_WORKER_AMD64_PASSWORD  worker-amd64's password (or its bcrypt hash)
+//	IDEASCUBE_WORKER_ARMHF_PASSWORD  worker-armhf's password (or its bcrypt hash)
+//	IDEASCUBE_ADMIN_USER             the web admin's login
+//	IDEASCUBE_ADMIN_PASSWORD         the web admin's password, plain or a bcrypt hash
+//	IDEASCUBE_GITHUB_SECRET          the GitHub webhook's secret
+//	IDEASCUBE_GITLAB_SECRET          the GitLab webhook's token
+//	IDEASCUBE_IRC_SERVER             optional: host:port of the IRC server for #ideascube
+//	IDEASCUBE_IRC_NICK               optional: the bot's nick (ideascube-ci)
+//
+// A missing secret stops the start with a message naming it. SIGTERM or
+// SIGINT stop the master gracefully: running builds get the -drain time to
+// finish, then end as RETRY and are built again at the next start.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/kilnci/kiln/ci"
+	_ "github.com/kilnci/kiln/ci/sqlite"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "ideascube:", err)
+		os.Exit(1)
+	}
+}
+
+// run parses the command line, reads the secrets, and runs the master until
+// ctx ends.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ideascube", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := defaultOptions()
+	fs.StringVar(&o.BaseDir, "basedir", o.BaseDir, "the master's folder: state.sqlite, secrets.env, uploads")
+	fs.StringVar(&o.HTTPAddr, "http", o.HTTPAddr, "address of the web UI, API and change hooks")
+	fs.StringVar(&o.WorkerAddr, "workers", o.WorkerAddr, "address where workers connect")
+	fs.StringVar(&o.PublicURL, "url", o.PublicURL, "the master's public web address (behind nginx)")
+	fs.StringVar(&o.Repo, "repo", o.Repo, "the ideascube repository to build")
+	fs.StringVar(&o.Dist, "dist", o.Dist, "the Debian distribution to build for")
+	fs.StringVar(&o.ExtraRepository, "extra-repository", o.ExtraRepository, "the extra APT repository line given to sbuild")
+	fs.DurationVar(&o.Drain, "drain", o.Drain, "how long running builds may finish when the master stops")
+	verbose := fs.Bool("v", false, "log debug messages")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.BaseDir == "" {
+		return errors.New("-basedir is required")
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	secrets, err := loadSecrets(filepath.Join(o.BaseDir, "secrets.env"), os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	cfg, err := config(o, secrets)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = logger
+	m, err := ci.NewMaster(cfg)
+	if err != nil {
+		return err
+	}
+	logger.Info("ideascube master starting", "basedir", o.BaseDir, "http", o.HTTPAddr, "workers", o.WorkerAddr, "url", o.PublicURL, "repo", o.Repo)
+	return m.Run(ctx)
+}
+
+// options are the command line's settings.
+type options struct {
+	BaseDir         string
+	HTTPAddr        string
+	WorkerAddr      string
+	PublicURL       string
+	Repo            string
+	Dist            string
+	ExtraRepository string
+	Drain           time.Duration
+}
+
+// The defaults of the command line, from Ideascube's deployment.
+func defaultOptions() options {
+	return options{
+		HTTPAddr:        ":8010",
+		WorkerAddr:      ":9989",
+		PublicURL:       "http://buildbot.ideascube.org/",
+		Repo:            "https://github.com/ideascube/ideascube.git",
+		Dist:            "jessie",
+		ExtraRepository: "deb http://archive.debian.org/debian jessie-backports main",
+		Drain:           10 * time.Minute,
+	}
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/kilnci/kiln/ci"
+)
+
+// The secrets the master needs; IRC ones are optional.
+const (
+	secretAmd64Password = "IDEASCUBE_WORKER_AMD64_PASSWORD"
+	secretArmhfPassword = "IDEASCUBE_WORKER_ARMHF_PASSWORD"
+	secretAdminUser     = "IDEASCUBE_ADMIN_USER"
+	secretAdminPassword = "IDEASCUBE_ADMIN_PASSWORD"
+	secretGitHub        = "IDEASCUBE_GITHUB_SECRET"
+	secretGitLab        = "IDEASCUBE_GITLAB_SECRET"
+	secretIRCServer     = "IDEASCUBE_IRC_SERVER"
+	secretIRCNick       = "IDEASCUBE_IRC_NICK"
+)
+
+var requiredSecrets = []string{secretAmd64Password, secretArmhfPassword, secretAdminUser, secretAdminPassword, secretGitHub, secretGitLab}
+
+// secrets holds the values read.
+type secrets map[string]string
+
+// loadSecrets reads the secrets from the environment, then from the
+// KEY=VALUE file at path (if it exists) for those the environment lacks.
+// A missing or empty required secret is an error naming it, never showing
+// a value.
+func loadSecrets(path string, lookup func(string) (string, bool)) (secrets, error) {
+	file := map[string]string{}
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if file, err = ci.ParseEnvFile(data); err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("read secrets: %w", err)
+	}
+	s := secrets{}
+	for _, k := range append(append([]string{}, requiredSecrets...), secretIRCServer, secretIRCNick) {
+		if v, ok := lookup(k); ok && v != "" {
+			s[k] = v
+		} else if v := file[k]; v != "" {
+			s[k] = v
+		}
+	}
+	var missing []string
+	for _, k := range requiredSecrets {
+		if s[k] == "" {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("missing secrets (set them in the environment or in %s): %s", path, strings.Join(missing, ", "))
+	}
+	return s, nil
+}
