@@ -71,6 +71,7 @@ func TestForceAPI(t *testing.T) {
 			{map[string]any{"builderid": countID, "lines": "many"}, `"many" is not an integer`},
 			{map[string]any{"builderid": countID, "sneaky": "x"}, `sneaky`},
 			{map[string]any{"builderid": 9999}, "no builder 9999"},
+			{map[string]any{"builderid": countID, "reason": 5}, "reason must be a string"},
 		} {
 			res, ans := u.jsonrpc(t, "api/v2/forceschedulers/force", "force", tt.params, true)
 			assert.Equal(t, http.StatusBadRequest, res.code, res.body)

@@ -87,7 +87,7 @@ func (a *app) force(ctx context.Context, f *scheduler.Force, owner string, build
 		if p, ok := source[k]; ok {
 			s, ok := v.(string)
 			if !ok {
-				return nil, nil, fmt.Errorf("%w: %s must be a string", errBadRequest, k)
+				return nil, nil, &rpcError{rpcInvalidParams, fmt.Errorf("%w: %s must be a string", errBadRequest, k)}
 			}
 			*p = s
 			continue
