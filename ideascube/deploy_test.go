@@ -1,0 +1,114 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/internal/testenv"
+)
+
+// TestDeploy_Units checks the systemd units with systemd-analyze: the only
+// complaints allowed are the binaries, which are not installed here.
+func TestDeploy_Units(t *testing.T) {
+	testenv.NeedTool(t, "systemd-analyze")
+	dir := t.TempDir()
+	for _, unit := range []struct{ file, as string }{
+		{"kiln-master.service", "kiln-master.service"},
+		{"kiln-worker@.service", "kiln-worker@amd64.service"},
+	} {
+		b, err := os.ReadFile(filepath.Join("deploy", unit.file))
+		require.NoError(t, err)
+		path := filepath.Join(dir, unit.as)
+		require.NoError(t, os.WriteFile(path, b, 0o644))
+		out, _ := exec.Command("systemd-analyze", "verify", "--man=no", path).CombinedOutput()
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if line == "" {
+				continue
+			}
+			assert.Regexp(t, `: Command /srv/buildbot/bin/(ideascube|kiln-worker) is not executable`, line, "systemd-analyze on %s", unit.file)
+		}
+	}
+	master, err := os.ReadFile(filepath.Join("deploy", "kiln-master.service"))
+	require.NoError(t, err)
+	assert.Contains(t, string(master), "ExecStart=/srv/buildbot/bin/ideascube -basedir /srv/buildbot/master\n")
+	worker, err := os.ReadFile(filepath.Join("deploy", "kiln-worker@.service"))
+	require.NoError(t, err)
+	assert.Contains(t, string(worker), "ExecStart=/srv/buildbot/bin/kiln-worker start --nodaemon /srv/buildbot/worker-%I\n")
+}
+
+// TestDeploy_Nginx serves a master through Debian's nginx with the site
+// file of the guide (its port and upstream changed for the test).
+func TestDeploy_Nginx(t *testing.T) {
+	nginx := testenv.NeedTool(t, "nginx")
+	site, err := os.ReadFile(filepath.Join("deploy", "nginx-kiln"))
+	require.NoError(t, err)
+
+	base := t.TempDir()
+	secrets := "IDEASCUBE_WORKER_AMD64_PASSWORD=a\nIDEASCUBE_WORKER_ARMHF_PASSWORD=b\nIDEASCUBE_ADMIN_USER=admin\n" +
+		"IDEASCUBE_ADMIN_PASSWORD=pw\nIDEASCUBE_GITHUB_SECRET=gh\nIDEASCUBE_GITLAB_SECRET=gl\n"
+	require.NoError(t, os.WriteFile(filepath.Join(base, "secrets.env"), []byte(secrets), 0o600))
+	httpAddr, workerAddr, proxyAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	start(t, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr, "-url", "http://"+proxyAddr+"/")
+
+	conf := regexp.MustCompile(`(?m)^\s*listen .*;\n`).ReplaceAllString(string(site), "")
+	conf = strings.Replace(conf, "server {", "server {\n\tlisten "+proxyAddr+";", 1)
+	conf = strings.ReplaceAll(conf, "http://127.0.0.1:8010/", "http://"+httpAddr+"/")
+	prefix := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(prefix, "logs"), 0o755))
+	main := "pid " + filepath.Join(prefix, "nginx.pid") + ";\nerror_log " + filepath.Join(prefix, "logs", "error.log") + ";\n" +
+		"events {}\nhttp {\n\taccess_log off;\n\tclient_body_temp_path " + prefix + "/body;\n\tproxy_temp_path " + prefix + "/proxy;\n" +
+		"\tfastcgi_temp_path " + prefix + "/fastcgi;\n\tuwsgi_temp_path " + prefix + "/uwsgi;\n\tscgi_temp_path " + prefix + "/scgi;\n" + conf + "}\n"
+	confPath := filepath.Join(prefix, "nginx.conf")
+	require.NoError(t, os.WriteFile(confPath, []byte(main), 0o644))
+	out, err := exec.Command(nginx, "-t", "-p", prefix, "-c", confPath).CombinedOutput()
+	require.NoError(t, err, "nginx -t: %s", out)
+
+	cmd := exec.Command(nginx, "-p", prefix, "-c", confPath, "-g", "daemon off;")
+	var nout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &nout, &nout
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	var ans struct {
+		Builders []struct {
+			Name string `json:"name"`
+		} `json:"builders"`
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get("http://" + proxyAddr + "/api/v2/builders")
+		if err == nil && resp.StatusCode == http.StatusOK {
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&ans))
+			resp.Body.Close()
+			break
+		}
+		if err == nil {
+			resp.Body.Close()
+		}
+		require.True(t, time.Now().Before(deadline), "nothing through nginx: %v\n%s", err, nout.String())
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.Len(t, ans.Builders, 3)
+	// The home page, through the proxy, links under the public URL.
+	resp, err := http.Get("http://" + proxyAddr + "/")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}
