@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/report"
@@ -191,12 +192,21 @@ func TestLoadSecrets(t *testing.T) {
 
 func TestRun_BadStart(t *testing.T) {
 	var out strings.Builder
-	err := run(context.Background(), []string{}, &out)
+	err := run(context.Background(), []string{}, &out, &out)
 	assert.EqualError(t, err, "-basedir is required")
-	err = run(context.Background(), []string{"-basedir", t.TempDir(), "extra"}, &out)
+	err = run(context.Background(), []string{"-basedir", t.TempDir(), "extra"}, &out, &out)
 	assert.EqualError(t, err, `unexpected argument "extra"`)
 	t.Setenv(secretGitHub, "")
-	err = run(context.Background(), []string{"-basedir", t.TempDir()}, &out)
+	err = run(context.Background(), []string{"-basedir", t.TempDir()}, &out, &out)
 	assert.ErrorContains(t, err, "missing secrets")
 	assert.ErrorContains(t, err, secretGitHub)
+}
+
+func TestHashPassword(t *testing.T) {
+	var out strings.Builder
+	require.NoError(t, hashPassword(strings.NewReader("s3cret pass\n"), &out))
+	h := strings.TrimSpace(out.String())
+	assert.True(t, isBcrypt(h))
+	assert.NoError(t, bcrypt.CompareHashAndPassword([]byte(h), []byte("s3cret pass")))
+	assert.Error(t, hashPassword(strings.NewReader("\n"), &out))
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -23,6 +24,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	_ "github.com/kilnci/kiln/ci/sqlite"
 	"github.com/kilnci/kiln/internal/testenv"
 )
 
@@ -329,6 +331,17 @@ func TestIdeascube(t *testing.T) {
 	for _, b := range builds.Builds {
 		assert.Equal(t, 0, *b.Results)
 	}
+
+	// A backup while the master runs.
+	backup := filepath.Join(t.TempDir(), "backup.sqlite")
+	out, err := exec.Command(bins.master, "-basedir", base, "-backup", backup).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	db, err := sql.Open("sqlite", backup)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM builds WHERE results = 0`).Scan(&n))
+	db.Close()
+	assert.Equal(t, 4, n, "the backup has the builds")
 
 	// SIGTERM stops the master cleanly.
 	require.NoError(t, master.cmd.Process.Signal(syscall.SIGTERM))

@@ -6,7 +6,13 @@
 //
 //	ideascube -basedir /srv/buildbot/master [-http :8010] [-workers :9989]
 //	          [-url http://buildbot.ideascube.org/] [-repo URL] [-dist jessie]
-//	          [-extra-repository LINE]
+//	          [-extra-repository LINE] [-drain 10m]
+//	ideascube -basedir /srv/buildbot/master -backup FILE
+//	ideascube -hash-password < password
+//
+// -backup writes a consistent copy of the database while the master runs;
+// -hash-password reads a password on standard input and prints its bcrypt
+// hash, for IDEASCUBE_ADMIN_PASSWORD or a worker's password.
 //
 // Secrets come from the environment or from BASEDIR/secrets.env (KEY=VALUE
 // lines; the environment wins), never from the source:
@@ -35,17 +41,20 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/kilnci/kiln/ci"
-	_ "github.com/kilnci/kiln/ci/sqlite"
+	"github.com/kilnci/kiln/ci/sqlite"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "ideascube:", err)
 		os.Exit(1)
 	}
@@ -53,7 +62,7 @@ func main() {
 
 // run parses the command line, reads the secrets, and runs the master until
 // ctx ends.
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ideascube", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := defaultOptions()
@@ -66,14 +75,22 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.ExtraRepository, "extra-repository", o.ExtraRepository, "the extra APT repository line given to sbuild")
 	fs.DurationVar(&o.Drain, "drain", o.Drain, "how long running builds may finish when the master stops")
 	verbose := fs.Bool("v", false, "log debug messages")
+	backup := fs.String("backup", "", "write a copy of the database to this file, and exit")
+	hash := fs.Bool("hash-password", false, "print the bcrypt hash of the password read on standard input, and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if *hash {
+		return hashPassword(os.Stdin, stdout)
+	}
 	if o.BaseDir == "" {
 		return errors.New("-basedir is required")
+	}
+	if *backup != "" {
+		return backupDatabase(ctx, filepath.Join(o.BaseDir, "state.sqlite"), *backup)
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -121,4 +138,37 @@ func defaultOptions() options {
 		ExtraRepository: "deb http://archive.debian.org/debian jessie-backports main",
 		Drain:           10 * time.Minute,
 	}
+}
+
+// hashPassword prints the bcrypt hash of the first line read from in.
+func hashPassword(in io.Reader, out io.Writer) error {
+	b, err := io.ReadAll(io.LimitReader(in, 4096))
+	if err != nil {
+		return fmt.Errorf("read the password: %w", err)
+	}
+	password, _, _ := strings.Cut(string(b), "\n")
+	password = strings.TrimSuffix(password, "\r")
+	if password == "" {
+		return errors.New("no password on standard input")
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return fmt.Errorf("hash the password: %w", err)
+	}
+	_, err = fmt.Fprintln(out, string(h))
+	return err
+}
+
+// backupDatabase writes a consistent copy of the master's database, while
+// the master may be running.
+func backupDatabase(ctx context.Context, db, dest string) error {
+	if _, err := os.Stat(db); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	st, err := sqlite.Open(ctx, db)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer st.Close()
+	return st.Backup(ctx, dest)
 }
