@@ -60,7 +60,8 @@
 //	                     documentation; its shipped worker does not accept it,
 //	                     and its master sends mkdir instead)
 //	start_command        runs the command in a goroutine of its own; it sends
-//	                     update requests (v7 output values) and the file
+//	                     update requests (v7 output values; up to eight await
+//	                     the master's response at once) and the file
 //	                     transfer requests, each awaiting the master's
 //	                     response, then complete (nil, or the failure's text)
 //	interrupt_command    cancels the command: a shell command's process group
@@ -100,10 +101,11 @@
 //   - The response to start_command goes out before the command's first
 //     update; buildbot-worker answers once the command has started, which
 //     for a quick command is after its complete.
-//   - Each update waits for the master's response before the next is sent,
-//     so a slow master slows its workers' output down instead of letting
-//     it pile up; buildbot-worker does not wait. As with buildbot-worker, an
-//     update the master refuses is logged and the command goes on.
+//   - At most eight updates of a command await the master's response at
+//     once: past that, the command's output waits, so a slow master slows
+//     its workers' output down instead of letting it pile up;
+//     buildbot-worker never waits. As with buildbot-worker, an update the
+//     master refuses is logged and the command goes on.
 //   - A lost connection interrupts the running commands; buildbot-worker's
 //     msgpack connection lets them run on, reporting to nobody.
 //   - On shutdown, and when Run's context ends (SIGTERM for kiln-worker),

@@ -263,7 +263,8 @@ func (s *session) runCommand(ctx context.Context, cancel context.CancelFunc, id,
 	}
 	opts.Logger = log
 	log.Info("command started", "command", name)
-	err := command.Run(ctx, &host{s: s, id: id}, name, args, opts)
+	h := &host{s: s, id: id}
+	err := command.Run(ctx, h, name, args, opts)
 	s.mu.Lock()
 	delete(s.cmds, id)
 	s.mu.Unlock()
@@ -271,7 +272,10 @@ func (s *session) runCommand(ctx context.Context, cancel context.CancelFunc, id,
 	if err != nil {
 		failure = err.Error()
 	}
+	// complete goes out without waiting for the updates in flight: the
+	// master handles a command's messages in order.
 	_, cerr := s.call(context.Background(), protocol.Message{"op": protocol.OpComplete, "command_id": id, "args": failure})
+	h.drain(context.Background())
 	switch {
 	case errors.Is(cerr, errConnLost):
 		log.Warn("command ended but the master is gone", "command", name, "err", err)

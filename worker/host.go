@@ -11,11 +11,20 @@ import (
 	"github.com/kilnci/kiln/worker/protocol"
 )
 
+// maxUpdatesInFlight is how many updates of one command may await the
+// master's response at once. The output keeps flowing while the master
+// handles what came before it, and a master slower than the output still
+// slows the command's output down, a window at a time.
+const maxUpdatesInFlight = 8
+
 // host is a running command's command.Host: each call is one request to
-// the master, answered before the next is made.
+// the master. Updates are sent without waiting for their response, up to
+// maxUpdatesInFlight; the other requests wait for theirs. As the Host
+// contract says, its methods are called one at a time.
 type host struct {
-	s  *session
-	id string // command_id
+	s       *session
+	id      string
+	waiting []<-chan protocol.Message // responses to the updates in flight, oldest first
 }
 
 var _ command.Host = (*host)(nil)
@@ -23,29 +32,63 @@ var _ command.Host = (*host)(nil)
 // request sends op for the command, with the key and value pairs kv, and
 // waits for the master's response.
 func (h *host) request(ctx context.Context, op string, kv ...any) (any, error) {
+	return h.s.call(ctx, h.message(op, kv...))
+}
+
+func (h *host) message(op string, kv ...any) protocol.Message {
 	m := protocol.Message{"op": op, "command_id": h.id}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i].(string)] = kv[i+1]
 	}
-	return h.s.call(ctx, m)
+	return m
 }
 
 // Update sends the updates as msgpack_experimental_v7 does: a list of
 // [key, value] pairs, output text as [text, newline offsets, line times].
-// The master refusing an update does not stop the command, as with
+// It waits only when maxUpdatesInFlight updates await their response. The
+// master refusing an update does not stop the command, as with
 // buildbot-worker; a lost connection does.
 func (h *host) Update(ctx context.Context, updates []command.Update) error {
 	args := make([]any, len(updates))
 	for i, u := range updates {
 		args[i] = []any{u.Key, wireValue(u)}
 	}
-	_, err := h.request(ctx, protocol.OpUpdate, "args", args)
+	for len(h.waiting) >= maxUpdatesInFlight {
+		if err := h.awaitUpdate(ctx); err != nil {
+			return err
+		}
+	}
+	ch, err := h.s.send(h.message(protocol.OpUpdate, "args", args))
+	if err != nil {
+		return err
+	}
+	h.waiting = append(h.waiting, ch)
+	return nil
+}
+
+// awaitUpdate waits for the response to the oldest update in flight.
+func (h *host) awaitUpdate(ctx context.Context) error {
+	ch := h.waiting[0]
+	h.waiting = h.waiting[1:]
+	_, err := h.s.await(ctx, protocol.OpUpdate, ch)
 	var rerr *remoteError
 	if errors.As(err, &rerr) {
 		h.s.log.Warn("the master refused an update", "command_id", h.id, "err", err)
 		return nil
 	}
 	return err
+}
+
+// drain waits for the responses to the updates still in flight, so that
+// refusals are logged. The master answers in order, so after the response
+// to the command's complete it does not wait.
+func (h *host) drain(ctx context.Context) error {
+	for len(h.waiting) > 0 {
+		if err := h.awaitUpdate(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // wireValue returns an update's value as msgpack_experimental_v7 carries

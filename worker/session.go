@@ -213,12 +213,26 @@ func (s *session) deliver(msg protocol.Message) error {
 	return nil
 }
 
+// frameBuffers hold frames while they are written: output updates are
+// encoded into a buffer already grown rather than a new one each time.
+var frameBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledFrame is the largest buffer put back in frameBuffers.
+const maxPooledFrame = 1 << 20
+
 // write writes one frame; the caller holds writeMu.
 func (s *session) write(m protocol.Message) error {
-	b, err := m.Encode()
+	buf := frameBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= maxPooledFrame {
+			frameBuffers.Put(buf)
+		}
+	}()
+	b, err := protocol.AppendEncode((*buf)[:0], map[string]any(m))
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", m.Op(), err)
 	}
+	*buf = b
 	ctx, cancel := context.WithTimeout(context.Background(), s.a.writeTO)
 	defer cancel()
 	if err := s.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
@@ -253,6 +267,17 @@ func (s *session) respond(seq int64, result any, err error) {
 // response. An exception is a *remoteError; a connection that ends first
 // gives an error wrapping errConnLost.
 func (s *session) call(ctx context.Context, m protocol.Message) (any, error) {
+	ch, err := s.send(m)
+	if err != nil {
+		return nil, err
+	}
+	return s.await(ctx, m.Op(), ch)
+}
+
+// send sends a request to the master and returns the channel its response
+// will arrive on, for await. A connection that is gone gives an error
+// wrapping errConnLost.
+func (s *session) send(m protocol.Message) (<-chan protocol.Message, error) {
 	ch := make(chan protocol.Message, 1)
 	s.writeMu.Lock()
 	s.mu.Lock()
@@ -271,17 +296,23 @@ func (s *session) call(ctx context.Context, m protocol.Message) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errConnLost, err)
 	}
+	return ch, nil
+}
+
+// await waits for the response, on ch, to a request op that send sent, and
+// returns its result as call does.
+func (s *session) await(ctx context.Context, op string, ch <-chan protocol.Message) (any, error) {
 	select {
 	case r := <-ch:
-		return result(m.Op(), r)
+		return result(op, r)
 	case <-s.done:
 		// The response may have come just before the end.
 		select {
 		case r := <-ch:
-			return result(m.Op(), r)
+			return result(op, r)
 		default:
 		}
-		return nil, fmt.Errorf("%s: %w", m.Op(), errConnLost)
+		return nil, fmt.Errorf("%s: %w", op, errConnLost)
 	case <-ctx.Done():
 		// The response, if it comes, lands in ch and is dropped.
 		return nil, ctx.Err()

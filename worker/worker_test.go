@@ -1,10 +1,15 @@
 package worker_test
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -226,4 +231,60 @@ func TestWorker_Validate(t *testing.T) {
 	assert.ErrorContains(t, err, "CA file")
 	err = (&worker.Worker{Name: "a", BaseDir: t.TempDir(), Master: "localhost:http"}).Run(t.Context())
 	assert.ErrorContains(t, err, "port")
+}
+
+// TestWorker_UpdatesInFlight: a command's updates go out without waiting
+// for their responses, eight at most; past that its output waits for the
+// master. A refused update is logged and the command goes on.
+func TestWorker_UpdatesInFlight(t *testing.T) {
+	m := startMaster(t, "w1", "pass")
+	w := newWorker(t, m)
+	logs := make(records, 1024)
+	w.Logger = slog.New(logs)
+	startWorker(t, w)
+	c := m.accept()
+	c.handshake() // no buffering: each read of the output is an update
+
+	c.startCommand("1", "shell", map[string]any{
+		"workdir": filepath.Join(w.BaseDir, "b", "build"),
+		"command": []any{"sh", "-c", "i=0; while [ $i -lt 30 ]; do echo $i; i=$((i+1)); sleep 0.01; done"},
+		"env":     map[string]any{},
+		"timeout": int64(60),
+	})
+	var held []protocol.Message
+	for range 8 {
+		u := c.recv()
+		require.Equal(t, protocol.OpUpdate, u.Op(), "request %v", u)
+		held = append(held, u)
+	}
+	// The command prints a line every 10 ms: with eight updates awaiting
+	// their response, nothing more comes.
+	select {
+	case u := <-c.in:
+		t.Fatalf("a ninth request while eight updates await their response: %v", u)
+	case <-time.After(300 * time.Millisecond):
+	}
+	c.respond(held[0], nil, errors.New("no such log"))
+	assert.Contains(t, logs.waitLog(t, slog.LevelWarn, "the master refused an update"), "no such log")
+	u := c.recv()
+	require.Equal(t, protocol.OpUpdate, u.Op(), "request %v", u)
+	for _, h := range held[1:] {
+		c.respond(h, nil, nil)
+	}
+	c.respond(u, nil, nil)
+	run := c.follow("1", nil)
+	var first []protocol.UpdatePair
+	for _, h := range append(held, u) {
+		ups, err := protocol.ParseUpdates(h["args"])
+		require.NoError(t, err)
+		first = append(first, ups...)
+	}
+	run.updates = append(first, run.updates...)
+	assert.Nil(t, run.complete)
+	assert.Equal(t, int64(0), run.rc(t))
+	var want strings.Builder
+	for i := range 30 {
+		fmt.Fprintln(&want, i)
+	}
+	assert.Equal(t, want.String(), run.text(t, "stdout"))
 }

@@ -198,7 +198,7 @@ func TestParseMessage(t *testing.T) {
 func TestUpdates(t *testing.T) {
 	t0 := time.Unix(1795832408, 250000000)
 	v := LinesValue("a\nbc\n", []time.Time{t0, t0.Add(time.Second)})
-	assert.Equal(t, []any{"a\nbc\n", []any{int64(1), int64(4)}, []any{1795832408.25, 1795832409.25}}, v)
+	assert.Equal(t, []any{"a\nbc\n", []int64{1, 4}, []float64{1795832408.25, 1795832409.25}}, v)
 	b, err := Encode(map[string]any{"args": []any{[]any{"stdout", v}, []any{"rc", 0}, []any{"log", []any{"build.log", v}}}})
 	require.NoError(t, err)
 	m, err := Decode(b)

@@ -2,7 +2,7 @@ package protocol
 
 import (
 	"fmt"
-
+	"strings"
 	"time"
 )
 
@@ -45,21 +45,25 @@ func ParseUpdates(args any) ([]UpdatePair, error) {
 // text, the offset of each line's newline, and each line's time as Unix
 // seconds. text must end with a newline; times has one entry per line (the
 // last is repeated if there are fewer).
+//
+// The offsets and times are a []int64 and a []float64 (which Encode writes
+// as lists, as it writes []any), so that a large update costs a few
+// allocations rather than two per line.
 func LinesValue(text string, times []time.Time) []any {
-	var offsets []any
-	var stamps []any
-	line := 0
+	n := strings.Count(text, "\n")
+	offsets := make([]int64, 0, n)
+	stamps := make([]float64, 0, n)
+	now := time.Now()
 	for i := 0; i < len(text); i++ {
 		if text[i] != '\n' {
 			continue
 		}
 		offsets = append(offsets, int64(i))
-		t := time.Now()
+		t := now
 		if len(times) > 0 {
-			t = times[min(line, len(times)-1)]
+			t = times[min(len(stamps), len(times)-1)]
 		}
 		stamps = append(stamps, float64(t.Unix())+float64(t.Nanosecond())/1e9)
-		line++
 	}
 	return []any{text, offsets, stamps}
 }
