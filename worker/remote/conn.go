@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -65,12 +66,19 @@ type Conn struct {
 	done    chan struct{} // closed when the connection is lost or closed
 	cause   error         // why; set before done is closed
 	closing sync.Once
-	wg      sync.WaitGroup // reader, writer, monitor, closer
+	wg      sync.WaitGroup // the reader, the writer and keepalives while they run, teardown
 	exited  chan struct{}  // closed once wg is done
+	onExit  func()         // called once exited is closed
 
 	out    outbox
 	sendMu sync.Mutex // orders sequence numbers and frames
 	seq    int64      // last sequence number sent; guarded by sendMu
+
+	// The monitor is a timer, so that an idle connection has no goroutine
+	// but its reader.
+	monitorMu     sync.Mutex
+	monitorTimer  *time.Timer
+	nextKeepalive time.Time
 
 	mu       sync.Mutex
 	pending  map[int64]chan protocol.Message // requests awaiting a response
@@ -102,22 +110,49 @@ func newConn(name, remote string, cfg connConfig, log *slog.Logger) *Conn {
 	}
 	c.seq = -1
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.out.wake = make(chan struct{}, 1)
 	c.heard()
 	return c
 }
 
-// start runs the connection's goroutines once ws is set.
+// start runs the connection once ws is set: its reader, and its monitor.
+// The writer runs while there are frames to write. Once the connection
+// ends and they have all stopped, exited is closed and onExit called.
 func (c *Conn) start() {
-	c.wg.Add(3)
+	c.wg.Add(1)
 	go c.reader()
-	go c.writer()
-	go c.monitor()
-	go func() {
-		<-c.done
+	c.monitorMu.Lock()
+	c.nextKeepalive = time.Now().Add(c.cfg.keepalive)
+	c.monitorTimer = time.AfterFunc(c.cfg.keepalive, c.monitor)
+	c.monitorMu.Unlock()
+	context.AfterFunc(c.ctx, func() {
+		c.monitorMu.Lock()
+		c.monitorTimer.Stop()
+		c.monitorMu.Unlock()
 		c.wg.Wait()
 		close(c.exited)
+		if c.onExit != nil {
+			c.onExit()
+		}
+	})
+}
+
+// goTracked runs f in a goroutine counted in wg, unless the connection
+// has ended. (wg's count may grow from zero only before shutdown, which
+// closes done with mu held, so never once the closer waits on wg.)
+func (c *Conn) goTracked(f func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.done:
+		return false
+	default:
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
 	}()
+	return true
 }
 
 // Name implements ci.WorkerConn.
@@ -127,8 +162,8 @@ func (c *Conn) Name() string { return c.name }
 func (c *Conn) RemoteAddr() string { return c.remote }
 
 // Info implements ci.WorkerConn: the worker's answer to get_worker_info,
-// as decoded ("environ" included; the master keeps it out of its store).
-// The caller must not modify it.
+// as decoded, but for "environ", a map[string]string (the master keeps it
+// out of its store). The caller must not modify it.
 func (c *Conn) Info() ci.WorkerInfo { return c.info }
 
 // Done implements ci.WorkerConn.
@@ -246,28 +281,66 @@ func (c *Conn) teardown(code websocket.StatusCode, reason string) {
 	}
 }
 
+// frameBuffers hold frames while they are decoded. They are shared by the
+// connections rather than kept by each: an idle connection holds none, and
+// a busy one reads into a buffer already grown instead of growing a new
+// one for each frame.
+var frameBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledFrame is the largest buffer put back in frameBuffers.
+const maxPooledFrame = 1 << 20
+
+// readFrame reads the next frame. The decoder copies what it keeps, so the
+// frame's buffer goes back to the pool once the frame is parsed.
+func (c *Conn) readFrame() (websocket.MessageType, protocol.Message, int, error) {
+	typ, r, err := c.ws.Reader(context.Background())
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	buf := frameBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledFrame {
+			buf.Reset()
+			frameBuffers.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return 0, nil, 0, err
+	}
+	c.heard()
+	if typ != websocket.MessageBinary {
+		return typ, nil, buf.Len(), nil
+	}
+	msg, err := protocol.ParseMessage(buf.Bytes())
+	if err != nil {
+		err = errMalformed{fmt.Errorf("protocol violation: malformed frame of %d bytes: %w", buf.Len(), err)}
+	}
+	return typ, msg, buf.Len(), err
+}
+
+// errMalformed is a frame that is not a message.
+type errMalformed struct{ error }
+
 // reader reads the worker's frames until the connection ends.
 func (c *Conn) reader() {
 	defer c.wg.Done()
 	for {
-		typ, frame, err := c.ws.Read(context.Background())
+		typ, msg, size, err := c.readFrame()
+		var bad errMalformed
+		if errors.As(err, &bad) {
+			c.fail(&c.cfg.stats.protocolErrors, websocket.StatusProtocolError, "malformed frame", bad.error)
+			return
+		}
 		if err != nil {
 			c.readError(err)
 			return
 		}
-		c.heard()
 		if typ != websocket.MessageBinary {
 			c.fail(&c.cfg.stats.protocolErrors, websocket.StatusUnsupportedData, "binary messages only",
 				fmt.Errorf("protocol violation: a %s message (frames must be binary)", typ))
 			return
 		}
-		msg, err := protocol.ParseMessage(frame)
-		if err != nil {
-			c.fail(&c.cfg.stats.protocolErrors, websocket.StatusProtocolError, "malformed frame",
-				fmt.Errorf("protocol violation: malformed frame of %d bytes: %w", len(frame), err))
-			return
-		}
-		if err := c.dispatch(msg, len(frame)); err != nil {
+		if err := c.dispatch(msg, size); err != nil {
 			c.fail(&c.cfg.stats.protocolErrors, websocket.StatusPolicyViolation, "protocol violation",
 				fmt.Errorf("protocol violation: %w", err))
 			return
@@ -378,14 +451,14 @@ func (c *Conn) handleResponse(msg protocol.Message) error {
 
 // outbox holds the frames waiting to be written to the worker.
 type outbox struct {
-	mu     sync.Mutex
-	frames [][]byte
-	bytes  int
-	wake   chan struct{}
+	mu      sync.Mutex
+	frames  [][]byte
+	bytes   int
+	writing bool // a writer runs; it takes the frames queued until none are left
 }
 
-// enqueue queues a frame for the writer; it never blocks. A worker that
-// lets too much pile up is dropped.
+// enqueue queues a frame for the writer, starting one if none runs; it
+// never blocks. A worker that lets too much pile up is dropped.
 func (c *Conn) enqueue(frame []byte) error {
 	if err := c.lost("send"); err != nil {
 		return err
@@ -399,28 +472,33 @@ func (c *Conn) enqueue(frame []byte) error {
 	}
 	o.frames = append(o.frames, frame)
 	o.bytes += len(frame)
+	ended := false
+	if !o.writing {
+		o.writing = c.goTracked(c.writer)
+		ended = !o.writing
+	}
 	o.mu.Unlock()
-	select {
-	case o.wake <- struct{}{}:
-	default:
+	if ended {
+		return c.lost("send")
 	}
 	return nil
 }
 
-// writer writes queued frames, each within the write timeout.
+// writer writes the queued frames, each within the write timeout, until
+// none are left.
 func (c *Conn) writer() {
-	defer c.wg.Done()
 	o := &c.out
 	for {
-		select {
-		case <-o.wake:
-		case <-c.done:
-			return
-		}
 		o.mu.Lock()
 		frames := o.frames
 		o.frames, o.bytes = nil, 0
+		if len(frames) == 0 {
+			o.writing = false
+		}
 		o.mu.Unlock()
+		if len(frames) == 0 {
+			return
+		}
 		for _, f := range frames {
 			// The deadline closes the connection itself (rather than
 			// through the write's context), so that the reason is known
@@ -534,43 +612,38 @@ func (c *Conn) Ping(ctx context.Context) error {
 // monitor keeps the connection alive and drops a silent worker: every
 // keepalive interval it sends a WebSocket ping and a protocol keepalive;
 // when nothing (frame or pong) has come from the worker for the timeout,
-// the worker is lost.
+// the worker is lost. It runs when its timer fires, and sets the timer
+// for its next run.
 func (c *Conn) monitor() {
-	defer c.wg.Done()
-	timer := time.NewTimer(c.cfg.keepalive)
-	defer timer.Stop()
-	nextKeepalive := time.Now().Add(c.cfg.keepalive)
-	for {
-		silentUntil := time.Unix(0, c.lastHeard.Load()).Add(c.cfg.timeout)
-		next := nextKeepalive
-		if silentUntil.Before(next) {
-			next = silentUntil
-		}
-		timer.Reset(time.Until(next))
-		select {
-		case <-timer.C:
-		case <-c.done:
-			return
-		}
-		now := time.Now()
-		if c.stalled.Load() {
-			// The master is the slow side: the worker is not silent.
-			c.heard()
-			continue
-		}
-		if last := time.Unix(0, c.lastHeard.Load()); now.Sub(last) >= c.cfg.timeout {
-			c.fail(&c.cfg.stats.lost, 0, "", fmt.Errorf("worker silent for %s (timeout %s): lost", now.Sub(last).Round(time.Millisecond), c.cfg.timeout))
-			return
-		}
-		if !now.Before(nextKeepalive) {
-			nextKeepalive = now.Add(c.cfg.keepalive)
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				c.keepalive()
-			}()
+	c.monitorMu.Lock()
+	defer c.monitorMu.Unlock()
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	now := time.Now()
+	stalled := c.stalled.Load()
+	if stalled {
+		// The master is the slow side: the worker is not silent, and the
+		// answers to a keepalive could not be read yet.
+		c.heard()
+	}
+	if last := time.Unix(0, c.lastHeard.Load()); now.Sub(last) >= c.cfg.timeout {
+		c.fail(&c.cfg.stats.lost, 0, "", fmt.Errorf("worker silent for %s (timeout %s): lost", now.Sub(last).Round(time.Millisecond), c.cfg.timeout))
+		return
+	}
+	if !now.Before(c.nextKeepalive) {
+		c.nextKeepalive = now.Add(c.cfg.keepalive)
+		if !stalled {
+			c.goTracked(c.keepalive)
 		}
 	}
+	next := c.nextKeepalive
+	if silentUntil := time.Unix(0, c.lastHeard.Load()).Add(c.cfg.timeout); silentUntil.Before(next) {
+		next = silentUntil
+	}
+	c.monitorTimer.Reset(time.Until(next))
 }
 
 // keepalive sends a WebSocket ping and a protocol keepalive, each with the

@@ -1,10 +1,12 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -290,3 +292,37 @@ func (w *recordWriter) Unpack() error {
 }
 
 func fmtUnix(t time.Time) string { return fmt.Sprintf("%.3f", float64(t.UnixNano())/1e9) }
+
+// TestConn_IdleGoroutines: an idle connection keeps one goroutine, its
+// reader. The writer runs while there are frames to write, the monitor is
+// a timer, and the HTTP handler returns once the worker is attached, so
+// that hundreds of idle workers cost the master little. A connection still
+// writes after being idle.
+func TestConn_IdleGoroutines(t *testing.T) {
+	names := []string{"w1", "w2", "w3"}
+	cfg := ci.MasterConfig{Workers: fakeWorkers(names...), Builders: []ci.BuilderConfig{shellBuilder("b", names, "true")}}
+	m := startMaster(t, cfg, nil)
+	var conns []*Conn
+	for _, n := range names {
+		_, c := m.attachFake(t, n, fakeOptions{})
+		conns = append(conns, c)
+	}
+	m.waitFor(t, "one goroutine per idle connection", func() bool { return connGoroutines() == len(names) })
+	for _, c := range conns {
+		require.NoError(t, c.Ping(context.Background()))
+	}
+}
+
+// connGoroutines counts the goroutines running the master's side of
+// worker connections.
+func connGoroutines() int {
+	var b bytes.Buffer
+	pprof.Lookup("goroutine").WriteTo(&b, 2)
+	n := 0
+	for g := range strings.SplitSeq(b.String(), "\n\n") {
+		if strings.Contains(g, "remote.(*Conn).") || strings.Contains(g, "remote.(*Listener).serveWorker") {
+			n++
+		}
+	}
+	return n
+}

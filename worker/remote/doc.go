@@ -57,7 +57,8 @@
 //
 // Once upgraded, the master sends, as Buildbot 3.7's does: print
 // "attached"; get_worker_info (its answer is Conn.Info, "environ"
-// included, which the master keeps out of its store);
+// included as a map[string]string, which the master keeps out of its
+// store);
 // set_worker_settings with Buildbot's values (buffer_size 65536,
 // buffer_timeout 5, max_line_length 4096 and its newline regexp). The
 // master then attaches the connection (ci.Master.AttachWorker), which calls

@@ -2,10 +2,12 @@ package remote
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -103,6 +105,7 @@ type Listener struct {
 	conns    map[string]*Conn       // by worker name: the newest connection
 	names    map[string]*sync.Mutex // serializes connections of one name
 	handlers sync.WaitGroup
+	exits    sync.WaitGroup // connections that have not exited
 	stats    counters
 }
 
@@ -215,6 +218,7 @@ func (l *Listener) Run(ctx context.Context, m *ci.Master) error {
 	}
 	wg.Wait()
 	l.handlers.Wait()
+	l.exits.Wait()
 	if err == nil || ctx.Err() != nil {
 		return nil
 	}
@@ -331,8 +335,8 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l.serveWorker(w, r, name)
 }
 
-// serveWorker upgrades an authenticated worker's request and serves the
-// connection until it ends.
+// serveWorker upgrades an authenticated worker's request, starts the
+// connection and attaches it to the master.
 func (l *Listener) serveWorker(w http.ResponseWriter, r *http.Request, name string) {
 	log := l.log.With("worker", name, "remote", r.RemoteAddr)
 	nameMu := l.nameLock(name)
@@ -359,22 +363,25 @@ func (l *Listener) serveWorker(w http.ResponseWriter, r *http.Request, name stri
 	l.stats.accepted.Add(1)
 	c.ws, c.raw = ws, hw.conn
 	ws.SetReadLimit(protocol.MaxFrameSize)
-	c.start()
-	l.mu.Lock()
-	stopping := l.stopping
-	l.conns[name] = c
-	l.mu.Unlock()
-	nameMu.Unlock()
-	if stopping {
-		c.shutdown(fmt.Errorf("worker %s: the master is stopping: %w", name, ci.ErrWorkerLost), websocket.StatusGoingAway, "master stopping")
-	}
-	defer func() {
+	c.onExit = func() {
 		l.mu.Lock()
 		if l.conns[name] == c {
 			delete(l.conns, name)
 		}
 		l.mu.Unlock()
-	}()
+		log.Info("worker disconnected", "reason", c.Err())
+		l.exits.Done()
+	}
+	l.mu.Lock()
+	stopping := l.stopping
+	l.conns[name] = c
+	l.mu.Unlock()
+	l.exits.Add(1) // before Run waits for exits: Run waits for this handler first
+	c.start()
+	nameMu.Unlock()
+	if stopping {
+		c.shutdown(fmt.Errorf("worker %s: the master is stopping: %w", name, ci.ErrWorkerLost), websocket.StatusGoingAway, "master stopping")
+	}
 	log.Info("worker connected")
 
 	if err := l.attach(c, replaced); err != nil {
@@ -387,8 +394,8 @@ func (l *Listener) serveWorker(w http.ResponseWriter, r *http.Request, name stri
 	} else {
 		l.stats.attached.Add(1)
 	}
-	<-c.exited
-	log.Info("worker disconnected", "reason", c.Err())
+	// The connection goes on without this handler, so that net/http lets
+	// go of the request; onExit cleans up after it.
 }
 
 func (l *Listener) nameLock(name string) *sync.Mutex {
@@ -521,6 +528,8 @@ func (c *Conn) handshake(ctx context.Context) error {
 	c.info = ci.WorkerInfo(info)
 	c.system = c.info.System()
 	c.environ = c.info.Environ()
+	// Kept once, as strings, rather than also as decoded.
+	c.info["environ"] = c.environ
 	_, err = c.call(ctx, protocol.Message{"op": protocol.OpSetWorkerSettings, "args": map[string]any{
 		"newline_re":      settingNewlineRE,
 		"max_line_length": settingMaxLineLength,
@@ -538,11 +547,21 @@ func (c *Conn) handshake(ctx context.Context) error {
 }
 
 // hijackRecorder keeps the connection the WebSocket upgrade hijacks, so
-// that it can be closed without waiting for a close handshake.
+// that it can be closed without waiting for a close handshake, and gives
+// the WebSocket smaller buffers than net/http's.
 type hijackRecorder struct {
 	http.ResponseWriter
 	conn net.Conn
 }
+
+// The WebSocket's buffers, kept for as long as the worker is connected:
+// net/http's are 4 KiB each. Frames larger than a buffer are read and
+// written past it, so the size matters only for the many small ones
+// (responses, prints, keepalives), which fit.
+const (
+	readBufferSize  = 1 << 10
+	writeBufferSize = 2 << 10
+)
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := h.ResponseWriter.(http.Hijacker)
@@ -550,6 +569,15 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errors.New("the connection cannot be hijacked")
 	}
 	c, rw, err := hj.Hijack()
+	if err != nil {
+		return c, rw, err
+	}
 	h.conn = c
-	return c, rw, err
+	// What the worker sent after its request, if anything, is read first.
+	var r io.Reader = c
+	if n := rw.Reader.Buffered(); n > 0 {
+		early, _ := rw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), c)
+	}
+	return c, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufferSize), bufio.NewWriterSize(c, writeBufferSize)), nil
 }
