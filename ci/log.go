@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 )
@@ -13,8 +14,9 @@ const (
 	// DefaultLogFlushInterval is how long written lines may wait before they
 	// are stored and shown to readers.
 	DefaultLogFlushInterval = 100 * time.Millisecond
-	// logFlushSize is how many pending bytes cause an immediate flush.
-	logFlushSize = 32 << 10
+	// logFlushSize is how many pending bytes cause an immediate flush: a
+	// log written fast is stored in transactions of about this size.
+	logFlushSize = 256 << 10
 	// MaxLogLine is the longest line stored; longer ones are cut into
 	// several lines of this length.
 	MaxLogLine = 64 << 10
@@ -84,9 +86,14 @@ func (w *LogWriter) addStream(stream byte, s string) {
 	if w.closed {
 		return
 	}
-	buf := append(w.partial[stream], s...)
+	// The text is cut into lines where it is: only an unfinished line
+	// waiting from before is copied, to join it.
+	buf := s
+	if p := w.partial[stream]; len(p) > 0 {
+		buf = string(p) + s
+	}
 	for {
-		i := bytes.IndexByte(buf, '\n')
+		i := strings.IndexByte(buf, '\n')
 		if i < 0 {
 			if len(buf) < MaxLogLine {
 				break
@@ -107,7 +114,7 @@ func (w *LogWriter) addStream(stream byte, s string) {
 	if len(buf) == 0 {
 		delete(w.partial, stream)
 	} else {
-		w.partial[stream] = bytes.Clone(buf)
+		w.partial[stream] = []byte(buf)
 	}
 	w.schedule()
 }
@@ -115,12 +122,11 @@ func (w *LogWriter) addStream(stream byte, s string) {
 // addLine appends one line, without its newline, to pending, with the
 // secrets in it redacted: a line is whole here, so a secret that arrived
 // in several pieces is caught. w.mu is held.
-func (w *LogWriter) addLine(stream byte, line []byte) {
+func (w *LogWriter) addLine(stream byte, line string) {
 	if stream != 0 {
 		w.pending.WriteByte(stream)
 	}
-	line = bytes.TrimSuffix(line, []byte{'\r'})
-	w.pending.WriteString(w.redact.Redact(string(line)))
+	w.pending.WriteString(w.redact.Redact(strings.TrimSuffix(line, "\r")))
 	w.pending.WriteByte('\n')
 }
 
@@ -179,7 +185,7 @@ func (w *LogWriter) Close() error {
 	}
 	for _, stream := range []byte{'h', 0, 'o', 'e'} {
 		if p, ok := w.partial[stream]; ok {
-			w.addLine(stream, p)
+			w.addLine(stream, string(p))
 		}
 	}
 	clear(w.partial)
