@@ -196,6 +196,9 @@ func printTable(out io.Writer, m machineInfo, results []*Result, pollEvery time.
 		{"one-step build (true), median", func(r *Result) string { return ms(r.Median) }, "< 10 ms"},
 		{"  p90", func(r *Result) string { return ms(r.P90) }, ""},
 		{"  builds, one at a time, one worker", func(r *Result) string { return fmt.Sprint(len(r.Latency)) }, ""},
+		{"  CPU per build: master (polls included), worker", func(r *Result) string {
+			return ms(r.LatencyMasterCPU) + ", " + ms(r.LatencyWorkerCPU)
+		}, ""},
 		{"one-step builds over workers", func(r *Result) string { return fmt.Sprintf("%.1f builds/s", r.BuildsPerSec) }, ""},
 		{"  builds, workers", func(r *Result) string { return fmt.Sprintf("%d, %d", r.Sizes.Builds, r.Sizes.Workers) }, ""},
 		{"  master CPU per build", func(r *Result) string { return ms(r.MasterCPUPerBuild) }, ""},
@@ -212,7 +215,9 @@ func printTable(out io.Writer, m machineInfo, results []*Result, pollEvery time.
 			return s
 		}, "< 64 MiB"},
 		{"  master RSS before", func(r *Result) string { return mib(r.LogRSSBefore) }, ""},
-		{"  master CPU", func(r *Result) string { return fmt.Sprintf("%.2f s", r.LogMasterCPU.Seconds()) }, ""},
+		{"  CPU: master, worker", func(r *Result) string {
+			return fmt.Sprintf("%.2f s, %.2f s", r.LogMasterCPU.Seconds(), r.LogWorkerCPU.Seconds())
+		}, ""},
 		{"  stored lines (num_lines)", func(r *Result) string { return fmt.Sprintf("%d (%d of output)", r.LogLines, r.LogMinLines) }, ""},
 		{"master RSS per idle worker", func(r *Result) string { return fmt.Sprintf("%.1f KiB", r.PerIdleWorker/1024) }, "< 32 KiB"},
 		{"  master RSS, none / all attached", func(r *Result) string { return mib(r.IdleBase) + " / " + mib(r.IdleWith) }, ""},
@@ -235,7 +240,7 @@ func printTable(out io.Writer, m machineInfo, results []*Result, pollEvery time.
 		fmt.Fprintf(tw, "%s\n", rw.aim)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "\nLatency: from the force request (JSON-RPC) to the build request seen complete, polled every %s.\n", pollEvery)
+	fmt.Fprintf(out, "\nLatency: from the force request (JSON-RPC) to the build request seen complete, polled every %s from 3/4 of the fastest build.\n", pollEvery)
 	fmt.Fprintf(out, "MB/s: the step's standard output, newlines included, from the force request to the build complete with its log stored.\n")
 }
 

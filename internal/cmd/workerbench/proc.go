@@ -316,3 +316,30 @@ func cpuTime(pid int) (time.Duration, error) {
 	}
 	return time.Duration(utime+stime) * clockTick, nil
 }
+
+// A cpuMeter measures the CPU time processes use between start and stop.
+type cpuMeter struct {
+	pids  []int
+	begin []time.Duration
+	err   error
+}
+
+func (c *cpuMeter) start(pids ...int) {
+	c.pids, c.begin = pids, nil
+	for _, pid := range pids {
+		t, err := cpuTime(pid)
+		c.err = errors.Join(c.err, err)
+		c.begin = append(c.begin, t)
+	}
+}
+
+// stop returns the CPU time each process used since start.
+func (c *cpuMeter) stop() ([]time.Duration, error) {
+	used := make([]time.Duration, len(c.pids))
+	for i, pid := range c.pids {
+		t, err := cpuTime(pid)
+		c.err = errors.Join(c.err, err)
+		used[i] = t - c.begin[i]
+	}
+	return used, c.err
+}
