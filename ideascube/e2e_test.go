@@ -4,9 +4,9 @@ package main
 
 import (
 	"bytes"
-	"database/sql"
 	"crypto/hmac"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
