@@ -90,6 +90,29 @@
 // ReadConfig and FormatConfig read and write the configuration file
 // kiln-worker keeps in the base folder (ConfigFile).
 //
+// # With a stock Buildbot master
+//
+// kiln-worker serves Debian's Buildbot 3.7 master over
+// msgpack_experimental_v7. The interop test of cmd/kiln-worker runs one
+// build of some forty steps (shell commands with every option, Git
+// checkouts in each mode, property setting, transfers both ways, folder
+// commands, timeouts) once on kiln-worker and once on buildbot-worker,
+// and requires the same step results and the same logs, byte for byte
+// but for timings, environments, temporary paths and the differences
+// listed below. What that master does over msgpack, whatever the worker:
+//
+//   - It answers update_read_file without the data it read, so
+//     FileDownload and StringDownload write empty files (with the right
+//     mode).
+//   - An upload with keepstamp=True raises an exception in the master
+//     ("FileWriter.remote_utime() takes 2 positional arguments but 3 were
+//     given") when the timestamps it asked for arrive, and the build ends
+//     there.
+//   - It sends mkdir for the builders' folders instead of
+//     set_builder_list, and expects the worker's basedir to be absolute.
+//   - It stores log lines with \r\n and lone \r turned into \n, so a
+//     command on a PTY logs as one on pipes.
+//
 // # Differences from buildbot-worker
 //
 // Commands behave as package command documents. The connection differs in

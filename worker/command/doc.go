@@ -73,7 +73,9 @@
 //
 // # Differences from buildbot-worker
 //
-//   - A PTY is never used: usePTY=true is ignored, with buildbot-worker's
+//   - usePTY=true gives the command a PTY on Linux only (as its stdin,
+//     stdout and stderr, all read as stdout, and its controlling
+//     terminal); elsewhere it is ignored, with buildbot-worker's
 //     "WARNING: disabling usePTY for this command" header.
 //   - The interrupt signal goes to the whole process group every time;
 //     buildbot-worker signals only the leader when SIGKILL follows SIGTERM

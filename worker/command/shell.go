@@ -314,8 +314,17 @@ func (sh *shell) header(s string) { sh.r.send(Update{Key: "header", Value: s}) }
 
 func (sh *shell) run() error {
 	r := sh.r
+	var ptyController, ptyTerminal *os.File
 	if sh.usePTY {
-		sh.header("WARNING: disabling usePTY for this command\n")
+		var err error
+		if ptyController, ptyTerminal, err = openPTY(); err != nil {
+			r.log.Debug("shell command without a PTY", "err", err)
+			sh.header("WARNING: disabling usePTY for this command\n")
+			sh.usePTY = false
+		} else {
+			defer ptyController.Close()
+			defer ptyTerminal.Close()
+		}
 	}
 	mkErr := makedirs(sh.workdir)
 
@@ -345,7 +354,11 @@ func (sh *shell) run() error {
 	if len(sh.stdin) > 0 {
 		sh.header(fmt.Sprintf(" writing %d bytes to stdin\n", len(sh.stdin)))
 	}
-	sh.header(" using PTY: False\n")
+	if sh.usePTY {
+		sh.header(" using PTY: True\n")
+	} else {
+		sh.header(" using PTY: False\n")
+	}
 
 	if err := r.out.failure(); err != nil {
 		return err // the master is gone: start nothing
@@ -368,6 +381,9 @@ func (sh *shell) run() error {
 		Env:         env,
 		Dir:         sh.workdir,
 		SysProcAttr: sysProcAttr(),
+	}
+	if sh.usePTY {
+		return sh.runOnPTY(ptyController, ptyTerminal)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -417,6 +433,26 @@ func (sh *shell) run() error {
 	return sh.wait(outR, errR)
 }
 
+// runOnPTY starts the command with terminal as its standard input,
+// output and error, and follows it reading controller: its output is all
+// stdout, with the terminal's line endings (\r\n), and its initial stdin
+// is typed in.
+func (sh *shell) runOnPTY(controller, terminal *os.File) error {
+	sh.cmd.SysProcAttr = ptyProcAttr()
+	sh.cmd.Stdin, sh.cmd.Stdout, sh.cmd.Stderr = terminal, terminal, terminal
+	sh.start = time.Now()
+	err := sh.cmd.Start()
+	terminal.Close() // the command has its own copy; reads end with its last holder
+	if err != nil {
+		return sh.startFailed(err)
+	}
+	sh.r.log.Debug("shell command started on a PTY", "pid", sh.cmd.Process.Pid, "argv", sh.argv, "workdir", sh.workdir)
+	if len(sh.stdin) > 0 {
+		go controller.Write(sh.stdin) // an early exit of the command is fine
+	}
+	return sh.wait(controller, nil)
+}
+
 func secs(n number) string {
 	if n.f == 1 {
 		return "sec"
@@ -438,8 +474,12 @@ func (sh *shell) startFailed(err error) error {
 func (sh *shell) wait(outR, errR *os.File) error {
 	r := sh.r
 	readDone := make(chan struct{}, 2)
+	readers := 1
 	go sh.read(outR, "stdout", sh.sendStdout, readDone)
-	go sh.read(errR, "stderr", sh.sendStderr, readDone)
+	if errR != nil { // nil on a PTY
+		readers++
+		go sh.read(errR, "stderr", sh.sendStderr, readDone)
+	}
 	exited := make(chan struct{})
 	go func() {
 		sh.cmd.Wait() // the state is in sh.cmd.ProcessState
@@ -462,7 +502,6 @@ func (sh *shell) wait(outR, errR *os.File) error {
 
 	interrupt := r.ctx.Done()
 	hostFailed := r.out.failed
-	readers := 2
 	for exited != nil || readers > 0 {
 		select {
 		case <-exited:

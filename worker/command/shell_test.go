@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -250,13 +251,44 @@ func TestShell_NoStdin(t *testing.T) {
 }
 
 func TestShell_UsePTY(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("PTYs are used on Linux only")
+	}
 	opts := testOptions(t)
 	h := &fakeHost{}
-	args := shellArgs(opts, helper("exit", "0"))
+	// Both outputs and stdin are the terminal, the command leads its
+	// session, and what it writes on stderr arrives as stdout.
+	args := shellArgs(opts, []any{"sh", "-c", `test -t 0 && test -t 1 && test -t 2 && echo tty; cut -d' ' -f6 /proc/$$/stat; echo $$; echo err >&2; read line; echo "read $line"`})
 	args["usePTY"] = true
+	args["initial_stdin"] = "typed\n"
 	runCmd(t, t.Context(), h, "shell", args, opts)
-	assert.True(t, strings.HasPrefix(h.Text("header"), "WARNING: disabling usePTY for this command\n"))
-	assert.Contains(t, h.Text("header"), " using PTY: False\n")
+	assert.NotContains(t, h.Text("header"), "WARNING")
+	assert.Contains(t, h.Text("header"), " using PTY: True\n")
+	assert.Equal(t, 0, h.Value("rc"))
+	assert.Empty(t, h.Text("stderr"))
+	lines := strings.Split(strings.ReplaceAll(h.Text("stdout"), "\r\n", "\n"), "\n")
+	require.Len(t, lines, 7, "%q", h.Text("stdout"))
+	assert.Equal(t, "typed", lines[0], "the terminal echoes what is typed")
+	assert.Equal(t, "tty", lines[1])
+	assert.Equal(t, lines[3], lines[2], "the session is the command's")
+	assert.Equal(t, []string{"err", "read typed", ""}, lines[4:])
+}
+
+func TestShell_UsePTYKilled(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("PTYs are used on Linux only")
+	}
+	opts := testOptions(t)
+	h := &fakeHost{}
+	args := shellArgs(opts, []any{"sh", "-c", "sleep 60 & echo $!; wait"})
+	args["usePTY"] = true
+	args["timeout"] = 1
+	runCmd(t, t.Context(), h, "shell", args, opts)
+	assert.Contains(t, h.Text("header"), "command timed out: 1 seconds without output")
+	assert.Equal(t, -1, h.Value("rc"))
+	pid, err := strconv.Atoi(strings.TrimSpace(h.Text("stdout")))
+	require.NoError(t, err)
+	assertDead(t, pid) // the sleep the command started is killed with it
 }
 
 func TestShell_CannotStart(t *testing.T) {
