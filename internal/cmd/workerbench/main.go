@@ -27,6 +27,14 @@
 //
 //	workerbench -master BIN -kiln-worker BIN [-kinds kiln-worker,buildbot-worker] [options]
 //
+// With -buildbot, it measures instead the workers serving a stock Buildbot
+// master (Debian's buildbot, over msgpack_experimental_v7): the rate of
+// -buildbot-builds one-step builds on one worker, the CPU time per build
+// of the master and the worker, and the worker's resident size after the
+// builds, for each kind.
+//
+//	workerbench -buildbot /usr/bin/buildbot -kiln-worker BIN [-buildbot-builds 200]
+//
 // scripts/bench-workers builds the binaries and runs it. It reads Linux's
 // /proc.
 package main
@@ -82,6 +90,8 @@ func run(ctx context.Context, args []string, out, progress io.Writer) ([]*Result
 	fs.IntVar(&stock.LatencyBuilds, "stock-latency-builds", 50, "one-step builds run one at a time (buildbot-worker)")
 	fs.IntVar(&stock.Builds, "stock-builds", 200, "one-step builds over -workers workers (buildbot-worker)")
 	fs.IntVar(&stock.IdleWorkers, "stock-idle-workers", 50, "idle workers started together (buildbot-worker)")
+	buildbot := fs.String("buildbot", "", "measure workers serving a stock Buildbot master, this buildbot program, instead of a Kiln master")
+	buildbotBuilds := fs.Int("buildbot-builds", 200, "one-step builds on the Buildbot master, for each kind (-buildbot)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -91,8 +101,11 @@ func run(ctx context.Context, args []string, out, progress io.Writer) ([]*Result
 	if fs.NArg() > 0 {
 		problems = append(problems, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
-	if *masterBin == "" {
+	if *masterBin == "" && *buildbot == "" {
 		problems = append(problems, errors.New("-master is required"))
+	}
+	if *buildbotBuilds < 1 {
+		problems = append(problems, errors.New("-buildbot-builds must be at least 1"))
 	}
 	if *pollEvery <= 0 {
 		problems = append(problems, errors.New("-poll must be positive"))
@@ -135,6 +148,19 @@ func run(ctx context.Context, args []string, out, progress io.Writer) ([]*Result
 		defer removeAll(d, progress)
 	}
 	m := machine()
+	if *buildbot != "" {
+		var results []*BuildbotResult
+		for _, j := range jobs {
+			r, err := benchBuildbot(ctx, *buildbot, j.kind, base+"/"+j.kind.name, *buildbotBuilds, progress)
+			if err != nil {
+				return nil, err
+			}
+			results = append(results, r)
+		}
+		m.loadEnd = loadAverage()
+		printBuildbotTable(out, m, results)
+		return nil, nil
+	}
 	var results []*Result
 	for _, j := range jobs {
 		b := &bench{master: *masterBin, dir: base + "/" + j.kind.name, kind: j.kind, sizes: j.sizes, poll: *pollEvery, progress: progress}

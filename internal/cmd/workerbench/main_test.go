@@ -96,6 +96,32 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestBenchBuildbot runs a few builds on a stock Buildbot master with
+// each kind of worker, and checks the figures and the table.
+func TestBenchBuildbot(t *testing.T) {
+	buildbot := testenv.NeedTool(t, "buildbot")
+	testenv.NeedTool(t, "buildbot-worker")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out, progress bytes.Buffer
+	_, err := run(ctx, []string{"-buildbot", buildbot, "-kiln-worker", filepath.Join(bins, "kiln-worker"),
+		"-buildbot-builds", "3", "-dir", t.TempDir()}, &out, &progress)
+	require.NoError(t, err, "progress:\n%s", progress.String())
+	table := out.String()
+	for _, want := range []string{"stock Buildbot master", "kiln-worker", "buildbot-worker", "builds/s", "  builds, time", "worker RSS (VmRSS)"} {
+		assert.Contains(t, table, want)
+	}
+
+	r, err := benchBuildbot(ctx, buildbot, kilnWorker(filepath.Join(bins, "kiln-worker")), t.TempDir(), 4, &progress)
+	require.NoError(t, err, "progress:\n%s", progress.String())
+	assert.Equal(t, kindKiln, r.Kind)
+	assert.Equal(t, 4, r.Builds)
+	assert.Equal(t, map[int]int{0: 4}, r.Results, "builds by result: all SUCCESS")
+	assert.Positive(t, r.BuildsPerSec)
+	assert.Positive(t, r.WorkerRSS)
+	assert.GreaterOrEqual(t, r.WorkerPeak, r.WorkerRSS)
+}
+
 // TestRun_Usage: every problem of the command line is reported at once.
 func TestRun_Usage(t *testing.T) {
 	var out, progress bytes.Buffer
