@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -78,8 +77,10 @@ func TestDeploy_Nginx(t *testing.T) {
 	require.NoError(t, err, "nginx -t: %s", out)
 
 	cmd := exec.Command(nginx, "-p", prefix, "-c", confPath, "-g", "daemon off;")
-	var nout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &nout, &nout
+	nout, err := os.Create(filepath.Join(prefix, "nginx.out"))
+	require.NoError(t, err)
+	defer nout.Close()
+	cmd.Stdout, cmd.Stderr = nout, nout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
@@ -102,7 +103,10 @@ func TestDeploy_Nginx(t *testing.T) {
 		if err == nil {
 			resp.Body.Close()
 		}
-		require.True(t, time.Now().Before(deadline), "nothing through nginx: %v\n%s", err, nout.String())
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(nout.Name())
+			t.Fatalf("nothing through nginx: %v\n%s", err, b)
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	require.Len(t, ans.Builders, 3)

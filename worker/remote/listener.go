@@ -574,10 +574,15 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	h.conn = c
 	// What the worker sent after its request, if anything, is read first.
-	var r io.Reader = c
+	// It must be in the new reader's buffer, not only behind it: the
+	// WebSocket takes what is buffered and resets the reader onto c.
+	br := bufio.NewReaderSize(c, readBufferSize)
 	if n := rw.Reader.Buffered(); n > 0 {
 		early, _ := rw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), c)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), c), max(n, readBufferSize))
+		if _, err := br.Peek(n); err != nil {
+			return c, nil, fmt.Errorf("keeping what the worker sent early: %w", err)
+		}
 	}
-	return c, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufferSize), bufio.NewWriterSize(c, writeBufferSize)), nil
+	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, writeBufferSize)), nil
 }

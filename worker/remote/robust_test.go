@@ -2,7 +2,10 @@ package remote
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -272,4 +275,37 @@ func TestDuplicateWorker(t *testing.T) {
 		b := m.Build(t, citest.Request{Builder: "b"})
 		assert.Equal(t, ci.Success, b.Results())
 	})
+}
+
+// A frame that arrives with the WebSocket upgrade request, in the same
+// segment, is read as the connection's first frame: here, an update sent
+// before the handshake, which is a protocol violation.
+func TestFrameWithUpgradeRequest(t *testing.T) {
+	m := startMaster(t, ci.MasterConfig{Workers: fakeWorkers("eager")}, nil)
+	frame, err := protocol.Message{"op": "update", "seq_number": 0, "command_id": "0", "args": []any{}}.Encode()
+	require.NoError(t, err)
+	require.Less(t, len(frame), 126, "a frame with a 7-bit length")
+	// A client's frame: FIN and binary, then the masked length, the mask
+	// and the masked payload.
+	mask := []byte{1, 2, 3, 4}
+	ws := append([]byte{0x82, 0x80 | byte(len(frame))}, mask...)
+	for i, b := range frame {
+		ws = append(ws, b^mask[i%4])
+	}
+	req := "GET / HTTP/1.1\r\nHost: " + m.addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+		"Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("eager:pw-eager")) + "\r\n\r\n"
+	c, err := net.Dial("tcp", m.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write(append([]byte(req), ws...))
+	require.NoError(t, err)
+
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(waitTimeout)))
+	got, err := io.ReadAll(c) // the 101, the master's frames, then the close
+	require.NoError(t, err, "the master closes the connection")
+	assert.True(t, strings.HasPrefix(string(got), "HTTP/1.1 101 "), "%q", got)
+	m.waitFor(t, "the violation to be counted", func() bool { return m.l.Stats().ProtocolErrors == 1 })
+	assert.Contains(t, m.logs.String(), `worker sent \"update\" before the handshake ended`)
+	assert.NotContains(t, m.logs.String(), "rsv bits")
 }
