@@ -67,6 +67,19 @@ type WorkerConn interface {
 	Close() error
 }
 
+// A SilenceWatcher is a WorkerConn that watches its worker's liveness. A
+// worker that stops answering (a cut network, a frozen machine) is
+// declared lost once a grace period has passed without a word from it;
+// the builds it was running then end as RETRY and are built again. The
+// master shows such a worker, and the builds waiting on it, with the time
+// they will be given up (Master.Workers, the web UI and its API).
+type SilenceWatcher interface {
+	// Silence reports whether the worker is silent, having missed an
+	// answer it owed; if so, since when nothing has been heard from it,
+	// and when it will be declared lost if it stays silent.
+	Silence() (silent bool, since, lostAt time.Time)
+}
+
 // A BuilderDir names a builder a worker serves and its folder on the worker.
 type BuilderDir struct {
 	Builder string

@@ -122,6 +122,11 @@ type WorkerStatus struct {
 	Running int
 	// LastBuild is when the worker last started a build.
 	LastBuild time.Time
+	// SilentSince and LostAt are set while a connected worker is silent
+	// (see SilenceWatcher): since when nothing has been heard from it, and
+	// when it will be declared lost, its running builds ending as RETRY,
+	// unless it answers by then.
+	SilentSince, LostAt time.Time
 }
 
 // Workers returns the status of every configured worker, in configuration
@@ -131,7 +136,13 @@ func (m *Master) Workers() []WorkerStatus {
 	defer m.mu.Unlock()
 	out := make([]WorkerStatus, 0, len(m.workerList))
 	for _, w := range m.workerList {
-		out = append(out, WorkerStatus{Name: w.cfg.Name, ID: w.id, Connected: w.conn != nil, Running: w.running, LastBuild: w.lastStart})
+		s := WorkerStatus{Name: w.cfg.Name, ID: w.id, Connected: w.conn != nil, Running: w.running, LastBuild: w.lastStart}
+		if sw, ok := w.conn.(SilenceWatcher); ok {
+			if silent, since, lostAt := sw.Silence(); silent {
+				s.SilentSince, s.LostAt = since, lostAt
+			}
+		}
+		out = append(out, s)
 	}
 	return out
 }

@@ -393,6 +393,34 @@ type buildJSON struct {
 	StateString    string         `json:"state_string"`
 	Results        *int           `json:"results"`
 	Properties     map[string]any `json:"properties"`
+	// Kiln's, set while a running build's worker is silent: since when
+	// nothing has been heard from it, and when it will be declared lost,
+	// the build ending as RETRY to be built again, unless it answers.
+	WorkerSilentSince any `json:"worker_silent_since,omitempty"`
+	RetryAt           any `json:"retry_at,omitempty"`
+}
+
+// silentWorkers returns the status of the connected workers that are
+// silent now, by worker ID.
+func (a *app) silentWorkers() map[int64]ci.WorkerStatus {
+	var out map[int64]ci.WorkerStatus
+	for _, w := range a.m.Workers() {
+		if !w.LostAt.IsZero() {
+			if out == nil {
+				out = map[int64]ci.WorkerStatus{}
+			}
+			out[w.ID] = w
+		}
+	}
+	return out
+}
+
+// markSilent sets the silence fields of j, a build, if it runs on a
+// silent worker.
+func markSilent(j *buildJSON, b *ci.Build, silent map[int64]ci.WorkerStatus) {
+	if w, ok := silent[b.WorkerID]; ok && !b.Complete {
+		j.WorkerSilentSince, j.RetryAt = epoch(w.SilentSince), epoch(w.LostAt)
+	}
 }
 
 // propsJSON gives properties in Buildbot's form, name -> [value, source],
@@ -462,9 +490,12 @@ func (a *app) listBuilds(r *http.Request, st ci.Store, q ci.BuildQuery) (any, er
 		return nil, err
 	}
 	keep := propertyFilter(r.URL.Query())
+	silent := a.silentWorkers()
 	out := make([]buildJSON, 0, len(bs))
 	for _, b := range bs {
-		out = append(out, toBuildJSON(a.current(b), keep))
+		j := toBuildJSON(a.current(b), keep)
+		markSilent(&j, b, silent)
+		out = append(out, j)
 	}
 	return list("builds", out, total), nil
 }
@@ -549,7 +580,9 @@ func (a *app) apiBuild(r *http.Request, st ci.Store) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return one("builds", toBuildJSON(b, func(string) bool { return true })), nil
+	j := toBuildJSON(b, func(string) bool { return true })
+	markSilent(&j, b, a.silentWorkers())
+	return one("builds", j), nil
 }
 
 func (a *app) apiBuilderBuild(r *http.Request, st ci.Store) (any, error) { return a.apiBuild(r, st) }
@@ -822,6 +855,10 @@ type workerJSON struct {
 	ConfiguredOn []map[string]any `json:"configured_on"`
 	Paused       bool             `json:"paused"`
 	Graceful     bool             `json:"graceful"`
+	// Kiln's, set while the worker is connected but silent: since when
+	// nothing has been heard from it, and when it will be declared lost.
+	SilentSince any `json:"silent_since,omitempty"`
+	LostAt      any `json:"lost_at,omitempty"`
 }
 
 // safeInfo returns what a worker said of itself, without its environment:
@@ -840,6 +877,9 @@ func (a *app) toWorkerJSON(w *ci.Worker) workerJSON {
 	j := workerJSON{WorkerID: w.ID, Name: w.Name, WorkerInfo: safeInfo(w.Info), ConnectedTo: []map[string]any{}, ConfiguredOn: []map[string]any{}}
 	if w.Connected {
 		j.ConnectedTo = append(j.ConnectedTo, map[string]any{"masterid": 1})
+	}
+	if s, ok := a.silentWorkers()[w.ID]; ok {
+		j.SilentSince, j.LostAt = epoch(s.SilentSince), epoch(s.LostAt)
 	}
 	for _, b := range a.m.Config().Builders {
 		if slices.Contains(b.Workers, w.Name) {

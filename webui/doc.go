@@ -61,6 +61,12 @@
 // are null. Errors answer {"error": "<one line>"}: 400 for a bad request,
 // 404 for a missing record, 409 for a record in the wrong state.
 //
+// Beyond Buildbot's fields: while a connected worker is silent (it owes an
+// answer; see ci.SilenceWatcher), the worker has silent_since and lost_at,
+// and each build it runs worker_silent_since and retry_at: when the worker
+// will be declared lost and the build end as RETRY, to be built again,
+// unless it answers. The build's page and the workers page say the same.
+//
 // Writes are Buildbot's JSON-RPC 2.0 control calls, with Content-Type
 // application/json:
 //

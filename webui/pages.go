@@ -566,6 +566,19 @@ type buildData struct {
 	StopURL      string
 	APIURL       string
 	Prev, Next   string
+	// Silent is set while the build runs on a silent worker.
+	Silent *silence
+}
+
+// A silence is a silent worker: since when nothing has been heard from
+// it, when it will be declared lost, and how long until then.
+type silence struct {
+	Since, LostAt time.Time
+	In            string
+}
+
+func newSilence(w ci.WorkerStatus, now time.Time) *silence {
+	return &silence{Since: w.SilentSince, LostAt: w.LostAt, In: max(w.LostAt.Sub(now), 0).Round(time.Second).String()}
 }
 
 // maxInline is how many lines of each log the build page shows (the
@@ -632,6 +645,9 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 	if !build.Complete {
 		d.CanStop = a.can(r, actStop)
 		d.StopURL = a.buildURL(b.Name, build.Number) + "/stop"
+		if w, ok := a.silentWorkers()[build.WorkerID]; ok {
+			d.Silent = newSilence(w, a.m.Now())
+		}
 	}
 	if build.Number > 1 {
 		d.Prev = a.buildURL(b.Name, build.Number-1)
@@ -766,6 +782,7 @@ type workerRow struct {
 	MaxBuilds int
 	Running   []buildRow
 	LastBuild time.Time
+	Silent    *silence
 }
 
 // shownInfo lists the worker info keys shown, in order: what the worker
@@ -789,6 +806,9 @@ func (a *app) workersPage(r *http.Request, st ci.Store, v *view) (string, any, e
 	var rows []workerRow
 	for _, ws := range a.m.Workers() {
 		row := workerRow{Name: ws.Name, Connected: ws.Connected, LastBuild: ws.LastBuild}
+		if !ws.LostAt.IsZero() {
+			row.Silent = newSilence(ws, a.m.Now())
+		}
 		if cfg, ok := a.m.WorkerConfig(ws.Name); ok {
 			row.MaxBuilds = cfg.MaxBuilds
 		}

@@ -609,6 +609,30 @@ func (c *Conn) Ping(ctx context.Context) error {
 	return nil
 }
 
+// answerGrace is how long after a keepalive was due a worker that has not
+// answered it counts as silent (Silence): the keepalive interval's quarter,
+// at most 5 s.
+func (c *Conn) answerGrace() time.Duration { return min(c.cfg.keepalive/4, 5*time.Second) }
+
+// Silence implements ci.SilenceWatcher. A healthy worker is heard from at
+// least once per keepalive interval, answering the keepalive; one not
+// heard from for longer than that (and answerGrace) is silent, and is
+// declared lost once the connection's timeout has passed since it was
+// last heard. A master too slow to read what the worker sent does not
+// make it silent.
+func (c *Conn) Silence() (silent bool, since, lostAt time.Time) {
+	select {
+	case <-c.done:
+		return false, time.Time{}, time.Time{}
+	default:
+	}
+	last := time.Unix(0, c.lastHeard.Load())
+	if c.stalled.Load() || time.Since(last) <= c.cfg.keepalive+c.answerGrace() {
+		return false, time.Time{}, time.Time{}
+	}
+	return true, last, last.Add(c.cfg.timeout)
+}
+
 // monitor keeps the connection alive and drops a silent worker: every
 // keepalive interval it sends a WebSocket ping and a protocol keepalive;
 // when nothing (frame or pong) has come from the worker for the timeout,

@@ -309,3 +309,47 @@ func TestFrameWithUpgradeRequest(t *testing.T) {
 	assert.Contains(t, m.logs.String(), `worker sent \"update\" before the handshake ended`)
 	assert.NotContains(t, m.logs.String(), "rsv bits")
 }
+
+// A worker that stops answering is shown silent, with the time it will be
+// declared lost, then lost at that time.
+func TestLiveness_SilenceVisible(t *testing.T) {
+	cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}}
+	const timeout = 3 * time.Second
+	m := startMaster(t, cfg, &Listener{Timeout: timeout, KeepaliveInterval: 200 * time.Millisecond})
+	f, conn := m.attachFake(t, "w1", fakeOptions{})
+	status := func() ci.WorkerStatus {
+		for _, w := range m.Workers() {
+			if w.Name == "w1" {
+				return w
+			}
+		}
+		t.Fatal("no worker w1")
+		return ci.WorkerStatus{}
+	}
+
+	// Answering keepalives, the worker is not silent.
+	f.waitRequests(protocol.OpKeepalive, 3)
+	silent, _, _ := conn.Silence()
+	assert.False(t, silent)
+	assert.True(t, status().LostAt.IsZero())
+
+	f.silence()
+	m.waitFor(t, "the worker to be silent", func() bool { s, _, _ := conn.Silence(); return s })
+	seen := time.Now()
+	silent, since, lostAt := conn.Silence()
+	require.True(t, silent)
+	assert.True(t, since.Before(seen), "silent since %s, seen silent at %s", since, seen)
+	assert.Equal(t, since.Add(timeout), lostAt)
+	st := status()
+	assert.True(t, st.Connected)
+	assert.Equal(t, since, st.SilentSince)
+	assert.Equal(t, lostAt, st.LostAt)
+
+	<-conn.Done()
+	assert.False(t, time.Now().Before(lostAt), "lost at %s, announced for %s", time.Now(), lostAt)
+	assert.ErrorIs(t, conn.Err(), ci.ErrWorkerLost)
+	silent, _, _ = conn.Silence()
+	assert.False(t, silent, "a lost connection is no longer silent: it is gone")
+	m.waitFor(t, "w1 to be detached", func() bool { return !status().Connected })
+	assert.True(t, status().LostAt.IsZero())
+}
