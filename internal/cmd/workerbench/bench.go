@@ -87,6 +87,10 @@ type Result struct {
 	// AttachTime is the time from starting IdleWorkers workers together
 	// until the master has them all attached.
 	AttachTime time.Duration
+	// SpawnTime is the part of AttachTime spent starting the processes,
+	// one after the other; AttachTime-SpawnTime is how long after the
+	// last one started all were attached.
+	SpawnTime time.Duration
 	// WorkerRSS and WorkerRSSMax are the median and largest resident
 	// size of the idle workers.
 	WorkerRSS, WorkerRSSMax int64
@@ -157,12 +161,13 @@ func (b *bench) idle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	b.r.SpawnTime = time.Since(start)
 	defer stopAll(ps)
 	if err := waitConnected(ctx, m, ps, n, 10*time.Millisecond); err != nil {
 		return err
 	}
 	b.r.AttachTime = time.Since(start)
-	b.logf("%d workers attached in %s", n, b.r.AttachTime.Round(time.Millisecond))
+	b.logf("%d workers attached in %s (their processes started in %s)", n, b.r.AttachTime.Round(time.Millisecond), b.r.SpawnTime.Round(time.Millisecond))
 	time.Sleep(settle)
 	if b.r.IdleWith, err = status(m.pid(), "VmRSS"); err != nil {
 		return err

@@ -84,7 +84,8 @@ func TestRun(t *testing.T) {
 			assert.GreaterOrEqual(t, r.LogPeakRSS, r.LogRSSBefore)
 
 			assert.Positive(t, r.IdleBase)
-			assert.Positive(t, r.AttachTime)
+			assert.Positive(t, r.SpawnTime)
+			assert.GreaterOrEqual(t, r.AttachTime, r.SpawnTime)
 			assert.Positive(t, r.WorkerRSS)
 			assert.GreaterOrEqual(t, r.WorkerRSSMax, r.WorkerRSS)
 
