@@ -113,7 +113,10 @@
 // by default) is lost: its connection is closed, Done is closed, and the
 // RunCommand calls waiting on it return errors wrapping ci.ErrWorkerLost, so
 // that the master ends their builds RETRY and builds the requests again.
-// Each frame written to a worker has a deadline (WriteTimeout, 30 s): a
+// Before that, a worker not heard from for a keepalive interval and a
+// little more (a quarter of the interval, at most 5 s) has missed an
+// answer: Conn.Silence (ci.SilenceWatcher) reports it silent, with the
+// time it will be lost, and the web UI shows it. Each frame written to a worker has a deadline (WriteTimeout, 30 s): a
 // worker that does not read is lost too, and never holds up others. Ping
 // (print "ping", which the master sends before each build) waits at most
 // Timeout.
