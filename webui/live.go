@@ -216,7 +216,7 @@ func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string,
 		if err != nil {
 			return "", err
 		}
-		return buildStamp(b, steps), nil
+		return a.buildStamp(b, steps), nil
 	}
 	var builderID int64
 	if s := q.Get("builder"); s != "" {
@@ -250,21 +250,38 @@ func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string,
 	return fmt.Sprintf("%s.%d.%d.%d.%d", newest, len(a.m.RunningBuilds()), pending, changes, connected), nil
 }
 
-// buildStamp sums up a build as its page shows it.
-func buildStamp(b *ci.Build, steps []*ci.StepRecord) string {
+// buildStamp sums up a build as its page shows it: its end, its steps and
+// whether it waits on a silent worker.
+func (a *app) buildStamp(b *ci.Build, steps []*ci.StepRecord) string {
 	done := 0
 	for _, s := range steps {
 		if s.Complete {
 			done++
 		}
 	}
-	return fmt.Sprintf("%t.%d.%d", b.Complete, len(steps), done)
+	return fmt.Sprintf("%t.%d.%d.%t", b.Complete, len(steps), done, a.waitsOnSilent(b.WorkerID, b.Complete))
 }
 
+// waitsOnSilent reports whether a build running on worker workerID waits
+// on it while it is silent.
+func (a *app) waitsOnSilent(workerID int64, complete bool) bool {
+	if complete {
+		return false
+	}
+	_, silent := a.silentWorkers()[workerID]
+	return silent
+}
+
+// silencePoll is how often a running build's stream checks whether its
+// worker has gone silent or answered again: silence is a state of the
+// worker's connection, with no event of its own.
+const silencePoll = time.Second
+
 // liveEvents streams a "change" event whenever something a page shows
-// changes: with ?build=ID, that build's steps and end; with ?builder=ID,
-// that builder's builds and requests; otherwise builds starting and
-// ending, requests, changes and workers. Bursts are sent as one event.
+// changes: with ?build=ID, that build's steps and end, and its worker
+// going silent or answering again; with ?builder=ID, that builder's
+// builds and requests; otherwise builds starting and ending, requests,
+// changes and workers. Bursts are sent as one event.
 // With ?stamp=, a first event comes at once if the page is out of date.
 func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -285,6 +302,24 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	sub := a.m.Subscribe(1024)
 	defer sub.Close()
+	// A running build's page also changes when its worker goes silent or
+	// answers again. The state it starts from is read before the stream
+	// answers, so that no change is missed.
+	var silenceTick <-chan time.Time
+	var workerID int64
+	var silent bool
+	if buildID != 0 {
+		sctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		if st, err := a.store(sctx); err == nil {
+			if b, err := st.GetBuild(sctx, buildID); err == nil && !b.Complete {
+				workerID, silent = b.WorkerID, a.waitsOnSilent(b.WorkerID, false)
+				t := time.NewTicker(silencePoll)
+				defer t.Stop()
+				silenceTick = t.C
+			}
+		}
+		cancel()
+	}
 	s, err := sse(w)
 	if err != nil {
 		return
@@ -329,6 +364,9 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
+			if buildID != 0 && e.Type == ci.EventBuildFinished && e.BuildID == buildID {
+				silenceTick = nil // the build no longer waits on anyone
+			}
 			if relevant(e) && pending == "" {
 				pending = string(e.Type)
 				burst = time.After(200 * time.Millisecond)
@@ -341,6 +379,13 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 		case <-quiet.C:
 			if s.comment() != nil {
 				return
+			}
+		case <-silenceTick:
+			if now := a.waitsOnSilent(workerID, false); now != silent {
+				silent = now
+				if pending == "" {
+					pending, burst = "worker", time.After(0)
+				}
 			}
 		}
 	}

@@ -687,7 +687,7 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 	}
 	if !build.Complete {
 		// The stamp of what the page shows: this build and these steps.
-		v.Live = a.liveURLStamp(url.Values{"build": {strconv.FormatInt(build.ID, 10)}}, buildStamp(build, steps))
+		v.Live = a.liveURLStamp(url.Values{"build": {strconv.FormatInt(build.ID, 10)}}, a.buildStamp(build, steps))
 	}
 	for _, s := range steps {
 		row := stepRow{Step: s, Duration: duration(a.m.Now(), s.StartedAt, s.CompleteAt)}

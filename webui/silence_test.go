@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,11 +25,13 @@ import (
 // been heard from since since, and will be declared lost at lostAt.
 type silentConn struct {
 	ci.WorkerConn
-	silent        bool
+	silent        atomic.Bool
 	since, lostAt time.Time
 }
 
-func (c *silentConn) Silence() (bool, time.Time, time.Time) { return c.silent, c.since, c.lostAt }
+func (c *silentConn) Silence() (bool, time.Time, time.Time) {
+	return c.silent.Load(), c.since, c.lostAt
+}
 
 // A build running on a silent worker shows, on its page and in the API,
 // when its worker will be declared lost and the build end as RETRY; so
@@ -43,13 +46,17 @@ func TestSilentWorker(t *testing.T) {
 	}, citest.Options{NoWorkers: true})
 	since := time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC)
 	lostAt := since.Add(time.Minute)
+	conns := map[string]*silentConn{}
 	for _, w := range []struct {
 		name   string
 		silent bool
 	}{{"w1", true}, {"w2", false}} {
 		lc, err := local.NewConn(w.name, filepath.Join(t.TempDir(), w.name))
 		require.NoError(t, err)
-		require.NoError(t, m.AttachWorker(t.Context(), &silentConn{WorkerConn: lc, silent: w.silent, since: since, lostAt: lostAt}))
+		c := &silentConn{WorkerConn: lc, since: since, lostAt: lostAt}
+		c.silent.Store(w.silent)
+		conns[w.name] = c
+		require.NoError(t, m.AttachWorker(t.Context(), c))
 	}
 	m.Submit(t, citest.Request{Builder: "slow"})
 	m.Submit(t, citest.Request{Builder: "other"})
@@ -112,4 +119,18 @@ func TestSilentWorker(t *testing.T) {
 	assert.Contains(t, ws, `<span class="worker silent">silent</span>`)
 	assert.Contains(t, ws, "unless it answers")
 	assert.Contains(t, ws, `<span class="worker up">connected</span>`, "w2")
+
+	// The page of a build follows its worker: a stream opened while w2
+	// answers tells the page when w2 goes silent, and when it answers
+	// again.
+	res, err := http.Get(srv.URL + "/live?build=" + strconv.FormatInt(other, 10))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	events := readEvents(res.Body)
+	conns["w2"].silent.Store(true)
+	assert.Equal(t, sseEvent{name: "change", data: "worker"}, next(t, events))
+	assert.Contains(t, page("/builders/other/builds/1"), `id="worker-silent"`)
+	conns["w2"].silent.Store(false)
+	assert.Equal(t, sseEvent{name: "change", data: "worker"}, next(t, events))
+	assert.NotContains(t, page("/builders/other/builds/1"), `id="worker-silent"`)
 }
