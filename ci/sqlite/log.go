@@ -90,6 +90,7 @@ type chunk struct {
 	lines      int
 	content    []byte
 	compressed bool
+	buf        *[]byte // from chunkBuffers, holding content
 }
 
 var zlibWriters = sync.Pool{New: func() any {
@@ -97,8 +98,25 @@ var zlibWriters = sync.Pool{New: func() any {
 	return w
 }}
 
+// chunkBuffers keeps the buffers chunks are made in: a chunk's content is
+// only needed until it is inserted, and a log written fast makes many.
+var chunkBuffers = sync.Pool{New: func() any { b := make([]byte, 0, maxChunk+maxChunk/8); return &b }}
+
+// releaseChunks gives the chunks' buffers back to chunkBuffers: their
+// content must no longer be used.
+func releaseChunks(chunks []chunk) {
+	for i := range chunks {
+		if b := chunks[i].buf; b != nil && cap(*b) <= 2*maxChunk {
+			*b = (*b)[:0]
+			chunkBuffers.Put(b)
+		}
+		chunks[i].buf, chunks[i].content = nil, nil
+	}
+}
+
 // makeChunks cuts text, whole lines, into chunks of at most maxChunk bytes
 // (a longer line makes a chunk of its own) and compresses those worth it.
+// The chunks' content is in buffers that releaseChunks gives back.
 func makeChunks(text string) ([]chunk, error) {
 	var chunks []chunk
 	for text != "" {
@@ -111,20 +129,26 @@ func makeChunks(text string) ([]chunk, error) {
 			end += i + 1
 			lines++
 		}
-		c := chunk{lines: lines, content: []byte(text[:end])}
+		buf := chunkBuffers.Get().(*[]byte)
+		*buf = append((*buf)[:0], text[:end]...)
 		text = text[end:]
+		c := chunk{lines: lines, content: *buf, buf: buf}
 		if len(c.content) >= compressMin {
-			var buf bytes.Buffer
+			zbuf := chunkBuffers.Get().(*[]byte)
+			out := bytes.NewBuffer((*zbuf)[:0])
 			w := zlibWriters.Get().(*zlib.Writer)
-			w.Reset(&buf)
+			w.Reset(out)
 			w.Write(c.content)
 			err := w.Close()
 			zlibWriters.Put(w)
-			if err != nil {
-				return nil, err
+			*zbuf = out.Bytes()
+			if err == nil && len(*zbuf) < len(c.content) {
+				c.content, c.compressed, c.buf, zbuf = *zbuf, true, zbuf, buf
 			}
-			if buf.Len() < len(c.content) {
-				c.content, c.compressed = buf.Bytes(), true
+			releaseChunks([]chunk{{buf: zbuf}})
+			if err != nil {
+				releaseChunks(append(chunks, c))
+				return nil, err
 			}
 		}
 		chunks = append(chunks, c)
@@ -171,6 +195,9 @@ func (s *Store) appendLog(ctx context.Context, logID int64, text string, finish 
 		if chunks, err = makeChunks(text); err != nil {
 			return 0, 0, err
 		}
+		// The driver copies what it inserts: the buffers are free once
+		// the transaction is over.
+		defer releaseChunks(chunks)
 	}
 	first, last = -1, -1
 	err = s.write(ctx, func(tx *txn) error {
