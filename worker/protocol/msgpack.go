@@ -380,6 +380,23 @@ func (e *encoder) value(v reflect.Value, depth int) error {
 		}
 		n := v.Len()
 		e.header(0x90, 0xdc, 0xdd, 15, n)
+		// The offsets and times of output updates, without reflection.
+		var x any
+		if v.Kind() == reflect.Slice && v.CanInterface() {
+			x = v.Interface()
+		}
+		switch x := x.(type) {
+		case []int64:
+			for _, i := range x {
+				e.int(i)
+			}
+			return nil
+		case []float64:
+			for _, f := range x {
+				e.uint(0xcb, 8, math.Float64bits(f))
+			}
+			return nil
+		}
 		for i := range n {
 			if err := e.value(v.Index(i), depth+1); err != nil {
 				return err

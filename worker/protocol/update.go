@@ -54,16 +54,24 @@ func LinesValue(text string, times []time.Time) []any {
 	offsets := make([]int64, 0, n)
 	stamps := make([]float64, 0, n)
 	now := time.Now()
-	for i := 0; i < len(text); i++ {
-		if text[i] != '\n' {
-			continue
+	// Lines mostly share their time: it is converted when it changes.
+	var last time.Time
+	var stamp float64
+	for i := 0; ; i++ {
+		j := strings.IndexByte(text[i:], '\n')
+		if j < 0 {
+			break
 		}
+		i += j
 		offsets = append(offsets, int64(i))
 		t := now
 		if len(times) > 0 {
 			t = times[min(len(stamps), len(times)-1)]
 		}
-		stamps = append(stamps, float64(t.Unix())+float64(t.Nanosecond())/1e9)
+		if len(stamps) == 0 || !t.Equal(last) {
+			last, stamp = t, float64(t.Unix())+float64(t.Nanosecond())/1e9
+		}
+		stamps = append(stamps, stamp)
 	}
 	return []any{text, offsets, stamps}
 }
