@@ -150,7 +150,9 @@ func TestWorker_ShellCommand(t *testing.T) {
 	}
 }
 
-// assertLinesValue checks v7's [text, newline offsets, line times].
+// assertLinesValue checks v7's [text, newline offsets, line times], as
+// protocol.ParseMessage gives it: offsets and times as an []int64 and a
+// []float64.
 func assertLinesValue(t *testing.T, v any) {
 	t.Helper()
 	lv, ok := v.([]any)
@@ -158,11 +160,11 @@ func assertLinesValue(t *testing.T, v any) {
 	require.Len(t, lv, 3)
 	text, ok := lv[0].(string)
 	require.True(t, ok)
-	offsets, ok := lv[1].([]any)
-	require.True(t, ok)
-	times, ok := lv[2].([]any)
-	require.True(t, ok)
-	var want []any
+	offsets, ok := lv[1].([]int64)
+	require.True(t, ok, "offsets are a %T", lv[1])
+	times, ok := lv[2].([]float64)
+	require.True(t, ok, "times are a %T", lv[2])
+	var want []int64
 	for i := range len(text) {
 		if text[i] == '\n' {
 			want = append(want, int64(i))
@@ -170,9 +172,8 @@ func assertLinesValue(t *testing.T, v any) {
 	}
 	assert.Equal(t, want, offsets, "newline offsets of %q", text)
 	assert.Len(t, times, len(offsets))
-	for _, tm := range times {
-		f, ok := tm.(float64)
-		assert.True(t, ok && f > 1e9, "line time %v", tm)
+	for _, f := range times {
+		assert.True(t, f > 1e9, "line time %v", f)
 	}
 }
 

@@ -46,14 +46,23 @@ type Message map[string]any
 var ErrBadMessage = errors.New("bad message")
 
 // ParseMessage decodes a frame into a message and checks that it has an op
-// (a string) and a sequence number (a non-negative integer).
+// (a string) and a sequence number (a non-negative integer). It decodes as
+// Decode does, except for the output of msgpack_experimental_v7's updates:
+// in an "args" list of [key, value] pairs, the newline offsets and line
+// times of a stdout, stderr, header or log value [text, offsets, times]
+// come back as an []int64 and a []float64, as LinesValue makes them, when
+// they are all integers and all floats.
 func ParseMessage(frame []byte) (Message, error) {
 	if len(frame) > MaxFrameSize {
 		return nil, fmt.Errorf("%w: frame of %d bytes is over the %d-byte limit", ErrBadMessage, len(frame), MaxFrameSize)
 	}
-	v, err := Decode(frame)
+	d := decoder{b: frame, updates: true}
+	v, err := d.value(0)
 	if err != nil {
 		return nil, err
+	}
+	if d.off != len(d.b) {
+		return nil, fmt.Errorf("%w: %d bytes after the value", ErrMalformed, len(d.b)-d.off)
 	}
 	m, ok := v.(map[string]any)
 	if !ok {

@@ -213,6 +213,20 @@ func TestUpdates(t *testing.T) {
 	name, text, err := UpdateLog(pairs[2].Value)
 	require.NoError(t, err)
 	assert.Equal(t, [2]string{"build.log", "a\nbc\n"}, [2]string{name, text})
+	// ParseMessage gives the offsets and times as LinesValue made them;
+	// anything else as Decode does.
+	odd := []any{"x\n", []any{int64(1), 2.5}, []any{int64(3)}}
+	b, err = Encode(map[string]any{"op": "update", "seq_number": 1, "args": []any{[]any{"stdout", v}, []any{"stderr", odd}, []any{"rc", 0}, []any{"log", []any{"build.log", v}}, "extra"}})
+	require.NoError(t, err)
+	msg, err := ParseMessage(b)
+	require.NoError(t, err)
+	assert.Equal(t, []any{[]any{"stdout", v}, []any{"stderr", odd}, []any{"rc", int64(0)}, []any{"log", []any{"build.log", v}}, "extra"}, msg["args"])
+	m, err = Decode(b)
+	require.NoError(t, err)
+	again, err := Encode(map[string]any(msg))
+	require.NoError(t, err)
+	assert.Equal(t, b, again)
+	assert.Equal(t, []any{"a\nbc\n", []any{int64(1), int64(4)}, []any{1795832408.25, 1795832409.25}}, m.(map[string]any)["args"].([]any)[0].([]any)[1])
 	text, err = UpdateText("plain")
 	require.NoError(t, err)
 	assert.Equal(t, "plain", text)
@@ -261,6 +275,17 @@ func FuzzDecode(f *testing.F) {
 		if !bytes.Equal(again, b1) {
 			t.Fatalf("encoding is not stable")
 		}
-		_, _ = ParseMessage(b)
+		// ParseMessage decodes as Decode does, but for the types of
+		// output updates' offsets and times: what it returns encodes the
+		// same.
+		if m, err := ParseMessage(b); err == nil {
+			b2, err := Encode(map[string]any(m))
+			if err != nil {
+				t.Fatalf("parsed %#v does not encode: %v", m, err)
+			}
+			if !bytes.Equal(again, b2) {
+				t.Fatalf("ParseMessage and Decode differ: %#v and %#v", m, v)
+			}
+		}
 	})
 }
