@@ -87,11 +87,17 @@ func (o *output) send(updates ...Update) {
 	for _, u := range updates {
 		switch u.Key {
 		case "stdout", "stderr", "header":
+			// A command's own reader sends its buffer, read into again
+			// once send returns: the line finder copies it.
+			if b, ok := u.Value.([]byte); ok {
+				o.appendText(streamKey{name: u.Key}, "", b, now)
+				break
+			}
 			s, _ := u.Value.(string)
-			o.appendText(streamKey{name: u.Key}, s, now)
+			o.appendText(streamKey{name: u.Key}, s, nil, now)
 		case "log":
 			lv, _ := u.Value.([2]string)
-			o.appendText(streamKey{name: lv[0], log: true}, lv[1], now)
+			o.appendText(streamKey{name: lv[0], log: true}, lv[1], nil, now)
 		default:
 			o.appendEntry(entry{key: u.Key, value: u.Value})
 		}
@@ -101,13 +107,14 @@ func (o *output) send(updates ...Update) {
 	}
 }
 
-func (o *output) appendText(k streamKey, s string, now time.Time) {
+// appendText adds the text s, followed by b, of stream k.
+func (o *output) appendText(k streamKey, s string, b []byte, now time.Time) {
 	lf := o.lines[k]
 	if lf == nil {
 		lf = &lineFinder{}
 		o.lines[k] = lf
 	}
-	text, times := lf.append(s, now, o.set.maxLine, o.set.newline)
+	text, times := lf.appendBytes(s, b, now, o.set.maxLine, o.set.newline)
 	if len(times) > 0 {
 		o.appendLines(k, text, times)
 	}
@@ -286,10 +293,28 @@ type lineFinder struct {
 // append adds text received at t and returns the whole lines it completes,
 // each ending in "\n", with the time each began to arrive.
 func (lf *lineFinder) append(text string, t time.Time, maxLine int, newline func(string) string) (string, []time.Time) {
+	return lf.appendBytes(text, nil, t, maxLine, newline)
+}
+
+// appendBytes is append for the text s followed by p, which is copied:
+// the text after the unfinished line waiting from before is made in one
+// copy.
+func (lf *lineFinder) appendBytes(s string, p []byte, t time.Time, maxLine int, newline func(string) string) (string, []time.Time) {
 	hadPartial := lf.partial != ""
 	partialTime := lf.time
-	if hadPartial {
-		text = lf.partial + text
+	var text string
+	switch {
+	case p == nil && !hadPartial:
+		text = s
+	case p == nil:
+		text = lf.partial + s
+	default:
+		var sb strings.Builder
+		sb.Grow(len(lf.partial) + len(s) + len(p))
+		sb.WriteString(lf.partial)
+		sb.WriteString(s)
+		sb.Write(p)
+		text = sb.String()
 	}
 	text = newline(text)
 

@@ -77,6 +77,21 @@ func TestLineFinder(t *testing.T) {
 			text, _ := lf.flush(tt.maxLine, defaultNewline)
 			assert.Equal(t, tt.flush, string(text))
 		})
+		// The same text as bytes, in a buffer overwritten after each
+		// step as a reader's is.
+		t.Run(tt.name+" bytes", func(t *testing.T) {
+			var lf lineFinder
+			buf := make([]byte, 64)
+			for i, s := range tt.steps {
+				p := buf[:copy(buf, s.text)]
+				text, times := lf.appendBytes("", p, s.t, tt.maxLine, defaultNewline)
+				clear(buf)
+				assert.Equal(t, s.wantText, text, "step %d", i)
+				assert.Equal(t, s.wantTimes, times, "step %d", i)
+			}
+			text, _ := lf.flush(tt.maxLine, defaultNewline)
+			assert.Equal(t, tt.flush, text)
+		})
 	}
 }
 
@@ -249,6 +264,10 @@ func TestUTF8Decoder(t *testing.T) {
 	assert.Equal(t, "\ufffdx", d.decode([]byte("\xffx")))
 	assert.Equal(t, "", d.decode([]byte("\xe2\x82")))
 	assert.Equal(t, "\ufffd", d.flush())
+	p := []byte("plain")
+	assert.Same(t, &p[0], &d.decodeBytes(p)[0], "valid text is passed as it is")
+	assert.Equal(t, []byte("caf"), d.decodeBytes([]byte("caf\xc3")))
+	assert.Equal(t, []byte("é"), d.decodeBytes([]byte("\xa9")))
 }
 
 type nopHost struct{ Host }

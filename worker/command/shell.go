@@ -588,7 +588,7 @@ func (sh *shell) read(f *os.File, key string, want bool, done chan<- struct{}) {
 		if n > 0 {
 			sh.lastOutput.Store(int64(time.Since(sh.start)))
 			if want {
-				sh.r.send(Update{Key: key, Value: dec.decode(buf[:n])})
+				sh.r.send(Update{Key: key, Value: dec.decodeBytes(buf[:n])})
 			}
 		}
 		if err != nil {
@@ -724,6 +724,16 @@ func (d *utf8Decoder) decode(p []byte) string {
 		i += size
 	}
 	return b.String()
+}
+
+// decodeBytes is decode for output that is valid UTF-8 as it comes,
+// which it returns as it is, p itself: the caller must be done with it
+// before it reuses p.
+func (d *utf8Decoder) decodeBytes(p []byte) []byte {
+	if len(d.pending) == 0 && utf8.Valid(p) {
+		return p
+	}
+	return []byte(d.decode(p))
 }
 
 // flush returns what is left of a split character: a replacement.
