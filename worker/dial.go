@@ -13,6 +13,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -90,15 +92,25 @@ func basicAuth(name, password string) string {
 
 // dial opens a WebSocket connection to the master, authenticated with the
 // worker's credentials.
-func (a *agent) dial(ctx context.Context) (*websocket.Conn, error) {
+// It returns the connection with the batchConn it runs on.
+func (a *agent) dial(ctx context.Context) (*websocket.Conn, *batchConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.dialTO)
 	defer cancel()
 	// Not http.DefaultTransport: no proxy from the environment (build
 	// commands may need one the worker's own connection must not use),
 	// HTTP/1.1 only, and TCP keepalives so that a master that vanished
 	// without closing the connection is noticed.
+	dialer := &net.Dialer{Timeout: a.dialTO}
+	var bc *batchConn
 	tr := &http.Transport{
-		DialContext:     (&net.Dialer{Timeout: a.dialTO}).DialContext,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			bc = &batchConn{Conn: c}
+			return bc, nil
+		},
 		TLSClientConfig: a.tls,
 	}
 	defer tr.CloseIdleConnections()
@@ -108,9 +120,68 @@ func (a *agent) dial(ctx context.Context) (*websocket.Conn, error) {
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
-			return nil, fmt.Errorf("dial %s: %w", a.url, ErrUnauthorized)
+			return nil, nil, fmt.Errorf("dial %s: %w", a.url, ErrUnauthorized)
 		}
-		return nil, fmt.Errorf("dial %s: %w", a.url, err)
+		return nil, nil, fmt.Errorf("dial %s: %w", a.url, err)
 	}
-	return c, nil
+	return c, bc, nil
+}
+
+// A batchConn is the TCP connection to the master. The WebSocket library
+// writes a frame through a buffer of 4 KiB, one write(2) for each 4 KiB of
+// the frame; between start and flush, a batchConn gathers the writes and
+// flush sends them in one. Other writes (the library's own control frames
+// when no frame is being sent) go through as they come.
+type batchConn struct {
+	net.Conn
+
+	mu       sync.Mutex
+	batching bool
+	buf      *[]byte // from frameBuffers
+}
+
+func (c *batchConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.batching {
+		*c.buf = append(*c.buf, p...)
+		c.mu.Unlock()
+		return len(p), nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// start gathers the writes that follow, until flush.
+func (c *batchConn) start() {
+	c.mu.Lock()
+	c.batching = true
+	c.buf = frameBuffers.Get().(*[]byte)
+	*c.buf = (*c.buf)[:0]
+	c.mu.Unlock()
+}
+
+// flush writes what was gathered since start, within timeout, and stops
+// gathering. After an error the connection is unusable: a frame may have
+// gone out in part.
+func (c *batchConn) flush(timeout time.Duration) error {
+	c.mu.Lock()
+	buf := c.buf
+	c.batching, c.buf = false, nil
+	c.mu.Unlock()
+	defer func() {
+		if cap(*buf) <= maxPooledFrame {
+			frameBuffers.Put(buf)
+		}
+	}()
+	if len(*buf) == 0 {
+		return nil
+	}
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	_, err := c.Conn.Write(*buf)
+	if err == nil {
+		err = c.Conn.SetWriteDeadline(time.Time{})
+	}
+	return err
 }

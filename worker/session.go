@@ -35,7 +35,7 @@ type connectResult struct {
 
 // connect dials the master and serves the connection until it ends.
 func (a *agent) connect(ctx context.Context) connectResult {
-	ws, err := a.dial(ctx)
+	ws, bc, err := a.dial(ctx)
 	if err != nil {
 		if errors.Is(err, ErrUnauthorized) {
 			a.log.Error("cannot attach: check the worker's name and password against the master's configuration", "err", err)
@@ -44,6 +44,7 @@ func (a *agent) connect(ctx context.Context) connectResult {
 	}
 	a.log.Info("connected to master", "master", a.url)
 	s := newSession(a, ws)
+	s.bc = bc
 	return s.serve(ctx)
 }
 
@@ -53,6 +54,7 @@ func (a *agent) connect(ctx context.Context) connectResult {
 type session struct {
 	a   *agent
 	ws  *websocket.Conn
+	bc  *batchConn // what ws runs on, if it is known
 	log *slog.Logger
 
 	// writeMu is held while a frame is written, so that requests go out
@@ -235,7 +237,8 @@ func (s *session) write(m protocol.Message) error {
 	*buf = b
 	ctx, cancel := context.WithTimeout(context.Background(), s.a.writeTO)
 	defer cancel()
-	if err := s.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
+	err = s.writeFrame(ctx, b)
+	if err != nil {
 		// The connection is closed now: the reading fails next.
 		err = fmt.Errorf("write %s: %w", m.Op(), err)
 		s.mu.Lock()
@@ -246,6 +249,22 @@ func (s *session) write(m protocol.Message) error {
 		return err
 	}
 	return nil
+}
+
+// writeFrame writes the frame b, in one write(2) when the connection is
+// a batchConn.
+func (s *session) writeFrame(ctx context.Context, b []byte) error {
+	if s.bc == nil {
+		return s.ws.Write(ctx, websocket.MessageBinary, b)
+	}
+	start := time.Now()
+	s.bc.start()
+	err := s.ws.Write(ctx, websocket.MessageBinary, b)
+	if ferr := s.bc.flush(s.a.writeTO - time.Since(start)); ferr != nil && err == nil {
+		err = ferr
+		s.ws.CloseNow()
+	}
+	return err
 }
 
 // respond answers the master's request seq: result, or an exception with
