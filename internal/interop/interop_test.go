@@ -251,6 +251,12 @@ func testBuild(t *testing.T, k workerKind) {
 	m, _, addr := startMaster(t, cfg)
 	p, dir := run(t, k, addr, "w1", "s3cret pass")
 	waitFor(t, m, "the worker to attach", func() bool { return connected(m, "w1") })
+	wc, ok := m.WorkerConn("w1")
+	require.True(t, ok)
+	conn := wc.(*remote.Conn)
+	assert.Equal(t, dir, conn.Info().Basedir())
+	assert.Equal(t, "posix", conn.Info().System())
+	assert.NotEmpty(t, conn.Info().Environ()["PATH"])
 
 	ctx := context.Background()
 	ws, err := m.Store.ListWorkers(ctx)
@@ -300,6 +306,7 @@ func testBuild(t *testing.T, k workerKind) {
 	assert.Equal(t, ci.Cancelled, m.WaitBuild(t, id).Results())
 	waitFor(t, m, "the interrupted process to end", func() bool { return !alive(pid) })
 	m.WaitBuildset(t, bs)
+	assert.Zero(t, conn.Stats().UnknownCommands, "no message arrives for a finished command")
 
 	// Stopped, the worker is recorded disconnected.
 	p.stop()
@@ -308,6 +315,8 @@ func testBuild(t *testing.T, k workerKind) {
 		require.NoError(t, err)
 		return !ws[0].Connected
 	})
+	<-conn.Done()
+	assert.ErrorIs(t, conn.Err(), ci.ErrWorkerLost)
 }
 
 // TestWorkers_WrongPassword: a worker with a wrong password is refused and

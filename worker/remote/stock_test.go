@@ -4,9 +4,6 @@ package remote
 
 import (
 	"bytes"
-	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,11 +16,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/citest"
-	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/internal/testenv"
 )
 
@@ -135,133 +130,6 @@ func waitFile(tb testing.TB, path string) string {
 			tb.Fatalf("timed out waiting for %s", path)
 		}
 	}
-}
-
-// processGone reports whether pid has exited (or is a zombie).
-func processGone(pid int) bool {
-	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-		return true
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] == 'Z'
-	}
-	return false
-}
-
-func waitGone(tb testing.TB, pid int) {
-	tb.Helper()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(waitTimeout)
-	for !processGone(pid) {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			tb.Fatalf("process %d is still running", pid)
-		}
-	}
-}
-
-// A stock buildbot-worker runs a Kiln master's builds: a shell command
-// with output and a failure, every file transfer, folder commands, and an
-// interrupted command.
-func TestStockWorker_Build(t *testing.T) {
-	masterDir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(masterDir, "conf.txt"), []byte("configuration\nfrom the master\n"), 0o644))
-	hash, err := bcrypt.GenerateFromPassword([]byte("stock secret"), bcrypt.MinCost)
-	require.NoError(t, err)
-	cfg := ci.MasterConfig{
-		Workers: []ci.WorkerConfig{{Name: "stock1", Password: string(hash)}},
-		Builders: []ci.BuilderConfig{
-			{
-				Name:    "steps",
-				Workers: []string{"stock1"},
-				Steps: []ci.Step{
-					&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "fail"}, Command: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}},
-					&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "prepare"}, Command: "mkdir -p out/sub && printf 'payload\\n' > out/a.txt && printf 'deep\\n' > out/sub/b.txt && printf 'single file\\n' > single.txt"},
-					&steps.FileUpload{WorkerSrc: "single.txt", MasterDest: filepath.Join(masterDir, "single.txt")},
-					&steps.FileDownload{MasterSrc: filepath.Join(masterDir, "conf.txt"), WorkerDest: "got/conf.txt", Mode: 0o750},
-					&steps.DirectoryUpload{StepOptions: ci.StepOptions{Name: "dirupload"}, WorkerSrc: "out", MasterDest: filepath.Join(masterDir, "out"), Compress: "gz"},
-					&steps.MakeDirectory{Dir: "build/newdir"},
-					&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "made"}, Command: []string{"test", "-d", "newdir"}},
-					&steps.RemoveDirectory{Dir: "build/newdir"},
-					&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "removed"}, Command: []string{"test", "!", "-e", "newdir"}},
-				},
-			},
-			shellBuilder("long", []string{"stock1"}, "sh", "-c", "echo $$ > pid; exec sleep 300"),
-		},
-	}
-	m := startMaster(t, cfg, &Listener{Timeout: 10 * time.Second})
-	w := newStockWorker(t, m.addr, "stock1", "stock secret")
-	w.start()
-	conn := m.waitAttached(t, "stock1")
-	assert.Equal(t, w.dir, conn.Info().Basedir())
-	assert.Equal(t, "posix", conn.Info().System())
-	assert.NotEmpty(t, conn.Info().Environ()["PATH"])
-
-	// The worker is recorded connected, with what its info folder says.
-	ws, err := m.Store.ListWorkers(context.Background())
-	require.NoError(t, err)
-	require.Len(t, ws, 1)
-	assert.True(t, ws[0].Connected)
-	assert.Equal(t, "Kiln Tests <tests@kiln.invalid>\n", ws[0].Info["admin"])
-	assert.Equal(t, "stock stock1\n", ws[0].Info["host"])
-	assert.NotContains(t, ws[0].Info, "environ")
-
-	b := m.Build(t, citest.Request{Builder: "steps"})
-	assert.Equal(t, ci.Failure, b.Results())
-	assert.Equal(t, map[string]ci.Result{
-		"fail": ci.Failure, "prepare": ci.Success, "upload": ci.Success, "download": ci.Success,
-		"dirupload": ci.Success, "MakeDirectory": ci.Success, "made": ci.Success,
-		"RemoveDirectory": ci.Success, "removed": ci.Success,
-	}, b.StepResults())
-	stored := b.LogLines("fail", "stdio")
-	assert.Contains(t, stored, "oout\n")
-	assert.Contains(t, stored, "eerr\n")
-	assert.Contains(t, b.Header("fail", "stdio"), "sh -c 'echo out; echo err >&2; exit 3'")
-	assert.Contains(t, b.Header("fail", "stdio"), "in dir "+filepath.Join(w.dir, "steps", "build"))
-
-	got, err := os.ReadFile(filepath.Join(masterDir, "single.txt"))
-	require.NoError(t, err)
-	assert.Equal(t, "single file\n", string(got))
-	dest := filepath.Join(w.dir, "steps", "build", "got", "conf.txt")
-	got, err = os.ReadFile(dest)
-	require.NoError(t, err)
-	assert.Equal(t, "configuration\nfrom the master\n", string(got))
-	st, err := os.Stat(dest)
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o750), st.Mode().Perm())
-	for f, want := range map[string]string{"out/a.txt": "payload\n", "out/sub/b.txt": "deep\n"} {
-		got, err := os.ReadFile(filepath.Join(masterDir, f))
-		require.NoError(t, err, f)
-		assert.Equal(t, want, string(got), f)
-	}
-
-	// An interrupted command: the build is cancelled, the process killed.
-	bs := m.Submit(t, citest.Request{Builder: "long"})
-	id := m.WaitRunning(t, "long")
-	pid, err := strconv.Atoi(strings.TrimSpace(waitFile(t, filepath.Join(w.dir, "long", "build", "pid"))))
-	require.NoError(t, err)
-	require.NoError(t, m.StopBuild(context.Background(), id, "test stops it"))
-	lb := m.WaitBuild(t, id)
-	assert.Equal(t, ci.Cancelled, lb.Results())
-	waitGone(t, pid)
-	m.WaitBuildset(t, bs)
-	assert.Zero(t, conn.Stats().UnknownCommands, "no message arrives for a finished command")
-
-	// Stopped, the worker is recorded disconnected.
-	w.kill(syscall.SIGTERM)
-	m.waitFor(t, "the worker to be recorded disconnected", func() bool {
-		ws, err := m.Store.ListWorkers(context.Background())
-		require.NoError(t, err)
-		return !ws[0].Connected
-	})
-	<-conn.Done()
-	assert.ErrorIs(t, conn.Err(), ci.ErrWorkerLost)
 }
 
 // A stock worker killed in the middle of a build: the build ends RETRY,
