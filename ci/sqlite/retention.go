@@ -53,6 +53,15 @@ func (s *Store) BuildsWithLogs(ctx context.Context, q ci.RetentionQuery) ([]int6
 	}
 	query += ` ORDER BY complete_at, id LIMIT ?`
 	args = append(args, q.Limit)
+	ids, err := s.readIDs(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: builds with logs: %w", err)
+	}
+	return ids, nil
+}
+
+// readIDs returns the IDs a query selects.
+func (s *Store) readIDs(ctx context.Context, query string, args ...any) ([]int64, error) {
 	var ids []int64
 	err := s.read(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, query, args...)
@@ -69,11 +78,13 @@ func (s *Store) BuildsWithLogs(ctx context.Context, q ci.RetentionQuery) ([]int6
 		}
 		return rows.Err()
 	})
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: builds with logs: %w", err)
-	}
-	return ids, nil
+	return ids, err
 }
+
+// buildLogBytesQuery selects the space the stored lines of a build's logs
+// take.
+const buildLogBytesQuery = `SELECT COALESCE(SUM(LENGTH(c.content)), 0) FROM logchunks c
+	JOIN logs l ON l.id = c.log_id JOIN steps s ON s.id = l.step_id WHERE s.build_id = ?`
 
 // BuildLogBytes returns the space the stored lines of the builds' logs
 // take.
@@ -82,8 +93,7 @@ func (s *Store) BuildLogBytes(ctx context.Context, buildIDs []int64) (int64, err
 	err := s.read(ctx, func(tx *txn) error {
 		for _, id := range buildIDs {
 			var n int64
-			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(LENGTH(c.content)), 0) FROM logchunks c
-				JOIN logs l ON l.id = c.log_id JOIN steps s ON s.id = l.step_id WHERE s.build_id = ?`, id).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, buildLogBytesQuery, id).Scan(&n); err != nil {
 				return err
 			}
 			total += n
@@ -100,8 +110,7 @@ func (s *Store) BuildLogBytes(ctx context.Context, buildIDs []int64) (int64, err
 // size.
 func deleteLogsTx(ctx context.Context, tx *txn, id int64) (int64, error) {
 	var size int64
-	err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(LENGTH(c.content)), 0) FROM logchunks c
-		JOIN logs l ON l.id = c.log_id JOIN steps s ON s.id = l.step_id WHERE s.build_id = ?`, id).Scan(&size)
+	err := tx.QueryRowContext(ctx, buildLogBytesQuery, id).Scan(&size)
 	if err != nil {
 		return 0, err
 	}
@@ -145,23 +154,8 @@ func (s *Store) DeleteBuildLogs(ctx context.Context, buildIDs []int64) (int64, e
 // FinishedBuildsBefore returns finished builds that completed before t,
 // oldest first.
 func (s *Store) FinishedBuildsBefore(ctx context.Context, t time.Time, limit int) ([]int64, error) {
-	var ids []int64
-	err := s.read(ctx, func(tx *txn) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM builds WHERE complete = 1 AND complete_at < ?
-			ORDER BY complete_at, id LIMIT ?`, timeArg(t), limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-		}
-		return rows.Err()
-	})
+	ids, err := s.readIDs(ctx, `SELECT id FROM builds WHERE complete = 1 AND complete_at < ?
+		ORDER BY complete_at, id LIMIT ?`, timeArg(t), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: finished builds: %w", err)
 	}
