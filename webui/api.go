@@ -873,12 +873,12 @@ func safeInfo(info map[string]any) map[string]any {
 	return out
 }
 
-func (a *app) toWorkerJSON(w *ci.Worker) workerJSON {
+func (a *app) toWorkerJSON(w *ci.Worker, silent map[int64]ci.WorkerStatus) workerJSON {
 	j := workerJSON{WorkerID: w.ID, Name: w.Name, WorkerInfo: safeInfo(w.Info), ConnectedTo: []map[string]any{}, ConfiguredOn: []map[string]any{}}
 	if w.Connected {
 		j.ConnectedTo = append(j.ConnectedTo, map[string]any{"masterid": 1})
 	}
-	if s, ok := a.silentWorkers()[w.ID]; ok {
+	if s, ok := silent[w.ID]; ok {
 		j.SilentSince, j.LostAt = epoch(s.SilentSince), epoch(s.LostAt)
 	}
 	for _, b := range a.m.Config().Builders {
@@ -900,6 +900,7 @@ func (a *app) apiWorkers(r *http.Request, st ci.Store) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	silent := a.silentWorkers()
 	var out []workerJSON
 	for _, w := range ws {
 		if _, ok := a.m.WorkerConfig(w.Name); !ok {
@@ -911,7 +912,7 @@ func (a *app) apiWorkers(r *http.Request, st ci.Store) (any, error) {
 		if v, ok := p.filters["workerid"]; ok && strconv.FormatInt(w.ID, 10) != v {
 			continue
 		}
-		out = append(out, a.toWorkerJSON(w))
+		out = append(out, a.toWorkerJSON(w, silent))
 	}
 	total := len(out)
 	return list("workers", page(out, p.q), total), nil
@@ -925,7 +926,7 @@ func (a *app) apiWorker(r *http.Request, st ci.Store) (any, error) {
 	}
 	for _, w := range ws {
 		if w.Name == key || strconv.FormatInt(w.ID, 10) == key {
-			return one("workers", a.toWorkerJSON(w)), nil
+			return one("workers", a.toWorkerJSON(w, a.silentWorkers())), nil
 		}
 	}
 	return nil, fmt.Errorf("%w: no worker %q", errNotFound, key)
