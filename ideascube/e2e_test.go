@@ -75,7 +75,9 @@ func git(t *testing.T, dir string, args ...string) {
 func stubs(t *testing.T) string {
 	dir := filepath.Join(t.TempDir(), "stubs")
 	require.NoError(t, os.MkdirAll(dir, 0o755))
-	record := `printf '%s' "$(basename "$0")" >> "$KILN_STUB_LOG"; for a in "$@"; do printf '\t%s' "$a" >> "$KILN_STUB_LOG"; done; printf '\n' >> "$KILN_STUB_LOG"` + "\n"
+	// The record is one write: builds run at once on a worker, and their
+	// stubs append to the same file.
+	record := `line=$(basename "$0"); for a in "$@"; do line="$line$(printf '\t%s' "$a")"; done; printf '%s\n' "$line" >> "$KILN_STUB_LOG"` + "\n"
 	scripts := map[string]string{
 		"sudo":          record + `exec "$@"` + "\n",
 		"sbuild-update": record,
