@@ -1,0 +1,22 @@
+// Package debian has the steps that build, check and publish Debian
+// packages, with Debian's own tools, and the APT archive a master keeps
+// for what its builds publish.
+//
+// The steps run on a worker, as every step: Sbuild builds a package in a
+// clean chroot (schroot chroots, or unshare mode with a chroot tarball,
+// native or cross-built with HostArch), Lintian checks what was built,
+// Dput uploads it, SbuildUpdate refreshes a schroot chroot, and
+// CheckVersion refuses a version that is not a Debian version before
+// anything runs. Each reads its tool's output, so that a step's summary
+// says what a person needs to act on (the package and version built, the
+// stage that failed and its last lines, the lintian tags), never only an
+// exit code.
+//
+// On the master, Archive is an APT repository kept with reprepro, signed
+// with a key given as a secret and served by the master's web server;
+// Publish takes the uploads of a build into it.
+//
+// Fields that say "or a ci.Renderable" take ci.Interpolate, ci.Prop or
+// ci.RenderFunc values, computed when the build runs. Commands are sent as
+// argument vectors: no shell sees a branch, a tag or a version.
+package debian
