@@ -1,0 +1,97 @@
+package debtest
+
+import (
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/kilnci/kiln/internal/testenv"
+)
+
+// DefaultTarball is where .ci/run leaves the bookworm amd64 buildd chroot
+// tarball that mmdebstrap made, for sbuild's unshare mode.
+const DefaultTarball = "/var/cache/kiln/bookworm-amd64.tar.zst"
+
+// DefaultUser is the unprivileged user, with subordinate uid and gid
+// ranges, that .ci/run creates for sbuild's unshare mode.
+const DefaultUser = "kilnbuild"
+
+// Tarball returns the chroot tarball for sbuild (KILN_SBUILD_TARBALL, or
+// DefaultTarball). When it is missing the test is skipped, or fails under
+// CI.
+func Tarball(tb testing.TB) string {
+	tb.Helper()
+	path := os.Getenv("KILN_SBUILD_TARBALL")
+	if path == "" {
+		path = DefaultTarball
+	}
+	if _, err := os.Stat(path); err != nil {
+		missing(tb, "the sbuild chroot tarball %s (made by .ci/run with mmdebstrap): %v", path, err)
+	}
+	return path
+}
+
+// BuildUser is the user builds run as.
+type BuildUser struct {
+	Name     string
+	UID, GID uint32
+	Home     string
+}
+
+// User returns the unprivileged build user (KILN_SBUILD_USER, or
+// DefaultUser), which must have subordinate uid and gid ranges. The test
+// must run as root, to start processes as that user. When any of that is
+// missing the test is skipped, or fails under CI.
+func User(tb testing.TB) BuildUser {
+	tb.Helper()
+	name := os.Getenv("KILN_SBUILD_USER")
+	if name == "" {
+		name = DefaultUser
+	}
+	if os.Geteuid() != 0 {
+		missing(tb, "root, to run builds as the user %s", name)
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		missing(tb, "the build user %s (created by .ci/run): %v", name, err)
+	}
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+		b, _ := os.ReadFile(f)
+		if !hasRange(string(b), name, u.Uid) {
+			missing(tb, "a subordinate range for %s in %s", name, f)
+		}
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	return BuildUser{Name: name, UID: uint32(uid), GID: uint32(gid), Home: u.HomeDir}
+}
+
+// hasRange reports whether an /etc/subuid-style file gives a range to the
+// user, by name or by uid.
+func hasRange(file, name, uid string) bool {
+	for _, line := range strings.Split(file, "\n") {
+		owner, _, ok := strings.Cut(line, ":")
+		if ok && (owner == name || owner == uid) {
+			return true
+		}
+	}
+	return false
+}
+
+// NeedTools checks that the Debian tools the tests run are installed.
+func NeedTools(tb testing.TB, names ...string) {
+	tb.Helper()
+	for _, n := range names {
+		testenv.NeedTool(tb, n)
+	}
+}
+
+func missing(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	if testenv.CI() {
+		tb.Fatalf("required under CI: "+format, args...)
+	}
+	tb.Skipf("missing "+format, args...)
+}
