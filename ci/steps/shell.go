@@ -87,6 +87,15 @@ func (c *ShellCommand) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error
 	return c.decode(cmd.RC), nil
 }
 
+// RemoteCommand returns the "shell" remote command c sends to the worker
+// for the build of s, without its logs: step types built on ShellCommand
+// (the Debian steps) use it to read the command's output as it arrives
+// (OnUpdate) and decide the result themselves. Give it a Stdio log, then
+// run it with StepRun.RunCommand.
+func (c *ShellCommand) RemoteCommand(ctx context.Context, s *ci.StepRun) (*ci.RemoteCommand, error) {
+	return c.remote(ctx, s)
+}
+
 // decode maps an exit code to a result.
 func (c *ShellCommand) decode(rc int) ci.Result {
 	if c.DecodeRC == nil {

@@ -1,0 +1,141 @@
+package debian_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/ci/steps"
+	"github.com/kilnci/kiln/ci/steps/debian"
+)
+
+// fakeSbuild is an sbuild that records its arguments and prints a log
+// that the real sbuild printed (testdata), exiting with the code it did.
+// It runs the Sbuild step without a chroot; the Ideascube end-to-end test
+// runs the real sbuild.
+func fakeSbuild(t *testing.T, log string, rc int) (env map[string]any, argvFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	argvFile = filepath.Join(dir, "argv")
+	stub(t, dir, "sbuild", `printf '%s\n' "$@" > "$FAKE_ARGV"; pwd > "$FAKE_ARGV.pwd"; cat "$FAKE_LOG"; exit "$FAKE_RC"`+"\n")
+	env = pathWith(dir)
+	env["FAKE_ARGV"] = argvFile
+	env["FAKE_LOG"] = abs(t, log)
+	env["FAKE_RC"] = ci.Interpolate("%(kw:rc)s", "rc", rc)
+	return env, argvFile
+}
+
+func TestSbuild(t *testing.T) {
+	t.Run("Native", func(t *testing.T) {
+		env, argv := fakeSbuild(t, "sbuild-amd64.log", 0)
+		m := start(t, map[string]any{"arch": "amd64"}, &debian.Sbuild{
+			Distribution:      "bookworm",
+			Arch:              ci.Interpolate("%(prop:arch)s"),
+			ChrootMode:        debian.ModeUnshare,
+			Chroot:            "/var/cache/kiln/bookworm-amd64.tar.zst",
+			ExtraRepositories: []any{"deb http://example.org/debian bookworm-backports main"},
+			BuildDepResolver:  "aptitude",
+			Source:            true,
+			ArchAll:           ci.Interpolate("%(prop:all:-true)s"),
+			CleanSource:       false,
+			Env:               env,
+		})
+		b := m.Build(t, citest.Request{Builder: "pkg"})
+		require.Equal(t, ci.Success, b.Results())
+		dir := builderDir(m)
+		assert.Equal(t, []string{"--verbose", "--dist=bookworm", "--arch=amd64", "--chroot-mode=unshare",
+			"--chroot=/var/cache/kiln/bookworm-amd64.tar.zst", "--build-dir=" + dir,
+			"--extra-repository=deb http://example.org/debian bookworm-backports main", "--build-dep-resolver=aptitude",
+			"--source", "--arch-all", "--no-clean-source", "--no-run-lintian"}, argvOf(t, argv))
+		pwd, err := os.ReadFile(argv + ".pwd")
+		require.NoError(t, err)
+		assert.Equal(t, filepath.Join(dir, steps.DefaultWorkdir)+"\n", string(pwd), "sbuild runs in the checkout")
+
+		s := b.Step("sbuild")
+		assert.Equal(t, "kiln-hello 1.0 (amd64): successful, 2 .deb", s.StateString)
+		assert.Equal(t, "kiln-hello", b.Property(debian.PropPackage))
+		assert.Equal(t, "1.0", b.Property(debian.PropVersion))
+		assert.Equal(t, "successful", b.Property(debian.PropStatus))
+		assert.Equal(t, "kiln-hello_1.0_amd64.changes", b.Property(debian.PropChanges))
+		assert.ElementsMatch(t, []any{"kiln-hello_1.0_amd64.deb", "kiln-hello-dbgsym_1.0_amd64.deb"}, b.Property(debian.PropDebs))
+		assert.Contains(t, b.Log("sbuild", "stdio"), "| Summary ", "sbuild's whole output is the log")
+		summary := b.Log("sbuild", "summary")
+		assert.Contains(t, summary, "Status: successful\n")
+		assert.Contains(t, summary, "Changes: kiln-hello_1.0_amd64.changes\n")
+		assert.Contains(t, summary, "File: kiln-hello_1.0.dsc\n")
+	})
+
+	t.Run("Cross", func(t *testing.T) {
+		env, argv := fakeSbuild(t, "sbuild-armhf-cross.log", 0)
+		m := start(t, nil, &debian.Sbuild{Distribution: "bookworm", HostArch: "armhf", BuildDir: "out", Env: env})
+		b := m.Build(t, citest.Request{Builder: "pkg"})
+		require.Equal(t, ci.Success, b.Results())
+		assert.Equal(t, []string{"--verbose", "--dist=bookworm", "--host=armhf", "--build-dir=" + filepath.Join(builderDir(m), "out"),
+			"--no-run-lintian"}, argvOf(t, argv))
+		assert.Equal(t, "kiln-hello 1.0 (armhf, cross-built on amd64): successful, 2 .deb", b.Step("sbuild").StateString)
+		assert.Equal(t, "out/kiln-hello_1.0_armhf.changes", b.Property(debian.PropChanges))
+	})
+
+	t.Run("BuildFails", func(t *testing.T) {
+		env, _ := fakeSbuild(t, "sbuild-failed-build.log", 2)
+		m := start(t, nil, &debian.Sbuild{Distribution: "bookworm", Env: env})
+		b := m.Build(t, citest.Request{Builder: "pkg"})
+		require.Equal(t, ci.Failure, b.Results())
+		assert.Equal(t, "kiln-hello 1.0 (amd64): attempted, failed at stage build: make[1]: *** [debian/rules:8: override_dh_auto_build] Error 1 (failure)",
+			b.Step("sbuild").StateString)
+		summary := b.Log("sbuild", "summary")
+		assert.Contains(t, summary, "Fail-Stage: build\n")
+		assert.Contains(t, summary, "Last lines of Build:\n")
+		assert.Contains(t, summary, "  compiling the broken part\n")
+		assert.Contains(t, summary, "  dpkg-buildpackage: error: debian/rules binary subprocess returned exit status 2\n")
+		assert.Contains(t, summary, "  E: Build failure (dpkg-buildpackage died)\n")
+		assert.Nil(t, b.Property(debian.PropChanges), "a failed build has no .changes")
+		assert.Equal(t, "attempted", b.Property(debian.PropStatus))
+	})
+
+	t.Run("NoSchroot", func(t *testing.T) {
+		env, _ := fakeSbuild(t, "sbuild-no-schroot.log", 1)
+		m := start(t, nil, &debian.Sbuild{Distribution: "jessie", Arch: "amd64", Env: env})
+		b := m.Build(t, citest.Request{Builder: "pkg"})
+		require.Equal(t, ci.Failure, b.Results())
+		assert.Equal(t, "kiln-hello 1.0 (amd64): failed, failed at stage create-session: chroot jessie-amd64-sbuild not found; "+
+			"create it with: sudo sbuild-createchroot --arch=amd64 jessie /srv/chroot/jessie-amd64-sbuild (failure)", b.Step("sbuild").StateString)
+	})
+
+	t.Run("NoTarball", func(t *testing.T) {
+		env, _ := fakeSbuild(t, "sbuild-no-tarball.log", 1)
+		m := start(t, nil, &debian.Sbuild{Distribution: "bookworm", ChrootMode: debian.ModeUnshare,
+			Chroot: "/var/cache/kiln/nonexistent.tar.zst", Env: env})
+		b := m.Build(t, citest.Request{Builder: "pkg"})
+		require.Equal(t, ci.Failure, b.Results())
+		assert.Contains(t, b.Step("sbuild").StateString, "chroot /var/cache/kiln/nonexistent.tar.zst not found; "+
+			"create it with: mmdebstrap --variant=buildd --arch=amd64 bookworm /var/cache/kiln/nonexistent.tar.zst")
+	})
+
+	t.Run("NoSummary", func(t *testing.T) {
+		dir := t.TempDir()
+		stub(t, dir, "sbuild", "echo 'dpkg-source: error: cannot read debian/changelog'; echo 'E: Error building source package' ; exit 1\n")
+		m := start(t, nil, &debian.Sbuild{Env: pathWith(dir)})
+		b := m.Build(t, citest.Request{Builder: "pkg"})
+		require.Equal(t, ci.Failure, b.Results())
+		assert.Equal(t, "sbuild: sbuild failed (exit code 1) before building: dpkg-source: error: cannot read debian/changelog (failure)",
+			b.Step("sbuild").StateString)
+	})
+
+	t.Run("Refused", func(t *testing.T) {
+		env, argv := fakeSbuild(t, "sbuild-amd64.log", 0)
+		m := start(t, map[string]any{"dir": "../../elsewhere", "pkg": "--anything-dangerous"},
+			&debian.Sbuild{StepOptions: ci.StepOptions{Name: "outside"}, BuildDir: ci.Interpolate("%(prop:dir)s"), Env: env},
+			&debian.Sbuild{StepOptions: ci.StepOptions{Name: "option"}, Package: ci.Interpolate("%(prop:pkg)s"), Env: env})
+		b := m.Build(t, citest.Request{Builder: "pkg"})
+		assert.Equal(t, ci.Failure, b.Step("outside").Results)
+		assert.Equal(t, `refused: build dir "../../elsewhere" is outside the build folder (failure)`, b.Step("outside").StateString)
+		assert.Equal(t, `refused: package "--anything-dangerous" is not a package name nor a .dsc file (failure)`, b.Step("option").StateString)
+		assert.NoFileExists(t, argv, "sbuild never ran")
+	})
+}
