@@ -2,6 +2,7 @@ package debtest
 
 import (
 	"os"
+	"os/exec"
 	"os/user"
 	"strconv"
 	"strings"
@@ -94,4 +95,20 @@ func missing(tb testing.TB, format string, args ...any) {
 		tb.Fatalf("required under CI: "+format, args...)
 	}
 	tb.Skipf("missing "+format, args...)
+}
+
+// DefaultSchroot is the schroot chroot .ci/run makes for sbuild's schroot
+// mode, as sbuild-createchroot would (from the same tarball), with an
+// overlay so that builds leave it unchanged.
+const DefaultSchroot = "bookworm-amd64-sbuild"
+
+// Schroot checks that schroot knows the chroot called name. When it does
+// not the test is skipped, or fails under CI.
+func Schroot(tb testing.TB, name string) {
+	tb.Helper()
+	NeedTools(tb, "schroot")
+	out, err := exec.Command("schroot", "--list", "--all-chroots").Output()
+	if err != nil || !strings.Contains("\n"+string(out), "\nchroot:"+name+"\n") {
+		missing(tb, "the schroot chroot %s (created by .ci/run): %v", name, err)
+	}
 }
