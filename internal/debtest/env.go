@@ -1,11 +1,14 @@
 package debtest
 
 import (
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kilnci/kiln/internal/testenv"
@@ -38,7 +41,23 @@ func Tarball(tb testing.TB) string {
 type BuildUser struct {
 	Name     string
 	UID, GID uint32
+	Groups   []uint32 // every group of the user: sbuild's among them
 	Home     string
+}
+
+// Credential is what starts a process as the user, with its groups.
+func (u BuildUser) Credential() *syscall.Credential {
+	return &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}
+}
+
+// Chown gives the user the files and folders under root.
+func (u BuildUser) Chown(root string) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, int(u.UID), int(u.GID))
+	})
 }
 
 // User returns the unprivileged build user (KILN_SBUILD_USER, or
@@ -66,7 +85,16 @@ func User(tb testing.TB) BuildUser {
 	}
 	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return BuildUser{Name: name, UID: uint32(uid), GID: uint32(gid), Home: u.HomeDir}
+	bu := BuildUser{Name: name, UID: uint32(uid), GID: uint32(gid), Home: u.HomeDir}
+	gids, err := u.GroupIds()
+	if err != nil {
+		tb.Fatalf("groups of %s: %v", name, err)
+	}
+	for _, g := range gids {
+		n, _ := strconv.ParseUint(g, 10, 32)
+		bu.Groups = append(bu.Groups, uint32(n))
+	}
+	return bu
 }
 
 // hasRange reports whether an /etc/subuid-style file gives a range to the
