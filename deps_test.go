@@ -23,6 +23,7 @@ func TestDeps(t *testing.T) {
 		{pkg: "worker/command", allowed: []string{"worker/protocol"}},
 		{pkg: "ci/sqlite", allowed: []string{"ci"}},
 		{pkg: "ci/steps", allowed: []string{"ci"}},
+		{pkg: "ci/steps/debian", allowed: []string{"ci", "ci/steps"}},
 		{pkg: "webui", allowed: []string{"ci", "scheduler"}},
 		{pkg: "scheduler", allowed: []string{"ci"}},
 		{pkg: "worker/local", allowed: []string{"ci", "worker/protocol", "worker/command"}},
