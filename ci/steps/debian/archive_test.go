@@ -136,6 +136,20 @@ func archiveTree(t *testing.T, dir string) map[string]string {
 	return tree
 }
 
+// archiveGunzip returns the content of a gzip file (reprepro writes
+// Sources.gz only).
+func archiveGunzip(t *testing.T, name string) []byte {
+	t.Helper()
+	f, err := os.Open(name)
+	require.NoError(t, err)
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	b, err := io.ReadAll(gz)
+	require.NoError(t, err)
+	return b
+}
+
 // archiveLog is a master log a test reads back.
 type archiveLog struct {
 	mu  sync.Mutex
@@ -178,7 +192,7 @@ func TestPublish(t *testing.T) {
 	tools := t.TempDir()
 	calls := filepath.Join(tools, "calls")
 	wrapper := filepath.Join(tools, "reprepro")
-	require.NoError(t, os.WriteFile(wrapper, []byte("#!/bin/sh\necho \"$*\" >>"+calls+"\nexec reprepro \"$@\"\n"), 0o755))
+	require.NoError(t, os.WriteFile(wrapper, []byte("#!/bin/sh\nprintf '%s\\n' \"$*\" >>"+calls+"\nexec reprepro \"$@\"\n"), 0o755))
 	countCalls := func(command string) int {
 		b, _ := os.ReadFile(calls)
 		n := 0
@@ -196,6 +210,7 @@ func TestPublish(t *testing.T) {
 		Distributions: []debian.Distribution{
 			{Codename: "bookworm", Suite: "stable", Architectures: []string{"amd64", "source"}, Description: "Kiln test packages"},
 			{Codename: "trixie", Architectures: []string{"arm64", "source"}},
+			{Codename: "bullseye", Architectures: []string{"amd64", "source"}},
 		},
 		Origin:           "Kiln",
 		Label:            "Kiln tests",
@@ -220,6 +235,9 @@ func TestPublish(t *testing.T) {
 				&debian.Publish{Archive: signed, Distribution: "bookworm"},
 			}},
 			{Name: "publish-to", Workers: []string{"w"}, Steps: []ci.Step{
+				&debian.Publish{Archive: signed, Distribution: ci.Prop("dist"), Changes: ci.Prop("changes")},
+			}},
+			{Name: "publish-to-2", Workers: []string{"w"}, Steps: []ci.Step{
 				&debian.Publish{Archive: signed, Distribution: ci.Prop("dist"), Changes: ci.Prop("changes")},
 			}},
 			{Name: "publish-unsigned", Workers: []string{"w"}, Steps: []ci.Step{
@@ -421,14 +439,7 @@ func TestPublish(t *testing.T) {
 		require.Equal(t, ci.Failure, b.Results())
 		assert.Equal(t, "reprepro could not publish kiln-hello 1.0 (source, amd64) in trixie: Error: 'kiln-hello_1.0_amd64.deb' has the wrong architecture to add it to trixie! (failure)", b.Step("publish").StateString)
 		assert.Contains(t, b.Log("publish", "stdio"), "There have been errors!")
-		f, err := os.Open(filepath.Join(public, "dists/trixie/main/source/Sources.gz"))
-		require.NoError(t, err)
-		defer f.Close()
-		gz, err := gzip.NewReader(f)
-		require.NoError(t, err)
-		sources, err := io.ReadAll(gz)
-		require.NoError(t, err)
-		assert.Empty(t, sources, "trixie has no source package")
+		assert.Empty(t, archiveGunzip(t, filepath.Join(public, "dists/trixie/main/source/Sources.gz")), "trixie has no source package")
 		assert.FileExists(t, filepath.Join(incoming, archiveChanges))
 	})
 
@@ -446,7 +457,7 @@ func TestPublish(t *testing.T) {
 		runs := countCalls("")
 		b := publishTo(t, "sid", archiveChanges)
 		require.Equal(t, ci.Failure, b.Results())
-		assert.Equal(t, `unknown distribution "sid": the archive has bookworm, trixie (failure)`, b.Step("publish").StateString)
+		assert.Equal(t, `unknown distribution "sid": the archive has bookworm, trixie, bullseye (failure)`, b.Step("publish").StateString)
 		assert.Equal(t, runs, countCalls(""), "reprepro did not run")
 	})
 
@@ -460,6 +471,40 @@ func TestPublish(t *testing.T) {
 		b = publishTo(t, "bookworm", archiveChanges)
 		require.Equal(t, ci.Failure, b.Results())
 		assert.Equal(t, archiveChanges+" lists kiln-hello_1.0.tar.xz, which is not in the incoming folder "+incoming+" (failure)", b.Step("publish").StateString)
+	})
+
+	t.Run("Concurrent", func(t *testing.T) {
+		// Two builds publish at once: kiln-hello 2.0, source only, into
+		// bookworm, where it replaces the source of 1.0, and 1.0 into
+		// bullseye.
+		src := filepath.Join(t.TempDir(), debtest.Package)
+		require.NoError(t, debtest.Write(src, debtest.Source{Version: "2.0"}))
+		cmd := exec.Command("dpkg-buildpackage", "-S", "-us", "-uc", "-nc")
+		cmd.Dir = src
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "dpkg-buildpackage -S:\n%s", out)
+		for _, f := range []string{"kiln-hello_2.0.dsc", "kiln-hello_2.0.tar.xz", "kiln-hello_2.0_source.buildinfo", "kiln-hello_2.0_source.changes"} {
+			b, err := os.ReadFile(filepath.Join(filepath.Dir(src), f))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(incoming, f), b, 0o644))
+		}
+		archiveCopy(t, build, incoming)
+
+		first := m.Submit(t, citest.Request{Builder: "publish-to", Properties: map[string]any{"dist": "bookworm", "changes": "kiln-hello_2.0_source.changes"}})
+		second := m.Submit(t, citest.Request{Builder: "publish-to-2", Properties: map[string]any{"dist": "bullseye", "changes": archiveChanges}})
+		b := m.WaitBuildset(t, first)[0]
+		require.Equal(t, ci.Success, b.Results(), b.LogLines("publish", "stdio"))
+		assert.Equal(t, "published kiln-hello 2.0 (source) in bookworm/main", b.Step("publish").StateString)
+		b = m.WaitBuildset(t, second)[0]
+		require.Equal(t, ci.Success, b.Results(), b.LogLines("publish", "stdio"))
+		assert.Equal(t, "published kiln-hello 1.0 (source, amd64) in bullseye/main", b.Step("publish").StateString)
+
+		sources := archiveGunzip(t, filepath.Join(public, "dists/bookworm/main/source/Sources.gz"))
+		assert.Contains(t, string(sources), "Version: 2.0\n")
+		assert.NotContains(t, string(sources), "Version: 1.0\n")
+		assert.FileExists(t, filepath.Join(public, "pool/main/k/kiln-hello/kiln-hello_2.0.dsc"))
+		assert.FileExists(t, filepath.Join(public, "pool/main/k/kiln-hello/kiln-hello_1.0.dsc"), "bullseye has it")
+		assert.Equal(t, countCalls(""), countCalls("--waitforlock"), "every run waits for a lock held outside the master")
 	})
 
 	t.Run("Unsigned", func(t *testing.T) {
