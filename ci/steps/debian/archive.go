@@ -101,9 +101,12 @@ const archiveStopDelay = 30 * time.Second
 // Run needs reprepro and gpg (and gpgconf, to stop the archive's gpg-agent
 // when the master stops).
 type Archive struct {
-	// Folder holds the archive (see the layout above). It is relative to
-	// the master's base folder unless absolute; DefaultArchiveFolder
-	// ("debian") if empty.
+	// Folder holds the archive (see its layout in the type's
+	// documentation). It is relative to the master's base folder unless
+	// absolute; DefaultArchiveFolder ("debian") if empty. Unless
+	// /run/user/UID exists, gpg-agent keeps its sockets in Folder's
+	// gnupg/, and Run refuses a path too long for them (over about 85
+	// characters).
 	Folder string
 	// Incoming is the folder where uploads arrive, from which Publish
 	// takes them (steps.DirectoryUpload or steps.FileUpload put them
@@ -467,6 +470,13 @@ func (a *Archive) prepare(ctx context.Context, m *ci.Master) (*archiveState, err
 				return nil, err
 			}
 		}
+		// Nothing of a former key is kept.
+		if _, err := os.Stat(st.gnupg); err == nil {
+			archiveStopAgent(st.gnupg)
+			if err := os.RemoveAll(st.gnupg); err != nil {
+				return nil, err
+			}
+		}
 	} else {
 		key := a.SigningKey
 		if a.SigningKeySecret != "" {
@@ -578,7 +588,16 @@ type archiveGPGError struct {
 	stderr string
 }
 
+// Error gives the first line of gpg's that says what failed, else its
+// last line: gpg ends with counters ("secret keys read: 1") that say
+// nothing of the failure.
 func (e *archiveGPGError) Error() string {
+	for _, line := range strings.Split(e.stderr, "\n") {
+		lower := strings.ToLower(line)
+		if strings.Contains(lower, "error") || strings.Contains(lower, "failed") || strings.Contains(lower, "no agent") {
+			return strings.TrimSpace(line)
+		}
+	}
 	if line := archiveLastLine(e.stderr); line != "" {
 		return line
 	}
@@ -597,9 +616,21 @@ func archiveLastLine(text string) string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
+// archiveSocketMax is the longest path a Unix socket may have on Linux
+// (sun_path is 108 bytes, with the final NUL).
+const archiveSocketMax = 107
+
 // archiveImportKey imports the key into a fresh GnuPG home and returns its
 // fingerprint, after checking that it signs without a passphrase.
 func archiveImportKey(ctx context.Context, home, key string) (string, error) {
+	// gpg-agent puts its sockets in /run/user/UID when that exists, else
+	// in the home, where a long path cannot hold them; gpg then says only
+	// that it found no agent.
+	if _, err := os.Stat(fmt.Sprintf("/run/user/%d", os.Getuid())); err != nil {
+		if n := len(filepath.Join(home, "S.gpg-agent.browser")); n > archiveSocketMax {
+			return "", fmt.Errorf("the GnuPG home %s is too long a path for gpg-agent's sockets (%d characters with them, at most %d): give the archive a shorter Folder", home, n, archiveSocketMax)
+		}
+	}
 	// A fresh home at every start: a replaced key leaves nothing behind.
 	if _, err := os.Stat(home); err == nil {
 		archiveStopAgent(home)

@@ -59,6 +59,9 @@ func archiveTestKey(t *testing.T, passphrase string) string {
 	t.Helper()
 	home := t.TempDir()
 	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run() })
+	// A passphrase protects the key with few hashing rounds: the agent
+	// would otherwise spend seconds on a key thrown away.
+	require.NoError(t, os.WriteFile(filepath.Join(home, "gpg-agent.conf"), []byte("s2k-count 65536\n"), 0o600))
 	gpg := func(args ...string) []byte {
 		argv := append([]string{"--homedir", home, "--batch", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", passphrase}, args...)
 		cmd := exec.Command("gpg", argv...)
@@ -580,6 +583,32 @@ func TestArchive_Passphrase(t *testing.T) {
 		assert.NotContains(t, err.Error(), line)
 		assert.NotContains(t, log.String(), line)
 	}
+}
+
+// TestArchive_LongFolder checks that a GnuPG home too long a path for
+// gpg-agent's sockets is said so, rather than "no agent running".
+func TestArchive_LongFolder(t *testing.T) {
+	archiveNeedTools(t)
+	if _, err := os.Stat(fmt.Sprintf("/run/user/%d", os.Getuid())); err == nil {
+		t.Skip("gpg-agent puts its sockets in /run/user here, whatever the path of the GnuPG home")
+	}
+	key := archiveTestKey(t, "")
+	folder := filepath.Join(t.TempDir(), strings.Repeat("long-folder-name/", 6))
+	m, err := ci.NewMaster(ci.MasterConfig{
+		BaseDir: t.TempDir(),
+		Services: []ci.Service{&debian.Archive{
+			Folder:        folder,
+			Distributions: []debian.Distribution{{Codename: "bookworm", Architectures: []string{"amd64", "source"}}},
+			SigningKey:    key,
+		}},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = m.Run(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is too long a path for gpg-agent's sockets")
 }
 
 func TestArchive_NotReady(t *testing.T) {
