@@ -867,8 +867,8 @@ func (a *Archive) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if parts[len(parts)-1] == ArchiveKeyFile {
-		w.Header().Set("Content-Type", "application/pgp-keys")
+	if len(parts) == 1 {
+		w.Header().Set("Content-Type", "application/pgp-keys") // a key file
 	}
 	st.files.ServeHTTP(w, r)
 }

@@ -346,8 +346,15 @@ func TestPublish(t *testing.T) {
 
 	t.Run("HTTP", func(t *testing.T) {
 		for _, f := range []string{"dists/bookworm/InRelease", "pool/main/k/kiln-hello/kiln-hello_1.0_amd64.deb", debian.ArchiveKeyFile, debian.ArchiveKeyArmoredFile} {
-			code, body := archiveGet(t, root+"/debian/"+f)
-			require.Equal(t, http.StatusOK, code, f)
+			res, err := http.Get(root + "/debian/" + f)
+			require.NoError(t, err)
+			body, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, res.StatusCode, f)
+			if strings.HasPrefix(f, "archive-key.") {
+				assert.Equal(t, "application/pgp-keys", res.Header.Get("Content-Type"))
+			}
 			want, err := os.ReadFile(filepath.Join(public, f))
 			require.NoError(t, err)
 			assert.Equal(t, want, body, f)
@@ -468,6 +475,13 @@ func TestPublish(t *testing.T) {
 		b := publishTo(t, "bookworm", "nothere_1.0_amd64.changes")
 		require.Equal(t, ci.Failure, b.Results())
 		assert.Equal(t, "no nothere_1.0_amd64.changes in the incoming folder "+incoming+" (failure)", b.Step("publish").StateString)
+
+		b = m.Build(t, citest.Request{Builder: "publish"})
+		require.Equal(t, ci.Failure, b.Results())
+		assert.Equal(t, "nothing to publish: Changes is not set and the build has no property deb-changes (Sbuild sets it) (failure)", b.Step("publish").StateString)
+		b = publishTo(t, "bookworm", "")
+		require.Equal(t, ci.Failure, b.Results())
+		assert.Equal(t, "Changes is empty: give the name of a .changes file (failure)", b.Step("publish").StateString)
 
 		// A listed file missing is named too.
 		require.NoError(t, os.Remove(filepath.Join(incoming, "kiln-hello_1.0.tar.xz")))

@@ -175,7 +175,7 @@ func (p *Publish) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 	if err != nil {
 		return ci.Exception, err
 	}
-	if name == "" {
+	if name == "" && p.Changes == nil {
 		return fail("nothing to publish: Changes is not set and the build has no property %s (Sbuild sets it)", publishChangesProperty)
 	}
 	if msg := publishCheckName(name); msg != "" {
@@ -288,9 +288,6 @@ func (p *Publish) changesName(ctx context.Context, s *ci.StepRun) (string, error
 		name, err := s.RenderString(ctx, p.Changes)
 		if err != nil {
 			return "", fmt.Errorf("changes: %w", err)
-		}
-		if name == "" {
-			return "", errors.New("changes: rendered empty")
 		}
 		return name, nil
 	}
