@@ -142,8 +142,10 @@ type Archive struct {
 	// up in PATH, if empty.
 	Reprepro string
 
-	// mu serializes reprepro runs (and what Publish checks around them).
-	mu sync.Mutex
+	// sem, of one slot, serializes reprepro runs and what Publish checks
+	// around them; a channel, so that a stopped build stops waiting.
+	semOnce sync.Once
+	sem     chan struct{}
 	// state is the prepared archive, nil until Run has prepared it and
 	// again once Run returns.
 	state atomic.Pointer[archiveState]
@@ -234,6 +236,8 @@ func (a *Archive) Validate() error {
 	}
 	if strings.ContainsRune(a.Incoming, 0) {
 		add("Incoming %q is not a path", a.Incoming)
+	} else if filepath.IsAbs(a.folder()) == filepath.IsAbs(a.IncomingFolder()) && archiveServed(a.folder(), a.IncomingFolder()) {
+		add("Incoming %q is inside the folder the archive serves (%s): uploads would be public", a.Incoming, filepath.Join(a.folder(), archivePublic))
 	}
 	if len(a.Distributions) == 0 {
 		add("Distributions is empty: give at least one (Codename and Architectures)")
@@ -316,6 +320,13 @@ func (a *Archive) Validate() error {
 	return errors.Join(errs...)
 }
 
+// archiveServed reports whether the path p is in the served part of the
+// archive in folder; both are absolute, or both relative to one folder.
+func archiveServed(folder, p string) bool {
+	rel, err := filepath.Rel(filepath.Join(folder, archivePublic), p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
 // archiveHasControl reports whether s has a control character (a line
 // break would start a new field in reprepro's configuration).
 func archiveHasControl(s string) bool {
@@ -358,7 +369,7 @@ func (a *Archive) Run(ctx context.Context, m *ci.Master) error {
 		return fmt.Errorf("%s: %w", a, err)
 	}
 	st, err := a.prepare(ctx, m)
-	if st != nil && st.fingerprint != "" {
+	if st != nil && !a.Unsigned {
 		// Stop the gpg-agent that importing the key, and reprepro's
 		// signing, started for the archive's GnuPG home.
 		defer archiveStopAgent(st.gnupg)
@@ -370,6 +381,18 @@ func (a *Archive) Run(ctx context.Context, m *ci.Master) error {
 	defer a.setState(nil)
 	<-ctx.Done()
 	return nil
+}
+
+// lock waits for the archive's turn to run reprepro, and returns the
+// function that gives it back; or ctx's error.
+func (a *Archive) lock(ctx context.Context) (func(), error) {
+	a.semOnce.Do(func() { a.sem = make(chan struct{}, 1) })
+	select {
+	case a.sem <- struct{}{}:
+		return func() { <-a.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // setState publishes st (nil: the archive is not running) and wakes those
@@ -439,6 +462,9 @@ func (a *Archive) prepare(ctx context.Context, m *ci.Master) (*archiveState, err
 	}
 	st.public = filepath.Join(st.dir, archivePublic)
 	st.gnupg = filepath.Join(st.dir, archiveGnupg)
+	if archiveServed(st.dir, st.incoming) {
+		return nil, fmt.Errorf("Incoming %s is inside the folder the archive serves (%s): uploads would be public", st.incoming, st.public)
+	}
 	for _, d := range a.Distributions {
 		if len(d.Components) == 0 {
 			d.Components = []string{DefaultComponent}
@@ -502,8 +528,11 @@ func (a *Archive) prepare(ctx context.Context, m *ci.Master) (*archiveState, err
 	if err := a.writeConf(st); err != nil {
 		return st, err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	unlock, err := a.lock(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer unlock()
 	if _, err := st.run(ctx, nil, "export"); err != nil {
 		return st, err
 	}
@@ -716,7 +745,7 @@ func archiveStopAgent(home string) {
 }
 
 // run runs reprepro on the archive and returns its standard output; the
-// caller holds a.mu. When log is not nil, the command and its output go
+// caller holds the archive's lock. When log is not nil, the command and its output go
 // there. A failure is a *repreproError with reprepro's own message.
 func (st *archiveState) run(ctx context.Context, log *ci.LogWriter, args ...string) (string, error) {
 	argv := append([]string{

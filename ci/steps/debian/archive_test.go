@@ -665,6 +665,10 @@ func TestArchive_Validate(t *testing.T) {
 		{name: "Fields", archive: &debian.Archive{Distributions: bookworm, Unsigned: true, Origin: "a\nb", Label: "c\rd"}, want: []string{
 			"Origin has a line break", "Label has a line break",
 		}},
+		{name: "IncomingServed", archive: &debian.Archive{Distributions: bookworm, Unsigned: true, Incoming: "debian/public/pool/in"}, want: []string{
+			`Incoming "debian/public/pool/in" is inside the folder the archive serves (debian/public): uploads would be public`,
+		}},
+		{name: "IncomingBeside", archive: &debian.Archive{Distributions: bookworm, Unsigned: true, Folder: "/srv/apt", Incoming: "/srv/apt/public-uploads"}},
 		{name: "PublicKey", archive: &debian.Archive{Distributions: bookworm, SigningKey: secret}, want: []string{
 			"SigningKey is a public key: the archive signs, so it needs the secret key",
 		}},

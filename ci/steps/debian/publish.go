@@ -214,8 +214,11 @@ func (p *Publish) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 		}
 	}
 
-	p.Archive.mu.Lock()
-	defer p.Archive.mu.Unlock()
+	unlock, err := p.Archive.lock(ctx)
+	if err != nil {
+		return ci.Cancelled, nil
+	}
+	defer unlock()
 	before, err := st.list(ctx, dist, up.names())
 	if err != nil {
 		return p.runFailure(ctx, fail, err)

@@ -1,10 +1,12 @@
 package debian
 
 import (
+	"context"
 	"errors"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -221,4 +223,18 @@ func TestRepreproErrorLine(t *testing.T) {
 	} {
 		assert.Equal(t, tt.want, repreproErrorLine(tt.stderr, exit))
 	}
+}
+
+func TestArchiveLock(t *testing.T) {
+	a := &Archive{}
+	unlock, err := a.lock(context.Background())
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	_, err = a.lock(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a stopped build stops waiting for its turn")
+	unlock()
+	unlock, err = a.lock(context.Background())
+	require.NoError(t, err)
+	unlock()
 }
