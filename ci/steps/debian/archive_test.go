@@ -316,8 +316,8 @@ func TestPublish(t *testing.T) {
 		require.NoError(t, err)
 		assert.Contains(t, string(packages), "Package: kiln-hello-dbgsym\n", "debug symbols are published beside the package")
 
-		prop, ok := b.Property(debian.PublishedProperty).(map[string]any)
-		require.True(t, ok, "%#v", b.Property(debian.PublishedProperty))
+		prop, ok := b.Property(debian.PropPublished).(map[string]any)
+		require.True(t, ok, "%#v", b.Property(debian.PropPublished))
 		assert.Equal(t, "bookworm", prop["distribution"])
 		assert.Equal(t, "kiln-hello", prop["source"])
 		assert.Equal(t, "1.0", prop["version"])
@@ -768,9 +768,11 @@ func ExampleArchive() {
 			Name:    "kiln-hello",
 			Workers: []string{"builder-1"},
 			Steps: []ci.Step{
-				// ... check out and build with sbuild, which leaves the
-				// upload in out/ and sets the property deb-changes ...
-				&steps.DirectoryUpload{WorkerSrc: "out", MasterDest: archive.IncomingFolder()},
+				&steps.RemoveDirectory{Dir: "out"},
+				// ... check out, then build with debian.Sbuild and
+				// BuildDir "out", which leaves the upload in out/ and sets
+				// the property deb-changes to its .changes ...
+				&steps.DirectoryUpload{Workdir: ".", WorkerSrc: "out", MasterDest: archive.IncomingFolder()},
 				&debian.Publish{Archive: archive, Distribution: "bookworm"},
 			},
 		}},

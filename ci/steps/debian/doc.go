@@ -28,7 +28,7 @@
 // .changes and its files to the archive's IncomingFolder
 // (steps.DirectoryUpload), and runs Publish, which includes them with
 // reprepro and says what it published in its summary and in the build
-// property PublishedProperty. A version is published once: a second
+// property PropPublished. A version is published once: a second
 // upload of it fails and leaves the archive as it was. The signing key
 // comes from a master secret and shows nowhere: not in logs, errors or
 // pages.

@@ -17,7 +17,7 @@ import (
 	"github.com/kilnci/kiln/ci"
 )
 
-// PublishedProperty is the build property Publish sets once it has
+// PropPublished is the build property Publish sets once it has
 // published an upload: a map with
 //
 //	"distribution"   the codename ("bookworm")
@@ -28,7 +28,7 @@ import (
 //	"files"          the published files, relative to the archive's root
 //	                 (["pool/main/k/kiln-hello/kiln-hello_1.0_amd64.deb", ...])
 //	"changes"        the .changes file's name
-const PublishedProperty = "deb-published"
+const PropPublished = "deb-published"
 
 // publishChangesProperty is the property Sbuild sets to the .changes it
 // made, relative to the builder's folder on the worker.
@@ -56,7 +56,7 @@ const publishMaxChanges = 1 << 20
 // On success the .changes and the files it lists are removed from the
 // incoming folder, the summary says what was published where ("published
 // kiln-hello 1.0 (source, amd64) in bookworm/main"), and the build
-// property PublishedProperty says it for later steps.
+// property PropPublished says it for later steps.
 //
 // Debian's debug symbol packages (-dbgsym, as sbuild and debhelper make
 // them) are ordinary .deb files: they go into the same component as the
@@ -259,7 +259,7 @@ func (p *Publish) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 			components = append(components, e.component)
 		}
 	}
-	s.SetProperty(PublishedProperty, map[string]any{
+	s.SetProperty(PropPublished, map[string]any{
 		"distribution":  dist,
 		"components":    components,
 		"source":        up.source,
