@@ -19,4 +19,17 @@
 // Fields that say "or a ci.Renderable" take ci.Interpolate, ci.Prop or
 // ci.RenderFunc values, computed when the build runs. Commands are sent as
 // argument vectors: no shell sees a branch, a tag or a version.
+//
+// # The archive
+//
+// An Archive is listed in the master's Services, which prepares it when
+// the master starts, and mounted on the web server, which serves its
+// dists/, pool/ and public key. A builder then builds, uploads the
+// .changes and its files to the archive's IncomingFolder
+// (steps.DirectoryUpload), and runs Publish, which includes them with
+// reprepro and says what it published in its summary and in the build
+// property PropPublished. A version is published once: a second
+// upload of it fails and leaves the archive as it was. The signing key
+// comes from a master secret and shows nowhere: not in logs, errors or
+// pages.
 package debian
