@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"net/http"
+	"path"
+	"slices"
 	"strings"
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/metrics"
 	"github.com/kilnci/kiln/ci/report"
 	"github.com/kilnci/kiln/ci/steps"
+	"github.com/kilnci/kiln/ci/steps/debian"
 	"github.com/kilnci/kiln/hook"
 	"github.com/kilnci/kiln/scheduler"
 	"github.com/kilnci/kiln/webui"
@@ -30,8 +34,33 @@ var architectures = []struct {
 	{"build-i386-pkg", "i386", workerAmd64},
 }
 
+// mainArch is the architecture whose builder also builds the source
+// package and the architecture-independent ones: the archive takes each
+// of those once.
+const mainArch = "amd64"
+
+// buildArch is the architecture of the machine that cross-builds, when
+// -cross names architectures.
+const buildArch = "amd64"
+
+// archivePath is where the master serves its APT archive.
+const archivePath = "/debian"
+
 // config is Ideascube's master configuration.
 func config(o options, s secrets) (ci.MasterConfig, error) {
+	archive := &debian.Archive{
+		Folder: "debian",
+		Distributions: []debian.Distribution{{
+			Codename:      o.Dist,
+			Components:    []string{"main"},
+			Architectures: []string{"amd64", "armhf", "i386", "source"},
+			Description:   "Ideascube packages built by Kiln",
+		}},
+		Origin:     "Ideascube",
+		Label:      "Ideascube",
+		SigningKey: s[secretArchiveKey],
+		Unsigned:   o.ArchiveUnsigned,
+	}
 	var builders []ci.BuilderConfig
 	var names []string
 	for _, a := range architectures {
@@ -41,7 +70,7 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 			Workers:     []string{a.worker},
 			Properties:  map[string]any{"arch": a.arch},
 			Tags:        []string{"deb", a.arch},
-			Steps:       packageSteps(o),
+			Steps:       packageSteps(o, a.arch, archive),
 		})
 		names = append(names, a.builder)
 	}
@@ -73,12 +102,16 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 		Services: []ci.Service{
 			&remote.Listener{},
 			col,
+			archive,
 			&webui.Server{
 				Options: webui.Options{
 					Auth:  &webui.BasicAuth{Users: map[string]string{admin: password}, AllowPlain: !isBcrypt(password), Realm: "Ideascube"},
 					Authz: webui.Authz{Force: webui.LoggedIn, Stop: webui.LoggedIn},
 				},
-				Mounts: map[string]http.Handler{"/metrics": col},
+				Mounts: map[string]http.Handler{
+					"/metrics":        col,
+					archivePath + "/": http.StripPrefix(archivePath, archive),
+				},
 			},
 		},
 	}
@@ -97,33 +130,71 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 	return cfg, nil
 }
 
-// packageSteps are the steps of every builder: check out the tag (master
-// when forced without one), refresh the sbuild chroot, build the source
-// and binary packages, upload them.
-func packageSteps(o options) []ci.Step {
+// isTag reports whether the build is of a tag (or of a branch other than
+// master): its name must then be a Debian version.
+func isTag(ctx context.Context, s *ci.StepRun) (bool, error) {
+	ss, _ := s.SourceStamp("")
+	return ss.Branch != "" && ss.Branch != "master", nil
+}
+
+// packageSteps are the steps of the builder of arch: check that the tag
+// is a Debian version, check it out (master when forced without one),
+// refresh the sbuild chroot, build the package, check it with lintian,
+// upload it with dput, and publish the upload in the master's archive.
+func packageSteps(o options, arch string, archive *debian.Archive) []ci.Step {
 	halt := func(name string) ci.StepOptions { return ci.StepOptions{Name: name, HaltOnFailure: true} }
-	return []ci.Step{
+	// The chroot's architecture: the machine's own for a cross build.
+	chrootArch, host := arch, ""
+	if slices.Contains(o.Cross, arch) {
+		chrootArch, host = buildArch, arch
+	}
+	build := &debian.Sbuild{
+		StepOptions:  halt("sbuild"),
+		Distribution: o.Dist,
+		Arch:         chrootArch,
+		HostArch:     host,
+		// Each source package and architecture-independent package is
+		// built once, on the main architecture's builder.
+		Source:           arch == mainArch,
+		ArchAll:          arch == mainArch,
+		CleanSource:      false,
+		BuildDepResolver: o.Resolver,
+	}
+	if o.ExtraRepository != "" {
+		build.ExtraRepositories = []any{o.ExtraRepository}
+	}
+	var update ci.Step
+	if o.Unshare {
+		build.ChrootMode = debian.ModeUnshare
+		if o.Tarballs != "" {
+			build.Chroot = path.Join(o.Tarballs, o.Dist+"-"+chrootArch+".tar.zst")
+		}
+	} else {
+		chroot := o.Dist + "-" + chrootArch + "-sbuild"
+		build.Chroot = chroot
+		update = &debian.SbuildUpdate{StepOptions: halt("sbuild-update"), Chroot: chroot, Sudo: true}
+	}
+	list := []ci.Step{
+		&debian.CheckVersion{
+			StepOptions: ci.StepOptions{Name: "version", HaltOnFailure: true, RunIf: isTag},
+			Version:     ci.Interpolate("%(src::branch)s"),
+			What:        "tag",
+		},
 		&steps.Git{
 			RepoURL: o.Repo,
 			Branch:  ci.Interpolate("%(src::branch:~master)s"),
 			Mode:    steps.Incremental,
 		},
-		&steps.ShellCommand{
-			StepOptions: halt("sbuild-update"),
-			Command: []any{"sudo", "sbuild-update", "--update", "--dist-upgrade", "--clean", "--autoclean", "--autoremove",
-				ci.Interpolate("%(kw:dist)s-%(prop:arch)s-sbuild", "dist", o.Dist)},
-		},
-		&steps.ShellCommand{
-			StepOptions: halt("sbuild"),
-			Command: []any{"sbuild", "--verbose", "--source", "--dist=" + o.Dist, ci.Interpolate("--arch=%(prop:arch)s"),
-				"--build-dep-resolver=aptitude", "--extra-repository=" + o.ExtraRepository},
-		},
-		&steps.ShellCommand{
-			StepOptions: halt("dput"),
-			Command: []any{"dput", ci.Interpolate("%(prop:dput_method)s"),
-				ci.Interpolate("%(prop:builddir)s/ideascube_%(src::branch)s_%(prop:arch)s.changes")},
-		},
 	}
+	if update != nil {
+		list = append(list, update)
+	}
+	return append(list,
+		build,
+		&debian.Lintian{StepOptions: halt("lintian")},
+		&debian.Dput{StepOptions: halt("dput"), Host: ci.Interpolate("%(prop:dput_method)s")},
+		&debian.Publish{StepOptions: halt("publish"), Archive: archive, Distribution: o.Dist},
+	)
 }
 
 // isBcrypt reports whether a password is given as a bcrypt hash.

@@ -14,6 +14,7 @@ import (
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/report"
 	"github.com/kilnci/kiln/ci/steps"
+	"github.com/kilnci/kiln/ci/steps/debian"
 	"github.com/kilnci/kiln/scheduler"
 	"github.com/kilnci/kiln/webui"
 )
@@ -23,7 +24,24 @@ func testSecrets() secrets {
 		secretAmd64Password: "amd64-pass", secretArmhfPassword: "armhf-pass",
 		secretAdminUser: "admin", secretAdminPassword: "admin-pass",
 		secretGitHub: "github-secret", secretGitLab: "gitlab-token",
+		secretArchiveKey: testKey,
 	}
+}
+
+// testKey has the shape of an archive key; only the master's start reads
+// it as a key.
+const testKey = "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nnot a real key\n-----END PGP PRIVATE KEY BLOCK-----\n"
+
+// archiveOf returns the archive among the master's services.
+func archiveOf(t *testing.T, cfg ci.MasterConfig) *debian.Archive {
+	t.Helper()
+	for _, s := range cfg.Services {
+		if a, ok := s.(*debian.Archive); ok {
+			return a
+		}
+	}
+	t.Fatal("no archive among the services")
+	return nil
 }
 
 // TestConfig checks Ideascube's configuration as data: what the guide's
@@ -60,12 +78,18 @@ func TestConfig(t *testing.T) {
 		require.True(t, ok, b.Name)
 		assert.Equal(t, []string{w[0]}, b.Workers, b.Name)
 		assert.Equal(t, w[1], b.Properties["arch"], b.Name)
-		require.Len(t, b.Steps, 4)
-		git := b.Steps[0].(*steps.Git)
+		require.Len(t, b.Steps, 7)
+		for _, s := range b.Steps {
+			assert.True(t, s.Options().HaltOnFailure, "%s: %s stops the build when it fails", b.Name, s.Options().Name)
+		}
+		check := b.Steps[0].(*debian.CheckVersion)
+		assert.Equal(t, "tag", check.What)
+		require.NotNil(t, check.RunIf, "master is not checked")
+		git := b.Steps[1].(*steps.Git)
 		assert.Equal(t, "https://github.com/ideascube/ideascube.git", git.RepoURL)
 		assert.Equal(t, steps.Incremental, git.Mode)
 
-		// The commands of a build of tag 0.9.1 on this builder's worker.
+		// What a build of tag 0.9.1 on this builder's worker renders.
 		props := ci.Properties{}
 		props.SetAll(b.Properties, ci.SourceBuilder)
 		for _, wc := range cfg.Workers {
@@ -73,30 +97,41 @@ func TestConfig(t *testing.T) {
 				props.SetAll(wc.Properties, ci.SourceWorker)
 			}
 		}
-		props.Set("builddir", "/srv/buildbot/"+w[0]+"/"+b.Name, ci.SourceWorker)
 		tag := ci.StaticProps{Properties: props, SourceStamps: []ci.SourceStamp{{Branch: "0.9.1", Revision: "0.9.1"}}}
 		ctx := context.Background()
 		branch, err := ci.RenderString(ctx, tag, git.Branch)
 		require.NoError(t, err)
 		assert.Equal(t, "0.9.1", branch, "the tag of the change")
+		version, err := ci.RenderString(ctx, tag, check.Version)
+		require.NoError(t, err)
+		assert.Equal(t, "0.9.1", version, "the tag is checked")
 		forced := ci.StaticProps{Properties: props, SourceStamps: []ci.SourceStamp{{}}}
 		branch, err = ci.RenderString(ctx, forced, git.Branch)
 		require.NoError(t, err)
 		assert.Equal(t, "master", branch, "master when forced without a branch")
 
-		argv := func(i int) []string {
-			got, err := ci.RenderList(ctx, tag, b.Steps[i].(*steps.ShellCommand).Command)
-			require.NoError(t, err)
-			return got
-		}
-		dput := map[string]string{"worker-amd64": "local", "worker-armhf": "remote"}[w[0]]
-		assert.Equal(t, []string{"sudo", "sbuild-update", "--update", "--dist-upgrade", "--clean", "--autoclean", "--autoremove", "jessie-" + w[1] + "-sbuild"}, argv(1))
-		assert.Equal(t, []string{"sbuild", "--verbose", "--source", "--dist=jessie", "--arch=" + w[1], "--build-dep-resolver=aptitude",
-			"--extra-repository=deb http://archive.debian.org/debian jessie-backports main"}, argv(2))
-		assert.Equal(t, []string{"dput", dput, "/srv/buildbot/" + w[0] + "/" + b.Name + "/ideascube_0.9.1_" + w[1] + ".changes"}, argv(3))
-		for _, s := range b.Steps {
-			assert.True(t, s.Options().HaltOnFailure, "%s: %s stops the build when it fails", b.Name, s.Options().Name)
-		}
+		update := b.Steps[2].(*debian.SbuildUpdate)
+		assert.Equal(t, "jessie-"+w[1]+"-sbuild", update.Chroot)
+		assert.Equal(t, true, update.Sudo)
+		sb := b.Steps[3].(*debian.Sbuild)
+		assert.Equal(t, "jessie", sb.Distribution)
+		assert.Equal(t, w[1], sb.Arch, "a native build")
+		assert.Equal(t, "", sb.HostArch)
+		assert.Equal(t, "jessie-"+w[1]+"-sbuild", sb.Chroot)
+		assert.Nil(t, sb.ChrootMode, "schroot, sbuild's default")
+		assert.Equal(t, "aptitude", sb.BuildDepResolver)
+		assert.Equal(t, []any{"deb http://archive.debian.org/debian jessie-backports main"}, sb.ExtraRepositories)
+		assert.Equal(t, w[1] == "amd64", sb.Source, "the source package is built once, on amd64")
+		assert.Equal(t, w[1] == "amd64", sb.ArchAll)
+		assert.Equal(t, false, sb.CleanSource)
+		assert.IsType(t, &debian.Lintian{}, b.Steps[4])
+		dput := b.Steps[5].(*debian.Dput)
+		host, err := ci.RenderString(ctx, tag, dput.Host)
+		require.NoError(t, err)
+		assert.Equal(t, map[string]string{"worker-amd64": "local", "worker-armhf": "remote"}[w[0]], host)
+		publish := b.Steps[6].(*debian.Publish)
+		assert.Equal(t, "jessie", publish.Distribution)
+		assert.Same(t, archiveOf(t, cfg), publish.Archive)
 	}
 
 	require.Len(t, cfg.Schedulers, 2)
@@ -123,6 +158,15 @@ func TestConfig(t *testing.T) {
 	}
 	require.NotNil(t, web)
 	assert.Equal(t, webui.Authz{Force: webui.LoggedIn, Stop: webui.LoggedIn}, web.Options.Authz)
+	assert.Contains(t, web.Mounts, "/debian/", "the archive is served")
+
+	archive := archiveOf(t, cfg)
+	assert.Equal(t, "debian", archive.Folder)
+	require.Len(t, archive.Distributions, 1)
+	assert.Equal(t, "jessie", archive.Distributions[0].Codename)
+	assert.ElementsMatch(t, []string{"amd64", "armhf", "i386", "source"}, archive.Distributions[0].Architectures)
+	assert.Equal(t, testKey, archive.SigningKey)
+	assert.False(t, archive.Unsigned)
 	assert.True(t, web.Options.Auth.AllowPlain, "a plain admin password is allowed as such")
 }
 
@@ -136,14 +180,10 @@ func TestConfig_Options(t *testing.T) {
 	cfg, err := config(o, s)
 	require.NoError(t, err)
 	b := cfg.Builders[0]
-	props := ci.Properties{}
-	props.Set("arch", "amd64", ci.SourceBuilder)
-	tag := ci.StaticProps{Properties: props, SourceStamps: []ci.SourceStamp{{Branch: "1.0"}}}
-	argv, err := ci.RenderList(context.Background(), tag, b.Steps[2].(*steps.ShellCommand).Command)
-	require.NoError(t, err)
-	assert.Contains(t, argv, "--dist=stretch")
-	assert.Contains(t, argv, "--extra-repository=deb http://example.org/debian stretch-backports main")
-	assert.Equal(t, "/srv/git/ideascube", b.Steps[0].(*steps.Git).RepoURL)
+	sb := b.Steps[3].(*debian.Sbuild)
+	assert.Equal(t, "stretch", sb.Distribution)
+	assert.Equal(t, []any{"deb http://example.org/debian stretch-backports main"}, sb.ExtraRepositories)
+	assert.Equal(t, "/srv/git/ideascube", b.Steps[1].(*steps.Git).RepoURL)
 	require.Len(t, cfg.Reporters, 1)
 	irc := cfg.Reporters[0].(*report.IRC)
 	assert.Equal(t, "irc.example.org:6667", irc.Addr)
@@ -154,6 +194,51 @@ func TestConfig_Options(t *testing.T) {
 			assert.False(t, w.Options.Auth.AllowPlain, "a bcrypt hash is checked as one")
 		}
 	}
+}
+
+// TestConfig_Cross: -cross builds armhf and i386 in the amd64 chroot;
+// -unshare uses chroot tarballs and has no sbuild-update step.
+func TestConfig_Cross(t *testing.T) {
+	o := defaultOptions()
+	o.BaseDir = t.TempDir()
+	o.Dist, o.Cross, o.Unshare, o.Tarballs, o.ExtraRepository = "bookworm", []string{"armhf", "i386"}, true, "/var/cache/kiln", ""
+	o.ArchiveUnsigned = true
+	s := testSecrets()
+	delete(s, secretArchiveKey)
+	cfg, err := config(o, s)
+	require.NoError(t, err)
+	_, err = ci.NewMaster(cfg)
+	require.NoError(t, err)
+	for _, b := range cfg.Builders {
+		arch := b.Properties["arch"].(string)
+		require.Len(t, b.Steps, 6, "no sbuild-update in unshare mode")
+		sb := b.Steps[2].(*debian.Sbuild)
+		assert.Equal(t, "amd64", sb.Arch, b.Name)
+		assert.Equal(t, map[string]string{"amd64": "", "armhf": "armhf", "i386": "i386"}[arch], sb.HostArch, b.Name)
+		assert.Equal(t, debian.ModeUnshare, sb.ChrootMode)
+		assert.Equal(t, "/var/cache/kiln/bookworm-amd64.tar.zst", sb.Chroot)
+		assert.Nil(t, sb.ExtraRepositories)
+	}
+	assert.True(t, archiveOf(t, cfg).Unsigned)
+}
+
+func TestLoadArchiveKey(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "archive-key.asc")
+	_, err := loadArchiveKey(path)
+	assert.ErrorContains(t, err, "the archive's signing key "+path+" is missing: make one with gpg")
+	key := "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nsecret material\n-----END PGP PRIVATE KEY BLOCK-----\n"
+	require.NoError(t, os.WriteFile(path, []byte(key), 0o644))
+	_, err = loadArchiveKey(path)
+	assert.EqualError(t, err, "the archive's signing key "+path+" may be read by others (mode 0644): chmod 600 it")
+	require.NoError(t, os.Chmod(path, 0o600))
+	got, err := loadArchiveKey(path)
+	require.NoError(t, err)
+	assert.Equal(t, key, got)
+	require.NoError(t, os.WriteFile(path, []byte("secret material"), 0o600))
+	_, err = loadArchiveKey(path)
+	assert.ErrorContains(t, err, "is not an ASCII-armoured OpenPGP secret key")
+	assert.NotContains(t, err.Error(), "secret material")
 }
 
 func TestLoadSecrets(t *testing.T) {
@@ -200,6 +285,16 @@ func TestRun_BadStart(t *testing.T) {
 	err = run(context.Background(), []string{"-basedir", t.TempDir()}, &out, &out)
 	assert.ErrorContains(t, err, "missing secrets")
 	assert.ErrorContains(t, err, secretGitHub)
+	err = run(context.Background(), []string{"-basedir", t.TempDir(), "-cross", "armhf,sparc"}, &out, &out)
+	assert.EqualError(t, err, `-cross: "sparc" is not one of the builders' architectures (amd64, armhf, i386)`)
+
+	// With every secret but the archive's key, the start stops naming it.
+	base := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(base, "secrets.env"), []byte("IDEASCUBE_WORKER_AMD64_PASSWORD=a\n"+
+		"IDEASCUBE_WORKER_ARMHF_PASSWORD=b\nIDEASCUBE_ADMIN_USER=admin\nIDEASCUBE_ADMIN_PASSWORD=pw\n"+
+		"IDEASCUBE_GITHUB_SECRET=gh\nIDEASCUBE_GITLAB_SECRET=gl\n"), 0o600))
+	err = run(context.Background(), []string{"-basedir", base}, &out, &out)
+	assert.ErrorContains(t, err, "the archive's signing key "+filepath.Join(base, "archive-key.asc")+" is missing")
 }
 
 func TestHashPassword(t *testing.T) {

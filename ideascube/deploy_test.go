@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,6 +54,8 @@ func TestDeploy_Units(t *testing.T) {
 // file of the guide (its port and upstream changed for the test).
 func TestDeploy_Nginx(t *testing.T) {
 	nginx := testenv.NeedTool(t, "nginx")
+	testenv.NeedTool(t, "reprepro")
+	testenv.NeedTool(t, "gpg")
 	site, err := os.ReadFile(filepath.Join("deploy", "nginx-kiln"))
 	require.NoError(t, err)
 
@@ -61,7 +64,7 @@ func TestDeploy_Nginx(t *testing.T) {
 		"IDEASCUBE_ADMIN_PASSWORD=pw\nIDEASCUBE_GITHUB_SECRET=gh\nIDEASCUBE_GITLAB_SECRET=gl\n"
 	require.NoError(t, os.WriteFile(filepath.Join(base, "secrets.env"), []byte(secrets), 0o600))
 	httpAddr, workerAddr, proxyAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	start(t, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr, "-url", "http://"+proxyAddr+"/")
+	start(t, nil, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr, "-url", "http://"+proxyAddr+"/", "-archive-unsigned")
 
 	conf := regexp.MustCompile(`(?m)^\s*listen .*;\n`).ReplaceAllString(string(site), "")
 	conf = strings.Replace(conf, "server {", "server {\n\tlisten "+proxyAddr+";", 1)
@@ -115,4 +118,18 @@ func TestDeploy_Nginx(t *testing.T) {
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	// The archive, through the proxy, at the path of the guide's APT line
+	// (once the master has prepared it: 503 until then).
+	var release []byte
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		resp, err = http.Get("http://" + proxyAddr + "/debian/dists/jessie/Release")
+		require.NoError(t, err)
+		release, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			break
+		}
+	}
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "%s", release)
+	assert.Contains(t, string(release), "Codename: jessie")
 }

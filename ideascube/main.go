@@ -1,14 +1,24 @@
 // Command ideascube is the Ideascube project's CI master, built on Kiln:
 // the equivalent of the Buildbot master.cfg of its deployment guide. When a
 // tag is created on GitHub (or GitLab), it builds the Debian package of
-// that tag for amd64, armhf and i386 with sbuild on the project's workers
-// and uploads it with dput; an admin can force builds from the web page.
+// that tag for amd64, armhf and i386 with sbuild on the project's workers,
+// checks it with lintian, uploads it with dput, and publishes it in the
+// APT archive the master keeps and serves at /debian; an admin can force
+// builds from the web page.
 //
 //	ideascube -basedir /srv/buildbot/master [-http :8010] [-workers :9989]
 //	          [-url http://buildbot.ideascube.org/] [-repo URL] [-dist jessie]
-//	          [-extra-repository LINE] [-drain 10m]
+//	          [-extra-repository LINE] [-resolver aptitude] [-cross armhf,i386]
+//	          [-unshare [-tarballs DIR]] [-archive-key FILE | -archive-unsigned]
+//	          [-drain 10m]
 //	ideascube -basedir /srv/buildbot/master -backup FILE
 //	ideascube -hash-password < password
+//
+// By default the workers build in sbuild's schroot chroots DIST-ARCH-sbuild,
+// refreshed first with sudo sbuild-update; -unshare switches them to
+// sbuild's unshare mode with chroot tarballs. -cross names architectures
+// built on the amd64 worker in its amd64 chroot (sbuild --host), for
+// machines that cannot run them natively.
 //
 // -backup writes a consistent copy of the database while the master runs;
 // -hash-password reads a password on standard input and prints its bcrypt
@@ -25,6 +35,10 @@
 //	IDEASCUBE_GITLAB_SECRET          the GitLab webhook's token
 //	IDEASCUBE_IRC_SERVER             optional: host:port of the IRC server for #ideascube
 //	IDEASCUBE_IRC_NICK               optional: the bot's nick (ideascube-ci)
+//
+// The archive's signing key, an ASCII-armoured OpenPGP secret key without
+// a passphrase, is read from BASEDIR/archive-key.asc (or -archive-key),
+// which only its owner may read.
 //
 // A missing secret stops the start with a message naming it. SIGTERM or
 // SIGINT stop the master gracefully: running builds get the -drain time to
@@ -73,6 +87,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Repo, "repo", o.Repo, "the ideascube repository to build")
 	fs.StringVar(&o.Dist, "dist", o.Dist, "the Debian distribution to build for")
 	fs.StringVar(&o.ExtraRepository, "extra-repository", o.ExtraRepository, "the extra APT repository line given to sbuild")
+	fs.StringVar(&o.Resolver, "resolver", o.Resolver, "sbuild's build-dep resolver: aptitude, apt...")
+	cross := fs.String("cross", "", "architectures to cross-build (--host) in the "+buildArch+" chroot of their worker, comma-separated (armhf,i386)")
+	fs.BoolVar(&o.Unshare, "unshare", o.Unshare, "build in sbuild's unshare mode, from chroot tarballs, instead of schroot chroots")
+	fs.StringVar(&o.Tarballs, "tarballs", o.Tarballs, "in unshare mode, the workers' folder of chroot tarballs DIST-ARCH.tar.zst (sbuild's ~/.cache/sbuild if empty)")
+	fs.StringVar(&o.ArchiveKey, "archive-key", o.ArchiveKey, "the archive's signing key, an armoured OpenPGP secret key file (BASEDIR/archive-key.asc if empty)")
+	fs.BoolVar(&o.ArchiveUnsigned, "archive-unsigned", o.ArchiveUnsigned, "publish the archive unsigned: for tests only, apt then needs [trusted=yes]")
 	fs.DurationVar(&o.Drain, "drain", o.Drain, "how long running builds may finish when the master stops")
 	verbose := fs.Bool("v", false, "log debug messages")
 	backup := fs.String("backup", "", "write a copy of the database to this file, and exit")
@@ -82,6 +102,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *cross != "" {
+		for _, a := range strings.Split(*cross, ",") {
+			if !knownArch(a) {
+				return fmt.Errorf("-cross: %q is not one of the builders' architectures (amd64, armhf, i386)", a)
+			}
+			o.Cross = append(o.Cross, a)
+		}
 	}
 	if *hash {
 		return hashPassword(os.Stdin, stdout)
@@ -101,6 +129,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	secrets, err := loadSecrets(filepath.Join(o.BaseDir, "secrets.env"), os.LookupEnv)
 	if err != nil {
 		return err
+	}
+	if !o.ArchiveUnsigned {
+		keyFile := o.ArchiveKey
+		if keyFile == "" {
+			keyFile = filepath.Join(o.BaseDir, "archive-key.asc")
+		}
+		if secrets[secretArchiveKey], err = loadArchiveKey(keyFile); err != nil {
+			return err
+		}
 	}
 	cfg, err := config(o, secrets)
 	if err != nil {
@@ -124,6 +161,12 @@ type options struct {
 	Repo            string
 	Dist            string
 	ExtraRepository string
+	Resolver        string
+	Cross           []string // architectures cross-built on the amd64 worker
+	Unshare         bool
+	Tarballs        string
+	ArchiveKey      string
+	ArchiveUnsigned bool
 	Drain           time.Duration
 }
 
@@ -136,8 +179,19 @@ func defaultOptions() options {
 		Repo:            "https://github.com/ideascube/ideascube.git",
 		Dist:            "jessie",
 		ExtraRepository: "deb http://archive.debian.org/debian jessie-backports main",
+		Resolver:        "aptitude",
 		Drain:           10 * time.Minute,
 	}
+}
+
+// knownArch reports whether a is the architecture of a builder.
+func knownArch(a string) bool {
+	for _, x := range architectures {
+		if x.arch == a {
+			return true
+		}
+	}
+	return false
 }
 
 // hashPassword prints the bcrypt hash of the first line read from in.

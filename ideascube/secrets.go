@@ -19,6 +19,9 @@ const (
 	secretGitLab        = "IDEASCUBE_GITLAB_SECRET"
 	secretIRCServer     = "IDEASCUBE_IRC_SERVER"
 	secretIRCNick       = "IDEASCUBE_IRC_NICK"
+	// secretArchiveKey holds the archive's signing key, read from its
+	// file (see loadArchiveKey), not from the environment.
+	secretArchiveKey = "archive signing key"
 )
 
 var requiredSecrets = []string{secretAmd64Password, secretArmhfPassword, secretAdminUser, secretAdminPassword, secretGitHub, secretGitLab}
@@ -59,4 +62,31 @@ func loadSecrets(path string, lookup func(string) (string, bool)) (secrets, erro
 		return nil, fmt.Errorf("missing secrets (set them in the environment or in %s): %s", path, strings.Join(missing, ", "))
 	}
 	return s, nil
+}
+
+// loadArchiveKey reads the archive's signing key: an ASCII-armoured
+// OpenPGP secret key, in a file only its owner may read. Errors name the
+// file and say how to make one, never show its content.
+func loadArchiveKey(path string) (string, error) {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("the archive's signing key %s is missing: make one with "+
+			"gpg --batch --passphrase '' --quick-gen-key 'Ideascube archive' ed25519 sign never, "+
+			"then gpg --armor --export-secret-keys 'Ideascube archive' > %s; chmod 600 %s "+
+			"(or give -archive-unsigned, for tests)", path, path, path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the archive's signing key: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("the archive's signing key %s may be read by others (mode %04o): chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read the archive's signing key: %w", err)
+	}
+	if !strings.Contains(string(b), "-----BEGIN PGP PRIVATE KEY BLOCK-----") {
+		return "", fmt.Errorf("the archive's signing key %s is not an ASCII-armoured OpenPGP secret key (gpg --armor --export-secret-keys)", path)
+	}
+	return string(b), nil
 }

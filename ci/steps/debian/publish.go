@@ -30,10 +30,6 @@ import (
 //	"changes"        the .changes file's name
 const PropPublished = "deb-published"
 
-// publishChangesProperty is the property Sbuild sets to the .changes it
-// made, relative to the builder's folder on the worker.
-const publishChangesProperty = "deb-changes"
-
 // publishMaxChanges is the largest .changes Publish reads: a real one is a
 // few kilobytes, one per file of the upload.
 const publishMaxChanges = 1 << 20
@@ -176,7 +172,7 @@ func (p *Publish) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 		return ci.Exception, err
 	}
 	if name == "" && p.Changes == nil {
-		return fail("nothing to publish: Changes is not set and the build has no property %s (Sbuild sets it)", publishChangesProperty)
+		return fail("nothing to publish: Changes is not set and the build has no property %s (Sbuild sets it)", PropChanges)
 	}
 	if msg := publishCheckName(name); msg != "" {
 		return fail("Changes %s", msg)
@@ -294,13 +290,13 @@ func (p *Publish) changesName(ctx context.Context, s *ci.StepRun) (string, error
 		}
 		return name, nil
 	}
-	v, ok := s.Property(publishChangesProperty)
+	v, ok := s.Property(PropChanges)
 	if !ok || v == nil || v == "" {
 		return "", nil
 	}
 	str, ok := v.(string)
 	if !ok {
-		return "", fmt.Errorf("property %s is a %T, not a path", publishChangesProperty, v)
+		return "", fmt.Errorf("property %s is a %T, not a path", PropChanges, v)
 	}
 	if i := strings.LastIndexAny(str, `/\`); i >= 0 {
 		str = str[i+1:]
