@@ -143,22 +143,23 @@ func isTag(ctx context.Context, s *ci.StepRun) (bool, error) {
 // upload it with dput, and publish the upload in the master's archive.
 func packageSteps(o options, arch string, archive *debian.Archive) []ci.Step {
 	halt := func(name string) ci.StepOptions { return ci.StepOptions{Name: name, HaltOnFailure: true} }
-	// The chroot's architecture: the machine's own for a cross build.
-	chrootArch, host := arch, ""
-	if slices.Contains(o.Cross, arch) {
-		chrootArch, host = buildArch, arch
-	}
 	build := &debian.Sbuild{
 		StepOptions:  halt("sbuild"),
 		Distribution: o.Dist,
-		Arch:         chrootArch,
-		HostArch:     host,
 		// Each source package and architecture-independent package is
 		// built once, on the main architecture's builder.
 		Source:           arch == mainArch,
 		ArchAll:          arch == mainArch,
 		CleanSource:      false,
 		BuildDepResolver: o.Resolver,
+	}
+	// The chroot's architecture: the machine's own for a cross build.
+	chrootArch := arch
+	if slices.Contains(o.Cross, arch) {
+		chrootArch = buildArch
+		build.BuildArch, build.HostArch = buildArch, arch
+	} else {
+		build.Arch = arch
 	}
 	if o.ExtraRepository != "" {
 		build.ExtraRepositories = []any{o.ExtraRepository}

@@ -116,7 +116,8 @@ func TestConfig(t *testing.T) {
 		sb := b.Steps[3].(*debian.Sbuild)
 		assert.Equal(t, "jessie", sb.Distribution)
 		assert.Equal(t, w[1], sb.Arch, "a native build")
-		assert.Equal(t, "", sb.HostArch)
+		assert.Nil(t, sb.HostArch)
+		assert.Nil(t, sb.BuildArch)
 		assert.Equal(t, "jessie-"+w[1]+"-sbuild", sb.Chroot)
 		assert.Nil(t, sb.ChrootMode, "schroot, sbuild's default")
 		assert.Equal(t, "aptitude", sb.BuildDepResolver)
@@ -213,8 +214,14 @@ func TestConfig_Cross(t *testing.T) {
 		arch := b.Properties["arch"].(string)
 		require.Len(t, b.Steps, 6, "no sbuild-update in unshare mode")
 		sb := b.Steps[2].(*debian.Sbuild)
-		assert.Equal(t, "amd64", sb.Arch, b.Name)
-		assert.Equal(t, map[string]string{"amd64": "", "armhf": "armhf", "i386": "i386"}[arch], sb.HostArch, b.Name)
+		if arch == "amd64" {
+			assert.Equal(t, "amd64", sb.Arch)
+			assert.Nil(t, sb.HostArch)
+		} else {
+			assert.Nil(t, sb.Arch, b.Name)
+			assert.Equal(t, "amd64", sb.BuildArch, b.Name)
+			assert.Equal(t, arch, sb.HostArch, b.Name)
+		}
 		assert.Equal(t, debian.ModeUnshare, sb.ChrootMode)
 		assert.Equal(t, "/var/cache/kiln/bookworm-amd64.tar.zst", sb.Chroot)
 		assert.Nil(t, sb.ExtraRepositories)

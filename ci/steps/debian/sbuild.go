@@ -72,12 +72,16 @@ type Sbuild struct {
 	// Distribution is the distribution to build for (--dist); sbuild's
 	// default if empty. A string or a ci.Renderable, as every field below.
 	Distribution any
-	// Arch is the architecture to build on (--arch), that of the chroot;
-	// the worker's if empty.
+	// Arch is the architecture to build for, natively (--arch): that of
+	// the chroot too; the worker's if empty.
 	Arch any
 	// HostArch, when set, cross-builds for that architecture (--host):
-	// armhf packages built in an amd64 chroot.
+	// armhf packages built in an amd64 chroot. Give BuildArch, not Arch,
+	// with it.
 	HostArch any
+	// BuildArch is the architecture of the chroot of a cross build
+	// (--build); the worker's if empty.
+	BuildArch any
 	// ChrootMode is sbuild's chroot mode (ModeSchroot, ModeUnshare, or
 	// another that sbuild knows); sbuild's configured default if empty.
 	ChrootMode any
@@ -140,7 +144,7 @@ func (b *Sbuild) Validate() error {
 		name string
 		v    any
 	}{
-		{"Distribution", b.Distribution}, {"Arch", b.Arch}, {"HostArch", b.HostArch},
+		{"Distribution", b.Distribution}, {"Arch", b.Arch}, {"HostArch", b.HostArch}, {"BuildArch", b.BuildArch},
 		{"ChrootMode", b.ChrootMode}, {"Chroot", b.Chroot}, {"ExtraRepositories", b.ExtraRepositories},
 		{"ExtraRepositoryKeys", b.ExtraRepositoryKeys}, {"BuildDepResolver", b.BuildDepResolver},
 		{"Source", b.Source}, {"ArchAll", b.ArchAll}, {"ArchAny", b.ArchAny}, {"CleanSource", b.CleanSource},
@@ -160,7 +164,8 @@ func (b *Sbuild) Validate() error {
 // sbuildArgs is an Sbuild rendered for one build.
 type sbuildArgs struct {
 	argv                      []string
-	dist, arch, host, mode    string
+	dist, arch, host, build   string
+	mode                      string
 	chroot                    string
 	workdir, buildDir         string // relative to the builder's folder
 	workerBuildDir            string // absolute, on the worker
@@ -182,6 +187,7 @@ func (b *Sbuild) render(ctx context.Context, s *ci.StepRun) (*sbuildArgs, error)
 	a.dist = str("distribution", b.Distribution)
 	a.arch = str("arch", b.Arch)
 	a.host = str("host arch", b.HostArch)
+	a.build = str("build arch", b.BuildArch)
 	a.mode = str("chroot mode", b.ChrootMode)
 	a.chroot = str("chroot", b.Chroot)
 	resolver := str("build-dep resolver", b.BuildDepResolver)
@@ -190,6 +196,9 @@ func (b *Sbuild) render(ctx context.Context, s *ci.StepRun) (*sbuildArgs, error)
 	buildDir := str("build dir", b.BuildDir)
 	if err != nil {
 		return nil, err
+	}
+	if a.host != "" && a.arch != "" && a.arch != a.host {
+		return nil, refuse(fmt.Errorf("arch %s and host arch %s differ: a cross build gives BuildArch and HostArch", a.arch, a.host))
 	}
 	if a.extraRepos, err = renderList(ctx, s, "extra repositories", b.ExtraRepositories); err != nil {
 		return nil, err
@@ -224,6 +233,7 @@ func (b *Sbuild) render(ctx context.Context, s *ci.StepRun) (*sbuildArgs, error)
 	}
 	opt("--dist", a.dist)
 	opt("--arch", a.arch)
+	opt("--build", a.build)
 	opt("--host", a.host)
 	opt("--chroot-mode", a.mode)
 	opt("--chroot", a.chroot)
@@ -394,7 +404,7 @@ func sbuildSummary(r *SbuildReport, a *sbuildArgs, rc int) string {
 // createChrootCommand says how to create the chroot sbuild did not find.
 func createChrootCommand(r *SbuildReport, a *sbuildArgs) string {
 	dist := firstNonEmpty(r.Distribution, a.dist, "DIST")
-	arch := firstNonEmpty(r.BuildArch, a.arch, "ARCH")
+	arch := firstNonEmpty(r.BuildArch, a.build, a.arch, "ARCH")
 	name := r.MissingChroot
 	if a.mode == ModeUnshare || strings.Contains(name, "/") || strings.Contains(name, ".tar") {
 		target := name

@@ -72,10 +72,10 @@ func TestSbuild(t *testing.T) {
 
 	t.Run("Cross", func(t *testing.T) {
 		env, argv := fakeSbuild(t, "sbuild-armhf-cross.log", 0)
-		m := start(t, nil, &debian.Sbuild{Distribution: "bookworm", HostArch: "armhf", BuildDir: "out", Env: env})
+		m := start(t, nil, &debian.Sbuild{Distribution: "bookworm", BuildArch: "amd64", HostArch: "armhf", BuildDir: "out", Env: env})
 		b := m.Build(t, citest.Request{Builder: "pkg"})
 		require.Equal(t, ci.Success, b.Results())
-		assert.Equal(t, []string{"--verbose", "--dist=bookworm", "--host=armhf", "--build-dir=" + filepath.Join(builderDir(m), "out"),
+		assert.Equal(t, []string{"--verbose", "--dist=bookworm", "--build=amd64", "--host=armhf", "--build-dir=" + filepath.Join(builderDir(m), "out"),
 			"--no-run-lintian"}, argvOf(t, argv))
 		assert.Equal(t, "kiln-hello 1.0 (armhf, cross-built on amd64): successful, 2 .deb", b.Step("sbuild").StateString)
 		assert.Equal(t, "out/kiln-hello_1.0_armhf.changes", b.Property(debian.PropChanges))
@@ -131,11 +131,13 @@ func TestSbuild(t *testing.T) {
 		env, argv := fakeSbuild(t, "sbuild-amd64.log", 0)
 		m := start(t, map[string]any{"dir": "../../elsewhere", "pkg": "--anything-dangerous"},
 			&debian.Sbuild{StepOptions: ci.StepOptions{Name: "outside"}, BuildDir: ci.Interpolate("%(prop:dir)s"), Env: env},
-			&debian.Sbuild{StepOptions: ci.StepOptions{Name: "option"}, Package: ci.Interpolate("%(prop:pkg)s"), Env: env})
+			&debian.Sbuild{StepOptions: ci.StepOptions{Name: "option"}, Package: ci.Interpolate("%(prop:pkg)s"), Env: env},
+			&debian.Sbuild{StepOptions: ci.StepOptions{Name: "archs"}, Arch: "amd64", HostArch: "armhf", Env: env})
 		b := m.Build(t, citest.Request{Builder: "pkg"})
 		assert.Equal(t, ci.Failure, b.Step("outside").Results)
 		assert.Equal(t, `refused: build dir "../../elsewhere" is outside the build folder (failure)`, b.Step("outside").StateString)
 		assert.Equal(t, `refused: package "--anything-dangerous" is not a package name nor a .dsc file (failure)`, b.Step("option").StateString)
+		assert.Equal(t, `refused: arch amd64 and host arch armhf differ: a cross build gives BuildArch and HostArch (failure)`, b.Step("archs").StateString)
 		assert.NoFileExists(t, argv, "sbuild never ran")
 	})
 }

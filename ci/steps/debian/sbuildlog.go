@@ -100,7 +100,7 @@ func (r *SbuildReport) FailingLine() string {
 	return ""
 }
 
-var errorLineRe = regexp.MustCompile(`\*\*\*|(?i:\berror\b)|(?i:\bfailed\b)|^E: |Unable to|unmet dependencies|not installable`)
+var errorLineRe = regexp.MustCompile(`\*\*\*|(?i:\berror\b)|(?i:\bfailed\b)|(?i:\bcannot\b)|^E: |Unable to|unmet dependencies|not installable`)
 
 // ReadSbuildLog reads a whole sbuild log.
 func ReadSbuildLog(r io.Reader) (*SbuildReport, error) {
