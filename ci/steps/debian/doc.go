@@ -20,16 +20,25 @@
 // ci.RenderFunc values, computed when the build runs. Commands are sent as
 // argument vectors: no shell sees a branch, a tag or a version.
 //
+// # Properties
+//
+// Sbuild sets deb-package, deb-version and deb-status, and when the build
+// succeeds deb-changes (the .changes, relative to the builder's folder)
+// and deb-files (the .deb files), as Buildbot's Debian steps set
+// deb-changes. Lintian and Dput take deb-changes unless told otherwise;
+// Publish takes its base name. Publish sets deb-published.
+//
 // # The archive
 //
 // An Archive is listed in the master's Services, which prepares it when
 // the master starts, and mounted on the web server, which serves its
-// dists/, pool/ and public key. A builder then builds, uploads the
-// .changes and its files to the archive's IncomingFolder
-// (steps.DirectoryUpload), and runs Publish, which includes them with
-// reprepro and says what it published in its summary and in the build
-// property PropPublished. A version is published once: a second
-// upload of it fails and leaves the archive as it was. The signing key
-// comes from a master secret and shows nowhere: not in logs, errors or
-// pages.
+// dists/, pool/ and public key. An upload reaches the archive's
+// IncomingFolder either with dput (method local when the worker runs on
+// the master's machine, scp or rsync otherwise: the way Ideascube's
+// workers upload) or with steps.DirectoryUpload over the worker's own
+// connection; Publish then includes it with reprepro and says what it
+// published in its summary and in the build property PropPublished. A
+// version is published once: a second upload of it fails and leaves the
+// archive as it was. The signing key comes from a master secret and shows
+// nowhere: not in logs, errors or pages.
 package debian
