@@ -15,6 +15,9 @@
 //	              SetPropertyFromCommand, FileUpload, FileDownload,
 //	              DirectoryUpload, MasterShellCommand, RemoveDirectory,
 //	              MakeDirectory.
+//	ci/steps/debian  Debian packages: Sbuild, Lintian, Dput, SbuildUpdate,
+//	              CheckVersion, and the APT Archive a master keeps and
+//	              serves, with the Publish step.
 //	ci/sqlite     the store: every change, request, build, step and log in
 //	              one SQLite file (state.sqlite), pure Go, no cgo.
 //	ci/citest     go test of pipelines: a real master with in-process
