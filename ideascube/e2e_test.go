@@ -333,7 +333,7 @@ func deploy(t *testing.T, flags []string, dputHosts map[string][]string) *deploy
 		require.NoError(t, os.MkdirAll(home, 0o755))
 		var cf strings.Builder
 		for _, h := range hosts {
-			fmt.Fprintf(&cf, "[%s]\nmethod = local\nincoming = %s\nallow_unsigned_uploads = 1\nrun_dinstall = 0\n\n", h, incoming)
+			fmt.Fprintf(&cf, "[%s]\nmethod = local\nincoming = %s\nallow_unsigned_uploads = 1\nrun_dinstall = 0\npost_upload_command =\n\n", h, incoming)
 		}
 		require.NoError(t, os.WriteFile(filepath.Join(home, ".dput.cf"), []byte(cf.String()), 0o644))
 	}

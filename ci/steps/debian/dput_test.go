@@ -23,7 +23,7 @@ func dputConfig(t *testing.T) (config, incoming string) {
 	require.NoError(t, os.MkdirAll(incoming, 0o755))
 	config = filepath.Join(dir, "dput.cf")
 	require.NoError(t, os.WriteFile(config, []byte("[local]\nmethod = local\nincoming = "+incoming+
-		"\nallow_unsigned_uploads = 1\nrun_dinstall = 0\n"), 0o644))
+		"\nallow_unsigned_uploads = 1\nrun_dinstall = 0\npost_upload_command =\n"), 0o644))
 	return config, incoming
 }
 
