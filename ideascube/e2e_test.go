@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,14 +56,14 @@ func TestMain(m *testing.M) {
 }
 
 // freeAddr returns a loopback address nothing listens on.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
 	return ln.Addr().String()
 }
 
-func git(t *testing.T, dir string, args ...string) {
+func git(t testing.TB, dir string, args ...string) {
 	t.Helper()
 	cmd := exec.Command("git", append([]string{"-c", "user.name=Ideascube", "-c", "user.email=dev@ideascube.invalid",
 		"-c", "safe.directory=*"}, args...)...)
@@ -101,7 +100,7 @@ func (b *syncBuffer) String() string {
 }
 
 // start starts a program, as the build user when u is not nil.
-func start(t *testing.T, u *debtest.BuildUser, env []string, name string, args ...string) *proc {
+func start(t testing.TB, u *debtest.BuildUser, env []string, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(name, args...), out: newSyncBuffer(), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
@@ -131,7 +130,7 @@ func start(t *testing.T, u *debtest.BuildUser, env []string, name string, args .
 
 // web is the master's web address, with helpers.
 type web struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 }
 
@@ -276,7 +275,7 @@ const (
 // a folder of their own, as the guide deploys them.
 type deployment struct {
 	web
-	t        *testing.T
+	t        testing.TB
 	user     debtest.BuildUser
 	top      string // everything of the test, owned by the build user
 	dir      string // the master's folder
@@ -295,7 +294,7 @@ const deploySecrets = "IDEASCUBE_WORKER_AMD64_PASSWORD=amd64 pass\nIDEASCUBE_WOR
 // fails, 1.2 has a lintian error), starts the master with flags and the
 // two workers, each with its own home and dput configuration (dput
 // hosts: the names given), and waits for the workers to attach.
-func deploy(t *testing.T, flags []string, dputHosts map[string][]string) *deployment {
+func deploy(t testing.TB, flags []string, dputHosts map[string][]string) *deployment {
 	t.Helper()
 	u := debtest.User(t)
 	top, err := os.MkdirTemp("", "ideascube-deploy-")
@@ -397,6 +396,24 @@ func (d *deployment) start(flags ...string) {
 	}
 }
 
+// writeArchiveKey makes the archive's signing key as the guide says, in
+// the master's folder.
+func (d *deployment) writeArchiveKey() {
+	t := d.t
+	gnupg := filepath.Join(d.top, "gnupg")
+	require.NoError(t, os.MkdirAll(gnupg, 0o700))
+	gpg := func(args ...string) []byte {
+		cmd := exec.Command("gpg", append([]string{"--homedir", gnupg, "--batch", "--quiet"}, args...)...)
+		out, err := cmd.Output()
+		require.NoError(t, err, "gpg %v", args)
+		return out
+	}
+	gpg("--passphrase", "", "--quick-gen-key", "Ideascube archive <archive@ideascube.invalid>", "ed25519", "sign", "never")
+	key := gpg("--armor", "--export-secret-keys", "Ideascube archive")
+	require.NoError(t, os.WriteFile(filepath.Join(d.dir, "archive-key.asc"), key, 0o600))
+	exec.Command("gpgconf", "--homedir", gnupg, "--kill", "all").Run()
+}
+
 // builderName returns the name of a builder by ID.
 func (d *deployment) builderName(id int) string {
 	for n, i := range d.builders {
@@ -438,13 +455,29 @@ func (d *deployment) packages(arch string) string {
 	return string(body)
 }
 
-// poolFile downloads the .deb of a package stanza into dir.
+// stanza returns the fields of a package's stanza in a Packages index.
+func stanza(index, pkg string) map[string]string {
+	for _, p := range strings.Split(index, "\n\n") {
+		fields := map[string]string{}
+		for _, line := range strings.Split(p, "\n") {
+			if k, v, ok := strings.Cut(line, ": "); ok && !strings.HasPrefix(line, " ") {
+				fields[k] = v
+			}
+		}
+		if fields["Package"] == pkg {
+			return fields
+		}
+	}
+	return nil
+}
+
+// poolFile downloads kiln-hello's .deb, as an index lists it, into dir.
 func (d *deployment) poolFile(index, dir string) string {
-	m := regexp.MustCompile(`(?m)^Package: kiln-hello\n(?:.+\n)*?Filename: (\S+)`).FindStringSubmatch(index)
-	require.NotNil(d.t, m, "kiln-hello in the index:\n%s", index)
-	code, body := d.fetch("/debian/" + m[1])
-	require.Equal(d.t, http.StatusOK, code, m[1])
-	path := filepath.Join(dir, filepath.Base(m[1]))
+	file := stanza(index, "kiln-hello")["Filename"]
+	require.NotEmpty(d.t, file, "kiln-hello in the index:\n%s", index)
+	code, body := d.fetch("/debian/" + file)
+	require.Equal(d.t, http.StatusOK, code, file)
+	path := filepath.Join(dir, filepath.Base(file))
 	require.NoError(d.t, os.WriteFile(path, body, 0o644))
 	return path
 }
@@ -463,20 +496,7 @@ func TestIdeascube(t *testing.T) {
 	tarball := debtest.Tarball(t)
 	d := deploy(t, nil, map[string][]string{"worker-amd64": {"local"}, "worker-armhf": {"remote"}})
 
-	// The archive's signing key, made as the guide says.
-	gnupg := filepath.Join(d.top, "gnupg")
-	require.NoError(t, os.MkdirAll(gnupg, 0o700))
-	gpg := func(args ...string) []byte {
-		cmd := exec.Command("gpg", append([]string{"--homedir", gnupg, "--batch", "--quiet"}, args...)...)
-		out, err := cmd.Output()
-		require.NoError(t, err, "gpg %v", args)
-		return out
-	}
-	gpg("--passphrase", "", "--quick-gen-key", "Ideascube archive <archive@ideascube.invalid>", "ed25519", "sign", "never")
-	key := gpg("--armor", "--export-secret-keys", "Ideascube archive")
-	require.NoError(t, os.WriteFile(filepath.Join(d.dir, "archive-key.asc"), key, 0o600))
-	exec.Command("gpgconf", "--homedir", gnupg, "--kill", "all").Run()
-
+	d.writeArchiveKey()
 	d.start("-cross", "armhf,i386")
 	assert.NotContains(t, d.master.out.String(), "unsigned")
 
@@ -514,7 +534,10 @@ func TestIdeascube(t *testing.T) {
 
 	// The archive has the three, signed.
 	for _, arch := range []string{"amd64", "armhf", "i386"} {
-		assert.Regexp(t, `(?m)^Package: kiln-hello\n(?:.+\n)*?Architecture: `+arch+`\nVersion: 1.0\n`, d.packages(arch))
+		p := stanza(d.packages(arch), "kiln-hello")
+		assert.Equal(t, "1.0", p["Version"], arch)
+		assert.Equal(t, arch, p["Architecture"])
+		assert.Equal(t, "pool/main/k/kiln-hello/kiln-hello_1.0_"+arch+".deb", p["Filename"])
 	}
 	code, inRelease := d.fetch("/debian/dists/bookworm/InRelease")
 	require.Equal(t, http.StatusOK, code)
@@ -621,7 +644,7 @@ func TestIdeascube(t *testing.T) {
 // archive, in a fresh chroot unpacked from the buildd tarball, whose only
 // source is the archive, signed-by its key; it returns what the installed
 // program prints.
-func aptInstall(t *testing.T, d *deployment, tarball string) string {
+func aptInstall(t testing.TB, d *deployment, tarball string) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "chroot")
 	require.NoError(t, os.MkdirAll(root, 0o755))
