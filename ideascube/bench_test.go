@@ -143,7 +143,7 @@ func BenchmarkPipeline(b *testing.B) {
 		w, id := release(fmt.Sprintf("2.%d", i))
 		tl, parts := toolTime(b, st, int64(id))
 		b.Logf("2.%d: %.1f s from the webhook to installable; in the programs %.1f s (%s); Kiln's own %.0f ms (%.2f %%)",
-			i, w.Seconds(), tl.Seconds(), parts, (w - tl).Seconds()*1000, 100*(w-tl).Seconds()/w.Seconds())
+			i, w.Seconds(), tl.Seconds(), parts, (w-tl).Seconds()*1000, 100*(w-tl).Seconds()/w.Seconds())
 		wall += w
 		tools += tl
 	}
