@@ -96,8 +96,9 @@ type Lintian struct {
 	// FailOn lists the severities that fail the step (["error"] if nil);
 	// WarnOn those that make it WARNINGS (["warning"] if nil). Severities
 	// are error, warning, info, pedantic, experimental, overridden,
-	// masked and classification; an empty list means none.
-	FailOn, WarnOn []string
+	// masked and classification; an empty list means none. Each a
+	// []string, or a renderable giving a list.
+	FailOn, WarnOn any
 	// ExtraArgs are more arguments given to lintian before File, a list.
 	ExtraArgs any
 	// Env adds to lintian's environment, as for steps.ShellCommand.
@@ -118,15 +119,25 @@ func (l *Lintian) Validate() error {
 		"ShowOverrides": l.ShowOverrides, "ExtraArgs": l.ExtraArgs} {
 		errs = append(errs, checkField(name, v))
 	}
-	for field, list := range map[string][]string{"FailOn": l.FailOn, "WarnOn": l.WarnOn} {
-		for _, s := range list {
-			if !validSeverity(s) {
-				errs = append(errs, fmt.Errorf("%s: %q is not a lintian severity (error, warning, info, pedantic, experimental, overridden, masked, classification)", field, s))
-			}
+	for field, v := range map[string]any{"FailOn": l.FailOn, "WarnOn": l.WarnOn} {
+		errs = append(errs, checkField(field, v))
+		if list, ok := v.([]string); ok {
+			errs = append(errs, checkSeverities(field, list))
 		}
 	}
 	for k, v := range l.Env {
 		errs = append(errs, checkField(fmt.Sprintf("Env[%q]", k), v))
+	}
+	return errors.Join(errs...)
+}
+
+// checkSeverities reports the names of list that are not severities.
+func checkSeverities(field string, list []string) error {
+	var errs []error
+	for _, s := range list {
+		if !validSeverity(s) {
+			errs = append(errs, fmt.Errorf("%s: %q is not a lintian severity (error, warning, info, pedantic, experimental, overridden, masked, classification)", field, s))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -168,6 +179,14 @@ func (l *Lintian) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 	rel, err := builderPath(s, workdir, f)
 	if err != nil {
 		s.SetStateString("refused: " + err.Error())
+		return ci.Failure, nil
+	}
+	failOn, err := severityList(ctx, s, "FailOn", l.FailOn, "error")
+	if refused(s, err) {
+		return ci.Failure, nil
+	}
+	warnOn, err := severityList(ctx, s, "WarnOn", l.WarnOn, "warning")
+	if refused(s, err) {
 		return ci.Failure, nil
 	}
 	argv := []string{"lintian"}
@@ -224,14 +243,6 @@ func (l *Lintian) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 		return ci.Exception, err
 	}
 	summary := lintianSummary(tags)
-	failOn := l.FailOn
-	if failOn == nil {
-		failOn = []string{"error"}
-	}
-	warnOn := l.WarnOn
-	if warnOn == nil {
-		warnOn = []string{"warning"}
-	}
 	fails, warns := false, false
 	for sev, n := range counts {
 		fails = fails || n > 0 && slices.Contains(failOn, sev)
@@ -255,6 +266,21 @@ func (l *Lintian) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 		return ci.Warnings, nil
 	}
 	return ci.Success, nil
+}
+
+// severityList renders FailOn or WarnOn: def when nil.
+func severityList(ctx context.Context, s *ci.StepRun, field string, v any, def string) ([]string, error) {
+	if v == nil {
+		return []string{def}, nil
+	}
+	list, err := renderList(ctx, s, field, v)
+	if err != nil {
+		return nil, refuse(err)
+	}
+	if err := checkSeverities(field, list); err != nil {
+		return nil, refuse(err)
+	}
+	return list, nil
 }
 
 // path0 gives a path's last element.
