@@ -585,6 +585,12 @@ func TestIdeascube(t *testing.T) {
 			sb := steps["sbuild"].StateString
 			assert.Contains(t, sb, "kiln-hello 1.1 (amd64): attempted, failed at stage build: ")
 			assert.Contains(t, sb, "override_dh_auto_build] Error 1")
+			code, summary := d.fetch(fmt.Sprintf("/api/v2/builds/%d/steps/sbuild/logs/summary/raw", b.BuildID))
+			require.Equal(t, http.StatusOK, code)
+			assert.Contains(t, string(summary), "Fail-Stage: build\n")
+			assert.Contains(t, string(summary), "Last lines of Build:\n")
+			assert.Contains(t, string(summary), "  compiling the broken part\n", "the failing command's lines")
+			assert.Contains(t, string(summary), "  dpkg-buildpackage: error: debian/rules binary subprocess returned exit status 2\n")
 		case steps["version"].StateString == "tag 1.2":
 			assert.Equal(t, []string{"version", "git", "sbuild-update", "sbuild", "lintian"}, names)
 			assert.Contains(t, steps["lintian"].StateString, "1 error (no-copyright-file)")
