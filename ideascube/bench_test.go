@@ -84,8 +84,12 @@ func BenchmarkPipeline(b *testing.B) {
 	incoming := filepath.Join(d.dir, "debian", "incoming")
 	d.web = web{t: b, base: "http://" + httpAddr}
 	d.waitFor("the archive", time.Minute, func() bool {
-		code, _ := d.fetch("/debian/dists/bookworm/Release")
-		return code == http.StatusOK
+		resp, err := http.Get(d.web.base + "/debian/dists/bookworm/Release")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	})
 	require.NoError(b, os.Chown(incoming, int(d.user.UID), int(d.user.GID)))
 
