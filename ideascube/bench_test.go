@@ -112,7 +112,7 @@ func BenchmarkPipeline(b *testing.B) {
 	require.NoError(b, err)
 
 	// A tag builds the package, until it is installable.
-	release := func(version string) (wall time.Duration, buildID int) {
+	release := func(version string) (t0 time.Time, installable time.Duration, buildID int) {
 		require.NoError(b, debtest.Write(d.repo, debtest.Source{Version: version}))
 		git(b, d.repo, "add", "-A", ".")
 		git(b, d.repo, "commit", "-qm", "Release "+version)
@@ -120,7 +120,7 @@ func BenchmarkPipeline(b *testing.B) {
 		require.NoError(b, d.user.Chown(d.repo))
 		want := "\nVersion: " + version + "\n"
 		last := d.lastBuildID()
-		t0 := time.Now()
+		t0 = time.Now()
 		code, text := d.github("create", "gh-secret", createEvent("tag", version, "https://github.com/ideascube/ideascube.git"))
 		require.Equal(b, http.StatusOK, code, text)
 		d.waitFor(version+" to be installable", 20*time.Minute, func() bool {
@@ -135,19 +135,24 @@ func BenchmarkPipeline(b *testing.B) {
 			time.Sleep(10 * time.Millisecond)
 			return false
 		})
-		wall = time.Since(t0)
+		installable = time.Since(t0)
 		bs := d.waitBuilds("the build", last, 1)
-		return wall, bs[0].BuildID
+		return t0, installable, bs[0].BuildID
 	}
 
 	b.Log("warming up: the first build updates the chroot and fills the caches")
 	release("1.5")
+	b.ResetTimer()
 	var wall, tools time.Duration
 	for i := range b.N {
-		w, id := release(fmt.Sprintf("2.%d", i))
-		tl, parts := toolTime(b, st, int64(id))
-		b.Logf("2.%d: %.1f s from the webhook to installable; in the programs %.1f s (%s); Kiln's own %.0f ms (%.2f %%)",
-			i, w.Seconds(), tl.Seconds(), parts, (w-tl).Seconds()*1000, 100*(w-tl).Seconds()/w.Seconds())
+		t0, installable, id := release(fmt.Sprintf("2.%d", i))
+		tl, end, parts := toolTime(b, st, int64(id))
+		// Kiln's share is taken over the whole pipeline, from the webhook
+		// to the end of the publish step (which removes the upload from
+		// incoming after the index lists it).
+		w := end.Sub(t0)
+		b.Logf("2.%d: installable %.1f s after the webhook, pipeline done at %.1f s; in the programs %.1f s (%s); Kiln's own %.0f ms (%.2f %%)",
+			i, installable.Seconds(), w.Seconds(), tl.Seconds(), parts, (w-tl).Seconds()*1000, 100*(w-tl).Seconds()/w.Seconds())
 		wall += w
 		tools += tl
 	}
@@ -162,16 +167,19 @@ var elapsedRe = regexp.MustCompile(`(?m)^helapsedTime=([0-9.]+)$`)
 // toolTime sums the time a build spent inside the programs it ran: each
 // command's elapsed time, as the worker reports it at the end of the
 // step's log; the whole publish step, on the master.
-func toolTime(tb testing.TB, st ci.Store, buildID int64) (time.Duration, string) {
+// It also returns when the publish step ended.
+func toolTime(tb testing.TB, st ci.Store, buildID int64) (time.Duration, time.Time, string) {
 	ctx := context.Background()
 	steps, err := st.ListSteps(ctx, buildID)
 	require.NoError(tb, err)
 	var total time.Duration
+	var end time.Time
 	var parts []string
 	for _, s := range steps {
 		var t time.Duration
 		if s.Name == "publish" {
 			t = s.CompleteAt.Sub(s.StartedAt)
+			end = s.CompleteAt
 		} else {
 			logs, err := st.ListLogs(ctx, s.ID)
 			require.NoError(tb, err)
@@ -190,5 +198,5 @@ func toolTime(tb testing.TB, st ci.Store, buildID int64) (time.Duration, string)
 		total += t
 		parts = append(parts, fmt.Sprintf("%s %.2f s", s.Name, t.Seconds()))
 	}
-	return total, strings.Join(parts, ", ")
+	return total, end, strings.Join(parts, ", ")
 }
