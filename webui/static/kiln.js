@@ -9,7 +9,7 @@
 		var es = new EventSource(url);
 		es.addEventListener("lines", function (ev) {
 			var follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-			pre.insertAdjacentHTML("beforeend", ev.data + "\n");
+			pre.insertAdjacentHTML("beforeend", ev.data);
 			pre.dataset.next = ev.lastEventId;
 			if (follow) pre.scrollTop = pre.scrollHeight;
 		});
