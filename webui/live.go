@@ -16,6 +16,14 @@ import (
 // for the logs of running steps) follows /logs/{id}/live: the lines from
 // ?from= (or the Last-Event-ID the browser sends when it reconnects) as
 // they are stored, rendered as HTML, then "done" when the log is complete.
+// Each "lines" event holds whole lines, as many as were stored since the
+// last one up to maxLivePiece lines and about maxLiveBytes, and its ID is
+// the line after its last, so that a browser that reconnects gets each
+// line once. With ?keep=N (the lines the page keeps), a stream more than N
+// lines behind the log skips to its last N lines with a "skip" event
+// whose ID is the first line it goes on with: a page that fell behind
+// (hidden, slow, or reconnecting after a while) is sent what it will
+// show, not every line it would drop.
 // The stream reads the store when the master says lines were added
 // (ci.EventLogLines), and every few seconds in case events were dropped: it
 // never reaches into the worker or the build. Pages follow /live for the
@@ -28,8 +36,12 @@ const (
 	// recheck is how often a log stream re-reads the store in case the
 	// events it waits for were dropped.
 	recheck = 2 * time.Second
-	// maxLivePiece bounds the lines sent in one event.
+	// maxLivePiece bounds the lines read from the store at once.
 	maxLivePiece = 2000
+	// maxLiveBytes bounds the stored text sent in one event (lines are
+	// not cut: an event holds one line or more), so that a page gets a
+	// burst of long lines in pieces it parses quickly.
+	maxLiveBytes = 256 << 10
 )
 
 // sse starts an event stream on w, or fails if w cannot stream.
@@ -103,6 +115,13 @@ func (a *app) liveLog(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	keep := 0
+	if s := r.URL.Query().Get("keep"); s != "" {
+		if keep, err = strconv.Atoi(s); err != nil || keep < 1 {
+			a.apiError(w, r, fmt.Errorf("%w: keep %q is not a number of lines", errBadRequest, s))
+			return
+		}
+	}
 	sctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	st, err := a.store(sctx)
 	cancel()
@@ -130,15 +149,27 @@ func (a *app) liveLog(w http.ResponseWriter, r *http.Request) {
 			return true, err
 		}
 		for next < l.NumLines {
+			if keep > 0 && l.NumLines-next > keep {
+				next = l.NumLines - keep
+				if err := s.event("skip", strconv.Itoa(next), strconv.Itoa(next)); err != nil {
+					return true, err
+				}
+			}
 			last := min(l.NumLines, next+maxLivePiece) - 1
 			text, err := st.LogLines(ctx, id, next, last)
 			if err != nil {
 				return true, err
 			}
-			html := renderLog(text, l.Type == ci.LogStream)
-			next = last + 1
-			if err := s.event("lines", strconv.Itoa(next), string(html)); err != nil {
-				return true, err
+			if text == "" {
+				return false, nil // not readable yet: the next wake-up reads them
+			}
+			for text != "" {
+				piece, n := cutLines(text, maxLiveBytes)
+				text = text[len(piece):]
+				next += n
+				if err := s.event("lines", strconv.Itoa(next), string(renderLog(piece, l.Type == ci.LogStream))); err != nil {
+					return true, err
+				}
 			}
 		}
 		if l.Complete {
@@ -169,7 +200,9 @@ func (a *app) liveLog(w http.ResponseWriter, r *http.Request) {
 				if !ok {
 					return
 				}
-				if e.LogID == id && (e.Type == ci.EventLogLines || e.Type == ci.EventLogFinished) {
+				// Lines already sent (read with earlier ones) wake
+				// nobody.
+				if e.LogID == id && (e.Type == ci.EventLogLines && e.LastLine >= next || e.Type == ci.EventLogFinished) {
 					break wait
 				}
 			case <-tick.C:
@@ -181,6 +214,25 @@ func (a *app) liveLog(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// cutLines returns the first lines of text (each ending in "\n") that
+// hold at most max bytes, or its first line if that one is longer, and
+// how many lines that is.
+func cutLines(text string, max int) (string, int) {
+	n, end := 0, 0
+	for end < len(text) {
+		i := strings.IndexByte(text[end:], '\n')
+		if i < 0 {
+			i = len(text) - end - 1 // an unfinished last line, whole
+		}
+		if n > 0 && end+i+1 > max {
+			break
+		}
+		end += i + 1
+		n++
+	}
+	return text[:end], n
 }
 
 // liveURL is the event stream a page follows, with the stamp of what it

@@ -156,9 +156,47 @@ func TestLiveLog(t *testing.T) {
 		assert.Equal(t, itoa(int64(l.NumLines)), e.id)
 		assert.Equal(t, "done", next(t, events).name)
 	})
+	t.Run("ResumeOverFrom", func(t *testing.T) {
+		// A browser reconnects to the URL it first opened, with the
+		// line it got to as Last-Event-ID: that line wins.
+		b := u.m.Build(t, citest_Request("count", map[string]any{"lines": 5}))
+		l := waitLog(t, u, b.Record.ID, liveStep)
+		req, err := http.NewRequest("GET", u.url+"logs/"+itoa(l.ID)+"/live?from=0&keep=1000", nil)
+		require.NoError(t, err)
+		req.Header.Set("Last-Event-ID", itoa(int64(l.NumLines-2)))
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		events := readEvents(res.Body)
+		e := next(t, events)
+		assert.Equal(t, "lines", e.name)
+		assert.True(t, strings.HasPrefix(e.data, `<span class="ln o">line 5</span>`), e.data)
+		assert.Equal(t, itoa(int64(l.NumLines)), e.id)
+		assert.Equal(t, "done", next(t, events).name)
+	})
+	t.Run("Skip", func(t *testing.T) {
+		// A stream further behind than the lines the page keeps skips to
+		// the last of them.
+		b := u.m.Build(t, citest_Request("count", map[string]any{"lines": 5}))
+		l := waitLog(t, u, b.Record.ID, liveStep)
+		res, err := http.Get(u.url + "logs/" + itoa(l.ID) + "/live?from=0&keep=2")
+		require.NoError(t, err)
+		defer res.Body.Close()
+		events := readEvents(res.Body)
+		e := next(t, events)
+		assert.Equal(t, sseEvent{name: "skip", id: itoa(int64(l.NumLines - 2)), data: itoa(int64(l.NumLines - 2))}, e)
+		e = next(t, events)
+		assert.Equal(t, "lines", e.name)
+		assert.True(t, strings.HasPrefix(e.data, `<span class="ln o">line 5</span>`), e.data)
+		assert.Equal(t, 2, strings.Count(e.data, `<span class="ln `), "the last two lines")
+		assert.Equal(t, itoa(int64(l.NumLines)), e.id)
+		assert.Equal(t, "done", next(t, events).name)
+	})
 	t.Run("Errors", func(t *testing.T) {
 		assert.Equal(t, http.StatusNotFound, u.do(t, req{path: "logs/999/live"}).code)
 		assert.Equal(t, http.StatusBadRequest, u.do(t, req{path: "logs/1/live?from=x"}).code)
+		assert.Equal(t, http.StatusBadRequest, u.do(t, req{path: "logs/1/live?keep=0"}).code)
+		assert.Equal(t, http.StatusBadRequest, u.do(t, req{path: "logs/1/live?keep=x"}).code)
 	})
 }
 
