@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/heapprofiler"
 	"github.com/chromedp/cdproto/performance"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
@@ -27,10 +28,12 @@ import (
 
 // A long build log followed live in Chromium: a build writes an
 // sbuild-like log in bursts, as fast as a build's output comes, while the
-// build page is open with the log; the test records how far behind the
-// page is, and checks that it ends up showing exactly the stored lines.
+// build page (or the log's own page) is open with the log; the test records
+// how far behind the page is, and checks that it ends up showing exactly
+// the stored lines.
 //
-// TestBrowser_LiveLog runs it with 20,000 lines in the normal suite;
+// TestBrowser_LiveLog runs it with 20,000 lines in the normal suite, on
+// both pages, cutting the connections halfway on the build page;
 // BenchmarkBrowser_LiveLog with 100,000:
 //
 //	go test ./webui/ -run '^$' -bench Browser_LiveLog -benchtime 1x -v
@@ -160,19 +163,29 @@ type liveFigures struct {
 	samples                   []liveSample
 	metrics                   map[string]float64 // the page's Performance metrics, over the run (durations in seconds)
 	browserCPU                time.Duration      // CPU time of the browser's processes over the run
+	cutAt                     time.Duration      // when the browser's connections were cut, if they were
 }
 
 // The page's Performance metrics the figures show.
-var perfMetrics = []string{"JSHeapUsedSize", "Nodes", "LayoutCount", "RecalcStyleCount", "LayoutDuration",
+var perfMetrics = []string{"JSHeapUsedSize", "Elements", "Nodes", "LayoutCount", "RecalcStyleCount", "LayoutDuration",
 	"RecalcStyleDuration", "ScriptDuration", "TaskDuration"}
 
 // cumulative metrics are shown as their growth over the run.
 var cumulativeMetrics = map[string]bool{"LayoutCount": true, "RecalcStyleCount": true, "LayoutDuration": true,
 	"RecalcStyleDuration": true, "ScriptDuration": true, "TaskDuration": true}
 
+// pageMetrics returns the page's Performance metrics, after a garbage
+// collection, and the number of elements in the page as "Elements".
 func pageMetrics(ctx context.Context) (map[string]float64, error) {
 	return chromedp.Run(ctx, func(ctx context.Context, t *chromedp.Target) (map[string]float64, error) {
 		if _, err := cdp.Call(ctx, t, performance.Enable, performance.EnableParams{}); err != nil {
+			return nil, err
+		}
+		if _, err := cdp.Call(ctx, t, heapprofiler.CollectGarbage, cdp.Empty{}); err != nil {
+			return nil, err
+		}
+		elements, err := chromedp.Evaluate[float64](`document.getElementsByTagName("*").length`)(ctx, t)
+		if err != nil {
 			return nil, err
 		}
 		res, err := cdp.Call(ctx, t, performance.GetMetrics, cdp.Empty{})
@@ -183,6 +196,7 @@ func pageMetrics(ctx context.Context) (map[string]float64, error) {
 		for _, x := range res.Metrics {
 			m[x.Name] = x.Value
 		}
+		m["Elements"] = elements
 		return m, nil
 	})
 }
@@ -203,15 +217,25 @@ const lastShownJS = `(function () {
 
 // pageLinesJS returns what the page shows of the log: the text of each
 // line, the text of the whole block, how many earlier lines it says it
-// leaves out (none if it says nothing), and any element in the block that is not a line's or a
-// colour's span.
+// leaves out (none if it says nothing), and any element in the block that
+// is not a span (of a chunk, a line or a colour).
 const pageLinesJS = `(function () {
 	var pre = document.querySelector("pre.log-lines");
 	var lines = Array.prototype.map.call(pre.getElementsByClassName("ln"), function (el) { return el.textContent; });
 	var strays = Array.prototype.filter.call(pre.querySelectorAll("*"), function (el) {
-		return el.tagName !== "SPAN" && el.tagName !== "DIV"; }).map(function (el) { return el.tagName; });
+		return el.tagName !== "SPAN"; }).map(function (el) { return el.tagName; });
 	var note = document.querySelector(".log-earlier");
 	return {lines: lines, text: pre.textContent, earlier: note ? +note.dataset.lines : 0, strays: strays};
+})()`
+
+// lastInViewJS says whether the log's last line is in view: in its block,
+// or in the window when the page scrolls rather than the block.
+const lastInViewJS = `(function () {
+	var pre = document.querySelector("pre.log-lines");
+	var lines = pre.getElementsByClassName("ln");
+	var r = lines[lines.length - 1].getBoundingClientRect(), p = pre.getBoundingClientRect();
+	var full = getComputedStyle(pre).maxHeight === "none";
+	return r.top >= (full ? 0 : p.top) - 1 && r.bottom <= (full ? window.innerHeight : p.bottom) + 1;
 })()`
 
 type pageLines struct {
@@ -221,10 +245,21 @@ type pageLines struct {
 	Strays  []string `json:"strays"`
 }
 
-// followLongLog runs a build that writes lines lines and follows its log on
-// the build page, and returns the figures. It fails the test unless the
+// A longLog says what followLongLog does.
+type longLog struct {
+	lines int
+	// logPage follows the log on its own page rather than on the build's.
+	logPage bool
+	// cut cuts the browser's connections once the page shows half the
+	// lines: its event streams reconnect, and go on where they were.
+	cut bool
+}
+
+// followLongLog runs a build that writes o.lines lines and follows its log
+// in the browser, and returns the figures. It fails the test unless the
 // page ends up showing exactly the stored lines.
-func followLongLog(tb testing.TB, lines int) liveFigures {
+func followLongLog(tb testing.TB, o longLog) liveFigures {
+	lines := o.lines
 	exe, err := os.Executable()
 	require.NoError(tb, err)
 	dir := tb.TempDir()
@@ -242,8 +277,14 @@ func followLongLog(tb testing.TB, lines int) liveFigures {
 	ctx := context.Background()
 
 	// The page is open, with the log, before the first line is written.
+	page := u.url + "builders/sbuild/builds/1"
+	if o.logPage {
+		steps, err := u.m.Store.ListSteps(ctx, build.ID)
+		require.NoError(tb, err)
+		page += "/steps/" + strconv.Itoa(steps[0].Number) + "/logs/" + l.Slug
+	}
 	tab := newTabFor(tb, 15*time.Minute)
-	require.NoError(tb, chromedp.Do(tab, chromedp.Navigate(u.url+"builders/sbuild/builds/1"),
+	require.NoError(tb, chromedp.Do(tab, chromedp.Navigate(page),
 		chromedp.WaitVisible(chromedp.CSS("pre.log-lines"))))
 	visible, err := chromedp.Run(tab, chromedp.Evaluate[string](`document.visibilityState`))
 	require.NoError(tb, err)
@@ -315,6 +356,10 @@ func followLongLog(tb testing.TB, lines int) liveFigures {
 		if len(f.samples)%100 == 0 {
 			tb.Logf("%.1fs: %d lines stored, the page shows %d", s.at.Seconds(), s.stored, s.shown)
 		}
+		if o.cut && f.cutAt == 0 && s.shown > lines/2 {
+			u.srv.CloseClientConnections()
+			f.cutAt = s.at
+		}
 		if offset >= 0 && s.shown >= lastSeq+offset+1 {
 			f.lastShown = s.at
 			break
@@ -381,15 +426,24 @@ func followLongLog(tb testing.TB, lines int) liveFigures {
 	}
 	logFigures(tb, f)
 
-	// The page shows the stored lines, each once, in order, single-spaced.
+	// The page shows the stored lines, each once, in order, single-spaced,
+	// and it followed them: the last one is in view.
 	checkPage(tb, tab, u, l, "while the step runs")
+	inView, err := chromedp.Run(tab, chromedp.Evaluate[bool](lastInViewJS))
+	require.NoError(tb, err)
+	assert.True(tb, inView, "the page scrolled to the last line")
 
-	// Once the build ends, the page reloads and still does.
+	// Once the build ends, the page reloads and still does (on the log's
+	// page, once the log is complete, the script stops following it).
 	require.NoError(tb, os.WriteFile(release, nil, 0o644))
 	b := u.m.WaitBuild(tb, build.ID)
 	require.Equal(tb, ci.Success, b.Results())
-	poll(tb, tab, "the build's result", `document.querySelector("#build-result").textContent === "success" &&
-		!document.querySelector("pre[data-stream]")`)
+	if o.logPage {
+		poll(tb, tab, "the log's end", `document.querySelector("pre.log-lines").dataset.done === "true"`)
+	} else {
+		poll(tb, tab, "the build's result", `document.querySelector("#build-result").textContent === "success" &&
+			!document.querySelector("pre[data-stream]")`)
+	}
 	got, err := u.m.Store.GetLog(ctx, l.ID)
 	require.NoError(tb, err)
 	f.stored = got.NumLines
@@ -457,10 +511,14 @@ func logFigures(tb testing.TB, f liveFigures) {
 	fmt.Fprintf(&b, "at most %d lines behind; lines shown after they were stored: median %.2fs, p95 %.2fs, max %.2fs\n",
 		f.maxBehind, f.waitP50.Seconds(), f.waitP95.Seconds(), f.waitMax.Seconds())
 	fmt.Fprintf(&b, "page answered in p95 %v, max %v (%d samples)\n", f.p95RTT.Round(time.Millisecond), f.maxRTT.Round(time.Millisecond), len(f.samples))
-	fmt.Fprintf(&b, "page at the end: JS heap %.1f MB, %.0f DOM nodes\n", f.metrics["JSHeapUsedSize"]/1e6, f.metrics["Nodes"])
+	fmt.Fprintf(&b, "page at the end: JS heap %.1f MB, %.0f elements, %.0f DOM nodes alive\n", f.metrics["JSHeapUsedSize"]/1e6,
+		f.metrics["Elements"], f.metrics["Nodes"])
 	fmt.Fprintf(&b, "page over the run: %.0f layouts (%.2fs), %.0f style recalcs (%.2fs), script %.2fs, tasks %.2fs\n",
 		f.metrics["LayoutCount"], f.metrics["LayoutDuration"], f.metrics["RecalcStyleCount"], f.metrics["RecalcStyleDuration"],
 		f.metrics["ScriptDuration"], f.metrics["TaskDuration"])
+	if f.cutAt > 0 {
+		fmt.Fprintf(&b, "connections cut at %.2fs\n", f.cutAt.Seconds())
+	}
 	if f.browserCPU > 0 {
 		fmt.Fprintf(&b, "browser CPU over the run: %.2fs in %.2fs (%.0f%% of one core)\n", f.browserCPU.Seconds(), f.lastShown.Seconds(),
 			100*f.browserCPU.Seconds()/f.lastShown.Seconds())
@@ -533,21 +591,30 @@ func browserCPU() time.Duration {
 }
 
 func TestBrowser_LiveLog(t *testing.T) {
-	f := followLongLog(t, 20_000)
-	assert.Equal(t, 20_000, f.lines)
+	t.Run("BuildPage", func(t *testing.T) {
+		// With the connections cut halfway: the page goes on where it was.
+		followLongLog(t, longLog{lines: 20_000, cut: true})
+	})
+	t.Run("LogPage", func(t *testing.T) {
+		followLongLog(t, longLog{lines: 20_000, logPage: true})
+	})
 }
 
-// BenchmarkBrowser_LiveLog follows a 100,000-line log on the build page;
-// run it once (-benchtime 1x).
+// BenchmarkBrowser_LiveLog follows a 100,000-line log on the build page and
+// on the log's own page; run it once (-benchtime 1x).
 func BenchmarkBrowser_LiveLog(b *testing.B) {
-	for b.Loop() {
-		f := followLongLog(b, 100_000)
-		b.ReportMetric((f.lastShown - f.lastStored).Seconds(), "s-last-line-lag")
-		b.ReportMetric(float64(f.maxBehind), "max-lines-behind")
-		b.ReportMetric(f.waitP95.Seconds(), "s-p95-wait")
-		b.ReportMetric(f.waitMax.Seconds(), "s-max-wait")
-		b.ReportMetric(f.metrics["JSHeapUsedSize"]/1e6, "MB-heap")
-		b.ReportMetric(f.metrics["Nodes"], "nodes")
-		b.ReportMetric(f.browserCPU.Seconds(), "s-browser-cpu")
+	for _, page := range []string{"BuildPage", "LogPage"} {
+		b.Run(page, func(b *testing.B) {
+			for b.Loop() {
+				f := followLongLog(b, longLog{lines: 100_000, logPage: page == "LogPage"})
+				b.ReportMetric((f.lastShown - f.lastStored).Seconds(), "s-last-line-lag")
+				b.ReportMetric(float64(f.maxBehind), "max-lines-behind")
+				b.ReportMetric(f.waitP95.Seconds(), "s-p95-wait")
+				b.ReportMetric(f.waitMax.Seconds(), "s-max-wait")
+				b.ReportMetric(f.metrics["JSHeapUsedSize"]/1e6, "MB-heap")
+				b.ReportMetric(f.metrics["Elements"], "elements")
+				b.ReportMetric(f.browserCPU.Seconds(), "s-browser-cpu")
+			}
+		})
 	}
 }
