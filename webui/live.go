@@ -253,8 +253,8 @@ func (a *app) liveURLStamp(q url.Values, stamp string) string {
 
 // liveStamp sums up the state a page shows, so that the stream it
 // follows can tell it at once that it changed between the page being made
-// and the stream being opened: for a build, whether it is complete and its
-// steps; for a builder, its newest build and its pending requests; for the
+// and the stream being opened: for a build, whether it is complete, its
+// steps and the logs of its running steps; for a builder, its newest build and its pending requests; for the
 // other pages, the newest build, the running builds, the pending requests,
 // the changes and the connected workers.
 func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string, error) {
@@ -268,7 +268,11 @@ func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string,
 		if err != nil {
 			return "", err
 		}
-		return a.buildStamp(b, steps), nil
+		logs, err := runningLogs(ctx, st, steps)
+		if err != nil {
+			return "", err
+		}
+		return a.buildStamp(b, steps, len(logs)), nil
 	}
 	var builderID int64
 	if s := q.Get("builder"); s != "" {
@@ -302,16 +306,35 @@ func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string,
 	return fmt.Sprintf("%s.%d.%d.%d.%d", newest, len(a.m.RunningBuilds()), pending, changes, connected), nil
 }
 
-// buildStamp sums up a build as its page shows it: its end, its steps and
-// whether it waits on a silent worker.
-func (a *app) buildStamp(b *ci.Build, steps []*ci.StepRecord) string {
+// buildStamp sums up a build as its page shows it: its end, its steps, the
+// number of logs of its running steps and whether it waits on a silent
+// worker.
+func (a *app) buildStamp(b *ci.Build, steps []*ci.StepRecord, logs int) string {
 	done := 0
 	for _, s := range steps {
 		if s.Complete {
 			done++
 		}
 	}
-	return fmt.Sprintf("%t.%d.%d.%t", b.Complete, len(steps), done, a.waitsOnSilent(b.WorkerID, b.Complete))
+	return fmt.Sprintf("%t.%d.%d.%d.%t", b.Complete, len(steps), done, logs, a.waitsOnSilent(b.WorkerID, b.Complete))
+}
+
+// runningLogs returns the IDs of the logs of the steps that run.
+func runningLogs(ctx context.Context, st ci.Store, steps []*ci.StepRecord) (map[int64]bool, error) {
+	ids := map[int64]bool{}
+	for _, s := range steps {
+		if s.Complete {
+			continue
+		}
+		logs, err := st.ListLogs(ctx, s.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range logs {
+			ids[l.ID] = true
+		}
+	}
+	return ids, nil
 }
 
 // waitsOnSilent reports whether a build running on worker workerID waits
@@ -330,8 +353,10 @@ func (a *app) waitsOnSilent(workerID int64, complete bool) bool {
 const silencePoll = time.Second
 
 // liveEvents streams a "change" event whenever something a page shows
-// changes: with ?build=ID, that build's steps and end, and its worker
-// going silent or answering again; with ?builder=ID, that builder's
+// changes: with ?build=ID, that build's steps and end, a log added to a
+// running step (when its first lines are stored: a step may add a log at
+// any time, after it started), and its worker going silent or answering
+// again; with ?builder=ID, that builder's
 // builds and requests; otherwise builds starting and ending, requests,
 // changes and workers. Bursts are sent as one event.
 // With ?stamp=, a first event comes at once if the page is out of date.
@@ -355,11 +380,13 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 	sub := a.m.Subscribe(1024)
 	defer sub.Close()
 	// A running build's page also changes when its worker goes silent or
-	// answers again. The state it starts from is read before the stream
-	// answers, so that no change is missed.
+	// answers again, and when a running step gets a new log. The state it
+	// starts from is read before the stream answers, so that no change is
+	// missed.
 	var silenceTick <-chan time.Time
 	var workerID int64
 	var silent bool
+	logs := map[int64]bool{}
 	if buildID != 0 {
 		sctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		if st, err := a.store(sctx); err == nil {
@@ -368,6 +395,11 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 				t := time.NewTicker(silencePoll)
 				defer t.Stop()
 				silenceTick = t.C
+			}
+			if steps, err := st.ListSteps(sctx, buildID); err == nil {
+				if ids, err := runningLogs(sctx, st, steps); err == nil {
+					logs = ids
+				}
 			}
 		}
 		cancel()
@@ -379,6 +411,10 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 	relevant := func(e ci.Event) bool {
 		switch {
 		case buildID != 0:
+			if e.BuildID == buildID && e.Type == ci.EventLogLines && !logs[e.LogID] {
+				logs[e.LogID] = true
+				return true
+			}
 			return e.BuildID == buildID && (e.Type == ci.EventStepStarted || e.Type == ci.EventStepFinished || e.Type == ci.EventBuildFinished)
 		case builderID != 0:
 			return e.BuilderID == builderID && (e.Type == ci.EventBuildStarted || e.Type == ci.EventBuildFinished ||

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -218,4 +219,47 @@ func TestLiveEvents_Stale(t *testing.T) {
 	require.NoError(t, err)
 	defer res.Body.Close()
 	assert.Equal(t, "change", next(t, readEvents(res.Body)).name)
+}
+
+func TestLiveEvents_NewLog(t *testing.T) {
+	// A running step may add a log after it started: the build's page is
+	// told, so that it shows the log and follows it.
+	addLog, finish := make(chan struct{}), make(chan struct{})
+	u := startUI(t, uiOptions{changeCfg: func(cfg *ci.MasterConfig) {
+		late := ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+			<-addLog
+			w, err := s.AddLog(ctx, "late", "")
+			if err != nil {
+				return ci.Exception, err
+			}
+			w.AddStdout("a line\n")
+			if err := w.Flush(); err != nil {
+				return ci.Exception, err
+			}
+			<-finish
+			return ci.Success, nil
+		})
+		cfg.Builders = append(cfg.Builders, ci.BuilderConfig{Name: "late", Workers: []string{"w1"},
+			Steps: []ci.Step{ci.WithOptions(ci.StepOptions{Name: "late"}, late)}})
+	}})
+	t.Cleanup(func() { close(finish) })
+	build := waitRunning(t, u, u.m.Submit(t, citest_Request("late", nil)))
+	u.m.WaitStep(t, build.ID, "late")
+
+	page := u.do(t, req{path: "builders/late/builds/1"})
+	m := regexp.MustCompile(`data-live="([^"]+)"`).FindStringSubmatch(page.body)
+	require.NotNil(t, m, "the page follows the build")
+	live := strings.ReplaceAll(m[1], "&amp;", "&")
+	res, err := http.Get(u.root + live)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	events := readEvents(res.Body)
+
+	close(addLog)
+	e := next(t, events)
+	assert.Equal(t, "change", e.name)
+	b, err := u.m.Store.GetBuild(context.Background(), build.ID)
+	require.NoError(t, err)
+	assert.False(t, b.Complete, "the change is the log, not the build's end")
+	assert.Contains(t, u.do(t, req{path: "builders/late/builds/1"}).body, `<span class="ln o">a line</span>`)
 }

@@ -688,10 +688,7 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 	if err != nil {
 		return "", nil, err
 	}
-	if !build.Complete {
-		// The stamp of what the page shows: this build and these steps.
-		v.Live = a.liveURLStamp(url.Values{"build": {strconv.FormatInt(build.ID, 10)}}, a.buildStamp(build, steps))
-	}
+	running := 0 // logs of running steps
 	for _, s := range steps {
 		row := stepRow{Step: s, Duration: duration(a.m.Now(), s.StartedAt, s.CompleteAt)}
 		logs, err := st.ListLogs(ctx, s.ID)
@@ -708,8 +705,16 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 			}
 			lv.Next, lv.Keep = l.NumLines, maxInline
 			row.Logs = append(row.Logs, lv)
+			if !s.Complete {
+				running++
+			}
 		}
 		d.Steps = append(d.Steps, row)
+	}
+	if !build.Complete {
+		// The stamp of what the page shows: this build, these steps and
+		// these logs.
+		v.Live = a.liveURLStamp(url.Values{"build": {strconv.FormatInt(build.ID, 10)}}, a.buildStamp(build, steps, running))
 	}
 	return "build", d, nil
 }
