@@ -42,7 +42,7 @@
 // page) and says how many earlier ones it leaves to the log's page and the
 // download. Lines are added once per animation frame whatever the number
 // of events, in chunks of 100 lines that the browser lays out and paints
-// only when in view, so that a page keeps up with a log written in bursts
+// only when in view (but for the last two, where the end is), so that a page keeps up with a log written in bursts
 // of thousands of lines a second (BenchmarkBrowser_LiveLog measures it). Results have Buildbot's colours: success
 // green, warnings orange, failure red, skipped light blue, exception
 // purple, retry and cancelled pink, running yellow. Everything from outside
