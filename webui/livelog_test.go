@@ -441,8 +441,8 @@ func followLongLog(tb testing.TB, o longLog) liveFigures {
 	if o.logPage {
 		poll(tb, tab, "the log's end", `document.querySelector("pre.log-lines").dataset.done === "true"`)
 	} else {
-		poll(tb, tab, "the build's result", `document.querySelector("#build-result").textContent === "success" &&
-			!document.querySelector("pre[data-stream]")`)
+		poll(tb, tab, "the build's result", `document.readyState === "complete" &&
+			document.querySelector("#build-result").textContent === "success" && !document.querySelector("pre[data-stream]")`)
 	}
 	got, err := u.m.Store.GetLog(ctx, l.ID)
 	require.NoError(tb, err)
