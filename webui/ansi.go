@@ -14,12 +14,38 @@ import (
 // letter naming their stream (o stdout, e stderr, h header), which becomes
 // the line's class.
 func renderLog(text string, stream bool) template.HTML {
+	return renderLines(text, stream, 0)
+}
+
+// logChunk is how many lines a page's log block holds in each chunk. The
+// stylesheet makes chunks blocks with content-visibility: auto, so that a
+// browser lays out and paints only the chunks in view, and lays out again
+// only the chunks that change when lines are added or dropped. static/kiln.js
+// makes chunks of the same size.
+const logChunk = 100
+
+// renderChunks is renderLog with the lines in <span class="chunk">s of
+// logChunk lines, for a page's log block.
+func renderChunks(text string, stream bool) template.HTML {
+	return renderLines(text, stream, logChunk)
+}
+
+// renderLines renders lines, in chunks of chunk lines unless chunk is 0.
+func renderLines(text string, stream bool, chunk int) template.HTML {
 	var b strings.Builder
 	b.Grow(len(text) + len(text)/4)
+	n := 0
 	for line := range strings.SplitAfterSeq(text, "\n") {
 		if line == "" {
 			continue // the piece after the last "\n"
 		}
+		if chunk > 0 && n%chunk == 0 {
+			if n > 0 {
+				b.WriteString("</span>")
+			}
+			b.WriteString(`<span class="chunk">`)
+		}
+		n++
 		line = strings.TrimSuffix(line, "\n")
 		cls := "o"
 		if stream && line != "" {
@@ -36,6 +62,9 @@ func renderLog(text string, stream bool) template.HTML {
 		b.WriteString(`">`)
 		renderANSI(&b, line)
 		b.WriteString("</span>\n")
+	}
+	if chunk > 0 && n > 0 {
+		b.WriteString("</span>")
 	}
 	return template.HTML(b.String())
 }

@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -32,5 +33,26 @@ func TestRenderLog(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			assert.Equal(t, tt.want, string(renderLog(tt.text, tt.stream)))
 		})
+	}
+}
+
+func TestRenderChunks(t *testing.T) {
+	line := `<span class="ln o">x</span>` + "\n"
+	for _, n := range []int{0, 1, logChunk - 1, logChunk, logChunk + 1, 2*logChunk + 3} {
+		got := string(renderChunks(strings.Repeat("x\n", n), false))
+		var want strings.Builder
+		for i := range n {
+			if i%logChunk == 0 {
+				if i > 0 {
+					want.WriteString("</span>")
+				}
+				want.WriteString(`<span class="chunk">`)
+			}
+			want.WriteString(line)
+		}
+		if n > 0 {
+			want.WriteString("</span>")
+		}
+		assert.Equal(t, want.String(), got, "%d lines", n)
 	}
 }

@@ -3,6 +3,7 @@ package webui_test
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -28,7 +29,21 @@ var browser struct {
 	err    error
 }
 
+// The test binary doubles as the programs the builds of some tests run:
+// run as "TEST -- NAME ARGS..." with KILN_HELPER=1 in its environment,
+// TestMain runs the helper NAME instead of the tests.
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "--" {
+		if os.Getenv("KILN_HELPER") != "1" {
+			// Never run the tests again from a test.
+			fmt.Fprintln(os.Stderr, "helper run without KILN_HELPER=1")
+			os.Exit(98)
+		}
+		if len(os.Args) < 3 {
+			os.Exit(97)
+		}
+		os.Exit(runHelper(os.Args[2], os.Args[3:]))
+	}
 	code := m.Run()
 	if browser.cancel != nil {
 		browser.cancel()
@@ -40,8 +55,15 @@ func TestMain(m *testing.M) {
 }
 
 // newTab opens a tab in the test browser, started on first use, and
-// closes it when the test ends.
-func newTab(t *testing.T) context.Context {
+// closes it when the test ends. Each use of the tab must end within two
+// minutes of its opening.
+func newTab(t testing.TB) context.Context {
+	t.Helper()
+	return newTabFor(t, 2*time.Minute)
+}
+
+// newTabFor is newTab for a tab used for up to d.
+func newTabFor(t testing.TB, d time.Duration) context.Context {
 	t.Helper()
 	path := testenv.NeedTool(t, "chromium")
 	browser.once.Do(func() {
@@ -73,7 +95,7 @@ func newTab(t *testing.T) context.Context {
 	require.NoError(t, browser.err, "starting chromium")
 	tab, cancel := chromedp.NewContext(browser.ctx)
 	t.Cleanup(cancel)
-	tab, cancelTimeout := context.WithTimeout(tab, 2*time.Minute)
+	tab, cancelTimeout := context.WithTimeout(tab, d)
 	t.Cleanup(cancelTimeout)
 	return tab
 }
@@ -110,7 +132,7 @@ func text(t *testing.T, tab context.Context, sel string) string {
 // poll waits until a JavaScript expression is true, evaluating it every
 // tenth of a second. Pages reload when what they show changes: an
 // evaluation that a reload interrupts is tried again.
-func poll(t *testing.T, tab context.Context, what, expr string) {
+func poll(t testing.TB, tab context.Context, what, expr string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	var err error

@@ -28,7 +28,22 @@
 //
 // Pages are plain HTML, readable without JavaScript; a small script
 // (static/kiln.js) appends log lines as they are stored and reloads a page
-// when what it shows changes. Results have Buildbot's colours: success
+// when what it shows changes.
+//
+// # Live logs
+//
+// A running step's log is followed over Server-Sent Events from
+// /logs/{id}/live?from=N&keep=K: "lines" events of rendered lines, each
+// event's ID the line after its last, so that a browser that reconnects
+// (sending that ID as Last-Event-ID) gets every line once; "skip" when the
+// stream is more than K lines behind the log (it goes on with the last K);
+// "done" once the log is complete. A page keeps as many lines as it showed
+// when it was loaded (the last 1,000 on a build page, 20,000 on a log's
+// page) and says how many earlier ones it leaves to the log's page and the
+// download. Lines are added once per animation frame whatever the number
+// of events, in chunks of 100 lines that the browser lays out and paints
+// only when in view (but for the last two, where the end is), so that a page keeps up with a log written in bursts
+// of thousands of lines a second (BenchmarkBrowser_LiveLog measures it). Results have Buildbot's colours: success
 // green, warnings orange, failure red, skipped light blue, exception
 // purple, retry and cancelled pink, running yellow. Everything from outside
 // (branch names, commit messages, property values, log lines) is escaped;

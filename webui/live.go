@@ -16,6 +16,14 @@ import (
 // for the logs of running steps) follows /logs/{id}/live: the lines from
 // ?from= (or the Last-Event-ID the browser sends when it reconnects) as
 // they are stored, rendered as HTML, then "done" when the log is complete.
+// Each "lines" event holds whole lines, as many as were stored since the
+// last one up to maxLivePiece lines and about maxLiveBytes, and its ID is
+// the line after its last, so that a browser that reconnects gets each
+// line once. With ?keep=N (the lines the page keeps), a stream more than N
+// lines behind the log skips to its last N lines with a "skip" event
+// whose ID is the first line it goes on with: a page that fell behind
+// (hidden, slow, or reconnecting after a while) is sent what it will
+// show, not every line it would drop.
 // The stream reads the store when the master says lines were added
 // (ci.EventLogLines), and every few seconds in case events were dropped: it
 // never reaches into the worker or the build. Pages follow /live for the
@@ -28,8 +36,12 @@ const (
 	// recheck is how often a log stream re-reads the store in case the
 	// events it waits for were dropped.
 	recheck = 2 * time.Second
-	// maxLivePiece bounds the lines sent in one event.
+	// maxLivePiece bounds the lines read from the store at once.
 	maxLivePiece = 2000
+	// maxLiveBytes bounds the stored text sent in one event (lines are
+	// not cut: an event holds one line or more), so that a page gets a
+	// burst of long lines in pieces it parses quickly.
+	maxLiveBytes = 256 << 10
 )
 
 // sse starts an event stream on w, or fails if w cannot stream.
@@ -103,6 +115,13 @@ func (a *app) liveLog(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	keep := 0
+	if s := r.URL.Query().Get("keep"); s != "" {
+		if keep, err = strconv.Atoi(s); err != nil || keep < 1 {
+			a.apiError(w, r, fmt.Errorf("%w: keep %q is not a number of lines", errBadRequest, s))
+			return
+		}
+	}
 	sctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	st, err := a.store(sctx)
 	cancel()
@@ -130,15 +149,27 @@ func (a *app) liveLog(w http.ResponseWriter, r *http.Request) {
 			return true, err
 		}
 		for next < l.NumLines {
+			if keep > 0 && l.NumLines-next > keep {
+				next = l.NumLines - keep
+				if err := s.event("skip", strconv.Itoa(next), strconv.Itoa(next)); err != nil {
+					return true, err
+				}
+			}
 			last := min(l.NumLines, next+maxLivePiece) - 1
 			text, err := st.LogLines(ctx, id, next, last)
 			if err != nil {
 				return true, err
 			}
-			html := renderLog(text, l.Type == ci.LogStream)
-			next = last + 1
-			if err := s.event("lines", strconv.Itoa(next), string(html)); err != nil {
-				return true, err
+			if text == "" {
+				return false, nil // not readable yet: the next wake-up reads them
+			}
+			for text != "" {
+				piece, n := cutLines(text, maxLiveBytes)
+				text = text[len(piece):]
+				next += n
+				if err := s.event("lines", strconv.Itoa(next), string(renderLog(piece, l.Type == ci.LogStream))); err != nil {
+					return true, err
+				}
 			}
 		}
 		if l.Complete {
@@ -169,7 +200,9 @@ func (a *app) liveLog(w http.ResponseWriter, r *http.Request) {
 				if !ok {
 					return
 				}
-				if e.LogID == id && (e.Type == ci.EventLogLines || e.Type == ci.EventLogFinished) {
+				// Lines already sent (read with earlier ones) wake
+				// nobody.
+				if e.LogID == id && (e.Type == ci.EventLogLines && e.LastLine >= next || e.Type == ci.EventLogFinished) {
 					break wait
 				}
 			case <-tick.C:
@@ -181,6 +214,25 @@ func (a *app) liveLog(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// cutLines returns the first lines of text (each ending in "\n") that
+// hold at most max bytes, or its first line if that one is longer, and
+// how many lines that is.
+func cutLines(text string, max int) (string, int) {
+	n, end := 0, 0
+	for end < len(text) {
+		i := strings.IndexByte(text[end:], '\n')
+		if i < 0 {
+			i = len(text) - end - 1 // an unfinished last line, whole
+		}
+		if n > 0 && end+i+1 > max {
+			break
+		}
+		end += i + 1
+		n++
+	}
+	return text[:end], n
 }
 
 // liveURL is the event stream a page follows, with the stamp of what it
@@ -201,8 +253,8 @@ func (a *app) liveURLStamp(q url.Values, stamp string) string {
 
 // liveStamp sums up the state a page shows, so that the stream it
 // follows can tell it at once that it changed between the page being made
-// and the stream being opened: for a build, whether it is complete and its
-// steps; for a builder, its newest build and its pending requests; for the
+// and the stream being opened: for a build, whether it is complete, its
+// steps and the logs of its running steps; for a builder, its newest build and its pending requests; for the
 // other pages, the newest build, the running builds, the pending requests,
 // the changes and the connected workers.
 func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string, error) {
@@ -216,7 +268,11 @@ func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string,
 		if err != nil {
 			return "", err
 		}
-		return a.buildStamp(b, steps), nil
+		logs, err := runningLogs(ctx, st, steps)
+		if err != nil {
+			return "", err
+		}
+		return a.buildStamp(b, steps, len(logs)), nil
 	}
 	var builderID int64
 	if s := q.Get("builder"); s != "" {
@@ -250,16 +306,35 @@ func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string,
 	return fmt.Sprintf("%s.%d.%d.%d.%d", newest, len(a.m.RunningBuilds()), pending, changes, connected), nil
 }
 
-// buildStamp sums up a build as its page shows it: its end, its steps and
-// whether it waits on a silent worker.
-func (a *app) buildStamp(b *ci.Build, steps []*ci.StepRecord) string {
+// buildStamp sums up a build as its page shows it: its end, its steps, the
+// number of logs of its running steps and whether it waits on a silent
+// worker.
+func (a *app) buildStamp(b *ci.Build, steps []*ci.StepRecord, logs int) string {
 	done := 0
 	for _, s := range steps {
 		if s.Complete {
 			done++
 		}
 	}
-	return fmt.Sprintf("%t.%d.%d.%t", b.Complete, len(steps), done, a.waitsOnSilent(b.WorkerID, b.Complete))
+	return fmt.Sprintf("%t.%d.%d.%d.%t", b.Complete, len(steps), done, logs, a.waitsOnSilent(b.WorkerID, b.Complete))
+}
+
+// runningLogs returns the IDs of the logs of the steps that run.
+func runningLogs(ctx context.Context, st ci.Store, steps []*ci.StepRecord) (map[int64]bool, error) {
+	ids := map[int64]bool{}
+	for _, s := range steps {
+		if s.Complete {
+			continue
+		}
+		logs, err := st.ListLogs(ctx, s.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range logs {
+			ids[l.ID] = true
+		}
+	}
+	return ids, nil
 }
 
 // waitsOnSilent reports whether a build running on worker workerID waits
@@ -278,8 +353,10 @@ func (a *app) waitsOnSilent(workerID int64, complete bool) bool {
 const silencePoll = time.Second
 
 // liveEvents streams a "change" event whenever something a page shows
-// changes: with ?build=ID, that build's steps and end, and its worker
-// going silent or answering again; with ?builder=ID, that builder's
+// changes: with ?build=ID, that build's steps and end, a log added to a
+// running step (when its first lines are stored: a step may add a log at
+// any time, after it started), and its worker going silent or answering
+// again; with ?builder=ID, that builder's
 // builds and requests; otherwise builds starting and ending, requests,
 // changes and workers. Bursts are sent as one event.
 // With ?stamp=, a first event comes at once if the page is out of date.
@@ -303,11 +380,13 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 	sub := a.m.Subscribe(1024)
 	defer sub.Close()
 	// A running build's page also changes when its worker goes silent or
-	// answers again. The state it starts from is read before the stream
-	// answers, so that no change is missed.
+	// answers again, and when a running step gets a new log. The state it
+	// starts from is read before the stream answers, so that no change is
+	// missed.
 	var silenceTick <-chan time.Time
 	var workerID int64
 	var silent bool
+	logs := map[int64]bool{}
 	if buildID != 0 {
 		sctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		if st, err := a.store(sctx); err == nil {
@@ -316,6 +395,11 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 				t := time.NewTicker(silencePoll)
 				defer t.Stop()
 				silenceTick = t.C
+			}
+			if steps, err := st.ListSteps(sctx, buildID); err == nil {
+				if ids, err := runningLogs(sctx, st, steps); err == nil {
+					logs = ids
+				}
 			}
 		}
 		cancel()
@@ -327,6 +411,10 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 	relevant := func(e ci.Event) bool {
 		switch {
 		case buildID != 0:
+			if e.BuildID == buildID && e.Type == ci.EventLogLines && !logs[e.LogID] {
+				logs[e.LogID] = true
+				return true
+			}
 			return e.BuildID == buildID && (e.Type == ci.EventStepStarted || e.Type == ci.EventStepFinished || e.Type == ci.EventBuildFinished)
 		case builderID != 0:
 			return e.BuilderID == builderID && (e.Type == ci.EventBuildStarted || e.Type == ci.EventBuildFinished ||

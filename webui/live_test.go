@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -156,9 +157,47 @@ func TestLiveLog(t *testing.T) {
 		assert.Equal(t, itoa(int64(l.NumLines)), e.id)
 		assert.Equal(t, "done", next(t, events).name)
 	})
+	t.Run("ResumeOverFrom", func(t *testing.T) {
+		// A browser reconnects to the URL it first opened, with the
+		// line it got to as Last-Event-ID: that line wins.
+		b := u.m.Build(t, citest_Request("count", map[string]any{"lines": 5}))
+		l := waitLog(t, u, b.Record.ID, liveStep)
+		req, err := http.NewRequest("GET", u.url+"logs/"+itoa(l.ID)+"/live?from=0&keep=1000", nil)
+		require.NoError(t, err)
+		req.Header.Set("Last-Event-ID", itoa(int64(l.NumLines-2)))
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		events := readEvents(res.Body)
+		e := next(t, events)
+		assert.Equal(t, "lines", e.name)
+		assert.True(t, strings.HasPrefix(e.data, `<span class="ln o">line 5</span>`), e.data)
+		assert.Equal(t, itoa(int64(l.NumLines)), e.id)
+		assert.Equal(t, "done", next(t, events).name)
+	})
+	t.Run("Skip", func(t *testing.T) {
+		// A stream further behind than the lines the page keeps skips to
+		// the last of them.
+		b := u.m.Build(t, citest_Request("count", map[string]any{"lines": 5}))
+		l := waitLog(t, u, b.Record.ID, liveStep)
+		res, err := http.Get(u.url + "logs/" + itoa(l.ID) + "/live?from=0&keep=2")
+		require.NoError(t, err)
+		defer res.Body.Close()
+		events := readEvents(res.Body)
+		e := next(t, events)
+		assert.Equal(t, sseEvent{name: "skip", id: itoa(int64(l.NumLines - 2)), data: itoa(int64(l.NumLines - 2))}, e)
+		e = next(t, events)
+		assert.Equal(t, "lines", e.name)
+		assert.True(t, strings.HasPrefix(e.data, `<span class="ln o">line 5</span>`), e.data)
+		assert.Equal(t, 2, strings.Count(e.data, `<span class="ln `), "the last two lines")
+		assert.Equal(t, itoa(int64(l.NumLines)), e.id)
+		assert.Equal(t, "done", next(t, events).name)
+	})
 	t.Run("Errors", func(t *testing.T) {
 		assert.Equal(t, http.StatusNotFound, u.do(t, req{path: "logs/999/live"}).code)
 		assert.Equal(t, http.StatusBadRequest, u.do(t, req{path: "logs/1/live?from=x"}).code)
+		assert.Equal(t, http.StatusBadRequest, u.do(t, req{path: "logs/1/live?keep=0"}).code)
+		assert.Equal(t, http.StatusBadRequest, u.do(t, req{path: "logs/1/live?keep=x"}).code)
 	})
 }
 
@@ -180,4 +219,47 @@ func TestLiveEvents_Stale(t *testing.T) {
 	require.NoError(t, err)
 	defer res.Body.Close()
 	assert.Equal(t, "change", next(t, readEvents(res.Body)).name)
+}
+
+func TestLiveEvents_NewLog(t *testing.T) {
+	// A running step may add a log after it started: the build's page is
+	// told, so that it shows the log and follows it.
+	addLog, finish := make(chan struct{}), make(chan struct{})
+	u := startUI(t, uiOptions{changeCfg: func(cfg *ci.MasterConfig) {
+		late := ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+			<-addLog
+			w, err := s.AddLog(ctx, "late", "")
+			if err != nil {
+				return ci.Exception, err
+			}
+			w.AddStdout("a line\n")
+			if err := w.Flush(); err != nil {
+				return ci.Exception, err
+			}
+			<-finish
+			return ci.Success, nil
+		})
+		cfg.Builders = append(cfg.Builders, ci.BuilderConfig{Name: "late", Workers: []string{"w1"},
+			Steps: []ci.Step{ci.WithOptions(ci.StepOptions{Name: "late"}, late)}})
+	}})
+	t.Cleanup(func() { close(finish) })
+	build := waitRunning(t, u, u.m.Submit(t, citest_Request("late", nil)))
+	u.m.WaitStep(t, build.ID, "late")
+
+	page := u.do(t, req{path: "builders/late/builds/1"})
+	m := regexp.MustCompile(`data-live="([^"]+)"`).FindStringSubmatch(page.body)
+	require.NotNil(t, m, "the page follows the build")
+	live := strings.ReplaceAll(m[1], "&amp;", "&")
+	res, err := http.Get(u.root + live)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	events := readEvents(res.Body)
+
+	close(addLog)
+	e := next(t, events)
+	assert.Equal(t, "change", e.name)
+	b, err := u.m.Store.GetBuild(context.Background(), build.ID)
+	require.NoError(t, err)
+	assert.False(t, b.Complete, "the change is the log, not the build's end")
+	assert.Contains(t, u.do(t, req{path: "builders/late/builds/1"}).body, `<span class="ln o">a line</span>`)
 }

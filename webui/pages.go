@@ -541,7 +541,10 @@ type logView struct {
 	Lines   template.HTML
 	First   int // the first line shown
 	Next    int // the line after the last shown
-	Open    bool
+	// Keep is how many lines the page keeps while it follows the log:
+	// as many as it shows when it is loaded.
+	Keep int
+	Open bool
 }
 
 type stepRow struct {
@@ -615,7 +618,7 @@ func (a *app) logURLs(builder string, build *ci.Build, s *ci.StepRecord, l *ci.L
 	return page, raw, live
 }
 
-// logTail renders the last max lines of a log.
+// logTail renders the last max lines of a log, in chunks.
 func logTail(ctx context.Context, st ci.Store, l *ci.Log, max int) (template.HTML, int, error) {
 	first := 0
 	if max > 0 && l.NumLines > max {
@@ -628,7 +631,7 @@ func logTail(ctx context.Context, st ci.Store, l *ci.Log, max int) (template.HTM
 	if err != nil {
 		return "", 0, err
 	}
-	return renderLog(text, l.Type == ci.LogStream), first, nil
+	return renderChunks(text, l.Type == ci.LogStream), first, nil
 }
 
 func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
@@ -685,10 +688,7 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 	if err != nil {
 		return "", nil, err
 	}
-	if !build.Complete {
-		// The stamp of what the page shows: this build and these steps.
-		v.Live = a.liveURLStamp(url.Values{"build": {strconv.FormatInt(build.ID, 10)}}, a.buildStamp(build, steps))
-	}
+	running := 0 // logs of running steps
 	for _, s := range steps {
 		row := stepRow{Step: s, Duration: duration(a.m.Now(), s.StartedAt, s.CompleteAt)}
 		logs, err := st.ListLogs(ctx, s.ID)
@@ -703,10 +703,18 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 			if lv.Lines, lv.First, err = logTail(ctx, st, l, maxInline); err != nil {
 				return "", nil, err
 			}
-			lv.Next = l.NumLines
+			lv.Next, lv.Keep = l.NumLines, maxInline
 			row.Logs = append(row.Logs, lv)
+			if !s.Complete {
+				running++
+			}
 		}
 		d.Steps = append(d.Steps, row)
+	}
+	if !build.Complete {
+		// The stamp of what the page shows: this build, these steps and
+		// these logs.
+		v.Live = a.liveURLStamp(url.Values{"build": {strconv.FormatInt(build.ID, 10)}}, a.buildStamp(build, steps, running))
 	}
 	return "build", d, nil
 }
@@ -761,7 +769,7 @@ func (a *app) logPage(r *http.Request, st ci.Store, v *view) (string, any, error
 		if d.View.Lines, d.View.First, err = logTail(ctx, st, l, maxLogPage); err != nil {
 			return "", nil, err
 		}
-		d.View.Next, d.View.Open = l.NumLines, true
+		d.View.Next, d.View.Keep, d.View.Open = l.NumLines, maxLogPage, true
 		d.Truncated = d.View.First > 0
 		v.Page = fmt.Sprintf("%s #%d: %s: %s", b.Name, build.Number, step.Name, l.Name)
 		return "log", d, nil

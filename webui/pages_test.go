@@ -3,6 +3,7 @@ package webui_test
 import (
 	"context"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -181,4 +182,26 @@ func TestPages_Workers(t *testing.T) {
 	assert.Contains(t, page, "<dt>admin</dt><dd>Ops &lt;ops@example.org&gt;</dd>")
 	assert.Contains(t, page, "<dt>host</dt><dd>builder-1</dd>")
 	assert.Contains(t, page, `<span class="worker up">connected</span>`)
+}
+
+func TestPages_LiveLog(t *testing.T) {
+	// A running step's log is followed: the block says where the stream
+	// is, from which line, and how many lines the page keeps; the note on
+	// earlier lines is there, hidden while there are none.
+	u := startUI(t, uiOptions{authz: admin})
+	bsid := u.m.Submit(t, citest_Request("count", map[string]any{"lines": 600}))
+	build := waitRunning(t, u, bsid)
+	l := waitLog(t, u, build.ID, liveStep)
+	t.Cleanup(func() { u.jsonrpc(t, "api/v2/builds/"+itoa(build.ID), "stop", map[string]any{}, true) })
+	stream := regexp.QuoteMeta(`data-stream="`+subPath+`logs/`+itoa(l.ID)+`/live"`) + ` data-keep="%d" data-next="\d+">`
+
+	res := u.do(t, req{path: "builders/count/builds/1"})
+	require.Equal(t, http.StatusOK, res.code)
+	assert.Regexp(t, fmt.Sprintf(stream, 1000), res.body)
+	assert.Contains(t, res.body, `<p class="muted log-earlier" data-lines="0" hidden><span class="n">0</span> earlier lines`)
+
+	res = u.do(t, req{path: "builders/count/builds/1/steps/1/logs/stdio"})
+	require.Equal(t, http.StatusOK, res.code)
+	assert.Regexp(t, fmt.Sprintf(stream, 20000), res.body)
+	assert.Contains(t, res.body, `<p class="muted log-earlier" data-lines="0" hidden>The first <span class="n">0</span> lines`)
 }
