@@ -1,244 +1,102 @@
+//go:build unix
+
 package ci_test
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"slices"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/citest"
-	"github.com/kilnci/kiln/ci/steps"
 )
 
-// guarded is a step that fails if another guarded step of the same marker
-// runs at the same time.
-func guarded(name, marker string, locks ...ci.LockAccess) ci.Step {
-	return &steps.ShellCommand{
-		StepOptions: ci.StepOptions{Name: name, Locks: locks},
-		Command: []string{"sh", "-c", `if ! mkdir "$1" 2>/dev/null; then echo OVERLAP; exit 1; fi; sleep 0.02; rmdir "$1"`,
-			"sh", marker},
-	}
-}
-
-func TestLocks_BuilderExclusive(t *testing.T) {
-	release := filepath.Join(t.TempDir(), "release")
-	lock := ci.MasterLock("deploy", 1)
-	cfg := ci.MasterConfig{
-		Workers: []ci.WorkerConfig{{Name: "w1"}},
-		Builders: []ci.BuilderConfig{
-			{Name: "a", Workers: []string{"w1"}, Locks: []ci.LockAccess{lock.Exclusive()}, Steps: []ci.Step{blockingStep("wait", release)}},
-			{Name: "b", Workers: []string{"w1"}, Locks: []ci.LockAccess{lock.Counting()}, Steps: []ci.Step{blockingStep("wait", release)}},
-			{Name: "free", Workers: []string{"w1"}, Steps: []ci.Step{shell("s", "true")}},
-		},
-	}
-	m := citest.Start(t, cfg)
-	sa := m.Submit(t, citest.Request{Builder: "a"})
-	m.WaitRunning(t, "a")
-	sb := m.Submit(t, citest.Request{Builder: "b"})
-	// b waits for the lock without holding the worker: another builder
-	// builds on the same worker meanwhile.
-	free := m.Build(t, citest.Request{Builder: "free"})
-	assert.Equal(t, ci.Success, free.Results())
-	reqs, _, err := m.Store.ListRequests(context.Background(), ci.RequestQuery{BuildsetID: sb})
-	require.NoError(t, err)
-	assert.False(t, reqs[0].Claimed, "the build waiting for the lock has not started")
-	require.NoError(t, os.WriteFile(release, nil, 0o644))
-	ba, bb := m.WaitBuildset(t, sa)[0], m.WaitBuildset(t, sb)[0]
-	assert.Equal(t, ci.Success, ba.Results())
-	assert.Equal(t, ci.Success, bb.Results())
-	assert.False(t, bb.Record.StartedAt.Before(ba.Record.CompleteAt), "b started after a released the lock")
-}
-
-func TestLocks_Counting(t *testing.T) {
-	release := filepath.Join(t.TempDir(), "release")
-	lock := ci.MasterLock("two", 2)
-	cfg := ci.MasterConfig{Workers: []ci.WorkerConfig{{Name: "w1"}}}
-	for i := range 3 {
-		cfg.Builders = append(cfg.Builders, ci.BuilderConfig{Name: fmt.Sprintf("b%d", i), Workers: []string{"w1"}, Locks: []ci.LockAccess{lock.Counting()}, Steps: []ci.Step{blockingStep("wait", release)}})
-	}
-	m := citest.Start(t, cfg)
-	var sets []int64
-	for i := range 3 {
-		sets = append(sets, m.Submit(t, citest.Request{Builder: fmt.Sprintf("b%d", i)}))
-	}
-	m.WaitRunning(t, "b0")
-	m.WaitRunning(t, "b1")
-	pending, err := m.Store.PendingRequests(context.Background())
-	require.NoError(t, err)
-	assert.Len(t, pending, 1, "the third build waits for a place")
-	require.NoError(t, os.WriteFile(release, nil, 0o644))
-	for _, s := range sets {
-		assert.Equal(t, ci.Success, m.WaitBuildset(t, s)[0].Results())
-	}
-}
-
-func TestLocks_PerWorker(t *testing.T) {
-	lock := ci.WorkerLock("disk", 1)
+// TestMaster_FolderLock: a second master on the folder of a running one
+// stops at once, naming the folder and the first one's process, and
+// changes nothing: the first one's running build goes on and ends well.
+func TestMaster_FolderLock(t *testing.T) {
 	dir := t.TempDir()
-	cfg := ci.MasterConfig{Workers: []ci.WorkerConfig{{Name: "w1"}, {Name: "w2"}}}
-	// The marker is per worker: two builds may overlap on different
-	// workers, never on the same one.
-	perWorker := &steps.ShellCommand{
-		StepOptions: ci.StepOptions{Name: "g"},
-		Command:     []any{"sh", "-c", `if ! mkdir "$1" 2>/dev/null; then echo OVERLAP; exit 1; fi; sleep 0.02; rmdir "$1"`, "sh", ci.Interpolate(filepath.Join(dir, "%(prop:workername)s"))},
-	}
-	for i := range 4 {
-		cfg.Builders = append(cfg.Builders, ci.BuilderConfig{
-			Name: fmt.Sprintf("b%d", i), Workers: []string{"w1", "w2"}, Locks: []ci.LockAccess{lock.Counting()},
-			Steps: []ci.Step{perWorker},
-		})
-	}
-	m := citest.Start(t, cfg)
-	var sets []int64
-	for range 3 {
-		for i := range 4 {
-			sets = append(sets, m.Submit(t, citest.Request{Builder: fmt.Sprintf("b%d", i)}))
-		}
-	}
-	for _, s := range sets {
-		b := m.WaitBuildset(t, s)[0]
-		assert.Equal(t, ci.Success, b.Results(), b.Log("g", "stdio"))
-	}
+	cfg := restartConfig(dir)
+	first := citest.Start(t, cfg)
+	bs := first.Submit(t, citest.Request{Builder: "b1"})
+	running := first.WaitRunning(t, "b1")
+
+	second, err := ci.NewMaster(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = second.Run(ctx)
+	require.ErrorIs(t, err, ci.ErrFolderInUse)
+	abs, _ := filepath.Abs(cfg.BaseDir)
+	assert.Contains(t, err.Error(), abs+" is locked by process "+fmt.Sprint(os.Getpid()))
+
+	b, err := first.Store.GetBuild(ctx, running)
+	require.NoError(t, err)
+	assert.False(t, b.Complete, "the first master's build is still running")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "release"), nil, 0o644))
+	builds := first.WaitBuildset(t, bs)
+	require.Len(t, builds, 1)
+	assert.Equal(t, ci.Success, builds[0].Results())
+	assert.Equal(t, 1, builds[0].Record.Number, "built once, not retried")
 }
 
-func TestLocks_StepsNeverDeadlock(t *testing.T) {
-	// Twelve builders whose steps take overlapping sets of exclusive and
-	// counting locks in different orders, three builds each, on three
-	// workers: every build finishes, and no two steps that hold a lock
-	// exclusively overlap.
-	dir := t.TempDir()
-	a, b, c := ci.MasterLock("A", 2), ci.MasterLock("B", 1), ci.MasterLock("C", 3)
-	sets := [][]ci.LockAccess{
-		{a.Exclusive(), b.Exclusive()},
-		{b.Exclusive(), c.Counting()},
-		{c.Exclusive(), a.Counting()},
-		{a.Counting(), b.Exclusive(), c.Counting()},
-	}
-	cfg := ci.MasterConfig{Workers: []ci.WorkerConfig{{Name: "w1"}, {Name: "w2"}, {Name: "w3"}}}
-	for i := range 12 {
-		var ss []ci.Step
-		for j := range 3 {
-			locks := sets[(i+j)%len(sets)]
-			// Steps holding a lock exclusively share its marker; the
-			// others get one of their own.
-			marker := filepath.Join(dir, fmt.Sprintf("free-%d-%d", i, j))
-			for _, l := range locks {
-				if l.Exclusive {
-					marker = filepath.Join(dir, l.Lock.Name)
-				}
-			}
-			ss = append(ss, guarded(fmt.Sprintf("s%d", j), marker, locks...))
-		}
-		cfg.Builders = append(cfg.Builders, ci.BuilderConfig{Name: fmt.Sprintf("b%d", i), Workers: []string{"w1", "w2", "w3"}, Steps: ss})
-	}
-	m := citest.Start(t, cfg)
-	var ids []int64
-	for range 3 {
-		for i := range 12 {
-			ids = append(ids, m.Submit(t, citest.Request{Builder: fmt.Sprintf("b%d", i)}))
-		}
-	}
-	for _, id := range ids {
-		b := m.WaitBuildset(t, id)[0]
-		for _, s := range b.Steps {
-			assert.Equal(t, ci.Success, s.Results, "%s/%s: %s", b.Property("buildername"), s.Name, b.Log(s.Name, "stdio"))
-		}
-	}
+// TestMaster_FolderLockReleased: the lock goes with the master.
+func TestMaster_FolderLockReleased(t *testing.T) {
+	cfg := oneBuilder(shell("hello", "true"))
+	cfg.BaseDir = t.TempDir()
+	t.Run("first", func(t *testing.T) { citest.Start(t, cfg) })
+	citest.Start(t, cfg)
+	b, err := os.ReadFile(filepath.Join(cfg.BaseDir, ci.LockFile))
+	require.NoError(t, err)
+	assert.Equal(t, fmt.Sprintf("%d\n", os.Getpid()), string(b))
 }
 
-func TestLocks_StopWhileWaiting(t *testing.T) {
-	release := filepath.Join(t.TempDir(), "release")
-	lock := ci.MasterLock("L", 1)
-	cfg := ci.MasterConfig{
-		Workers: []ci.WorkerConfig{{Name: "w1"}, {Name: "w2"}},
-		Builders: []ci.BuilderConfig{
-			{Name: "holder", Workers: []string{"w1"}, Steps: []ci.Step{&steps.ShellCommand{
-				StepOptions: ci.StepOptions{Name: "hold", Locks: []ci.LockAccess{lock.Exclusive()}},
-				Command:     []string{"sh", "-c", `while [ ! -e "$1" ]; do sleep 0.01; done`, "sh", release},
-			}}},
-			{Name: "waiter", Workers: []string{"w2"}, Steps: []ci.Step{guarded("want", filepath.Join(t.TempDir(), "m"), lock.Counting())}},
-		},
+// TestMaster_UnwritableFolder: a folder the master may not write says so,
+// naming it. Run as root (as CI does), the test runs itself again as the
+// user nobody, for whom the folder is not writable.
+func TestMaster_UnwritableFolder(t *testing.T) {
+	dir := os.Getenv("KILN_TEST_UNWRITABLE")
+	if dir == "" {
+		dir = t.TempDir()
+		require.NoError(t, os.Chmod(dir, 0o555))
+		if os.Geteuid() == 0 {
+			runAsNobody(t, "TestMaster_UnwritableFolder", "KILN_TEST_UNWRITABLE="+dir)
+			return
+		}
 	}
-	m := citest.Start(t, cfg)
-	sh := m.Submit(t, citest.Request{Builder: "holder"})
-	hid := m.WaitRunning(t, "holder")
-	m.WaitStep(t, hid, "hold")
-	sw := m.Submit(t, citest.Request{Builder: "waiter"})
-	wid := m.WaitRunning(t, "waiter")
-	m.WaitStep(t, wid, "want")
-	require.NoError(t, m.StopBuild(context.Background(), wid, "no patience"))
-	bw := m.WaitBuildset(t, sw)[0]
-	assert.Equal(t, ci.Cancelled, bw.Results())
-	require.NoError(t, os.WriteFile(release, nil, 0o644))
-	assert.Equal(t, ci.Success, m.WaitBuildset(t, sh)[0].Results())
-	// The lock is free again for the next build.
-	assert.Equal(t, ci.Success, m.Build(t, citest.Request{Builder: "waiter"}).Results())
-}
-
-func TestLocks_Config(t *testing.T) {
-	l := ci.MasterLock("L", 1)
-	twin := ci.MasterLock("L", 2)
-	step := &steps.ShellCommand{StepOptions: ci.StepOptions{Name: "s", Locks: []ci.LockAccess{l.Counting()}}, Command: "true"}
-	_, err := ci.NewMaster(ci.MasterConfig{
-		Workers: []ci.WorkerConfig{{Name: "w"}},
-		Builders: []ci.BuilderConfig{
-			{Name: "a", Workers: []string{"w"}, Locks: []ci.LockAccess{l.Exclusive()}, Steps: []ci.Step{shell("x", "true")}},
-			{Name: "b", Workers: []string{"w"}, Steps: []ci.Step{step}},
-			{Name: "c", Workers: []string{"w"}, Locks: []ci.LockAccess{twin.Counting(), {}}, Steps: []ci.Step{shell("x", "true")}},
-		},
-	})
+	cfg := oneBuilder(shell("hello", "true"))
+	cfg.BaseDir = filepath.Join(dir, "master")
+	m, err := ci.NewMaster(cfg)
+	require.NoError(t, err)
+	err = m.Run(context.Background())
 	require.Error(t, err)
-	assert.ErrorContains(t, err, `lock "L" is a builder lock of "a" and a step lock in "b"`)
-	assert.ErrorContains(t, err, `builder "c": two different locks are called "L"`)
-	assert.ErrorContains(t, err, `builder "c": a lock is nil`)
+	assert.Equal(t, "create master folder: mkdir "+cfg.BaseDir+": permission denied", err.Error())
 }
 
-func TestNextWorkerAndNextBuild(t *testing.T) {
-	cfg := ci.MasterConfig{
-		Workers: []ci.WorkerConfig{{Name: "w1"}, {Name: "w2"}},
-		Builders: []ci.BuilderConfig{{
-			Name: "b", Workers: []string{"w1", "w2"},
-			Steps: []ci.Step{shell("s", "true")},
-			// Only w2, waiting for it when it is busy.
-			NextWorker: func(workers []string, req *ci.BuildRequest) string {
-				if slices.Contains(workers, "w2") {
-					return "w2"
-				}
-				return ""
-			},
-		}},
-	}
-	m := citest.Start(t, cfg)
-	for range 3 {
-		b := m.Build(t, citest.Request{Builder: "b"})
-		w, err := m.Store.GetWorker(context.Background(), b.Record.WorkerID)
-		require.NoError(t, err)
-		assert.Equal(t, "w2", w.Name)
-	}
-
-	// NextBuild: the newest request first (a LIFO builder).
-	release := filepath.Join(t.TempDir(), "release")
-	cfg2 := oneBuilder(blockingStep("wait", release), &steps.ShellCommand{StepOptions: ci.StepOptions{Name: "rev"}, Command: []any{"echo", ci.Interpolate("%(src::revision)s")}})
-	cfg2.Builders[0].NextBuild = func(reqs []*ci.BuildRequest) *ci.BuildRequest { return reqs[len(reqs)-1] }
-	m2 := citest.Start(t, cfg2)
-	first := m2.Submit(t, citest.Request{Builder: "b1", SourceStamp: ci.SourceStamp{Revision: "r0"}})
-	m2.WaitRunning(t, "b1")
-	var later []int64
-	for i := 1; i <= 3; i++ {
-		later = append(later, m2.Submit(t, citest.Request{Builder: "b1", SourceStamp: ci.SourceStamp{Revision: fmt.Sprintf("r%d", i)}}))
-	}
-	require.NoError(t, os.WriteFile(release, nil, 0o644))
-	m2.WaitBuildset(t, first)
-	numbers := map[string]int{}
-	for _, id := range later {
-		b := m2.WaitBuildset(t, id)[0]
-		numbers[b.Log("rev", "stdio")] = b.Record.Number
-	}
-	assert.Equal(t, map[string]int{"r3\n": 2, "r2\n": 3, "r1\n": 4}, numbers)
+// runAsNobody runs the test called name again, in a copy of the test
+// binary, as the user nobody, with env added.
+func runAsNobody(t *testing.T, name string, env ...string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ci.test")
+	// The test's temporary folders, and their parent, must be open to it.
+	require.NoError(t, os.Chmod(filepath.Dir(bin), 0o755))
+	require.NoError(t, os.Chmod(filepath.Dir(filepath.Dir(bin)), 0o755))
+	data, err := os.ReadFile(os.Args[0])
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(bin, data, 0o755))
+	cmd := exec.Command(bin, "-test.run=^"+name+"$", "-test.v")
+	cmd.Dir = "/"
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=/"}, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "--- PASS: "+name, "%s", out)
 }

@@ -52,6 +52,7 @@ type Master struct {
 	done    chan struct{} // closed when Run returns
 	store   Store
 	runOnce sync.Once
+	unlock  func() // releases the base folder's lock
 
 	changeMu        sync.Mutex // orders AddChange calls and the listeners' view
 	scheduledChange int64      // the last change the schedulers had; changeMu
@@ -233,6 +234,11 @@ func (m *Master) Run(ctx context.Context) (err error) {
 	}
 	defer close(m.done)
 
+	defer func() {
+		if m.unlock != nil {
+			m.unlock()
+		}
+	}()
 	if err := m.open(ctx); err != nil {
 		if m.store != nil && m.cfg.Store == nil {
 			m.store.Close()
@@ -326,6 +332,15 @@ func (m *Master) Run(ctx context.Context) (err error) {
 
 // open opens the store and records the configured builders and workers.
 func (m *Master) open(ctx context.Context) error {
+	// The base folder is this master's alone: a second master on it would
+	// take the first one's running builds for a crash's leftovers.
+	if dir := m.lockDir(); dir != "" {
+		release, err := lockFolder(dir)
+		if err != nil {
+			return err
+		}
+		m.unlock = release
+	}
 	m.store = m.cfg.Store
 	if m.store == nil {
 		open, ok := storeDriver("sqlite")
@@ -365,6 +380,19 @@ func (m *Master) open(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// lockDir is the folder the master locks: its base folder, or the
+// folder of its SQLite database; none for a master with neither (a store
+// given in the configuration, and no base folder).
+func (m *Master) lockDir() string {
+	if m.cfg.BaseDir != "" {
+		return m.cfg.BaseDir
+	}
+	if m.cfg.Store == nil {
+		return filepath.Dir(m.cfg.DatabasePath())
+	}
+	return ""
 }
 
 // recoverFromStop closes builds left running by a previous run and loads

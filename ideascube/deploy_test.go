@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -64,7 +65,7 @@ func TestDeploy_Nginx(t *testing.T) {
 		"IDEASCUBE_ADMIN_PASSWORD=pw\nIDEASCUBE_GITHUB_SECRET=gh\nIDEASCUBE_GITLAB_SECRET=gl\n"
 	require.NoError(t, os.WriteFile(filepath.Join(base, "secrets.env"), []byte(secrets), 0o600))
 	httpAddr, workerAddr, proxyAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	start(t, nil, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr, "-url", "http://"+proxyAddr+"/", "-archive-unsigned")
+	master := start(t, nil, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr, "-url", "http://"+proxyAddr+"/", "-archive-unsigned")
 
 	conf := regexp.MustCompile(`(?m)^\s*listen .*;\n`).ReplaceAllString(string(site), "")
 	conf = strings.Replace(conf, "server {", "server {\n\tlisten "+proxyAddr+";", 1)
@@ -113,6 +114,12 @@ func TestDeploy_Nginx(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	require.Len(t, ans.Builders, 3)
+
+	// A second master on the same folder stops at once, naming the first.
+	out, err = exec.Command(bins.master, "-basedir", base, "-http", freeAddr(t), "-workers", freeAddr(t), "-archive-unsigned").CombinedOutput()
+	require.Error(t, err)
+	abs, _ := filepath.Abs(base)
+	assert.Contains(t, string(out), fmt.Sprintf("ideascube: the folder is in use by another master: %s is locked by process %d", abs, master.cmd.Process.Pid))
 	// The home page, through the proxy, links under the public URL.
 	resp, err := http.Get("http://" + proxyAddr + "/")
 	require.NoError(t, err)
