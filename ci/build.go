@@ -35,6 +35,9 @@ type runningBuild struct {
 	cancelStep context.CancelCauseFunc
 	stepNames  map[string]int
 	current    *StepRun
+
+	stateMu sync.Mutex // guards state and StepRun.ended
+	state   buildState
 }
 
 // runBuild runs one build decided on by the distributor.
@@ -101,7 +104,7 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 		BuilderID:   b.id,
 		WorkerID:    w.id,
 		StartedAt:   m.now(),
-		StateString: "starting",
+		StateString: stateBuilding,
 		Properties:  m.redactor.RedactProperties(props.Clone()),
 	}
 	ids := make([]int64, len(s.requests))
@@ -250,6 +253,7 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 	rb.mu.Lock()
 	rb.current = s
 	rb.mu.Unlock()
+	rb.stepStarted(s)
 
 	var result Result
 	var err error
@@ -283,6 +287,7 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 		m.log.Warn("step could not run", "build", rb.rec.ID, "step", name, "result", result, "err", err)
 	}
 	s.closeLogs()
+	rb.stepEnded(s)
 
 	rb.mu.Lock()
 	rb.cancelStep = nil

@@ -10,14 +10,18 @@ type EventType string
 
 // The events a master publishes.
 const (
-	EventChangeNew          EventType = "change.new"
-	EventBuildsetNew        EventType = "buildset.new"
-	EventBuildsetComplete   EventType = "buildset.complete"
-	EventRequestNew         EventType = "buildrequest.new"
-	EventRequestCancelled   EventType = "buildrequest.cancelled"
-	EventBuildStarted       EventType = "build.started"
-	EventBuildFinished      EventType = "build.finished"
-	EventStepStarted        EventType = "step.started"
+	EventChangeNew        EventType = "change.new"
+	EventBuildsetNew      EventType = "buildset.new"
+	EventBuildsetComplete EventType = "buildset.complete"
+	EventRequestNew       EventType = "buildrequest.new"
+	EventRequestCancelled EventType = "buildrequest.cancelled"
+	EventBuildStarted     EventType = "build.started"
+	EventBuildFinished    EventType = "build.finished"
+	// EventBuildChanged: a running build's state changed.
+	EventBuildChanged EventType = "build.changed"
+	EventStepStarted  EventType = "step.started"
+	// EventStepChanged: a running step's state changed.
+	EventStepChanged        EventType = "step.changed"
 	EventStepFinished       EventType = "step.finished"
 	EventLogLines           EventType = "log.lines"
 	EventLogFinished        EventType = "log.finished"

@@ -20,6 +20,8 @@ type StepRun struct {
 	logs  []*LogWriter
 	state string
 	urls  []StepURL
+
+	ended bool // guarded by build.stateMu
 }
 
 var _ Props = (*StepRun)(nil)
@@ -154,11 +156,17 @@ func (s *StepRun) AddLog(ctx context.Context, name, typ string) (*LogWriter, err
 }
 
 // SetStateString sets the step's state, shown while it runs and after (for
-// example "compiled 12 files").
+// example "compiled 12 files"). While the step runs, its state is the
+// build's too; the store, the pages and the API see it within
+// StateInterval.
 func (s *StepRun) SetStateString(state string) {
 	s.mu.Lock()
+	changed := s.state != state
 	s.state = state
 	s.mu.Unlock()
+	if changed {
+		s.build.stepStateChanged(s)
+	}
 }
 
 // AddURL attaches a link to the step, stored when the step ends.
