@@ -191,6 +191,17 @@ type Service interface {
 	Run(ctx context.Context, m *Master) error
 }
 
+// A NetworkService is a Service that listens on the network: the web
+// server, the worker port. ci/citest runs a configuration without those
+// that would open a socket of their own, so that a test runs the
+// configuration a master program uses without taking its ports.
+type NetworkService interface {
+	Service
+	// ListensOnNetwork reports whether Run would open a listening socket
+	// of its own (false when the service was given a listener).
+	ListensOnNetwork() bool
+}
+
 // ServiceFunc adapts a function to a Service.
 type ServiceFunc func(ctx context.Context, m *Master) error
 

@@ -33,6 +33,12 @@ type Server struct {
 	Mounts map[string]http.Handler
 }
 
+var _ ci.NetworkService = (*Server)(nil)
+
+// ListensOnNetwork implements ci.NetworkService: the server listens on
+// its address unless it was given a Listener.
+func (s *Server) ListensOnNetwork() bool { return s.Listener == nil }
+
 // Run implements ci.Service.
 func (s *Server) Run(ctx context.Context, m *ci.Master) error {
 	ln := s.Listener

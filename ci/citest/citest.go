@@ -59,7 +59,15 @@ type Options struct {
 // Start starts a master from cfg for the test and stops it when the test
 // ends, failing the test if the master failed. Unless opts say otherwise,
 // each configured worker is served by an in-process worker, and Start waits
-// until they are attached. BaseDir defaults to a temporary folder.
+// until they are attached.
+//
+// cfg may be the very configuration a master program uses: Start runs it
+// in a temporary folder (an empty or relative BaseDir is taken within
+// one; an absolute one is kept, for tests that restart a master on the
+// same folder), without the services that would listen on the network
+// (ci.NetworkService: the web server and the worker port, unless given a
+// listener) and without the program's own in-process workers (replaced
+// by Start's).
 func Start(tb testing.TB, cfg ci.MasterConfig, opts ...Options) *Master {
 	tb.Helper()
 	var o Options
@@ -72,8 +80,19 @@ func Start(tb testing.TB, cfg ci.MasterConfig, opts ...Options) *Master {
 	if o.LogLevel == 0 {
 		o.LogLevel = slog.LevelWarn
 	}
-	if cfg.BaseDir == "" {
-		cfg.BaseDir = tb.TempDir()
+	if !filepath.IsAbs(cfg.BaseDir) {
+		cfg.BaseDir = filepath.Join(tb.TempDir(), cfg.BaseDir)
+	}
+	services := cfg.Services
+	cfg.Services = nil
+	for _, s := range services {
+		if n, ok := s.(ci.NetworkService); ok && n.ListensOnNetwork() {
+			continue
+		}
+		if _, ok := s.(*local.Worker); ok && !o.NoWorkers {
+			continue
+		}
+		cfg.Services = append(cfg.Services, s)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(&testWriter{tb: tb}, &slog.HandlerOptions{Level: o.LogLevel}))

@@ -155,6 +155,12 @@ func (l *Listener) Conn(name string) (*Conn, bool) {
 	return c, ok
 }
 
+var _ ci.NetworkService = (*Listener)(nil)
+
+// ListensOnNetwork implements ci.NetworkService: the worker port is
+// opened unless a Listener was given.
+func (l *Listener) ListensOnNetwork() bool { return l.Listener == nil }
+
 // Run implements ci.Service: it serves workers until ctx ends, then closes
 // every connection and returns once they have all stopped.
 func (l *Listener) Run(ctx context.Context, m *ci.Master) error {
