@@ -54,7 +54,7 @@ func BenchmarkPipeline(b *testing.B) {
 	o.BaseDir, o.HTTPAddr, o.WorkerAddr, o.PublicURL = d.dir, httpAddr, workerAddr, "http://"+httpAddr+"/"
 	o.Repo, o.Dist, o.ExtraRepository, o.Resolver = d.repo, "bookworm", "", "apt"
 	s := secrets{
-		secretAmd64Password: "amd64 pass", secretArmhfPassword: "armhf pass", secretAdminUser: "admin",
+		workerSecret("worker-amd64"): "amd64 pass", workerSecret("worker-armhf"): "armhf pass", secretAdminUser: "admin",
 		secretAdminPassword: "admin pass", secretGitHub: "gh-secret", secretGitLab: "gl-token", secretArchiveKey: string(key),
 	}
 	cfg, err := config(o, s)

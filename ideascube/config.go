@@ -18,20 +18,25 @@ import (
 	"github.com/kilnci/kiln/worker/remote"
 )
 
-// The names of Ideascube's workers and builders.
-const (
-	workerAmd64 = "worker-amd64"
-	workerArmhf = "worker-armhf"
-)
+// workers are Ideascube's worker machines, and the dput host each uploads
+// with (its dput_method property). Adding a machine is adding a line here
+// (and its architectures below); its password is the secret
+// IDEASCUBE_<NAME>_PASSWORD (see workerSecret).
+var workers = []struct {
+	name, dputMethod string
+}{
+	{"worker-amd64", "local"},
+	{"worker-armhf", "remote"},
+}
 
 // architectures maps each builder to its architecture and worker, as the
 // deployment grew: i386 packages are built on the amd64 machine.
 var architectures = []struct {
 	builder, arch, worker string
 }{
-	{"build-amd64-pkg", "amd64", workerAmd64},
-	{"build-armhf-pkg", "armhf", workerArmhf},
-	{"build-i386-pkg", "i386", workerAmd64},
+	{"build-amd64-pkg", "amd64", "worker-amd64"},
+	{"build-armhf-pkg", "armhf", "worker-armhf"},
+	{"build-i386-pkg", "i386", "worker-amd64"},
 }
 
 // mainArch is the architecture whose builder also builds the source
@@ -85,11 +90,7 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 		Database:   "state.sqlite",
 		HTTPAddr:   o.HTTPAddr,
 		WorkerAddr: o.WorkerAddr,
-		Workers: []ci.WorkerConfig{
-			{Name: workerAmd64, Password: s[secretAmd64Password], Properties: map[string]any{"dput_method": "local"}},
-			{Name: workerArmhf, Password: s[secretArmhfPassword], Properties: map[string]any{"dput_method": "remote"}},
-		},
-		Builders: builders,
+		Builders:   builders,
 		Schedulers: []ci.Scheduler{
 			&scheduler.Force{Name: "force", Builders: names},
 			&scheduler.AnyBranch{Name: "tags", Builders: names, ChangeFilter: scheduler.ChangeFilter{Category: []string{hook.CategoryNewTag}}},
@@ -114,6 +115,10 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 				},
 			},
 		},
+	}
+	for _, w := range workers {
+		cfg.Workers = append(cfg.Workers, ci.WorkerConfig{Name: w.name, Password: s[workerSecret(w.name)],
+			Properties: map[string]any{"dput_method": w.dputMethod}})
 	}
 	if server := s[secretIRCServer]; server != "" {
 		nick := s[secretIRCNick]

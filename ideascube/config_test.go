@@ -21,7 +21,7 @@ import (
 
 func testSecrets() secrets {
 	return secrets{
-		secretAmd64Password: "amd64-pass", secretArmhfPassword: "armhf-pass",
+		workerSecret("worker-amd64"): "amd64-pass", workerSecret("worker-armhf"): "armhf-pass",
 		secretAdminUser: "admin", secretAdminPassword: "admin-pass",
 		secretGitHub: "github-secret", secretGitLab: "gitlab-token",
 		secretArchiveKey: testKey,
@@ -256,7 +256,7 @@ func TestLoadSecrets(t *testing.T) {
 
 	_, err := loadSecrets(path, lookup)
 	require.Error(t, err)
-	for _, k := range requiredSecrets {
+	for _, k := range requiredSecrets() {
 		assert.Contains(t, err.Error(), k)
 	}
 
@@ -269,11 +269,11 @@ func TestLoadSecrets(t *testing.T) {
 	assert.NotContains(t, err.Error(), "gh-value-123")
 
 	env[secretGitLab] = "gl-token"
-	env[secretAmd64Password] = "from-env"
+	env[workerSecret("worker-amd64")] = "from-env"
 	s, err := loadSecrets(path, lookup)
 	require.NoError(t, err)
-	assert.Equal(t, "from-env", s[secretAmd64Password], "the environment wins")
-	assert.Equal(t, "from-file-armhf", s[secretArmhfPassword])
+	assert.Equal(t, "from-env", s[workerSecret("worker-amd64")], "the environment wins")
+	assert.Equal(t, "from-file-armhf", s[workerSecret("worker-armhf")])
 	assert.Equal(t, "s3cret pass", s[secretAdminPassword])
 	assert.Equal(t, "gl-token", s[secretGitLab])
 
@@ -311,4 +311,22 @@ func TestHashPassword(t *testing.T) {
 	assert.True(t, isBcrypt(h))
 	assert.NoError(t, bcrypt.CompareHashAndPassword([]byte(h), []byte("s3cret pass")))
 	assert.Error(t, hashPassword(strings.NewReader("\n"), &out))
+}
+
+// TestConfig_AddWorker: a worker machine is one line of the workers
+// table; its password is a secret named after it.
+func TestConfig_AddWorker(t *testing.T) {
+	saved := workers
+	t.Cleanup(func() { workers = saved })
+	workers = append(append(workers[:0:0], workers...), struct{ name, dputMethod string }{"worker-arm64", "remote"})
+	assert.Equal(t, "IDEASCUBE_WORKER_ARM64_PASSWORD", workerSecret("worker-arm64"))
+	assert.Contains(t, requiredSecrets(), "IDEASCUBE_WORKER_ARM64_PASSWORD")
+	s := testSecrets()
+	s[workerSecret("worker-arm64")] = "arm64-pass"
+	o := defaultOptions()
+	o.BaseDir = t.TempDir()
+	cfg, err := config(o, s)
+	require.NoError(t, err)
+	require.Len(t, cfg.Workers, 3)
+	assert.Equal(t, ci.WorkerConfig{Name: "worker-arm64", Password: "arm64-pass", Properties: map[string]any{"dput_method": "remote"}}, cfg.Workers[2])
 }

@@ -45,7 +45,7 @@ func TestDeploy_Units(t *testing.T) {
 	}
 	master, err := os.ReadFile(filepath.Join("deploy", "kiln-master.service"))
 	require.NoError(t, err)
-	assert.Contains(t, string(master), "ExecStart=/srv/buildbot/bin/ideascube -basedir /srv/buildbot/master\n")
+	assert.Contains(t, string(master), "ExecStart=/srv/buildbot/bin/ideascube -basedir /srv/buildbot/master -http 127.0.0.1:8010\n")
 	worker, err := os.ReadFile(filepath.Join("deploy", "kiln-worker@.service"))
 	require.NoError(t, err)
 	assert.Contains(t, string(worker), "ExecStart=/srv/buildbot/bin/kiln-worker start --nodaemon /srv/buildbot/worker-%I\n")
@@ -139,4 +139,44 @@ func TestDeploy_Nginx(t *testing.T) {
 	}
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "%s", release)
 	assert.Contains(t, string(release), "Codename: jessie")
+}
+
+// TestGuide checks the commands people copy from the guide against the
+// files and the program they act on.
+func TestGuide(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	guide := string(b)
+
+	// nginx: the file is installed under the name the link and the
+	// site's own comment use.
+	assert.Contains(t, guide, "# cp deploy/nginx-kiln /etc/nginx/sites-available/kiln\n")
+	assert.Contains(t, guide, "# ln -s /etc/nginx/sites-available/kiln /etc/nginx/sites-enabled/kiln\n")
+	site, err := os.ReadFile(filepath.Join("deploy", "nginx-kiln"))
+	require.NoError(t, err)
+	assert.Contains(t, string(site), "Install as /etc/nginx/sites-available/kiln")
+	assert.Contains(t, string(site), "proxy_pass http://127.0.0.1:8010/;", "nginx reaches the master where the unit makes it listen")
+
+	// Each program is installed under the name it is built with.
+	builds := regexp.MustCompile(`go build -o dist/(\w+)/([\w-]+) `).FindAllStringSubmatch(guide, -1)
+	require.Len(t, builds, 3)
+	for _, m := range builds {
+		assert.Contains(t, guide, "`dist/"+map[string]string{"ideascube": "amd64", "kiln-worker": "$arch"}[m[2]]+"/"+m[2]+"` to `/srv/buildbot/bin/"+m[2]+"`", m[0])
+	}
+	units := map[string]string{"kiln-master.service": "/srv/buildbot/bin/ideascube ", "kiln-worker@.service": "/srv/buildbot/bin/kiln-worker "}
+	for unit, bin := range units {
+		u, err := os.ReadFile(filepath.Join("deploy", unit))
+		require.NoError(t, err)
+		assert.Contains(t, string(u), "ExecStart="+bin, unit)
+	}
+
+	// The secrets the guide lists are those the master reads.
+	block := regexp.MustCompile("(?s)```\n(IDEASCUBE_[^`]*)```").FindStringSubmatch(guide)
+	require.NotNil(t, block)
+	var listed []string
+	for _, line := range strings.Split(strings.TrimSpace(block[1]), "\n") {
+		k, _, _ := strings.Cut(line, "=")
+		listed = append(listed, k)
+	}
+	assert.Subset(t, listed, requiredSecrets())
 }

@@ -27,7 +27,8 @@
 // Secrets come from the environment or from BASEDIR/secrets.env (KEY=VALUE
 // lines; the environment wins), never from the source:
 //
-//	IDEASCUBE_WORKER_AMD64_PASSWORD  worker-amd64's password (or its bcrypt hash)
+//	IDEASCUBE_WORKER_AMD64_PASSWORD  worker-amd64's password (or its bcrypt hash);
+//	                                 IDEASCUBE_<NAME>_PASSWORD for each worker
 //	IDEASCUBE_WORKER_ARMHF_PASSWORD  worker-armhf's password (or its bcrypt hash)
 //	IDEASCUBE_ADMIN_USER             the web admin's login
 //	IDEASCUBE_ADMIN_PASSWORD         the web admin's password, plain or a bcrypt hash

@@ -9,10 +9,9 @@ import (
 	"github.com/kilnci/kiln/ci"
 )
 
-// The secrets the master needs; IRC ones are optional.
+// The secrets the master needs, with each worker's password (see
+// workerSecret); IRC ones are optional.
 const (
-	secretAmd64Password = "IDEASCUBE_WORKER_AMD64_PASSWORD"
-	secretArmhfPassword = "IDEASCUBE_WORKER_ARMHF_PASSWORD"
 	secretAdminUser     = "IDEASCUBE_ADMIN_USER"
 	secretAdminPassword = "IDEASCUBE_ADMIN_PASSWORD"
 	secretGitHub        = "IDEASCUBE_GITHUB_SECRET"
@@ -24,7 +23,21 @@ const (
 	secretArchiveKey = "archive signing key"
 )
 
-var requiredSecrets = []string{secretAmd64Password, secretArmhfPassword, secretAdminUser, secretAdminPassword, secretGitHub, secretGitLab}
+// workerSecret names the secret holding a worker's password:
+// IDEASCUBE_WORKER_AMD64_PASSWORD for worker-amd64.
+func workerSecret(worker string) string {
+	return "IDEASCUBE_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(worker)) + "_PASSWORD"
+}
+
+// requiredSecrets lists the secrets without which the master does not
+// start: each worker's password, the admin's login, the hooks' secrets.
+func requiredSecrets() []string {
+	var names []string
+	for _, w := range workers {
+		names = append(names, workerSecret(w.name))
+	}
+	return append(names, secretAdminUser, secretAdminPassword, secretGitHub, secretGitLab)
+}
 
 // secrets holds the values read.
 type secrets map[string]string
@@ -45,7 +58,7 @@ func loadSecrets(path string, lookup func(string) (string, bool)) (secrets, erro
 		return nil, fmt.Errorf("read secrets: %w", err)
 	}
 	s := secrets{}
-	for _, k := range append(append([]string{}, requiredSecrets...), secretIRCServer, secretIRCNick) {
+	for _, k := range append(requiredSecrets(), secretIRCServer, secretIRCNick) {
 		if v, ok := lookup(k); ok && v != "" {
 			s[k] = v
 		} else if v := file[k]; v != "" {
@@ -53,7 +66,7 @@ func loadSecrets(path string, lookup func(string) (string, bool)) (secrets, erro
 		}
 	}
 	var missing []string
-	for _, k := range requiredSecrets {
+	for _, k := range requiredSecrets() {
 		if s[k] == "" {
 			missing = append(missing, k)
 		}
