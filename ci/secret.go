@@ -129,7 +129,12 @@ func ParseEnvFile(data []byte) (map[string]string, error) {
 			return nil, fmt.Errorf("line %d is not KEY=VALUE", n)
 		}
 		v = strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
+		if v != "" && (v[0] == '"' || v[0] == '\'') {
+			q := v[0]
+			if len(v) < 2 || v[len(v)-1] != q {
+				// The value is not shown: it is a secret.
+				return nil, fmt.Errorf("line %d (%s): the value's %c quote is not closed on that line", n, k, q)
+			}
 			v = v[1 : len(v)-1]
 		}
 		values[k] = v

@@ -146,3 +146,23 @@ func TestSecrets_Redacted(t *testing.T) {
 type ctxErr string
 
 func (e ctxErr) Error() string { return string(e) }
+
+func TestParseEnvFile(t *testing.T) {
+	got, err := ci.ParseEnvFile([]byte("# secrets\n\nA=1\nexport B = 'two words'\nC=\"three\"\nD=\nE=\"\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"A": "1", "B": "two words", "C": "three", "D": "", "E": ""}, got)
+
+	for text, want := range map[string]string{
+		"A=1\nB\n":                 "line 2 is not KEY=VALUE",
+		"A=1\nPASSWORD=\"s3cret\n": `line 2 (PASSWORD): the value's " quote is not closed on that line`,
+		"TOKEN='abc\n":             `line 1 (TOKEN): the value's ' quote is not closed on that line`,
+		"TOKEN='\n":                `line 1 (TOKEN): the value's ' quote is not closed on that line`,
+		"BAD KEY=1\n":              "line 1 is not KEY=VALUE",
+	} {
+		_, err := ci.ParseEnvFile([]byte(text))
+		if assert.Error(t, err, "%q", text) {
+			assert.Equal(t, want, err.Error())
+			assert.NotContains(t, err.Error(), "s3cret")
+		}
+	}
+}

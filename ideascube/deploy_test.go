@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,7 +19,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
+	"github.com/kilnci/kiln/internal/pty"
 	"github.com/kilnci/kiln/internal/testenv"
 )
 
@@ -179,4 +182,65 @@ func TestGuide(t *testing.T) {
 		listed = append(listed, k)
 	}
 	assert.Subset(t, listed, requiredSecrets())
+}
+
+// TestHelp: -h prints the flags and exits 0; an unknown flag fails,
+// naming it.
+func TestHelp(t *testing.T) {
+	out, err := exec.Command(bins.master, "-h").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "-basedir")
+	assert.Contains(t, string(out), "-archive-unsigned")
+	out, err = exec.Command(bins.master, "-no-such-flag").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "flag provided but not defined: -no-such-flag")
+}
+
+// TestHashPassword_Terminal: on a terminal, -hash-password asks twice and
+// does not echo what is typed.
+func TestHashPassword_Terminal(t *testing.T) {
+	controller, terminal, err := pty.Open()
+	if err != nil {
+		t.Skip(err) // Linux only
+	}
+	defer controller.Close()
+	cmd := exec.Command(bins.master, "-hash-password")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = terminal, terminal, terminal
+	cmd.SysProcAttr = pty.ProcAttr()
+	require.NoError(t, cmd.Start())
+	terminal.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	var out bytes.Buffer
+	read := func(until string) {
+		t.Helper()
+		b := make([]byte, 256)
+		for !strings.Contains(out.String(), until) {
+			controller.SetReadDeadline(time.Now().Add(30 * time.Second))
+			n, err := controller.Read(b)
+			out.Write(b[:n])
+			require.NoError(t, err, "waiting for %q in %q", until, out.String())
+		}
+	}
+	read("Password: ")
+	controller.Write([]byte("typed-secret\n"))
+	read("Again: ")
+	controller.Write([]byte("typed-secret\n"))
+	// The rest, until the program has exited and closed the terminal.
+	b := make([]byte, 256)
+	for {
+		controller.SetReadDeadline(time.Now().Add(30 * time.Second))
+		n, err := controller.Read(b)
+		out.Write(b[:n])
+		if err != nil {
+			break
+		}
+	}
+	require.NoError(t, <-done)
+	assert.NotContains(t, out.String(), "typed-secret", "nothing typed is echoed")
+	h := regexp.MustCompile(`\$2a\$10\$[./A-Za-z0-9]{53}`).FindString(out.String())
+	require.NotEmpty(t, h, "%s", out.String())
+	assert.NoError(t, bcrypt.CompareHashAndPassword([]byte(h), []byte("typed-secret")))
 }

@@ -21,8 +21,9 @@
 // machines that cannot run them natively.
 //
 // -backup writes a consistent copy of the database while the master runs;
-// -hash-password reads a password on standard input and prints its bcrypt
-// hash, for IDEASCUBE_ADMIN_PASSWORD or a worker's password.
+// -hash-password asks for a password twice on the terminal, without
+// showing it (or reads the first line of its standard input), and prints
+// its bcrypt hash, for IDEASCUBE_ADMIN_PASSWORD or a worker's password.
 //
 // Secrets come from the environment or from BASEDIR/secrets.env (KEY=VALUE
 // lines; the environment wins), never from the source:
@@ -61,6 +62,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/term"
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/sqlite"
@@ -69,7 +71,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		// -h: the usage was asked for, and printed.
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "ideascube:", err)
 		os.Exit(1)
 	}
@@ -113,6 +119,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if *hash {
+		if term.IsTerminal(int(os.Stdin.Fd())) {
+			return hashTypedPassword(int(os.Stdin.Fd()), stdout, stderr)
+		}
 		return hashPassword(os.Stdin, stdout)
 	}
 	if o.BaseDir == "" {
@@ -195,17 +204,64 @@ func knownArch(a string) bool {
 	return false
 }
 
-// hashPassword prints the bcrypt hash of the first line read from in.
+// hashPassword prints the bcrypt hash of the first line read from in (a
+// pipe or a file): it reads that line and no further.
 func hashPassword(in io.Reader, out io.Writer) error {
-	b, err := io.ReadAll(io.LimitReader(in, 4096))
-	if err != nil {
-		return fmt.Errorf("read the password: %w", err)
+	var line []byte
+	b := make([]byte, 1)
+	for len(line) < 4096 {
+		n, err := in.Read(b)
+		if n == 1 {
+			if b[0] == '\n' {
+				break
+			}
+			line = append(line, b[0])
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read the password: %w", err)
+		}
 	}
-	password, _, _ := strings.Cut(string(b), "\n")
-	password = strings.TrimSuffix(password, "\r")
+	password := strings.TrimSuffix(string(line), "\r")
 	if password == "" {
 		return errors.New("no password on standard input")
 	}
+	return printHash(password, out)
+}
+
+// hashTypedPassword asks for the password twice on the terminal fd,
+// without echoing it, and prints its bcrypt hash.
+func hashTypedPassword(fd int, out, prompt io.Writer) error {
+	ask := func(what string) (string, error) {
+		fmt.Fprint(prompt, what)
+		b, err := term.ReadPassword(fd)
+		fmt.Fprintln(prompt)
+		if err != nil {
+			return "", fmt.Errorf("read the password: %w", err)
+		}
+		return string(b), nil
+	}
+	password, err := ask("Password: ")
+	if err != nil {
+		return err
+	}
+	if password == "" {
+		return errors.New("the password is empty")
+	}
+	again, err := ask("Again: ")
+	if err != nil {
+		return err
+	}
+	if again != password {
+		return errors.New("the passwords differ")
+	}
+	return printHash(password, out)
+}
+
+// printHash prints the bcrypt hash of password.
+func printHash(password string, out io.Writer) error {
 	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
 	if err != nil {
 		return fmt.Errorf("hash the password: %w", err)
