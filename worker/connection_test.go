@@ -1,8 +1,10 @@
 package worker_test
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kilnci/kiln/worker"
 	"github.com/kilnci/kiln/worker/protocol"
 )
 
@@ -146,4 +149,22 @@ func TestWorker_Ping(t *testing.T) {
 	c := m.accept()
 	c.handshake()
 	assert.NoError(t, c.ws.Ping(t.Context()), "WebSocket pings are answered")
+}
+
+// TestWorker_WebPort: a worker given a web server's address (the master's
+// web port) says so, rather than a bare handshake error.
+func TestWorker_WebPort(t *testing.T) {
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, "<!DOCTYPE html><title>Builders</title>")
+	}))
+	defer web.Close()
+	w := &worker.Worker{Name: "w1", Password: "pass", Master: strings.TrimPrefix(web.URL, "http://"), BaseDir: t.TempDir(),
+		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}
+	logs := make(records, 1000)
+	w.Logger = slog.New(logs)
+	startWorker(t, w)
+	msg := logs.waitLog(t, slog.LevelWarn, "reconnecting")
+	assert.Contains(t, msg, `reached an HTTP server that answered "200 OK", not a master's worker port`)
+	assert.Contains(t, msg, "9989")
 }

@@ -122,6 +122,12 @@ func (a *agent) dial(ctx context.Context) (*websocket.Conn, *batchConn, error) {
 		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
 			return nil, nil, fmt.Errorf("dial %s: %w", a.url, ErrUnauthorized)
 		}
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			// A web server, not a worker port: the master's web UI, or a
+			// proxy in front of something else.
+			return nil, nil, fmt.Errorf("dial %s: reached an HTTP server that answered %q, not a master's worker port: "+
+				"workers connect to the master's worker port (9989 by default, its -workers), not to its web port", a.url, resp.Status)
+		}
 		return nil, nil, fmt.Errorf("dial %s: %w", a.url, err)
 	}
 	return c, bc, nil

@@ -67,6 +67,12 @@ func (s *session) print(msg protocol.Message) error {
 	if err != nil {
 		return err
 	}
+	if text == "attached" {
+		// Buildbot's masters say it once, then once per builder: the
+		// worker says it once, when it is set up (markAttached).
+		s.log.Debug("message from master", "message", text)
+		return nil
+	}
 	s.log.Info("message from master", "message", text)
 	return nil
 }

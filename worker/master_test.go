@@ -462,3 +462,40 @@ func (r records) waitLog(t *testing.T, level slog.Level, msg string) string {
 		}
 	}
 }
+
+// TestWorker_AttachedOnce: the master says "attached" once and then once
+// per builder, as Buildbot's does; the worker's log says it once.
+func TestWorker_AttachedOnce(t *testing.T) {
+	m := startMaster(t, "w1", "pass")
+	w := newWorker(t, m)
+	logs := make(records, 1024)
+	w.Logger = slog.New(logs)
+	startWorker(t, w)
+	c := m.accept()
+	c.handshake()
+	for range 3 {
+		require.NoError(t, c.call(protocol.Message{"op": "print", "message": "attached"}).ResponseError())
+	}
+	r := c.call(protocol.Message{"op": "set_builder_list", "builders": []any{[]any{"a", "a"}, []any{"b", "b"}, []any{"c", "c"}}})
+	require.NoError(t, r.ResponseError())
+	// The worker logs a print before it answers it: once this one is
+	// answered, every record before it is in logs.
+	require.NoError(t, c.call(protocol.Message{"op": "print", "message": "hello from the admin"}).ResponseError())
+	var attached, other []string
+	for len(logs) > 0 {
+		rec := <-logs
+		if rec.Level < slog.LevelInfo {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString(rec.Message)
+		rec.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
+		if strings.Contains(b.String(), "attached") {
+			attached = append(attached, b.String())
+		} else {
+			other = append(other, b.String())
+		}
+	}
+	require.Equal(t, []string{"attached to master"}, attached)
+	require.Contains(t, other, "message from master message=hello from the admin")
+}

@@ -33,6 +33,7 @@ func usagef(format string, args ...any) error {
 const usage = `Usage:
   kiln-worker create-worker [options] BASEDIR MASTER NAME PASSWORD
   kiln-worker start [--nodaemon] [-q] [-v] [BASEDIR]
+  kiln-worker stop [BASEDIR]
   kiln-worker --version
 
 create-worker options:
@@ -46,7 +47,9 @@ create-worker options:
   -q, --quiet              print nothing but errors
 
 MASTER is host:port, host (port 9989), or a ws:// or wss:// URL.
-start runs the worker in the foreground until SIGTERM or SIGINT; run it with systemd.
+start runs the worker in the foreground until SIGTERM or SIGINT (Ctrl-C, or
+kiln-worker stop from another terminal); run it with systemd, which stops it
+with systemctl stop kiln-worker@NAME.
 `
 
 // Run runs the command line args (without the program name).
@@ -59,6 +62,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return ignoreHelp(m.createWorker(rest))
 	case "start":
 		return ignoreHelp(m.start(ctx, rest))
+	case "stop":
+		return ignoreHelp(m.stop(ctx, rest))
 	case "--version", "-version", "version":
 		fmt.Fprintf(m.Stdout, "kiln-worker %s (%s %s/%s)\n", protocol.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil

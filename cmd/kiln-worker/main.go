@@ -6,6 +6,7 @@
 //
 //	kiln-worker create-worker [options] BASEDIR MASTER NAME PASSWORD
 //	kiln-worker start [--nodaemon] [-q] [-v] [BASEDIR]
+//	kiln-worker stop [BASEDIR]
 //	kiln-worker --version
 //
 // create-worker makes the worker's base folder, writes its configuration file
@@ -30,7 +31,10 @@
 // commands are interrupted and report how they ended, then it exits with
 // status 0. It never daemonizes; --nodaemon is accepted for compatibility
 // with buildbot-worker's command line. -q logs only warnings and errors, -v
-// adds debug messages. BASEDIR defaults to the current folder.
+// adds debug messages. BASEDIR defaults to the current folder. While it
+// runs, BASEDIR/kiln-worker.pid holds its process ID: a second start on
+// the folder refuses to run, and stop sends the worker SIGTERM and waits
+// for it to exit.
 //
 // # Running under systemd
 //
@@ -63,7 +67,7 @@
 //
 //	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 go build ./cmd/kiln-worker
 //
-// buildbot-worker's stop and restart commands, its daemon mode, log files
+// buildbot-worker's restart command, its daemon mode, log files
 // and its create-worker options --keepalive, --umask, --numcpus,
 // --log-size, --log-count, --allow-shutdown, --maxretries, --no-logrotate
 // and --proxy-connection-string have no equivalent: systemd starts, stops

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -196,4 +198,53 @@ func TestMain_Start(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("start did not return")
 	}
+}
+
+// TestMain_Stop: stop ends the worker running in a folder (its commands
+// interrupted, exit status 0); a second start on the folder refuses to
+// run; stop without a running worker says how to stop one under systemd.
+func TestMain_Stop(t *testing.T) {
+	bin := buildBinary(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, err := websocket.Accept(w, r, nil); err == nil {
+			defer c.CloseNow()
+			c.Read(r.Context()) // until the worker goes
+		}
+	}))
+	t.Cleanup(srv.Close)
+	dir := filepath.Join(t.TempDir(), "w")
+	_, _, err := run(t, t.Context(), "create-worker", "-q", dir, srv.Listener.Addr().String(), "w1", "pass")
+	require.NoError(t, err)
+
+	_, _, err = run(t, t.Context(), "stop", dir)
+	require.Error(t, err)
+	assert.Equal(t, "stop: no worker runs in "+dir+" (it has no kiln-worker.pid); one run by systemd stops with systemctl stop kiln-worker@NAME", err.Error())
+
+	worker := exec.Command(bin, "start", dir)
+	var log bytes.Buffer
+	worker.Stderr = &log
+	require.NoError(t, worker.Start())
+	exited := waitProcess(t, worker)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if pid, err := readPID(dir); err == nil && pid == worker.Process.Pid {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "no pid file")
+		time.Sleep(10 * time.Millisecond)
+	}
+	out, err := exec.Command(bin, "start", dir).CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), fmt.Sprintf("a worker already runs in %s (process %d, in kiln-worker.pid)", dir, worker.Process.Pid))
+
+	out, err = exec.Command(bin, "stop", dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, fmt.Sprintf("stopping the worker of %s (process %d)\nworker stopped\n", dir, worker.Process.Pid), string(out))
+	select {
+	case err := <-exited:
+		assert.NoError(t, err, "%s", log.String())
+	case <-time.After(time.Minute):
+		t.Fatal("the worker did not exit")
+	}
+	assert.NoFileExists(t, filepath.Join(dir, PIDFile), "the record goes with the worker")
 }

@@ -38,6 +38,11 @@ func (m *Main) start(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	release, err := writePID(basedir)
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	defer release()
 	w.Logger = m.Logger
 	if w.Logger == nil {
 		level := slog.LevelInfo
