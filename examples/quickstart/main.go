@@ -10,11 +10,12 @@
 // then shares its builds between that worker and the in-process one. Anyone may force and stop builds: the
 // master listens on the loopback interface only.
 //
-//	go run ./examples/quickstart [-http 127.0.0.1:8010] [-workers 127.0.0.1:9989] [-once]
+//	go run ./examples/quickstart [-http 127.0.0.1:8010] [-workers 127.0.0.1:9989] [-dir DIR] [-once]
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,7 +40,10 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
@@ -47,6 +51,7 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
+	fs.SetOutput(out)
 	addr := fs.String("http", "127.0.0.1:8010", "address of the web UI and API")
 	workerAddr := fs.String("workers", "127.0.0.1:9989", "address where remote workers connect")
 	once := fs.Bool("once", false, "exit after the build instead of serving")

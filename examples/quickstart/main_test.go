@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +135,25 @@ func getJSON(t *testing.T, url string, v any) {
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
+}
+
+// TestREADMEFlags: the README's table of the quick start's flags is the
+// program's.
+func TestREADMEFlags(t *testing.T) {
+	var usage strings.Builder
+	err := run(context.Background(), []string{"-h"}, &usage)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	have := regexp.MustCompile(`(?m)^  -(\w+)`).FindAllStringSubmatch(usage.String(), -1)
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	documented := regexp.MustCompile("(?m)^\\| `-(\\w+)[ `]").FindAllStringSubmatch(string(readme), -1)
+	var a, b []string
+	for _, m := range have {
+		a = append(a, m[1])
+	}
+	for _, m := range documented {
+		b = append(b, m[1])
+	}
+	require.NotEmpty(t, a)
+	assert.ElementsMatch(t, a, b, "the README documents each flag of the quick start")
 }
