@@ -280,6 +280,12 @@ func TestLoadSecrets(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("IDEASCUBE_ADMIN_USER\n"), 0o600))
 	_, err = loadSecrets(path, lookup)
 	assert.ErrorContains(t, err, "line 1 is not KEY=VALUE")
+
+	// A file others may read is refused, naming the fix.
+	require.NoError(t, os.WriteFile(path, []byte(file), 0o600))
+	require.NoError(t, os.Chmod(path, 0o644))
+	_, err = loadSecrets(path, lookup)
+	assert.EqualError(t, err, path+" may be read by others (mode 0644): it holds passwords; chmod 600 "+path)
 }
 
 func TestRun_BadStart(t *testing.T) {

@@ -48,6 +48,9 @@ type secrets map[string]string
 // a value.
 func loadSecrets(path string, lookup func(string) (string, bool)) (secrets, error) {
 	file := map[string]string{}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s may be read by others (mode %04o): it holds passwords; chmod 600 %s", path, st.Mode().Perm(), path)
+	}
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
