@@ -101,7 +101,7 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 		},
 		ShutdownTimeout: o.Drain,
 		Services: []ci.Service{
-			&remote.Listener{},
+			&remote.Listener{CertFile: o.WorkerCert, KeyFile: o.WorkerKey},
 			col,
 			archive,
 			&webui.Server{

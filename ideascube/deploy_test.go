@@ -4,9 +4,18 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -243,4 +252,74 @@ func TestHashPassword_Terminal(t *testing.T) {
 	h := regexp.MustCompile(`\$2a\$10\$[./A-Za-z0-9]{53}`).FindString(out.String())
 	require.NotEmpty(t, h, "%s", out.String())
 	assert.NoError(t, bcrypt.CompareHashAndPassword([]byte(h), []byte("typed-secret")))
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and localhost,
+// and its key, to certFile and keyFile, and returns the certificate.
+func writeCert(t *testing.T, certFile, keyFile string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "buildbot.ideascube.test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:     []string{"localhost"},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
+	return der
+}
+
+// TestDeploy_WorkerTLS: with -worker-cert and -worker-key, the worker
+// port speaks TLS; a kiln-worker created with --use-tls and the
+// certificate as its CA file attaches; a renewed certificate is served
+// after SIGHUP, without a restart.
+func TestDeploy_WorkerTLS(t *testing.T) {
+	base := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(base, "secrets.env"), []byte(deploySecrets), 0o600))
+	certFile, keyFile := filepath.Join(base, "worker-cert.pem"), filepath.Join(base, "worker-key.pem")
+	first := writeCert(t, certFile, keyFile)
+	httpAddr, workerAddr := freeAddr(t), freeAddr(t)
+	master := start(t, nil, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr,
+		"-worker-cert", certFile, "-worker-key", keyFile, "-archive-unsigned")
+	w := web{t: t, base: "http://" + httpAddr}
+	dir := filepath.Join(t.TempDir(), "worker-amd64")
+	out, err := exec.Command(bins.worker, "create-worker", "--use-tls", "--ca-file", certFile, dir, workerAddr, "worker-amd64", "amd64 pass").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	start(t, nil, nil, bins.worker, "start", dir)
+	w.waitFor("the worker to attach over TLS", time.Minute, func() bool {
+		resp, err := http.Get(w.base + "/api/v2/workers/worker-amd64")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var ans struct {
+			Workers []struct {
+				ConnectedTo []any `json:"connected_to"`
+			} `json:"workers"`
+		}
+		return json.NewDecoder(resp.Body).Decode(&ans) == nil && len(ans.Workers) == 1 && len(ans.Workers[0].ConnectedTo) > 0
+	})
+	served := func() []byte {
+		c, err := tls.Dial("tcp", workerAddr, &tls.Config{InsecureSkipVerify: true})
+		require.NoError(t, err)
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Raw
+	}
+	assert.Equal(t, first, served())
+	assert.NotContains(t, master.out.String(), "not encrypted")
+
+	second := writeCert(t, certFile, keyFile)
+	require.NoError(t, master.cmd.Process.Signal(syscall.SIGHUP))
+	w.waitFor("the renewed certificate", time.Minute, func() bool { return bytes.Equal(served(), second) })
 }

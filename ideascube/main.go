@@ -7,6 +7,7 @@
 // builds from the web page.
 //
 //	ideascube -basedir /srv/buildbot/master [-http :8010] [-workers :9989]
+//	          [-worker-cert FILE -worker-key FILE]
 //	          [-url http://buildbot.ideascube.org/] [-repo URL] [-dist jessie]
 //	          [-extra-repository LINE] [-resolver aptitude] [-cross armhf,i386]
 //	          [-unshare [-tarballs DIR]] [-archive-key FILE | -archive-unsigned]
@@ -66,6 +67,7 @@ import (
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/sqlite"
+	"github.com/kilnci/kiln/worker/remote"
 )
 
 func main() {
@@ -90,6 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.BaseDir, "basedir", o.BaseDir, "the master's folder: state.sqlite, secrets.env, uploads")
 	fs.StringVar(&o.HTTPAddr, "http", o.HTTPAddr, "address of the web UI, API and change hooks")
 	fs.StringVar(&o.WorkerAddr, "workers", o.WorkerAddr, "address where workers connect")
+	fs.StringVar(&o.WorkerCert, "worker-cert", o.WorkerCert, "PEM certificate of the worker port: workers then connect with TLS (wss://); reloaded when it changes, or on SIGHUP")
+	fs.StringVar(&o.WorkerKey, "worker-key", o.WorkerKey, "PEM private key of -worker-cert")
 	fs.StringVar(&o.PublicURL, "url", o.PublicURL, "the master's public web address (behind nginx)")
 	fs.StringVar(&o.Repo, "repo", o.Repo, "the ideascube repository to build")
 	fs.StringVar(&o.Dist, "dist", o.Dist, "the Debian distribution to build for")
@@ -109,6 +113,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if (o.WorkerCert == "") != (o.WorkerKey == "") {
+		return errors.New("-worker-cert and -worker-key go together")
 	}
 	if *cross != "" {
 		for _, a := range strings.Split(*cross, ",") {
@@ -158,6 +165,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.WorkerCert == "" {
+		logger.Warn("the worker port is not encrypted: the workers' passwords cross the network in clear; give -worker-cert and -worker-key")
+	} else {
+		// SIGHUP: a renewed certificate, served from the next handshake.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer func() {
+			signal.Stop(hup)
+			close(hup)
+		}()
+		go func() {
+			for range hup {
+				for _, s := range cfg.Services {
+					if l, ok := s.(*remote.Listener); ok {
+						l.Reload()
+					}
+				}
+			}
+		}()
+	}
 	logger.Info("ideascube master starting", "basedir", o.BaseDir, "http", o.HTTPAddr, "workers", o.WorkerAddr, "url", o.PublicURL, "repo", o.Repo)
 	return m.Run(ctx)
 }
@@ -167,6 +194,8 @@ type options struct {
 	BaseDir         string
 	HTTPAddr        string
 	WorkerAddr      string
+	WorkerCert      string
+	WorkerKey       string
 	PublicURL       string
 	Repo            string
 	Dist            string

@@ -27,6 +27,8 @@ import (
 //	                      folder holding the file (a relocatable worker)
 //	ca_file               PEM certificates a wss:// master must chain to;
 //	                      relative to the base folder
+//	allow_plaintext       true to connect with plain ws:// to a master that
+//	                      is not on this machine
 //	unconfined            true to let commands use paths outside the base folder
 //	delete_leftover_dirs  true to have the master delete unused builder folders
 //	max_backoff           longest wait between connection attempts (a Go
@@ -124,6 +126,8 @@ func (w *Worker) setConfig(k, v string) error {
 		w.BaseDir = v
 	case "ca_file":
 		w.CAFile = v
+	case "allow_plaintext":
+		w.AllowPlaintext, err = strconv.ParseBool(v)
 	case "unconfined":
 		w.Unconfined, err = strconv.ParseBool(v)
 	case "delete_leftover_dirs":
@@ -158,6 +162,9 @@ func FormatConfig(w *Worker) []byte {
 	}
 	if w.CAFile != "" {
 		put("ca_file", w.CAFile)
+	}
+	if w.AllowPlaintext {
+		put("allow_plaintext", "true")
 	}
 	if w.Unconfined {
 		put("unconfined", "true")

@@ -168,3 +168,25 @@ func TestWorker_WebPort(t *testing.T) {
 	assert.Contains(t, msg, `reached an HTTP server that answered "200 OK", not a master's worker port`)
 	assert.Contains(t, msg, "9989")
 }
+
+// TestWorker_Plaintext: plain ws:// is refused to a master on another
+// machine, unless allowed; loopback masters and wss:// are fine.
+func TestWorker_Plaintext(t *testing.T) {
+	for master, ok := range map[string]bool{
+		"buildbot.example.org:9989": false, "ws://10.0.0.1:9989/": false, "192.168.1.2": false,
+		"localhost:9989": true, "127.0.0.2:9989": true, "[::1]:9989": true, "ws://localhost/": true,
+		"wss://buildbot.example.org:9989/": true,
+	} {
+		w := &worker.Worker{Name: "w1", Master: master, BaseDir: t.TempDir()}
+		err := w.Validate()
+		if ok {
+			assert.NoError(t, err, master)
+			continue
+		}
+		if assert.Error(t, err, master) {
+			assert.Contains(t, err.Error(), "ws:// would send the worker's password in clear", master)
+		}
+		w.AllowPlaintext = true
+		assert.NoError(t, w.Validate(), master)
+	}
+}

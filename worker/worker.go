@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,6 +56,12 @@ type Worker struct {
 	// certificate must chain to, instead of the system's roots. A
 	// relative name is taken from BaseDir.
 	CAFile string
+	// AllowPlaintext lets the worker connect with plain ws:// to a master
+	// that is not on this machine: its password then crosses the network
+	// in clear, for anyone on the way to take its name. Without it, such a
+	// master is refused; a loopback master (localhost, 127.0.0.1, ::1) is
+	// always allowed.
+	AllowPlaintext bool
 
 	// BaseDir is the worker's base folder: builder folders are made in
 	// it, its info folder describes the worker, and commands may not
@@ -185,6 +193,10 @@ func (w *Worker) agent() (*agent, error) {
 		errs = append(errs, err)
 	}
 	a.url = u
+	if err == nil && strings.HasPrefix(u, "ws://") && !w.AllowPlaintext && !loopbackURL(u) {
+		errs = append(errs, fmt.Errorf("master %s is not on this machine, and ws:// would send the worker's password in clear: "+
+			"connect with TLS (a wss:// URL, or kiln-worker create-worker --use-tls), or allow plain ws:// on a trusted network (--allow-plaintext)", w.Master))
+	}
 	if strings.HasPrefix(u, "wss://") {
 		caFile := w.CAFile
 		if caFile != "" && !filepath.IsAbs(caFile) && a.baseDir != "" {
@@ -228,4 +240,19 @@ func environ() map[string]string {
 		}
 	}
 	return env
+}
+
+// loopbackURL reports whether a master URL names this machine: localhost
+// or a loopback address.
+func loopbackURL(u string) bool {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	host := parsed.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -40,6 +40,8 @@ create-worker options:
   -r, --relocatable        do not record BASEDIR (nor make a relative --ca-file absolute)
   --use-tls                connect with TLS (wss://) to a host:port MASTER
   --ca-file FILE           PEM certificates the master's certificate must chain to
+  --allow-plaintext        connect with plain ws:// to a master on another machine
+                           (its password then crosses the network in clear)
   --maxdelay SECONDS       longest wait between connection attempts (default 300)
   --unconfined             let the master's commands use paths outside BASEDIR
   --delete-leftover-dirs   let the master delete folders no builder uses

@@ -22,11 +22,12 @@ var infoTemplates = []struct{ name, text string }{
 
 func (m *Main) createWorker(args []string) error {
 	fs := flags("create-worker")
-	var relocatable, useTLS, unconfined, deleteLeftover, quiet, force bool
+	var relocatable, useTLS, plaintext, unconfined, deleteLeftover, quiet, force bool
 	fs.BoolVar(&relocatable, "r", false, "")
 	fs.BoolVar(&relocatable, "relocatable", false, "")
 	fs.BoolVar(&useTLS, "use-tls", false, "")
 	caFile := fs.String("ca-file", "", "")
+	fs.BoolVar(&plaintext, "allow-plaintext", false, "")
 	maxDelay := fs.Int("maxdelay", 300, "")
 	fs.BoolVar(&unconfined, "unconfined", false, "")
 	fs.BoolVar(&deleteLeftover, "delete-leftover-dirs", false, "")
@@ -64,6 +65,7 @@ func (m *Main) createWorker(args []string) error {
 		Password:           fs.Arg(3),
 		BaseDir:            abs,
 		CAFile:             *caFile,
+		AllowPlaintext:     plaintext,
 		Unconfined:         unconfined,
 		DeleteLeftoverDirs: deleteLeftover,
 	}

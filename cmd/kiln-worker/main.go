@@ -19,6 +19,9 @@
 //	                         wherever its folder is (relative --ca-file too)
 //	--use-tls                connect with TLS (wss://) to a host:port MASTER
 //	--ca-file FILE           PEM certificates the master's must chain to
+//	--allow-plaintext        connect with plain ws:// to a master on another
+//	                         machine (refused otherwise: the password would
+//	                         cross the network in clear)
 //	--maxdelay SECONDS       longest wait between connection attempts (300)
 //	--unconfined             let the master's commands use paths outside BASEDIR
 //	--delete-leftover-dirs   let the master delete folders no builder uses

@@ -80,7 +80,13 @@ func TestMain_Usage(t *testing.T) {
 
 func TestMain_CreateWorker(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "slave-amd64")
-	out, _, err := run(t, t.Context(), "create-worker", dir, "buildbot.example.org:9989", "slave-amd64", "p@ss word")
+	// Plain ws:// to another machine is refused, unless allowed.
+	_, _, err := run(t, t.Context(), "create-worker", dir, "buildbot.example.org:9989", "slave-amd64", "p@ss word")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "master buildbot.example.org:9989 is not on this machine, and ws:// would send the worker's password in clear")
+	assert.NotContains(t, err.Error(), "p@ss word")
+	assert.NoDirExists(t, dir)
+	out, _, err := run(t, t.Context(), "create-worker", "--allow-plaintext", dir, "buildbot.example.org:9989", "slave-amd64", "p@ss word")
 	require.NoError(t, err)
 	assert.Contains(t, out, "worker configured in "+dir)
 
@@ -89,7 +95,7 @@ func TestMain_CreateWorker(t *testing.T) {
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "the file holds the password")
 	w, err := worker.ReadConfig(dir)
 	require.NoError(t, err)
-	assert.Equal(t, &worker.Worker{Master: "buildbot.example.org:9989", Name: "slave-amd64", Password: "p@ss word", BaseDir: dir}, w)
+	assert.Equal(t, &worker.Worker{Master: "buildbot.example.org:9989", Name: "slave-amd64", Password: "p@ss word", BaseDir: dir, AllowPlaintext: true}, w)
 	admin, err := os.ReadFile(filepath.Join(dir, "info", "admin"))
 	require.NoError(t, err)
 	assert.Equal(t, "Your Name Here <admin@youraddress.invalid>\n", string(admin))
@@ -99,14 +105,14 @@ func TestMain_CreateWorker(t *testing.T) {
 
 	// Again: nothing changes, edited info files are kept.
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "info", "admin"), []byte("Ada\n"), 0o644))
-	out, _, err = run(t, t.Context(), "create-worker", dir, "buildbot.example.org:9989", "slave-amd64", "p@ss word")
+	out, _, err = run(t, t.Context(), "create-worker", "--allow-plaintext", dir, "buildbot.example.org:9989", "slave-amd64", "p@ss word")
 	require.NoError(t, err)
 	assert.Contains(t, out, "already exists and is correct")
 	admin, _ = os.ReadFile(filepath.Join(dir, "info", "admin"))
 	assert.Equal(t, "Ada\n", string(admin))
 
 	// Different settings go to a .new file beside the old one.
-	out, _, err = run(t, t.Context(), "create-worker", "-q", dir, "buildbot.example.org:9989", "slave-amd64", "other")
+	out, _, err = run(t, t.Context(), "create-worker", "-q", "--allow-plaintext", dir, "buildbot.example.org:9989", "slave-amd64", "other")
 	require.NoError(t, err)
 	assert.Empty(t, out, "-q")
 	w, err = worker.ReadConfig(dir)

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -245,4 +246,55 @@ func TestShutdown(t *testing.T) {
 	}
 	_, err = net.Dial("tcp", ln.Addr().String())
 	assert.Error(t, err, "the port is closed")
+}
+
+// TestTLS_Reload: a renewed certificate is served without a restart, at
+// once after Reload (a SIGHUP handler's call) and on its own once the
+// files change; a pair that does not load leaves the last good one served.
+func TestTLS_Reload(t *testing.T) {
+	certFile, keyFile, _ := selfSigned(t)
+	cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}}
+	l := &Listener{CertFile: certFile, KeyFile: keyFile}
+	m := startMaster(t, cfg, l)
+	served := func() []byte {
+		t.Helper()
+		c, err := tls.Dial("tcp", m.addr, &tls.Config{InsecureSkipVerify: true})
+		require.NoError(t, err)
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Raw
+	}
+	renew := func() []byte {
+		t.Helper()
+		c, k, _ := selfSigned(t)
+		for from, to := range map[string]string{c: certFile, k: keyFile} {
+			b, err := os.ReadFile(from)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(to, b, 0o600))
+		}
+		b, err := os.ReadFile(certFile)
+		require.NoError(t, err)
+		block, _ := pem.Decode(b)
+		return block.Bytes
+	}
+	first := served()
+
+	second := renew()
+	l.Reload()
+	assert.Equal(t, second, served(), "served at once after Reload")
+	assert.NotEqual(t, first, second)
+
+	third := renew()
+	deadline := time.Now().Add(30 * time.Second)
+	for !bytes.Equal(served(), third) {
+		require.True(t, time.Now().Before(deadline), "the changed files were never served")
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A certificate without its key: the third stays.
+	c, _, _ := selfSigned(t)
+	b, err := os.ReadFile(c)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(certFile, b, 0o644))
+	l.Reload()
+	assert.Equal(t, third, served())
 }

@@ -63,7 +63,9 @@ type Listener struct {
 	Listener net.Listener
 
 	// TLSConfig serves wss:// with this configuration; CertFile and
-	// KeyFile, when set, load a certificate into it (or into a new one).
+	// KeyFile, when set, load a certificate into it (or into a new one),
+	// and load it again when the files change (a renewed certificate is
+	// served without a restart; see Reload).
 	TLSConfig         *tls.Config
 	CertFile, KeyFile string
 
@@ -95,6 +97,7 @@ type Listener struct {
 
 	mu       sync.Mutex
 	running  bool
+	certs    *certReloader // the certificate files, when CertFile is set
 	stopping bool
 	m        *ci.Master
 	ctx      context.Context
@@ -282,16 +285,30 @@ func (l *Listener) tlsConfig() (*tls.Config, error) {
 	if l.CertFile == "" && l.KeyFile == "" {
 		return l.TLSConfig, nil
 	}
-	cert, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile)
+	r, err := newCertReloader(l.CertFile, l.KeyFile, l.log)
 	if err != nil {
-		return nil, fmt.Errorf("worker listener: load TLS certificate: %w", err)
+		return nil, err
 	}
+	l.mu.Lock()
+	l.certs = r
+	l.mu.Unlock()
 	cfg := &tls.Config{}
 	if l.TLSConfig != nil {
 		cfg = l.TLSConfig.Clone()
 	}
-	cfg.Certificates = append(cfg.Certificates, cert)
+	cfg.GetCertificate = r.getCertificate
 	return cfg, nil
+}
+
+// Reload loads CertFile and KeyFile again now, if they changed, rather
+// than at the next handshake after a second: for a SIGHUP handler.
+func (l *Listener) Reload() {
+	l.mu.Lock()
+	r := l.certs
+	l.mu.Unlock()
+	if r != nil {
+		r.reload()
+	}
 }
 
 // ServeHTTP serves the WebSocket upgrade of a worker at "/".
