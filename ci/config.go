@@ -13,9 +13,13 @@ import (
 
 // Defaults of MasterConfig.
 const (
-	DefaultDatabase        = "state.sqlite"
-	DefaultWorkerAddr      = ":9989"
-	DefaultHTTPAddr        = ":8010"
+	DefaultDatabase   = "state.sqlite"
+	DefaultWorkerAddr = ":9989"
+	DefaultHTTPAddr   = ":8010"
+	// DefaultProxiedHTTPAddr is the web server's address when a public
+	// URL is set: a proxy (nginx) in front is the way in, so the master
+	// listens on the loopback interface only.
+	DefaultProxiedHTTPAddr = "127.0.0.1:8010"
 	DefaultShutdownTimeout = 10 * time.Second
 )
 
@@ -60,7 +64,8 @@ type MasterConfig struct {
 
 	// WorkerAddr is where the worker listener accepts workers
 	// (DefaultWorkerAddr if empty); HTTPAddr is where the web server
-	// listens (DefaultHTTPAddr if empty). The services read them.
+	// listens (if empty, DefaultProxiedHTTPAddr when PublicURL is set,
+	// DefaultHTTPAddr otherwise; see WebAddr). The services read them.
 	WorkerAddr string
 	HTTPAddr   string
 
@@ -88,6 +93,17 @@ func (c *MasterConfig) DatabasePath() string {
 		return db
 	}
 	return filepath.Join(c.BaseDir, db)
+}
+
+// WebAddr returns where the web server listens: HTTPAddr, or its default.
+func (c *MasterConfig) WebAddr() string {
+	switch {
+	case c.HTTPAddr != "":
+		return c.HTTPAddr
+	case c.PublicURL != "":
+		return DefaultProxiedHTTPAddr
+	}
+	return DefaultHTTPAddr
 }
 
 // A WorkerConfig declares a worker the master accepts.

@@ -58,7 +58,7 @@ func TestConfig(t *testing.T) {
 	assert.Equal(t, "https://github.com/ideascube", cfg.TitleURL)
 	assert.Equal(t, "http://buildbot.ideascube.org/", cfg.PublicURL)
 	assert.Equal(t, filepath.Join(o.BaseDir, "state.sqlite"), cfg.DatabasePath())
-	assert.Equal(t, ":8010", cfg.HTTPAddr)
+	assert.Equal(t, "127.0.0.1:8010", cfg.WebAddr(), "behind nginx, the web port is the loopback's")
 	assert.Equal(t, ":9989", cfg.WorkerAddr)
 
 	require.Len(t, cfg.Workers, 2)

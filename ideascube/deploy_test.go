@@ -57,7 +57,7 @@ func TestDeploy_Units(t *testing.T) {
 	}
 	master, err := os.ReadFile(filepath.Join("deploy", "kiln-master.service"))
 	require.NoError(t, err)
-	assert.Contains(t, string(master), "ExecStart=/srv/buildbot/bin/ideascube -basedir /srv/buildbot/master -http 127.0.0.1:8010\n")
+	assert.Contains(t, string(master), "ExecStart=/srv/buildbot/bin/ideascube -basedir /srv/buildbot/master -http 127.0.0.1:8010 -worker-cert /srv/buildbot/master/worker-port.pem -worker-key /srv/buildbot/master/worker-port-key.pem\n")
 	worker, err := os.ReadFile(filepath.Join("deploy", "kiln-worker@.service"))
 	require.NoError(t, err)
 	assert.Contains(t, string(worker), "ExecStart=/srv/buildbot/bin/kiln-worker start --nodaemon /srv/buildbot/worker-%I\n")
@@ -76,12 +76,24 @@ func TestDeploy_Nginx(t *testing.T) {
 	secrets := "IDEASCUBE_WORKER_AMD64_PASSWORD=a\nIDEASCUBE_WORKER_ARMHF_PASSWORD=b\nIDEASCUBE_ADMIN_USER=admin\n" +
 		"IDEASCUBE_ADMIN_PASSWORD=pw\nIDEASCUBE_GITHUB_SECRET=gh\nIDEASCUBE_GITLAB_SECRET=gl\n"
 	require.NoError(t, os.WriteFile(filepath.Join(base, "secrets.env"), []byte(secrets), 0o600))
-	httpAddr, workerAddr, proxyAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	master := start(t, nil, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr, "-url", "http://"+proxyAddr+"/", "-archive-unsigned")
+	httpAddr, workerAddr, plainAddr, proxyAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	master := start(t, nil, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr, "-url", "https://"+proxyAddr+"/", "-archive-unsigned")
 
-	conf := regexp.MustCompile(`(?m)^\s*listen .*;\n`).ReplaceAllString(string(site), "")
-	conf = strings.Replace(conf, "server {", "server {\n\tlisten "+proxyAddr+";", 1)
-	conf = strings.ReplaceAll(conf, "http://127.0.0.1:8010/", "http://"+httpAddr+"/")
+	// The site as the guide installs it, on the test's ports, with a
+	// certificate of the test's.
+	certFile, keyFile := filepath.Join(base, "site-cert.pem"), filepath.Join(base, "site-key.pem")
+	writeCert(t, certFile, keyFile)
+	conf := string(site)
+	for old, repl := range map[string]string{
+		"\tlisten 80;\n": "\tlisten " + plainAddr + ";\n", "\tlisten [::]:80;\n": "", "\tlisten [::]:443 ssl http2;\n": "",
+		"\tlisten 443 ssl http2;\n":                                  "\tlisten " + proxyAddr + " ssl http2;\n",
+		"/etc/letsencrypt/live/buildbot.ideascube.org/fullchain.pem": certFile,
+		"/etc/letsencrypt/live/buildbot.ideascube.org/privkey.pem":   keyFile,
+		"http://127.0.0.1:8010/":                                     "http://" + httpAddr + "/",
+	} {
+		require.Contains(t, conf, old, "the site has %q", old)
+		conf = strings.ReplaceAll(conf, old, repl)
+	}
 	prefix := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(prefix, "logs"), 0o755))
 	main := "pid " + filepath.Join(prefix, "nginx.pid") + ";\nerror_log " + filepath.Join(prefix, "logs", "error.log") + ";\n" +
@@ -108,9 +120,17 @@ func TestDeploy_Nginx(t *testing.T) {
 			Name string `json:"name"`
 		} `json:"builders"`
 	}
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(certFile)
+	require.NoError(t, err)
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		resp, err := http.Get("http://" + proxyAddr + "/api/v2/builders")
+		resp, err := client.Get("https://" + proxyAddr + "/api/v2/builders")
 		if err == nil && resp.StatusCode == http.StatusOK {
 			require.NoError(t, json.NewDecoder(resp.Body).Decode(&ans))
 			resp.Body.Close()
@@ -133,15 +153,22 @@ func TestDeploy_Nginx(t *testing.T) {
 	abs, _ := filepath.Abs(base)
 	assert.Contains(t, string(out), fmt.Sprintf("ideascube: the folder is in use by another master: %s is locked by process %d", abs, master.cmd.Process.Pid))
 	// The home page, through the proxy, links under the public URL.
-	resp, err := http.Get("http://" + proxyAddr + "/")
+	resp, err := client.Get("https://" + proxyAddr + "/")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	// Plain HTTP is sent to HTTPS.
+	resp, err = client.Get("http://" + plainAddr + "/builders/build-amd64-pkg?x=1")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusMovedPermanently, resp.StatusCode)
+	host, _, _ := net.SplitHostPort(plainAddr)
+	assert.Equal(t, "https://"+host+"/builders/build-amd64-pkg?x=1", resp.Header.Get("Location"))
 	// The archive, through the proxy, at the path of the guide's APT line
 	// (once the master has prepared it: 503 until then).
 	var release []byte
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		resp, err = http.Get("http://" + proxyAddr + "/debian/dists/jessie/Release")
+		resp, err = client.Get("https://" + proxyAddr + "/debian/dists/jessie/Release")
 		require.NoError(t, err)
 		release, _ = io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -285,16 +312,29 @@ func writeCert(t *testing.T, certFile, keyFile string) []byte {
 // certificate as its CA file attaches; a renewed certificate is served
 // after SIGHUP, without a restart.
 func TestDeploy_WorkerTLS(t *testing.T) {
+	testenv.NeedTool(t, "openssl")
 	base := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(base, "secrets.env"), []byte(deploySecrets), 0o600))
-	certFile, keyFile := filepath.Join(base, "worker-cert.pem"), filepath.Join(base, "worker-key.pem")
-	first := writeCert(t, certFile, keyFile)
+	// The certificate, made with the guide's own command.
+	guide, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?s)\$ (openssl req .*?-out worker-port.pem)\n`).FindSubmatch(guide)
+	require.NotNil(t, m, "the guide's openssl command")
+	openssl := exec.Command("sh", "-c", strings.ReplaceAll(string(m[1]), "\\\n", " "))
+	openssl.Dir = base
+	out, err := openssl.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	certFile, keyFile := filepath.Join(base, "worker-port.pem"), filepath.Join(base, "worker-port-key.pem")
+	b, err := os.ReadFile(certFile)
+	require.NoError(t, err)
+	block, _ := pem.Decode(b)
+	first := block.Bytes
 	httpAddr, workerAddr := freeAddr(t), freeAddr(t)
 	master := start(t, nil, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr,
 		"-worker-cert", certFile, "-worker-key", keyFile, "-archive-unsigned")
 	w := web{t: t, base: "http://" + httpAddr}
 	dir := filepath.Join(t.TempDir(), "worker-amd64")
-	out, err := exec.Command(bins.worker, "create-worker", "--use-tls", "--ca-file", certFile, dir, workerAddr, "worker-amd64", "amd64 pass").CombinedOutput()
+	out, err = exec.Command(bins.worker, "create-worker", "--use-tls", "--ca-file", certFile, dir, workerAddr, "worker-amd64", "amd64 pass").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	start(t, nil, nil, bins.worker, "start", dir)
 	w.waitFor("the worker to attach over TLS", time.Minute, func() bool {

@@ -6,7 +6,7 @@
 // APT archive the master keeps and serves at /debian; an admin can force
 // builds from the web page.
 //
-//	ideascube -basedir /srv/buildbot/master [-http :8010] [-workers :9989]
+//	ideascube -basedir /srv/buildbot/master [-http 127.0.0.1:8010] [-workers :9989]
 //	          [-worker-cert FILE -worker-key FILE]
 //	          [-url http://buildbot.ideascube.org/] [-repo URL] [-dist jessie]
 //	          [-extra-repository LINE] [-resolver aptitude] [-cross armhf,i386]
@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	o := defaultOptions()
 	fs.StringVar(&o.BaseDir, "basedir", o.BaseDir, "the master's folder: state.sqlite, secrets.env, uploads")
-	fs.StringVar(&o.HTTPAddr, "http", o.HTTPAddr, "address of the web UI, API and change hooks")
+	fs.StringVar(&o.HTTPAddr, "http", o.HTTPAddr, "address of the web UI, API and change hooks (127.0.0.1:8010 when -url is set, as behind nginx; :8010 otherwise)")
 	fs.StringVar(&o.WorkerAddr, "workers", o.WorkerAddr, "address where workers connect")
 	fs.StringVar(&o.WorkerCert, "worker-cert", o.WorkerCert, "PEM certificate of the worker port: workers then connect with TLS (wss://); reloaded when it changes, or on SIGHUP")
 	fs.StringVar(&o.WorkerKey, "worker-key", o.WorkerKey, "PEM private key of -worker-cert")
@@ -212,7 +212,7 @@ type options struct {
 // The defaults of the command line, from Ideascube's deployment.
 func defaultOptions() options {
 	return options{
-		HTTPAddr:        ":8010",
+		HTTPAddr:        "", // 127.0.0.1:8010 behind the public URL (ci.MasterConfig.WebAddr)
 		WorkerAddr:      ":9989",
 		PublicURL:       "http://buildbot.ideascube.org/",
 		Repo:            "https://github.com/ideascube/ideascube.git",

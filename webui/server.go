@@ -45,10 +45,7 @@ func (s *Server) Run(ctx context.Context, m *ci.Master) error {
 	if ln == nil {
 		addr := s.Addr
 		if addr == "" {
-			addr = m.Config().HTTPAddr
-		}
-		if addr == "" {
-			addr = ci.DefaultHTTPAddr
+			addr = m.Config().WebAddr()
 		}
 		var err error
 		if ln, err = net.Listen("tcp", addr); err != nil {
