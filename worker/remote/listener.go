@@ -432,10 +432,11 @@ func (l *Listener) nameLock(name string) *sync.Mutex {
 	return mu
 }
 
-// checkDuplicate looks for another connection of the worker: if it answers
-// a ping within a short deadline, the newcomer is refused (the error says
-// why); if not, it is closed and returned, so that the newcomer waits for
-// the master to detach it.
+// checkDuplicate refuses a connection of a worker that is connected
+// already, until that connection is closed or declared lost: a stalled
+// worker keeps its name, so that whoever has its password (captured off
+// the network, say) cannot take its place while it is away. The old
+// connection is asked whether it answers, so that the refusal says so.
 func (l *Listener) checkDuplicate(name string, log *slog.Logger) (ci.WorkerConn, error) {
 	l.mu.Lock()
 	var old ci.WorkerConn
@@ -460,22 +461,15 @@ func (l *Listener) checkDuplicate(name string, log *slog.Logger) (ci.WorkerConn,
 		err = old.Ping(ctx)
 	}
 	cancel()
-	if err == nil {
-		from := "another connection"
-		if c, ok := old.(*Conn); ok {
-			from = c.remote
-		}
-		return nil, fmt.Errorf("worker %q is already connected from %s and answers", name, from)
-	}
-	log.Warn("worker connects again and its old connection does not answer; closing the old one", "err", err)
+	from := "another connection"
 	if c, ok := old.(*Conn); ok {
-		// No close handshake with a connection that does not answer.
-		c.shutdown(fmt.Errorf("worker %s: replaced by a new connection (the old one did not answer: %v): %w", name, err, ci.ErrWorkerLost), 0, "")
-		<-c.exited
-	} else {
-		old.Close()
+		from = c.remote
 	}
-	return old, nil
+	state := "answers"
+	if err != nil {
+		state = "does not answer; it keeps the name until it is declared lost"
+	}
+	return nil, fmt.Errorf("worker %q is already connected from %s and %s", name, from, state)
 }
 
 // duplicatePing bounds the ping of a worker's old connection when a new

@@ -241,8 +241,9 @@ func TestLiveness_Keepalives(t *testing.T) {
 	}
 }
 
-// A second connection under the name of a connected worker: refused with
-// 409 if the first answers, accepted in its place if not.
+// A second connection under the name of a connected worker is refused
+// with 409 until the first is closed or declared lost, whether it answers
+// or not; the refusal is logged with both remote addresses.
 func TestDuplicateWorker(t *testing.T) {
 	cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}}
 
@@ -266,8 +267,18 @@ func TestDuplicateWorker(t *testing.T) {
 		oldFake, old := m.attachFake(t, "w1", fakeOptions{})
 		oldFake.silence()
 		_, err := dialFake(t, m.addr, "w1", fakeOptions{})
-		require.NoError(t, err)
+		require.Equal(t, 409, statusOf(err), "err: %v", err)
+		assert.Contains(t, err.Error(), "does not answer; it keeps the name until it is declared lost")
+		assert.NoError(t, old.Err(), "the silent worker keeps its name")
+		assert.Regexp(t, `refusing a second connection of a connected worker.* remote=127\.0\.0\.1:\d+ reason=".*already connected from 127\.0\.0\.1:\d+`, m.logs.String())
+		// Once it is declared lost, the name is free.
 		<-old.Done()
+		m.waitFor(t, "the old connection to detach", func() bool {
+			_, ok := m.WorkerConn("w1")
+			return !ok
+		})
+		_, err = dialFake(t, m.addr, "w1", fakeOptions{})
+		require.NoError(t, err)
 		m.waitFor(t, "the new connection to attach", func() bool {
 			cur, ok := m.WorkerConn("w1")
 			return ok && cur != old
