@@ -37,12 +37,15 @@
 // (behind NAT or a proxy) share its lockouts; a negative FreeFailures turns
 // the throttle off.
 //
-// A second connection under the name of a connected worker is arbitrated
-// before the upgrade, as Buildbot's master does after it: the old
-// connection is sent print "master got a duplicate connection" with a short
-// deadline (Timeout/4, at most 5 s). If it answers, the newcomer is refused
-// with 409 and a one-line reason; if not, the old connection is closed and
-// the newcomer takes its place once the master has detached the old one.
+// A second connection under the name of a connected worker is refused
+// before the upgrade, with 409 and a one-line reason, until the first is
+// closed or declared lost (Timeout without a word from it): a stalled
+// worker keeps its name, so that a password captured off the network
+// cannot take its place while it is away. (Buildbot's master replaces an
+// old connection that does not answer at once.) The old connection is sent
+// print "master got a duplicate connection" with a short deadline
+// (Timeout/4, at most 5 s), so that the refusal says whether it answers;
+// the refusal is logged with both remote addresses.
 //
 // # Frames
 //
