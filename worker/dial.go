@@ -120,18 +120,38 @@ func (a *agent) dial(ctx context.Context) (*websocket.Conn, *batchConn, error) {
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
-			return nil, nil, fmt.Errorf("dial %s: %w", a.url, ErrUnauthorized)
+			return nil, nil, fmt.Errorf("dial %s: %w", a.url, refusal{ErrUnauthorized})
+		}
+		if resp != nil && resp.StatusCode == http.StatusConflict {
+			return nil, nil, fmt.Errorf("dial %s: %w", a.url, refusal{err})
 		}
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			// A web server, not a worker port: the master's web UI, or a
 			// proxy in front of something else.
-			return nil, nil, fmt.Errorf("dial %s: reached an HTTP server that answered %q, not a master's worker port: "+
-				"workers connect to the master's worker port (9989 by default, its -workers), not to its web port", a.url, resp.Status)
+			return nil, nil, fmt.Errorf("dial %s: %w", a.url, refusal{fmt.Errorf("reached an HTTP server that answered %q, not a master's worker port: "+
+				"workers connect to the master's worker port (9989 by default, its -workers), not to its web port", resp.Status)})
+		}
+		var verify *tls.CertificateVerificationError
+		if errors.As(err, &verify) {
+			return nil, nil, fmt.Errorf("dial %s: %w", a.url, refusal{err})
 		}
 		return nil, nil, fmt.Errorf("dial %s: %w", a.url, err)
 	}
 	return c, bc, nil
 }
+
+// errRefused marks the failures where the master (or what answers at its
+// address) was reached and turned the worker down: see refusal.
+var errRefused = errors.New("refused")
+
+// A refusal is a connection attempt the other side answered with a no:
+// a wrong password, a name in use, not a worker port, a certificate that
+// does not verify. Trying again soon changes nothing, so the waits grow
+// to MaxBackoff.
+type refusal struct{ err error }
+
+func (r refusal) Error() string   { return r.err.Error() }
+func (r refusal) Unwrap() []error { return []error{r.err, errRefused} }
 
 // A batchConn is the TCP connection to the master. The WebSocket library
 // writes a frame through a buffer of 4 KiB, one write(2) for each 4 KiB of

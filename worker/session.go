@@ -30,6 +30,7 @@ func (e *remoteError) Error() string { return fmt.Sprintf("master refused %s: %v
 type connectResult struct {
 	attached bool  // the master set the worker up: the backoff starts again
 	shutdown bool  // the master asked the worker to shut down
+	refused  bool  // the master answered, and refused the worker
 	err      error // why the connection ended
 }
 
@@ -40,7 +41,7 @@ func (a *agent) connect(ctx context.Context) connectResult {
 		if errors.Is(err, ErrUnauthorized) {
 			a.log.Error("cannot attach: check the worker's name and password against the master's configuration", "err", err)
 		}
-		return connectResult{err: err}
+		return connectResult{err: err, refused: errors.Is(err, errRefused)}
 	}
 	a.log.Info("connected to master", "master", a.url)
 	s := newSession(a, ws)

@@ -22,8 +22,15 @@ const (
 	// DefaultMinBackoff is the first wait before reconnecting.
 	DefaultMinBackoff = time.Second
 	// DefaultMaxBackoff is the longest wait between two connection
-	// attempts: buildbot-worker's maxdelay.
+	// attempts that the master refused (a wrong password, a name in use):
+	// buildbot-worker's maxdelay.
 	DefaultMaxBackoff = 5 * time.Minute
+	// DefaultOutageBackoff is the longest wait between two connection
+	// attempts while the master cannot be reached (stopped, restarting,
+	// a network outage): whatever the outage's length, the workers are
+	// back within about that long once the master is, each at a random
+	// moment of it, so that many do not come back at once.
+	DefaultOutageBackoff = 5 * time.Second
 	// DefaultWriteTimeout bounds the writing of one frame. A master that
 	// accepts nothing for that long is dropped and dialled again.
 	DefaultWriteTimeout = 30 * time.Second
@@ -90,6 +97,10 @@ type Worker struct {
 	// the worker is attached. Zero means DefaultMinBackoff and
 	// DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
+	// OutageBackoff caps the waits while the master cannot be reached
+	// at all (nothing listening, a broken connection): DefaultOutageBackoff
+	// if zero, and never more than MaxBackoff.
+	OutageBackoff time.Duration
 	// WriteTimeout bounds the writing of one frame;
 	// DefaultWriteTimeout if zero.
 	WriteTimeout time.Duration
@@ -111,7 +122,8 @@ type agent struct {
 	auth    string // Authorization header
 	baseDir string // absolute
 	env     map[string]string
-	backoff backoff
+	backoff backoff // after a refusal
+	outage  backoff // while the master cannot be reached
 	writeTO time.Duration
 	dialTO  time.Duration
 }
@@ -146,7 +158,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		case res.attached:
 			attempt = 0
 		}
-		wait := a.backoff.delay(attempt)
+		wait := a.retryDelay(res, attempt)
 		attempt++
 		a.log.Warn("reconnecting", "in", wait.Round(time.Millisecond), "reason", res.err)
 		t := time.NewTimer(wait)
@@ -208,7 +220,7 @@ func (w *Worker) agent() (*agent, error) {
 	} else if w.CAFile != "" && err == nil {
 		errs = append(errs, fmt.Errorf("a CA file is given but master %q is not a wss:// URL", w.Master))
 	}
-	if w.MinBackoff < 0 || w.MaxBackoff < 0 || w.WriteTimeout < 0 || w.DialTimeout < 0 {
+	if w.MinBackoff < 0 || w.MaxBackoff < 0 || w.OutageBackoff < 0 || w.WriteTimeout < 0 || w.DialTimeout < 0 {
 		errs = append(errs, errors.New("negative backoff or timeout"))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -216,6 +228,7 @@ func (w *Worker) agent() (*agent, error) {
 	}
 	a.auth = basicAuth(w.Name, w.Password)
 	a.backoff = backoff{min: orDefault(w.MinBackoff, DefaultMinBackoff), max: orDefault(w.MaxBackoff, DefaultMaxBackoff)}
+	a.outage = backoff{min: a.backoff.min, max: min(a.backoff.max, orDefault(w.OutageBackoff, DefaultOutageBackoff))}
 	a.writeTO = orDefault(w.WriteTimeout, DefaultWriteTimeout)
 	a.dialTO = orDefault(w.DialTimeout, DefaultDialTimeout)
 	if a.env == nil {
@@ -255,4 +268,15 @@ func loopbackURL(u string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// retryDelay is the wait before the next connection attempt after
+// attempt failed ones: up to MaxBackoff when the master refused the
+// worker (asking again soon would change nothing), up to OutageBackoff
+// when it could not be reached.
+func (a *agent) retryDelay(res connectResult, attempt int) time.Duration {
+	if res.refused {
+		return a.backoff.delay(attempt)
+	}
+	return a.outage.delay(attempt)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -27,6 +28,10 @@ type Sizes struct {
 	IdleWorkers int
 	// LogBytes is how many bytes (without newlines) the log step writes.
 	LogBytes int64
+	// Outages are the lengths of the master restarts the idle workers
+	// live through: the master stops, stays away that long, and starts
+	// again on the same ports.
+	Outages []time.Duration
 }
 
 func (s Sizes) check() error {
@@ -84,6 +89,9 @@ type Result struct {
 	// per worker.
 	IdleBase, IdleWith int64
 	PerIdleWorker      float64
+	// Reattach holds, for each of Outages, the time from the master
+	// being back (its API answering) to all the idle workers attached.
+	Reattach []time.Duration
 	// AttachTime is the time from starting IdleWorkers workers together
 	// until the master has them all attached.
 	AttachTime time.Duration
@@ -145,7 +153,7 @@ func (b *bench) idle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer m.stop()
+	defer func() { m.stop() }() // the master of the last restart
 	names := workerNames(1, n)
 	b.logf("creating %d workers", n)
 	dirs, err := createWorkers(ctx, b.kind, filepath.Join(dir, "workers"), m.workerAddr, names, runtime.NumCPU())
@@ -183,6 +191,22 @@ func (b *bench) idle(ctx context.Context) error {
 	}
 	slices.Sort(rss)
 	b.r.WorkerRSS, b.r.WorkerRSSMax = rss[len(rss)/2], rss[len(rss)-1]
+
+	// Restarts: how soon the workers are back after outages of the master.
+	for _, outage := range b.sizes.Outages {
+		b.logf("stopping the master for %s", outage)
+		m.stop()
+		time.Sleep(outage)
+		if m, err = startMaster(ctx, b.master, filepath.Join(dir, "master"), n, b.sizes.LogBytes, "-workers", m.workerAddr, "-http", strings.TrimPrefix(m.api.base, "http://")); err != nil {
+			return err
+		}
+		back := time.Now()
+		if err := waitConnected(ctx, m, ps, n, 10*time.Millisecond); err != nil {
+			return err
+		}
+		b.r.Reattach = append(b.r.Reattach, time.Since(back))
+		b.logf("%d workers back %s after the master, after a %s outage", n, time.Since(back).Round(time.Millisecond), outage)
+	}
 	return nil
 }
 

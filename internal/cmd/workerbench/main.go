@@ -87,6 +87,7 @@ func run(ctx context.Context, args []string, out, progress io.Writer) ([]*Result
 	fs.IntVar(&kiln.Workers, "workers", 4, "workers sharing the -builds builds")
 	fs.IntVar(&kiln.IdleWorkers, "idle-workers", 200, "idle workers started together (kiln-worker)")
 	fs.Int64Var(&kiln.LogBytes, "log-bytes", 100_000_000, "bytes the log step writes, without newlines")
+	outages := fs.String("outages", "2s,20s", "lengths of the master restarts the idle workers live through, comma-separated (none if empty)")
 	fs.IntVar(&stock.LatencyBuilds, "stock-latency-builds", 50, "one-step builds run one at a time (buildbot-worker)")
 	fs.IntVar(&stock.Builds, "stock-builds", 200, "one-step builds over -workers workers (buildbot-worker)")
 	fs.IntVar(&stock.IdleWorkers, "stock-idle-workers", 50, "idle workers started together (buildbot-worker)")
@@ -96,6 +97,17 @@ func run(ctx context.Context, args []string, out, progress io.Writer) ([]*Result
 		return nil, err
 	}
 	stock.Workers, stock.LogBytes = kiln.Workers, kiln.LogBytes
+	for o := range strings.SplitSeq(*outages, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		d, err := time.ParseDuration(o)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("-outages: %q is not a duration", o)
+		}
+		kiln.Outages = append(kiln.Outages, d)
+	}
+	stock.Outages = kiln.Outages
 
 	var problems []error
 	if fs.NArg() > 0 {
@@ -249,6 +261,7 @@ func printTable(out io.Writer, m machineInfo, results []*Result, pollEvery time.
 		{"  master RSS, none / all attached", func(r *Result) string { return mib(r.IdleBase) + " / " + mib(r.IdleWith) }, ""},
 		{"  idle workers", func(r *Result) string { return fmt.Sprint(r.Sizes.IdleWorkers) }, ""},
 		{"idle workers started together, all attached", func(r *Result) string { return fmt.Sprintf("%.2f s", r.AttachTime.Seconds()) }, "200 in < 2 s"},
+		{"all back once the master is, after outages of " + joinDurations(results), func(r *Result) string { return joinSeconds(r.Reattach) }, "< 5 s"},
 		{"  of which starting the processes", func(r *Result) string { return fmt.Sprintf("%.2f s", r.SpawnTime.Seconds()) }, ""},
 		{"idle worker RSS (VmRSS), median", func(r *Result) string { return mib(r.WorkerRSS) }, "< 10 MiB"},
 		{"  largest", func(r *Result) string { return mib(r.WorkerRSSMax) }, ""},
@@ -269,6 +282,26 @@ func printTable(out io.Writer, m machineInfo, results []*Result, pollEvery time.
 	tw.Flush()
 	fmt.Fprintf(out, "\nLatency: from the force request (JSON-RPC) to the build request seen complete, polled every %s from 3/4 of the fastest build.\n", pollEvery)
 	fmt.Fprintf(out, "MB/s: the step's standard output, newlines included, from the force request to the build complete with its log stored.\n")
+}
+
+// joinDurations lists the outages measured.
+func joinDurations(results []*Result) string {
+	var parts []string
+	if len(results) > 0 {
+		for _, d := range results[0].Sizes.Outages {
+			parts = append(parts, d.String())
+		}
+	}
+	return strings.Join(parts, " / ")
+}
+
+// joinSeconds lists durations in seconds.
+func joinSeconds(ds []time.Duration) string {
+	var parts []string
+	for _, d := range ds {
+		parts = append(parts, fmt.Sprintf("%.2f s", d.Seconds()))
+	}
+	return strings.Join(parts, " / ")
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 // tiny are the sizes of the smoke tests: 2 workers, 5 builds, 1 MB of log.
 var tiny = []string{
 	"-latency-builds", "5", "-builds", "5", "-workers", "2", "-idle-workers", "2", "-log-bytes", "1000000",
-	"-stock-latency-builds", "5", "-stock-builds", "5", "-stock-idle-workers", "2",
+	"-stock-latency-builds", "5", "-stock-builds", "5", "-stock-idle-workers", "2", "-outages", "500ms",
 }
 
 // TestRun runs the whole benchmark, with tiny sizes, on each kind of
@@ -88,9 +88,11 @@ func TestRun(t *testing.T) {
 			assert.GreaterOrEqual(t, r.AttachTime, r.SpawnTime)
 			assert.Positive(t, r.WorkerRSS)
 			assert.GreaterOrEqual(t, r.WorkerRSSMax, r.WorkerRSS)
+			require.Len(t, r.Reattach, 1, "the workers came back after the master's restart")
+			assert.Positive(t, r.Reattach[0])
 
 			table := out.String()
-			for _, want := range []string{kind, "one-step build (true), median", "stdout into the store", "master RSS per idle worker", "load average"} {
+			for _, want := range []string{kind, "one-step build (true), median", "stdout into the store", "master RSS per idle worker", "after outages of 500ms", "load average"} {
 				assert.Contains(t, table, want)
 			}
 		})
