@@ -140,8 +140,12 @@
 //     messages and goes on); set_worker_settings takes any of its four
 //     settings, type-checked, where buildbot-worker needs all four;
 //     interrupt_command's "why" is optional.
-//   - Reconnection waits double from MinBackoff to MaxBackoff with jitter,
-//     and start again from MinBackoff once attached; HTTP proxies from the
+//   - Reconnection waits double from MinBackoff with jitter, up to
+//     OutageBackoff (5 s) while the master cannot be reached, so that a
+//     restarted master has its workers back within seconds whatever the
+//     outage's length, and up to MaxBackoff only after a refusal; they
+//     start again from MinBackoff once attached. (buildbot-worker's grow
+//     to its maxdelay, 300 s, in both cases.) HTTP proxies from the
 //     environment are not used.
 //   - numcpus is runtime.NumCPU, the CPUs the process may use, where
 //     Python counts the machine's.
