@@ -261,8 +261,8 @@ func printTable(out io.Writer, m machineInfo, results []*Result, pollEvery time.
 		{"  master RSS, none / all attached", func(r *Result) string { return mib(r.IdleBase) + " / " + mib(r.IdleWith) }, ""},
 		{"  idle workers", func(r *Result) string { return fmt.Sprint(r.Sizes.IdleWorkers) }, ""},
 		{"idle workers started together, all attached", func(r *Result) string { return fmt.Sprintf("%.2f s", r.AttachTime.Seconds()) }, "200 in < 2 s"},
-		{"all back once the master is, after outages of " + joinDurations(results), func(r *Result) string { return joinSeconds(r.Reattach) }, "< 5 s"},
 		{"  of which starting the processes", func(r *Result) string { return fmt.Sprintf("%.2f s", r.SpawnTime.Seconds()) }, ""},
+		{"all back once the master is, after outages of " + joinDurations(results), func(r *Result) string { return joinSeconds(r.Reattach) }, "< 5 s"},
 		{"idle worker RSS (VmRSS), median", func(r *Result) string { return mib(r.WorkerRSS) }, "< 10 MiB"},
 		{"  largest", func(r *Result) string { return mib(r.WorkerRSSMax) }, ""},
 	}
