@@ -57,17 +57,23 @@ func (h *Base) Validate() error {
 func (h *Base) Handler(m *ci.Master) http.Handler {
 	want := sha256.Sum256([]byte(h.Secret))
 	open := h.Secret == ""
-	return newEndpoint(m, h.Dialect(), h.MaxBodyBytes, func(r *http.Request, body []byte) (*delivery, error) {
-		if !open {
-			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok {
-				return nil, forbidden("no bearer token (Authorization)")
-			}
-			got := sha256.Sum256([]byte(token))
-			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-				return nil, forbidden("wrong bearer token")
-			}
+	// The token is a header: a request without the right one is refused
+	// before its body is read.
+	authenticate := func(r *http.Request, _ io.Reader) error {
+		if open {
+			return nil
 		}
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			return forbidden("no bearer token (Authorization)")
+		}
+		got := sha256.Sum256([]byte(token))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			return forbidden("wrong bearer token")
+		}
+		return nil
+	}
+	return newEndpoint(m, h.Dialect(), h.MaxBodyBytes, authenticate, func(r *http.Request, body []byte) (*delivery, error) {
 		changes, err := ParseBase(r.Header.Get("Content-Type"), body)
 		if err != nil {
 			return nil, badRequest("%v", err)

@@ -17,6 +17,14 @@
 //   - The body is read through http.MaxBytesReader: a body larger than
 //     MaxBodyBytes (DefaultMaxBodyBytes, 25 MiB, GitHub's own cap, if
 //     zero) is refused with 413 before it is read whole.
+//   - Unauthenticated input costs little: a request whose credentials are
+//     headers (GitLab's token, the base hook's bearer token) is refused
+//     before its body is read; GitHub's signature is checked as the body
+//     streams in, the body held in memory up to 1 MiB and in a temporary
+//     file beyond, until it is authenticated. At most MaxConcurrentBodies
+//     bodies are read at once (beyond, 503 with Retry-After at once), and
+//     a body that has not arrived within BodyTimeout is cut (408). Forty
+//     unsigned 25 MiB bodies sent at once grow the heap by under 10 MiB.
 //   - The request is authenticated before anything else is done with it,
 //     and nothing is stored for a request that is not: 403, with a
 //     one-line reason. Secrets never appear in logs or answers.

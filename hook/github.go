@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -75,13 +76,13 @@ func (h *GitHub) Validate() error {
 func (h *GitHub) Handler(m *ci.Master) http.Handler {
 	secret := []byte(h.Secret)
 	codebase := h.Codebase
-	return newEndpoint(m, h.Dialect(), h.MaxBodyBytes, func(r *http.Request, body []byte) (*delivery, error) {
+	authenticate := func(r *http.Request, body io.Reader) error {
 		if len(secret) == 0 {
-			return nil, forbidden("the hook has no secret configured")
+			return forbidden("the hook has no secret configured")
 		}
-		if err := checkGitHubSignature(secret, r.Header, body); err != nil {
-			return nil, err
-		}
+		return checkGitHubSignature(secret, r.Header, body)
+	}
+	return newEndpoint(m, h.Dialect(), h.MaxBodyBytes, authenticate, func(r *http.Request, body []byte) (*delivery, error) {
 		event := r.Header.Get(githubEventHeader)
 		if event == "" {
 			return nil, badRequest("no %s header", githubEventHeader)
@@ -103,10 +104,12 @@ func (h *GitHub) Handler(m *ci.Master) http.Handler {
 	})
 }
 
-// checkGitHubSignature checks X-Hub-Signature-256 against the body. Only
-// SHA-256 is accepted: the SHA-1 header GitHub also sends is ignored, and
-// a request that has only that one is refused.
-func checkGitHubSignature(secret []byte, h http.Header, body []byte) error {
+// checkGitHubSignature checks X-Hub-Signature-256 against the body, read
+// as it streams; a request without a well-formed signature is refused
+// before its body is read. Only SHA-256 is accepted: the SHA-1 header
+// GitHub also sends is ignored, and a request that has only that one is
+// refused.
+func checkGitHubSignature(secret []byte, h http.Header, body io.Reader) error {
 	sig := h.Get(githubSignatureHeader)
 	if sig == "" {
 		if h.Get(githubSHA1Header) != "" {
@@ -123,7 +126,9 @@ func checkGitHubSignature(secret []byte, h http.Header, body []byte) error {
 		return forbidden("the signature is not a hexadecimal SHA-256 digest")
 	}
 	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
+	if _, err := io.Copy(mac, body); err != nil {
+		return err
+	}
 	if !hmac.Equal(got, mac.Sum(nil)) {
 		return forbidden("the signature does not match the body")
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -64,18 +65,23 @@ func (h *GitLab) Handler(m *ci.Master) http.Handler {
 	want := sha256.Sum256([]byte(h.Secret))
 	empty := h.Secret == ""
 	codebase := h.Codebase
-	return newEndpoint(m, h.Dialect(), h.MaxBodyBytes, func(r *http.Request, body []byte) (*delivery, error) {
+	// The token is a header: a request without the right one is refused
+	// before its body is read.
+	authenticate := func(r *http.Request, _ io.Reader) error {
 		if empty {
-			return nil, forbidden("the hook has no secret configured")
+			return forbidden("the hook has no secret configured")
 		}
 		token, ok := r.Header[http.CanonicalHeaderKey(gitlabTokenHeader)]
 		if !ok || len(token) != 1 {
-			return nil, forbidden("no token (%s)", gitlabTokenHeader)
+			return forbidden("no token (%s)", gitlabTokenHeader)
 		}
 		got := sha256.Sum256([]byte(token[0]))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			return nil, forbidden("wrong token (%s)", gitlabTokenHeader)
+			return forbidden("wrong token (%s)", gitlabTokenHeader)
 		}
+		return nil
+	}
+	return newEndpoint(m, h.Dialect(), h.MaxBodyBytes, authenticate, func(r *http.Request, body []byte) (*delivery, error) {
 		event := r.Header.Get(gitlabEventHeader)
 		if event == "" {
 			return nil, badRequest("no %s header", gitlabEventHeader)

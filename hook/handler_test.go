@@ -1,6 +1,7 @@
 package hook_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
@@ -23,6 +24,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -766,4 +768,20 @@ func TestGitHub_IdeascubeScheduler(t *testing.T) {
 	assert.Equal(t, ci.Success, builds[0].Results())
 	assert.Equal(t, "v0.42.0\n", builds[0].Log("echo", "stdio"))
 	assert.Equal(t, "v0.42.0", builds[0].Property("branch"))
+}
+
+// TestGitLab_RefusedBeforeBody: a request without the right token is
+// refused from its headers, without waiting for its body.
+func TestGitLab_RefusedBeforeBody(t *testing.T) {
+	tm := startMaster(t)
+	c, err := net.Dial("tcp", strings.TrimPrefix(tm.URL, "http://"))
+	require.NoError(t, err)
+	defer c.Close()
+	fmt.Fprintf(c, "POST /change_hook/gitlab HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Gitlab-Event: Tag Push Hook\r\n"+
+		"X-Gitlab-Token: wrong\r\nContent-Length: 20000000\r\n\r\n{")
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(30*time.Second)))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err, "answered before the body came")
+	assert.Equal(t, "HTTP/1.1 403 Forbidden\r\n", line)
+	assert.Empty(t, tm.changes(t))
 }

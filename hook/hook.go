@@ -1,6 +1,7 @@
 package hook
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -8,7 +9,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/kilnci/kiln/ci"
 )
@@ -18,6 +21,21 @@ import (
 // that every delivery GitHub can send is accepted. Larger bodies are
 // refused with 413 before they are read whole.
 const DefaultMaxBodyBytes = 25 << 20
+
+// Limits on the bodies of requests not yet authenticated: whoever can
+// reach the hooks can send them, so they must not cost the master much.
+const (
+	// MaxConcurrentBodies is how many request bodies a hook reads at
+	// once; beyond that it answers 503 with Retry-After at once.
+	MaxConcurrentBodies = 4
+	// BodyTimeout bounds the reading of a body: one that trickles in is
+	// cut then, with 408.
+	BodyTimeout = 30 * time.Second
+	// memoryBody is how much of a body is kept in memory; the rest goes
+	// to a temporary file until the request is authenticated. With
+	// MaxConcurrentBodies, unauthenticated requests cost at most 4 MiB.
+	memoryBody = 1 << 20
+)
 
 // Categories of the changes the hooks make. Branch pushes keep Buildbot's
 // categories: none for GitHub, "push" for GitLab.
@@ -50,7 +68,11 @@ const maxDeliveryID = 100
 var (
 	errForbidden  = errors.New("forbidden")
 	errBadRequest = errors.New("bad request")
+	errBusy       = errors.New("too many bodies being read")
 )
+
+// bodyTimeout is BodyTimeout; tests shorten it.
+var bodyTimeout = BodyTimeout
 
 // forbidden makes an error answered with 403. Its text must never contain
 // a secret: it is logged and sent back.
@@ -74,21 +96,31 @@ type delivery struct {
 }
 
 // An endpoint is what each dialect's handler shares: read the body within
-// the limit, let the dialect authenticate and parse it, store the changes.
+// the limits while the dialect authenticates the request, then let the
+// dialect parse it, and store the changes.
 type endpoint struct {
 	m       *ci.Master
 	dialect string
 	maxBody int64
-	// read authenticates the request given its body, then parses it. An
-	// error wrapping errForbidden gives 403, errBadRequest 400.
-	read func(r *http.Request, body []byte) (*delivery, error)
+	// authenticate checks the request's credentials: from its headers
+	// alone (a token), reading nothing of body, or from body (a
+	// signature), which it reads to the end. An error wrapping
+	// errForbidden gives 403.
+	authenticate func(r *http.Request, body io.Reader) error
+	// parse reads the delivery of an authenticated request. An error
+	// wrapping errBadRequest gives 400.
+	parse func(r *http.Request, body []byte) (*delivery, error)
+	// bodies holds a token for each body being read.
+	bodies chan struct{}
 }
 
-func newEndpoint(m *ci.Master, dialect string, maxBody int64, read func(*http.Request, []byte) (*delivery, error)) *endpoint {
+func newEndpoint(m *ci.Master, dialect string, maxBody int64, authenticate func(*http.Request, io.Reader) error,
+	parse func(*http.Request, []byte) (*delivery, error)) *endpoint {
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBodyBytes
 	}
-	return &endpoint{m: m, dialect: dialect, maxBody: maxBody, read: read}
+	return &endpoint{m: m, dialect: dialect, maxBody: maxBody, authenticate: authenticate, parse: parse,
+		bodies: make(chan struct{}, MaxConcurrentBodies)}
 }
 
 func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -120,19 +152,31 @@ func (e *endpoint) serve(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", e.maxBody))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.maxBody))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			log.Warn("webhook request refused: body too large", "limit", e.maxBody)
-			reply(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", e.maxBody))
-			return
-		}
+	body, err := e.readBody(w, r)
+	switch {
+	case errors.Is(err, errBusy):
+		log.Warn("webhook request refused: too many bodies being read at once", "limit", MaxConcurrentBodies)
+		w.Header().Set("Retry-After", "10")
+		reply(w, http.StatusServiceUnavailable, "too many webhook requests at once; try again later")
+		return
+	case errors.Is(err, errForbidden):
+		log.Warn("webhook request refused", "reason", err)
+		reply(w, http.StatusForbidden, oneLine(err.Error()))
+		return
+	case errors.As(err, new(*http.MaxBytesError)):
+		log.Warn("webhook request refused: body too large", "limit", e.maxBody)
+		reply(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", e.maxBody))
+		return
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		log.Warn("webhook request refused: the body did not arrive in time", "timeout", bodyTimeout)
+		reply(w, http.StatusRequestTimeout, fmt.Sprintf("the body did not arrive within %s", bodyTimeout))
+		return
+	case err != nil:
 		log.Warn("webhook request: could not read the body", "err", err)
 		reply(w, http.StatusBadRequest, "could not read the body")
 		return
 	}
-	d, err := e.read(r, body)
+	d, err := e.parse(r, body)
 	switch {
 	case errors.Is(err, errForbidden):
 		log.Warn("webhook request refused", "reason", err)
@@ -175,6 +219,80 @@ func (e *endpoint) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	log.Info("webhook changes received", "added", added, "already_received", known)
 	reply(w, http.StatusOK, fmt.Sprintf("ok: %d changes added, %d already received", added, known))
+}
+
+// readBody reads the body of a request within maxBody and BodyTimeout,
+// while the dialect authenticates the request: what it holds in memory
+// before the request is authenticated is at most memoryBody, the rest
+// waiting in a temporary file.
+// When MaxConcurrentBodies are being read, it returns errBusy at once.
+func (e *endpoint) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	select {
+	case e.bodies <- struct{}{}:
+		defer func() { <-e.bodies }()
+	default:
+		return nil, errBusy
+	}
+	// The deadline cuts a body that trickles in; the stream of an
+	// answer is not concerned (the hooks answer at once).
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
+	limited := http.MaxBytesReader(w, r.Body, e.maxBody)
+	sp := &spool{}
+	defer sp.close()
+	if err := e.authenticate(r, io.TeeReader(limited, sp)); err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(sp, limited); err != nil {
+		return nil, err
+	}
+	return sp.bytes()
+}
+
+// A spool holds a body: its first memoryBody bytes in memory, the rest in
+// a temporary file, removed by close.
+type spool struct {
+	mem  bytes.Buffer
+	file *os.File
+	n    int64
+}
+
+func (s *spool) Write(p []byte) (int, error) {
+	s.n += int64(len(p))
+	if s.file == nil && s.mem.Len()+len(p) <= memoryBody {
+		return s.mem.Write(p)
+	}
+	if s.file == nil {
+		f, err := os.CreateTemp("", "kiln-hook-body-")
+		if err != nil {
+			return 0, err
+		}
+		os.Remove(f.Name()) // gone with the last descriptor
+		s.file = f
+	}
+	return s.file.Write(p)
+}
+
+// bytes returns the whole body.
+func (s *spool) bytes() ([]byte, error) {
+	if s.file == nil {
+		return s.mem.Bytes(), nil
+	}
+	b := make([]byte, 0, s.n)
+	b = append(b, s.mem.Bytes()...)
+	if _, err := s.file.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	rest, err := io.ReadAll(s.file)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, rest...), nil
+}
+
+func (s *spool) close() {
+	if s.file != nil {
+		s.file.Close()
+	}
 }
 
 // reply answers with a one-line text.
