@@ -96,6 +96,13 @@ func (u *FileUpload) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) 
 		Upload: w,
 	}
 	res, err := commandResult(cmd, runRemote(ctx, s, cmd, true))
+	if w.overflow {
+		// Whatever the worker says: the file is not kept (abort removes
+		// what was received).
+		cmd.Stdio.AddHeader(fmt.Sprintf("the file is larger than MaxSize (%d bytes): it is not kept\n", u.MaxSize))
+		s.SetStateString(fmt.Sprintf("%s larger than %d bytes", filepath.Base(src), u.MaxSize))
+		return ci.Failure, err
+	}
 	if err != nil || res != ci.Success {
 		return res, err
 	}
@@ -138,6 +145,7 @@ type fileWriter struct {
 	closed    bool // the worker finished sending
 	committed bool
 	times     *[2]time.Time
+	overflow  bool // more than the size limit was sent
 }
 
 var _ ci.FileWriter = (*fileWriter)(nil)
@@ -157,8 +165,8 @@ func newFileWriter(dest string, max int64, mode fs.FileMode) (*fileWriter, error
 	return w, nil
 }
 
-// Write stores a block; past the size limit, data is dropped (the worker
-// reports the overflow).
+// Write stores a block; past the size limit, data is dropped and the
+// upload fails, whatever the worker reports.
 func (w *fileWriter) Write(p []byte) (int, error) {
 	if w.closed {
 		return 0, errors.New("upload: write after close")
@@ -167,6 +175,7 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	if w.remaining >= 0 {
 		if int64(len(p)) > w.remaining {
 			p = p[:w.remaining]
+			w.overflow = true
 		}
 		w.remaining -= int64(len(p))
 	}
@@ -365,6 +374,11 @@ func (u *DirectoryUpload) Run(ctx context.Context, s *ci.StepRun) (ci.Result, er
 		Upload: w,
 	}
 	res, err := commandResult(cmd, runRemote(ctx, s, cmd, true))
+	if w.overflow {
+		cmd.Stdio.AddHeader(fmt.Sprintf("the archive is larger than MaxSize (%d bytes): nothing is unpacked\n", u.MaxSize))
+		s.SetStateString(fmt.Sprintf("%s larger than %d bytes", filepath.Base(src), u.MaxSize))
+		return ci.Failure, err
+	}
 	if err != nil || res != ci.Success {
 		return res, err
 	}
@@ -385,7 +399,9 @@ type dirWriter struct {
 	dest      string
 	compress  string
 	tmp       *os.File
+	max       int64 // of the archive, and of what it unpacks to (0: no limit)
 	remaining int64
+	overflow  bool
 	unpacked  bool
 	files     int
 }
@@ -397,7 +413,7 @@ func newDirWriter(dest string, max int64, compress string) (*dirWriter, error) {
 	}
 	w := &dirWriter{dest: dest, compress: compress, tmp: tmp, remaining: -1}
 	if max > 0 {
-		w.remaining = max
+		w.max, w.remaining = max, max
 	}
 	return w, nil
 }
@@ -407,6 +423,7 @@ func (w *dirWriter) Write(p []byte) (int, error) {
 	if w.remaining >= 0 {
 		if int64(len(p)) > w.remaining {
 			p = p[:w.remaining]
+			w.overflow = true
 		}
 		w.remaining -= int64(len(p))
 	}
@@ -418,8 +435,12 @@ func (w *dirWriter) Write(p []byte) (int, error) {
 
 func (w *dirWriter) Utime(access, modified time.Time) error { return nil }
 
-// Unpack extracts the archive received into dest.
+// Unpack extracts the archive received into dest, within the size limit
+// on what it writes.
 func (w *dirWriter) Unpack() error {
+	if w.overflow {
+		return errors.New("directory upload: the archive is larger than MaxSize")
+	}
 	if _, err := w.tmp.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("directory upload: %w", err)
 	}
@@ -435,7 +456,7 @@ func (w *dirWriter) Unpack() error {
 	case "bz2":
 		r = bzip2.NewReader(w.tmp)
 	}
-	n, err := untar(r, w.dest)
+	n, err := untar(r, w.dest, w.max)
 	w.files = n
 	if err != nil {
 		return fmt.Errorf("directory upload: %w", err)
@@ -456,8 +477,11 @@ func (w *dirWriter) Close() error {
 }
 
 // untar extracts a tar stream into dest, refusing entries that would land
-// outside it. It returns the number of regular files written.
-func untar(r io.Reader, dest string) (int, error) {
+// outside it, links whose target resolves outside it (through other links
+// too), and more than max bytes of files in all (0: no limit: a small
+// compressed archive may unpack to a huge one). It returns the number of
+// regular files written.
+func untar(r io.Reader, dest string, max int64) (int, error) {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return 0, err
 	}
@@ -468,6 +492,7 @@ func untar(r io.Reader, dest string) (int, error) {
 	defer root.Close()
 	tr := tar.NewReader(r)
 	files := 0
+	var written int64
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -499,17 +524,26 @@ func untar(r io.Reader, dest string) (int, error) {
 			if err != nil {
 				return files, err
 			}
-			_, err = io.Copy(f, tr)
+			var src io.Reader = tr
+			if max > 0 {
+				src = io.LimitReader(tr, max-written+1)
+			}
+			n, err := io.Copy(f, src)
+			written += n
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
 			if err != nil {
 				return files, err
 			}
+			if max > 0 && written > max {
+				root.Remove(name)
+				return files, fmt.Errorf("the archive unpacks to more than %d bytes (MaxSize)", max)
+			}
 			files++
 		case tar.TypeSymlink:
 			target := h.Linkname
-			if filepath.IsAbs(target) || !filepath.IsLocal(filepath.Join(filepath.Dir(name), target)) {
+			if filepath.IsAbs(target) || !insideRoot(root, filepath.Dir(name)+"/"+target) {
 				return files, fmt.Errorf("archive link %q -> %q points outside %s", h.Name, h.Linkname, dest)
 			}
 			if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
@@ -522,4 +556,44 @@ func untar(r io.Reader, dest string) (int, error) {
 			return files, fmt.Errorf("archive entry %q has an unsupported type %q", h.Name, h.Typeflag)
 		}
 	}
+}
+
+// insideRoot reports whether path, relative to root and not cleaned,
+// stays inside it once the links already in root are followed, one
+// component at a time: a chain of relative links ("a" -> ".", then
+// "b" -> "a/..", which a lexical check takes for ".") cannot lead out of
+// it.
+func insideRoot(root *os.Root, path string) bool {
+	var resolved []string // components of the path resolved so far
+	pending := strings.Split(filepath.ToSlash(path), "/")
+	for hops := 0; len(pending) > 0; {
+		c := pending[0]
+		pending = pending[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(resolved) == 0 {
+				return false
+			}
+			resolved = resolved[:len(resolved)-1]
+			continue
+		}
+		here := filepath.Join(append(resolved, c)...)
+		fi, err := root.Lstat(here)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			// Not there yet, or not a link: a name.
+			resolved = append(resolved, c)
+			continue
+		}
+		if hops++; hops > 40 {
+			return false // a loop
+		}
+		target, err := root.Readlink(here)
+		if err != nil || filepath.IsAbs(target) {
+			return false
+		}
+		pending = append(strings.Split(filepath.ToSlash(target), "/"), pending...)
+	}
+	return true
 }

@@ -1,6 +1,8 @@
 package steps_test
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/kilnci/kiln/ci/citest"
 	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/internal/testenv"
+	"github.com/kilnci/kiln/worker/local"
 )
 
 func TestFileUpload(t *testing.T) {
@@ -140,4 +143,37 @@ func TestDirectories(t *testing.T) {
 	)
 	b := m.Build(t, citest.Request{Builder: "b"})
 	assert.Equal(t, map[string]ci.Result{"mkdir": ci.Success, "check": ci.Success, "rmdir": ci.Success, "gone": ci.Success, "again": ci.Success}, b.StepResults())
+}
+
+// lyingConn is a worker that ignores the size limit of uploads: it sends
+// 10,000 bytes and says all went well.
+type lyingConn struct{ ci.WorkerConn }
+
+func (c lyingConn) RunCommand(ctx context.Context, builder string, cmd *ci.RemoteCommand) error {
+	if cmd.Name != "uploadFile" {
+		return c.WorkerConn.RunCommand(ctx, builder, cmd)
+	}
+	cmd.Upload.Write(bytes.Repeat([]byte("x"), 10000))
+	cmd.Upload.Close()
+	cmd.Update(ci.UpdateRC, 0)
+	return nil
+}
+
+// TestFileUpload_LyingWorker: past MaxSize the upload fails and nothing
+// is kept, whatever the worker says.
+func TestFileUpload_LyingWorker(t *testing.T) {
+	m := citest.Start(t, ci.MasterConfig{
+		Workers:  []ci.WorkerConfig{{Name: "w"}},
+		Builders: []ci.BuilderConfig{{Name: "b", Workers: []string{"w"}, Steps: []ci.Step{&steps.FileUpload{StepOptions: opts("upload"), WorkerSrc: "big", MasterDest: "big", MaxSize: 1000}}}},
+	}, citest.Options{NoWorkers: true})
+	conn, err := local.NewConn("w", filepath.Join(m.Dir, "w"))
+	require.NoError(t, err)
+	require.NoError(t, m.AttachWorker(t.Context(), lyingConn{conn}))
+	b := m.Build(t, citest.Request{Builder: "b"})
+	assert.Equal(t, ci.Failure, b.Step("upload").Results)
+	assert.Equal(t, "big larger than 1000 bytes (failure)", b.Step("upload").StateString)
+	assert.Contains(t, b.Header("upload", "stdio"), "the file is larger than MaxSize (1000 bytes): it is not kept")
+	assert.NoFileExists(t, filepath.Join(m.Dir, "big"))
+	leftovers, _ := filepath.Glob(filepath.Join(m.Dir, ".big*"))
+	assert.Empty(t, leftovers, "no partial file is left")
 }
