@@ -91,3 +91,17 @@ func FuzzRedact(f *testing.F) {
 		}
 	})
 }
+
+func TestMaskEnviron(t *testing.T) {
+	header := "sh -c 'make'\n in dir /w/build\n environment:\n  API_TOKEN=abc\n  GITHUB_SECRET=x y\n  HOME=/home/w\n" +
+		"  MY_PASSWORD=pw\n  SSH_KEY=k\n  AWS_CREDENTIALS=c\n  PATH=/bin\n using PTY: False\n"
+	got := MaskEnviron(header)
+	want := "sh -c 'make'\n in dir /w/build\n environment:\n  API_TOKEN=***\n  GITHUB_SECRET=***\n  HOME=/home/w\n" +
+		"  MY_PASSWORD=***\n  SSH_KEY=***\n  AWS_CREDENTIALS=***\n  PATH=/bin\n using PTY: False\n"
+	if got != want {
+		t.Errorf("MaskEnviron:\n%s\nwant:\n%s", got, want)
+	}
+	if s := MaskEnviron("no environment here\n"); s != "no environment here\n" {
+		t.Errorf("MaskEnviron changed %q", s)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -196,6 +197,9 @@ func (c *RemoteCommand) Update(key string, value any) {
 	switch key {
 	case UpdateStdout, UpdateStderr, UpdateHeader:
 		s, _ := value.(string)
+		if key == UpdateHeader {
+			s = MaskEnviron(s)
+		}
 		if c.Stdio != nil && s != "" {
 			c.Stdio.addStream(streamLetter[key], s)
 		}
@@ -217,6 +221,31 @@ func (c *RemoteCommand) Update(key string, value any) {
 	if c.OnUpdate != nil {
 		c.OnUpdate(key, value)
 	}
+}
+
+// environLine is a line of the environment a worker writes in a command's
+// header: two spaces, NAME=value.
+var environLine = regexp.MustCompile(`(?m)^(  [A-Za-z_][A-Za-z0-9_]*=)(.*)$`)
+
+// secretName matches the names of variables whose values are masked
+// wherever an environment is shown.
+var secretName = regexp.MustCompile(`(?i)token|secret|passw|key|credential`)
+
+// MaskEnviron replaces, in header text, the values of the environment
+// variables whose names say they hold a secret (*TOKEN*, *SECRET*,
+// *PASSWORD*, *KEY*, *CREDENTIAL*) with "***": whichever worker wrote the
+// header (kiln-worker masks them itself; buildbot-worker does not).
+func MaskEnviron(header string) string {
+	if !strings.Contains(header, "=") {
+		return header
+	}
+	return environLine.ReplaceAllStringFunc(header, func(line string) string {
+		m := environLine.FindStringSubmatch(line)
+		if !secretName.MatchString(m[1]) || m[2] == "***" {
+			return line
+		}
+		return m[1] + "***"
+	})
 }
 
 func toInt(v any) int {

@@ -266,7 +266,7 @@ func followLongLog(tb testing.TB, o longLog) liveFigures {
 	start, release := filepath.Join(dir, "start"), filepath.Join(dir, "release")
 	u := startUI(tb, uiOptions{changeCfg: func(cfg *ci.MasterConfig) {
 		cfg.Builders = append(cfg.Builders, ci.BuilderConfig{Name: "sbuild", Workers: []string{"w2"}, Steps: []ci.Step{
-			&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "sbuild"}, HideEnviron: true,
+			&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "sbuild"},
 				Command: []string{exe, "--", "sbuildlog", strconv.Itoa(lines), start, release},
 				Env:     map[string]any{"KILN_HELPER": "1"}},
 		}})

@@ -50,7 +50,7 @@ func (c *SetPropertyFromCommand) Validate() error {
 
 // Run implements ci.Step.
 func (c *SetPropertyFromCommand) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
-	sh := &ShellCommand{Command: c.Command, Workdir: c.Workdir, Env: c.Env, Timeout: c.Timeout, HideEnviron: true}
+	sh := &ShellCommand{Command: c.Command, Workdir: c.Workdir, Env: c.Env, Timeout: c.Timeout}
 	cmd, err := sh.remote(ctx, s)
 	if err != nil {
 		return ci.Exception, err

@@ -49,8 +49,12 @@ type ShellCommand struct {
 	// DecodeRC maps exit codes to results; codes not listed are FAILURE.
 	// Nil means {0: SUCCESS}.
 	DecodeRC map[int]ci.Result
-	// HideEnviron leaves the environment out of the log's header.
-	HideEnviron bool
+	// LogEnviron writes the command's environment in the log's header
+	// (Buildbot's logEnviron, on by default there). It is off by
+	// default: whoever may read a build's logs would read the worker's
+	// environment. Values of variables named like secrets (*TOKEN*,
+	// *SECRET*, *PASSWORD*, *KEY*) are masked even then.
+	LogEnviron bool
 }
 
 // Options implements ci.Step, naming the step "shell" by default.
@@ -155,7 +159,7 @@ func (c *ShellCommand) remote(ctx context.Context, s *ci.StepRun) (*ci.RemoteCom
 			"maxTime":         secs(c.MaxTime),
 			"sigtermTime":     secs(c.SigtermTime),
 			"usePTY":          false,
-			"logEnviron":      !c.HideEnviron,
+			"logEnviron":      c.LogEnviron,
 			"initial_stdin":   stdin,
 			"interruptSignal": signal,
 			"command":         command,

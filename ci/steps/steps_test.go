@@ -166,3 +166,23 @@ func TestShellCommand_SigtermTime(t *testing.T) {
 	assert.Equal(t, "started\ngot TERM\n", citest.Output(b.LogLines("s", "stdio"), "o"))
 	assert.Contains(t, b.Header("s", "stdio"), "command timed out: 0.5 seconds elapsed")
 }
+
+// TestShellCommand_Environ: a command's log header shows no environment
+// unless the step asks, and even then no secret's value.
+func TestShellCommand_Environ(t *testing.T) {
+	env := map[string]any{"API_TOKEN": "t0ps3cret-value", "STAGE": "test"}
+	m := start(t,
+		&steps.ShellCommand{StepOptions: opts("quiet"), Command: []string{"true"}, Env: env},
+		&steps.ShellCommand{StepOptions: opts("verbose"), Command: []string{"true"}, Env: env, LogEnviron: true},
+	)
+	b := m.Build(t, citest.Request{Builder: "b"})
+	require.Equal(t, ci.Success, b.Results())
+	quiet := b.Header("quiet", "stdio")
+	assert.NotContains(t, quiet, "environment:")
+	assert.NotContains(t, quiet, "STAGE")
+	verbose := b.Header("verbose", "stdio")
+	assert.Contains(t, verbose, " environment:\n")
+	assert.Contains(t, verbose, "  STAGE=test\n")
+	assert.Contains(t, verbose, "  API_TOKEN=***\n")
+	assert.NotContains(t, verbose, "t0ps3cret-value")
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,6 +123,10 @@ func newShell(r *run) (*shell, error) {
 // parseCommand reads "command": an argv list, whose items may be
 // ["obfuscated", real, shown] to keep a secret out of the headers, or a
 // string run with /bin/sh -c.
+// secretName matches the names of variables whose values the header
+// masks: *TOKEN*, *SECRET*, *PASSWORD*, *KEY*, *CREDENTIAL*.
+var secretName = regexp.MustCompile(`(?i)token|secret|passw|key|credential`)
+
 func (sh *shell) parseCommand(v any) error {
 	switch x := v.(type) {
 	case string:
@@ -346,7 +351,12 @@ func (sh *shell) run() error {
 			b.WriteString("  ")
 			b.WriteString(k)
 			b.WriteByte('=')
-			b.WriteString(sh.env[k])
+			if secretName.MatchString(k) {
+				// The value is not the log's to show.
+				b.WriteString("***")
+			} else {
+				b.WriteString(sh.env[k])
+			}
 			b.WriteByte('\n')
 		}
 		sh.header(b.String())

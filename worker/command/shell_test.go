@@ -200,6 +200,7 @@ func TestShell_Env(t *testing.T) {
 		"LIST":       []any{"/a", "/b"},
 		"EXP":        "${HOME}/x:${NOPE}:${}:$HOME",
 		"PYTHONPATH": "/mine",
+		"API_TOKEN":  "t0ps3cret",
 	}
 	args["logEnviron"] = true
 	runCmd(t, t.Context(), h, "shell", args, opts)
@@ -211,7 +212,9 @@ func TestShell_Env(t *testing.T) {
 		"PWD="+workdir+"\n"+
 		"PYTHONPATH=/mine:/worker/py\n"+
 		"HOME=/home/kiln\n", h.Text("stdout"))
+	assert.NotContains(t, h.Text("header"), "t0ps3cret", "a secret's value is masked")
 	assert.Contains(t, h.Text("header"), " environment:\n"+
+		"  API_TOKEN=***\n"+
 		"  EXP=/home/kiln/x:::$HOME\n"+
 		"  GORACE=atexit_sleep_ms=0\n"+
 		"  HOME=/home/kiln\n"+
