@@ -78,7 +78,7 @@ func (h *Base) Handler(m *ci.Master) http.Handler {
 		if err != nil {
 			return nil, badRequest("%v", err)
 		}
-		return &delivery{event: "change", id: r.Header.Get(baseIdempotencyHeader), changes: changes}, nil
+		return &delivery{event: "change", id: r.Header.Get(baseIdempotencyHeader), Event: Event{Changes: changes}}, nil
 	})
 }
 

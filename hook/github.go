@@ -91,16 +91,16 @@ func (h *GitHub) Handler(m *ci.Master) http.Handler {
 		if err != nil {
 			return nil, err
 		}
-		changes, err := ParseGitHub(event, payload)
+		ev, err := ParseGitHubEvent(event, payload)
 		if err != nil {
 			return nil, badRequest("%v", err)
 		}
-		for i := range changes {
-			if changes[i].Codebase == "" {
-				changes[i].Codebase = codebase
+		for i := range ev.Changes {
+			if ev.Changes[i].Codebase == "" {
+				ev.Changes[i].Codebase = codebase
 			}
 		}
-		return &delivery{event: event, id: r.Header.Get(githubDeliveryHeader), changes: changes}, nil
+		return &delivery{event: event, id: r.Header.Get(githubDeliveryHeader), Event: ev}, nil
 	})
 }
 
@@ -158,29 +158,39 @@ func githubPayload(contentType string, body []byte) ([]byte, error) {
 
 // ParseGitHub turns the JSON payload of a GitHub webhook event (the value
 // of X-GitHub-Event, and the body) into changes. Events that start no
-// build give none and no error: ping, create of a branch, closed pull
-// requests, and every event type not listed in the package documentation.
-// The changes have no DedupKey except those for created tags (TagKey);
-// the handler keys the others by delivery.
+// build give none and no error: ping, create of a branch, deletions,
+// closed pull requests, and every event type not listed in the package
+// documentation. The changes have no DedupKey except those for created
+// tags (TagKey); the handler keys the others by delivery. ParseGitHubEvent
+// says also why an event gives no change, and which tags it deleted.
 func ParseGitHub(event string, body []byte) ([]ci.Change, error) {
+	e, err := ParseGitHubEvent(event, body)
+	return e.Changes, err
+}
+
+// ParseGitHubEvent is ParseGitHub, with the reason an event gives no
+// change and the tags it deleted.
+func ParseGitHubEvent(event string, body []byte) (Event, error) {
 	switch event {
-	case "push", "create", "pull_request", "ping":
+	case "push", "create", "delete", "pull_request", "ping":
 	default:
-		return nil, nil
+		return Event{Ignored: fmt.Sprintf("GitHub's %q events start no build (push, create, delete and pull_request do)", event)}, nil
 	}
 	v, err := github.ParseWebHook(event, body)
 	if err != nil {
-		return nil, fmt.Errorf("invalid %s payload: %w", event, err)
+		return Event{}, fmt.Errorf("invalid %s payload: %w", event, err)
 	}
 	switch e := v.(type) {
 	case *github.PushEvent:
 		return githubPush(e)
 	case *github.CreateEvent:
 		return githubCreate(e)
+	case *github.DeleteEvent:
+		return githubDelete(e)
 	case *github.PullRequestEvent:
 		return githubPullRequest(e)
 	}
-	return nil, nil // ping
+	return Event{Ignored: "ping: the hook is set up"}, nil
 }
 
 // githubNewTag is the change for a tag created in a repository, the same
@@ -203,25 +213,47 @@ func githubNewTag(repo *github.Repository, tag, sender string) ci.Change {
 	return c
 }
 
-func githubCreate(e *github.CreateEvent) ([]ci.Change, error) {
+func githubCreate(e *github.CreateEvent) (Event, error) {
 	if e.GetRefType() != "tag" {
-		return nil, nil
+		return Event{Ignored: fmt.Sprintf("%s %q created: only a tag's creation gives a change (a branch's commits come with push events)", e.GetRefType(), e.GetRef())}, nil
 	}
 	if e.GetRef() == "" {
-		return nil, errors.New("create event without ref")
+		return Event{}, errors.New("create event without ref")
 	}
 	if e.GetRepo().GetCloneURL() == "" {
-		return nil, errors.New("create event without repository.clone_url")
+		return Event{}, errors.New("create event without repository.clone_url")
 	}
 	// The create event names the tag without its refs/tags/ prefix.
 	tag := strings.TrimPrefix(e.GetRef(), "refs/tags/")
-	return []ci.Change{githubNewTag(e.GetRepo(), tag, e.GetSender().GetLogin())}, nil
+	return Event{Changes: []ci.Change{githubNewTag(e.GetRepo(), tag, e.GetSender().GetLogin())}}, nil
 }
 
-func githubPush(e *github.PushEvent) ([]ci.Change, error) {
+// githubDelete records the deletion of a tag, so that a tag created again
+// under its name is built again.
+func githubDelete(e *github.DeleteEvent) (Event, error) {
+	ref := strings.TrimPrefix(e.GetRef(), "refs/tags/")
+	if e.GetRefType() != "tag" || ref == "" || e.GetRepo().GetCloneURL() == "" {
+		return Event{Ignored: fmt.Sprintf("%s %q deleted", e.GetRefType(), e.GetRef())}, nil
+	}
+	return Event{
+		Ignored:     fmt.Sprintf("tag %q deleted: a tag created again under that name is built again", ref),
+		DeletedTags: []string{TagKey(e.GetRepo().GetCloneURL(), ref)},
+	}, nil
+}
+
+func githubPush(e *github.PushEvent) (Event, error) {
+	changes, deleted, why, err := githubPushChanges(e)
+	ev := Event{Changes: changes, Ignored: why}
+	if deleted != "" {
+		ev.DeletedTags = []string{deleted}
+	}
+	return ev, err
+}
+
+func githubPushChanges(e *github.PushEvent) (changes []ci.Change, deletedTag, ignored string, err error) {
 	repo := e.GetRepo()
 	if repo.GetCloneURL() == "" {
-		return nil, errors.New("push event without repository.clone_url")
+		return nil, "", "", errors.New("push event without repository.clone_url")
 	}
 	ref := e.GetRef()
 	var branch string
@@ -233,14 +265,20 @@ func githubPush(e *github.PushEvent) ([]ci.Change, error) {
 		branch = strings.TrimPrefix(ref, "refs/tags/")
 		isTag = true
 	default:
-		return nil, nil // notes, other refs
+		return nil, "", fmt.Sprintf("push to %q, neither a branch nor a tag", ref), nil // notes, other refs
 	}
-	if e.GetDeleted() || branch == "" {
-		return nil, nil
+	if branch == "" {
+		return nil, "", fmt.Sprintf("push to %q, without a name", ref), nil
+	}
+	if e.GetDeleted() {
+		if isTag {
+			return nil, TagKey(repo.GetCloneURL(), branch), fmt.Sprintf("tag %q deleted: a tag created again under that name is built again", branch), nil
+		}
+		return nil, "", fmt.Sprintf("branch %q deleted", branch), nil
 	}
 	if isTag && e.GetCreated() {
 		r := &github.Repository{CloneURL: repo.CloneURL, FullName: repo.FullName, HTMLURL: repo.HTMLURL}
-		return []ci.Change{githubNewTag(r, branch, e.GetSender().GetLogin())}, nil
+		return []ci.Change{githubNewTag(r, branch, e.GetSender().GetLogin())}, "", "", nil
 	}
 	commits := e.Commits
 	if isTag || e.GetCreated() || len(commits) == 0 {
@@ -255,7 +293,6 @@ func githubPush(e *github.PushEvent) ([]ci.Change, error) {
 	if isTag {
 		category = CategoryTag
 	}
-	var changes []ci.Change
 	for _, hc := range commits {
 		if hc == nil {
 			continue
@@ -291,14 +328,17 @@ func githubPush(e *github.PushEvent) ([]ci.Change, error) {
 			Properties: map[string]any{"event": "push"},
 		})
 	}
-	return changes, nil
+	if len(changes) == 0 {
+		return nil, "", fmt.Sprintf("push to %q without commits", branch), nil
+	}
+	return changes, "", "", nil
 }
 
-func githubPullRequest(e *github.PullRequestEvent) ([]ci.Change, error) {
+func githubPullRequest(e *github.PullRequestEvent) (Event, error) {
 	switch e.GetAction() {
 	case "opened", "synchronize", "reopened":
 	default:
-		return nil, nil
+		return Event{Ignored: fmt.Sprintf("pull request %s: only opened, reopened and synchronize give changes", e.GetAction())}, nil
 	}
 	pr := e.GetPullRequest()
 	number := e.GetNumber()
@@ -307,14 +347,14 @@ func githubPullRequest(e *github.PullRequestEvent) ([]ci.Change, error) {
 	}
 	sha := pr.GetHead().GetSHA()
 	if number == 0 || sha == "" {
-		return nil, errors.New("pull_request event without number or head sha")
+		return Event{}, errors.New("pull_request event without number or head sha")
 	}
 	repo := e.GetRepo()
 	if repo.GetCloneURL() == "" {
 		repo = pr.GetBase().GetRepo()
 	}
 	if repo.GetCloneURL() == "" {
-		return nil, errors.New("pull_request event without repository.clone_url")
+		return Event{}, errors.New("pull_request event without repository.clone_url")
 	}
 	commits := pr.GetCommits()
 	plural := "s"
@@ -325,7 +365,7 @@ func githubPullRequest(e *github.PullRequestEvent) ([]ci.Change, error) {
 	if when.IsZero() {
 		when = pr.GetCreatedAt().Time
 	}
-	return []ci.Change{{
+	return Event{Changes: []ci.Change{{
 		Author:   e.GetSender().GetLogin(),
 		Comments: fmt.Sprintf("GitHub Pull Request #%d (%d commit%s)\n%s\n%s", number, commits, plural, pr.GetTitle(), pr.GetBody()),
 		// The head of the pull request, fetchable from the base repository
@@ -344,7 +384,7 @@ func githubPullRequest(e *github.PullRequestEvent) ([]ci.Change, error) {
 			"headname":       pr.GetHead().GetRef(),
 			"prnumber":       float64(number),
 		},
-	}}, nil
+	}}}, nil
 }
 
 // person formats a name and an address as "Name <address>".

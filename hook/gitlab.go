@@ -89,13 +89,13 @@ func (h *GitLab) Handler(m *ci.Master) http.Handler {
 		if t := mediaType(r.Header.Get("Content-Type")); t != "application/json" {
 			return nil, badRequest("unsupported content type %q (want application/json)", r.Header.Get("Content-Type"))
 		}
-		changes, err := ParseGitLab(event, body)
+		ev, err := ParseGitLabEvent(event, body)
 		if err != nil {
 			return nil, badRequest("%v", err)
 		}
-		for i := range changes {
-			if changes[i].Codebase == "" {
-				changes[i].Codebase = codebase
+		for i := range ev.Changes {
+			if ev.Changes[i].Codebase == "" {
+				ev.Changes[i].Codebase = codebase
 			}
 		}
 		// Idempotency-Key stays the same when GitLab retries a delivery;
@@ -104,7 +104,7 @@ func (h *GitLab) Handler(m *ci.Master) http.Handler {
 		if id == "" {
 			id = r.Header.Get(gitlabEventUUIDHeader)
 		}
-		return &delivery{event: event, id: id, changes: changes}, nil
+		return &delivery{event: event, id: id, Event: ev}, nil
 	})
 }
 
@@ -170,6 +170,36 @@ type (
 // zeroSHA is the revision GitLab gives a ref that did not exist before a
 // push, or no longer exists after it.
 func zeroSHA(s string) bool { return s != "" && strings.Trim(s, "0") == "" }
+
+// ParseGitLabEvent is ParseGitLab, with the reason an event gives no
+// change and the tags it deleted.
+func ParseGitLabEvent(event string, body []byte) (Event, error) {
+	changes, err := ParseGitLab(event, body)
+	if err != nil || len(changes) > 0 {
+		return Event{Changes: changes}, err
+	}
+	switch event {
+	case "Push Hook", "Tag Push Hook":
+		var p gitlabPush
+		if err := json.Unmarshal(body, &p); err != nil {
+			return Event{}, fmt.Errorf("invalid JSON: %w", err)
+		}
+		tag, isTag := strings.CutPrefix(p.Ref, "refs/tags/")
+		switch {
+		case isTag && tag != "" && zeroSHA(p.After):
+			return Event{
+				Ignored:     fmt.Sprintf("tag %q deleted: a tag created again under that name is built again", tag),
+				DeletedTags: []string{TagKey(p.Project.GitHTTPURL, tag)},
+			}, nil
+		case zeroSHA(p.After):
+			return Event{Ignored: fmt.Sprintf("%q deleted", p.Ref)}, nil
+		}
+		return Event{Ignored: fmt.Sprintf("push to %q without commits, or to neither a branch nor a tag", p.Ref)}, nil
+	case "Merge Request Hook":
+		return Event{Ignored: "merge request closed, merged, or changed without new code"}, nil
+	}
+	return Event{Ignored: fmt.Sprintf("GitLab's %q events start no build (Push Hook, Tag Push Hook and Merge Request Hook do)", event)}, nil
+}
 
 // ParseGitLab turns the JSON payload of a GitLab webhook event (the value
 // of X-Gitlab-Event, and the body) into changes: "Push Hook", "Tag Push

@@ -410,16 +410,16 @@ func TestGitHub_Push(t *testing.T) {
 func TestGitHub_Ignored(t *testing.T) {
 	tm := startMaster(t)
 	hookURL := tm.URL + "/change_hook/github"
-	for _, tt := range []struct{ event, file string }{
-		{"ping", "github/ping.json"},
-		{"pull_request", "github/pull_request_closed.json"},
-		{"watch", "github/ping.json"},
-		{"push", "github/push_tag_deleted.json"},
+	for _, tt := range []struct{ event, file, why string }{
+		{"ping", "github/ping.json", "ping: the hook is set up"},
+		{"pull_request", "github/pull_request_closed.json", "pull request closed: only opened, reopened and synchronize give changes"},
+		{"watch", "github/ping.json", `GitHub's "watch" events start no build (push, create, delete and pull_request do)`},
+		{"push", "github/push_tag_deleted.json", `tag "v0.42.0" deleted: a tag created again under that name is built again`},
 	} {
 		body := readTestdata(t, tt.file)
 		r := post(t, hookURL, githubHeader(tt.event, "x-"+tt.file, body), body)
 		assert.Equal(t, http.StatusOK, r.code, tt.event)
-		assert.Equal(t, "ok: no change from this event\n", r.body)
+		assert.Equal(t, "ok: ignored: "+tt.why+"\n", r.body, "the answer says why")
 	}
 	assert.Empty(t, tm.changes(t))
 	assert.Contains(t, tm.log.String(), "webhook event gave no change")
@@ -784,4 +784,39 @@ func TestGitLab_RefusedBeforeBody(t *testing.T) {
 	require.NoError(t, err, "answered before the body came")
 	assert.Equal(t, "HTTP/1.1 403 Forbidden\r\n", line)
 	assert.Empty(t, tm.changes(t))
+}
+
+// TestGitHub_TagRecreated: a tag deleted and created again under the same
+// name is built again (while the create and push events of one creation,
+// and redeliveries, still give one change).
+func TestGitHub_TagRecreated(t *testing.T) {
+	tm := startMaster(t)
+	hookURL := tm.URL + "/change_hook/github"
+	create := readTestdata(t, "github/create_tag.json")
+	var ev struct {
+		Ref  string `json:"ref"`
+		Repo struct {
+			CloneURL string `json:"clone_url"`
+		} `json:"repository"`
+	}
+	require.NoError(t, json.Unmarshal(create, &ev))
+	send := func(event, delivery string, body []byte) response {
+		t.Helper()
+		r := post(t, hookURL, githubHeader(event, delivery, body), body)
+		require.Equal(t, http.StatusOK, r.code, r.body)
+		return r
+	}
+	send("create", "d1", create)
+	send("create", "d1-again", create) // the same creation, told twice
+	require.Len(t, tm.changes(t), 1)
+
+	del, err := json.Marshal(map[string]any{"ref": ev.Ref, "ref_type": "tag", "pusher_type": "user",
+		"repository": map[string]any{"clone_url": ev.Repo.CloneURL, "full_name": "o/r"}, "sender": map[string]any{"login": "alice"}})
+	require.NoError(t, err)
+	r := send("delete", "d2", del)
+	assert.Equal(t, "ok: ignored: tag \""+ev.Ref+"\" deleted: a tag created again under that name is built again\n", r.body)
+	send("create", "d3", create)
+	send("create", "d3-again", create)
+	assert.Len(t, tm.changes(t), 2, "created again: a new change, once")
+	assert.Len(t, tm.sched.submitted(), 2, "built again")
 }

@@ -2,6 +2,7 @@ package hook
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,7 +11,9 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kilnci/kiln/ci"
@@ -58,7 +61,48 @@ const (
 // one tag of one repository gives one change, however many events tell of
 // it and however often they are delivered. Git forbids spaces in tag names
 // and URLs carry none, so the key is unambiguous.
-func TagKey(repository, tag string) string { return "tag " + repository + " " + tag }
+func TagKey(repository, tag string) string { return tagKeyPrefix + repository + " " + tag }
+
+const tagKeyPrefix = "tag "
+
+// The master's state where the hooks count each tag's deletions: object
+// tagState, key the tag's TagKey, value the count in decimal.
+const tagState = "hook/tag-deletions"
+
+// tagGeneration returns how often a tag was deleted.
+func (e *endpoint) tagGeneration(ctx context.Context, key string) (int, error) {
+	st, err := e.m.Store(ctx)
+	if err != nil {
+		return 0, err
+	}
+	b, err := st.GetState(ctx, tagState, key)
+	if errors.Is(err, ci.ErrNotFound) || err == nil && len(b) == 0 {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(string(b))
+}
+
+// tagDeleted counts a deletion of a tag: the next creation of a tag of
+// that name is a new change.
+func (e *endpoint) tagDeleted(ctx context.Context, key string) error {
+	tagMu.Lock()
+	defer tagMu.Unlock()
+	g, err := e.tagGeneration(ctx, key)
+	if err != nil {
+		return err
+	}
+	st, err := e.m.Store(ctx)
+	if err != nil {
+		return err
+	}
+	return st.SetState(ctx, tagState, key, []byte(strconv.Itoa(g+1)))
+}
+
+// tagMu serializes the counting of deletions.
+var tagMu sync.Mutex
 
 // maxDeliveryID is the longest delivery ID kept as it is in keys; longer
 // ones are hashed.
@@ -85,14 +129,26 @@ func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errBadRequest}, args...)...)
 }
 
+// An Event is what a forge's event says: its changes, or why it gives
+// none, and the tags it deleted.
+type Event struct {
+	Changes []ci.Change
+	// Ignored says why the event gives no change ("ping: the hook is set
+	// up", "branch \"x\" created: ..."), for the answer and the log.
+	Ignored string
+	// DeletedTags are the TagKey of the tags the event deleted: a tag
+	// created again after its deletion is a new change, built again.
+	DeletedTags []string
+}
+
 // A delivery is one request of a forge, read and authenticated.
 type delivery struct {
 	// event names what happened, in the forge's words.
 	event string
 	// id identifies the delivery; redeliveries carry the same ("" if the
 	// forge sent none).
-	id      string
-	changes []ci.Change
+	id string
+	Event
 }
 
 // An endpoint is what each dialect's handler shares: read the body within
@@ -193,16 +249,41 @@ func (e *endpoint) serve(w http.ResponseWriter, r *http.Request) {
 		d.id = "sha256-" + hex.EncodeToString(sum[:])
 	}
 	log = log.With("event", d.event, "delivery", d.id)
-	if len(d.changes) == 0 {
-		log.Info("webhook event gave no change")
-		reply(w, http.StatusOK, "ok: no change from this event")
+	for _, tag := range d.DeletedTags {
+		if err := e.tagDeleted(r.Context(), tag); err != nil {
+			log.Error("webhook: the deletion of a tag could not be recorded; the sender should retry", "err", err)
+			w.Header().Set("Retry-After", "60")
+			reply(w, http.StatusServiceUnavailable, "could not record the deletion; try again later")
+			return
+		}
+	}
+	if len(d.Changes) == 0 {
+		why := d.Ignored
+		if why == "" {
+			why = "this event gives no change"
+		}
+		log.Info("webhook event gave no change", "why", why)
+		reply(w, http.StatusOK, "ok: ignored: "+oneLine(why))
 		return
 	}
 	added, known := 0, 0
-	for i := range d.changes {
-		c := &d.changes[i]
+	for i := range d.Changes {
+		c := &d.Changes[i]
 		if c.DedupKey == "" && d.id != "" {
 			c.DedupKey = fmt.Sprintf("%s:%s:%d", e.dialect, d.id, i)
+		}
+		if strings.HasPrefix(c.DedupKey, tagKeyPrefix) {
+			// The tag's name since its last deletion.
+			g, err := e.tagGeneration(r.Context(), c.DedupKey)
+			if err != nil {
+				log.Error("webhook change could not be stored; the sender should retry", "err", err)
+				w.Header().Set("Retry-After", "60")
+				reply(w, http.StatusServiceUnavailable, "could not store the change; try again later")
+				return
+			}
+			if g > 0 {
+				c.DedupKey += fmt.Sprintf(" #%d", g)
+			}
 		}
 		ok, err := e.m.AddChange(r.Context(), c)
 		if err != nil {
