@@ -34,7 +34,8 @@
 //     every change of the request: the changes, and the buildsets the
 //     schedulers made of them, are then on disk. When a change cannot be
 //     stored the answer is 503, so that the sender retries.
-//   - Events that start no build are answered 200 with a log line.
+//   - Events that start no build are answered 200, the answer and a log
+//     line saying why ("ok: ignored: ping: the hook is set up").
 //   - A delivery sent again (GitHub's X-GitHub-Delivery, GitLab's
 //     Idempotency-Key or X-Gitlab-Event-UUID, the base hook's
 //     Idempotency-Key) adds no change the second time: each change's
@@ -57,8 +58,11 @@
 // other is recognised, so one tag gives one set of builds. A key derived
 // from the payload rather than a rule in a scheduler keeps the guarantee
 // for every scheduler, survives restarts (it is in the store), and covers
-// redeliveries of either event as well. The other side of it: a tag
-// deleted and created again with the same name starts no build; force one.
+// redeliveries of either event as well. A tag's deletion (GitHub's delete
+// event, or a push that deletes it; GitLab's tag push to the zero
+// revision) is counted in the master's state, and the key of a tag's next
+// creation carries the count: a tag deleted and created again under the
+// same name is a new change, built again.
 //
 // A push that moves an existing tag gives one change for the new head,
 // with category "tag" (CategoryTag) and the commit's revision. Deleted
@@ -80,6 +84,7 @@
 //     property github_distinct. To a tag: see Tags.
 //   - create of a tag: see Tags. Of a branch: no change (its push event
 //     gives the changes).
+//   - delete of a tag, or a push that deletes one: no change; see Tags.
 //   - pull_request opened, synchronize or reopened: one change on the
 //     head, category "pull", branch refs/pull/<n>/head (fetchable from the
 //     base repository even for a fork), revision the head's sha, properties
