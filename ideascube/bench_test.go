@@ -52,7 +52,7 @@ func BenchmarkPipeline(b *testing.B) {
 	httpAddr, workerAddr := freeAddr(b), freeAddr(b)
 	o := defaultOptions()
 	o.BaseDir, o.HTTPAddr, o.WorkerAddr, o.PublicURL = d.dir, httpAddr, workerAddr, "http://"+httpAddr+"/"
-	o.Repo, o.Dist, o.ExtraRepository, o.Resolver = d.repo, "bookworm", "", "apt"
+	o.Repo, o.Dist, o.ExtraRepository, o.Resolver, o.MetricsAddr = d.repo, "bookworm", "", "apt", ""
 	s := secrets{
 		workerSecret("worker-amd64"): "amd64 pass", workerSecret("worker-armhf"): "armhf pass", secretAdminUser: "admin",
 		secretAdminPassword: "admin pass", secretGitHub: "gh-secret", secretGitLab: "gl-token", secretArchiveKey: string(key),

@@ -81,7 +81,8 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 	}
 
 	admin, password := s[secretAdminUser], s[secretAdminPassword]
-	col := &metrics.Collector{}
+	// Prometheus alone reads the metrics, on an address of their own.
+	col := &metrics.Collector{Addr: o.MetricsAddr}
 	cfg := ci.MasterConfig{
 		Title:      "Ideascube",
 		TitleURL:   "https://github.com/ideascube",
@@ -110,7 +111,6 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 					Authz: webui.Authz{Force: webui.LoggedIn, Stop: webui.LoggedIn},
 				},
 				Mounts: map[string]http.Handler{
-					"/metrics":        col,
 					archivePath + "/": http.StripPrefix(archivePath, archive),
 				},
 			},

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/metrics"
 	"github.com/kilnci/kiln/ci/report"
 	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/ci/steps/debian"
@@ -160,6 +161,12 @@ func TestConfig(t *testing.T) {
 	require.NotNil(t, web)
 	assert.Equal(t, webui.Authz{Force: webui.LoggedIn, Stop: webui.LoggedIn}, web.Options.Authz)
 	assert.Contains(t, web.Mounts, "/debian/", "the archive is served")
+	assert.NotContains(t, web.Mounts, "/metrics", "the web port is public")
+	for _, s := range cfg.Services {
+		if c, ok := s.(*metrics.Collector); ok {
+			assert.Equal(t, "127.0.0.1:9101", c.Addr, "Prometheus reads the metrics on the loopback interface")
+		}
+	}
 
 	archive := archiveOf(t, cfg)
 	assert.Equal(t, "debian", archive.Folder)

@@ -76,8 +76,8 @@ func TestDeploy_Nginx(t *testing.T) {
 	secrets := "IDEASCUBE_WORKER_AMD64_PASSWORD=a\nIDEASCUBE_WORKER_ARMHF_PASSWORD=b\nIDEASCUBE_ADMIN_USER=admin\n" +
 		"IDEASCUBE_ADMIN_PASSWORD=pw\nIDEASCUBE_GITHUB_SECRET=gh\nIDEASCUBE_GITLAB_SECRET=gl\n"
 	require.NoError(t, os.WriteFile(filepath.Join(base, "secrets.env"), []byte(secrets), 0o600))
-	httpAddr, workerAddr, plainAddr, proxyAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	master := start(t, nil, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr, "-url", "https://"+proxyAddr+"/", "-archive-unsigned")
+	httpAddr, workerAddr, plainAddr, proxyAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	master := start(t, nil, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr, "-url", "https://"+proxyAddr+"/", "-archive-unsigned", "-metrics", metricsAddr)
 
 	// The site as the guide installs it, on the test's ports, with a
 	// certificate of the test's.
@@ -178,6 +178,18 @@ func TestDeploy_Nginx(t *testing.T) {
 	}
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "%s", release)
 	assert.Contains(t, string(release), "Codename: jessie")
+
+	// The metrics are not on the public site, but on their own address.
+	resp, err = client.Get("https://" + proxyAddr + "/metrics")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	resp, err = http.Get("http://" + metricsAddr + "/metrics")
+	require.NoError(t, err)
+	metricsBody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(metricsBody), "kiln_")
 }
 
 // TestGuide checks the commands people copy from the guide against the
@@ -331,7 +343,7 @@ func TestDeploy_WorkerTLS(t *testing.T) {
 	first := block.Bytes
 	httpAddr, workerAddr := freeAddr(t), freeAddr(t)
 	master := start(t, nil, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr,
-		"-worker-cert", certFile, "-worker-key", keyFile, "-archive-unsigned")
+		"-worker-cert", certFile, "-worker-key", keyFile, "-archive-unsigned", "-metrics", freeAddr(t))
 	w := web{t: t, base: "http://" + httpAddr}
 	dir := filepath.Join(t.TempDir(), "worker-amd64")
 	out, err = exec.Command(bins.worker, "create-worker", "--use-tls", "--ca-file", certFile, dir, workerAddr, "worker-amd64", "amd64 pass").CombinedOutput()

@@ -345,7 +345,7 @@ func (d *deployment) start(flags ...string) {
 	require.NoError(t, d.user.Chown(d.top))
 	httpAddr, workerAddr := freeAddr(t), freeAddr(t)
 	args := append([]string{"-basedir", d.dir, "-http", httpAddr, "-workers", workerAddr, "-url", "http://" + httpAddr + "/",
-		"-repo", d.repo, "-dist", "bookworm", "-extra-repository", "", "-resolver", "apt"}, flags...)
+		"-repo", d.repo, "-dist", "bookworm", "-extra-repository", "", "-resolver", "apt", "-metrics", freeAddr(t)}, flags...)
 	d.master = start(t, &d.user, []string{"HOME=" + filepath.Join(d.top, "home-master")}, bins.master, args...)
 	d.web = web{t: t, base: "http://" + httpAddr}
 	d.waitFor("the master to serve", time.Minute, func() bool {

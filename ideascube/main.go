@@ -7,7 +7,7 @@
 // builds from the web page.
 //
 //	ideascube -basedir /srv/buildbot/master [-http 127.0.0.1:8010] [-workers :9989]
-//	          [-worker-cert FILE -worker-key FILE]
+//	          [-worker-cert FILE -worker-key FILE] [-metrics 127.0.0.1:9101]
 //	          [-url http://buildbot.ideascube.org/] [-repo URL] [-dist jessie]
 //	          [-extra-repository LINE] [-resolver aptitude] [-cross armhf,i386]
 //	          [-unshare [-tarballs DIR]] [-archive-key FILE | -archive-unsigned]
@@ -92,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.BaseDir, "basedir", o.BaseDir, "the master's folder: state.sqlite, secrets.env, uploads")
 	fs.StringVar(&o.HTTPAddr, "http", o.HTTPAddr, "address of the web UI, API and change hooks (127.0.0.1:8010 when -url is set, as behind nginx; :8010 otherwise)")
 	fs.StringVar(&o.WorkerAddr, "workers", o.WorkerAddr, "address where workers connect")
+	fs.StringVar(&o.MetricsAddr, "metrics", o.MetricsAddr, "address where Prometheus reads /metrics (none if empty); not the web port, which is public")
 	fs.StringVar(&o.WorkerCert, "worker-cert", o.WorkerCert, "PEM certificate of the worker port: workers then connect with TLS (wss://); reloaded when it changes, or on SIGHUP")
 	fs.StringVar(&o.WorkerKey, "worker-key", o.WorkerKey, "PEM private key of -worker-cert")
 	fs.StringVar(&o.PublicURL, "url", o.PublicURL, "the master's public web address (behind nginx)")
@@ -194,6 +195,7 @@ type options struct {
 	BaseDir         string
 	HTTPAddr        string
 	WorkerAddr      string
+	MetricsAddr     string
 	WorkerCert      string
 	WorkerKey       string
 	PublicURL       string
@@ -214,6 +216,7 @@ func defaultOptions() options {
 	return options{
 		HTTPAddr:        "", // 127.0.0.1:8010 behind the public URL (ci.MasterConfig.WebAddr)
 		WorkerAddr:      ":9989",
+		MetricsAddr:     "127.0.0.1:9101",
 		PublicURL:       "http://buildbot.ideascube.org/",
 		Repo:            "https://github.com/ideascube/ideascube.git",
 		Dist:            "jessie",

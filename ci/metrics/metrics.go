@@ -5,7 +5,14 @@
 // stored.
 //
 // A Collector is a ci.Service (it follows the master's events) and an
-// http.Handler (it answers scrapes); mount it on the web server:
+// http.Handler (it answers scrapes). Serve it on an address of its own,
+// which only Prometheus reaches (the metrics tell of builders, workers
+// and hooks, and the web server is public):
+//
+//	cfg.Services = append(cfg.Services, &metrics.Collector{Addr: "127.0.0.1:9101"})
+//
+// or mount it on the web server, where whoever reaches the web UI reads
+// it:
 //
 //	col := &metrics.Collector{}
 //	cfg.Services = append(cfg.Services, col, &webui.Server{Mounts: map[string]http.Handler{"/metrics": col}})
@@ -16,6 +23,9 @@ package metrics
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -36,6 +46,9 @@ type Collector struct {
 	// otherwise the Collector has a registry of its own, with Go's and the
 	// process's standard metrics.
 	Registry *prometheus.Registry
+	// Addr, when set, is where the Collector serves /metrics itself, on a
+	// listener of its own (say 127.0.0.1:9101), apart from the web server.
+	Addr string
 
 	once    sync.Once
 	reg     *prometheus.Registry
@@ -54,9 +67,30 @@ type Collector struct {
 }
 
 var (
-	_ ci.Service   = (*Collector)(nil)
-	_ http.Handler = (*Collector)(nil)
+	_ ci.Service        = (*Collector)(nil)
+	_ ci.NetworkService = (*Collector)(nil)
+	_ http.Handler      = (*Collector)(nil)
 )
+
+// ListensOnNetwork implements ci.NetworkService: with Addr, the Collector
+// listens on its own.
+func (c *Collector) ListensOnNetwork() bool { return c.Addr != "" }
+
+// serve serves /metrics on ln until ctx ends.
+func (c *Collector) serve(ctx context.Context, m *ci.Master, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", c)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	m.Logger().Info("metrics listening", "addr", ln.Addr().String())
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
 
 // Duration buckets, in seconds: from a tenth of a second to four hours.
 var durationBuckets = []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400}
@@ -151,6 +185,15 @@ func (c *Collector) Run(ctx context.Context, m *ci.Master) error {
 	c.mu.Lock()
 	c.m = m
 	c.mu.Unlock()
+	if c.Addr != "" {
+		ln, err := net.Listen("tcp", c.Addr)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- c.serve(ctx, m, ln) }()
+		defer func() { <-served }()
+	}
 	sub := m.Subscribe(1 << 16)
 	defer sub.Close()
 	st, err := m.Store(ctx)

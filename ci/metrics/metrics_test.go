@@ -1,7 +1,9 @@
 package metrics_test
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -91,4 +93,40 @@ func TestCollector(t *testing.T) {
 	assert.Greater(t, value(text, "kiln_log_bytes_total"), 100.0)
 	assert.Equal(t, 0.0, value(text, "kiln_running_builds"))
 	assert.Equal(t, 0.0, value(text, "kiln_metrics_events_dropped_total"))
+}
+
+// TestCollector_Addr: with Addr, the metrics are served on an address of
+// their own, /metrics only.
+func TestCollector_Addr(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	col := &metrics.Collector{Addr: addr}
+	// Not through citest, which leaves out the services that listen.
+	m, err := ci.NewMaster(ci.MasterConfig{BaseDir: t.TempDir(), Workers: []ci.WorkerConfig{{Name: "w"}}, Services: []ci.Service{col}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	var body string
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Contains(t, body, "kiln_")
+	resp, err := http.Get("http://" + addr + "/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
