@@ -20,6 +20,7 @@
 //	/                                          builders and their last build, running builds, pending requests
 //	/builders/{name}                           a builder's builds (?page=N), its force form
 //	/builders/{name}/builds/{n}                a build: steps, logs (live), source, properties; Master.BuildURL links here
+//	                                           (?patch=1: the same, its logs without their lines, for the page's script)
 //	/builders/{name}/builds/{n}/steps/{step}/logs/{slug}   one log, whole (up to 20,000 lines; the rest is in the download)
 //	/workers                                   workers: connected or not and since when, admin and host, running builds
 //	/changes                                   changes, newest first (?page=N)
@@ -27,8 +28,27 @@
 //	/login                                     asks the browser for credentials, then goes back (?next=)
 //
 // Pages are plain HTML, readable without JavaScript; a small script
-// (static/kiln.js) appends log lines as they are stored and reloads a page
-// when what it shows changes.
+// (static/kiln.js) appends log lines as they are stored and updates a page
+// in place when what it shows changes. It follows /live (below) and, on
+// each "change", fetches the page again: a build's page with ?patch=1, to
+// patch its regions (result, state, actions, facts, properties) and its
+// steps by their ids, adding the steps and logs it does not show yet and
+// following their live logs, but never replacing a log block it shows, so
+// that a log a reader opened stays open, scrolled where it was, and goes on
+// streaming; other pages put the new <main> in place of theirs, but for
+// what the reader may be filling in (the force form). Running durations
+// count on each second in the page, from the master's clock (the page's
+// data-now).
+//
+// A log block shows the header lines that start a command's output (the
+// command, its folder, argv and environment) folded above the output, so
+// that the output is what one sees first. Its lines are numbered; a click
+// on a number links to the line (#L12 on the log's page, #log-ID-L12 on a
+// build's page), and a page loaded with such a link scrolls to the line and
+// highlights it. A running log's block follows the end while the reader is
+// there: scrolling up stops it, and the block's "follow the end" box says
+// so and starts it again. Each log links to its page, to its raw text
+// (raw_inline) and to a download (raw).
 //
 // # Live logs
 //
@@ -43,7 +63,21 @@
 // download. Lines are added once per animation frame whatever the number
 // of events, in chunks of 100 lines that the browser lays out and paints
 // only when in view (but for the last two, where the end is), so that a page keeps up with a log written in bursts
-// of thousands of lines a second (BenchmarkBrowser_LiveLog measures it). Results have Buildbot's colours: success
+// of thousands of lines a second (BenchmarkBrowser_LiveLog measures it).
+//
+// Pages follow /live for what changes what they show: with ?build=ID, a
+// build's steps starting, ending and changing state, its state and end, a
+// log added to a running step, and its worker going silent or answering
+// again; with ?builder=ID, a builder's builds (starting, ending, changing
+// state) and requests; otherwise builds, requests, changes and workers.
+// Each is told as a "change" event, its data the type of the event (as
+// ci.Event names it: "step.started", "build.changed"...) that started a
+// burst: what a page shows the structure of is told within 200 ms, state
+// strings (build.changed, step.changed, which a running step may change at
+// every line it reads) at most about once a second, so that a page fetching
+// itself on each event does so at most that often.
+//
+// Results have Buildbot's colours: success
 // green, warnings orange, failure red, skipped light blue, exception
 // purple, retry and cancelled pink, running yellow. Everything from outside
 // (branch names, commit messages, property values, log lines) is escaped;
@@ -59,9 +93,9 @@
 //	GET /api/v2/builders/{b}/buildrequests         a builder's requests
 //	GET /api/v2/builders/{b}/forceschedulers       the force schedulers of a builder
 //	GET /api/v2/builds[/{id}]                      builds (?builderid= &workerid= &complete= &property=)
-//	GET /api/v2/builds/{id}/steps[/{number or name}[/logs[/{slug}[/contents|/raw]]]]
+//	GET /api/v2/builds/{id}/steps[/{number or name}[/logs[/{slug}[/contents|/raw|/raw_inline]]]]
 //	GET /api/v2/steps/{id}[/logs]
-//	GET /api/v2/logs/{id}[/contents|/raw]          a log; its lines (?offset= &limit=); a download
+//	GET /api/v2/logs/{id}[/contents|/raw|/raw_inline]   a log; its lines (?offset= &limit=); a download; its text
 //	GET /api/v2/workers[/{id or name}]             workers (never their environment)
 //	GET /api/v2/buildrequests[/{id}]               requests (?builderid= &buildsetid= &complete= &claimed=)
 //	GET /api/v2/buildsets[/{id}]                   buildsets with their source stamps (?complete=)

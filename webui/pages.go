@@ -55,6 +55,10 @@ type view struct {
 	// shows changes; "" for none.
 	Live string
 	Nav  string // the navigation entry to mark
+	// Now is the master's time as the page is made, in Unix milliseconds:
+	// the page's script counts running durations from it, whatever the
+	// browser's clock says.
+	Now  int64
 	Data any
 }
 
@@ -73,12 +77,14 @@ func parsePages(now func() time.Time) (pageSet, error) {
 		"ago":         ago,
 		"when":        when,
 		"duration":    duration,
+		"elapsed":     func(start, end time.Time) template.HTML { return elapsed(now(), start, end) },
+		"started":     func(t time.Time) template.HTML { return started(now(), t) },
 		"short":       short,
 		"firstLine":   firstLine,
 		"value":       formatValue,
 		"seq":         func(n int) []int { return make([]int, n) },
 	}
-	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
+	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html")
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +95,7 @@ func parsePages(now func() time.Time) (pageSet, error) {
 	set := pageSet{}
 	for _, path := range names {
 		name := strings.TrimSuffix(strings.TrimPrefix(path, "templates/"), ".html")
-		if name == "layout" {
+		if name == "layout" || name == "parts" {
 			continue
 		}
 		t, err := template.Must(layout.Clone()).ParseFS(templateFS, path)
@@ -126,7 +132,7 @@ func (a *app) page(fn pageFunc) http.Handler {
 
 func (a *app) newView(r *http.Request) *view {
 	cfg := a.m.Config()
-	v := &view{Title: cfg.Title, TitleURL: cfg.TitleURL, Base: a.base, CanLogIn: a.auth.canLogIn()}
+	v := &view{Title: cfg.Title, TitleURL: cfg.TitleURL, Base: a.base, CanLogIn: a.auth.canLogIn(), Now: a.m.Now().UnixMilli()}
 	if v.Title == "" {
 		v.Title = "Kiln"
 	}
@@ -234,6 +240,45 @@ func duration(now, start, end time.Time) string {
 		return fmt.Sprintf("%dm %02ds", m, s)
 	}
 	return fmt.Sprintf("%ds", s)
+}
+
+// preciseDuration formats a finished duration: under ten seconds to the
+// tenth of a second ("4.2 s") or the millisecond ("850 ms"), above as
+// duration does.
+func preciseDuration(d time.Duration) string {
+	switch {
+	case d < 0:
+		d = 0
+		fallthrough
+	case d < time.Second:
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	case d < 10*time.Second:
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	}
+	return duration(time.Time{}, time.Unix(0, 0), time.Unix(0, 0).Add(d))
+}
+
+// elapsed renders the time from start to end: precisely once finished,
+// and in whole seconds while it runs, counted on by the page's script
+// from data-start (Unix milliseconds).
+func elapsed(now, start, end time.Time) template.HTML {
+	if start.IsZero() {
+		return ""
+	}
+	if end.IsZero() {
+		return template.HTML(fmt.Sprintf(`<span class="dur" data-start="%d">%s</span>`, start.UnixMilli(), duration(now, start, end)))
+	}
+	return template.HTML(`<span class="dur">` + preciseDuration(end.Sub(start)) + `</span>`)
+}
+
+// started renders when something started: how long ago, with the exact
+// time when the pointer rests on it.
+func started(now, t time.Time) template.HTML {
+	if t.IsZero() {
+		return ""
+	}
+	return template.HTML(fmt.Sprintf(`<time datetime="%s" title="%s">%s</time>`,
+		t.UTC().Format(time.RFC3339), when(t), ago(now, t)))
 }
 
 func short(rev string) string {
@@ -533,24 +578,9 @@ type propRow struct {
 	Name, Value, Source string
 }
 
-type logView struct {
-	Log     *ci.Log
-	URL     string // the log's page
-	RawURL  string
-	LiveURL string // "" once the log is complete
-	Lines   template.HTML
-	First   int // the first line shown
-	Next    int // the line after the last shown
-	// Keep is how many lines the page keeps while it follows the log:
-	// as many as it shows when it is loaded.
-	Keep int
-	Open bool
-}
-
 type stepRow struct {
-	Step     *ci.StepRecord
-	Duration string
-	Logs     []logView
+	Step *ci.StepRecord
+	Logs []logView
 }
 
 type buildData struct {
@@ -560,7 +590,6 @@ type buildData struct {
 	Worker       string
 	Reason       string
 	Owner        string
-	Duration     string
 	SourceStamps []ci.SourceStamp
 	Changes      []*ci.Change
 	Props        []propRow
@@ -609,45 +638,24 @@ func (a *app) findPageBuild(r *http.Request, st ci.Store) (*ci.Builder, *ci.Buil
 	return b, a.current(build), nil
 }
 
-func (a *app) logURLs(builder string, build *ci.Build, s *ci.StepRecord, l *ci.Log) (page, raw, live string) {
-	page = a.buildURL(builder, build.Number) + "/steps/" + strconv.Itoa(s.Number) + "/logs/" + url.PathEscape(l.Slug)
-	raw = a.base + "api/v2/logs/" + strconv.FormatInt(l.ID, 10) + "/raw"
-	if !l.Complete {
-		live = a.base + "logs/" + strconv.FormatInt(l.ID, 10) + "/live"
-	}
-	return page, raw, live
-}
-
-// logTail renders the last max lines of a log, in chunks.
-func logTail(ctx context.Context, st ci.Store, l *ci.Log, max int) (template.HTML, int, error) {
-	first := 0
-	if max > 0 && l.NumLines > max {
-		first = l.NumLines - max
-	}
-	if l.NumLines == 0 {
-		return "", 0, nil
-	}
-	text, err := st.LogLines(ctx, l.ID, first, l.NumLines-1)
-	if err != nil {
-		return "", 0, err
-	}
-	return renderChunks(text, l.Type == ci.LogStream), first, nil
-}
-
 func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
 	ctx := r.Context()
 	b, build, err := a.findPageBuild(r, st)
 	if err != nil {
 		return "", nil, err
 	}
+	// The page's script fetches the page again when the build changes,
+	// with ?patch=1, and adds the logs it does not show yet, reading their
+	// lines from their live streams: logs come without their lines.
+	patch := r.URL.Query().Get("patch") != ""
 	n := newNames(ctx, st)
 	d := &buildData{Builder: b, BuilderURL: a.builderURL(b.Name), Build: build, Worker: n.worker(build.WorkerID),
-		Duration: duration(a.m.Now(), build.StartedAt, build.CompleteAt),
-		APIURL:   a.base + "api/v2/builds/" + strconv.FormatInt(build.ID, 10)}
+		APIURL: a.base + "api/v2/builds/" + strconv.FormatInt(build.ID, 10)}
 	v.Page = fmt.Sprintf("%s #%d", b.Name, build.Number)
+	self := a.buildURL(b.Name, build.Number)
 	if !build.Complete {
 		d.CanStop = a.can(r, actStop)
-		d.StopURL = a.buildURL(b.Name, build.Number) + "/stop"
+		d.StopURL = self + "/stop"
 		if w, ok := a.silentWorkers()[build.WorkerID]; ok {
 			d.Silent = newSilence(w, a.m.Now())
 		}
@@ -690,20 +698,23 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 	}
 	running := 0 // logs of running steps
 	for _, s := range steps {
-		row := stepRow{Step: s, Duration: duration(a.m.Now(), s.StartedAt, s.CompleteAt)}
+		row := stepRow{Step: s}
 		logs, err := st.ListLogs(ctx, s.ID)
 		if err != nil {
 			return "", nil, err
 		}
 		for _, l := range logs {
-			lv := logView{Log: l}
-			lv.URL, lv.RawURL, lv.LiveURL = a.logURLs(b.Name, build, s, l)
-			// Open the logs of running and failed steps.
-			lv.Open = !s.Complete || s.Results != ci.Success && s.Results != ci.Skipped
-			if lv.Lines, lv.First, err = logTail(ctx, st, l, maxInline); err != nil {
+			var lv logView
+			if patch {
+				lv, err = a.patchLogView(ctx, st, b.Name, build, s, l, maxInline)
+			} else {
+				lv, err = a.logView(ctx, st, b.Name, build, s, l, maxInline)
+			}
+			if err != nil {
 				return "", nil, err
 			}
-			lv.Next, lv.Keep = l.NumLines, maxInline
+			// Open the logs of running and failed steps.
+			lv.Open = !s.Complete || s.Results != ci.Success && s.Results != ci.Skipped
 			row.Logs = append(row.Logs, lv)
 			if !s.Complete {
 				running++
@@ -731,7 +742,6 @@ type logData struct {
 	Step       *ci.StepRecord
 	View       logView
 	Total      int
-	Truncated  bool
 	BuilderURL string
 }
 
@@ -764,13 +774,10 @@ func (a *app) logPage(r *http.Request, st ci.Store, v *view) (string, any, error
 		}
 		d := &logData{Builder: b, Build: build, BuildURL: a.buildURL(b.Name, build.Number), Step: step,
 			Total: l.NumLines, BuilderURL: a.builderURL(b.Name)}
-		d.View.Log = l
-		d.View.URL, d.View.RawURL, d.View.LiveURL = a.logURLs(b.Name, build, step, l)
-		if d.View.Lines, d.View.First, err = logTail(ctx, st, l, maxLogPage); err != nil {
+		if d.View, err = a.logView(ctx, st, b.Name, build, step, l, maxLogPage); err != nil {
 			return "", nil, err
 		}
-		d.View.Next, d.View.Keep, d.View.Open = l.NumLines, maxLogPage, true
-		d.Truncated = d.View.First > 0
+		d.View.Open, d.View.Page, d.View.Anchor = true, true, "L"
 		v.Page = fmt.Sprintf("%s #%d: %s: %s", b.Name, build.Number, step.Name, l.Name)
 		return "log", d, nil
 	}

@@ -203,5 +203,33 @@ func TestPages_LiveLog(t *testing.T) {
 	res = u.do(t, req{path: "builders/count/builds/1/steps/1/logs/stdio"})
 	require.Equal(t, http.StatusOK, res.code)
 	assert.Regexp(t, fmt.Sprintf(stream, 20000), res.body)
-	assert.Contains(t, res.body, `<p class="muted log-earlier" data-lines="0" hidden>The first <span class="n">0</span> lines`)
+	assert.Contains(t, res.body, `<p class="muted log-earlier" data-lines="0" hidden><span class="n">0</span> earlier lines are in the download.`)
+}
+
+func TestPages_LogView(t *testing.T) {
+	// A command's header lines are folded above its output; the log links
+	// to its raw text, which the browser shows.
+	u := startUI(t, uiOptions{})
+	b := u.m.Build(t, citest_Request("count", map[string]any{"lines": 2}))
+	l := waitLog(t, u, b.Record.ID, liveStep)
+	for _, path := range []string{"builders/count/builds/1", "builders/count/builds/1/steps/1/logs/stdio"} {
+		whole := u.do(t, req{path: path}).body
+		assert.Contains(t, whole, `<a href="/ci/api/v2/logs/`+itoa(l.ID)+`/raw_inline">raw</a>`)
+		_, page, _ := strings.Cut(whole, `id="log-`+itoa(l.ID)+`"`) // the count step's log
+		head := regexp.MustCompile(`(?s)<details class="log-head"><summary>command <code class="cmd">sh -c (.*?)</code></summary>\s*<pre class="log-head">(.*?)</pre></details>`).
+			FindStringSubmatch(page)
+		require.NotNil(t, head, "%s folds the command's header", path)
+		assert.Contains(t, head[2], `<span class="ln h"> argv: [`)
+		assert.NotContains(t, head[2], "line 1", "the output is not in the header")
+		out := regexp.MustCompile(`(?s)<pre class="log-lines[^"]*" data-anchor="([^"]*)" data-head="(\d+)" data-next="(\d+)">(.*?)</pre>`).FindStringSubmatch(page)
+		require.NotNil(t, out, "%s shows the output", path)
+		assert.True(t, strings.HasPrefix(out[4], `<span class="chunk"><span class="ln o">line 1</span>`), "%s: the output comes first in its block: %s", path, out[4])
+		assert.Equal(t, strconv.Itoa(strings.Count(head[2], `class="ln h"`)), out[2], "the block says where the output starts")
+		assert.Equal(t, strconv.Itoa(l.NumLines), out[3])
+	}
+	raw := u.do(t, req{path: "api/v2/logs/" + itoa(l.ID) + "/raw_inline"})
+	require.Equal(t, http.StatusOK, raw.code)
+	assert.Equal(t, "text/plain; charset=utf-8", raw.header.Get("Content-Type"))
+	assert.Equal(t, `inline; filename="count_build_1_step_count_stdio.log"`, raw.header.Get("Content-Disposition"))
+	assert.Contains(t, raw.body, "line 1\nline 2\n")
 }
