@@ -151,7 +151,7 @@ func TestBrowser_BuildPageLive(t *testing.T) {
 	close(g.next2)
 	u.m.WaitBuild(t, build.ID)
 	poll(t, tab, "the build's result", `document.querySelector("#build-result").textContent === "success"`)
-	poll(t, tab, "the stop form gone", `document.querySelector(".stop-form") === null`)
+	poll(t, tab, "the stop form gone", `document.querySelector(".stop-form") === null && document.querySelector(".rebuild-form") !== null`)
 	poll(t, tab, "the third step's last line", `/third 2/.test(document.querySelector("#build-steps li:last-child pre.log-lines").textContent)`)
 	after, err = chromedp.Run(tab, chromedp.Evaluate[logState](state))
 	require.NoError(t, err)

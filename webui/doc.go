@@ -124,14 +124,27 @@
 //	                                      result [bsid, {"<builderid>": brid}]
 //	POST /api/v2/builds/{id}              method "stop", params {"reason": "..."}; result null
 //	POST /api/v2/builders/{b}/builds/{n}  method "stop"
+//	POST /api/v2/builds/{id}              method "rebuild", params {}; result [bsid, {"<builderid>": brid}]
+//	POST /api/v2/builders/{b}/builds/{n}  method "rebuild"
 //	POST /api/v2/buildrequests/{id}       method "cancel"; result null
 //
 // Errors answer {"jsonrpc": "2.0", "id": 1, "error": {"code": C, "message": "..."}}
 // with the HTTP status of the error: a bad parameter (named in the message)
 // is 400 with code -32602. The owner of a forced build is the logged-in
-// user (or "anonymous"), whatever the call says. The pages' forms post to
-// /builders/{b}/force, /builders/{b}/builds/{n}/stop and
-// /buildrequests/{id}/cancel.
+// user (or "anonymous"), whatever the call says.
+//
+// A rebuild, as Buildbot's, submits the build's builder again with the
+// source stamps of the build's buildset (the stored ones: the new build is
+// one of the same changes) and that buildset's properties (what its
+// scheduler or the force form gave, not what the steps set), its priority
+// and its parent; its reason is "rebuild of build #N" and its owner who
+// asked. It is allowed where forcing is (Authz.Force).
+//
+// The pages' forms post to /builders/{b}/force, /builders/{b}/builds/{n}/stop,
+// /builders/{b}/builds/{n}/rebuild and /buildrequests/{id}/cancel.
+// Rebuilding from a page leads to the new build's page once it started,
+// or, if it has not within a few seconds (no worker is free), to the
+// builder's page, where the request waits.
 //
 // # Authentication, authorization, cross-site requests
 //
@@ -143,7 +156,7 @@
 // request. Serve the UI over HTTPS (the proxy's job): basic auth sends the
 // password with every request.
 //
-// Authz says who may force, stop and cancel: Nobody (the zero value: the
+// Authz says who may force (and rebuild), stop and cancel: Nobody (the zero value: the
 // action is off), LoggedIn or Anyone. Reading is open to all. A write is
 // checked in this order: a cross-site request is refused (403), an action
 // that is off is refused (403), and one that needs a login without valid

@@ -171,6 +171,7 @@ func (a *app) routes() http.Handler {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
 	mux.Handle("POST /builders/{builder}/force", a.form(a.forceForm))
 	mux.Handle("POST /builders/{builder}/builds/{number}/stop", a.form(a.stopForm))
+	mux.Handle("POST /builders/{builder}/builds/{number}/rebuild", a.form(a.rebuildForm))
 	mux.Handle("POST /buildrequests/{id}/cancel", a.form(a.cancelForm))
 	a.apiRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

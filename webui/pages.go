@@ -596,8 +596,12 @@ type buildData struct {
 	Steps        []stepRow
 	CanStop      bool
 	StopURL      string
-	APIURL       string
-	Prev, Next   string
+	// Rebuild says whether the page offers to build again (as forcing
+	// does), and RebuildURL is where its form posts.
+	Rebuild    actionForm
+	RebuildURL string
+	APIURL     string
+	Prev, Next string
 	// Silent is set while the build runs on a silent worker.
 	Silent *silence
 }
@@ -660,6 +664,8 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 			d.Silent = newSilence(w, a.m.Now())
 		}
 	}
+	d.Rebuild = a.actionForm(r, actForce)
+	d.RebuildURL = self + "/rebuild"
 	if build.Number > 1 {
 		d.Prev = a.buildURL(b.Name, build.Number-1)
 	}
