@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,9 +140,10 @@ func TestForceForm(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, res.code)
 	assert.Contains(t, res.body, "cross-origin request refused")
 
+	// The user lands on the new build's page.
 	res = post(req{login: true, fetchSite: "same-origin"})
 	require.Equal(t, http.StatusSeeOther, res.code, res.body)
-	assert.Equal(t, subPath+"builders/count", res.header.Get("Location"))
+	assert.Equal(t, subPath+"builders/count/builds/1", res.header.Get("Location"))
 	reqs, _, err := u.m.Store.ListRequests(context.Background(), ci.RequestQuery{})
 	require.NoError(t, err)
 	require.Len(t, reqs, 1)
@@ -153,6 +156,69 @@ func TestForceForm(t *testing.T) {
 	res = post(req{login: true})
 	assert.Equal(t, http.StatusBadRequest, res.code)
 	assert.Contains(t, res.body, `&#34;x&#34; is not an integer`)
+
+	// With every worker busy, the user lands on the builder's page, where
+	// the request waits.
+	for range 2 {
+		waitRunning(t, u, u.m.Submit(t, citest_Request("count", map[string]any{"lines": 600})))
+	}
+	t.Cleanup(func() {
+		for _, id := range u.m.RunningBuilds() {
+			u.m.StopBuild(context.Background(), id, "the test ended")
+		}
+	})
+	form.Set("lines", "1")
+	res = post(req{login: true})
+	require.Equal(t, http.StatusSeeOther, res.code, res.body)
+	assert.Equal(t, subPath+"builders/count", res.header.Get("Location"))
+	page := u.do(t, req{path: "builders/count"}).body
+	assert.Contains(t, page, "Pending build requests")
+}
+
+func TestForceForm_Messages(t *testing.T) {
+	// What the builder's page says of forcing is what forcing does.
+	for _, tt := range []struct {
+		name       string
+		authz      webui.Authz
+		users      bool
+		login      bool
+		form       bool
+		say, never []string
+	}{
+		{"Off", webui.Authz{}, true, true, false, []string{"Forcing builds is turned off", "<code>webui.Options.Authz.Force</code>"}, []string{"needs a login"}},
+		{"Anyone", webui.Authz{Force: webui.Anyone}, true, false, true, nil, []string{"needs a login", "turned off"}},
+		{"LoggedInAnonymous", webui.Authz{Force: webui.LoggedIn}, true, false, true, []string{"Forcing needs a login"}, []string{"turned off"}},
+		{"LoggedIn", webui.Authz{Force: webui.LoggedIn}, true, true, true, nil, []string{"needs a login", "turned off"}},
+		{"NoUsers", webui.Authz{Force: webui.LoggedIn}, false, false, false, []string{"no users are configured", "<code>webui.Options.Auth</code>"}, []string{"turned off"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u := startUI(t, uiOptions{authz: tt.authz})
+			var opts webui.Options
+			if tt.users {
+				hash, err := bcrypt.GenerateFromPassword([]byte(alicePW), bcrypt.MinCost)
+				require.NoError(t, err)
+				opts.Auth = &webui.BasicAuth{Users: map[string]string{alice: string(hash)}}
+			}
+			opts.Authz = tt.authz
+			h, err := webui.NewHandler(u.m.Master, &opts)
+			require.NoError(t, err)
+			r := httptest.NewRequest("GET", subPath+"builders/count", nil)
+			if tt.login {
+				r.SetBasicAuth(alice, alicePW)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			require.Equal(t, http.StatusOK, w.Code)
+			page := w.Body.String()
+			assert.Equal(t, tt.form, strings.Contains(page, `class="force-form"`), "the form shows")
+			for _, s := range tt.say {
+				assert.Contains(t, page, s)
+			}
+			for _, s := range tt.never {
+				assert.NotContains(t, page, s)
+			}
+		})
+	}
 }
 
 func TestStopAndCancel(t *testing.T) {

@@ -142,9 +142,9 @@
 //
 // The pages' forms post to /builders/{b}/force, /builders/{b}/builds/{n}/stop,
 // /builders/{b}/builds/{n}/rebuild and /buildrequests/{id}/cancel.
-// Rebuilding from a page leads to the new build's page once it started,
-// or, if it has not within a few seconds (no worker is free), to the
-// builder's page, where the request waits.
+// Forcing and rebuilding from a page lead to the new build's page once it
+// started, or, if it has not within a few seconds (no worker is free), to
+// the builder's page, where the request waits.
 //
 // # Authentication, authorization, cross-site requests
 //
@@ -164,7 +164,11 @@
 // and sends the form again). Every write goes through net/http's
 // CrossOriginProtection (Sec-Fetch-Site, or Origin against Host; the public
 // URL's origin is trusted), and the JSON-RPC calls also need Content-Type
-// application/json, which a cross-site form cannot send.
+// application/json, which a cross-site form cannot send. The pages say what
+// the rules decide: a builder's page shows its force form where forcing is
+// allowed, says that forcing needs a login only where the rule asks for one
+// and the browser has not sent it, and, where forcing is off, names the
+// option that turns it on (Options.Authz.Force).
 //
 // # Behind a reverse proxy
 //

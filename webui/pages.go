@@ -503,7 +503,7 @@ type builderData struct {
 	OlderURL  string
 	Pending   []requestRow
 	Forces    []forceForm
-	CanForce  bool
+	Force     actionForm
 	Workers   []workerDot
 	Running   int
 	APIURL    string
@@ -554,7 +554,7 @@ func (a *app) builderPage(r *http.Request, st ci.Store, v *view) (string, any, e
 	if d.Pending, _, err = a.pendingRequests(r, st, n, id, 100); err != nil {
 		return "", nil, err
 	}
-	d.CanForce = a.can(r, actForce)
+	d.Force = a.actionForm(r, actForce)
 	for _, f := range a.forceSchedulers(b.Name) {
 		d.Forces = append(d.Forces, forceForm{Scheduler: f.Name, Action: self + "/force", Fields: forceFields(f)})
 	}
@@ -1037,12 +1037,16 @@ func (a *app) forceForm(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	bs, _, err := a.force(r.Context(), scheds[i], owner, []string{builder}, values)
+	bs, reqs, err := a.force(r.Context(), scheds[i], owner, []string{builder}, values)
 	if err != nil {
 		return err
 	}
 	a.log.Info("build forced from the web", "builder", builder, "owner", owner, "buildset", bs.ID)
-	http.Redirect(w, r, a.builderURL(builder), http.StatusSeeOther)
+	st, err := a.store(r.Context())
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, a.landing(r.Context(), st, builder, reqs), http.StatusSeeOther)
 	return nil
 }
 
