@@ -23,9 +23,16 @@
 //	                                           (?patch=1: the same, its logs without their lines, for the page's script)
 //	/builders/{name}/builds/{n}/steps/{step}/logs/{slug}   one log, whole (up to 20,000 lines; the rest is in the download)
 //	/workers                                   workers: connected or not and since when, admin and host, running builds
+//	/workers/{name}                            a worker and the builds it ran (?page=N)
 //	/changes                                   changes, newest first (?page=N)
 //	/grid                                      the last changes (tags, for Ideascube) down, builders across (?changes=N)
 //	/login                                     asks the browser for credentials, then goes back (?next=)
+//
+// Lists of builds (the home page's running builds, a builder's and a
+// worker's builds) say where each build comes from (its branch or tag and
+// short revision), who asked for it (the owner) or else why (the reason),
+// when it started (how long ago; the exact time on hover) and how long it
+// took, to the tenth of a second under ten seconds ("4.2 s", "850 ms").
 //
 // Pages are plain HTML, readable without JavaScript; a small script
 // (static/kiln.js) appends log lines as they are stored and updates a page

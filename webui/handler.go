@@ -163,6 +163,7 @@ func (a *app) routes() http.Handler {
 	page("GET /builders/{builder}/builds/{number}", a.buildPage)
 	page("GET /builders/{builder}/builds/{number}/steps/{step}/logs/{log}", a.logPage)
 	page("GET /workers", a.workersPage)
+	page("GET /workers/{worker}", a.workerPage)
 	page("GET /changes", a.changesPage)
 	page("GET /grid", a.gridPage)
 	mux.HandleFunc("GET /login", a.login)

@@ -247,13 +247,10 @@ func duration(now, start, end time.Time) string {
 // duration does.
 func preciseDuration(d time.Duration) string {
 	switch {
-	case d < 0:
-		d = 0
-		fallthrough
 	case d < time.Second:
-		return fmt.Sprintf("%d ms", d.Milliseconds())
-	case d < 10*time.Second:
-		return fmt.Sprintf("%.1f s", d.Seconds())
+		return fmt.Sprintf("%d ms", max(d, 0).Milliseconds())
+	case d.Round(100*time.Millisecond) < 10*time.Second:
+		return fmt.Sprintf("%.1f s", d.Round(100*time.Millisecond).Seconds())
 	}
 	return duration(time.Time{}, time.Unix(0, 0), time.Unix(0, 0).Add(d))
 }
@@ -306,12 +303,25 @@ func formatValue(v any) string {
 
 // Rows the pages list.
 
+// A buildRow is a build as the lists show it: with its source (branch or
+// tag and revision, from its properties), who asked for it and why.
 type buildRow struct {
-	Build   *ci.Build
-	Builder string
-	Worker  string
-	URL     string
-	Reason  string
+	Build    *ci.Build
+	Builder  string
+	Worker   string
+	URL      string
+	Branch   string
+	Revision string
+	Owner    string
+	Reason   string // the buildset's
+}
+
+// A buildList is a table of builds; Builder and Worker say whether it has
+// those columns (a builder's page lists its own builds, a worker's page
+// the builds it ran).
+type buildList struct {
+	Rows            []buildRow
+	Builder, Worker bool
 }
 
 type requestRow struct {
@@ -323,16 +333,35 @@ type requestRow struct {
 	CancelURL string
 }
 
-// names resolves builder and worker IDs to names, reading each once.
+// names resolves builder and worker IDs to names, and requests to the
+// reasons of their buildsets, reading each once.
 type names struct {
 	ctx      context.Context
 	st       ci.Store
 	builders map[int64]string
 	workers  map[int64]string
+	reasons  map[int64]string // by buildset
 }
 
 func newNames(ctx context.Context, st ci.Store) *names {
-	return &names{ctx: ctx, st: st, builders: map[int64]string{}, workers: map[int64]string{}}
+	return &names{ctx: ctx, st: st, builders: map[int64]string{}, workers: map[int64]string{}, reasons: map[int64]string{}}
+}
+
+// reason returns the reason of the buildset of a request, or "".
+func (n *names) reason(requestID int64) string {
+	r, err := n.st.GetRequest(n.ctx, requestID)
+	if err != nil {
+		return ""
+	}
+	if s, ok := n.reasons[r.BuildsetID]; ok {
+		return s
+	}
+	var s string
+	if bs, err := n.st.GetBuildset(n.ctx, r.BuildsetID); err == nil {
+		s = bs.Reason
+	}
+	n.reasons[r.BuildsetID] = s
+	return s
 }
 
 func (n *names) builder(id int64) string {
@@ -373,7 +402,9 @@ func (a *app) buildURL(builder string, number int) string {
 
 func (a *app) buildRow(n *names, b *ci.Build) buildRow {
 	name := n.builder(b.BuilderID)
-	return buildRow{Build: b, Builder: name, Worker: n.worker(b.WorkerID), URL: a.buildURL(name, b.Number)}
+	return buildRow{Build: b, Builder: name, Worker: n.worker(b.WorkerID), URL: a.buildURL(name, b.Number),
+		Branch: b.Properties.String("branch"), Revision: b.Properties.String("revision"),
+		Owner: b.Properties.String("owner"), Reason: n.reason(b.BuildRequestID)}
 }
 
 // runningBuilds returns the builds running now, oldest first.
@@ -438,7 +469,7 @@ type workerDot struct {
 
 type homeData struct {
 	Builders     []builderRow
-	Running      []buildRow
+	Running      buildList
 	Pending      []requestRow
 	PendingTotal int
 }
@@ -452,8 +483,8 @@ func (a *app) home(r *http.Request, st ci.Store, v *view) (string, any, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	d := &homeData{}
-	d.Running = a.runningBuilds(ctx, st, n)
+	d := &homeData{Running: buildList{Builder: true, Worker: true}}
+	d.Running.Rows = a.runningBuilds(ctx, st, n)
 	connected := map[string]bool{}
 	for _, w := range a.m.Workers() {
 		connected[w.Name] = w.Connected
@@ -469,7 +500,7 @@ func (a *app) home(r *http.Request, st ci.Store, v *view) (string, any, error) {
 			br := a.buildRow(n, last[0])
 			row.Last = &br
 		}
-		for _, rb := range d.Running {
+		for _, rb := range d.Running.Rows {
 			if rb.Build.BuilderID == b.ID {
 				row.Running++
 			}
@@ -495,7 +526,7 @@ type forceForm struct {
 
 type builderData struct {
 	Builder   *ci.Builder
-	Builds    []buildRow
+	Builds    buildList
 	Total     int
 	PageNum   int
 	Pages     int
@@ -538,8 +569,9 @@ func (a *app) builderPage(r *http.Request, st ci.Store, v *view) (string, any, e
 	n.builders[id] = b.Name
 	d := &builderData{Builder: b, Total: total, PageNum: pageNum, Pages: max(1, (total+size-1)/size), BuilderID: id,
 		APIURL: a.base + "api/v2/builders/" + strconv.FormatInt(id, 10) + "/builds?order=-number&limit=" + strconv.Itoa(size)}
+	d.Builds.Worker = true
 	for _, build := range builds {
-		d.Builds = append(d.Builds, a.buildRow(n, build))
+		d.Builds.Rows = append(d.Builds.Rows, a.buildRow(n, build))
 		if !build.Complete {
 			d.Running++
 		}
@@ -796,6 +828,7 @@ type infoRow struct{ Key, Value string }
 
 type workerRow struct {
 	Name      string
+	URL       string // the worker's page
 	Connected bool
 	Since     time.Time
 	Info      []infoRow
@@ -814,47 +847,116 @@ func (a *app) workersPage(r *http.Request, st ci.Store, v *view) (string, any, e
 	ctx := r.Context()
 	v.Page, v.Nav = "Workers", "workers"
 	v.Live = a.liveURL(ctx, st, url.Values{})
-	stored, err := st.ListWorkers(ctx)
+	byName, err := storedWorkers(ctx, st)
 	if err != nil {
 		return "", nil, err
-	}
-	byName := map[string]*ci.Worker{}
-	for _, w := range stored {
-		byName[w.Name] = w
 	}
 	n := newNames(ctx, st)
 	running := a.runningBuilds(ctx, st, n)
 	var rows []workerRow
 	for _, ws := range a.m.Workers() {
-		row := workerRow{Name: ws.Name, Connected: ws.Connected, LastBuild: ws.LastBuild}
-		if !ws.LostAt.IsZero() {
-			row.Silent = newSilence(ws, a.m.Now())
-		}
-		if cfg, ok := a.m.WorkerConfig(ws.Name); ok {
-			row.MaxBuilds = cfg.MaxBuilds
-		}
-		if w := byName[ws.Name]; w != nil {
-			row.Since = w.ChangedAt
-			info := safeInfo(w.Info)
-			for _, k := range shownInfo {
-				if val, ok := info[k]; ok && val != nil && val != "" {
-					row.Info = append(row.Info, infoRow{Key: k, Value: strings.TrimSpace(formatValue(val))})
-				}
-			}
-		}
-		for _, bc := range a.m.Config().Builders {
-			if slices.Contains(bc.Workers, ws.Name) {
-				row.Builders = append(row.Builders, bc.Name)
-			}
-		}
-		for _, rb := range running {
-			if rb.Build.WorkerID == ws.ID {
-				row.Running = append(row.Running, rb)
-			}
-		}
-		rows = append(rows, row)
+		rows = append(rows, a.workerRow(ws, byName[ws.Name], running))
 	}
 	return "workers", rows, nil
+}
+
+// storedWorkers returns the stored workers by name.
+func storedWorkers(ctx context.Context, st ci.Store) (map[string]*ci.Worker, error) {
+	stored, err := st.ListWorkers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*ci.Worker{}
+	for _, w := range stored {
+		byName[w.Name] = w
+	}
+	return byName, nil
+}
+
+// workerRow describes a worker from its status, its stored record (nil if
+// none) and the running builds.
+func (a *app) workerRow(ws ci.WorkerStatus, w *ci.Worker, running []buildRow) workerRow {
+	row := workerRow{Name: ws.Name, URL: a.base + "workers/" + url.PathEscape(ws.Name), Connected: ws.Connected, LastBuild: ws.LastBuild}
+	if !ws.LostAt.IsZero() {
+		row.Silent = newSilence(ws, a.m.Now())
+	}
+	if cfg, ok := a.m.WorkerConfig(ws.Name); ok {
+		row.MaxBuilds = cfg.MaxBuilds
+	}
+	if w != nil {
+		row.Since = w.ChangedAt
+		info := safeInfo(w.Info)
+		for _, k := range shownInfo {
+			if val, ok := info[k]; ok && val != nil && val != "" {
+				row.Info = append(row.Info, infoRow{Key: k, Value: strings.TrimSpace(formatValue(val))})
+			}
+		}
+	}
+	for _, bc := range a.m.Config().Builders {
+		if slices.Contains(bc.Workers, ws.Name) {
+			row.Builders = append(row.Builders, bc.Name)
+		}
+	}
+	for _, rb := range running {
+		if rb.Build.WorkerID == ws.ID {
+			row.Running = append(row.Running, rb)
+		}
+	}
+	return row
+}
+
+type workerData struct {
+	Worker   workerRow
+	Builds   buildList
+	Total    int
+	PageNum  int
+	Pages    int
+	NewerURL string
+	OlderURL string
+	APIURL   string
+}
+
+// workerPage shows a worker and the builds it ran, newest first.
+func (a *app) workerPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
+	ctx := r.Context()
+	name := r.PathValue("worker")
+	i := slices.IndexFunc(a.m.Workers(), func(w ci.WorkerStatus) bool { return w.Name == name })
+	if i < 0 {
+		return "", nil, fmt.Errorf("%w: no worker %q", errNotFound, name)
+	}
+	ws := a.m.Workers()[i]
+	pageNum := 1
+	var err error
+	if s := r.URL.Query().Get("page"); s != "" {
+		if pageNum, err = strconv.Atoi(s); err != nil || pageNum < 1 {
+			return "", nil, fmt.Errorf("%w: page %q is not a page number", errBadRequest, s)
+		}
+	}
+	v.Page, v.Nav = "Worker "+name, "workers"
+	v.Live = a.liveURL(ctx, st, url.Values{})
+	byName, err := storedWorkers(ctx, st)
+	if err != nil {
+		return "", nil, err
+	}
+	n := newNames(ctx, st)
+	d := &workerData{Worker: a.workerRow(ws, byName[name], a.runningBuilds(ctx, st, n)), PageNum: pageNum,
+		Builds: buildList{Builder: true}, APIURL: a.base + "api/v2/workers/" + url.PathEscape(name)}
+	size := a.opts.PageSize
+	builds, total, err := st.ListBuilds(ctx, ci.BuildQuery{WorkerID: ws.ID, Query: ci.Query{Desc: true, Limit: size, Offset: (pageNum - 1) * size}})
+	if err != nil {
+		return "", nil, err
+	}
+	for _, b := range builds {
+		d.Builds.Rows = append(d.Builds.Rows, a.buildRow(n, a.current(b)))
+	}
+	d.Total, d.Pages = total, max(1, (total+size-1)/size)
+	if pageNum > 1 {
+		d.NewerURL = d.Worker.URL + "?page=" + strconv.Itoa(pageNum-1)
+	}
+	if pageNum < d.Pages {
+		d.OlderURL = d.Worker.URL + "?page=" + strconv.Itoa(pageNum+1)
+	}
+	return "worker", d, nil
 }
 
 // Changes.

@@ -33,6 +33,7 @@ func normalize(s string) string {
 	s = regexp.MustCompile(`elapsedTime=[0-9.]+`).ReplaceAllString(s, "elapsedTime=X")
 	s = regexp.MustCompile(`127\.0\.0\.1:\d+`).ReplaceAllString(s, "HOST")
 	s = regexp.MustCompile(`<dt>(numcpus|os_name|os_release|host|version)</dt><dd>[^<]*</dd>`).ReplaceAllString(s, "<dt>$1</dt><dd>X</dd>")
+	s = regexp.MustCompile(`<th>(numcpus|os_name|os_release|host|version)</th><td>[^<]*</td>`).ReplaceAllString(s, "<th>$1</th><td>X</td>")
 	return s
 }
 
@@ -75,6 +76,8 @@ func TestPages_Golden(t *testing.T) {
 		{"home.html", ""},
 		{"build.html", "builders/pass/builds/1"},
 		{"builder.html", "builders/count"},
+		{"builder-builds.html", "builders/pass"},
+		{"worker.html", "workers/w1"},
 		{"grid.html", "grid"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,7 +91,7 @@ func TestPages_Golden(t *testing.T) {
 
 func TestPages_Escaping(t *testing.T) {
 	u, b := hostileUI(t)
-	for _, path := range []string{"", "builders/pass", "builders/pass/builds/1", "builders/pass/builds/1/steps/0/logs/stdio",
+	for _, path := range []string{"", "builders/pass", "builders/pass/builds/1", "builders/pass/builds/1/steps/0/logs/stdio", "workers/w1",
 		"changes", "grid", "workers", "api/v2/changes", "api/v2/builds/" + itoa(b.Record.ID), "api/v2/logs/1/contents"} {
 		t.Run(path, func(t *testing.T) {
 			res := u.do(t, req{path: path})
@@ -232,4 +235,44 @@ func TestPages_LogView(t *testing.T) {
 	assert.Equal(t, "text/plain; charset=utf-8", raw.header.Get("Content-Type"))
 	assert.Equal(t, `inline; filename="count_build_1_step_count_stdio.log"`, raw.header.Get("Content-Disposition"))
 	assert.Contains(t, raw.body, "line 1\nline 2\n")
+}
+
+func TestPages_BuildLists(t *testing.T) {
+	// Lists of builds say where each comes from (branch or tag, short
+	// revision), who asked for it or why, when it started (the exact time
+	// on hover) and how long it took, under ten seconds to the tenth.
+	u := startUI(t, uiOptions{authz: admin})
+	res, ans := u.jsonrpc(t, "api/v2/forceschedulers/force", "force", map[string]any{
+		"builderid": mustID(t, u, "pass"), "reason": "release", "branch": "0.9.1", "revision": "0123456789abcdef0123"}, true)
+	require.Equal(t, http.StatusOK, res.code, res.body)
+	u.m.WaitBuildset(t, int64(ans["result"].([]any)[0].(float64)))
+	u.m.Build(t, citest.Request{Builder: "pass", Reason: "nightly <build>"})
+	running := waitRunning(t, u, u.m.Submit(t, citest_Request("count", map[string]any{"lines": 600})))
+	t.Cleanup(func() { u.m.StopBuild(context.Background(), running.ID, "the test ended") })
+
+	row := func(page, href string) string {
+		t.Helper()
+		body := u.do(t, req{path: page}).body
+		m := regexp.MustCompile(`(?s)<tr><td class="nowrap"><a href="` + regexp.QuoteMeta(href) + `">.*?</tr>`).FindString(body)
+		require.NotEmpty(t, m, "%s lists %s", page, href)
+		return m
+	}
+	started := `<td class="nowrap"><time datetime="[0-9TZ:-]+" title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">just now</time></td>`
+	precise := `<td class="nowrap"><span class="dur">(\d+ ms|\d\.\d s)</span></td>`
+	for _, page := range []string{"builders/pass", "workers/w1"} {
+		forced := row(page, subPath+"builders/pass/builds/1")
+		assert.Contains(t, forced, `<b class="branch">0.9.1</b> <span class="rev" title="0123456789abcdef0123">0123456789ab</span>`, page)
+		assert.Contains(t, forced, `<span class="owner" title="A build was forced by &#39;alice&#39;: release">alice</span>`, page)
+		assert.Regexp(t, started, forced, page)
+		assert.Regexp(t, precise, forced, page)
+		nightly := row(page, subPath+"builders/pass/builds/2")
+		assert.Contains(t, nightly, `<span class="muted">default</span>`, page)
+		assert.Contains(t, nightly, `<span class="reason">nightly &lt;build&gt;</span>`, page)
+	}
+	// A running build counts on in the page, from when it started.
+	home := row("", subPath+"builders/count/builds/1")
+	assert.Regexp(t, `<span class="dur" data-start="`+strconv.FormatInt(running.StartedAt.UnixMilli(), 10)+`">\d+s</span>`, home)
+	assert.Contains(t, home, `<span class="reason">citest</span>`)
+	assert.Regexp(t, `<a href="/ci/workers/w1"><b>w1</b></a>`, u.do(t, req{path: "workers"}).body)
+	assert.Equal(t, http.StatusNotFound, u.do(t, req{path: "workers/nobody"}).code)
 }
