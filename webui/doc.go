@@ -25,7 +25,8 @@
 //	/workers                                   workers: connected or not and since when, admin and host, running builds
 //	/workers/{name}                            a worker and the builds it ran (?page=N)
 //	/changes                                   changes, newest first (?page=N)
-//	/grid                                      the last changes (tags, for Ideascube) down, builders across (?changes=N)
+//	/grid                                      the last changes (tags, for Ideascube) down, builders across (?changes=N);
+//	                                           builds made for no change (forced) by revision or branch, as Buildbot's console
 //	/login                                     asks the browser for credentials, then goes back (?next=)
 //
 // Lists of builds (the home page's running builds, a builder's and a

@@ -333,35 +333,46 @@ type requestRow struct {
 	CancelURL string
 }
 
-// names resolves builder and worker IDs to names, and requests to the
-// reasons of their buildsets, reading each once.
+// names resolves builder and worker IDs to names, and requests to their
+// buildsets, reading each once.
 type names struct {
-	ctx      context.Context
-	st       ci.Store
-	builders map[int64]string
-	workers  map[int64]string
-	reasons  map[int64]string // by buildset
+	ctx       context.Context
+	st        ci.Store
+	builders  map[int64]string
+	workers   map[int64]string
+	buildsets map[int64]*ci.Buildset // by request; nil if unreadable
 }
 
 func newNames(ctx context.Context, st ci.Store) *names {
-	return &names{ctx: ctx, st: st, builders: map[int64]string{}, workers: map[int64]string{}, reasons: map[int64]string{}}
+	return &names{ctx: ctx, st: st, builders: map[int64]string{}, workers: map[int64]string{}, buildsets: map[int64]*ci.Buildset{}}
+}
+
+// buildset returns the buildset of a request, or nil.
+func (n *names) buildset(requestID int64) *ci.Buildset {
+	if bs, ok := n.buildsets[requestID]; ok {
+		return bs
+	}
+	var bs *ci.Buildset
+	if r, err := n.st.GetRequest(n.ctx, requestID); err == nil {
+		for _, known := range n.buildsets {
+			if known != nil && known.ID == r.BuildsetID {
+				bs = known
+			}
+		}
+		if bs == nil {
+			bs, _ = n.st.GetBuildset(n.ctx, r.BuildsetID)
+		}
+	}
+	n.buildsets[requestID] = bs
+	return bs
 }
 
 // reason returns the reason of the buildset of a request, or "".
 func (n *names) reason(requestID int64) string {
-	r, err := n.st.GetRequest(n.ctx, requestID)
-	if err != nil {
-		return ""
+	if bs := n.buildset(requestID); bs != nil {
+		return bs.Reason
 	}
-	if s, ok := n.reasons[r.BuildsetID]; ok {
-		return s
-	}
-	var s string
-	if bs, err := n.st.GetBuildset(n.ctx, r.BuildsetID); err == nil {
-		s = bs.Reason
-	}
-	n.reasons[r.BuildsetID] = s
-	return s
+	return ""
 }
 
 func (n *names) builder(id int64) string {
@@ -1002,8 +1013,13 @@ type gridCell struct {
 	URL   string
 }
 
+// A gridRow is a change and the builds made for it or, as Buildbot's
+// console shows them, the builds of one source made for no change (forced
+// builds, say): Source is then set.
 type gridRow struct {
 	Change *ci.Change
+	Source *buildRow // the newest build of the row's source
+	When   time.Time
 	Cells  []gridCell
 }
 
@@ -1012,9 +1028,11 @@ type gridData struct {
 	BuilderURLs []string
 	Rows        []gridRow
 	Limit       int
+	Builds      int // how many recent builds the page looks at for builds of no change
 }
 
-// maxGridBuilds bounds the builds read for one change.
+// maxGridBuilds bounds the builds read for one change, and the recent
+// builds read for builds made for no change.
 const maxGridBuilds = 200
 
 func (a *app) gridPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
@@ -1034,7 +1052,7 @@ func (a *app) gridPage(r *http.Request, st ci.Store, v *view) (string, any, erro
 		return "", nil, err
 	}
 	sort.SliceStable(builders, func(i, j int) bool { return builders[i].Name < builders[j].Name })
-	d := &gridData{Builders: builders, Limit: limit}
+	d := &gridData{Builders: builders, Limit: limit, Builds: maxGridBuilds}
 	col := map[int64]int{}
 	for i, b := range builders {
 		col[b.ID] = i
@@ -1044,8 +1062,11 @@ func (a *app) gridPage(r *http.Request, st ci.Store, v *view) (string, any, erro
 	if err != nil {
 		return "", nil, err
 	}
+	// A change's row, by revision: where builds of that revision made
+	// for no change go.
+	byRevision := map[string]int{}
 	for _, c := range changes {
-		row := gridRow{Change: c, Cells: make([]gridCell, len(builders))}
+		row := gridRow{Change: c, When: c.When, Cells: make([]gridCell, len(builders))}
 		builds, _, err := st.ListBuilds(ctx, ci.BuildQuery{ChangeID: c.ID, Query: ci.Query{Desc: true, Limit: maxGridBuilds, NoTotal: true}})
 		if err != nil {
 			return "", nil, err
@@ -1057,9 +1078,70 @@ func (a *app) gridPage(r *http.Request, st ci.Store, v *view) (string, any, erro
 			}
 			row.Cells[i] = gridCell{Build: b, URL: a.buildURL(builders[i].Name, b.Number)}
 		}
+		if _, seen := byRevision[c.Revision]; c.Revision != "" && !seen {
+			byRevision[c.Revision] = len(d.Rows)
+		}
 		d.Rows = append(d.Rows, row)
 	}
+	// Builds made for no change, among the recent ones: under their
+	// revision's change if the grid shows it, else in a row of their
+	// revision (or branch).
+	recent, _, err := st.ListBuilds(ctx, ci.BuildQuery{Query: ci.Query{Desc: true, Limit: maxGridBuilds, NoTotal: true}})
+	if err != nil {
+		return "", nil, err
+	}
+	n := newNames(ctx, st)
+	bySource := map[string]int{}
+	var oldest time.Time // of the changes shown, when the grid is full
+	if len(changes) == limit {
+		oldest = changes[len(changes)-1].When
+	}
+	for _, b := range recent { // newest first
+		i, ok := col[b.BuilderID]
+		if !ok || forChange(n.buildset(b.BuildRequestID)) {
+			continue
+		}
+		cell := gridCell{Build: b, URL: a.buildURL(builders[i].Name, b.Number)}
+		rev, branch := b.Properties.String("revision"), b.Properties.String("branch")
+		if k, ok := byRevision[rev]; ok && rev != "" {
+			if d.Rows[k].Cells[i].Build == nil {
+				d.Rows[k].Cells[i] = cell
+			}
+			continue
+		}
+		key := "revision " + rev
+		if rev == "" {
+			key = "branch " + branch
+		}
+		k, ok := bySource[key]
+		if !ok {
+			if b.StartedAt.Before(oldest) {
+				continue // older than the rows shown
+			}
+			src := a.buildRow(n, b)
+			k = len(d.Rows)
+			bySource[key] = k
+			d.Rows = append(d.Rows, gridRow{Source: &src, When: b.StartedAt, Cells: make([]gridCell, len(builders))})
+		}
+		if d.Rows[k].Cells[i].Build == nil {
+			d.Rows[k].Cells[i] = cell
+		}
+	}
+	sort.SliceStable(d.Rows, func(i, j int) bool { return d.Rows[i].When.After(d.Rows[j].When) })
 	return "grid", d, nil
+}
+
+// forChange reports whether a buildset was made for changes.
+func forChange(bs *ci.Buildset) bool {
+	if bs == nil {
+		return false
+	}
+	for _, ss := range bs.SourceStamps {
+		if len(ss.Changes) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Login.

@@ -276,3 +276,27 @@ func TestPages_BuildLists(t *testing.T) {
 	assert.Regexp(t, `<a href="/ci/workers/w1"><b>w1</b></a>`, u.do(t, req{path: "workers"}).body)
 	assert.Equal(t, http.StatusNotFound, u.do(t, req{path: "workers/nobody"}).code)
 }
+
+func TestPages_GridForced(t *testing.T) {
+	// Builds made for no change are in the grid too, as in Buildbot's
+	// console: under the change of their revision, or in a row of their
+	// own source.
+	u := startUI(t, uiOptions{})
+	ctx := context.Background()
+	c := &ci.Change{Author: "dev", Branch: "main", Revision: "aaaa1111", Repository: "https://example.org/r", When: time.Now()}
+	_, err := u.m.Master.AddChange(ctx, c)
+	require.NoError(t, err)
+	u.m.Build(t, citest.Request{Builder: "pass", SourceStamp: ci.SourceStamp{ID: c.SourceStampID}})
+	u.m.Build(t, citest.Request{Builder: "fail", SourceStamp: ci.SourceStamp{Branch: "main", Revision: "aaaa1111"}})
+	u.m.Build(t, citest.Request{Builder: "fail", SourceStamp: ci.SourceStamp{Branch: "feature/<x>"}, Reason: "forced by bob"})
+	page := u.do(t, req{path: "grid"}).body
+	rows := regexp.MustCompile(`(?s)<tr><th class="change.*?</tr>`).FindAllString(page, -1)
+	require.Len(t, rows, 2, page)
+	assert.Contains(t, rows[0], `<b class="branch">feature/&lt;x&gt;</b>`, "the newest row: a branch's forced build")
+	assert.Contains(t, rows[0], "no change · forced by bob")
+	assert.Contains(t, rows[0], `href="/ci/builders/fail/builds/2"`)
+	assert.Contains(t, rows[1], `<b>main</b> <span class="rev">aaaa1111</span>`, "the change's row")
+	assert.Contains(t, rows[1], `href="/ci/builders/pass/builds/1"`)
+	assert.Contains(t, rows[1], `href="/ci/builders/fail/builds/1"`, "a forced build of the change's revision")
+	assert.Contains(t, page, "builds made for no change")
+}
