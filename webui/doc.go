@@ -85,6 +85,13 @@
 // every line it reads) at most about once a second, so that a page fetching
 // itself on each event does so at most that often.
 //
+// Pages fit a narrow window (500 px, a phone's): lists become one block
+// per row, other wide tables scroll in their own box, long words (tags,
+// paths, property values) wrap; TestBrowser_Layout checks that no page
+// scrolls sideways, and with WEBUI_SCREENSHOTS=folder saves screenshots of
+// the pages, wide and narrow, light and dark. The colours follow the
+// system's light or dark scheme (prefers-color-scheme).
+//
 // Results have Buildbot's colours: success
 // green, warnings orange, failure red, skipped light blue, exception
 // purple, retry and cancelled pink, running yellow. Everything from outside

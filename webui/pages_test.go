@@ -104,7 +104,7 @@ func TestPages_Escaping(t *testing.T) {
 	// Shown as text, in each place it comes from.
 	page := u.do(t, req{path: "builders/pass/builds/1"}).body
 	escaped := `&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;`
-	assert.Contains(t, page, `<td>`+escaped+`</td>`, "branch of the source stamp")
+	assert.Contains(t, page, `<td data-label="branch">`+escaped+`</td>`, "branch of the source stamp")
 	assert.Contains(t, page, `<span class="comments">`+escaped+`</span>`, "commit message")
 	assert.Contains(t, page, `<td class="value">`+escaped+`</td>`, "property value")
 	assert.Contains(t, page, `<span class="ab fg2">green</span> &lt;b&gt;bold&lt;/b&gt; `+escaped, "log line")
