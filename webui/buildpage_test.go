@@ -130,6 +130,13 @@ func TestBrowser_BuildPageLive(t *testing.T) {
 	dur := text(t, tab, "#build-facts .dur")
 	poll(t, tab, "the duration counting on", `document.querySelector("#build-facts .dur").textContent !== `+strconv.Quote(dur))
 
+	// The home page, open beside it, lists the build and its state.
+	home := newTab(t)
+	require.NoError(t, chromedp.Do(home, chromedp.Navigate(u.url), chromedp.WaitVisible(chromedp.CSS("table.builds"))))
+	_, err = chromedp.Run(home, chromedp.Evaluate[bool](`window.kilnMarker = true`))
+	require.NoError(t, err)
+	poll(t, home, "the build's state on the home page", `/second: working/.test(document.querySelector("table.builds").textContent)`)
+
 	// Two step changes: second passes, third starts with a log of its own.
 	close(g.next1)
 	poll(t, tab, "the third step on the page", `document.querySelector("#build-state").textContent === "third: waiting" &&
@@ -146,6 +153,11 @@ func TestBrowser_BuildPageLive(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, marker, "the page changed in place, without loading again")
 
+	poll(t, home, "the new state on the home page", `/third: waiting/.test(document.querySelector("table.builds").textContent)`)
+	marker, err = chromedp.Run(home, chromedp.Evaluate[bool](`window.kilnMarker === true`))
+	require.NoError(t, err)
+	assert.True(t, marker, "the home page changed in place, without loading again")
+
 	// The build ends: its result, no stop form, the last line of the
 	// third step's log.
 	close(g.next2)
@@ -159,4 +171,5 @@ func TestBrowser_BuildPageLive(t *testing.T) {
 	marker, err = chromedp.Run(tab, chromedp.Evaluate[bool](`window.kilnMarker === true`))
 	require.NoError(t, err)
 	assert.True(t, marker, "the page changed in place, without loading again")
+	poll(t, home, "the build gone from the home page's running builds", `document.querySelector("table.builds") === null`)
 }

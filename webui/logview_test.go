@@ -74,6 +74,11 @@ func TestBrowser_LogView(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, folded)
 	assert.Equal(t, "feed 1", text(t, tab, "pre.log-lines .ln"))
+	// Numbered from the header on: each chunk says where it starts (set
+	// from the script, which the content security policy allows).
+	reset, err := chromedp.Run(tab, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("pre.log-lines .ln")).counterReset`))
+	require.NoError(t, err)
+	assert.Equal(t, "ln 2", reset)
 
 	// The page follows the end while its reader is there.
 	following := `document.querySelector(".log-bar input").checked`
