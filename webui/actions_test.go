@@ -4,17 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/citest"
 	"github.com/kilnci/kiln/webui"
 )
 
@@ -136,9 +140,10 @@ func TestForceForm(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, res.code)
 	assert.Contains(t, res.body, "cross-origin request refused")
 
+	// The user lands on the new build's page.
 	res = post(req{login: true, fetchSite: "same-origin"})
 	require.Equal(t, http.StatusSeeOther, res.code, res.body)
-	assert.Equal(t, subPath+"builders/count", res.header.Get("Location"))
+	assert.Equal(t, subPath+"builders/count/builds/1", res.header.Get("Location"))
 	reqs, _, err := u.m.Store.ListRequests(context.Background(), ci.RequestQuery{})
 	require.NoError(t, err)
 	require.Len(t, reqs, 1)
@@ -151,6 +156,69 @@ func TestForceForm(t *testing.T) {
 	res = post(req{login: true})
 	assert.Equal(t, http.StatusBadRequest, res.code)
 	assert.Contains(t, res.body, `&#34;x&#34; is not an integer`)
+
+	// With every worker busy, the user lands on the builder's page, where
+	// the request waits.
+	for range 2 {
+		waitRunning(t, u, u.m.Submit(t, citest_Request("count", map[string]any{"lines": 600})))
+	}
+	t.Cleanup(func() {
+		for _, id := range u.m.RunningBuilds() {
+			u.m.StopBuild(context.Background(), id, "the test ended")
+		}
+	})
+	form.Set("lines", "1")
+	res = post(req{login: true})
+	require.Equal(t, http.StatusSeeOther, res.code, res.body)
+	assert.Equal(t, subPath+"builders/count", res.header.Get("Location"))
+	page := u.do(t, req{path: "builders/count"}).body
+	assert.Contains(t, page, "Pending build requests")
+}
+
+func TestForceForm_Messages(t *testing.T) {
+	// What the builder's page says of forcing is what forcing does.
+	for _, tt := range []struct {
+		name       string
+		authz      webui.Authz
+		users      bool
+		login      bool
+		form       bool
+		say, never []string
+	}{
+		{"Off", webui.Authz{}, true, true, false, []string{"Forcing builds is turned off", "<code>webui.Options.Authz.Force</code>"}, []string{"needs a login"}},
+		{"Anyone", webui.Authz{Force: webui.Anyone}, true, false, true, nil, []string{"needs a login", "turned off"}},
+		{"LoggedInAnonymous", webui.Authz{Force: webui.LoggedIn}, true, false, true, []string{"Forcing needs a login"}, []string{"turned off"}},
+		{"LoggedIn", webui.Authz{Force: webui.LoggedIn}, true, true, true, nil, []string{"needs a login", "turned off"}},
+		{"NoUsers", webui.Authz{Force: webui.LoggedIn}, false, false, false, []string{"no users are configured", "<code>webui.Options.Auth</code>"}, []string{"turned off"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u := startUI(t, uiOptions{authz: tt.authz})
+			var opts webui.Options
+			if tt.users {
+				hash, err := bcrypt.GenerateFromPassword([]byte(alicePW), bcrypt.MinCost)
+				require.NoError(t, err)
+				opts.Auth = &webui.BasicAuth{Users: map[string]string{alice: string(hash)}}
+			}
+			opts.Authz = tt.authz
+			h, err := webui.NewHandler(u.m.Master, &opts)
+			require.NoError(t, err)
+			r := httptest.NewRequest("GET", subPath+"builders/count", nil)
+			if tt.login {
+				r.SetBasicAuth(alice, alicePW)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			require.Equal(t, http.StatusOK, w.Code)
+			page := w.Body.String()
+			assert.Equal(t, tt.form, strings.Contains(page, `class="force-form"`), "the form shows")
+			for _, s := range tt.say {
+				assert.Contains(t, page, s)
+			}
+			for _, s := range tt.never {
+				assert.NotContains(t, page, s)
+			}
+		})
+	}
 }
 
 func TestStopAndCancel(t *testing.T) {
@@ -276,4 +344,82 @@ func TestLogin(t *testing.T) {
 	assert.Contains(t, page.body, `logged in as <b class="user">alice</b>`)
 	page = u.do(t, req{path: "", password: "wrong"})
 	assert.NotContains(t, page.body, "logged in as")
+}
+
+func TestRebuild(t *testing.T) {
+	// A build whose step sets a property of its own, made for a change.
+	u := startUI(t, uiOptions{authz: admin, changeCfg: func(cfg *ci.MasterConfig) {
+		sets := ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+			s.SetProperty("made", "by the step", "sets")
+			return ci.Success, nil
+		})
+		cfg.Builders = append(cfg.Builders, ci.BuilderConfig{Name: "sets", Workers: []string{"w1"},
+			Steps: []ci.Step{ci.WithOptions(ci.StepOptions{Name: "sets"}, sets)}})
+	}})
+	ctx := context.Background()
+	c := &ci.Change{Author: "dev", Branch: "0.9.1", Revision: "abc123", Repository: "https://example.org/r", When: time.Now()}
+	_, err := u.m.Master.AddChange(ctx, c)
+	require.NoError(t, err)
+	u.m.Build(t, citest_Request("sets", nil))
+	orig := u.m.Build(t, citest.Request{Builder: "sets", SourceStamp: ci.SourceStamp{ID: c.SourceStampID},
+		Properties: map[string]any{"dist": "stretch", "note": "<b>kept</b>"}, Reason: "the original"})
+	require.Equal(t, "by the step", orig.Property("made"))
+	path := "api/v2/builds/" + itoa(orig.Record.ID)
+
+	t.Run("Refused", func(t *testing.T) {
+		res, _ := u.jsonrpc(t, path, "rebuild", map[string]any{}, false)
+		assert.Equal(t, http.StatusUnauthorized, res.code, "as forcing, it needs a login")
+		res = u.do(t, req{method: "POST", path: path, contentType: "application/json", login: true, origin: "https://evil.example",
+			body: `{"jsonrpc": "2.0", "method": "rebuild", "params": {}, "id": 1}`})
+		assert.Equal(t, http.StatusForbidden, res.code, "cross-site")
+		res = u.do(t, req{method: "POST", path: path, contentType: "application/x-www-form-urlencoded", login: true,
+			body: `{"jsonrpc": "2.0", "method": "rebuild", "params": {}, "id": 1}`})
+		assert.Equal(t, http.StatusBadRequest, res.code, "not JSON")
+		off := startUI(t, uiOptions{authz: webui.Authz{Stop: webui.LoggedIn}})
+		b := off.m.Build(t, citest_Request("pass", nil))
+		res, ans := off.jsonrpc(t, "api/v2/builds/"+itoa(b.Record.ID), "rebuild", map[string]any{}, true)
+		assert.Equal(t, http.StatusForbidden, res.code)
+		assert.Contains(t, ans["error"].(map[string]any)["message"], "forcing builds is turned off")
+		page := off.do(t, req{path: "builders/pass/builds/1", login: true}).body
+		assert.NotContains(t, page, "rebuild-form", "no rebuild button where forcing is off")
+	})
+	t.Run("API", func(t *testing.T) {
+		res, ans := u.jsonrpc(t, path, "rebuild", map[string]any{}, true)
+		require.Equal(t, http.StatusOK, res.code, res.body)
+		result := ans["result"].([]any)
+		require.Len(t, result, 2)
+		bsid := int64(result[0].(float64))
+		assert.Contains(t, result[1].(map[string]any), itoa(mustID(t, u, "sets")))
+		bs, err := u.m.Store.GetBuildset(ctx, bsid)
+		require.NoError(t, err)
+		assert.Equal(t, "rebuild of build #2", bs.Reason)
+		require.Len(t, bs.SourceStamps, 1)
+		assert.Equal(t, c.SourceStampID, bs.SourceStamps[0].ID, "the same stored source stamp")
+		assert.Equal(t, []int64{c.ID}, bs.SourceStamps[0].Changes)
+		assert.Equal(t, "stretch", bs.Properties.String("dist"))
+		assert.Equal(t, "<b>kept</b>", bs.Properties.String("note"))
+		assert.Equal(t, alice, bs.Properties.String("owner"))
+		_, set := bs.Properties.Get("made")
+		assert.False(t, set, "not the properties the steps set")
+		b := u.m.WaitBuildset(t, bsid)[0]
+		assert.Equal(t, ci.Success, b.Results())
+		assert.Equal(t, "0.9.1", b.Property("branch"))
+		assert.Equal(t, "abc123", b.Property("revision"))
+		// One more build of the change.
+		builds := u.do(t, req{path: "api/v2/changes/" + itoa(c.ID) + "/builds"})
+		assert.Contains(t, builds.body, `"meta":{"total":2}`)
+	})
+	t.Run("Form", func(t *testing.T) {
+		page := u.do(t, req{path: "builders/sets/builds/2", login: true}).body
+		assert.Contains(t, page, `<form method="post" action="/ci/builders/sets/builds/2/rebuild" class="rebuild-form">`)
+		res := u.do(t, req{method: "POST", path: "builders/sets/builds/2/rebuild", contentType: "application/x-www-form-urlencoded"})
+		assert.Equal(t, http.StatusUnauthorized, res.code)
+		res = u.do(t, req{method: "POST", path: "builders/sets/builds/2/rebuild", contentType: "application/x-www-form-urlencoded",
+			login: true, fetchSite: "cross-site"})
+		assert.Equal(t, http.StatusForbidden, res.code)
+		res = u.do(t, req{method: "POST", path: "builders/sets/builds/2/rebuild", contentType: "application/x-www-form-urlencoded",
+			login: true, fetchSite: "same-origin"})
+		require.Equal(t, http.StatusSeeOther, res.code, res.body)
+		assert.Equal(t, subPath+"builders/sets/builds/4", res.header.Get("Location"), "the new build's page")
+	})
 }

@@ -35,12 +35,14 @@ func (a *app) apiRoutes(mux *http.ServeMux) {
 	get("/builds/{id}/steps/{step}/logs", a.apiLogs)
 	get("/builds/{id}/steps/{step}/logs/{log}", a.apiLog)
 	get("/builds/{id}/steps/{step}/logs/{log}/contents", a.apiLogContents)
-	mux.Handle("GET /api/v2/builds/{id}/steps/{step}/logs/{log}/raw", a.rawLog())
+	mux.Handle("GET /api/v2/builds/{id}/steps/{step}/logs/{log}/raw", a.rawLog(false))
+	mux.Handle("GET /api/v2/builds/{id}/steps/{step}/logs/{log}/raw_inline", a.rawLog(true))
 	get("/steps/{stepid}", a.apiStep)
 	get("/steps/{stepid}/logs", a.apiLogs)
 	get("/logs/{logid}", a.apiLog)
 	get("/logs/{logid}/contents", a.apiLogContents)
-	mux.Handle("GET /api/v2/logs/{logid}/raw", a.rawLog())
+	mux.Handle("GET /api/v2/logs/{logid}/raw", a.rawLog(false))
+	mux.Handle("GET /api/v2/logs/{logid}/raw_inline", a.rawLog(true))
 	get("/workers", a.apiWorkers)
 	get("/workers/{worker}", a.apiWorker)
 	get("/buildrequests", a.apiRequests)
@@ -765,9 +767,10 @@ func (a *app) apiLogContents(r *http.Request, st ci.Store) (any, error) {
 	return list("logchunks", []logChunkJSON{{LogID: l.ID, FirstLine: p.q.Offset, Content: text}}, 1), nil
 }
 
-// rawLog serves a log as a text file to download: stream logs without
-// their stream letters, as Buildbot's /raw does.
-func (a *app) rawLog() http.Handler {
+// rawLog serves a log as a text file to download (/raw) or to read in the
+// browser (/raw_inline): stream logs without their stream letters, as
+// Buildbot's /raw does.
+func (a *app) rawLog(inline bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 		defer cancel()
@@ -788,7 +791,12 @@ func (a *app) rawLog() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+		disposition := "attachment"
+		if inline {
+			disposition = "inline"
+		}
+		w.Header().Set("Content-Disposition", disposition+`; filename="`+name+`"`)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "no-store")
 		// In pieces, so that a long log is never held whole.
 		const piece = 10000

@@ -77,14 +77,15 @@ type Authz struct {
 
 // An action is a write the Authz rules govern.
 type action struct {
-	name string // for messages: "forcing builds"
-	get  func(Authz) Access
+	name   string // for messages: "forcing builds"
+	option string // the option that turns it on, for pages
+	get    func(Authz) Access
 }
 
 var (
-	actForce  = action{"forcing builds", func(z Authz) Access { return z.Force }}
-	actStop   = action{"stopping builds", func(z Authz) Access { return z.Stop }}
-	actCancel = action{"cancelling build requests", func(z Authz) Access { return z.Cancel }}
+	actForce  = action{"forcing builds", "webui.Options.Authz.Force", func(z Authz) Access { return z.Force }}
+	actStop   = action{"stopping builds", "webui.Options.Authz.Stop", func(z Authz) Access { return z.Stop }}
+	actCancel = action{"cancelling build requests", "webui.Options.Authz.Cancel", func(z Authz) Access { return z.Cancel }}
 )
 
 // authenticator checks credentials, remembering those it verified so that
@@ -257,6 +258,42 @@ func (a *app) authorize(r *http.Request, act action) (string, error) {
 		return "anonymous", nil
 	}
 	return "", fmt.Errorf("%w: %s needs a login", errUnauthorized, act.name)
+}
+
+// An actionForm says whether a page shows the form of an action and what
+// it says of it, so that what a page says is what authorize decides.
+type actionForm struct {
+	// Show: the form is shown (the action may be allowed).
+	Show bool
+	// NeedsLogin: the action needs a login the request does not carry
+	// (the browser asks for it when the form is sent).
+	NeedsLogin bool
+	// Off: no rule allows the action; Option names the option that turns
+	// it on.
+	Off    bool
+	Option string
+	// NoUsers: the action needs a login, and no users are configured.
+	NoUsers bool
+}
+
+// actionForm says how a page offers act to the request's user.
+func (a *app) actionForm(r *http.Request, act action) actionForm {
+	f := actionForm{Option: act.option}
+	switch act.get(a.opts.Authz) {
+	case Anyone:
+		f.Show = true
+	case LoggedIn:
+		if !a.auth.canLogIn() {
+			f.NoUsers = true
+			break
+		}
+		f.Show = true
+		_, _, ok := a.auth.user(r)
+		f.NeedsLogin = !ok
+	default:
+		f.Off = true
+	}
+	return f
 }
 
 // can reports whether the request may perform act, for showing forms and

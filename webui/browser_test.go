@@ -130,8 +130,8 @@ func text(t *testing.T, tab context.Context, sel string) string {
 }
 
 // poll waits until a JavaScript expression is true, evaluating it every
-// tenth of a second. Pages reload when what they show changes: an
-// evaluation that a reload interrupts is tried again.
+// tenth of a second. An evaluation that a navigation interrupts is tried
+// again.
 func poll(t testing.TB, tab context.Context, what, expr string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
@@ -172,11 +172,6 @@ func waitFinished(u *ui, buildID int64, d time.Duration) bool {
 
 func TestBrowser(t *testing.T) {
 	u := startUI(t, uiOptions{authz: admin})
-	shots := t.TempDir()
-	if dir := os.Getenv("WEBUI_SCREENSHOTS"); dir != "" {
-		shots = dir
-	}
-	t.Logf("screenshots in %s", shots)
 	// Two new tags, built on pass and fail: the grid's rows.
 	for _, tag := range []string{"0.9.0", "0.9.1"} {
 		c := &ci.Change{Author: "Ideascube Bot", Branch: tag, Revision: "v" + tag, Category: "new-tag",
@@ -221,7 +216,7 @@ func TestBrowser(t *testing.T) {
 		require.NoError(t, chromedp.Do(tab, login(alice, alicePW), chromedp.Navigate(u.url),
 			chromedp.WaitVisible(chromedp.CSS("table.builders"))))
 		assert.Equal(t, alice, text(t, tab, "header .user"))
-		screenshot(t, tab, shots, "home.png")
+		shoot(t, tab, "home.png")
 
 		// Force a build of count with properties, from the form.
 		require.NoError(t, chromedp.Do(tab, chromedp.Navigate(u.url+"builders/count"),
@@ -230,12 +225,10 @@ func TestBrowser(t *testing.T) {
 			chromedp.SetValue(chromedp.CSS(`input[name="lines"]`), "40"),
 			chromedp.SetValue(chromedp.CSS(`input[name="note"]`), "forced <from> the browser"),
 		))
-		screenshot(t, tab, shots, "builder.png")
+		shoot(t, tab, "builder.png")
+		// The form leads to the new build's page: watch its log grow there.
 		require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.CSS(`button[name="force"]`))))
-		poll(t, tab, "the forced build on the builder page", `document.querySelector("table.builds a[href$='/builds/1']") !== null`)
-
-		// Watch its log grow on the build page.
-		require.NoError(t, chromedp.Do(tab, chromedp.Navigate(u.url+"builders/count/builds/1")))
+		poll(t, tab, "the forced build's page", `location.pathname.endsWith("/builders/count/builds/1")`)
 		countLines := `Array.from(document.querySelectorAll("li.step")).filter(li => li.querySelector(".step-name").textContent === "count")
 			.map(li => li.querySelectorAll("pre .ln.o").length).concat([0])[0]`
 		poll(t, tab, "the first lines of the count step", countLines+` >= 3`)
@@ -246,28 +239,28 @@ func TestBrowser(t *testing.T) {
 		require.False(t, build.Complete, "the build runs while its log is read")
 		poll(t, tab, "more lines of the count step", countLines+` > `+itoa(int64(first)))
 		assert.Equal(t, "running", text(t, tab, "#build-result"))
-		screenshot(t, tab, shots, "build-running.png")
+		shoot(t, tab, "build-running.png")
 		poll(t, tab, "the build's result", `document.querySelector("#build-result").textContent === "success"`)
 		page, err := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector("main").textContent`))
 		require.NoError(t, err)
 		assert.Contains(t, page, "line 40")
 		assert.Contains(t, page, "dist=stretch")
 		assert.Contains(t, page, "forced <from> the browser", "a property value shown as text")
-		screenshot(t, tab, shots, "build.png")
+		shoot(t, tab, "build.png")
 
 		// Force a long build and stop it.
 		require.NoError(t, chromedp.Do(tab, chromedp.Navigate(u.url+"builders/count"),
 			chromedp.WaitVisible(chromedp.CSS(`form.force-form`)),
 			chromedp.SetValue(chromedp.CSS(`input[name="lines"]`), "600"),
 			chromedp.Click(chromedp.CSS(`button[name="force"]`))))
-		poll(t, tab, "the long build on the builder page", `document.querySelector("table.builds a[href$='/builds/2']") !== null`)
-		require.NoError(t, chromedp.Do(tab, chromedp.Navigate(u.url+"builders/count/builds/2")))
+		poll(t, tab, "the long build's page", `location.pathname.endsWith("/builders/count/builds/2")`)
 		poll(t, tab, "the long build's log", countLines+` >= 1`)
 		long, err := u.m.Store.FindBuild(context.Background(), mustID(t, u, "count"), 2)
 		require.NoError(t, err)
-		// A page reloads when what it shows changes (a step starting between
-		// the page being made and its event stream opening, say), and a
-		// click that lands as it reloads is lost: a user clicks again.
+		// A build's page puts its stop form in place again when the build
+		// changes (a step starting, say), unless the reader is typing in
+		// it, and a click that lands as it does is lost: a user clicks
+		// again.
 		for try := 1; ; try++ {
 			require.NoError(t, chromedp.Do(tab,
 				chromedp.SetValue(chromedp.CSS(`form.stop-form input[name="reason"]`), "too long"),
@@ -283,11 +276,11 @@ func TestBrowser(t *testing.T) {
 		b, err := u.m.Store.GetBuild(context.Background(), long.ID)
 		require.NoError(t, err)
 		assert.Equal(t, ci.Cancelled, b.Results)
-		screenshot(t, tab, shots, "build-stopped.png")
+		shoot(t, tab, "build-stopped.png")
 
 		require.NoError(t, chromedp.Do(tab, chromedp.Navigate(u.url+"grid"), chromedp.WaitVisible(chromedp.CSS("main h1"))))
-		screenshot(t, tab, shots, "grid.png")
+		shoot(t, tab, "grid.png")
 		require.NoError(t, chromedp.Do(tab, chromedp.Navigate(u.url+"workers"), chromedp.WaitVisible(chromedp.CSS("table.workers"))))
-		screenshot(t, tab, shots, "workers.png")
+		shoot(t, tab, "workers.png")
 	})
 }

@@ -20,15 +20,43 @@
 //	/                                          builders and their last build, running builds, pending requests
 //	/builders/{name}                           a builder's builds (?page=N), its force form
 //	/builders/{name}/builds/{n}                a build: steps, logs (live), source, properties; Master.BuildURL links here
+//	                                           (?patch=1: the same, its logs without their lines, for the page's script)
 //	/builders/{name}/builds/{n}/steps/{step}/logs/{slug}   one log, whole (up to 20,000 lines; the rest is in the download)
 //	/workers                                   workers: connected or not and since when, admin and host, running builds
+//	/workers/{name}                            a worker and the builds it ran (?page=N)
 //	/changes                                   changes, newest first (?page=N)
-//	/grid                                      the last changes (tags, for Ideascube) down, builders across (?changes=N)
+//	/grid                                      the last changes (tags, for Ideascube) down, builders across (?changes=N);
+//	                                           builds made for no change (forced) by revision or branch, as Buildbot's console
 //	/login                                     asks the browser for credentials, then goes back (?next=)
 //
+// Lists of builds (the home page's running builds, a builder's and a
+// worker's builds) say where each build comes from (its branch or tag and
+// short revision), who asked for it (the owner) or else why (the reason),
+// when it started (how long ago; the exact time on hover) and how long it
+// took, to the tenth of a second under ten seconds ("4.2 s", "850 ms").
+//
 // Pages are plain HTML, readable without JavaScript; a small script
-// (static/kiln.js) appends log lines as they are stored and reloads a page
-// when what it shows changes.
+// (static/kiln.js) appends log lines as they are stored and updates a page
+// in place when what it shows changes. It follows /live (below) and, on
+// each "change", fetches the page again: a build's page with ?patch=1, to
+// patch its regions (result, state, actions, facts, properties) and its
+// steps by their ids, adding the steps and logs it does not show yet and
+// following their live logs, but never replacing a log block it shows, so
+// that a log a reader opened stays open, scrolled where it was, and goes on
+// streaming; other pages put the new <main> in place of theirs, but for
+// what the reader may be filling in (the force form). Running durations
+// count on each second in the page, from the master's clock (the page's
+// data-now).
+//
+// A log block shows the header lines that start a command's output (the
+// command, its folder, argv and environment) folded above the output, so
+// that the output is what one sees first. Its lines are numbered; a click
+// on a number links to the line (#L12 on the log's page, #log-ID-L12 on a
+// build's page), and a page loaded with such a link scrolls to the line and
+// highlights it. A running log's block follows the end while the reader is
+// there: scrolling up stops it, and the block's "follow the end" box says
+// so and starts it again. Each log links to its page, to its raw text
+// (raw_inline) and to a download (raw).
 //
 // # Live logs
 //
@@ -43,7 +71,28 @@
 // download. Lines are added once per animation frame whatever the number
 // of events, in chunks of 100 lines that the browser lays out and paints
 // only when in view (but for the last two, where the end is), so that a page keeps up with a log written in bursts
-// of thousands of lines a second (BenchmarkBrowser_LiveLog measures it). Results have Buildbot's colours: success
+// of thousands of lines a second (BenchmarkBrowser_LiveLog measures it).
+//
+// Pages follow /live for what changes what they show: with ?build=ID, a
+// build's steps starting, ending and changing state, its state and end, a
+// log added to a running step, and its worker going silent or answering
+// again; with ?builder=ID, a builder's builds (starting, ending, changing
+// state) and requests; otherwise builds, requests, changes and workers.
+// Each is told as a "change" event, its data the type of the event (as
+// ci.Event names it: "step.started", "build.changed"...) that started a
+// burst: what a page shows the structure of is told within 200 ms, state
+// strings (build.changed, step.changed, which a running step may change at
+// every line it reads) at most about once a second, so that a page fetching
+// itself on each event does so at most that often.
+//
+// Pages fit a narrow window (500 px, a phone's): lists become one block
+// per row, other wide tables scroll in their own box, long words (tags,
+// paths, property values) wrap; TestBrowser_Layout checks that no page
+// scrolls sideways, and with WEBUI_SCREENSHOTS=folder saves screenshots of
+// the pages, wide and narrow, light and dark. The colours follow the
+// system's light or dark scheme (prefers-color-scheme).
+//
+// Results have Buildbot's colours: success
 // green, warnings orange, failure red, skipped light blue, exception
 // purple, retry and cancelled pink, running yellow. Everything from outside
 // (branch names, commit messages, property values, log lines) is escaped;
@@ -59,9 +108,9 @@
 //	GET /api/v2/builders/{b}/buildrequests         a builder's requests
 //	GET /api/v2/builders/{b}/forceschedulers       the force schedulers of a builder
 //	GET /api/v2/builds[/{id}]                      builds (?builderid= &workerid= &complete= &property=)
-//	GET /api/v2/builds/{id}/steps[/{number or name}[/logs[/{slug}[/contents|/raw]]]]
+//	GET /api/v2/builds/{id}/steps[/{number or name}[/logs[/{slug}[/contents|/raw|/raw_inline]]]]
 //	GET /api/v2/steps/{id}[/logs]
-//	GET /api/v2/logs/{id}[/contents|/raw]          a log; its lines (?offset= &limit=); a download
+//	GET /api/v2/logs/{id}[/contents|/raw|/raw_inline]   a log; its lines (?offset= &limit=); a download; its text
 //	GET /api/v2/workers[/{id or name}]             workers (never their environment)
 //	GET /api/v2/buildrequests[/{id}]               requests (?builderid= &buildsetid= &complete= &claimed=)
 //	GET /api/v2/buildsets[/{id}]                   buildsets with their source stamps (?complete=)
@@ -90,14 +139,27 @@
 //	                                      result [bsid, {"<builderid>": brid}]
 //	POST /api/v2/builds/{id}              method "stop", params {"reason": "..."}; result null
 //	POST /api/v2/builders/{b}/builds/{n}  method "stop"
+//	POST /api/v2/builds/{id}              method "rebuild", params {}; result [bsid, {"<builderid>": brid}]
+//	POST /api/v2/builders/{b}/builds/{n}  method "rebuild"
 //	POST /api/v2/buildrequests/{id}       method "cancel"; result null
 //
 // Errors answer {"jsonrpc": "2.0", "id": 1, "error": {"code": C, "message": "..."}}
 // with the HTTP status of the error: a bad parameter (named in the message)
 // is 400 with code -32602. The owner of a forced build is the logged-in
-// user (or "anonymous"), whatever the call says. The pages' forms post to
-// /builders/{b}/force, /builders/{b}/builds/{n}/stop and
-// /buildrequests/{id}/cancel.
+// user (or "anonymous"), whatever the call says.
+//
+// A rebuild, as Buildbot's, submits the build's builder again with the
+// source stamps of the build's buildset (the stored ones: the new build is
+// one of the same changes) and that buildset's properties (what its
+// scheduler or the force form gave, not what the steps set), its priority
+// and its parent; its reason is "rebuild of build #N" and its owner who
+// asked. It is allowed where forcing is (Authz.Force).
+//
+// The pages' forms post to /builders/{b}/force, /builders/{b}/builds/{n}/stop,
+// /builders/{b}/builds/{n}/rebuild and /buildrequests/{id}/cancel.
+// Forcing and rebuilding from a page lead to the new build's page once it
+// started, or, if it has not within a few seconds (no worker is free), to
+// the builder's page, where the request waits.
 //
 // # Authentication, authorization, cross-site requests
 //
@@ -109,7 +171,7 @@
 // request. Serve the UI over HTTPS (the proxy's job): basic auth sends the
 // password with every request.
 //
-// Authz says who may force, stop and cancel: Nobody (the zero value: the
+// Authz says who may force (and rebuild), stop and cancel: Nobody (the zero value: the
 // action is off), LoggedIn or Anyone. Reading is open to all. A write is
 // checked in this order: a cross-site request is refused (403), an action
 // that is off is refused (403), and one that needs a login without valid
@@ -117,7 +179,11 @@
 // and sends the form again). Every write goes through net/http's
 // CrossOriginProtection (Sec-Fetch-Site, or Origin against Host; the public
 // URL's origin is trusted), and the JSON-RPC calls also need Content-Type
-// application/json, which a cross-site form cannot send.
+// application/json, which a cross-site form cannot send. The pages say what
+// the rules decide: a builder's page shows its force form where forcing is
+// allowed, says that forcing needs a login only where the rule asks for one
+// and the browser has not sent it, and, where forcing is off, names the
+// option that turns it on (Options.Authz.Force).
 //
 // # Behind a reverse proxy
 //

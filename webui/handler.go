@@ -163,6 +163,7 @@ func (a *app) routes() http.Handler {
 	page("GET /builders/{builder}/builds/{number}", a.buildPage)
 	page("GET /builders/{builder}/builds/{number}/steps/{step}/logs/{log}", a.logPage)
 	page("GET /workers", a.workersPage)
+	page("GET /workers/{worker}", a.workerPage)
 	page("GET /changes", a.changesPage)
 	page("GET /grid", a.gridPage)
 	mux.HandleFunc("GET /login", a.login)
@@ -171,6 +172,7 @@ func (a *app) routes() http.Handler {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
 	mux.Handle("POST /builders/{builder}/force", a.form(a.forceForm))
 	mux.Handle("POST /builders/{builder}/builds/{number}/stop", a.form(a.stopForm))
+	mux.Handle("POST /builders/{builder}/builds/{number}/rebuild", a.form(a.rebuildForm))
 	mux.Handle("POST /buildrequests/{id}/cancel", a.form(a.cancelForm))
 	a.apiRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -27,7 +27,7 @@ import (
 // The stream reads the store when the master says lines were added
 // (ci.EventLogLines), and every few seconds in case events were dropped: it
 // never reaches into the worker or the build. Pages follow /live for the
-// events that change what they show, and reload.
+// events that change what they show, and fetch themselves again.
 
 const (
 	// keepAlive is how often a quiet stream sends a comment, so that
@@ -352,14 +352,26 @@ func (a *app) waitsOnSilent(workerID int64, complete bool) bool {
 // worker's connection, with no event of its own.
 const silencePoll = time.Second
 
+// How long a stream of page changes gathers events into one: what a page
+// shows the structure of (steps, logs, builds starting and ending) is told
+// soon; state strings, which a running step may change at every line it
+// reads, at most about once a second, so that a page fetching itself on
+// each event does so at most that often.
+const (
+	changeDelay = 200 * time.Millisecond
+	stateDelay  = time.Second
+)
+
 // liveEvents streams a "change" event whenever something a page shows
-// changes: with ?build=ID, that build's steps and end, a log added to a
-// running step (when its first lines are stored: a step may add a log at
-// any time, after it started), and its worker going silent or answering
-// again; with ?builder=ID, that builder's
-// builds and requests; otherwise builds starting and ending, requests,
-// changes and workers. Bursts are sent as one event.
-// With ?stamp=, a first event comes at once if the page is out of date.
+// changes: with ?build=ID, that build's steps (starting, ending, their
+// state), its state and end, a log added to a running step (when its first
+// lines are stored: a step may add a log at any time, after it started),
+// and its worker going silent or answering again; with ?builder=ID, that
+// builder's builds (and the state of its running ones) and requests;
+// otherwise builds starting, ending and changing state, requests, changes
+// and workers. Events are gathered: the data of a "change" event is the
+// type of the first event of its burst. With ?stamp=, a first event comes
+// at once if the page is out of date.
 func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
@@ -408,36 +420,73 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	relevant := func(e ci.Event) bool {
+	// delay says how soon an event must be told: 0 if the page does not
+	// show what it changes.
+	delay := func(e ci.Event) time.Duration {
 		switch {
 		case buildID != 0:
-			if e.BuildID == buildID && e.Type == ci.EventLogLines && !logs[e.LogID] {
-				logs[e.LogID] = true
-				return true
+			if e.BuildID != buildID {
+				return 0
 			}
-			return e.BuildID == buildID && (e.Type == ci.EventStepStarted || e.Type == ci.EventStepFinished || e.Type == ci.EventBuildFinished)
+			switch e.Type {
+			case ci.EventLogLines:
+				if !logs[e.LogID] {
+					logs[e.LogID] = true
+					return changeDelay
+				}
+			case ci.EventStepStarted, ci.EventStepFinished, ci.EventBuildFinished:
+				return changeDelay
+			case ci.EventStepChanged, ci.EventBuildChanged:
+				return stateDelay
+			}
+			return 0
 		case builderID != 0:
-			return e.BuilderID == builderID && (e.Type == ci.EventBuildStarted || e.Type == ci.EventBuildFinished ||
-				e.Type == ci.EventRequestNew || e.Type == ci.EventRequestCancelled)
+			if e.BuilderID != builderID {
+				return 0
+			}
+			switch e.Type {
+			case ci.EventBuildStarted, ci.EventBuildFinished, ci.EventRequestNew, ci.EventRequestCancelled:
+				return changeDelay
+			case ci.EventBuildChanged:
+				return stateDelay
+			}
+			return 0
 		}
 		switch e.Type {
 		case ci.EventBuildStarted, ci.EventBuildFinished, ci.EventRequestNew, ci.EventRequestCancelled,
 			ci.EventChangeNew, ci.EventWorkerConnected, ci.EventWorkerDisconnected:
-			return true
+			return changeDelay
+		case ci.EventBuildChanged:
+			return stateDelay
 		}
-		return false
+		return 0
 	}
 	quiet := time.NewTicker(keepAlive)
 	defer quiet.Stop()
+	// A burst: what its first event was, and when it is told.
 	var pending string
-	var burst <-chan time.Time
+	var due time.Time
+	burst := time.NewTimer(time.Hour)
+	burst.Stop()
+	defer burst.Stop()
+	tell := func(what string, d time.Duration) {
+		at := time.Now().Add(d)
+		if pending != "" && !at.Before(due) {
+			return
+		}
+		if pending == "" {
+			pending = what
+		}
+		due = at
+		burst.Reset(d)
+	}
 	if stamp := q.Get("stamp"); stamp != "" {
 		sctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		st, err := a.store(sctx)
 		if err == nil {
 			var now string
 			if now, err = a.liveStamp(sctx, st, q); err == nil && now != stamp {
-				pending, burst = "stale", time.After(0)
+				tell("stale", 0)
 			}
 		}
 		cancel()
@@ -455,15 +504,14 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 			if buildID != 0 && e.Type == ci.EventBuildFinished && e.BuildID == buildID {
 				silenceTick = nil // the build no longer waits on anyone
 			}
-			if relevant(e) && pending == "" {
-				pending = string(e.Type)
-				burst = time.After(200 * time.Millisecond)
+			if d := delay(e); d > 0 {
+				tell(string(e.Type), d)
 			}
-		case <-burst:
+		case <-burst.C:
 			if s.event("change", "", pending) != nil {
 				return
 			}
-			pending, burst = "", nil
+			pending = ""
 		case <-quiet.C:
 			if s.comment() != nil {
 				return
@@ -471,9 +519,7 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 		case <-silenceTick:
 			if now := a.waitsOnSilent(workerID, false); now != silent {
 				silent = now
-				if pending == "" {
-					pending, burst = "worker", time.After(0)
-				}
+				tell("worker", 0)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package webui_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -262,4 +263,70 @@ func TestLiveEvents_NewLog(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, b.Complete, "the change is the log, not the build's end")
 	assert.Contains(t, u.do(t, req{path: "builders/late/builds/1"}).body, `<span class="ln o">a line</span>`)
+}
+
+func TestLiveEvents_State(t *testing.T) {
+	// A running build's state follows its steps': its page is told, at
+	// most about once a second however often a step says what it does.
+	say, finish := make(chan string), make(chan struct{})
+	u := startUI(t, uiOptions{changeCfg: func(cfg *ci.MasterConfig) {
+		chatty := ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+			for {
+				select {
+				case state := <-say:
+					s.SetStateString(state)
+				case <-finish:
+					return ci.Success, nil
+				case <-ctx.Done():
+					return ci.Cancelled, nil
+				}
+			}
+		})
+		cfg.Builders = append(cfg.Builders, ci.BuilderConfig{Name: "chatty", Workers: []string{"w1"},
+			Steps: []ci.Step{ci.WithOptions(ci.StepOptions{Name: "chatty"}, chatty)}})
+	}})
+	build := waitRunning(t, u, u.m.Submit(t, citest_Request("chatty", nil)))
+	u.m.WaitStep(t, build.ID, "chatty")
+	t.Cleanup(func() { close(finish) })
+
+	for _, tt := range []struct{ name, query string }{
+		{"Build", "build=" + itoa(build.ID)},
+		{"Builder", "builder=" + itoa(mustID(t, u, "chatty"))},
+		{"Home", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := http.Get(u.url + "live?" + tt.query)
+			require.NoError(t, err)
+			defer res.Body.Close()
+			events := readEvents(res.Body)
+			say <- tt.name + " 1"
+			e := next(t, events)
+			assert.Equal(t, "change", e.name)
+			assert.Contains(t, []string{"step.changed", "build.changed"}, e.data)
+			b, err := u.m.Store.GetBuild(context.Background(), build.ID)
+			require.NoError(t, err)
+			assert.Equal(t, tt.name+" 1", b.StateString, "the page, read again, shows the new state")
+
+			// Twenty states in two seconds: a few events, not twenty.
+			start := time.Now()
+			for i := range 20 {
+				say <- fmt.Sprintf("%s %d", tt.name, i+2)
+				time.Sleep(100 * time.Millisecond)
+			}
+			n := 0
+			for quiet := time.After(1500 * time.Millisecond); ; {
+				select {
+				case e := <-events:
+					require.Equal(t, "change", e.name)
+					n++
+					continue
+				case <-quiet:
+				}
+				break
+			}
+			elapsed := time.Since(start)
+			assert.LessOrEqual(t, n, int(elapsed/time.Second)+1, "at most about one event a second (%d in %v)", n, elapsed)
+			assert.GreaterOrEqual(t, n, 1)
+		})
+	}
 }

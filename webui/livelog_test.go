@@ -216,16 +216,21 @@ const lastShownJS = `(function () {
 })()`
 
 // pageLinesJS returns what the page shows of the log: the text of each
-// line, the text of the whole block, how many earlier lines it says it
-// leaves out (none if it says nothing), and any element in the block that
-// is not a span (of a chunk, a line or a colour).
+// line of its folded header and of its output block, the text of the
+// whole output block, how many earlier output lines it leaves out (none if
+// it says nothing), and any element in the blocks that is not a span (of
+// a chunk, a line or a colour).
 const pageLinesJS = `(function () {
-	var pre = document.querySelector("pre.log-lines");
-	var lines = Array.prototype.map.call(pre.getElementsByClassName("ln"), function (el) { return el.textContent; });
+	var pre = document.querySelector("pre.log-lines"), head = document.querySelector("pre.log-head");
+	var text = function (el) { return el.textContent; };
+	var lines = Array.prototype.map.call(pre.getElementsByClassName("ln"), text);
+	var headLines = head ? Array.prototype.map.call(head.getElementsByClassName("ln"), text) : [];
 	var strays = Array.prototype.filter.call(pre.querySelectorAll("*"), function (el) {
 		return el.tagName !== "SPAN"; }).map(function (el) { return el.tagName; });
+	if (head) strays = strays.concat(Array.prototype.filter.call(head.querySelectorAll("*"), function (el) {
+		return el.tagName !== "SPAN"; }).map(function (el) { return el.tagName; }));
 	var note = document.querySelector(".log-earlier");
-	return {lines: lines, text: pre.textContent, earlier: note ? +note.dataset.lines : 0, strays: strays};
+	return {head: headLines, lines: lines, text: pre.textContent, earlier: note ? +note.dataset.lines : 0, strays: strays};
 })()`
 
 // lastInViewJS says whether the log's last line is in view: in its block,
@@ -239,6 +244,7 @@ const lastInViewJS = `(function () {
 })()`
 
 type pageLines struct {
+	Head    []string `json:"head"`
 	Lines   []string `json:"lines"`
 	Text    string   `json:"text"`
 	Earlier int      `json:"earlier"`
@@ -464,9 +470,10 @@ func firstGenerated(tb testing.TB, u *ui, l *ci.Log) int {
 	return -1
 }
 
-// checkPage checks that the page shows the last stored lines of l, each
-// once and in order, as text, that it says how many earlier lines it
-// leaves out, and that nothing from the log became an element.
+// checkPage checks that the page shows the header lines that start l,
+// folded, then the last stored lines of l, each once and in order, as
+// text, that it says how many output lines it leaves out between them,
+// and that nothing from the log became an element.
 func checkPage(tb testing.TB, tab context.Context, u *ui, l *ci.Log, when string) {
 	tb.Helper()
 	page, err := chromedp.Run(tab, chromedp.Evaluate[pageLines](pageLinesJS))
@@ -477,12 +484,23 @@ func checkPage(tb testing.TB, tab context.Context, u *ui, l *ci.Log, when string
 	require.NoError(tb, err)
 	stored := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
 	require.Len(tb, stored, got.NumLines)
+	shown := func(s string) string { return ansiCSI.ReplaceAllString(s[1:], "") } // without the stream letter
+	// The header: the command's lines before its output.
+	head := 0
+	for head < len(stored) && strings.HasPrefix(stored[head], "h") && stored[head] != "h" {
+		head++
+	}
+	require.NotZero(tb, head, "the log starts with the command's header")
+	require.Len(tb, page.Head, head, "the page folds the header %s", when)
+	for i := range head {
+		require.Equal(tb, shown(stored[i]), page.Head[i], "header line %d %s", i, when)
+	}
 	require.NotEmpty(tb, page.Lines, "the page shows lines %s", when)
-	require.LessOrEqual(tb, len(page.Lines), len(stored), "the page shows no more lines than stored %s", when)
+	require.LessOrEqual(tb, len(page.Lines), len(stored)-head, "the page shows no more lines than stored %s", when)
 	first := len(stored) - len(page.Lines)
 	want := make([]string, 0, len(page.Lines))
 	for _, s := range stored[first:] {
-		want = append(want, ansiCSI.ReplaceAllString(s[1:], "")) // without the stream letter
+		want = append(want, shown(s))
 	}
 	for i := range want {
 		if want[i] != page.Lines[i] {
@@ -498,7 +516,7 @@ func checkPage(tb testing.TB, tab context.Context, u *ui, l *ci.Log, when string
 		tb.Fatalf("%s, the page's log text is not the lines one after another, single-spaced: from byte %d, it has %q where the lines are %q",
 			when, i, page.Text[from:min(len(page.Text), i+80)], text[from:min(len(text), i+80)])
 	}
-	assert.Equal(tb, first, page.Earlier, "the page says how many earlier lines it leaves out %s", when)
+	assert.Equal(tb, first-head, page.Earlier, "the page says how many earlier lines it leaves out %s", when)
 	assert.Empty(tb, page.Strays, "nothing from the log became an element %s", when)
 }
 

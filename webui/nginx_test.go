@@ -144,7 +144,7 @@ func TestNginx(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	assert.Equal(t, http.StatusSeeOther, res.StatusCode)
-	assert.Equal(t, "/ci/builders/count", res.Header.Get("Location"))
+	assert.Equal(t, "/ci/builders/count/builds/1", res.Header.Get("Location"), "the new build's page")
 
 	// Live logs reach the client as they are written, through the proxy.
 	followLiveLog(t, u, public)

@@ -55,6 +55,10 @@ type view struct {
 	// shows changes; "" for none.
 	Live string
 	Nav  string // the navigation entry to mark
+	// Now is the master's time as the page is made, in Unix milliseconds:
+	// the page's script counts running durations from it, whatever the
+	// browser's clock says.
+	Now  int64
 	Data any
 }
 
@@ -73,12 +77,14 @@ func parsePages(now func() time.Time) (pageSet, error) {
 		"ago":         ago,
 		"when":        when,
 		"duration":    duration,
+		"elapsed":     func(start, end time.Time) template.HTML { return elapsed(now(), start, end) },
+		"started":     func(t time.Time) template.HTML { return started(now(), t) },
 		"short":       short,
 		"firstLine":   firstLine,
 		"value":       formatValue,
 		"seq":         func(n int) []int { return make([]int, n) },
 	}
-	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
+	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html")
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +95,7 @@ func parsePages(now func() time.Time) (pageSet, error) {
 	set := pageSet{}
 	for _, path := range names {
 		name := strings.TrimSuffix(strings.TrimPrefix(path, "templates/"), ".html")
-		if name == "layout" {
+		if name == "layout" || name == "parts" {
 			continue
 		}
 		t, err := template.Must(layout.Clone()).ParseFS(templateFS, path)
@@ -126,7 +132,7 @@ func (a *app) page(fn pageFunc) http.Handler {
 
 func (a *app) newView(r *http.Request) *view {
 	cfg := a.m.Config()
-	v := &view{Title: cfg.Title, TitleURL: cfg.TitleURL, Base: a.base, CanLogIn: a.auth.canLogIn()}
+	v := &view{Title: cfg.Title, TitleURL: cfg.TitleURL, Base: a.base, CanLogIn: a.auth.canLogIn(), Now: a.m.Now().UnixMilli()}
 	if v.Title == "" {
 		v.Title = "Kiln"
 	}
@@ -236,6 +242,42 @@ func duration(now, start, end time.Time) string {
 	return fmt.Sprintf("%ds", s)
 }
 
+// preciseDuration formats a finished duration: under ten seconds to the
+// tenth of a second ("4.2 s") or the millisecond ("850 ms"), above as
+// duration does.
+func preciseDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return fmt.Sprintf("%d ms", max(d, 0).Milliseconds())
+	case d.Round(100*time.Millisecond) < 10*time.Second:
+		return fmt.Sprintf("%.1f s", d.Round(100*time.Millisecond).Seconds())
+	}
+	return duration(time.Time{}, time.Unix(0, 0), time.Unix(0, 0).Add(d))
+}
+
+// elapsed renders the time from start to end: precisely once finished,
+// and in whole seconds while it runs, counted on by the page's script
+// from data-start (Unix milliseconds).
+func elapsed(now, start, end time.Time) template.HTML {
+	if start.IsZero() {
+		return ""
+	}
+	if end.IsZero() {
+		return template.HTML(fmt.Sprintf(`<span class="dur" data-start="%d">%s</span>`, start.UnixMilli(), duration(now, start, end)))
+	}
+	return template.HTML(`<span class="dur">` + preciseDuration(end.Sub(start)) + `</span>`)
+}
+
+// started renders when something started: how long ago, with the exact
+// time when the pointer rests on it.
+func started(now, t time.Time) template.HTML {
+	if t.IsZero() {
+		return ""
+	}
+	return template.HTML(fmt.Sprintf(`<time datetime="%s" title="%s">%s</time>`,
+		t.UTC().Format(time.RFC3339), when(t), ago(now, t)))
+}
+
 func short(rev string) string {
 	if len(rev) > 12 {
 		return rev[:12]
@@ -261,12 +303,25 @@ func formatValue(v any) string {
 
 // Rows the pages list.
 
+// A buildRow is a build as the lists show it: with its source (branch or
+// tag and revision, from its properties), who asked for it and why.
 type buildRow struct {
-	Build   *ci.Build
-	Builder string
-	Worker  string
-	URL     string
-	Reason  string
+	Build    *ci.Build
+	Builder  string
+	Worker   string
+	URL      string
+	Branch   string
+	Revision string
+	Owner    string
+	Reason   string // the buildset's
+}
+
+// A buildList is a table of builds; Builder and Worker say whether it has
+// those columns (a builder's page lists its own builds, a worker's page
+// the builds it ran).
+type buildList struct {
+	Rows            []buildRow
+	Builder, Worker bool
 }
 
 type requestRow struct {
@@ -278,16 +333,46 @@ type requestRow struct {
 	CancelURL string
 }
 
-// names resolves builder and worker IDs to names, reading each once.
+// names resolves builder and worker IDs to names, and requests to their
+// buildsets, reading each once.
 type names struct {
-	ctx      context.Context
-	st       ci.Store
-	builders map[int64]string
-	workers  map[int64]string
+	ctx       context.Context
+	st        ci.Store
+	builders  map[int64]string
+	workers   map[int64]string
+	buildsets map[int64]*ci.Buildset // by request; nil if unreadable
 }
 
 func newNames(ctx context.Context, st ci.Store) *names {
-	return &names{ctx: ctx, st: st, builders: map[int64]string{}, workers: map[int64]string{}}
+	return &names{ctx: ctx, st: st, builders: map[int64]string{}, workers: map[int64]string{}, buildsets: map[int64]*ci.Buildset{}}
+}
+
+// buildset returns the buildset of a request, or nil.
+func (n *names) buildset(requestID int64) *ci.Buildset {
+	if bs, ok := n.buildsets[requestID]; ok {
+		return bs
+	}
+	var bs *ci.Buildset
+	if r, err := n.st.GetRequest(n.ctx, requestID); err == nil {
+		for _, known := range n.buildsets {
+			if known != nil && known.ID == r.BuildsetID {
+				bs = known
+			}
+		}
+		if bs == nil {
+			bs, _ = n.st.GetBuildset(n.ctx, r.BuildsetID)
+		}
+	}
+	n.buildsets[requestID] = bs
+	return bs
+}
+
+// reason returns the reason of the buildset of a request, or "".
+func (n *names) reason(requestID int64) string {
+	if bs := n.buildset(requestID); bs != nil {
+		return bs.Reason
+	}
+	return ""
 }
 
 func (n *names) builder(id int64) string {
@@ -328,7 +413,9 @@ func (a *app) buildURL(builder string, number int) string {
 
 func (a *app) buildRow(n *names, b *ci.Build) buildRow {
 	name := n.builder(b.BuilderID)
-	return buildRow{Build: b, Builder: name, Worker: n.worker(b.WorkerID), URL: a.buildURL(name, b.Number)}
+	return buildRow{Build: b, Builder: name, Worker: n.worker(b.WorkerID), URL: a.buildURL(name, b.Number),
+		Branch: b.Properties.String("branch"), Revision: b.Properties.String("revision"),
+		Owner: b.Properties.String("owner"), Reason: n.reason(b.BuildRequestID)}
 }
 
 // runningBuilds returns the builds running now, oldest first.
@@ -393,7 +480,7 @@ type workerDot struct {
 
 type homeData struct {
 	Builders     []builderRow
-	Running      []buildRow
+	Running      buildList
 	Pending      []requestRow
 	PendingTotal int
 }
@@ -407,8 +494,8 @@ func (a *app) home(r *http.Request, st ci.Store, v *view) (string, any, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	d := &homeData{}
-	d.Running = a.runningBuilds(ctx, st, n)
+	d := &homeData{Running: buildList{Builder: true, Worker: true}}
+	d.Running.Rows = a.runningBuilds(ctx, st, n)
 	connected := map[string]bool{}
 	for _, w := range a.m.Workers() {
 		connected[w.Name] = w.Connected
@@ -424,7 +511,7 @@ func (a *app) home(r *http.Request, st ci.Store, v *view) (string, any, error) {
 			br := a.buildRow(n, last[0])
 			row.Last = &br
 		}
-		for _, rb := range d.Running {
+		for _, rb := range d.Running.Rows {
 			if rb.Build.BuilderID == b.ID {
 				row.Running++
 			}
@@ -450,7 +537,7 @@ type forceForm struct {
 
 type builderData struct {
 	Builder   *ci.Builder
-	Builds    []buildRow
+	Builds    buildList
 	Total     int
 	PageNum   int
 	Pages     int
@@ -458,7 +545,7 @@ type builderData struct {
 	OlderURL  string
 	Pending   []requestRow
 	Forces    []forceForm
-	CanForce  bool
+	Force     actionForm
 	Workers   []workerDot
 	Running   int
 	APIURL    string
@@ -493,8 +580,9 @@ func (a *app) builderPage(r *http.Request, st ci.Store, v *view) (string, any, e
 	n.builders[id] = b.Name
 	d := &builderData{Builder: b, Total: total, PageNum: pageNum, Pages: max(1, (total+size-1)/size), BuilderID: id,
 		APIURL: a.base + "api/v2/builders/" + strconv.FormatInt(id, 10) + "/builds?order=-number&limit=" + strconv.Itoa(size)}
+	d.Builds.Worker = true
 	for _, build := range builds {
-		d.Builds = append(d.Builds, a.buildRow(n, build))
+		d.Builds.Rows = append(d.Builds.Rows, a.buildRow(n, build))
 		if !build.Complete {
 			d.Running++
 		}
@@ -509,7 +597,7 @@ func (a *app) builderPage(r *http.Request, st ci.Store, v *view) (string, any, e
 	if d.Pending, _, err = a.pendingRequests(r, st, n, id, 100); err != nil {
 		return "", nil, err
 	}
-	d.CanForce = a.can(r, actForce)
+	d.Force = a.actionForm(r, actForce)
 	for _, f := range a.forceSchedulers(b.Name) {
 		d.Forces = append(d.Forces, forceForm{Scheduler: f.Name, Action: self + "/force", Fields: forceFields(f)})
 	}
@@ -533,24 +621,9 @@ type propRow struct {
 	Name, Value, Source string
 }
 
-type logView struct {
-	Log     *ci.Log
-	URL     string // the log's page
-	RawURL  string
-	LiveURL string // "" once the log is complete
-	Lines   template.HTML
-	First   int // the first line shown
-	Next    int // the line after the last shown
-	// Keep is how many lines the page keeps while it follows the log:
-	// as many as it shows when it is loaded.
-	Keep int
-	Open bool
-}
-
 type stepRow struct {
-	Step     *ci.StepRecord
-	Duration string
-	Logs     []logView
+	Step *ci.StepRecord
+	Logs []logView
 }
 
 type buildData struct {
@@ -560,15 +633,18 @@ type buildData struct {
 	Worker       string
 	Reason       string
 	Owner        string
-	Duration     string
 	SourceStamps []ci.SourceStamp
 	Changes      []*ci.Change
 	Props        []propRow
 	Steps        []stepRow
 	CanStop      bool
 	StopURL      string
-	APIURL       string
-	Prev, Next   string
+	// Rebuild says whether the page offers to build again (as forcing
+	// does), and RebuildURL is where its form posts.
+	Rebuild    actionForm
+	RebuildURL string
+	APIURL     string
+	Prev, Next string
 	// Silent is set while the build runs on a silent worker.
 	Silent *silence
 }
@@ -609,49 +685,30 @@ func (a *app) findPageBuild(r *http.Request, st ci.Store) (*ci.Builder, *ci.Buil
 	return b, a.current(build), nil
 }
 
-func (a *app) logURLs(builder string, build *ci.Build, s *ci.StepRecord, l *ci.Log) (page, raw, live string) {
-	page = a.buildURL(builder, build.Number) + "/steps/" + strconv.Itoa(s.Number) + "/logs/" + url.PathEscape(l.Slug)
-	raw = a.base + "api/v2/logs/" + strconv.FormatInt(l.ID, 10) + "/raw"
-	if !l.Complete {
-		live = a.base + "logs/" + strconv.FormatInt(l.ID, 10) + "/live"
-	}
-	return page, raw, live
-}
-
-// logTail renders the last max lines of a log, in chunks.
-func logTail(ctx context.Context, st ci.Store, l *ci.Log, max int) (template.HTML, int, error) {
-	first := 0
-	if max > 0 && l.NumLines > max {
-		first = l.NumLines - max
-	}
-	if l.NumLines == 0 {
-		return "", 0, nil
-	}
-	text, err := st.LogLines(ctx, l.ID, first, l.NumLines-1)
-	if err != nil {
-		return "", 0, err
-	}
-	return renderChunks(text, l.Type == ci.LogStream), first, nil
-}
-
 func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
 	ctx := r.Context()
 	b, build, err := a.findPageBuild(r, st)
 	if err != nil {
 		return "", nil, err
 	}
+	// The page's script fetches the page again when the build changes,
+	// with ?patch=1, and adds the logs it does not show yet, reading their
+	// lines from their live streams: logs come without their lines.
+	patch := r.URL.Query().Get("patch") != ""
 	n := newNames(ctx, st)
 	d := &buildData{Builder: b, BuilderURL: a.builderURL(b.Name), Build: build, Worker: n.worker(build.WorkerID),
-		Duration: duration(a.m.Now(), build.StartedAt, build.CompleteAt),
-		APIURL:   a.base + "api/v2/builds/" + strconv.FormatInt(build.ID, 10)}
+		APIURL: a.base + "api/v2/builds/" + strconv.FormatInt(build.ID, 10)}
 	v.Page = fmt.Sprintf("%s #%d", b.Name, build.Number)
+	self := a.buildURL(b.Name, build.Number)
 	if !build.Complete {
 		d.CanStop = a.can(r, actStop)
-		d.StopURL = a.buildURL(b.Name, build.Number) + "/stop"
+		d.StopURL = self + "/stop"
 		if w, ok := a.silentWorkers()[build.WorkerID]; ok {
 			d.Silent = newSilence(w, a.m.Now())
 		}
 	}
+	d.Rebuild = a.actionForm(r, actForce)
+	d.RebuildURL = self + "/rebuild"
 	if build.Number > 1 {
 		d.Prev = a.buildURL(b.Name, build.Number-1)
 	}
@@ -690,20 +747,23 @@ func (a *app) buildPage(r *http.Request, st ci.Store, v *view) (string, any, err
 	}
 	running := 0 // logs of running steps
 	for _, s := range steps {
-		row := stepRow{Step: s, Duration: duration(a.m.Now(), s.StartedAt, s.CompleteAt)}
+		row := stepRow{Step: s}
 		logs, err := st.ListLogs(ctx, s.ID)
 		if err != nil {
 			return "", nil, err
 		}
 		for _, l := range logs {
-			lv := logView{Log: l}
-			lv.URL, lv.RawURL, lv.LiveURL = a.logURLs(b.Name, build, s, l)
-			// Open the logs of running and failed steps.
-			lv.Open = !s.Complete || s.Results != ci.Success && s.Results != ci.Skipped
-			if lv.Lines, lv.First, err = logTail(ctx, st, l, maxInline); err != nil {
+			var lv logView
+			if patch {
+				lv, err = a.patchLogView(ctx, st, b.Name, build, s, l, maxInline)
+			} else {
+				lv, err = a.logView(ctx, st, b.Name, build, s, l, maxInline)
+			}
+			if err != nil {
 				return "", nil, err
 			}
-			lv.Next, lv.Keep = l.NumLines, maxInline
+			// Open the logs of running and failed steps.
+			lv.Open = !s.Complete || s.Results != ci.Success && s.Results != ci.Skipped
 			row.Logs = append(row.Logs, lv)
 			if !s.Complete {
 				running++
@@ -731,7 +791,6 @@ type logData struct {
 	Step       *ci.StepRecord
 	View       logView
 	Total      int
-	Truncated  bool
 	BuilderURL string
 }
 
@@ -764,13 +823,10 @@ func (a *app) logPage(r *http.Request, st ci.Store, v *view) (string, any, error
 		}
 		d := &logData{Builder: b, Build: build, BuildURL: a.buildURL(b.Name, build.Number), Step: step,
 			Total: l.NumLines, BuilderURL: a.builderURL(b.Name)}
-		d.View.Log = l
-		d.View.URL, d.View.RawURL, d.View.LiveURL = a.logURLs(b.Name, build, step, l)
-		if d.View.Lines, d.View.First, err = logTail(ctx, st, l, maxLogPage); err != nil {
+		if d.View, err = a.logView(ctx, st, b.Name, build, step, l, maxLogPage); err != nil {
 			return "", nil, err
 		}
-		d.View.Next, d.View.Keep, d.View.Open = l.NumLines, maxLogPage, true
-		d.Truncated = d.View.First > 0
+		d.View.Open, d.View.Page, d.View.Anchor = true, true, "L"
 		v.Page = fmt.Sprintf("%s #%d: %s: %s", b.Name, build.Number, step.Name, l.Name)
 		return "log", d, nil
 	}
@@ -783,6 +839,7 @@ type infoRow struct{ Key, Value string }
 
 type workerRow struct {
 	Name      string
+	URL       string // the worker's page
 	Connected bool
 	Since     time.Time
 	Info      []infoRow
@@ -801,47 +858,116 @@ func (a *app) workersPage(r *http.Request, st ci.Store, v *view) (string, any, e
 	ctx := r.Context()
 	v.Page, v.Nav = "Workers", "workers"
 	v.Live = a.liveURL(ctx, st, url.Values{})
-	stored, err := st.ListWorkers(ctx)
+	byName, err := storedWorkers(ctx, st)
 	if err != nil {
 		return "", nil, err
-	}
-	byName := map[string]*ci.Worker{}
-	for _, w := range stored {
-		byName[w.Name] = w
 	}
 	n := newNames(ctx, st)
 	running := a.runningBuilds(ctx, st, n)
 	var rows []workerRow
 	for _, ws := range a.m.Workers() {
-		row := workerRow{Name: ws.Name, Connected: ws.Connected, LastBuild: ws.LastBuild}
-		if !ws.LostAt.IsZero() {
-			row.Silent = newSilence(ws, a.m.Now())
-		}
-		if cfg, ok := a.m.WorkerConfig(ws.Name); ok {
-			row.MaxBuilds = cfg.MaxBuilds
-		}
-		if w := byName[ws.Name]; w != nil {
-			row.Since = w.ChangedAt
-			info := safeInfo(w.Info)
-			for _, k := range shownInfo {
-				if val, ok := info[k]; ok && val != nil && val != "" {
-					row.Info = append(row.Info, infoRow{Key: k, Value: strings.TrimSpace(formatValue(val))})
-				}
-			}
-		}
-		for _, bc := range a.m.Config().Builders {
-			if slices.Contains(bc.Workers, ws.Name) {
-				row.Builders = append(row.Builders, bc.Name)
-			}
-		}
-		for _, rb := range running {
-			if rb.Build.WorkerID == ws.ID {
-				row.Running = append(row.Running, rb)
-			}
-		}
-		rows = append(rows, row)
+		rows = append(rows, a.workerRow(ws, byName[ws.Name], running))
 	}
 	return "workers", rows, nil
+}
+
+// storedWorkers returns the stored workers by name.
+func storedWorkers(ctx context.Context, st ci.Store) (map[string]*ci.Worker, error) {
+	stored, err := st.ListWorkers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*ci.Worker{}
+	for _, w := range stored {
+		byName[w.Name] = w
+	}
+	return byName, nil
+}
+
+// workerRow describes a worker from its status, its stored record (nil if
+// none) and the running builds.
+func (a *app) workerRow(ws ci.WorkerStatus, w *ci.Worker, running []buildRow) workerRow {
+	row := workerRow{Name: ws.Name, URL: a.base + "workers/" + url.PathEscape(ws.Name), Connected: ws.Connected, LastBuild: ws.LastBuild}
+	if !ws.LostAt.IsZero() {
+		row.Silent = newSilence(ws, a.m.Now())
+	}
+	if cfg, ok := a.m.WorkerConfig(ws.Name); ok {
+		row.MaxBuilds = cfg.MaxBuilds
+	}
+	if w != nil {
+		row.Since = w.ChangedAt
+		info := safeInfo(w.Info)
+		for _, k := range shownInfo {
+			if val, ok := info[k]; ok && val != nil && val != "" {
+				row.Info = append(row.Info, infoRow{Key: k, Value: strings.TrimSpace(formatValue(val))})
+			}
+		}
+	}
+	for _, bc := range a.m.Config().Builders {
+		if slices.Contains(bc.Workers, ws.Name) {
+			row.Builders = append(row.Builders, bc.Name)
+		}
+	}
+	for _, rb := range running {
+		if rb.Build.WorkerID == ws.ID {
+			row.Running = append(row.Running, rb)
+		}
+	}
+	return row
+}
+
+type workerData struct {
+	Worker   workerRow
+	Builds   buildList
+	Total    int
+	PageNum  int
+	Pages    int
+	NewerURL string
+	OlderURL string
+	APIURL   string
+}
+
+// workerPage shows a worker and the builds it ran, newest first.
+func (a *app) workerPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
+	ctx := r.Context()
+	name := r.PathValue("worker")
+	i := slices.IndexFunc(a.m.Workers(), func(w ci.WorkerStatus) bool { return w.Name == name })
+	if i < 0 {
+		return "", nil, fmt.Errorf("%w: no worker %q", errNotFound, name)
+	}
+	ws := a.m.Workers()[i]
+	pageNum := 1
+	var err error
+	if s := r.URL.Query().Get("page"); s != "" {
+		if pageNum, err = strconv.Atoi(s); err != nil || pageNum < 1 {
+			return "", nil, fmt.Errorf("%w: page %q is not a page number", errBadRequest, s)
+		}
+	}
+	v.Page, v.Nav = "Worker "+name, "workers"
+	v.Live = a.liveURL(ctx, st, url.Values{})
+	byName, err := storedWorkers(ctx, st)
+	if err != nil {
+		return "", nil, err
+	}
+	n := newNames(ctx, st)
+	d := &workerData{Worker: a.workerRow(ws, byName[name], a.runningBuilds(ctx, st, n)), PageNum: pageNum,
+		Builds: buildList{Builder: true}, APIURL: a.base + "api/v2/workers/" + url.PathEscape(name)}
+	size := a.opts.PageSize
+	builds, total, err := st.ListBuilds(ctx, ci.BuildQuery{WorkerID: ws.ID, Query: ci.Query{Desc: true, Limit: size, Offset: (pageNum - 1) * size}})
+	if err != nil {
+		return "", nil, err
+	}
+	for _, b := range builds {
+		d.Builds.Rows = append(d.Builds.Rows, a.buildRow(n, a.current(b)))
+	}
+	d.Total, d.Pages = total, max(1, (total+size-1)/size)
+	if pageNum > 1 {
+		d.NewerURL = d.Worker.URL + "?page=" + strconv.Itoa(pageNum-1)
+	}
+	if pageNum < d.Pages {
+		d.OlderURL = d.Worker.URL + "?page=" + strconv.Itoa(pageNum+1)
+	}
+	return "worker", d, nil
 }
 
 // Changes.
@@ -887,8 +1013,13 @@ type gridCell struct {
 	URL   string
 }
 
+// A gridRow is a change and the builds made for it or, as Buildbot's
+// console shows them, the builds of one source made for no change (forced
+// builds, say): Source is then set.
 type gridRow struct {
 	Change *ci.Change
+	Source *buildRow // the newest build of the row's source
+	When   time.Time
 	Cells  []gridCell
 }
 
@@ -897,9 +1028,11 @@ type gridData struct {
 	BuilderURLs []string
 	Rows        []gridRow
 	Limit       int
+	Builds      int // how many recent builds the page looks at for builds of no change
 }
 
-// maxGridBuilds bounds the builds read for one change.
+// maxGridBuilds bounds the builds read for one change, and the recent
+// builds read for builds made for no change.
 const maxGridBuilds = 200
 
 func (a *app) gridPage(r *http.Request, st ci.Store, v *view) (string, any, error) {
@@ -919,7 +1052,7 @@ func (a *app) gridPage(r *http.Request, st ci.Store, v *view) (string, any, erro
 		return "", nil, err
 	}
 	sort.SliceStable(builders, func(i, j int) bool { return builders[i].Name < builders[j].Name })
-	d := &gridData{Builders: builders, Limit: limit}
+	d := &gridData{Builders: builders, Limit: limit, Builds: maxGridBuilds}
 	col := map[int64]int{}
 	for i, b := range builders {
 		col[b.ID] = i
@@ -929,8 +1062,11 @@ func (a *app) gridPage(r *http.Request, st ci.Store, v *view) (string, any, erro
 	if err != nil {
 		return "", nil, err
 	}
+	// A change's row, by revision: where builds of that revision made
+	// for no change go.
+	byRevision := map[string]int{}
 	for _, c := range changes {
-		row := gridRow{Change: c, Cells: make([]gridCell, len(builders))}
+		row := gridRow{Change: c, When: c.When, Cells: make([]gridCell, len(builders))}
 		builds, _, err := st.ListBuilds(ctx, ci.BuildQuery{ChangeID: c.ID, Query: ci.Query{Desc: true, Limit: maxGridBuilds, NoTotal: true}})
 		if err != nil {
 			return "", nil, err
@@ -942,9 +1078,70 @@ func (a *app) gridPage(r *http.Request, st ci.Store, v *view) (string, any, erro
 			}
 			row.Cells[i] = gridCell{Build: b, URL: a.buildURL(builders[i].Name, b.Number)}
 		}
+		if _, seen := byRevision[c.Revision]; c.Revision != "" && !seen {
+			byRevision[c.Revision] = len(d.Rows)
+		}
 		d.Rows = append(d.Rows, row)
 	}
+	// Builds made for no change, among the recent ones: under their
+	// revision's change if the grid shows it, else in a row of their
+	// revision (or branch).
+	recent, _, err := st.ListBuilds(ctx, ci.BuildQuery{Query: ci.Query{Desc: true, Limit: maxGridBuilds, NoTotal: true}})
+	if err != nil {
+		return "", nil, err
+	}
+	n := newNames(ctx, st)
+	bySource := map[string]int{}
+	var oldest time.Time // of the changes shown, when the grid is full
+	if len(changes) == limit {
+		oldest = changes[len(changes)-1].When
+	}
+	for _, b := range recent { // newest first
+		i, ok := col[b.BuilderID]
+		if !ok || forChange(n.buildset(b.BuildRequestID)) {
+			continue
+		}
+		cell := gridCell{Build: b, URL: a.buildURL(builders[i].Name, b.Number)}
+		rev, branch := b.Properties.String("revision"), b.Properties.String("branch")
+		if k, ok := byRevision[rev]; ok && rev != "" {
+			if d.Rows[k].Cells[i].Build == nil {
+				d.Rows[k].Cells[i] = cell
+			}
+			continue
+		}
+		key := "revision " + rev
+		if rev == "" {
+			key = "branch " + branch
+		}
+		k, ok := bySource[key]
+		if !ok {
+			if b.StartedAt.Before(oldest) {
+				continue // older than the rows shown
+			}
+			src := a.buildRow(n, b)
+			k = len(d.Rows)
+			bySource[key] = k
+			d.Rows = append(d.Rows, gridRow{Source: &src, When: b.StartedAt, Cells: make([]gridCell, len(builders))})
+		}
+		if d.Rows[k].Cells[i].Build == nil {
+			d.Rows[k].Cells[i] = cell
+		}
+	}
+	sort.SliceStable(d.Rows, func(i, j int) bool { return d.Rows[i].When.After(d.Rows[j].When) })
 	return "grid", d, nil
+}
+
+// forChange reports whether a buildset was made for changes.
+func forChange(bs *ci.Buildset) bool {
+	if bs == nil {
+		return false
+	}
+	for _, ss := range bs.SourceStamps {
+		if len(ss.Changes) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Login.
@@ -1024,12 +1221,16 @@ func (a *app) forceForm(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	bs, _, err := a.force(r.Context(), scheds[i], owner, []string{builder}, values)
+	bs, reqs, err := a.force(r.Context(), scheds[i], owner, []string{builder}, values)
 	if err != nil {
 		return err
 	}
 	a.log.Info("build forced from the web", "builder", builder, "owner", owner, "buildset", bs.ID)
-	http.Redirect(w, r, a.builderURL(builder), http.StatusSeeOther)
+	st, err := a.store(r.Context())
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, a.landing(r.Context(), st, builder, reqs), http.StatusSeeOther)
 	return nil
 }
 

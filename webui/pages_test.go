@@ -33,6 +33,7 @@ func normalize(s string) string {
 	s = regexp.MustCompile(`elapsedTime=[0-9.]+`).ReplaceAllString(s, "elapsedTime=X")
 	s = regexp.MustCompile(`127\.0\.0\.1:\d+`).ReplaceAllString(s, "HOST")
 	s = regexp.MustCompile(`<dt>(numcpus|os_name|os_release|host|version)</dt><dd>[^<]*</dd>`).ReplaceAllString(s, "<dt>$1</dt><dd>X</dd>")
+	s = regexp.MustCompile(`<th>(numcpus|os_name|os_release|host|version)</th><td>[^<]*</td>`).ReplaceAllString(s, "<th>$1</th><td>X</td>")
 	return s
 }
 
@@ -75,6 +76,8 @@ func TestPages_Golden(t *testing.T) {
 		{"home.html", ""},
 		{"build.html", "builders/pass/builds/1"},
 		{"builder.html", "builders/count"},
+		{"builder-builds.html", "builders/pass"},
+		{"worker.html", "workers/w1"},
 		{"grid.html", "grid"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,7 +91,7 @@ func TestPages_Golden(t *testing.T) {
 
 func TestPages_Escaping(t *testing.T) {
 	u, b := hostileUI(t)
-	for _, path := range []string{"", "builders/pass", "builders/pass/builds/1", "builders/pass/builds/1/steps/0/logs/stdio",
+	for _, path := range []string{"", "builders/pass", "builders/pass/builds/1", "builders/pass/builds/1/steps/0/logs/stdio", "workers/w1",
 		"changes", "grid", "workers", "api/v2/changes", "api/v2/builds/" + itoa(b.Record.ID), "api/v2/logs/1/contents"} {
 		t.Run(path, func(t *testing.T) {
 			res := u.do(t, req{path: path})
@@ -101,7 +104,7 @@ func TestPages_Escaping(t *testing.T) {
 	// Shown as text, in each place it comes from.
 	page := u.do(t, req{path: "builders/pass/builds/1"}).body
 	escaped := `&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;`
-	assert.Contains(t, page, `<td>`+escaped+`</td>`, "branch of the source stamp")
+	assert.Contains(t, page, `<td data-label="branch">`+escaped+`</td>`, "branch of the source stamp")
 	assert.Contains(t, page, `<span class="comments">`+escaped+`</span>`, "commit message")
 	assert.Contains(t, page, `<td class="value">`+escaped+`</td>`, "property value")
 	assert.Contains(t, page, `<span class="ab fg2">green</span> &lt;b&gt;bold&lt;/b&gt; `+escaped, "log line")
@@ -203,5 +206,97 @@ func TestPages_LiveLog(t *testing.T) {
 	res = u.do(t, req{path: "builders/count/builds/1/steps/1/logs/stdio"})
 	require.Equal(t, http.StatusOK, res.code)
 	assert.Regexp(t, fmt.Sprintf(stream, 20000), res.body)
-	assert.Contains(t, res.body, `<p class="muted log-earlier" data-lines="0" hidden>The first <span class="n">0</span> lines`)
+	assert.Contains(t, res.body, `<p class="muted log-earlier" data-lines="0" hidden><span class="n">0</span> earlier lines are in the download.`)
+}
+
+func TestPages_LogView(t *testing.T) {
+	// A command's header lines are folded above its output; the log links
+	// to its raw text, which the browser shows.
+	u := startUI(t, uiOptions{})
+	b := u.m.Build(t, citest_Request("count", map[string]any{"lines": 2}))
+	l := waitLog(t, u, b.Record.ID, liveStep)
+	for _, path := range []string{"builders/count/builds/1", "builders/count/builds/1/steps/1/logs/stdio"} {
+		whole := u.do(t, req{path: path}).body
+		assert.Contains(t, whole, `<a href="/ci/api/v2/logs/`+itoa(l.ID)+`/raw_inline">raw</a>`)
+		_, page, _ := strings.Cut(whole, `id="log-`+itoa(l.ID)+`"`) // the count step's log
+		head := regexp.MustCompile(`(?s)<details class="log-head"><summary>command <code class="cmd">sh -c (.*?)</code></summary>\s*<pre class="log-head">(.*?)</pre></details>`).
+			FindStringSubmatch(page)
+		require.NotNil(t, head, "%s folds the command's header", path)
+		assert.Contains(t, head[2], `<span class="ln h"> argv: [`)
+		assert.NotContains(t, head[2], "line 1", "the output is not in the header")
+		out := regexp.MustCompile(`(?s)<pre class="log-lines[^"]*" data-anchor="([^"]*)" data-head="(\d+)" data-next="(\d+)">(.*?)</pre>`).FindStringSubmatch(page)
+		require.NotNil(t, out, "%s shows the output", path)
+		assert.True(t, strings.HasPrefix(out[4], `<span class="chunk"><span class="ln o">line 1</span>`), "%s: the output comes first in its block: %s", path, out[4])
+		assert.Equal(t, strconv.Itoa(strings.Count(head[2], `class="ln h"`)), out[2], "the block says where the output starts")
+		assert.Equal(t, strconv.Itoa(l.NumLines), out[3])
+	}
+	raw := u.do(t, req{path: "api/v2/logs/" + itoa(l.ID) + "/raw_inline"})
+	require.Equal(t, http.StatusOK, raw.code)
+	assert.Equal(t, "text/plain; charset=utf-8", raw.header.Get("Content-Type"))
+	assert.Equal(t, `inline; filename="count_build_1_step_count_stdio.log"`, raw.header.Get("Content-Disposition"))
+	assert.Contains(t, raw.body, "line 1\nline 2\n")
+}
+
+func TestPages_BuildLists(t *testing.T) {
+	// Lists of builds say where each comes from (branch or tag, short
+	// revision), who asked for it or why, when it started (the exact time
+	// on hover) and how long it took, under ten seconds to the tenth.
+	u := startUI(t, uiOptions{authz: admin})
+	res, ans := u.jsonrpc(t, "api/v2/forceschedulers/force", "force", map[string]any{
+		"builderid": mustID(t, u, "pass"), "reason": "release", "branch": "0.9.1", "revision": "0123456789abcdef0123"}, true)
+	require.Equal(t, http.StatusOK, res.code, res.body)
+	u.m.WaitBuildset(t, int64(ans["result"].([]any)[0].(float64)))
+	u.m.Build(t, citest.Request{Builder: "pass", Reason: "nightly <build>"})
+	running := waitRunning(t, u, u.m.Submit(t, citest_Request("count", map[string]any{"lines": 600})))
+	t.Cleanup(func() { u.m.StopBuild(context.Background(), running.ID, "the test ended") })
+
+	row := func(page, href string) string {
+		t.Helper()
+		body := u.do(t, req{path: page}).body
+		m := regexp.MustCompile(`(?s)<tr><td class="nowrap"><a href="` + regexp.QuoteMeta(href) + `">.*?</tr>`).FindString(body)
+		require.NotEmpty(t, m, "%s lists %s", page, href)
+		return m
+	}
+	started := `<td class="nowrap"><time datetime="[0-9TZ:-]+" title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">just now</time></td>`
+	precise := `<td class="nowrap"><span class="dur">(\d+ ms|\d\.\d s)</span></td>`
+	for _, page := range []string{"builders/pass", "workers/w1"} {
+		forced := row(page, subPath+"builders/pass/builds/1")
+		assert.Contains(t, forced, `<b class="branch">0.9.1</b> <span class="rev" title="0123456789abcdef0123">0123456789ab</span>`, page)
+		assert.Contains(t, forced, `<span class="owner" title="A build was forced by &#39;alice&#39;: release">alice</span>`, page)
+		assert.Regexp(t, started, forced, page)
+		assert.Regexp(t, precise, forced, page)
+		nightly := row(page, subPath+"builders/pass/builds/2")
+		assert.Contains(t, nightly, `<span class="muted">default</span>`, page)
+		assert.Contains(t, nightly, `<span class="reason">nightly &lt;build&gt;</span>`, page)
+	}
+	// A running build counts on in the page, from when it started.
+	home := row("", subPath+"builders/count/builds/1")
+	assert.Regexp(t, `<span class="dur" data-start="`+strconv.FormatInt(running.StartedAt.UnixMilli(), 10)+`">\d+s</span>`, home)
+	assert.Contains(t, home, `<span class="reason">citest</span>`)
+	assert.Regexp(t, `<a href="/ci/workers/w1"><b>w1</b></a>`, u.do(t, req{path: "workers"}).body)
+	assert.Equal(t, http.StatusNotFound, u.do(t, req{path: "workers/nobody"}).code)
+}
+
+func TestPages_GridForced(t *testing.T) {
+	// Builds made for no change are in the grid too, as in Buildbot's
+	// console: under the change of their revision, or in a row of their
+	// own source.
+	u := startUI(t, uiOptions{})
+	ctx := context.Background()
+	c := &ci.Change{Author: "dev", Branch: "main", Revision: "aaaa1111", Repository: "https://example.org/r", When: time.Now()}
+	_, err := u.m.Master.AddChange(ctx, c)
+	require.NoError(t, err)
+	u.m.Build(t, citest.Request{Builder: "pass", SourceStamp: ci.SourceStamp{ID: c.SourceStampID}})
+	u.m.Build(t, citest.Request{Builder: "fail", SourceStamp: ci.SourceStamp{Branch: "main", Revision: "aaaa1111"}})
+	u.m.Build(t, citest.Request{Builder: "fail", SourceStamp: ci.SourceStamp{Branch: "feature/<x>"}, Reason: "forced by bob"})
+	page := u.do(t, req{path: "grid"}).body
+	rows := regexp.MustCompile(`(?s)<tr><th class="change.*?</tr>`).FindAllString(page, -1)
+	require.Len(t, rows, 2, page)
+	assert.Contains(t, rows[0], `<b class="branch">feature/&lt;x&gt;</b>`, "the newest row: a branch's forced build")
+	assert.Contains(t, rows[0], "no change · forced by bob")
+	assert.Contains(t, rows[0], `href="/ci/builders/fail/builds/2"`)
+	assert.Contains(t, rows[1], `<b>main</b> <span class="rev">aaaa1111</span>`, "the change's row")
+	assert.Contains(t, rows[1], `href="/ci/builders/pass/builds/1"`)
+	assert.Contains(t, rows[1], `href="/ci/builders/fail/builds/1"`, "a forced build of the change's revision")
+	assert.Contains(t, page, "builds made for no change")
 }

@@ -217,14 +217,31 @@ func (a *app) rpcForce(r *http.Request, st ci.Store, method string, params map[s
 	return []any{bs.ID, brids}, nil
 }
 
-// rpcBuild stops a build: method "stop", params {"reason": "..."}.
+// rpcBuild stops a build (method "stop", params {"reason": "..."}) or
+// builds it again (method "rebuild", as forcing is allowed; result
+// [bsid, {"<builderid>": brid}], as Buildbot's).
 func (a *app) rpcBuild(r *http.Request, st ci.Store, method string, params map[string]any) (any, error) {
-	if method != "stop" {
+	if method != "stop" && method != "rebuild" {
 		return nil, unknownMethod(method)
 	}
 	b, err := a.findBuild(r, st)
 	if err != nil {
 		return nil, err
+	}
+	if method == "rebuild" {
+		who, err := a.authorize(r, actForce)
+		if err != nil {
+			return nil, err
+		}
+		bs, reqs, err := a.rebuild(r.Context(), st, b, who)
+		if err != nil {
+			return nil, err
+		}
+		brids := map[string]int64{}
+		for _, br := range reqs {
+			brids[strconv.FormatInt(br.BuilderID, 10)] = br.ID
+		}
+		return []any{bs.ID, brids}, nil
 	}
 	who, err := a.authorize(r, actStop)
 	if err != nil {
