@@ -65,7 +65,7 @@ func testForce() *scheduler.Force {
 
 func testConfig() ci.MasterConfig {
 	shell := func(name string, cmd ...any) ci.Step {
-		return &steps.ShellCommand{StepOptions: ci.StepOptions{Name: name}, Command: cmd, }
+		return &steps.ShellCommand{StepOptions: ci.StepOptions{Name: name}, Command: cmd}
 	}
 	return ci.MasterConfig{
 		Title:    "Ideascube <&>",

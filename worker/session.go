@@ -91,6 +91,7 @@ func newSession(a *agent, ws *websocket.Conn) *session {
 			Unconfined: a.w.Unconfined,
 			Env:        a.env,
 			Logger:     a.log,
+			OnGroup:    a.onGroup(),
 		},
 		done:     make(chan struct{}),
 		shutdown: make(chan struct{}),
@@ -345,4 +346,13 @@ func result(op string, r protocol.Message) (any, error) {
 		return nil, &remoteError{op: op, msg: r["result"]}
 	}
 	return r["result"], nil
+}
+
+// onGroup is what commands tell of their process groups: the guard's, if
+// the worker has one.
+func (a *agent) onGroup() func(pgid int, running bool) {
+	if a.guard == nil {
+		return nil
+	}
+	return a.guard.group
 }

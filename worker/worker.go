@@ -63,6 +63,12 @@ type Worker struct {
 	// certificate must chain to, instead of the system's roots. A
 	// relative name is taken from BaseDir.
 	CAFile string
+	// GuardArgs, when set, is the program (and its arguments) of the
+	// worker's guard (see Guard), which Run starts first: if the worker
+	// dies, even killed with SIGKILL, the guard kills the commands it was
+	// running. kiln-worker runs itself ("kiln-worker guard"). Unix only.
+	GuardArgs []string
+
 	// AllowPlaintext lets the worker connect with plain ws:// to a master
 	// that is not on this machine: its password then crosses the network
 	// in clear, for anyone on the way to take its name. Without it, such a
@@ -124,6 +130,7 @@ type agent struct {
 	env     map[string]string
 	backoff backoff // after a refusal
 	outage  backoff // while the master cannot be reached
+	guard   *guardClient
 	writeTO time.Duration
 	dialTO  time.Duration
 }
@@ -143,6 +150,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	if err := os.MkdirAll(a.baseDir, 0o755); err != nil {
 		return fmt.Errorf("worker %s: base folder: %w", w.Name, err)
+	}
+	if len(w.GuardArgs) > 0 {
+		g, stop, err := startGuard(w.GuardArgs)
+		if err != nil {
+			return fmt.Errorf("worker %s: start its guard: %w", w.Name, err)
+		}
+		a.guard = g
+		defer func() {
+			if err := stop(); err != nil {
+				a.log.Warn("the worker's guard ended badly", "err", err)
+			}
+		}()
 	}
 	attempt := 0
 	for {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
 
 	"github.com/kilnci/kiln/worker/protocol"
@@ -19,6 +20,9 @@ type Main struct {
 	Stdout, Stderr io.Writer
 	// Logger, if set, replaces start's log on Stderr.
 	Logger *slog.Logger
+	// Guard is the command line of the worker's guard (see
+	// worker.Guard): the program itself, with "guard". None if empty.
+	Guard []string
 }
 
 // A usageError is a command line that makes no sense: exit status 2.
@@ -66,6 +70,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return ignoreHelp(m.start(ctx, rest))
 	case "stop":
 		return ignoreHelp(m.stop(ctx, rest))
+	case "guard":
+		// The worker's guard, which start runs: see worker.Guard.
+		return guard(os.Stdin)
 	case "--version", "-version", "version":
 		fmt.Fprintf(m.Stdout, "kiln-worker %s (%s %s/%s)\n", protocol.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil

@@ -37,7 +37,9 @@
 // adds debug messages. BASEDIR defaults to the current folder. While it
 // runs, BASEDIR/kiln-worker.pid holds its process ID: a second start on
 // the folder refuses to run, and stop sends the worker SIGTERM and waits
-// for it to exit.
+// for it to exit. Beside it runs its guard, a second kiln-worker process
+// ("kiln-worker guard") that kills the commands the worker started if the
+// worker is killed before it could stop them (SIGKILL, the OOM killer).
 //
 // # Running under systemd
 //
@@ -94,6 +96,9 @@ func main() {
 		stop() // a second signal ends the program at once
 	}()
 	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr}
+	if exe, err := os.Executable(); err == nil {
+		m.Guard = []string{exe, "guard"}
+	}
 	if err := m.Run(ctx, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "kiln-worker: "+oneLine(err))
 		if errors.As(err, new(usageError)) {

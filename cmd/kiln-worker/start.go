@@ -43,6 +43,8 @@ func (m *Main) start(ctx context.Context, args []string) error {
 		return fmt.Errorf("start: %w", err)
 	}
 	defer release()
+	// A guard that kills the commands if the worker is killed.
+	w.GuardArgs = m.Guard
 	w.Logger = m.Logger
 	if w.Logger == nil {
 		level := slog.LevelInfo

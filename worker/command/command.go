@@ -127,6 +127,11 @@ type Options struct {
 	// Logger receives debug messages about the commands; slog.Default()
 	// if nil.
 	Logger *slog.Logger
+	// OnGroup, when set, is told of each shell command's process group:
+	// with running true once the command has started, false once it has
+	// been waited for. A worker hands them to its guard (see
+	// worker.Guard), which kills them if the worker dies first.
+	OnGroup func(pgid int, running bool)
 }
 
 // implementations of the commands, by wire name and master-side alias.

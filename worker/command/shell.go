@@ -434,6 +434,7 @@ func (sh *shell) run() error {
 		return sh.startFailed(err)
 	}
 	r.log.Debug("shell command started", "pid", sh.cmd.Process.Pid, "argv", sh.argv, "workdir", sh.workdir)
+	sh.started()
 	if stdinW != nil {
 		go func() {
 			stdinW.Write(sh.stdin) // an early exit of the command is fine
@@ -457,6 +458,7 @@ func (sh *shell) runOnPTY(controller, terminal *os.File) error {
 		return sh.startFailed(err)
 	}
 	sh.r.log.Debug("shell command started on a PTY", "pid", sh.cmd.Process.Pid, "argv", sh.argv, "workdir", sh.workdir)
+	sh.started()
 	if len(sh.stdin) > 0 {
 		go controller.Write(sh.stdin) // an early exit of the command is fine
 	}
@@ -481,6 +483,14 @@ func (sh *shell) startFailed(err error) error {
 
 // wait follows the running command to its end: output, timeouts,
 // interrupt, log files.
+// started tells the worker of the command's process group, which the
+// command leads.
+func (sh *shell) started() {
+	if f := sh.r.opts.OnGroup; f != nil {
+		f(sh.cmd.Process.Pid, true)
+	}
+}
+
 func (sh *shell) wait(outR, errR *os.File) error {
 	r := sh.r
 	readDone := make(chan struct{}, 2)
@@ -493,6 +503,9 @@ func (sh *shell) wait(outR, errR *os.File) error {
 	exited := make(chan struct{})
 	go func() {
 		sh.cmd.Wait() // the state is in sh.cmd.ProcessState
+		if f := r.opts.OnGroup; f != nil {
+			f(sh.cmd.Process.Pid, false)
+		}
 		close(exited)
 	}()
 	if sh.timeout.f != 0 {
