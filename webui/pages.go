@@ -1150,10 +1150,7 @@ func forChange(bs *ci.Buildset) bool {
 // ones, then sends it back where it came from. Browsers then send the
 // credentials with every request under the application's path.
 func (a *app) login(w http.ResponseWriter, r *http.Request) {
-	next := r.URL.Query().Get("next")
-	if !strings.HasPrefix(next, a.base) || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
-		next = a.base
-	}
+	next := safeNext(a.base, r.URL.Query().Get("next"))
 	if !a.auth.canLogIn() {
 		a.pageError(w, r, fmt.Errorf("%w: no users are configured", errForbidden))
 		return
@@ -1163,6 +1160,26 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.pageError(w, r, fmt.Errorf("%w: log in with your login and password", errUnauthorized))
+}
+
+// safeNext returns next if it is a path of the application's own (under
+// base), base otherwise: the login page must not send a browser to
+// another site. Browsers drop tabs and newlines from a URL and read "\"
+// as "/", so "/\t/evil.example" would be "//evil.example", another host:
+// any control character or backslash is refused, and so is anything with
+// a scheme or a host.
+func safeNext(base, next string) string {
+	if next == "" || strings.ContainsAny(next, "\\") || strings.ContainsFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return base
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return base
+	}
+	if !strings.HasPrefix(u.Path, base) || strings.HasPrefix(next, "//") || strings.HasPrefix(u.Path, "//") {
+		return base
+	}
+	return u.RequestURI()
 }
 
 // Actions from forms.

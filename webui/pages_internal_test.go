@@ -27,3 +27,33 @@ func TestPreciseDuration(t *testing.T) {
 		assert.Equal(t, tt.want, preciseDuration(tt.d), "%v", tt.d)
 	}
 }
+
+// TestSafeNext: the login page sends the browser back within the
+// application only.
+func TestSafeNext(t *testing.T) {
+	for next, want := range map[string]string{
+		"/builders/pkg":          "/builders/pkg",
+		"/builders/pkg?page=2#x": "/builders/pkg?page=2",
+		"":                       "/",
+		"//evil.example":         "/",
+		"/\t/evil.example":       "/",
+		"/\n/evil.example":       "/",
+		"/\\evil.example":        "/",
+		"\\\\evil.example":       "/",
+		"https://evil.example/":  "/",
+		"javascript:alert(1)":    "/",
+		"/%2F/evil.example":      "/",
+		"builders":               "/",
+		"///evil.example":        "/",
+		"/ok/../../evil":         "/ok/../../evil",
+		"http:/evil.example":     "/",
+		"/x\x7fy":                "/",
+	} {
+		if got := safeNext("/", next); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", next, got, want)
+		}
+	}
+	if got := safeNext("/ci/", "/other"); got != "/ci/" {
+		t.Errorf("outside the base path: %q", got)
+	}
+}
