@@ -100,7 +100,7 @@ func (a *app) api(fn apiFunc) http.Handler {
 
 func (a *app) apiError(w http.ResponseWriter, r *http.Request, err error) {
 	code, msg := a.errorText(r, err)
-	a.challenge(w, code)
+	a.challenge(w, code, err)
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 

@@ -6,13 +6,17 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
 )
 
 // BasicAuth checks the HTTP basic credentials of requests against a list
@@ -90,25 +94,51 @@ var (
 
 // authenticator checks credentials, remembering those it verified so that
 // bcrypt runs once per login and password, not once per request.
+//
+// Checking costs the same whatever is wrong: an unknown login, a wrong
+// password, a plain password (AllowPlain) each cost one bcrypt comparison
+// at the users' cost, so that timing tells no login apart. What an
+// address may make it do is bounded: its failed checks are rate-limited
+// (loginFailureBurst, then one per loginFailureEvery), bcrypt runs at most
+// maxBcrypt at a time, and read-only pages never run it (cachedUser).
 type authenticator struct {
 	users map[string]string // login -> bcrypt hash or plain password
 	plain bool
 	realm string
+	dummy []byte // a hash at the users' cost, for unknown logins and plain passwords
 
 	mu   sync.Mutex
 	good map[[32]byte]string // verified sha256(login, password, hash) -> login
+
+	failures *failThrottle
+	bcrypt   chan struct{} // a token for each bcrypt comparison running
 }
 
 // maxGood bounds the verified credentials kept; past it the cache starts
 // again.
 const maxGood = 1024
 
-// dummyHash is compared against when the login is unknown, so that
-// unknown logins take as long as wrong passwords.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+// Limits on checking credentials, for each client address (an IPv4
+// address or an IPv6 /64) and in all.
+const (
+	// loginFailureBurst failed logins are allowed at once, then one
+	// every loginFailureEvery; beyond, 429 without checking anything.
+	loginFailureBurst = 10
+	loginFailureEvery = 6 * time.Second
+	// maxBcrypt bcrypt comparisons run at once (each costs tens of
+	// milliseconds of a core).
+	maxBcrypt = 2
+	// maxThrottled addresses are remembered; past it the oldest are
+	// forgotten, all at once.
+	maxThrottled = 10000
+)
+
+// compareHash is bcrypt's comparison; tests count its calls.
+var compareHash = bcrypt.CompareHashAndPassword
 
 func newAuthenticator(ba *BasicAuth, title string) (*authenticator, error) {
-	a := &authenticator{users: map[string]string{}, good: map[[32]byte]string{}, realm: title}
+	a := &authenticator{users: map[string]string{}, good: map[[32]byte]string{}, realm: title,
+		failures: &failThrottle{m: map[string]*rate.Limiter{}}, bcrypt: make(chan struct{}, maxBcrypt)}
 	if a.realm == "" {
 		a.realm = "Kiln"
 	}
@@ -143,6 +173,21 @@ func newAuthenticator(ba *BasicAuth, title string) (*authenticator, error) {
 	if err := errors.Join(problems...); err != nil {
 		return nil, err
 	}
+	// The dummy hash costs what the users' hashes cost (the highest).
+	cost := 0
+	for _, h := range a.users {
+		if c, err := bcrypt.Cost([]byte(h)); err == nil && c > cost {
+			cost = c
+		}
+	}
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password"), cost)
+	if err != nil {
+		return nil, err
+	}
+	a.dummy = dummy
 	return a, nil
 }
 
@@ -189,36 +234,97 @@ func readHtpasswd(path string) (map[string]string, error) {
 	return users, nil
 }
 
-// user returns the login of the request's valid credentials. present says
-// whether the request carried basic credentials at all.
-func (a *authenticator) user(r *http.Request) (login string, present, ok bool) {
-	login, pw, present := r.BasicAuth()
-	if !present {
-		return "", false, false
-	}
-	stored, known := a.users[login]
+// credentialKey is the cache key of a login, a password and the stored
+// hash: changing the user's hash (a new password) invalidates it.
+func credentialKey(login, pw, stored string) [32]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "%d:%s:%s:%s", len(login), login, pw, stored)
 	var key [32]byte
 	h.Sum(key[:0])
+	return key
+}
+
+// pageUser returns the login of the request's credentials for a
+// read-only page, which shows who is logged in: credentials already
+// verified are taken at once; others are verified only if the address
+// has no failures to wait out and a bcrypt slot is free at once, so that
+// pages cannot be used to make the master run bcrypt without bound. An
+// address's failed checks count here too.
+func (a *authenticator) pageUser(r *http.Request) (string, bool) {
+	login, pw, present := r.BasicAuth()
+	if !present {
+		return "", false
+	}
+	stored, known := a.users[login]
+	key := credentialKey(login, pw, stored)
+	a.mu.Lock()
+	_, ok := a.good[key]
+	a.mu.Unlock()
+	if ok && known {
+		return login, true
+	}
+	login, _, err := a.check(r, false)
+	return login, err == nil
+}
+
+// user returns the login of the request's valid credentials. present says
+// whether the request carried basic credentials at all. err wraps
+// errUnauthorized for wrong credentials, errTooMany for an address that
+// failed too often (nothing is checked then).
+func (a *authenticator) user(r *http.Request) (login string, present bool, err error) {
+	return a.check(r, true)
+}
+
+// errBusy: every bcrypt slot is taken, and the check would not wait.
+var errBusy = errors.New("busy checking other logins")
+
+// check verifies the request's credentials; wait says whether to wait
+// for a bcrypt slot, or to give up at once (errBusy).
+func (a *authenticator) check(r *http.Request, wait bool) (login string, present bool, err error) {
+	login, pw, present := r.BasicAuth()
+	if !present {
+		return "", false, nil
+	}
+	stored, known := a.users[login]
+	key := credentialKey(login, pw, stored)
 	a.mu.Lock()
 	_, cached := a.good[key]
 	a.mu.Unlock()
 	if cached && known {
-		return login, true, true
+		return login, true, nil
+	}
+	addr := clientKey(r)
+	if wait := a.failures.wait(addr); wait > 0 {
+		return "", true, &retryError{fmt.Errorf("%w from your address: try again in %s", errTooMany, wait.Round(time.Second)), wait}
+	}
+	if wait {
+		select {
+		case a.bcrypt <- struct{}{}:
+		case <-r.Context().Done():
+			return "", true, r.Context().Err()
+		}
+	} else {
+		select {
+		case a.bcrypt <- struct{}{}:
+		default:
+			return "", true, errBusy
+		}
 	}
 	var good bool
 	switch {
 	case !known:
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(pw))
+		compareHash(a.dummy, []byte(pw))
 	case isBcrypt(stored):
-		good = bcrypt.CompareHashAndPassword([]byte(stored), []byte(pw)) == nil
+		good = compareHash([]byte(stored), []byte(pw)) == nil
 	case a.plain:
 		ps, ss := sha256.Sum256([]byte(pw)), sha256.Sum256([]byte(stored))
 		good = subtle.ConstantTimeCompare(ps[:], ss[:]) == 1
+		compareHash(a.dummy, []byte(pw)) // as long as a hash
 	}
+	<-a.bcrypt
 	if !good {
-		return "", true, false
+		a.failures.failed(addr)
+		return "", true, fmt.Errorf("%w: wrong login or password", errUnauthorized)
 	}
 	a.mu.Lock()
 	if len(a.good) >= maxGood {
@@ -226,7 +332,70 @@ func (a *authenticator) user(r *http.Request) (login string, present, ok bool) {
 	}
 	a.good[key] = login
 	a.mu.Unlock()
-	return login, true, true
+	return login, true, nil
+}
+
+// clientKey is the address a request comes from, for the throttle: the
+// client nginx saw (the last X-Forwarded-For address) when the request
+// comes through a proxy on this machine, else the peer's address; an
+// IPv6 address counts for its /64.
+func clientKey(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			parts := strings.Split(xff[len(xff)-1], ",")
+			host = strings.TrimSpace(parts[len(parts)-1])
+		}
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	if ip = ip.Unmap(); ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+// failThrottle rate-limits the failed logins of each address.
+type failThrottle struct {
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+func (t *failThrottle) limiter(key string) *rate.Limiter {
+	l, ok := t.m[key]
+	if !ok {
+		if len(t.m) >= maxThrottled {
+			clear(t.m)
+		}
+		l = rate.NewLimiter(rate.Every(loginFailureEvery), loginFailureBurst)
+		t.m[key] = l
+	}
+	return l
+}
+
+// wait returns how long the address must wait before its next check, or
+// 0 if it may be checked now.
+func (t *failThrottle) wait(key string) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := t.limiter(key)
+	r := l.Reserve()
+	d := r.Delay()
+	r.Cancel() // only a failure spends a token
+	return d
+}
+
+// failed spends a token of the address.
+func (t *failThrottle) failed(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.limiter(key).Allow()
 }
 
 // challenge is the WWW-Authenticate value of 401 answers.
@@ -246,13 +415,14 @@ func (a *app) authorize(r *http.Request, act action) (string, error) {
 		return "", fmt.Errorf("%w: cross-origin request refused (%v)", errForbidden, err)
 	}
 	access := act.get(a.opts.Authz)
-	login, present, ok := a.auth.user(r)
-	switch {
-	case access == Nobody:
+	if access == Nobody {
 		return "", fmt.Errorf("%w: %s is turned off", errForbidden, act.name)
-	case present && !ok:
-		return "", fmt.Errorf("%w: wrong login or password", errUnauthorized)
-	case ok:
+	}
+	login, present, err := a.auth.user(r)
+	switch {
+	case err != nil:
+		return "", err
+	case present:
 		return login, nil
 	case access == Anyone:
 		return "anonymous", nil
@@ -288,7 +458,8 @@ func (a *app) actionForm(r *http.Request, act action) actionForm {
 			break
 		}
 		f.Show = true
-		_, _, ok := a.auth.user(r)
+		// Showing a page runs bcrypt only within bounds (pageUser).
+		_, ok := a.auth.pageUser(r)
 		f.NeedsLogin = !ok
 	default:
 		f.Off = true

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -202,7 +203,20 @@ var (
 	errMethod       = errors.New("method not allowed")
 	errUnauthorized = errors.New("login required")
 	errForbidden    = errors.New("forbidden")
+	// errTooMany: too many failed logins from the client's address; a
+	// *retryError says for how long.
+	errTooMany = errors.New("too many failed logins")
 )
+
+// A retryError is an error after which the client may try again in
+// After (the Retry-After header).
+type retryError struct {
+	err   error
+	After time.Duration
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
 
 // status decides the HTTP status of an error: the one table of it.
 func status(err error) int {
@@ -210,6 +224,8 @@ func status(err error) int {
 	case errors.Is(err, errBadRequest), errors.Is(err, scheduler.ErrBadRequest),
 		errors.Is(err, ci.ErrUnknownBuilder), errors.Is(err, ci.ErrInvalidConfig):
 		return http.StatusBadRequest
+	case errors.Is(err, errTooMany):
+		return http.StatusTooManyRequests
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized
 	case errors.Is(err, errForbidden):
@@ -237,10 +253,15 @@ func (a *app) errorText(r *http.Request, err error) (int, string) {
 	return code, strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
-// challenge asks for credentials on a 401 answer.
-func (a *app) challenge(w http.ResponseWriter, code int) {
+// challenge asks for credentials on a 401 answer, and says when to try
+// again after a 429.
+func (a *app) challenge(w http.ResponseWriter, code int, err error) {
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", a.auth.challenge())
+	}
+	var re *retryError
+	if errors.As(err, &re) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(re.After.Round(time.Second)/time.Second)+1))
 	}
 }
 

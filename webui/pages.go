@@ -136,7 +136,7 @@ func (a *app) newView(r *http.Request) *view {
 	if v.Title == "" {
 		v.Title = "Kiln"
 	}
-	if login, _, ok := a.auth.user(r); ok {
+	if login, ok := a.auth.pageUser(r); ok {
 		v.User = login
 	}
 	v.LoginURL = a.base + "login?next=" + url.QueryEscape(a.base+strings.TrimPrefix(r.URL.Path, "/"))
@@ -161,7 +161,7 @@ func (a *app) render(w http.ResponseWriter, r *http.Request, code int, name stri
 // pageError answers an error with a page saying it in one line.
 func (a *app) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	code, msg := a.errorText(r, err)
-	a.challenge(w, code)
+	a.challenge(w, code, err)
 	v := a.newView(r)
 	v.Page = http.StatusText(code)
 	v.Data = struct {
@@ -1155,7 +1155,12 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) {
 		a.pageError(w, r, fmt.Errorf("%w: no users are configured", errForbidden))
 		return
 	}
-	if _, _, ok := a.auth.user(r); ok {
+	_, present, err := a.auth.user(r)
+	switch {
+	case err != nil && errors.Is(err, errTooMany):
+		a.pageError(w, r, err)
+		return
+	case err == nil && present:
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}

@@ -65,7 +65,7 @@ func (a *app) rpc(fn rpcFunc) http.Handler {
 			if err != nil {
 				var msg string
 				code, msg = a.errorText(r, err)
-				a.challenge(w, code)
+				a.challenge(w, code, err)
 				rc := rpcInternalError
 				var re *rpcError
 				switch {
