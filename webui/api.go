@@ -178,6 +178,18 @@ type listParams struct {
 	filters map[string]string
 }
 
+// The page size of API lists: DefaultListLimit items when the request
+// gives no ?limit=, never more than MaxListLimit (a larger limit is cut to
+// it; meta.total still counts them all, so that a client can page). A
+// request then costs the master a bounded amount of memory, whoever asks.
+const (
+	DefaultListLimit = 200
+	MaxListLimit     = 1000
+	// MaxLogChunk bounds the lines of a log's /contents in one answer,
+	// with or without ?limit= (the whole log is /raw, streamed).
+	MaxLogChunk = 20000
+)
+
 // reserved query parameters, which are not filters.
 var reserved = map[string]bool{"limit": true, "offset": true, "order": true, "field": true, "property": true}
 
@@ -194,6 +206,10 @@ func parseList(r *http.Request, kind string, orderFields []string, filters ...st
 		}
 		p.q.Limit = n
 	}
+	if p.q.Limit == 0 {
+		p.q.Limit = DefaultListLimit
+	}
+	p.q.Limit = min(p.q.Limit, MaxListLimit)
 	if s := v.Get("offset"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
@@ -754,10 +770,15 @@ func (a *app) apiLogContents(r *http.Request, st ci.Store) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	last := -1
-	if p.q.Limit > 0 {
-		last = p.q.Offset + p.q.Limit - 1
+	// Lines are counted apart from list items: up to MaxLogChunk.
+	limit := MaxLogChunk
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, _ := strconv.Atoi(s) // checked by parseList
+		if n > 0 {
+			limit = min(n, MaxLogChunk)
+		}
 	}
+	last := p.q.Offset + limit - 1
 	text := ""
 	if p.q.Offset < l.NumLines {
 		if text, err = st.LogLines(r.Context(), l.ID, p.q.Offset, last); err != nil {

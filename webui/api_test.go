@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -257,4 +259,50 @@ func TestAPI_Collections(t *testing.T) {
 		get(t, u.url+tt.path, 400, &ans)
 		assert.Contains(t, ans["error"], tt.msg)
 	}
+}
+
+// TestAPI_ListLimits: a list answers at most MaxListLimit items
+// (DefaultListLimit without ?limit=), with meta.total counting them all;
+// a log's contents at most MaxLogChunk lines.
+func TestAPI_ListLimits(t *testing.T) {
+	m := citest.Start(t, ci.MasterConfig{
+		Workers: []ci.WorkerConfig{{Name: "w1"}},
+		Builders: []ci.BuilderConfig{{Name: "long", Workers: []string{"w1"},
+			Steps: []ci.Step{&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "seq"}, Command: []string{"seq", strconv.Itoa(webui.MaxLogChunk + 5000)}}}}},
+	})
+	srv := httptest.NewServer(webui.Handler(m.Master))
+	t.Cleanup(srv.Close)
+	const n = webui.MaxListLimit + 300
+	for i := range n {
+		_, err := m.Master.AddChange(t.Context(), &ci.Change{Branch: "main", Revision: strconv.Itoa(i), Comments: "change"})
+		require.NoError(t, err)
+	}
+	var ans struct {
+		Changes []map[string]any `json:"changes"`
+		Meta    struct {
+			Total int `json:"total"`
+		} `json:"meta"`
+	}
+	for query, want := range map[string]int{
+		"":                        webui.DefaultListLimit,
+		"?limit=5000":             webui.MaxListLimit,
+		"?limit=10":               10,
+		"?limit=100&offset=1250":  50,
+		"?limit=1000000&offset=0": webui.MaxListLimit,
+	} {
+		get(t, srv.URL+"/api/v2/changes"+query, http.StatusOK, &ans)
+		assert.Len(t, ans.Changes, want, query)
+		assert.Equal(t, n, ans.Meta.Total, query)
+	}
+
+	b := m.Build(t, citest.Request{Builder: "long"})
+	require.Equal(t, ci.Success, b.Results())
+	var chunks struct {
+		Logchunks []struct {
+			Content string `json:"content"`
+		} `json:"logchunks"`
+	}
+	get(t, srv.URL+"/api/v2/builds/"+strconv.FormatInt(b.Record.ID, 10)+"/steps/seq/logs/stdio/contents", http.StatusOK, &chunks)
+	require.Len(t, chunks.Logchunks, 1)
+	assert.Equal(t, webui.MaxLogChunk, strings.Count(chunks.Logchunks[0].Content, "\n"))
 }

@@ -2,13 +2,16 @@ package webui_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,4 +174,58 @@ func mkdirTemp() (string, error) {
 	dir, err := os.MkdirTemp("", "kiln-webui-bench-")
 	benchDir = dir
 	return dir, err
+}
+
+// BenchmarkAPI_LargeList: an anonymous client asks for every one of
+// 100,000 changes; the answer is one page, and the heap it costs is
+// reported (peak-heap-MiB, sampled while the requests run).
+//
+//	go test ./webui/ -run '^$' -bench API_LargeList -benchtime 5x
+func BenchmarkAPI_LargeList(b *testing.B) {
+	m := citest.Start(b, ci.MasterConfig{Workers: []ci.WorkerConfig{{Name: "w1"}}})
+	srv := httptest.NewServer(webui.Handler(m.Master))
+	b.Cleanup(srv.Close)
+	comments := strings.Repeat("a long commit message ", 30)
+	for i := range 100_000 {
+		if _, err := m.Master.AddChange(b.Context(), &ci.Change{Branch: "main", Revision: strconv.Itoa(i), Author: "Alice <alice@example.org>", Comments: comments}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	b.ResetTimer()
+	var bytes int64
+	for range b.N {
+		resp, err := http.Get(srv.URL + "/api/v2/changes?limit=100000")
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		bytes = n
+	}
+	b.StopTimer()
+	close(stop)
+	<-done
+	b.ReportMetric(float64(bytes)/(1<<20), "answer-MiB")
+	b.ReportMetric((float64(peak.Load())-float64(before.HeapInuse))/(1<<20), "peak-heap-MiB")
 }

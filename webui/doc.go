@@ -118,7 +118,10 @@
 //	GET /api/v2/forceschedulers[/{name}]           force schedulers and their fields (all_fields)
 //
 // Answers are {"<collection>": [...], "meta": {"total": N}}, as Buildbot's.
-// Lists take ?limit=, ?offset=, ?order= (the ID field, "-" first for newest
+// Lists answer DefaultListLimit items unless ?limit= says otherwise, and
+// never more than MaxListLimit (meta.total counts them all, to page with
+// ?offset=); a log's /contents at most MaxLogChunk lines (/raw streams the
+// whole log). Lists take ?limit=, ?offset=, ?order= (the ID field, "-" first for newest
 // first), equality filters (field=value or field__eq=value, on the fields
 // listed above, which the store filters on) and ?field= to keep only some
 // fields of each item. Times are Unix seconds; fields of unfinished records
