@@ -70,8 +70,11 @@ type sseWriter struct {
 
 func (s *sseWriter) flush() error { return s.rc.Flush() }
 
-// event sends one event; data may hold several lines.
+// event sends one event; data may hold several lines. Control
+// characters in data (a carriage return above all, which would end an
+// event's line) are shown as pictures: data cannot forge an event.
 func (s *sseWriter) event(name, id, data string) error {
+	data = showControlsString(data)
 	var b strings.Builder
 	if name != "" {
 		b.WriteString("event: " + name + "\n")

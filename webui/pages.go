@@ -154,7 +154,7 @@ func (a *app) render(w http.ResponseWriter, r *http.Request, code int, name stri
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	if r.Method != http.MethodHead {
-		w.Write(buf.Bytes())
+		w.Write(showControls(buf.Bytes()))
 	}
 }
 

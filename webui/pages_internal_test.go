@@ -1,6 +1,9 @@
 package webui
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,5 +58,38 @@ func TestSafeNext(t *testing.T) {
 	}
 	if got := safeNext("/ci/", "/other"); got != "/ci/" {
 		t.Errorf("outside the base path: %q", got)
+	}
+}
+
+// TestSSE_NoForgery: data with carriage returns (a log line's) cannot end
+// its event's line nor make another event: SSE ends lines at "\r" too.
+func TestSSE_NoForgery(t *testing.T) {
+	rec := httptest.NewRecorder()
+	s := &sseWriter{w: rec, rc: http.NewResponseController(rec)}
+	if err := s.event("lines", "5", "<span>a\rdata: forged\r\revent: done\r</span>\nnext\x1b"); err != nil {
+		t.Fatal(err)
+	}
+	body := rec.Body.String()
+	if strings.ContainsAny(body, "\r\x1b") {
+		t.Fatalf("raw control characters in the stream: %q", body)
+	}
+	// Parse as a browser does: lines end at \r\n, \r or \n; a blank line
+	// ends an event.
+	var events []string
+	name := ""
+	for _, line := range strings.FieldsFunc(strings.ReplaceAll(body, "\n\n", "\n\x00\n"), func(r rune) bool { return r == '\n' || r == '\r' }) {
+		switch {
+		case line == "\x00":
+			events = append(events, name)
+			name = ""
+		case strings.HasPrefix(line, "event: "):
+			name = strings.TrimPrefix(line, "event: ")
+		}
+	}
+	if len(events) != 1 || events[0] != "lines" {
+		t.Errorf("events %q, want one lines event", events)
+	}
+	if !strings.Contains(body, "data: <span>a␍data: forged␍␍event: done␍</span>\ndata: next␛\n") {
+		t.Errorf("the data is not shown as sent: %q", body)
 	}
 }

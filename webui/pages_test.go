@@ -300,3 +300,27 @@ func TestPages_GridForced(t *testing.T) {
 	assert.Contains(t, rows[1], `href="/ci/builders/fail/builds/1"`, "a forced build of the change's revision")
 	assert.Contains(t, page, "builds made for no change")
 }
+
+// TestPages_ControlCharacters: control characters from outside (escape,
+// bell, carriage return...) reach no page raw: they are shown as control
+// pictures, in the change list, the grid, the workers and the build page.
+func TestPages_ControlCharacters(t *testing.T) {
+	u := startUI(t, uiOptions{authz: admin})
+	ctrl := "x\x1b]0;title\x07\rCR\x00NUL\x7fDEL\x1b[2Jclear"
+	c := &ci.Change{Author: "Eve\x1b[31m <eve@example.org>", Branch: "main\x1b", Revision: "r1", Comments: ctrl + "\nsecond", Category: "new-tag"}
+	_, err := u.m.Master.AddChange(context.Background(), c)
+	require.NoError(t, err)
+	u.m.Build(t, citest.Request{Builder: "pass", SourceStamp: ci.SourceStamp{ID: c.SourceStampID}, Properties: map[string]any{"note": ctrl}})
+	for _, path := range []string{"", "changes", "grid", "workers", "builders/pass", "builders/pass/builds/1"} {
+		body := u.do(t, req{path: path}).body
+		for i := 0; i < len(body); i++ {
+			if c := body[i]; c < 0x20 && c != '\t' && c != '\n' || c == 0x7f {
+				t.Errorf("/%s holds the raw control character %q near %q", path, c, body[max(0, i-20):min(len(body), i+20)])
+				break
+			}
+		}
+	}
+	build := u.do(t, req{path: "builders/pass/builds/1"}).body
+	// html/template makes NUL U+FFFD already; the others are pictures.
+	assert.Contains(t, build, `<td class="value">x␛]0;title␇␍CR�NUL␡DEL␛[2Jclear</td>`, "shown as pictures")
+}
