@@ -1,8 +1,13 @@
 package webui
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +96,33 @@ func TestSSE_NoForgery(t *testing.T) {
 	}
 	if !strings.Contains(body, "data: <span>a␍data: forged␍␍event: done␍</span>\ndata: next␛\n") {
 		t.Errorf("the data is not shown as sent: %q", body)
+	}
+}
+
+// TestBodyDeadline: a body that trickles in is cut after
+// bodyReadTimeout; requests without one are left alone.
+func TestBodyDeadline(t *testing.T) {
+	saved := bodyReadTimeout
+	bodyReadTimeout = 500 * time.Millisecond
+	t.Cleanup(func() { bodyReadTimeout = saved })
+	read := make(chan error, 1)
+	srv := httptest.NewServer(bodyDeadline(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		read <- err
+	})))
+	defer srv.Close()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+	select {
+	case err := <-read:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("the body's read ended with %v, want the deadline", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a trickling body was never cut")
 	}
 }

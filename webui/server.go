@@ -70,7 +70,7 @@ func (s *Server) Run(ctx context.Context, m *ci.Master) error {
 	base, _ := basePath(m.Config().PublicURL) // checked by NewHandler
 	srv := &http.Server{
 		// The hooks and mounts too are served under the public URL's path.
-		Handler:           stripBase(base, mux),
+		Handler:           bodyDeadline(stripBase(base, mux)),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -88,4 +88,20 @@ func (s *Server) Run(ctx context.Context, m *ci.Master) error {
 		return fmt.Errorf("web: shut down: %w", err)
 	}
 	return nil
+}
+
+// bodyReadTimeout bounds the reading of a request's body (a form, a
+// JSON-RPC call, a webhook): one that trickles in is cut. Requests
+// without a body are not concerned, so that live streams and downloads,
+// which last, keep going (a server-wide ReadTimeout would cut them).
+var bodyReadTimeout = 30 * time.Second
+
+// bodyDeadline sets the read deadline of requests that carry a body.
+func bodyDeadline(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
