@@ -68,6 +68,7 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 	}
 	var builders []ci.BuilderConfig
 	var names []string
+	chroots := chrootLocks{}
 	for _, a := range architectures {
 		builders = append(builders, ci.BuilderConfig{
 			Name:        a.builder,
@@ -75,7 +76,7 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 			Workers:     []string{a.worker},
 			Properties:  map[string]any{"arch": a.arch},
 			Tags:        []string{"deb", a.arch},
-			Steps:       packageSteps(o, a.arch, archive),
+			Steps:       packageSteps(o, a.arch, archive, chroots),
 		})
 		names = append(names, a.builder)
 	}
@@ -146,7 +147,7 @@ func isTag(ctx context.Context, s *ci.StepRun) (bool, error) {
 // is a Debian version, check it out (master when forced without one),
 // refresh the sbuild chroot, build the package, check it with lintian,
 // upload it with dput, and publish the upload in the master's archive.
-func packageSteps(o options, arch string, archive *debian.Archive) []ci.Step {
+func packageSteps(o options, arch string, archive *debian.Archive, chroots chrootLocks) []ci.Step {
 	halt := func(name string) ci.StepOptions { return ci.StepOptions{Name: name, HaltOnFailure: true} }
 	build := &debian.Sbuild{
 		StepOptions:  halt("sbuild"),
@@ -178,7 +179,17 @@ func packageSteps(o options, arch string, archive *debian.Archive) []ci.Step {
 	} else {
 		chroot := o.Dist + "-" + chrootArch + "-sbuild"
 		build.Chroot = chroot
-		update = &debian.SbuildUpdate{StepOptions: halt("sbuild-update"), Chroot: chroot, Sudo: true}
+		// A worker that builds several architectures from one chroot
+		// (cross builds) must not upgrade it while another build
+		// upgrades it or builds from it: the upgrade takes the chroot's
+		// lock whole, each sbuild one of its places.
+		lock := chroots.get(chroot)
+		update = &debian.SbuildUpdate{
+			StepOptions: ci.StepOptions{Name: "sbuild-update", HaltOnFailure: true, Locks: []ci.LockAccess{lock.Exclusive()}},
+			Chroot:      chroot,
+			Sudo:        true,
+		}
+		build.Locks = []ci.LockAccess{lock.Counting()}
 	}
 	list := []ci.Step{
 		&debian.CheckVersion{
@@ -201,6 +212,19 @@ func packageSteps(o options, arch string, archive *debian.Archive) []ci.Step {
 		&debian.Dput{StepOptions: halt("dput"), Host: ci.Interpolate("%(prop:dput_method)s")},
 		&debian.Publish{StepOptions: halt("publish"), Archive: archive, Distribution: o.Dist},
 	)
+}
+
+// chrootLocks are the per-worker locks of the schroot chroots, by name.
+type chrootLocks map[string]*ci.Lock
+
+// chrootBuilds is how many builds may use one chroot at once.
+const chrootBuilds = 8
+
+func (c chrootLocks) get(chroot string) *ci.Lock {
+	if c[chroot] == nil {
+		c[chroot] = ci.WorkerLock("chroot "+chroot, chrootBuilds)
+	}
+	return c[chroot]
 }
 
 // isBcrypt reports whether a password is given as a bcrypt hash.

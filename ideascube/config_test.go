@@ -236,6 +236,39 @@ func TestConfig_Cross(t *testing.T) {
 	assert.True(t, archiveOf(t, cfg).Unsigned)
 }
 
+// TestConfig_CrossSchroot: the builders that share a worker's schroot
+// chroot share its lock: an upgrade takes it whole, so that it never runs
+// beside another upgrade or a build from that chroot (two concurrent
+// sbuild-update runs fail on debconf's lock); builds take one place each.
+func TestConfig_CrossSchroot(t *testing.T) {
+	o := defaultOptions()
+	o.BaseDir = t.TempDir()
+	o.Dist, o.Cross = "bookworm", []string{"armhf", "i386"}
+	cfg, err := config(o, testSecrets())
+	require.NoError(t, err)
+	_, err = ci.NewMaster(cfg)
+	require.NoError(t, err)
+	var lock *ci.Lock
+	for _, b := range cfg.Builders {
+		update := b.Steps[2].(*debian.SbuildUpdate)
+		sb := b.Steps[3].(*debian.Sbuild)
+		assert.Equal(t, "bookworm-amd64-sbuild", update.Chroot, b.Name)
+		assert.Equal(t, "bookworm-amd64-sbuild", sb.Chroot, b.Name)
+		require.Len(t, update.Locks, 1, b.Name)
+		require.Len(t, sb.Locks, 1, b.Name)
+		assert.True(t, update.Locks[0].Exclusive, b.Name)
+		assert.False(t, sb.Locks[0].Exclusive, b.Name)
+		assert.Same(t, update.Locks[0].Lock, sb.Locks[0].Lock, b.Name)
+		if lock == nil {
+			lock = update.Locks[0].Lock
+		}
+		assert.Same(t, lock, update.Locks[0].Lock, "one lock for one chroot: %s", b.Name)
+	}
+	assert.True(t, lock.PerWorker, "a chroot is a worker's")
+	assert.Equal(t, "chroot bookworm-amd64-sbuild", lock.Name)
+	assert.Greater(t, lock.MaxCount, 1, "builds from one chroot run side by side")
+}
+
 func TestLoadArchiveKey(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "archive-key.asc")
