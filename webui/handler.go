@@ -51,6 +51,9 @@ type app struct {
 	csrf  *http.CrossOriginProtection
 	base  string // the path of the public URL, ending in "/"
 	pages pageSet
+	// closing is closed when the server shuts down: streams and waits end
+	// then, not when the master has stopped, which waits for the server.
+	closing chan struct{}
 }
 
 // Handler returns the web application of m with the default options: a
@@ -70,7 +73,19 @@ func Handler(m *ci.Master) http.Handler {
 // opts (an unreadable htpasswd file, a password that is not a bcrypt hash)
 // at once.
 func NewHandler(m *ci.Master, opts *Options) (http.Handler, error) {
-	a := &app{m: m}
+	a, err := newApp(m, opts)
+	if err != nil {
+		return nil, err
+	}
+	return a.handler(), nil
+}
+
+// handler is the application's handler, at its base path.
+func (a *app) handler() http.Handler { return stripBase(a.base, a.routes()) }
+
+// newApp checks opts and makes the application of m.
+func newApp(m *ci.Master, opts *Options) (*app, error) {
+	a := &app{m: m, closing: make(chan struct{})}
 	if opts != nil {
 		a.opts = *opts
 	}
@@ -101,7 +116,7 @@ func NewHandler(m *ci.Master, opts *Options) (http.Handler, error) {
 	if a.pages, err = parsePages(m.Now); err != nil {
 		return nil, fmt.Errorf("webui: %w", err)
 	}
-	return stripBase(a.base, a.routes()), nil
+	return a, nil
 }
 
 // basePath returns the path of a public URL, ending in "/".

@@ -199,6 +199,8 @@ func (a *app) liveLog(w http.ResponseWriter, r *http.Request) {
 				return
 			case <-a.m.Done():
 				return
+			case <-a.closing:
+				return
 			case e, ok := <-sub.C:
 				if !ok {
 					return
@@ -499,6 +501,8 @@ func (a *app) liveEvents(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-a.m.Done():
+			return
+		case <-a.closing:
 			return
 		case e, ok := <-sub.C:
 			if !ok {

@@ -115,6 +115,8 @@ func (a *app) landing(ctx context.Context, st ci.Store, builder string, reqs []*
 				return a.builderURL(builder)
 			case <-a.m.Done():
 				return a.builderURL(builder)
+			case <-a.closing:
+				return a.builderURL(builder)
 			}
 		}
 	}

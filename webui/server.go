@@ -52,7 +52,7 @@ func (s *Server) Run(ctx context.Context, m *ci.Master) error {
 			return fmt.Errorf("web: %w", err)
 		}
 	}
-	app, err := NewHandler(m, &s.Options)
+	app, err := newApp(m, &s.Options)
 	if err != nil {
 		if s.Listener == nil {
 			ln.Close()
@@ -60,7 +60,7 @@ func (s *Server) Run(ctx context.Context, m *ci.Master) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/", app)
+	mux.Handle("/", app.handler())
 	for _, h := range m.Config().ChangeHooks {
 		mux.Handle("/change_hook/"+h.Dialect(), h.Handler(m))
 	}
@@ -74,6 +74,9 @@ func (s *Server) Run(ctx context.Context, m *ci.Master) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	// Event streams last as long as their page: they end when the server
+	// shuts down, so that they do not hold it.
+	srv.RegisterOnShutdown(func() { close(app.closing) })
 	m.Logger().Info("web server listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -1,10 +1,12 @@
 package webui_test
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -60,4 +62,45 @@ func TestServer(t *testing.T) {
 	res.Body.Close()
 	assert.Equal(t, http.StatusMovedPermanently, res.StatusCode)
 	assert.Equal(t, "/ci/", res.Header.Get("Location"))
+}
+
+// TestServer_StopWithStreams: open event streams end when the master
+// stops; they do not hold its stop.
+func TestServer_StopWithStreams(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg := testConfig()
+	cfg.BaseDir = t.TempDir()
+	cfg.Services = append(cfg.Services, &webui.Server{Listener: ln})
+	m, err := ci.NewMaster(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- m.Run(ctx) }()
+	<-m.Ready()
+
+	res, err := http.Get("http://" + ln.Addr().String() + "/live")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	read := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, res.Body)
+		read <- err
+	}()
+
+	cancel()
+	select {
+	case err := <-runErr:
+		require.NoError(t, err)
+	case <-time.After(time.Second):
+		t.Fatal("the master's Run did not return within 1 s of its stop, with an event stream open")
+	}
+	select {
+	case err := <-read:
+		assert.NoError(t, err, "the stream ends cleanly")
+	case <-time.After(time.Minute):
+		t.Fatal("the stream did not end")
+	}
 }
