@@ -52,8 +52,10 @@ type Options struct {
 	// Timeout bounds each wait (DefaultTimeout if zero).
 	Timeout time.Duration
 	// LogLevel is the level of the master's log written to the test log
-	// (slog.LevelWarn if zero, so that only problems show).
-	LogLevel slog.Level
+	// (slog.LevelWarn if nil, so that only problems show), as in
+	// slog.HandlerOptions: a slog.Level, or a *slog.LevelVar to change it
+	// while the test runs.
+	LogLevel slog.Leveler
 }
 
 // Start starts a master from cfg for the test and stops it when the test
@@ -77,7 +79,7 @@ func Start(tb testing.TB, cfg ci.MasterConfig, opts ...Options) *Master {
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
 	}
-	if o.LogLevel == 0 {
+	if o.LogLevel == nil {
 		o.LogLevel = slog.LevelWarn
 	}
 	if !filepath.IsAbs(cfg.BaseDir) {

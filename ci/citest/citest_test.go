@@ -2,7 +2,9 @@ package citest_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -71,6 +73,57 @@ func TestStart(t *testing.T) {
 		again := m.WaitBuild(t, b.Record.ID)
 		assert.Equal(t, b.Record.ID, again.Record.ID)
 	})
+}
+
+// loggedTB keeps what is written to the test log.
+type loggedTB struct {
+	testing.TB
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *loggedTB) Log(args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, a := range args {
+		l.lines = append(l.lines, a.(string))
+	}
+}
+
+func (l *loggedTB) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// TestStart_LogLevel: the master's log goes to the test log from Warn by
+// default, from the level asked for otherwise, Info included.
+func TestStart_LogLevel(t *testing.T) {
+	for name, tc := range map[string]struct {
+		level    slog.Leveler
+		wantInfo bool
+	}{
+		"Default": {nil, false},
+		"Info":    {slog.LevelInfo, true},
+		"LevelVar": {func() slog.Leveler {
+			var v slog.LevelVar
+			v.Set(slog.LevelInfo)
+			return &v
+		}(), true},
+		"Error": {slog.LevelError, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tb := &loggedTB{TB: t}
+			m := citest.Start(tb, config(), citest.Options{LogLevel: tc.level})
+			b := m.Build(tb, citest.Request{Builder: "pkg", SourceStamp: ci.SourceStamp{Branch: "main"}})
+			require.Equal(t, ci.Success, b.Results())
+			if tc.wantInfo {
+				assert.Contains(t, tb.text(), "level=INFO msg=\"build started\" builder=pkg")
+			} else {
+				assert.NotContains(t, tb.text(), "level=INFO")
+			}
+		})
+	}
 }
 
 func TestOutput(t *testing.T) {
