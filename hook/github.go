@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/google/go-github/v60/github"
 
 	"github.com/kilnci/kiln/ci"
 )
@@ -46,6 +45,27 @@ type GitHub struct {
 	Codebase string
 	// MaxBodyBytes bounds the request body; DefaultMaxBodyBytes if zero.
 	MaxBodyBytes int64
+	// Skips are regular expressions: a branch push whose head commit's
+	// message matches one gives no change, nor does a pull request whose
+	// head commit's does (read through GitHub's API: only with Token).
+	// Nil means DefaultSkips; an empty list, none. Tags are built
+	// whatever their commit says.
+	Skips []string
+	// PayloadProperties selects fields of the payload given to every
+	// change as properties named "github." and the field's path, dots
+	// between the keys ("github.repository.name"): Buildbot's
+	// github_property_whitelist. The patterns are path.Match's, where "*"
+	// matches dots too. For a pull request, the fields are those of the
+	// payload's pull_request object ("github.head.ref"), as in Buildbot.
+	PayloadProperties []string
+	// Token is a GitHub API token (from a secret). With one, the changes
+	// of a pull request list the files it touches, and its head commit's
+	// message is checked for Skips. Without one, the hook never calls
+	// GitHub.
+	Token string
+	// APIURL is the base URL of GitHub's REST API, for GitHub Enterprise
+	// ("https://github.example.org/api/v3/"); GitHub's own if empty.
+	APIURL string
 }
 
 var _ ci.ChangeHook = (*GitHub)(nil)
@@ -65,6 +85,17 @@ func (h *GitHub) Validate() error {
 	if h.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("MaxBodyBytes is negative (%d)", h.MaxBodyBytes))
 	}
+	if _, err := newSkipper(h.Skips); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkPatterns(h.PayloadProperties); err != nil {
+		errs = append(errs, err)
+	}
+	if h.APIURL != "" {
+		if _, err := newGitHubAPI(h.Token, h.APIURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -76,6 +107,13 @@ func (h *GitHub) Validate() error {
 func (h *GitHub) Handler(m *ci.Master) http.Handler {
 	secret := []byte(h.Secret)
 	codebase := h.Codebase
+	skips, _ := newSkipper(h.Skips) // checked by Validate
+	var api *githubAPI
+	if h.Token != "" {
+		api, _ = newGitHubAPI(h.Token, h.APIURL)
+	}
+	props := h.PayloadProperties
+	log := m.Logger().With("hook", h.Dialect())
 	authenticate := func(r *http.Request, body io.Reader) error {
 		if len(secret) == 0 {
 			return forbidden("the hook has no secret configured")
@@ -91,9 +129,28 @@ func (h *GitHub) Handler(m *ci.Master) http.Handler {
 		if err != nil {
 			return nil, err
 		}
-		ev, err := ParseGitHubEvent(event, payload)
+		ev, e, err := parseGitHubEvent(event, payload)
 		if err != nil {
 			return nil, badRequest("%v", err)
+		}
+		if len(ev.Changes) > 0 {
+			ev = githubSkip(event, e, ev, skips)
+		}
+		if len(ev.Changes) > 0 && event == "pull_request" && api != nil {
+			ev = api.pullRequest(r.Context(), log, e, ev, skips)
+		}
+		if len(ev.Changes) > 0 && len(props) > 0 {
+			object := json.RawMessage(payload)
+			if event == "pull_request" {
+				object = e.raw.PullRequest
+			}
+			extra, err := payloadProperties("github", object, props)
+			if err != nil {
+				return nil, badRequest("%v", err)
+			}
+			for i := range ev.Changes {
+				ev.Changes[i].Properties = withProperties(ev.Changes[i].Properties, extra)
+			}
 		}
 		for i := range ev.Changes {
 			if ev.Changes[i].Codebase == "" {
@@ -171,77 +228,125 @@ func ParseGitHub(event string, body []byte) ([]ci.Change, error) {
 // ParseGitHubEvent is ParseGitHub, with the reason an event gives no
 // change and the tags it deleted.
 func ParseGitHubEvent(event string, body []byte) (Event, error) {
+	ev, _, err := parseGitHubEvent(event, body)
+	return ev, err
+}
+
+// parseGitHubEvent is ParseGitHubEvent, with the payload as read.
+func parseGitHubEvent(event string, body []byte) (Event, *ghEvent, error) {
 	switch event {
 	case "push", "create", "delete", "pull_request", "ping":
 	default:
-		return Event{Ignored: fmt.Sprintf("GitHub's %q events start no build (push, create, delete and pull_request do)", event)}, nil
+		return Event{Ignored: fmt.Sprintf("GitHub's %q events start no build (push, create, delete and pull_request do)", event)}, nil, nil
 	}
-	v, err := github.ParseWebHook(event, body)
-	if err != nil {
-		return Event{}, fmt.Errorf("invalid %s payload: %w", event, err)
+	var e ghEvent
+	if err := json.Unmarshal(body, &e); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return Event{}, nil, fmt.Errorf("invalid %s payload: %s is a JSON %s, which the hook cannot read as %s", event, te.Field, te.Value, te.Type)
+		}
+		return Event{}, nil, fmt.Errorf("invalid %s payload: %w", event, err)
 	}
-	switch e := v.(type) {
-	case *github.PushEvent:
-		return githubPush(e)
-	case *github.CreateEvent:
-		return githubCreate(e)
-	case *github.DeleteEvent:
-		return githubDelete(e)
-	case *github.PullRequestEvent:
-		return githubPullRequest(e)
+	if err := json.Unmarshal(body, &e.raw); err != nil {
+		return Event{}, nil, fmt.Errorf("invalid %s payload: %w", event, err)
 	}
-	return Event{Ignored: "ping: the hook is set up"}, nil
+	var ev Event
+	var err error
+	switch event {
+	case "push":
+		ev, err = githubPush(&e)
+	case "create":
+		ev, err = githubCreate(&e)
+	case "delete":
+		ev, err = githubDelete(&e)
+	case "pull_request":
+		ev, err = githubPullRequest(&e)
+	default:
+		ev = Event{Ignored: "ping: the hook is set up"}
+	}
+	return ev, &e, err
+}
+
+// githubSkip drops the changes of a branch push whose head commit asks,
+// in its message, to be skipped.
+func githubSkip(event string, e *ghEvent, ev Event, skips skipper) Event {
+	if event != "push" || !strings.HasPrefix(e.Ref, "refs/heads/") {
+		return ev
+	}
+	head := e.HeadCommit
+	if head == nil && len(e.Commits) > 0 {
+		head = e.Commits[len(e.Commits)-1]
+	}
+	if head == nil {
+		return ev
+	}
+	if m := skips.match(head.Message); m != "" {
+		return Event{Ignored: fmt.Sprintf("push to %q skipped: its head commit's message says %s", strings.TrimPrefix(e.Ref, "refs/heads/"), m)}
+	}
+	return ev
+}
+
+// withProperties returns props with extra added (a new map).
+func withProperties(props, extra map[string]any) map[string]any {
+	out := make(map[string]any, len(props)+len(extra))
+	for k, v := range props {
+		out[k] = v
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
 }
 
 // githubNewTag is the change for a tag created in a repository, the same
 // whether GitHub told of it with a create or a push event, so that the
 // first one to arrive is stored and the other recognised (TagKey).
-func githubNewTag(repo *github.Repository, tag, sender string) ci.Change {
+func githubNewTag(repo *ghRepository, tag, sender string) ci.Change {
 	c := ci.Change{
 		Author:     sender,
 		Comments:   "Tag " + tag + " created",
 		Branch:     tag,
 		Revision:   tag,
 		Category:   CategoryNewTag,
-		Repository: repo.GetCloneURL(),
-		Project:    repo.GetFullName(),
+		Repository: repo.cloneURL(),
+		Project:    repo.FullName,
 	}
-	if u := repo.GetHTMLURL(); u != "" {
+	if u := repo.HTMLURL; u != "" {
 		c.RevLink = u + "/tree/" + url.PathEscape(tag)
 	}
 	c.DedupKey = TagKey(c.Repository, tag)
 	return c
 }
 
-func githubCreate(e *github.CreateEvent) (Event, error) {
-	if e.GetRefType() != "tag" {
-		return Event{Ignored: fmt.Sprintf("%s %q created: only a tag's creation gives a change (a branch's commits come with push events)", e.GetRefType(), e.GetRef())}, nil
+func githubCreate(e *ghEvent) (Event, error) {
+	if e.RefType != "tag" {
+		return Event{Ignored: fmt.Sprintf("%s %q created: only a tag's creation gives a change (a branch's commits come with push events)", e.RefType, e.Ref)}, nil
 	}
-	if e.GetRef() == "" {
+	if e.Ref == "" {
 		return Event{}, errors.New("create event without ref")
 	}
-	if e.GetRepo().GetCloneURL() == "" {
-		return Event{}, errors.New("create event without repository.clone_url")
+	if e.Repository.cloneURL() == "" {
+		return Event{}, errors.New("create event without repository.clone_url or repository.html_url")
 	}
 	// The create event names the tag without its refs/tags/ prefix.
-	tag := strings.TrimPrefix(e.GetRef(), "refs/tags/")
-	return Event{Changes: []ci.Change{githubNewTag(e.GetRepo(), tag, e.GetSender().GetLogin())}}, nil
+	tag := strings.TrimPrefix(e.Ref, "refs/tags/")
+	return Event{Changes: []ci.Change{githubNewTag(&e.Repository, tag, e.Sender.Login)}}, nil
 }
 
 // githubDelete records the deletion of a tag, so that a tag created again
 // under its name is built again.
-func githubDelete(e *github.DeleteEvent) (Event, error) {
-	ref := strings.TrimPrefix(e.GetRef(), "refs/tags/")
-	if e.GetRefType() != "tag" || ref == "" || e.GetRepo().GetCloneURL() == "" {
-		return Event{Ignored: fmt.Sprintf("%s %q deleted", e.GetRefType(), e.GetRef())}, nil
+func githubDelete(e *ghEvent) (Event, error) {
+	ref := strings.TrimPrefix(e.Ref, "refs/tags/")
+	if e.RefType != "tag" || ref == "" || e.Repository.cloneURL() == "" {
+		return Event{Ignored: fmt.Sprintf("%s %q deleted", e.RefType, e.Ref)}, nil
 	}
 	return Event{
 		Ignored:     fmt.Sprintf("tag %q deleted: a tag created again under that name is built again", ref),
-		DeletedTags: []string{TagKey(e.GetRepo().GetCloneURL(), ref)},
+		DeletedTags: []string{TagKey(e.Repository.cloneURL(), ref)},
 	}, nil
 }
 
-func githubPush(e *github.PushEvent) (Event, error) {
+func githubPush(e *ghEvent) (Event, error) {
 	changes, deleted, why, err := githubPushChanges(e)
 	ev := Event{Changes: changes, Ignored: why}
 	if deleted != "" {
@@ -250,12 +355,12 @@ func githubPush(e *github.PushEvent) (Event, error) {
 	return ev, err
 }
 
-func githubPushChanges(e *github.PushEvent) (changes []ci.Change, deletedTag, ignored string, err error) {
-	repo := e.GetRepo()
-	if repo.GetCloneURL() == "" {
-		return nil, "", "", errors.New("push event without repository.clone_url")
+func githubPushChanges(e *ghEvent) (changes []ci.Change, deletedTag, ignored string, err error) {
+	repo := &e.Repository
+	if repo.cloneURL() == "" {
+		return nil, "", "", errors.New("push event without repository.clone_url or repository.html_url")
 	}
-	ref := e.GetRef()
+	ref := e.Ref
 	var branch string
 	isTag := false
 	switch {
@@ -270,23 +375,22 @@ func githubPushChanges(e *github.PushEvent) (changes []ci.Change, deletedTag, ig
 	if branch == "" {
 		return nil, "", fmt.Sprintf("push to %q, without a name", ref), nil
 	}
-	if e.GetDeleted() {
+	if e.Deleted {
 		if isTag {
-			return nil, TagKey(repo.GetCloneURL(), branch), fmt.Sprintf("tag %q deleted: a tag created again under that name is built again", branch), nil
+			return nil, TagKey(repo.cloneURL(), branch), fmt.Sprintf("tag %q deleted: a tag created again under that name is built again", branch), nil
 		}
 		return nil, "", fmt.Sprintf("branch %q deleted", branch), nil
 	}
-	if isTag && e.GetCreated() {
-		r := &github.Repository{CloneURL: repo.CloneURL, FullName: repo.FullName, HTMLURL: repo.HTMLURL}
-		return []ci.Change{githubNewTag(r, branch, e.GetSender().GetLogin())}, "", "", nil
+	if isTag && e.Created {
+		return []ci.Change{githubNewTag(repo, branch, e.Sender.Login)}, "", "", nil
 	}
 	commits := e.Commits
-	if isTag || e.GetCreated() || len(commits) == 0 {
+	if isTag || e.Created || len(commits) == 0 {
 		// A moved tag or a new branch: build its head, not the commits
 		// that led there.
 		commits = nil
-		if e.HeadCommit != nil {
-			commits = []*github.HeadCommit{e.HeadCommit}
+		if e.HeadCommit != nil && e.HeadCommit.id() != "" {
+			commits = []*ghCommit{e.HeadCommit}
 		}
 	}
 	category := ""
@@ -294,37 +398,33 @@ func githubPushChanges(e *github.PushEvent) (changes []ci.Change, deletedTag, ig
 		category = CategoryTag
 	}
 	for _, hc := range commits {
-		if hc == nil {
+		if hc == nil || hc.id() == "" {
 			continue
-		}
-		id := hc.GetID()
-		if id == "" {
-			id = hc.GetSHA()
 		}
 		var files []string
 		files = append(files, hc.Added...)
 		files = append(files, hc.Modified...)
 		files = append(files, hc.Removed...)
 		changes = append(changes, ci.Change{
-			Author:     person(hc.GetAuthor().GetName(), hc.GetAuthor().GetEmail()),
-			Committer:  person(hc.GetCommitter().GetName(), hc.GetCommitter().GetEmail()),
-			Comments:   hc.GetMessage(),
+			Author:     person(hc.Author.Name, hc.Author.Email),
+			Committer:  person(hc.Committer.Name, hc.Committer.Email),
+			Comments:   hc.Message,
 			Branch:     branch,
-			Revision:   id,
-			RevLink:    hc.GetURL(),
-			When:       utc(hc.GetTimestamp().Time),
+			Revision:   hc.id(),
+			RevLink:    hc.URL,
+			When:       utc(hc.Timestamp.Time),
 			Category:   category,
-			Repository: repo.GetCloneURL(),
-			Project:    repo.GetFullName(),
+			Repository: repo.cloneURL(),
+			Project:    repo.FullName,
 			Files:      files,
 			Properties: map[string]any{"event": "push", "github_distinct": hc.Distinct == nil || *hc.Distinct},
 		})
 	}
-	if len(changes) == 0 && isTag && e.GetAfter() != "" {
+	if len(changes) == 0 && isTag && e.After != "" {
 		changes = append(changes, ci.Change{
-			Author: e.GetSender().GetLogin(), Comments: "Tag " + branch + " moved",
-			Branch: branch, Revision: e.GetAfter(), Category: CategoryTag,
-			Repository: repo.GetCloneURL(), Project: repo.GetFullName(),
+			Author: e.Sender.Login, Comments: "Tag " + branch + " moved",
+			Branch: branch, Revision: e.After, Category: CategoryTag,
+			Repository: repo.cloneURL(), Project: repo.FullName,
 			Properties: map[string]any{"event": "push"},
 		})
 	}
@@ -334,54 +434,56 @@ func githubPushChanges(e *github.PushEvent) (changes []ci.Change, deletedTag, ig
 	return changes, "", "", nil
 }
 
-func githubPullRequest(e *github.PullRequestEvent) (Event, error) {
-	switch e.GetAction() {
+func githubPullRequest(e *ghEvent) (Event, error) {
+	switch e.Action {
 	case "opened", "synchronize", "reopened":
 	default:
-		return Event{Ignored: fmt.Sprintf("pull request %s: only opened, reopened and synchronize give changes", e.GetAction())}, nil
+		return Event{Ignored: fmt.Sprintf("pull request %s: only opened, reopened and synchronize give changes", e.Action)}, nil
 	}
-	pr := e.GetPullRequest()
-	number := e.GetNumber()
+	pr := e.PullRequest
+	if pr == nil {
+		return Event{}, errors.New("pull_request event without pull_request")
+	}
+	number := e.Number
 	if number == 0 {
-		number = pr.GetNumber()
+		number = pr.Number
 	}
-	sha := pr.GetHead().GetSHA()
+	sha := pr.Head.SHA
 	if number == 0 || sha == "" {
 		return Event{}, errors.New("pull_request event without number or head sha")
 	}
-	repo := e.GetRepo()
-	if repo.GetCloneURL() == "" {
-		repo = pr.GetBase().GetRepo()
+	repo := &e.Repository
+	if repo.cloneURL() == "" {
+		repo = pr.Base.Repo
 	}
-	if repo.GetCloneURL() == "" {
-		return Event{}, errors.New("pull_request event without repository.clone_url")
+	if repo.cloneURL() == "" {
+		return Event{}, errors.New("pull_request event without repository.clone_url or repository.html_url")
 	}
-	commits := pr.GetCommits()
 	plural := "s"
-	if commits == 1 {
+	if pr.Commits == 1 {
 		plural = ""
 	}
-	when := pr.GetUpdatedAt().Time
+	when := pr.UpdatedAt.Time
 	if when.IsZero() {
-		when = pr.GetCreatedAt().Time
+		when = pr.CreatedAt.Time
 	}
 	return Event{Changes: []ci.Change{{
-		Author:   e.GetSender().GetLogin(),
-		Comments: fmt.Sprintf("GitHub Pull Request #%d (%d commit%s)\n%s\n%s", number, commits, plural, pr.GetTitle(), pr.GetBody()),
+		Author:   e.Sender.Login,
+		Comments: fmt.Sprintf("GitHub Pull Request #%d (%d commit%s)\n%s\n%s", number, pr.Commits, plural, pr.Title, pr.Body),
 		// The head of the pull request, fetchable from the base repository
 		// even when it comes from a fork.
 		Branch:     fmt.Sprintf("refs/pull/%d/head", number),
 		Revision:   sha,
-		RevLink:    pr.GetHTMLURL(),
+		RevLink:    pr.HTMLURL,
 		When:       utc(when),
 		Category:   CategoryPull,
-		Repository: repo.GetCloneURL(),
-		Project:    repo.GetFullName(),
+		Repository: repo.cloneURL(),
+		Project:    repo.FullName,
 		Properties: map[string]any{
 			"event":          "pull_request",
-			"pullrequesturl": pr.GetHTMLURL(),
-			"basename":       pr.GetBase().GetRef(),
-			"headname":       pr.GetHead().GetRef(),
+			"pullrequesturl": pr.HTMLURL,
+			"basename":       pr.Base.Ref,
+			"headname":       pr.Head.Ref,
 			"prnumber":       float64(number),
 		},
 	}}}, nil

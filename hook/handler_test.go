@@ -131,6 +131,16 @@ type testMaster struct {
 // and the web server on a loopback port.
 func startMaster(t *testing.T) *testMaster {
 	t.Helper()
+	return startMasterWith(t,
+		&hook.GitHub{Secret: githubSecret, Strict: true, MaxBodyBytes: 1 << 20},
+		&hook.GitLab{Secret: gitlabSecret},
+		&hook.Base{Secret: baseSecret},
+	)
+}
+
+// startMasterWith is startMaster with other hooks.
+func startMasterWith(t *testing.T, hooks ...ci.ChangeHook) *testMaster {
+	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "state.sqlite"))
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
@@ -148,15 +158,11 @@ func startMaster(t *testing.T) *testMaster {
 				Command:     []any{"echo", ci.Interpolate("%(prop:branch)s")},
 			}},
 		}},
-		Schedulers: []ci.Scheduler{tm.sched},
-		ChangeHooks: []ci.ChangeHook{
-			&hook.GitHub{Secret: githubSecret, Strict: true, MaxBodyBytes: 1 << 20},
-			&hook.GitLab{Secret: gitlabSecret},
-			&hook.Base{Secret: baseSecret},
-		},
-		Services: []ci.Service{&webui.Server{Listener: ln}},
-		Store:    tm.store,
-		Logger:   slog.New(slog.NewTextHandler(io.MultiWriter(tm.log, testLog{t}), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Schedulers:  []ci.Scheduler{tm.sched},
+		ChangeHooks: hooks,
+		Services:    []ci.Service{&webui.Server{Listener: ln}},
+		Store:       tm.store,
+		Logger:      slog.New(slog.NewTextHandler(io.MultiWriter(tm.log, testLog{t}), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	tm.Master = citest.Start(t, cfg)
 	tm.URL = "http://" + ln.Addr().String()
