@@ -237,3 +237,120 @@ func TestGitHub_PayloadProperties(t *testing.T) {
 }
 
 var _ ci.ChangeHook = (*hook.GitHub)(nil)
+
+// TestParseGitLab_Note: a comment on a merge request makes a change of
+// its last commit, category "note", as in Buildbot; on anything else,
+// none.
+func TestParseGitLab_Note(t *testing.T) {
+	mr, err := hook.ParseGitLab("Merge Request Hook", readTestdata(t, "gitlab/merge_request_open.json"))
+	require.NoError(t, err)
+	require.Len(t, mr, 1)
+	got, err := hook.ParseGitLab("Note Hook", readTestdata(t, "gitlab/note_merge_request.json"))
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	want := mr[0]
+	want.Category = hook.CategoryNote
+	want.Properties = withProps(want.Properties, map[string]any{"event": "note", "comments": "Rebuild please: the mirror was down."})
+	assert.Equal(t, want, got[0])
+
+	ev, err := hook.ParseGitLabEvent("Note Hook", readTestdata(t, "gitlab/note_commit.json"))
+	require.NoError(t, err)
+	assert.Empty(t, ev.Changes)
+	assert.Equal(t, "comment on something other than a merge request", ev.Ignored)
+
+	bad := edit(t, "gitlab/note_merge_request.json", func(v map[string]any) { delete(object(v, "merge_request"), "last_commit") })
+	_, err = hook.ParseGitLab("Note Hook", bad)
+	assert.EqualError(t, err, "note on a merge request without target.git_http_url, iid or last_commit.id")
+}
+
+func withProps(props, extra map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range props {
+		out[k] = v
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
+// TestParseGitLab_RepositoryURL: a push payload without the project's
+// HTTP URL names the repository by the URL Buildbot uses.
+func TestParseGitLab_RepositoryURL(t *testing.T) {
+	body := edit(t, "gitlab/push.json", func(v map[string]any) { delete(object(v, "project"), "git_http_url") })
+	got, err := hook.ParseGitLab("Push Hook", body)
+	require.NoError(t, err)
+	require.NotEmpty(t, got)
+	var v map[string]any
+	require.NoError(t, json.Unmarshal(body, &v))
+	repo := object(v, "repository")
+	want := repo["git_http_url"]
+	if want == nil {
+		want = repo["url"]
+	}
+	require.NotNil(t, want)
+	assert.Equal(t, want, got[0].Repository)
+
+	body = edit(t, "gitlab/push.json", func(v map[string]any) {
+		delete(object(v, "project"), "git_http_url")
+		delete(v, "repository")
+	})
+	_, err = hook.ParseGitLab("Push Hook", body)
+	assert.EqualError(t, err, "Push Hook without project.git_http_url or repository.git_http_url or repository.url")
+}
+
+// TestGitLab_Buildbot: ?codebase= and ?project= in the webhook's URL,
+// notes, and skips, through the handler.
+func TestGitLab_Buildbot(t *testing.T) {
+	tm := startMasterWith(t, &hook.GitLab{Secret: gitlabSecret, Codebase: "main"})
+	hookURL := tm.URL + "/change_hook/gitlab"
+	push := readTestdata(t, "gitlab/push.json")
+	h := gitlabHeader("Push Hook")
+	h.Set("Idempotency-Key", "p1")
+	r := post(t, hookURL+"?codebase=ideascube&project=ideascube-box", h, push)
+	require.Equal(t, "ok: 2 changes added, 0 already received\n", r.body)
+	h.Set("Idempotency-Key", "p2")
+	r = post(t, hookURL, h, push)
+	require.Equal(t, "ok: 2 changes added, 0 already received\n", r.body)
+	cs := tm.changes(t)
+	require.Len(t, cs, 4)
+	assert.Equal(t, "ideascube", cs[0].Codebase)
+	assert.Equal(t, "ideascube-box", cs[0].Project)
+	assert.Equal(t, "main", cs[2].Codebase, "the hook's own codebase otherwise")
+	assert.Equal(t, "ideascube/ideascube", cs[2].Project)
+
+	note := readTestdata(t, "gitlab/note_merge_request.json")
+	h = gitlabHeader("Note Hook")
+	h.Set("Idempotency-Key", "n1")
+	r = post(t, hookURL, h, note)
+	require.Equal(t, "ok: 1 changes added, 0 already received\n", r.body)
+	cs = tm.changes(t)
+	require.Len(t, cs, 5)
+	assert.Equal(t, "note", cs[4].Category)
+	assert.Equal(t, "Rebuild please: the mirror was down.", cs[4].Properties["comments"])
+
+	skipped := edit(t, "gitlab/push.json", func(v map[string]any) {
+		commits := v["commits"].([]any)
+		head := commits[len(commits)-1].(map[string]any)
+		if sha, ok := v["checkout_sha"].(string); ok {
+			for _, c := range commits {
+				if c.(map[string]any)["id"] == sha {
+					head = c.(map[string]any)
+				}
+			}
+		}
+		head["message"] = "Update the docs [ci skip]\n"
+	})
+	h = gitlabHeader("Push Hook")
+	h.Set("Idempotency-Key", "p3")
+	r = post(t, hookURL, h, skipped)
+	assert.Equal(t, "ok: ignored: push to \"master\" skipped: its head commit's message says [ci skip]\n", r.body)
+	mr := edit(t, "gitlab/merge_request_open.json", func(v map[string]any) {
+		object(object(v, "object_attributes"), "last_commit")["message"] = "WIP [skip ci]"
+	})
+	h = gitlabHeader("Merge Request Hook")
+	h.Set("Idempotency-Key", "m1")
+	r = post(t, hookURL, h, mr)
+	assert.Regexp(t, `^ok: ignored: merge request !\d+ skipped: its head commit's message says \[skip ci\]\n$`, r.body)
+	assert.Len(t, tm.changes(t), 5)
+}

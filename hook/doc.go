@@ -74,14 +74,18 @@
 // is checked here, with HMAC-SHA256 in constant time. The SHA-1
 // X-Hub-Signature is never accepted. GitHub.Validate refuses an empty
 // Secret, since go-github's ValidatePayload accepts anything with one.
-// Bodies are application/json or a form with a payload field. Events, with
-// go-github's types:
+// Bodies are application/json or a form with a payload field. Payloads
+// are read into the hook's own types, holding only the fields it reads: a
+// surprise elsewhere in a payload (GitHub adds fields, and some change
+// type) never refuses a delivery; a field it reads, malformed, is named in
+// the 400 answer. Events:
 //
 //   - ping: no change.
 //   - push to a branch: one change per commit (only the head commit for a
 //     new branch), branch from the ref, no category (as Buildbot), author
 //     and committer "Name <email>", files added, modified and removed,
-//     property github_distinct. To a tag: see Tags.
+//     property github_distinct. To a tag: see Tags. A push without
+//     commits and without a head commit: no change.
 //   - create of a tag: see Tags. Of a branch: no change (its push event
 //     gives the changes).
 //   - delete of a tag, or a push that deletes one: no change; see Tags.
@@ -92,8 +96,18 @@
 //     change.
 //   - anything else: no change.
 //
-// Repositories are named by their clone URL (https://github.com/o/r.git)
-// and projects by their full name (o/r).
+// Repositories are named by their clone URL (https://github.com/o/r.git),
+// or their page's URL (Buildbot's name) in a payload without one, and
+// projects by their full name (o/r).
+//
+// As in Buildbot, a branch push whose head commit's message says
+// "[ci skip]" or "[skip ci]" gives no change (GitHub.Skips chooses the
+// patterns); tags are built whatever their commit says. With an API
+// Token, a pull request's head commit is read from GitHub's API and
+// checked too, and its change lists the files the pull request touches;
+// when the API fails, the change is kept without them. PayloadProperties
+// gives selected fields of the payload as github.* properties (Buildbot's
+// github_property_whitelist).
 //
 // # GitLab (dialect "gitlab")
 //
@@ -110,10 +124,17 @@
 //     (oldrev set): one change on the head, category "merge_request",
 //     branch refs/merge-requests/<iid>/head, with Buildbot's properties
 //     (source_branch, target_branch, source_repository...).
+//   - Note Hook, a comment on a merge request: the same change for its
+//     last commit, category "note" (CategoryNote), with the comment as
+//     property comments. Comments on anything else: no change.
 //   - anything else: no change.
 //
-// Repositories are named by their HTTP clone URL (git_http_url) and
-// projects by their path with namespace.
+// Repositories are named by their HTTP clone URL (git_http_url; in a push
+// payload without one, the repository's URL, which Buildbot uses) and
+// projects by their path with namespace. As in Buildbot, a webhook URL
+// ending in ?codebase=NAME gives the changes that codebase, and
+// ?project=NAME that project. Skips work as for GitHub, on a branch push's
+// head commit and a merge request's last commit.
 //
 // # Base (dialect "base")
 //

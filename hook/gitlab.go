@@ -34,10 +34,17 @@ type GitLab struct {
 	// with 403. It is compared in constant time. An empty Secret is a
 	// configuration error.
 	Secret string
-	// Codebase is given to every change (Buildbot's codebase option).
+	// Codebase is given to every change (Buildbot's codebase option). A
+	// webhook URL ending in ?codebase=NAME gives its own, as in Buildbot,
+	// and ?project=NAME the changes' project.
 	Codebase string
 	// MaxBodyBytes bounds the request body; DefaultMaxBodyBytes if zero.
 	MaxBodyBytes int64
+	// Skips are regular expressions: a branch push whose head commit's
+	// message matches one gives no change, nor does a merge request
+	// whose last commit's does. Nil means DefaultSkips; an empty list,
+	// none. Tags are built whatever their commit says.
+	Skips []string
 }
 
 var _ ci.ChangeHook = (*GitLab)(nil)
@@ -55,6 +62,9 @@ func (h *GitLab) Validate() error {
 	if h.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("MaxBodyBytes is negative (%d)", h.MaxBodyBytes))
 	}
+	if _, err := newSkipper(h.Skips); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -65,6 +75,7 @@ func (h *GitLab) Handler(m *ci.Master) http.Handler {
 	want := sha256.Sum256([]byte(h.Secret))
 	empty := h.Secret == ""
 	codebase := h.Codebase
+	skips, _ := newSkipper(h.Skips) // checked by Validate
 	// The token is a header: a request without the right one is refused
 	// before its body is read.
 	authenticate := func(r *http.Request, _ io.Reader) error {
@@ -93,9 +104,20 @@ func (h *GitLab) Handler(m *ci.Master) http.Handler {
 		if err != nil {
 			return nil, badRequest("%v", err)
 		}
+		if len(ev.Changes) > 0 {
+			ev = gitlabSkip(event, body, ev, skips)
+		}
+		q := r.URL.Query()
+		cb, project := codebase, q.Get("project")
+		if v := q.Get("codebase"); v != "" {
+			cb = v
+		}
 		for i := range ev.Changes {
 			if ev.Changes[i].Codebase == "" {
-				ev.Changes[i].Codebase = codebase
+				ev.Changes[i].Codebase = cb
+			}
+			if project != "" {
+				ev.Changes[i].Project = project
 			}
 		}
 		// Idempotency-Key stays the same when GitLab retries a delivery;
@@ -132,40 +154,66 @@ type (
 		Removed   []string     `json:"removed"`
 	}
 	gitlabPush struct {
-		ObjectKind   string         `json:"object_kind"`
-		Before       string         `json:"before"`
-		After        string         `json:"after"`
-		Ref          string         `json:"ref"`
-		CheckoutSHA  *string        `json:"checkout_sha"`
-		UserName     string         `json:"user_name"`
-		UserUsername string         `json:"user_username"`
-		Project      gitlabProject  `json:"project"`
-		Commits      []gitlabCommit `json:"commits"`
+		ObjectKind   string        `json:"object_kind"`
+		Before       string        `json:"before"`
+		After        string        `json:"after"`
+		Ref          string        `json:"ref"`
+		CheckoutSHA  *string       `json:"checkout_sha"`
+		UserName     string        `json:"user_name"`
+		UserUsername string        `json:"user_username"`
+		Project      gitlabProject `json:"project"`
+		Repository   struct {
+			URL        string `json:"url"`
+			GitHTTPURL string `json:"git_http_url"`
+		} `json:"repository"`
+		Commits []gitlabCommit `json:"commits"`
 	}
 	gitlabMergeRequest struct {
 		ObjectKind string `json:"object_kind"`
 		User       struct {
 			Username string `json:"username"`
 		} `json:"user"`
+		Project          gitlabProject                `json:"project"`
+		ObjectAttributes gitlabMergeRequestAttributes `json:"object_attributes"`
+	}
+	gitlabMergeRequestAttributes struct {
+		IID             int           `json:"iid"`
+		Title           string        `json:"title"`
+		Description     string        `json:"description"`
+		State           string        `json:"state"`
+		Action          string        `json:"action"`
+		OldRev          *string       `json:"oldrev"`
+		URL             string        `json:"url"`
+		SourceBranch    string        `json:"source_branch"`
+		TargetBranch    string        `json:"target_branch"`
+		SourceProjectID int           `json:"source_project_id"`
+		TargetProjectID int           `json:"target_project_id"`
+		Source          gitlabProject `json:"source"`
+		Target          gitlabProject `json:"target"`
+		LastCommit      gitlabCommit  `json:"last_commit"`
+	}
+	gitlabNote struct {
+		ObjectKind       string        `json:"object_kind"`
 		Project          gitlabProject `json:"project"`
 		ObjectAttributes struct {
-			IID             int           `json:"iid"`
-			Title           string        `json:"title"`
-			Description     string        `json:"description"`
-			State           string        `json:"state"`
-			Action          string        `json:"action"`
-			OldRev          *string       `json:"oldrev"`
-			URL             string        `json:"url"`
-			SourceBranch    string        `json:"source_branch"`
-			TargetBranch    string        `json:"target_branch"`
-			SourceProjectID int           `json:"source_project_id"`
-			TargetProjectID int           `json:"target_project_id"`
-			Source          gitlabProject `json:"source"`
-			Target          gitlabProject `json:"target"`
-			LastCommit      gitlabCommit  `json:"last_commit"`
+			Note         string `json:"note"`
+			NoteableType string `json:"noteable_type"`
+			URL          string `json:"url"`
 		} `json:"object_attributes"`
+		MergeRequest *gitlabMergeRequestAttributes `json:"merge_request"`
 	}
 )
+
+// repoURL is the URL of the pushed repository: the project's HTTP clone
+// URL, or, in payloads without it, the repository's (Buildbot's choice).
+func (p *gitlabPush) repoURL() string {
+	for _, u := range []string{p.Project.GitHTTPURL, p.Repository.GitHTTPURL, p.Repository.URL} {
+		if u != "" {
+			return u
+		}
+	}
+	return ""
+}
 
 // zeroSHA is the revision GitLab gives a ref that did not exist before a
 // push, or no longer exists after it.
@@ -189,7 +237,7 @@ func ParseGitLabEvent(event string, body []byte) (Event, error) {
 		case isTag && tag != "" && zeroSHA(p.After):
 			return Event{
 				Ignored:     fmt.Sprintf("tag %q deleted: a tag created again under that name is built again", tag),
-				DeletedTags: []string{TagKey(p.Project.GitHTTPURL, tag)},
+				DeletedTags: []string{TagKey(p.repoURL(), tag)},
 			}, nil
 		case zeroSHA(p.After):
 			return Event{Ignored: fmt.Sprintf("%q deleted", p.Ref)}, nil
@@ -197,13 +245,17 @@ func ParseGitLabEvent(event string, body []byte) (Event, error) {
 		return Event{Ignored: fmt.Sprintf("push to %q without commits, or to neither a branch nor a tag", p.Ref)}, nil
 	case "Merge Request Hook":
 		return Event{Ignored: "merge request closed, merged, or changed without new code"}, nil
+	case "Note Hook":
+		return Event{Ignored: "comment on something other than a merge request"}, nil
 	}
-	return Event{Ignored: fmt.Sprintf("GitLab's %q events start no build (Push Hook, Tag Push Hook and Merge Request Hook do)", event)}, nil
+	return Event{Ignored: fmt.Sprintf("GitLab's %q events start no build (Push Hook, Tag Push Hook, Merge Request Hook and Note Hook do)", event)}, nil
 }
 
 // ParseGitLab turns the JSON payload of a GitLab webhook event (the value
 // of X-Gitlab-Event, and the body) into changes: "Push Hook", "Tag Push
-// Hook" and "Merge Request Hook". Other events give no change and no
+// Hook", "Merge Request Hook" and "Note Hook" (a comment on a merge
+// request: a change of category "note", as in Buildbot, so that a
+// scheduler can rebuild on request). Other events give no change and no
 // error. As ParseGitHub, only changes for created tags have a DedupKey.
 func ParseGitLab(event string, body []byte) ([]ci.Change, error) {
 	switch event {
@@ -219,14 +271,20 @@ func ParseGitLab(event string, body []byte) ([]ci.Change, error) {
 			return nil, fmt.Errorf("invalid JSON: %w", err)
 		}
 		return gitlabMergeRequestChanges(&p)
+	case "Note Hook":
+		var p gitlabNote
+		if err := json.Unmarshal(body, &p); err != nil {
+			return nil, fmt.Errorf("invalid JSON: %w", err)
+		}
+		return gitlabNoteChanges(&p)
 	}
 	return nil, nil
 }
 
 func gitlabPushChanges(event string, p *gitlabPush) ([]ci.Change, error) {
-	repo := p.Project.GitHTTPURL
+	repo := p.repoURL()
 	if repo == "" {
-		return nil, fmt.Errorf("%s without project.git_http_url", event)
+		return nil, fmt.Errorf("%s without project.git_http_url or repository.git_http_url or repository.url", event)
 	}
 	project := p.Project.PathWithNamespace
 	var branch string
@@ -312,18 +370,43 @@ func gitlabMergeRequestChanges(p *gitlabMergeRequest) ([]ci.Change, error) {
 	default:
 		return nil, nil
 	}
+	c, err := gitlabMergeRequestChange(a, &p.Project)
+	if err != nil {
+		return nil, err
+	}
+	return []ci.Change{c}, nil
+}
+
+// gitlabNoteChanges makes a change of the merge request commented on.
+func gitlabNoteChanges(p *gitlabNote) ([]ci.Change, error) {
+	if p.ObjectAttributes.NoteableType != "MergeRequest" || p.MergeRequest == nil {
+		return nil, nil
+	}
+	c, err := gitlabMergeRequestChange(p.MergeRequest, &p.Project)
+	if err != nil {
+		return nil, fmt.Errorf("note on a %w", err)
+	}
+	c.Category = CategoryNote
+	c.Properties["event"] = "note"
+	c.Properties["comments"] = p.ObjectAttributes.Note
+	return []ci.Change{c}, nil
+}
+
+// gitlabMergeRequestChange is the change of a merge request's last
+// commit, in the project that receives it.
+func gitlabMergeRequestChange(a *gitlabMergeRequestAttributes, project *gitlabProject) (ci.Change, error) {
 	repo := a.Target.GitHTTPURL
 	if repo == "" {
-		repo = p.Project.GitHTTPURL
+		repo = project.GitHTTPURL
 	}
 	if repo == "" || a.IID == 0 || a.LastCommit.ID == "" {
-		return nil, errors.New("merge request without target.git_http_url, iid or last_commit.id")
+		return ci.Change{}, errors.New("merge request without target.git_http_url, iid or last_commit.id")
 	}
-	project := a.Target.PathWithNamespace
-	if project == "" {
-		project = p.Project.PathWithNamespace
+	name := a.Target.PathWithNamespace
+	if name == "" {
+		name = project.PathWithNamespace
 	}
-	return []ci.Change{{
+	return ci.Change{
 		Author:   person(a.LastCommit.Author.Name, a.LastCommit.Author.Email),
 		Comments: fmt.Sprintf("MR#%d: %s\n\n%s", a.IID, a.Title, a.Description),
 		// The merge request's head, fetchable from the target repository
@@ -334,7 +417,7 @@ func gitlabMergeRequestChanges(p *gitlabMergeRequest) ([]ci.Change, error) {
 		When:       parseTime(a.LastCommit.Timestamp),
 		Category:   CategoryMergeRequest,
 		Repository: repo,
-		Project:    project,
+		Project:    name,
 		Properties: map[string]any{
 			"event":              "merge_request",
 			"source_branch":      a.SourceBranch,
@@ -347,7 +430,41 @@ func gitlabMergeRequestChanges(p *gitlabMergeRequest) ([]ci.Change, error) {
 			"target_project_id":  float64(a.TargetProjectID),
 			"merge_request_iid":  float64(a.IID),
 		},
-	}}, nil
+	}, nil
+}
+
+// gitlabSkip drops the changes of a branch push whose head commit, or of
+// a merge request whose last commit, asks in its message to be skipped.
+func gitlabSkip(event string, body []byte, ev Event, skips skipper) Event {
+	var msg, what string
+	switch event {
+	case "Push Hook":
+		var p gitlabPush
+		if json.Unmarshal(body, &p) != nil || !strings.HasPrefix(p.Ref, "refs/heads/") || len(p.Commits) == 0 {
+			return ev
+		}
+		// GitLab lists the commits oldest first; the head is the one
+		// pushed last, or the one checked out.
+		head := p.Commits[len(p.Commits)-1]
+		for _, c := range p.Commits {
+			if p.CheckoutSHA != nil && c.ID == *p.CheckoutSHA {
+				head = c
+			}
+		}
+		msg, what = head.Message, fmt.Sprintf("push to %q", strings.TrimPrefix(p.Ref, "refs/heads/"))
+	case "Merge Request Hook":
+		var p gitlabMergeRequest
+		if json.Unmarshal(body, &p) != nil {
+			return ev
+		}
+		msg, what = p.ObjectAttributes.LastCommit.Message, fmt.Sprintf("merge request !%d", p.ObjectAttributes.IID)
+	default:
+		return ev
+	}
+	if m := skips.match(msg); m != "" {
+		return Event{Ignored: fmt.Sprintf("%s skipped: its head commit's message says %s", what, m)}
+	}
+	return ev
 }
 
 // parseTime reads a forge's timestamp (RFC 3339); the zero time if it

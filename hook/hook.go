@@ -55,6 +55,9 @@ const (
 	// CategoryMergeRequest marks a GitLab merge request opened, reopened or
 	// pushed to (Buildbot's category).
 	CategoryMergeRequest = "merge_request"
+	// CategoryNote marks a comment on a GitLab merge request (Buildbot's
+	// category): the change is the merge request's last commit.
+	CategoryNote = "note"
 )
 
 // TagKey returns the DedupKey of the change for the creation of a tag:
