@@ -44,6 +44,9 @@ const (
 	maxLiveBytes = 256 << 10
 )
 
+// sseRetry is the reconnection delay a stream asks of browsers.
+const sseRetry = time.Second
+
 // sse starts an event stream on w, or fails if w cannot stream.
 func sse(w http.ResponseWriter) (*sseWriter, error) {
 	rc := http.NewResponseController(w)
@@ -55,6 +58,11 @@ func sse(w http.ResponseWriter) (*sseWriter, error) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	s := &sseWriter{w: w, rc: rc}
+	// A browser reconnects a broken stream after this long (Chromium's
+	// default is 3 s): a page is back soon after a restart of the master.
+	if _, err := fmt.Fprintf(w, "retry: %d\n\n", sseRetry.Milliseconds()); err != nil {
+		return nil, err
+	}
 	if err := s.flush(); err != nil {
 		return nil, err
 	}

@@ -84,6 +84,10 @@ func TestServer_StopWithStreams(t *testing.T) {
 	require.NoError(t, err)
 	defer res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)
+	first := make([]byte, len("retry: 1000\n\n"))
+	_, err = io.ReadFull(res.Body, first)
+	require.NoError(t, err)
+	assert.Equal(t, "retry: 1000\n\n", string(first), "browsers reconnect within a second")
 	read := make(chan error, 1)
 	go func() {
 		_, err := io.Copy(io.Discard, res.Body)
