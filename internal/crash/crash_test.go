@@ -147,6 +147,14 @@ type ledger struct {
 	mu         sync.Mutex
 	deliveries map[string]bool // delivery key -> acknowledged
 	forced     []int64         // buildsets of acknowledged forces
+	acks       int             // acknowledgements of deliveries, all rounds
+}
+
+// acked returns how many deliveries were acknowledged so far.
+func (l *ledger) acked() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acks
 }
 
 var client = &http.Client{Timeout: 10 * time.Second}
@@ -246,9 +254,20 @@ func TestKillUnderLoad(t *testing.T) {
 					ok := deliver(c.base, key)
 					led.mu.Lock()
 					led.deliveries[key] = led.deliveries[key] || ok
+					if ok {
+						led.acks++
+					}
 					led.mu.Unlock()
 				}
 			})
+		}
+		// The kill comes while the load flows: after this round's first
+		// acknowledgements (a loaded machine starts the master slowly),
+		// then at a random moment.
+		before := led.acked()
+		waitUntil := time.Now().Add(2 * time.Minute)
+		for led.acked() < before+2 && time.Now().Before(waitUntil) {
+			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(time.Duration(150+rand.IntN(500)) * time.Millisecond)
 		c.kill()
