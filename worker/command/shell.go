@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/kilnci/kiln/internal/pyvalue"
 )
 
 // backupTimeout is how long a killed command may take to end before the
@@ -97,7 +99,7 @@ func newShell(r *run) (*shell, error) {
 		sh.sigtermTime = &n
 	}
 	sh.interruptName, sh.interruptSignal = "KILL", syscall.SIGKILL
-	if v := r.args["interruptSignal"]; truthy(v) {
+	if v := r.args["interruptSignal"]; pyvalue.Truthy(v) {
 		name, ok := v.(string)
 		sig, known := signalByName(name)
 		if !ok || !known {
@@ -190,7 +192,7 @@ func shellEnv(arg any, worker map[string]string) (map[string]string, error) {
 	if env == nil {
 		env = map[string]string{}
 	}
-	if !truthy(arg) {
+	if !pyvalue.Truthy(arg) {
 		return env, nil
 	}
 	var given map[string]any
@@ -296,7 +298,7 @@ func (sh *shell) parseLogfiles(v any) error {
 				return fmt.Errorf("shell: logfiles[%s] has no filename", pyStr(name))
 			}
 			filename = f
-			w.follow = truthy(x["follow"])
+			w.follow = pyvalue.Truthy(x["follow"])
 		default:
 			return fmt.Errorf("shell: logfiles[%s] is %T, want a file name", pyStr(name), m[name])
 		}
