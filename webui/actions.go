@@ -11,7 +11,10 @@ import (
 	"github.com/kilnci/kiln/scheduler"
 )
 
-// Actions from forms.
+// The actions of the pages' forms (force, stop, cancel; rebuild is in
+// rebuild.go): each checks the user's right, acts through the master and
+// sends the browser to the page that shows the outcome. The pages
+// themselves are rendered in pages.go.
 
 // form adapts an action of a page's form: errors get an error page (a
 // 401 makes the browser ask for credentials and send the form again).

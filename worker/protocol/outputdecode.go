@@ -1,5 +1,12 @@
 package protocol
 
+// The decoding particular to the protocol, apart from the MessagePack
+// codec of msgpack.go: the output carried by msgpack_experimental_v7's
+// updates ([text, offsets, times]) is decoded into an []int64 and a
+// []float64 rather than two values per line, which ParseMessage asks for
+// through the decoder's updates flag. Anything that is not the expected
+// shape is decoded as the codec decodes any value.
+
 // arrayHeader reads the header of an array, if the next value is one, and
 // returns its length; otherwise it reads nothing and returns -1.
 func (d *decoder) arrayHeader() (int, error) {
