@@ -229,198 +229,214 @@ var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 // Validate checks the configuration and returns every problem found, one
 // per line, each naming the field at fault.
 func (c *MasterConfig) Validate() error {
-	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	v := &configCheck{c: c}
+	workers := v.workers()
+	builders := v.builders(workers)
+	v.errs = append(v.errs, checkLocks(c)...)
 
-	workers := map[string]bool{}
-	for i, w := range c.Workers {
-		switch {
-		case w.Name == "":
-			add("workers[%d]: Name is empty", i)
-		case !nameRe.MatchString(w.Name):
-			add("workers[%d]: Name %q may only have letters, digits, '.', '_' and '-'", i, w.Name)
-		case workers[w.Name]:
-			add("workers[%d]: duplicate worker name %q", i, w.Name)
-		}
-		workers[w.Name] = true
-		if w.MaxBuilds < 0 {
-			add("worker %q: MaxBuilds is negative (%d)", w.Name, w.MaxBuilds)
-		}
-		for k, v := range w.Properties {
-			if err := CheckValue(v); err != nil {
-				add("worker %q: Properties[%q]: %v", w.Name, k, err)
+	// The other parts: each must not be nil, passes the checks Validate
+	// makes of its kind, then its own (Validate, and ValidateConfig where
+	// the kind is checked against the whole configuration), whose
+	// problems are prefixed with what label says.
+	scheds := map[string]bool{}
+	dialects := map[string]bool{}
+	parts := []struct {
+		list   string // the list's name in a nil part's problem
+		items  []any
+		label  func(i int, p any) string
+		check  func(i int, p any)
+		config bool // ValidateConfig is asked too
+	}{
+		{
+			list: "schedulers", items: anys(c.Schedulers), config: true,
+			label: func(_ int, p any) string { return fmt.Sprintf("scheduler %q", p.(Scheduler).SchedulerName()) },
+			check: func(i int, p any) {
+				s := p.(Scheduler)
+				name := s.SchedulerName()
+				switch {
+				case name == "":
+					v.add("schedulers[%d]: name is empty", i)
+				case scheds[name]:
+					v.add("schedulers[%d]: duplicate scheduler name %q", i, name)
+				}
+				scheds[name] = true
+				if len(s.BuilderNames()) == 0 {
+					v.add("scheduler %q: no builders", name)
+				}
+				for _, b := range s.BuilderNames() {
+					if !builders[b] {
+						v.add("scheduler %q: unknown builder %q", name, b)
+					}
+				}
+			},
+		},
+		{
+			list: "services", items: anys(c.Services), config: true,
+			label: func(i int, p any) string { return fmt.Sprintf("services[%d] (%T)", i, p) },
+		},
+		{
+			list: "change hooks", items: anys(c.ChangeHooks),
+			label: func(_ int, p any) string { return fmt.Sprintf("change hook %q", p.(ChangeHook).Dialect()) },
+			check: func(i int, p any) {
+				d := p.(ChangeHook).Dialect()
+				if !nameRe.MatchString(d) {
+					v.add("change hooks[%d]: dialect %q may only have letters, digits, '.', '_' and '-'", i, d)
+				} else if dialects[d] {
+					v.add("change hooks[%d]: dialect %q is served twice", i, d)
+				}
+				dialects[d] = true
+			},
+		},
+		// A secret provider has no checks of its own.
+		{list: "secrets", items: anys(c.Secrets)},
+		{
+			list: "reporters", items: anys(c.Reporters),
+			label: func(i int, p any) string { return fmt.Sprintf("reporters[%d] (%T)", i, p) },
+		},
+	}
+	for _, l := range parts {
+		for i, p := range l.items {
+			if p == nil {
+				v.add("%s[%d] is nil", l.list, i)
+				continue
+			}
+			if l.check != nil {
+				l.check(i, p)
+			}
+			if l.label != nil {
+				v.own(l.label(i, p), p, l.config)
 			}
 		}
 	}
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return &ConfigError{Problems: v.errs}
+}
 
+// A configCheck collects the problems Validate finds in c.
+type configCheck struct {
+	c    *MasterConfig
+	errs []error
+}
+
+func (v *configCheck) add(format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf(format, args...))
+}
+
+// workers checks the workers and returns the set of their names.
+func (v *configCheck) workers() map[string]bool {
+	workers := map[string]bool{}
+	for i, w := range v.c.Workers {
+		v.name("workers", "worker", i, w.Name, workers)
+		label := fmt.Sprintf("worker %q", w.Name)
+		if w.MaxBuilds < 0 {
+			v.add("%s: MaxBuilds is negative (%d)", label, w.MaxBuilds)
+		}
+		v.properties(label, w.Properties)
+	}
+	return workers
+}
+
+// builders checks the builders against the set of workers and returns
+// the set of their names.
+func (v *configCheck) builders(workers map[string]bool) map[string]bool {
 	builders := map[string]bool{}
 	dirs := map[string]string{}
-	for i, b := range c.Builders {
+	for i, b := range v.c.Builders {
 		label := fmt.Sprintf("builder %q", b.Name)
-		switch {
-		case b.Name == "":
-			add("builders[%d]: Name is empty", i)
+		if b.Name == "" {
 			label = fmt.Sprintf("builders[%d]", i)
-		case !nameRe.MatchString(b.Name):
-			add("builders[%d]: Name %q may only have letters, digits, '.', '_' and '-'", i, b.Name)
-		case builders[b.Name]:
-			add("builders[%d]: duplicate builder name %q", i, b.Name)
 		}
-		builders[b.Name] = true
+		v.name("builders", "builder", i, b.Name, builders)
 		dir := b.BuildDir()
 		if dir != "" {
 			if filepath.IsAbs(dir) || strings.Contains(dir, "..") || strings.ContainsAny(dir, `/\`) {
-				add("%s: WorkerBuildDir %q must be a plain folder name", label, dir)
+				v.add("%s: WorkerBuildDir %q must be a plain folder name", label, dir)
 			} else if other, ok := dirs[dir]; ok && other != b.Name {
-				add("%s: WorkerBuildDir %q is also used by builder %q", label, dir, other)
+				v.add("%s: WorkerBuildDir %q is also used by builder %q", label, dir, other)
 			}
 			dirs[dir] = b.Name
 		}
 		if len(b.Workers) == 0 {
-			add("%s: Workers is empty", label)
+			v.add("%s: Workers is empty", label)
 		}
 		seen := map[string]bool{}
 		for _, w := range b.Workers {
 			if !workers[w] {
-				add("%s: Workers: unknown worker %q", label, w)
+				v.add("%s: Workers: unknown worker %q", label, w)
 			}
 			if seen[w] {
-				add("%s: Workers: worker %q listed twice", label, w)
+				v.add("%s: Workers: worker %q listed twice", label, w)
 			}
 			seen[w] = true
 		}
 		if len(b.Steps) == 0 {
-			add("%s: Steps is empty", label)
+			v.add("%s: Steps is empty", label)
 		}
 		for j, s := range b.Steps {
 			if s == nil {
-				add("%s: Steps[%d] is nil", label, j)
+				v.add("%s: Steps[%d] is nil", label, j)
 				continue
 			}
-			if v, ok := s.(validator); ok {
-				if err := v.Validate(); err != nil {
-					for _, line := range strings.Split(err.Error(), "\n") {
-						add("%s: Steps[%d] (%s): %s", label, j, s.Options().Name, line)
-					}
-				}
-			}
-			if v, ok := s.(configValidator); ok {
-				if err := v.ValidateConfig(c); err != nil {
-					for _, line := range strings.Split(err.Error(), "\n") {
-						add("%s: Steps[%d] (%s): %s", label, j, s.Options().Name, line)
-					}
-				}
-			}
+			v.own(fmt.Sprintf("%s: Steps[%d] (%s)", label, j, s.Options().Name), s, true)
 		}
-		for k, v := range b.Properties {
-			if err := CheckValue(v); err != nil {
-				add("%s: Properties[%q]: %v", label, k, err)
-			}
-		}
+		v.properties(label, b.Properties)
 	}
+	return builders
+}
 
-	errs = append(errs, checkLocks(c)...)
+// name checks the name of list[i], a kind of which each needs a name of
+// its own, and adds it to seen.
+func (v *configCheck) name(list, kind string, i int, name string, seen map[string]bool) {
+	switch {
+	case name == "":
+		v.add("%s[%d]: Name is empty", list, i)
+	case !nameRe.MatchString(name):
+		v.add("%s[%d]: Name %q may only have letters, digits, '.', '_' and '-'", list, i, name)
+	case seen[name]:
+		v.add("%s[%d]: duplicate %s name %q", list, i, kind, name)
+	}
+	seen[name] = true
+}
 
-	scheds := map[string]bool{}
-	for i, s := range c.Schedulers {
-		if s == nil {
-			add("schedulers[%d] is nil", i)
-			continue
-		}
-		name := s.SchedulerName()
-		switch {
-		case name == "":
-			add("schedulers[%d]: name is empty", i)
-		case scheds[name]:
-			add("schedulers[%d]: duplicate scheduler name %q", i, name)
-		}
-		scheds[name] = true
-		if len(s.BuilderNames()) == 0 {
-			add("scheduler %q: no builders", name)
-		}
-		for _, b := range s.BuilderNames() {
-			if !builders[b] {
-				add("scheduler %q: unknown builder %q", name, b)
-			}
-		}
-		if v, ok := s.(validator); ok {
-			if err := v.Validate(); err != nil {
-				for _, line := range strings.Split(err.Error(), "\n") {
-					add("scheduler %q: %s", name, line)
-				}
-			}
-		}
-		if v, ok := s.(configValidator); ok {
-			if err := v.ValidateConfig(c); err != nil {
-				for _, line := range strings.Split(err.Error(), "\n") {
-					add("scheduler %q: %s", name, line)
-				}
-			}
+// properties checks that every value of props can be rendered.
+func (v *configCheck) properties(label string, props map[string]any) {
+	for k, p := range props {
+		if err := CheckValue(p); err != nil {
+			v.add("%s: Properties[%q]: %v", label, k, err)
 		}
 	}
-	for i, s := range c.Services {
-		if s == nil {
-			add("services[%d] is nil", i)
-			continue
-		}
-		if v, ok := s.(validator); ok {
-			if err := v.Validate(); err != nil {
-				for _, line := range strings.Split(err.Error(), "\n") {
-					add("services[%d] (%T): %s", i, s, line)
-				}
-			}
-		}
-		if v, ok := s.(configValidator); ok {
-			if err := v.ValidateConfig(c); err != nil {
-				for _, line := range strings.Split(err.Error(), "\n") {
-					add("services[%d] (%T): %s", i, s, line)
-				}
-			}
-		}
+}
+
+// own adds the problems p finds in itself (its Validate method) and, when
+// config, against the whole configuration (ValidateConfig): one per line
+// of their errors, each after label.
+func (v *configCheck) own(label string, p any, config bool) {
+	if x, ok := p.(validator); ok {
+		v.lines(label, x.Validate())
 	}
-	dialects := map[string]bool{}
-	for i, h := range c.ChangeHooks {
-		if h == nil {
-			add("change hooks[%d] is nil", i)
-			continue
-		}
-		d := h.Dialect()
-		if !nameRe.MatchString(d) {
-			add("change hooks[%d]: dialect %q may only have letters, digits, '.', '_' and '-'", i, d)
-		} else if dialects[d] {
-			add("change hooks[%d]: dialect %q is served twice", i, d)
-		}
-		dialects[d] = true
-		if v, ok := h.(validator); ok {
-			if err := v.Validate(); err != nil {
-				for _, line := range strings.Split(err.Error(), "\n") {
-					add("change hook %q: %s", d, line)
-				}
-			}
-		}
+	if x, ok := p.(configValidator); ok && config {
+		v.lines(label, x.ValidateConfig(v.c))
 	}
-	for i, p := range c.Secrets {
-		if p == nil {
-			add("secrets[%d] is nil", i)
-		}
+}
+
+func (v *configCheck) lines(label string, err error) {
+	if err == nil {
+		return
 	}
-	for i, r := range c.Reporters {
-		if r == nil {
-			add("reporters[%d] is nil", i)
-			continue
-		}
-		if v, ok := r.(validator); ok {
-			if err := v.Validate(); err != nil {
-				for _, line := range strings.Split(err.Error(), "\n") {
-					add("reporters[%d] (%T): %s", i, r, line)
-				}
-			}
-		}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		v.add("%s: %s", label, line)
 	}
-	if len(errs) == 0 {
-		return nil
+}
+
+// anys returns list as a list of interface values.
+func anys[T any](list []T) []any {
+	out := make([]any, len(list))
+	for i, x := range list {
+		out[i] = x
 	}
-	return &ConfigError{Problems: errs}
+	return out
 }
 
 // A ConfigError lists every problem found in a configuration.

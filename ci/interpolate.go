@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/kilnci/kiln/internal/pyvalue"
 )
 
 // Interpolation is a renderable string in Buildbot's Interpolate syntax; see
@@ -332,7 +334,7 @@ func (in *Interpolation) substitute(ctx context.Context, p Props, sub *substitut
 			return sub.a.renderMode(ctx, p, shell)
 		}
 	case '~':
-		if !ok || !truthy(v) {
+		if !ok || !pyvalue.Truthy(v) {
 			return sub.a.renderMode(ctx, p, shell)
 		}
 	case '+':
@@ -346,7 +348,7 @@ func (in *Interpolation) substitute(ctx context.Context, p Props, sub *substitut
 		}
 		return sub.b.renderMode(ctx, p, shell)
 	case '#':
-		if ok && truthy(v) {
+		if ok && pyvalue.Truthy(v) {
 			return sub.a.renderMode(ctx, p, shell)
 		}
 		return sub.b.renderMode(ctx, p, shell)

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
+
+	"github.com/kilnci/kiln/internal/pyvalue"
 )
 
 // A Renderable is a value computed when a build runs, from the build's
@@ -81,34 +82,10 @@ func (r PropRef) Default(def any) PropRef { r.def = def; r.whenFalse = true; ret
 // Render implements Renderable.
 func (r PropRef) Render(ctx context.Context, p Props) (any, error) {
 	v, ok := p.Property(r.name)
-	if !ok || (r.whenFalse && !truthy(v)) {
+	if !ok || (r.whenFalse && !pyvalue.Truthy(v)) {
 		return Render(ctx, p, r.def)
 	}
 	return v, nil
-}
-
-// truthy is Python's truth of a property value.
-func truthy(v any) bool {
-	switch x := v.(type) {
-	case nil:
-		return false
-	case bool:
-		return x
-	case string:
-		return x != ""
-	}
-	rv := reflect.ValueOf(v)
-	switch rv.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return rv.Int() != 0
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return rv.Uint() != 0
-	case reflect.Float32, reflect.Float64:
-		return rv.Float() != 0
-	case reflect.Slice, reflect.Map:
-		return rv.Len() > 0
-	}
-	return true
 }
 
 // Render computes v for the build p: a Renderable is rendered (and its

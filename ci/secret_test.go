@@ -1,12 +1,10 @@
 package ci_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,6 +13,7 @@ import (
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/citest"
 	"github.com/kilnci/kiln/ci/steps"
+	"github.com/kilnci/kiln/internal/testenv"
 )
 
 func TestSecretProviders(t *testing.T) {
@@ -53,31 +52,13 @@ func TestSecretProviders(t *testing.T) {
 	assert.Equal(t, "line 2 is not KEY=VALUE", err.Error(), "the error names the line, not its content")
 }
 
-// syncBuffer collects a log written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestSecrets_Redacted runs builds that use and leak a secret in every way
 // the issue lists, and checks that it is stored nowhere.
 func TestSecrets_Redacted(t *testing.T) {
 	const secret = "Tr0ub4dor&3-horse"
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "deploy_token"), []byte(secret+"\n"), 0o600))
-	var masterLog syncBuffer
+	var masterLog testenv.SyncBuffer
 	cfg := oneBuilder(
 		// The secret reaches the command as an argument and comes back in
 		// several forms, one split across writes.

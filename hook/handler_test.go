@@ -34,6 +34,7 @@ import (
 	"github.com/kilnci/kiln/ci/sqlite"
 	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/hook"
+	"github.com/kilnci/kiln/internal/testenv"
 	"github.com/kilnci/kiln/scheduler"
 	"github.com/kilnci/kiln/webui"
 )
@@ -99,29 +100,11 @@ func (s *flakyStore) AddChange(ctx context.Context, c *ci.Change) (bool, error) 
 	return s.Store.AddChange(ctx, c)
 }
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type testMaster struct {
 	*citest.Master
 	sched *tagScheduler
 	store *flakyStore
-	log   *syncBuffer
+	log   *testenv.SyncBuffer
 	// URL is the web server's address.
 	URL string
 }
@@ -146,7 +129,7 @@ func startMasterWith(t *testing.T, hooks ...ci.ChangeHook) *testMaster {
 	t.Cleanup(func() { st.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	tm := &testMaster{sched: &tagScheduler{}, store: &flakyStore{Store: st}, log: &syncBuffer{}}
+	tm := &testMaster{sched: &tagScheduler{}, store: &flakyStore{Store: st}, log: &testenv.SyncBuffer{}}
 	cfg := ci.MasterConfig{
 		Title:   "Ideascube",
 		Workers: []ci.WorkerConfig{{Name: "w1"}},

@@ -27,6 +27,7 @@ import (
 
 	_ "github.com/kilnci/kiln/ci/sqlite"
 	"github.com/kilnci/kiln/internal/debtest"
+	"github.com/kilnci/kiln/internal/testenv"
 )
 
 // The binaries of the end-to-end tests, built once.
@@ -75,34 +76,14 @@ func git(t testing.TB, dir string, args ...string) {
 // proc is a process of the test, killed when it ends.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.SyncBuffer
 	done chan struct{}
-}
-
-// syncBuffer is a buffer a process writes while the test reads it.
-type syncBuffer struct {
-	mu  chan struct{}
-	buf bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.String()
 }
 
 // start starts a program, as the build user when u is not nil.
 func start(t testing.TB, u *debtest.BuildUser, env []string, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(name, args...), out: newSyncBuffer(), done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(name, args...), out: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

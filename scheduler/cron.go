@@ -7,6 +7,21 @@ import (
 	"time"
 )
 
+// The cron parser of Nightly. Kiln parses cron itself rather than with
+// robfig/cron, Go's well-known cron library, for its daylight-saving
+// behaviour: robfig/cron skips a run whose wall-clock time falls in the
+// hour that clocks skip when set forward (a "30 2 * * *" job does not run
+// that night; its pull request to change this is still open), and Nightly
+// promises what Vixie and ISC cron do. A time that does not occur runs at
+// the instant the clock jumps past it, and a time that occurs twice (clocks
+// set back) runs once, at its first occurrence; TestNightly_Next checks
+// both in zones that change at 02:00, at midnight and by 30 minutes, and
+// TestNightly_NextEveryMinute across a year. Only the computation of the
+// next time is needed (Nightly waits on the master's clock, which tests
+// replace, not on a library's own timer goroutine), and the whole is a
+// few hundred lines: five fields of ranges, steps and names, 7 for Sunday
+// as well as 0, the @daily family, and Buildbot's field lists.
+
 // A cronSchedule is a parsed cron specification: a set of allowed values
 // for each field, as bits.
 type cronSchedule struct {

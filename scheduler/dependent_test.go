@@ -67,7 +67,7 @@ func TestDependent(t *testing.T) {
 func waitSettledWaiting(t *testing.T, m *citest.Master, name string) map[string]any {
 	t.Helper()
 	var doc map[string]any
-	waitFor(t, m, "the dependent scheduler to settle", func() bool {
+	m.WaitFor(t, "the dependent scheduler to settle", func() bool {
 		doc = state(t, m, name, "dependent")
 		return doc != nil && doc["waiting"] == nil && doc["pending"] == nil
 	})
@@ -89,7 +89,7 @@ func TestDependent_Restart(t *testing.T) {
 		var err error
 		upstream, err = up.Force(ctx, m.Master, scheduler.ForceRequest{Revision: "r1"})
 		require.NoError(t, err)
-		waitFor(t, m, "the dependent to follow the upstream buildset", func() bool {
+		m.WaitFor(t, "the dependent to follow the upstream buildset", func() bool {
 			w, _ := state(t, m, "down", "dependent")["waiting"].([]any)
 			return len(w) == 1
 		})

@@ -64,32 +64,12 @@ func buildsets(t testing.TB, m *citest.Master, scheduler string) []*ci.Buildset 
 	return out
 }
 
-// waitFor waits until cond holds, looking again at every event of the
-// master and every 20 ms (for what happens without events).
-func waitFor(t *testing.T, m *citest.Master, what string, cond func() bool) {
-	t.Helper()
-	sub := m.Subscribe(1024)
-	defer sub.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), citest.DefaultTimeout)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-sub.C:
-		case <-tick.C:
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // waitBuildsets waits until a scheduler has submitted n buildsets and
 // returns them.
 func waitBuildsets(t *testing.T, m *citest.Master, scheduler string, n int) []*ci.Buildset {
 	t.Helper()
 	var got []*ci.Buildset
-	waitFor(t, m, "buildsets", func() bool {
+	m.WaitFor(t, "buildsets", func() bool {
 		got = buildsets(t, m, scheduler)
 		return len(got) >= n
 	})
@@ -114,7 +94,7 @@ func state(t *testing.T, m *citest.Master, scheduler, key string) map[string]any
 func waitSettled(t *testing.T, m *citest.Master, scheduler, key string) map[string]any {
 	t.Helper()
 	var doc map[string]any
-	waitFor(t, m, "the scheduler to settle", func() bool {
+	m.WaitFor(t, "the scheduler to settle", func() bool {
 		doc = state(t, m, scheduler, key)
 		return doc != nil && doc["pending"] == nil
 	})

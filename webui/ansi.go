@@ -7,6 +7,19 @@ import (
 	"strings"
 )
 
+// The ANSI renderer of log pages. Kiln turns colour codes into HTML itself
+// rather than with buildkite/terminal-to-html, the well-known Go library,
+// because that library emulates a terminal screen: cursor movements and
+// carriage returns rewrite what was written before, so the HTML of a line
+// depends on the lines before it. Kiln renders each stored line on its
+// own (a page shows a window of a log, the live view appends lines as
+// they come, chunks are laid out apart), and keeps only what a line can
+// say by itself: the 16 colours, bold, faint, italic and underline, as
+// classes of kiln.css (the pages' Content-Security-Policy allows the
+// site's own stylesheet only); every other sequence is dropped. That is
+// about 150 lines, and FuzzANSI checks that whatever a log holds comes out
+// escaped, in balanced spans of known classes.
+
 // renderLog renders stored log lines (each ending in "\n") as HTML, one
 // <span class="ln ..."> per line: text is escaped first, then the ANSI
 // colour codes (SGR sequences) it held become classes of nested spans, and

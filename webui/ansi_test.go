@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -55,4 +56,86 @@ func TestRenderChunks(t *testing.T) {
 		}
 		assert.Equal(t, want.String(), got, "%d lines", n)
 	}
+}
+
+// ansiTag is a tag renderLines writes; any other '<' in its output would
+// be the log's own.
+var ansiTag = regexp.MustCompile(`<span class="([^"<>]*)">|</span>`)
+
+// ansiClass is a class renderLines writes.
+var ansiClass = regexp.MustCompile(`^(ln|o|e|h|chunk|ab|af|ai|au|fg([0-9]|1[0-5])|bg([0-9]|1[0-5]))$`)
+
+// FuzzANSI checks what renderLines promises of any log: the text is
+// escaped (no '<', '>', quote or stray '&' of the log's own), the spans
+// are balanced and of known classes, each line is one span, and no escape
+// character reaches the page.
+func FuzzANSI(f *testing.F) {
+	for _, s := range []string{
+		"hello\n", "ohello\neoops\nhrunning\n", "o<b>&\"'</b>\n",
+		"\x1b[31mred\x1b[0m plain\n", "\x1b[1;92mok\x1b[22m still green\x1b[39m\n",
+		"\x1b[37;41m FAIL \x1b[m\n", "\x1b[38;5;208morange\x1b[38;2;1;2;3mrgb\x1b[0m\n",
+		"\x1b[2K\x1b[1Gprogress\x1b]0;title\a\n", "a\x1b]2;t\x1b\\b\n", "\x1b[33m<script>\x1b[0m\n",
+		"text\x1b[3\n", "\x1b[31mred\nnext\n", "\n", "\x1b[1;2;3;4;31;42m&amp;\x1b[23;24;49;39mx\n",
+		"no newline", "\xff\xfe\x1b[\x1b]\x1b",
+	} {
+		f.Add(s, false, 0)
+		f.Add(s, true, 1)
+	}
+	f.Fuzz(func(t *testing.T, text string, stream bool, chunk int) {
+		chunk = max(0, chunk%5)
+		out := string(renderLines(text, stream, chunk))
+
+		depth, lines := 0, 0
+		for _, m := range ansiTag.FindAllStringSubmatchIndex(out, -1) {
+			tag := out[m[0]:m[1]]
+			if tag == "</span>" {
+				depth--
+				if depth < 0 {
+					t.Fatalf("</span> closes nothing in %q", out)
+				}
+				continue
+			}
+			depth++
+			classes := strings.Fields(out[m[2]:m[3]])
+			if len(classes) == 0 {
+				t.Fatalf("a span without classes in %q", out)
+			}
+			if classes[0] == "ln" {
+				lines++
+			}
+			for _, c := range classes {
+				if !ansiClass.MatchString(c) {
+					t.Fatalf("unknown class %q in %q", c, out)
+				}
+			}
+		}
+		if depth != 0 {
+			t.Fatalf("%d spans left open in %q", depth, out)
+		}
+		want := strings.Count(text, "\n")
+		if text != "" && !strings.HasSuffix(text, "\n") {
+			want++ // the last line has no newline yet
+		}
+		if lines != want {
+			t.Fatalf("%d line spans for %d lines in %q", lines, want, out)
+		}
+
+		rest := ansiTag.ReplaceAllString(out, "")
+		if i := strings.IndexAny(rest, "<>\"'\x1b"); i >= 0 {
+			t.Fatalf("raw %q in the text of %q", rest[i], out)
+		}
+		for i := strings.IndexByte(rest, '&'); i >= 0; i = strings.IndexByte(rest, '&') {
+			rest = rest[i:]
+			ok := false
+			for _, e := range []string{"&lt;", "&gt;", "&amp;", "&#34;", "&#39;"} {
+				if strings.HasPrefix(rest, e) {
+					rest, ok = rest[len(e):], true
+					break
+				}
+			}
+			if !ok {
+				t.Fatalf("a stray '&' in the text of %q", out)
+			}
+		}
+	})
 }

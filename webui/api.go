@@ -22,35 +22,35 @@ type apiFunc func(r *http.Request, st ci.Store) (any, error)
 func (a *app) apiRoutes(mux *http.ServeMux) {
 	get := func(pattern string, fn apiFunc) { mux.Handle("GET /api/v2"+pattern, a.api(fn)) }
 	get("/builders", a.apiBuilders)
-	get("/builders/{builder}", a.apiBuilder)
+	get("/builders/{builder}", single("builders", a.findBuilder, toBuilderJSON))
 	get("/builders/{builder}/builds", a.apiBuilderBuilds)
 	get("/builders/{builder}/builds/{number}", a.apiBuilderBuild)
-	get("/builders/{builder}/builds/{number}/steps", a.apiSteps)
+	get("/builders/{builder}/builds/{number}/steps", a.apiSteps())
 	get("/builders/{builder}/buildrequests", a.apiBuilderRequests)
 	get("/builders/{builder}/forceschedulers", a.apiBuilderForceSchedulers)
 	get("/builds", a.apiBuilds)
 	get("/builds/{id}", a.apiBuild)
-	get("/builds/{id}/steps", a.apiSteps)
-	get("/builds/{id}/steps/{step}", a.apiStep)
-	get("/builds/{id}/steps/{step}/logs", a.apiLogs)
-	get("/builds/{id}/steps/{step}/logs/{log}", a.apiLog)
+	get("/builds/{id}/steps", a.apiSteps())
+	get("/builds/{id}/steps/{step}", single("steps", a.findStep, toStepJSON))
+	get("/builds/{id}/steps/{step}/logs", a.apiLogs())
+	get("/builds/{id}/steps/{step}/logs/{log}", single("logs", a.findLog, toLogJSON))
 	get("/builds/{id}/steps/{step}/logs/{log}/contents", a.apiLogContents)
 	mux.Handle("GET /api/v2/builds/{id}/steps/{step}/logs/{log}/raw", a.rawLog(false))
 	mux.Handle("GET /api/v2/builds/{id}/steps/{step}/logs/{log}/raw_inline", a.rawLog(true))
-	get("/steps/{stepid}", a.apiStep)
-	get("/steps/{stepid}/logs", a.apiLogs)
-	get("/logs/{logid}", a.apiLog)
+	get("/steps/{stepid}", single("steps", a.findStep, toStepJSON))
+	get("/steps/{stepid}/logs", a.apiLogs())
+	get("/logs/{logid}", single("logs", a.findLog, toLogJSON))
 	get("/logs/{logid}/contents", a.apiLogContents)
 	mux.Handle("GET /api/v2/logs/{logid}/raw", a.rawLog(false))
 	mux.Handle("GET /api/v2/logs/{logid}/raw_inline", a.rawLog(true))
 	get("/workers", a.apiWorkers)
 	get("/workers/{worker}", a.apiWorker)
 	get("/buildrequests", a.apiRequests)
-	get("/buildrequests/{id}", a.apiRequest)
+	get("/buildrequests/{id}", single("buildrequests", byID("id", "build request", ci.Store.GetRequest), toRequestJSON))
 	get("/buildsets", a.apiBuildsets)
-	get("/buildsets/{id}", a.apiBuildset)
+	get("/buildsets/{id}", single("buildsets", byID("id", "buildset", ci.Store.GetBuildset), toBuildsetJSON))
 	get("/changes", a.apiChanges)
-	get("/changes/{id}", a.apiChange)
+	get("/changes/{id}", single("changes", byID("id", "change", ci.Store.GetChange), toChangeJSON))
 	get("/changes/{id}/builds", a.apiChangeBuilds)
 	get("/forceschedulers", a.apiForceSchedulers)
 	get("/forceschedulers/{name}", a.apiForceScheduler)
@@ -306,6 +306,63 @@ func notFound(err error, format string, args ...any) error {
 	return err
 }
 
+// The resources. Each is found one way (a find function, or byID for a
+// record found by an ID of its path) and shown in one JSON shape (its
+// to...JSON function); the routes pair them with single, for one record,
+// or children, for the records under one.
+
+// single answers the record find resolves, shaped by shape, as the
+// collection name.
+func single[T, J any](name string, find func(*http.Request, ci.Store) (T, error), shape func(T) J) apiFunc {
+	return func(r *http.Request, st ci.Store) (any, error) {
+		x, err := find(r, st)
+		if err != nil {
+			return nil, err
+		}
+		return one(name, shape(x)), nil
+	}
+}
+
+// children answers the records under gives of the record find resolves,
+// each shaped by shape, as the collection name.
+func children[P, T, J any](name string, find func(*http.Request, ci.Store) (P, error), under func(context.Context, ci.Store, P) ([]T, error), shape func(T) J) apiFunc {
+	return func(r *http.Request, st ci.Store) (any, error) {
+		parent, err := find(r, st)
+		if err != nil {
+			return nil, err
+		}
+		items, err := under(r.Context(), st, parent)
+		if err != nil {
+			return nil, err
+		}
+		out := toJSON(items, shape)
+		return list(name, out, len(out)), nil
+	}
+}
+
+// byID returns the find function of a record by the ID in the path
+// parameter param; what names the record when there is none.
+func byID[T any](param, what string, get func(ci.Store, context.Context, int64) (T, error)) func(*http.Request, ci.Store) (T, error) {
+	return func(r *http.Request, st ci.Store) (T, error) {
+		id, err := pathID(r, param)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		x, err := get(st, r.Context(), id)
+		return x, notFound(err, "no %s %d", what, id)
+	}
+}
+
+// toJSON shapes every item.
+func toJSON[T, J any](items []T, shape func(T) J) []J {
+	out := make([]J, 0, len(items))
+	for _, x := range items {
+		out = append(out, shape(x))
+	}
+	return out
+}
+
 // Builders.
 
 type builderJSON struct {
@@ -386,14 +443,6 @@ func (a *app) findBuilder(r *http.Request, st ci.Store) (*ci.Builder, error) {
 		return nil, fmt.Errorf("%w: no builder %q", errNotFound, key)
 	}
 	return st.GetBuilder(r.Context(), id)
-}
-
-func (a *app) apiBuilder(r *http.Request, st ci.Store) (any, error) {
-	b, err := a.findBuilder(r, st)
-	if err != nil {
-		return nil, err
-	}
-	return one("builders", toBuilderJSON(b)), nil
 }
 
 // Builds.
@@ -582,13 +631,9 @@ func (a *app) findBuild(r *http.Request, st ci.Store) (*ci.Build, error) {
 		}
 		return a.current(build), nil
 	}
-	id, err := pathID(r, "id")
+	b, err := byID("id", "build", ci.Store.GetBuild)(r, st)
 	if err != nil {
 		return nil, err
-	}
-	b, err := st.GetBuild(r.Context(), id)
-	if err != nil {
-		return nil, notFound(err, "no build %d", id)
 	}
 	return a.current(b), nil
 }
@@ -634,31 +679,17 @@ func toStepJSON(s *ci.StepRecord) stepJSON {
 	return j
 }
 
-func (a *app) apiSteps(r *http.Request, st ci.Store) (any, error) {
-	b, err := a.findBuild(r, st)
-	if err != nil {
-		return nil, err
-	}
-	steps, err := st.ListSteps(r.Context(), b.ID)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]stepJSON, 0, len(steps))
-	for _, s := range steps {
-		out = append(out, toStepJSON(s))
-	}
-	return list("steps", out, len(out)), nil
+// apiSteps answers the steps of a build.
+func (a *app) apiSteps() apiFunc {
+	return children("steps", a.findBuild, func(ctx context.Context, st ci.Store, b *ci.Build) ([]*ci.StepRecord, error) {
+		return st.ListSteps(ctx, b.ID)
+	}, toStepJSON)
 }
 
 // findStep resolves {stepid}, or {step} (a number or a name) of the build.
 func (a *app) findStep(r *http.Request, st ci.Store) (*ci.StepRecord, error) {
 	if r.PathValue("stepid") != "" {
-		id, err := pathID(r, "stepid")
-		if err != nil {
-			return nil, err
-		}
-		s, err := st.GetStep(r.Context(), id)
-		return s, notFound(err, "no step %d", id)
+		return byID("stepid", "step", ci.Store.GetStep)(r, st)
 	}
 	b, err := a.findBuild(r, st)
 	if err != nil {
@@ -677,14 +708,6 @@ func (a *app) findStep(r *http.Request, st ci.Store) (*ci.StepRecord, error) {
 	return nil, fmt.Errorf("%w: build %d has no step %q", errNotFound, b.ID, key)
 }
 
-func (a *app) apiStep(r *http.Request, st ci.Store) (any, error) {
-	s, err := a.findStep(r, st)
-	if err != nil {
-		return nil, err
-	}
-	return one("steps", toStepJSON(s)), nil
-}
-
 // Logs.
 
 type logJSON struct {
@@ -701,31 +724,17 @@ func toLogJSON(l *ci.Log) logJSON {
 	return logJSON{LogID: l.ID, Name: l.Name, Slug: l.Slug, StepID: l.StepID, Complete: l.Complete, NumLines: l.NumLines, Type: l.Type}
 }
 
-func (a *app) apiLogs(r *http.Request, st ci.Store) (any, error) {
-	s, err := a.findStep(r, st)
-	if err != nil {
-		return nil, err
-	}
-	logs, err := st.ListLogs(r.Context(), s.ID)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]logJSON, 0, len(logs))
-	for _, l := range logs {
-		out = append(out, toLogJSON(l))
-	}
-	return list("logs", out, len(out)), nil
+// apiLogs answers the logs of a step.
+func (a *app) apiLogs() apiFunc {
+	return children("logs", a.findStep, func(ctx context.Context, st ci.Store, s *ci.StepRecord) ([]*ci.Log, error) {
+		return st.ListLogs(ctx, s.ID)
+	}, toLogJSON)
 }
 
 // findLog resolves {logid}, or {log} (a slug) of the step.
 func (a *app) findLog(r *http.Request, st ci.Store) (*ci.Log, error) {
 	if r.PathValue("logid") != "" {
-		id, err := pathID(r, "logid")
-		if err != nil {
-			return nil, err
-		}
-		l, err := st.GetLog(r.Context(), id)
-		return l, notFound(err, "no log %d", id)
+		return byID("logid", "log", ci.Store.GetLog)(r, st)
 	}
 	s, err := a.findStep(r, st)
 	if err != nil {
@@ -742,14 +751,6 @@ func (a *app) findLog(r *http.Request, st ci.Store) (*ci.Log, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: step %d has no log %q", errNotFound, s.ID, key)
-}
-
-func (a *app) apiLog(r *http.Request, st ci.Store) (any, error) {
-	l, err := a.findLog(r, st)
-	if err != nil {
-		return nil, err
-	}
-	return one("logs", toLogJSON(l)), nil
 }
 
 type logChunkJSON struct {
@@ -1048,18 +1049,6 @@ func (a *app) apiBuilderRequests(r *http.Request, st ci.Store) (any, error) {
 	return a.listRequests(r, st, q)
 }
 
-func (a *app) apiRequest(r *http.Request, st ci.Store) (any, error) {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return nil, err
-	}
-	br, err := st.GetRequest(r.Context(), id)
-	if err != nil {
-		return nil, notFound(err, "no build request %d", id)
-	}
-	return one("buildrequests", toRequestJSON(br)), nil
-}
-
 type sourceStampJSON struct {
 	SSID       int64  `json:"ssid"`
 	Branch     string `json:"branch"`
@@ -1125,23 +1114,7 @@ func (a *app) apiBuildsets(r *http.Request, st ci.Store) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]buildsetJSON, 0, len(sets))
-	for _, bs := range sets {
-		out = append(out, toBuildsetJSON(bs))
-	}
-	return list("buildsets", out, total), nil
-}
-
-func (a *app) apiBuildset(r *http.Request, st ci.Store) (any, error) {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return nil, err
-	}
-	bs, err := st.GetBuildset(r.Context(), id)
-	if err != nil {
-		return nil, notFound(err, "no buildset %d", id)
-	}
-	return one("buildsets", toBuildsetJSON(bs)), nil
+	return list("buildsets", toJSON(sets, toBuildsetJSON), total), nil
 }
 
 // Changes.
@@ -1191,23 +1164,7 @@ func (a *app) apiChanges(r *http.Request, st ci.Store) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]changeJSON, 0, len(cs))
-	for _, c := range cs {
-		out = append(out, toChangeJSON(c))
-	}
-	return list("changes", out, total), nil
-}
-
-func (a *app) apiChange(r *http.Request, st ci.Store) (any, error) {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return nil, err
-	}
-	c, err := st.GetChange(r.Context(), id)
-	if err != nil {
-		return nil, notFound(err, "no change %d", id)
-	}
-	return one("changes", toChangeJSON(c)), nil
+	return list("changes", toJSON(cs, toChangeJSON), total), nil
 }
 
 // Force schedulers.

@@ -13,7 +13,7 @@ func TestDeps(t *testing.T) {
 	const mod = "github.com/kilnci/kiln/"
 	allowed := map[string]bool{
 		mod + "worker": true, mod + "worker/protocol": true, mod + "worker/command": true,
-		mod + "cmd/kiln-worker": true, mod + "internal/pty": true,
+		mod + "cmd/kiln-worker": true, mod + "internal/pty": true, mod + "internal/pyvalue": true,
 	}
 	for _, pkg := range []string{"github.com/kilnci/kiln/worker", "github.com/kilnci/kiln/cmd/kiln-worker"} {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg).CombinedOutput()
@@ -22,7 +22,7 @@ func TestDeps(t *testing.T) {
 		}
 		for _, dep := range strings.Fields(string(out)) {
 			if strings.HasPrefix(dep, mod) && !allowed[dep] {
-				t.Errorf("%s imports %s: the worker side imports only worker/protocol, worker/command and internal/pty", pkg, dep)
+				t.Errorf("%s imports %s: the worker side imports only worker/protocol, worker/command, internal/pty and internal/pyvalue", pkg, dep)
 			}
 		}
 	}

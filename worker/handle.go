@@ -25,7 +25,13 @@ func (s *session) handle(msg protocol.Message) {
 	case protocol.OpKeepalive:
 		s.log.Debug("keepalive from master")
 	case protocol.OpGetWorkerInfo:
-		result = workerInfo(s.a)
+		result = command.WorkerInfo(command.HostInfo{
+			BaseDir:            s.a.baseDir,
+			Admin:              s.a.w.Admin,
+			Host:               s.a.w.Host,
+			Env:                s.a.env,
+			DeleteLeftoverDirs: s.a.w.DeleteLeftoverDirs,
+		})
 	case protocol.OpSetWorkerSettings:
 		err = s.setWorkerSettings(msg)
 	case protocol.OpSetBuilderList:
@@ -164,7 +170,7 @@ func (s *session) setBuilderList(msg protocol.Message) (any, error) {
 			return nil, fmt.Errorf("set_builder_list: builders[%d] is not a pair of names", i)
 		}
 		names = append(names, name)
-		p := protocol.JoinPath(system(), s.a.baseDir, dir)
+		p := protocol.JoinPath(command.System(), s.a.baseDir, dir)
 		paths = append(paths, p)
 		if rel, err := filepath.Rel(s.a.baseDir, filepath.Clean(p)); err == nil {
 			wanted[strings.SplitN(rel, string(filepath.Separator), 2)[0]] = true

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kilnci/kiln/worker/command"
 )
 
 // Defaults for the Worker's zero fields.
@@ -251,7 +253,7 @@ func (w *Worker) agent() (*agent, error) {
 	a.writeTO = orDefault(w.WriteTimeout, DefaultWriteTimeout)
 	a.dialTO = orDefault(w.DialTimeout, DefaultDialTimeout)
 	if a.env == nil {
-		a.env = environ()
+		a.env = command.Environ()
 	}
 	return a, nil
 }
@@ -261,17 +263,6 @@ func orDefault(v, def time.Duration) time.Duration {
 		return def
 	}
 	return v
-}
-
-// environ returns the process environment as a map.
-func environ() map[string]string {
-	env := map[string]string{}
-	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	return env
 }
 
 // loopbackURL reports whether a master URL names this machine: localhost

@@ -41,7 +41,6 @@ type Master struct {
 	// Store is the master's store.
 	Store ci.Store
 
-	tb      testing.TB
 	timeout time.Duration
 }
 
@@ -120,8 +119,8 @@ func Start(tb testing.TB, cfg ci.MasterConfig, opts ...Options) *Master {
 			tb.Errorf("citest: master stopped with an error: %v", err)
 		}
 	})
-	tm := &Master{Master: m, Dir: cfg.BaseDir, tb: tb, timeout: o.Timeout}
-	wctx, wcancel := tm.waitContext()
+	tm := &Master{Master: m, Dir: cfg.BaseDir, timeout: o.Timeout}
+	wctx, wcancel := tm.waitContext(tb)
 	defer wcancel()
 	st, err := m.Store(wctx)
 	if err != nil {
@@ -134,10 +133,14 @@ func Start(tb testing.TB, cfg ci.MasterConfig, opts ...Options) *Master {
 	return tm
 }
 
-// waitContext bounds a wait by the timeout and the test's deadline.
-func (m *Master) waitContext() (context.Context, context.CancelFunc) {
+// waitContext bounds a wait by the timeout (DefaultTimeout for a Master
+// made by hand rather than by Start) and the test's deadline.
+func (m *Master) waitContext(tb testing.TB) (context.Context, context.CancelFunc) {
 	d := m.timeout
-	if dl, ok := m.tb.(interface{ Deadline() (time.Time, bool) }); ok {
+	if d == 0 {
+		d = DefaultTimeout
+	}
+	if dl, ok := tb.(interface{ Deadline() (time.Time, bool) }); ok {
 		if t, ok := dl.Deadline(); ok {
 			if left := time.Until(t) - time.Second; left < d {
 				d = left
@@ -150,7 +153,7 @@ func (m *Master) waitContext() (context.Context, context.CancelFunc) {
 // WaitWorkers waits until every configured worker is attached.
 func (m *Master) WaitWorkers(tb testing.TB) {
 	tb.Helper()
-	m.waitFor(tb, "every worker to attach", func() bool {
+	m.WaitFor(tb, "every worker to attach", func() bool {
 		for _, w := range m.Workers() {
 			if !w.Connected {
 				return false
@@ -160,13 +163,16 @@ func (m *Master) WaitWorkers(tb testing.TB) {
 	})
 }
 
-// waitFor waits until cond is true, re-checking on every event of the
-// master (and every 50 ms in case events were dropped).
-func (m *Master) waitFor(tb testing.TB, what string, cond func() bool) {
+// WaitFor waits until cond is true, re-checking on every event of the
+// master and every 50 ms (for what changes without an event). It fails
+// the test, naming what it waited for, when the wait's timeout passes
+// (Options.Timeout, or less when the test's deadline comes first) or the
+// master stops. It must be called from the test's goroutine.
+func (m *Master) WaitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
 	sub := m.Subscribe(1024)
 	defer sub.Close()
-	ctx, cancel := m.waitContext()
+	ctx, cancel := m.waitContext(tb)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -207,7 +213,7 @@ func (m *Master) Submit(tb testing.TB, r Request) int64 {
 	if r.Reason == "" {
 		r.Reason = "citest"
 	}
-	ctx, cancel := m.waitContext()
+	ctx, cancel := m.waitContext(tb)
 	defer cancel()
 	bs, _, err := m.Master.Submit(ctx, ci.Submission{
 		Builders:     builders,
@@ -237,7 +243,7 @@ func (m *Master) Build(tb testing.TB, r Request) *Build {
 // the buildsets the schedulers submitted for it.
 func (m *Master) AddChange(tb testing.TB, c ci.Change) []int64 {
 	tb.Helper()
-	ctx, cancel := m.waitContext()
+	ctx, cancel := m.waitContext(tb)
 	defer cancel()
 	sub := m.Subscribe(4096)
 	defer sub.Close()
@@ -264,7 +270,7 @@ func (m *Master) AddChange(tb testing.TB, c ci.Change) []int64 {
 func (m *Master) WaitBuildset(tb testing.TB, id int64) []*Build {
 	tb.Helper()
 	ctx := context.Background()
-	m.waitFor(tb, fmt.Sprintf("buildset %d to complete", id), func() bool {
+	m.WaitFor(tb, fmt.Sprintf("buildset %d to complete", id), func() bool {
 		bs, err := m.Store.GetBuildset(ctx, id)
 		if err != nil {
 			tb.Fatalf("citest: %v", err)
@@ -289,7 +295,7 @@ func (m *Master) WaitBuildset(tb testing.TB, id int64) []*Build {
 func (m *Master) WaitBuild(tb testing.TB, id int64) *Build {
 	tb.Helper()
 	ctx := context.Background()
-	m.waitFor(tb, fmt.Sprintf("build %d to finish", id), func() bool {
+	m.WaitFor(tb, fmt.Sprintf("build %d to finish", id), func() bool {
 		b, err := m.Store.GetBuild(ctx, id)
 		if err != nil {
 			tb.Fatalf("citest: %v", err)
@@ -316,7 +322,7 @@ func (m *Master) WaitRunningN(tb testing.TB, builder string, n int) []int64 {
 	}
 	var ids []int64
 	running := false
-	m.waitFor(tb, fmt.Sprintf("%d builds of %q to run", n, builder), func() bool {
+	m.WaitFor(tb, fmt.Sprintf("%d builds of %q to run", n, builder), func() bool {
 		bs, _, err := m.Store.ListBuilds(context.Background(), ci.BuildQuery{BuilderID: bid, Complete: &running})
 		if err != nil {
 			tb.Fatalf("citest: %v", err)
@@ -335,7 +341,7 @@ func (m *Master) WaitRunningN(tb testing.TB, builder string, n int) []int64 {
 func (m *Master) WaitStep(tb testing.TB, buildID int64, name string) *ci.StepRecord {
 	tb.Helper()
 	var found *ci.StepRecord
-	m.waitFor(tb, fmt.Sprintf("step %q of build %d to start", name, buildID), func() bool {
+	m.WaitFor(tb, fmt.Sprintf("step %q of build %d to start", name, buildID), func() bool {
 		steps, err := m.Store.ListSteps(context.Background(), buildID)
 		if err != nil {
 			tb.Fatalf("citest: %v", err)

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -141,24 +140,6 @@ func startMaster(tb testing.TB, cfg ci.MasterConfig) (*citest.Master, *remote.Li
 	return m, l, ln.Addr().String()
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func connected(m *citest.Master, name string) bool {
 	for _, w := range m.Workers() {
 		if w.Name == name {
@@ -166,24 +147,6 @@ func connected(m *citest.Master, name string) bool {
 		}
 	}
 	return false
-}
-
-// waitFor polls cond on the master's events and a short ticker.
-func waitFor(tb testing.TB, m *citest.Master, what string, cond func() bool) {
-	tb.Helper()
-	sub := m.Subscribe(256)
-	defer sub.Close()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(waitTimeout)
-	for !cond() {
-		select {
-		case <-sub.C:
-		case <-tick.C:
-		case <-deadline:
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }
 
 // waitFile waits until a file has a whole line, and returns it.
@@ -250,7 +213,7 @@ func testBuild(t *testing.T, k workerKind) {
 	}
 	m, _, addr := startMaster(t, cfg)
 	p, dir := run(t, k, addr, "w1", "s3cret pass")
-	waitFor(t, m, "the worker to attach", func() bool { return connected(m, "w1") })
+	m.WaitFor(t, "the worker to attach", func() bool { return connected(m, "w1") })
 	wc, ok := m.WorkerConn("w1")
 	require.True(t, ok)
 	conn := wc.(*remote.Conn)
@@ -304,13 +267,13 @@ func testBuild(t *testing.T, k workerKind) {
 	require.NoError(t, err)
 	require.NoError(t, m.StopBuild(ctx, id, "test stops it"))
 	assert.Equal(t, ci.Cancelled, m.WaitBuild(t, id).Results())
-	waitFor(t, m, "the interrupted process to end", func() bool { return !alive(pid) })
+	m.WaitFor(t, "the interrupted process to end", func() bool { return !alive(pid) })
 	m.WaitBuildset(t, bs)
 	assert.Zero(t, conn.Stats().UnknownCommands, "no message arrives for a finished command")
 
 	// Stopped, the worker is recorded disconnected.
 	p.stop()
-	waitFor(t, m, "the worker to be recorded disconnected", func() bool {
+	m.WaitFor(t, "the worker to be recorded disconnected", func() bool {
 		ws, err := m.Store.ListWorkers(ctx)
 		require.NoError(t, err)
 		return !ws[0].Connected
@@ -328,12 +291,12 @@ func TestWorkers_WrongPassword(t *testing.T) {
 				Workers:  []ci.WorkerConfig{{Name: "w1", Password: "right"}},
 				Builders: []ci.BuilderConfig{{Name: "b", Workers: []string{"w1"}, Steps: []ci.Step{&steps.ShellCommand{Command: "true"}}}},
 			}
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			m, l, addr := startMaster(t, cfg)
 			p, _ := run(t, k, addr, "w1", "wrong-password-42")
 			// The worker is refused, and tries again.
-			waitFor(t, m, "two refused logins", func() bool { return l.Stats().AuthFailures >= 2 })
+			m.WaitFor(t, "two refused logins", func() bool { return l.Stats().AuthFailures >= 2 })
 			assert.False(t, connected(m, "w1"))
 			p.stop()
 			assert.Contains(t, logs.String(), "w1")

@@ -1,6 +1,9 @@
-// Package testenv lets tests that need an outside program (git, buildbot,
-// chromium...) skip when it is missing on a developer's machine, and fail
-// instead under CI (CI=true), so that CI never passes by skipping.
+// Package testenv holds what the tests of several packages share: NeedTool
+// lets tests that need an outside program (git, buildbot, chromium...)
+// skip when it is missing on a developer's machine, and fail instead under
+// CI (CI=true), so that CI never passes by skipping; SyncBuffer collects
+// output written concurrently. (To wait for a master to reach a state,
+// tests use citest.Master.WaitFor.)
 package testenv
 
 import (

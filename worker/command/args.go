@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/kilnci/kiln/internal/pyvalue"
 )
 
 // Argument access. Arguments arrive decoded from MessagePack (int64,
@@ -90,7 +92,7 @@ func (r *run) truthy(key string, def bool) bool {
 	if !ok {
 		return def
 	}
-	return truthy(v)
+	return pyvalue.Truthy(v)
 }
 
 // A number is a numeric argument, remembering whether it was an integer so
@@ -172,28 +174,6 @@ func pyFloat(f float64) string {
 		}
 	}
 	return s + ".0"
-}
-
-// truthy is Python's truth value of a decoded argument.
-func truthy(v any) bool {
-	switch x := v.(type) {
-	case nil:
-		return false
-	case bool:
-		return x
-	case string:
-		return x != ""
-	case []byte:
-		return len(x) > 0
-	case []any:
-		return len(x) > 0
-	case map[string]any:
-		return len(x) > 0
-	}
-	if n, ok := toNumber(v); ok {
-		return n.f != 0
-	}
-	return true
 }
 
 // toInt returns an integer argument value.

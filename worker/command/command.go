@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -253,7 +252,7 @@ func newRun(ctx context.Context, h Host, name string, args map[string]any, opts 
 		r.log = slog.Default()
 	}
 	if r.env == nil {
-		r.env = environ()
+		r.env = Environ()
 	}
 	base := opts.BaseDir
 	if base == "" {
@@ -282,17 +281,6 @@ func orDefault[T int | time.Duration](v, def T) T {
 		return def
 	}
 	return v
-}
-
-// environ returns the process environment as a map.
-func environ() map[string]string {
-	env := map[string]string{}
-	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	return env
 }
 
 // interrupted reports whether the master interrupted the command.

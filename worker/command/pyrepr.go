@@ -9,9 +9,18 @@ import (
 	"unicode/utf8"
 )
 
-// The header lines of a shell command show its arguments as Python prints
-// them ("argv: [b'sh', b'-c', b'make']", "watching logfiles {}"), and
-// masters and people read them; these functions write the same text.
+// Python's repr, by hand. The header lines of a shell command show its
+// arguments as Python prints them ("argv: [b'sh', b'-c', b'make']",
+// "watching logfiles {}"), and masters and people read them; these
+// functions write the same text. No Go library writes Python's repr: Go's
+// own quoting (strconv.Quote, %q) always takes double quotes where Python
+// takes single ones (and double ones only for a string with a single quote
+// and no double one), escapes differently (\u0085 where Python writes
+// \x85, \xff for a byte that is not UTF-8 where Python writes \udcff),
+// and knows nothing of the b'' of bytes, of dicts, or of None, True and
+// False; numbers follow Python's float repr (1e+16, 0.1). The rules kept
+// are the few the worker's arguments need: str, bytes, lists, dicts with
+// sorted keys, and numbers.
 
 // pyRepr returns Python's repr of a decoded argument value. Map keys are
 // sorted (Python keeps the master's order, which decoding into a Go map

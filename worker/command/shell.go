@@ -3,19 +3,18 @@ package command
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
+
+	"github.com/kilnci/kiln/internal/pyvalue"
 )
 
 // backupTimeout is how long a killed command may take to end before the
@@ -97,7 +96,7 @@ func newShell(r *run) (*shell, error) {
 		sh.sigtermTime = &n
 	}
 	sh.interruptName, sh.interruptSignal = "KILL", syscall.SIGKILL
-	if v := r.args["interruptSignal"]; truthy(v) {
+	if v := r.args["interruptSignal"]; pyvalue.Truthy(v) {
 		name, ok := v.(string)
 		sig, known := signalByName(name)
 		if !ok || !known {
@@ -190,7 +189,7 @@ func shellEnv(arg any, worker map[string]string) (map[string]string, error) {
 	if env == nil {
 		env = map[string]string{}
 	}
-	if !truthy(arg) {
+	if !pyvalue.Truthy(arg) {
 		return env, nil
 	}
 	var given map[string]any
@@ -296,7 +295,7 @@ func (sh *shell) parseLogfiles(v any) error {
 				return fmt.Errorf("shell: logfiles[%s] has no filename", pyStr(name))
 			}
 			filename = f
-			w.follow = truthy(x["follow"])
+			w.follow = pyvalue.Truthy(x["follow"])
 		default:
 			return fmt.Errorf("shell: logfiles[%s] is %T, want a file name", pyStr(name), m[name])
 		}
@@ -683,109 +682,4 @@ func (sh *shell) pollLog(w *logWatcher) {
 		sh.lastOutput.Store(int64(time.Since(sh.start)))
 		sh.r.send(Update{Key: "log", Value: [2]string{w.name, text}})
 	}
-}
-
-// lookPath finds the program to run as execvpe would in the command's own
-// environment: a name with a slash is used as it is (from the workdir when
-// relative), others are searched in the command's PATH.
-func lookPath(name, pathVar, dir string) (string, error) {
-	if strings.Contains(name, "/") {
-		return name, nil
-	}
-	if pathVar == "" {
-		pathVar = "/bin:/usr/bin"
-	}
-	for _, d := range filepath.SplitList(pathVar) {
-		p := filepath.Join(d, name)
-		full := p
-		if !filepath.IsAbs(full) {
-			full = filepath.Join(dir, p)
-		}
-		if fi, err := os.Stat(full); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			if !filepath.IsAbs(p) {
-				return full, nil
-			}
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("cannot run %s: executable file not found in PATH", strconv.Quote(name))
-}
-
-// utf8Decoder turns output bytes into text, keeping a character split
-// between two reads whole and replacing invalid bytes with U+FFFD, as
-// Python's incremental decoder with errors="replace" does.
-type utf8Decoder struct {
-	pending []byte
-}
-
-func (d *utf8Decoder) decode(p []byte) string {
-	if len(d.pending) == 0 && utf8.Valid(p) {
-		return string(p)
-	}
-	buf := append(d.pending, p...)
-	d.pending = nil
-	var b strings.Builder
-	b.Grow(len(buf))
-	for i := 0; i < len(buf); {
-		c := buf[i]
-		if c < utf8.RuneSelf {
-			b.WriteByte(c)
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRune(buf[i:])
-		if r == utf8.RuneError && size <= 1 {
-			if !utf8.FullRune(buf[i:]) {
-				d.pending = append([]byte(nil), buf[i:]...)
-				break
-			}
-			b.WriteRune(utf8.RuneError)
-			i++
-			continue
-		}
-		b.Write(buf[i : i+size])
-		i += size
-	}
-	return b.String()
-}
-
-// decodeBytes is decode for output that is valid UTF-8 as it comes,
-// which it returns as it is, p itself: the caller must be done with it
-// before it reuses p.
-func (d *utf8Decoder) decodeBytes(p []byte) []byte {
-	if len(d.pending) == 0 && utf8.Valid(p) {
-		return p
-	}
-	return []byte(d.decode(p))
-}
-
-// flush returns what is left of a split character: a replacement.
-func (d *utf8Decoder) flush() string {
-	if len(d.pending) == 0 {
-		return ""
-	}
-	d.pending = nil
-	return string(utf8.RuneError)
-}
-
-// makedirs creates path and its parents unless it is a folder already:
-// Python's "if not os.path.isdir(p): os.makedirs(p)", whose error is the
-// one of the last mkdir (EEXIST when path is a file).
-func makedirs(path string) error {
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return nil
-	}
-	return mkdirs(path)
-}
-
-func mkdirs(path string) error {
-	parent := filepath.Dir(path)
-	if parent != path {
-		if _, err := os.Stat(parent); errors.Is(err, fs.ErrNotExist) {
-			if err := mkdirs(parent); err != nil && !errors.Is(err, fs.ErrExist) {
-				return err
-			}
-		}
-	}
-	return os.Mkdir(path, 0o777)
 }

@@ -1,7 +1,6 @@
 package local
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -98,12 +96,7 @@ func (w *Worker) Conn() (*Conn, error) {
 	}
 	env := w.Env
 	if env == nil {
-		env = map[string]string{}
-		for _, kv := range os.Environ() {
-			if k, v, ok := strings.Cut(kv, "="); ok {
-				env[k] = v
-			}
-		}
+		env = command.Environ()
 	}
 	logger := w.Logger
 	if logger == nil {
@@ -116,7 +109,7 @@ func (w *Worker) Conn() (*Conn, error) {
 	}
 	c := &Conn{
 		name:     w.Name,
-		system:   system(),
+		system:   command.System(),
 		environ:  env,
 		log:      logger,
 		builders: map[string]string{},
@@ -130,7 +123,7 @@ func (w *Worker) Conn() (*Conn, error) {
 		},
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.info = workerInfo(dir, c.system, env, w.Admin, w.Host)
+	c.info = command.WorkerInfo(command.HostInfo{BaseDir: dir, Admin: w.Admin, Host: w.Host, Env: env})
 	return c, nil
 }
 
@@ -138,61 +131,6 @@ func (w *Worker) Conn() (*Conn, error) {
 // its base folder dir and default settings.
 func NewConn(name, dir string) (*Conn, error) {
 	return (&Worker{Name: name, Dir: dir}).Conn()
-}
-
-func system() string {
-	if runtime.GOOS == "windows" {
-		return "nt"
-	}
-	return "posix"
-}
-
-// workerInfo is what buildbot-worker's get_worker_info returns.
-func workerInfo(dir, system string, env map[string]string, admin, host string) ci.WorkerInfo {
-	info := ci.WorkerInfo{}
-	if entries, err := os.ReadDir(filepath.Join(dir, "info")); err == nil {
-		for _, e := range entries {
-			if b, err := os.ReadFile(filepath.Join(dir, "info", e.Name())); err == nil && e.Type().IsRegular() {
-				info[e.Name()] = string(b)
-			}
-		}
-	}
-	if admin != "" {
-		info["admin"] = admin
-	}
-	if host != "" {
-		info["host"] = host
-	}
-	readOSRelease("/etc/os-release", info)
-	info["environ"] = env
-	info["system"] = system
-	info["basedir"] = dir
-	info["numcpus"] = runtime.NumCPU()
-	info["version"] = protocol.Version
-	info["worker_commands"] = protocol.WorkerCommands()
-	info["delete_leftover_dirs"] = false
-	return info
-}
-
-// readOSRelease adds the os-release fields as os_<key>, as buildbot-worker
-// does.
-func readOSRelease(path string, info ci.WorkerInfo) {
-	f, err := os.Open(path)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r\n")
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if ok && v != "" {
-			info["os_"+strings.ToLower(k)] = strings.Trim(v, `"`)
-		}
-	}
 }
 
 // A Conn is the master's connection to an in-process worker: a

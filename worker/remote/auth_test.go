@@ -230,7 +230,7 @@ func TestShutdown(t *testing.T) {
 	}
 	tm := &testMaster{Master: &citest.Master{Master: m}, l: l}
 	for _, n := range []string{"w1", "w2"} {
-		tm.waitFor(t, n+" to attach", func() bool { return tm.connected(n) })
+		tm.WaitFor(t, n+" to attach", func() bool { return tm.connected(n) })
 	}
 	cancel()
 	require.NoError(t, <-ran)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/internal/pyvalue"
 	"github.com/kilnci/kiln/worker/protocol"
 )
 
@@ -468,7 +469,7 @@ func (c *Conn) SetBuilders(ctx context.Context, builders []ci.BuilderDir) error 
 	var leftovers []string
 	for _, f := range files {
 		delete(missing, f)
-		if !wanted[f] && truthy(c.info["delete_leftover_dirs"]) {
+		if !wanted[f] && pyvalue.Truthy(c.info["delete_leftover_dirs"]) {
 			p := protocol.JoinPath(c.system, basedir, f)
 			st, err := c.setupCommand(ctx, protocol.CmdStat, map[string]any{"path": p}, "stat")
 			if err != nil {
@@ -525,21 +526,4 @@ func (c *Conn) SetBuilders(ctx context.Context, builders []ci.BuilderDir) error 
 		}
 	}
 	return nil
-}
-
-// truthy is Python's truth of a decoded value.
-func truthy(v any) bool {
-	switch x := v.(type) {
-	case nil:
-		return false
-	case bool:
-		return x
-	case int64:
-		return x != 0
-	case float64:
-		return x != 0
-	case string:
-		return x != ""
-	}
-	return true
 }

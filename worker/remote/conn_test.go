@@ -307,7 +307,7 @@ func TestConn_IdleGoroutines(t *testing.T) {
 		_, c := m.attachFake(t, n, fakeOptions{})
 		conns = append(conns, c)
 	}
-	m.waitFor(t, "one goroutine per idle connection", func() bool { return connGoroutines() == len(names) })
+	m.WaitFor(t, "one goroutine per idle connection", func() bool { return connGoroutines() == len(names) })
 	for _, c := range conns {
 		require.NoError(t, c.Ping(context.Background()))
 	}

@@ -422,26 +422,6 @@ func startMaster(tb testing.TB, cfg ci.MasterConfig, l *Listener) *testMaster {
 	return &testMaster{Master: m, l: l, addr: ln.Addr().String(), logs: logs}
 }
 
-// waitFor waits until cond holds, re-checking on the master's events and
-// every few milliseconds.
-func (m *testMaster) waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	sub := m.Subscribe(256)
-	defer sub.Close()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for !cond() {
-		select {
-		case <-sub.C:
-		case <-tick.C:
-		case <-deadline.C:
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // connected reports whether the worker called name is attached.
 func (m *testMaster) connected(name string) bool {
 	for _, w := range m.Workers() {
@@ -456,7 +436,7 @@ func (m *testMaster) connected(name string) bool {
 // connection.
 func (m *testMaster) waitAttached(tb testing.TB, name string) *Conn {
 	tb.Helper()
-	m.waitFor(tb, "worker "+name+" to attach", func() bool { return m.connected(name) })
+	m.WaitFor(tb, "worker "+name+" to attach", func() bool { return m.connected(name) })
 	wc, _ := m.WorkerConn(name)
 	c, ok := wc.(*Conn)
 	require.True(tb, ok, "worker %s is attached with a %T", name, wc)

@@ -90,9 +90,9 @@ func TestProtocolViolations(t *testing.T) {
 			f := tc.run(t)
 			err := f.waitClosed()
 			require.Error(t, err)
-			m.waitFor(t, "the violation to be counted", func() bool { return m.l.Stats().ProtocolErrors >= int64(i+1) })
+			m.WaitFor(t, "the violation to be counted", func() bool { return m.l.Stats().ProtocolErrors >= int64(i+1) })
 			assert.Contains(t, m.logs.String(), tc.reason)
-			m.waitFor(t, tc.name+" to be detached", func() bool { return !m.connected(tc.name) })
+			m.WaitFor(t, tc.name+" to be detached", func() bool { return !m.connected(tc.name) })
 		})
 	}
 
@@ -273,13 +273,13 @@ func TestDuplicateWorker(t *testing.T) {
 		assert.Regexp(t, `refusing a second connection of a connected worker.* remote=127\.0\.0\.1:\d+ reason=".*already connected from 127\.0\.0\.1:\d+`, m.logs.String())
 		// Once it is declared lost, the name is free.
 		<-old.Done()
-		m.waitFor(t, "the old connection to detach", func() bool {
+		m.WaitFor(t, "the old connection to detach", func() bool {
 			_, ok := m.WorkerConn("w1")
 			return !ok
 		})
 		_, err = dialFake(t, m.addr, "w1", fakeOptions{})
 		require.NoError(t, err)
-		m.waitFor(t, "the new connection to attach", func() bool {
+		m.WaitFor(t, "the new connection to attach", func() bool {
 			cur, ok := m.WorkerConn("w1")
 			return ok && cur != old
 		})
@@ -316,7 +316,7 @@ func TestFrameWithUpgradeRequest(t *testing.T) {
 	got, err := io.ReadAll(c) // the 101, the master's frames, then the close
 	require.NoError(t, err, "the master closes the connection")
 	assert.True(t, strings.HasPrefix(string(got), "HTTP/1.1 101 "), "%q", got)
-	m.waitFor(t, "the violation to be counted", func() bool { return m.l.Stats().ProtocolErrors == 1 })
+	m.WaitFor(t, "the violation to be counted", func() bool { return m.l.Stats().ProtocolErrors == 1 })
 	assert.Contains(t, m.logs.String(), `worker sent \"update\" before the handshake ended`)
 	assert.NotContains(t, m.logs.String(), "rsv bits")
 }
@@ -345,7 +345,7 @@ func TestLiveness_SilenceVisible(t *testing.T) {
 	assert.True(t, status().LostAt.IsZero())
 
 	f.silence()
-	m.waitFor(t, "the worker to be silent", func() bool { s, _, _ := conn.Silence(); return s })
+	m.WaitFor(t, "the worker to be silent", func() bool { s, _, _ := conn.Silence(); return s })
 	seen := time.Now()
 	silent, since, lostAt := conn.Silence()
 	require.True(t, silent)
@@ -361,6 +361,6 @@ func TestLiveness_SilenceVisible(t *testing.T) {
 	assert.ErrorIs(t, conn.Err(), ci.ErrWorkerLost)
 	silent, _, _ = conn.Silence()
 	assert.False(t, silent, "a lost connection is no longer silent: it is gone")
-	m.waitFor(t, "w1 to be detached", func() bool { return !status().Connected })
+	m.WaitFor(t, "w1 to be detached", func() bool { return !status().Connected })
 	assert.True(t, status().LostAt.IsZero())
 }

@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -153,24 +152,6 @@ func archiveGunzip(t *testing.T, name string) []byte {
 	return b
 }
 
-// archiveLog is a master log a test reads back.
-type archiveLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *archiveLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *archiveLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // archiveGet fetches a URL and returns its status and body.
 func archiveGet(t *testing.T, url string) (int, []byte) {
 	t.Helper()
@@ -228,7 +209,7 @@ func TestPublish(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	root := "http://" + ln.Addr().String()
-	var masterLog archiveLog
+	var masterLog testenv.SyncBuffer
 	m := citest.Start(t, ci.MasterConfig{
 		Workers: []ci.WorkerConfig{{Name: "w"}},
 		Secrets: []ci.SecretProvider{ci.DirSecrets{Dir: secrets}},
@@ -579,7 +560,7 @@ func TestPublish(t *testing.T) {
 func TestArchive_Passphrase(t *testing.T) {
 	archiveNeedTools(t)
 	key := archiveTestKey(t, "correct horse battery staple")
-	var log archiveLog
+	var log testenv.SyncBuffer
 	m, err := ci.NewMaster(ci.MasterConfig{
 		BaseDir: t.TempDir(),
 		Services: []ci.Service{&debian.Archive{

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/internal/testenv"
 )
 
 func TestConfig(t *testing.T) {
@@ -27,7 +27,7 @@ func TestConfig(t *testing.T) {
 func TestRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	var stderr bytes.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"-dir", t.TempDir(), "-n", "2"}, out, &stderr) }()
@@ -56,22 +56,4 @@ func TestRun_Usage(t *testing.T) {
 	err := run(context.Background(), nil, &out, &stderr)
 	require.Error(t, err)
 	assert.Contains(t, stderr.String(), "-dir")
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,0 +1,176 @@
+package protocol
+
+// The decoding particular to the protocol, apart from the MessagePack
+// codec of msgpack.go: the output carried by msgpack_experimental_v7's
+// updates ([text, offsets, times]) is decoded into an []int64 and a
+// []float64 rather than two values per line, which ParseMessage asks for
+// through the decoder's updates flag. Anything that is not the expected
+// shape is decoded as the codec decodes any value.
+
+// arrayHeader reads the header of an array, if the next value is one, and
+// returns its length; otherwise it reads nothing and returns -1.
+func (d *decoder) arrayHeader() (int, error) {
+	if d.left() == 0 {
+		return -1, nil
+	}
+	switch c := d.b[d.off]; {
+	case c&0xf0 == 0x90:
+		d.off++
+		return int(c & 0x0f), nil
+	case c == 0xdc || c == 0xdd:
+		d.off++
+		return d.length(2<<(c-0xdc), 1)
+	}
+	return -1, nil
+}
+
+// updateArgs decodes the args of a message as value does, except that in
+// a list of [key, value] pairs, the value of a "stdout", "stderr" or
+// "header" pair, and the second element of a "log" pair's value, go
+// through outputValue: the output of msgpack_experimental_v7's updates.
+func (d *decoder) updateArgs(depth int) (any, error) {
+	start := d.off
+	n, err := d.arrayHeader()
+	if err != nil || n < 0 || n > d.left() || depth+2 > MaxDepth {
+		d.off = start
+		return d.value(depth)
+	}
+	args := make([]any, n)
+	for i := range args {
+		pairStart := d.off
+		if m, err := d.arrayHeader(); err != nil || m != 2 {
+			d.off = pairStart
+			if args[i], err = d.value(depth + 1); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		key, err := d.value(depth + 2)
+		if err != nil {
+			return nil, err
+		}
+		var v any
+		switch key {
+		case "stdout", "stderr", "header":
+			v, err = d.outputValue(depth + 2)
+		case "log":
+			v, err = d.logValue(depth + 2)
+		default:
+			v, err = d.value(depth + 2)
+		}
+		if err != nil {
+			return nil, err
+		}
+		args[i] = []any{key, v}
+	}
+	return args, nil
+}
+
+// logValue decodes a "log" update's value, [name, output], with the
+// output as outputValue does.
+func (d *decoder) logValue(depth int) (any, error) {
+	start := d.off
+	if n, err := d.arrayHeader(); err != nil || n != 2 || depth+1 > MaxDepth {
+		d.off = start
+		return d.value(depth)
+	}
+	name, err := d.value(depth + 1)
+	if err != nil {
+		return nil, err
+	}
+	out, err := d.outputValue(depth + 1)
+	if err != nil {
+		return nil, err
+	}
+	return []any{name, out}, nil
+}
+
+// outputValue decodes the output of an update as value does, except that
+// v7's [text, offsets, times] comes back with the offsets as an []int64
+// and the times as a []float64 (as LinesValue makes them) when they are
+// all such numbers: a large update then costs a few allocations rather
+// than two per line.
+func (d *decoder) outputValue(depth int) (any, error) {
+	start := d.off
+	if n, err := d.arrayHeader(); err != nil || n != 3 || depth+1 > MaxDepth {
+		d.off = start
+		return d.value(depth)
+	}
+	text, err := d.value(depth + 1)
+	if err != nil {
+		return nil, err
+	}
+	v := []any{text, nil, nil}
+	if v[1], err = d.int64s(depth + 1); err != nil {
+		return nil, err
+	}
+	if v[2], err = d.float64s(depth + 1); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// int64s decodes an array of integers within int64's range as an []int64;
+// anything else as value does.
+func (d *decoder) int64s(depth int) (any, error) {
+	start := d.off
+	n, err := d.arrayHeader()
+	if err != nil || n < 0 {
+		d.off = start
+		return d.value(depth)
+	}
+	a := make([]int64, n)
+	for i := range a {
+		if d.left() == 0 {
+			d.off = start
+			return d.value(depth)
+		}
+		c := d.b[d.off]
+		switch {
+		case c <= 0x7f:
+			d.off++
+			a[i] = int64(c)
+			continue
+		case c >= 0xe0:
+			d.off++
+			a[i] = int64(int8(c))
+			continue
+		case c >= 0xcc && c <= 0xd3:
+			v, err := d.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			if x, ok := v.(int64); ok {
+				a[i] = x
+				continue
+			}
+		}
+		d.off = start
+		return d.value(depth)
+	}
+	return a, nil
+}
+
+// float64s decodes an array of floats as a []float64; anything else as
+// value does.
+func (d *decoder) float64s(depth int) (any, error) {
+	start := d.off
+	n, err := d.arrayHeader()
+	if err != nil || n < 0 {
+		d.off = start
+		return d.value(depth)
+	}
+	a := make([]float64, n)
+	for i := range a {
+		if d.left() == 0 || (d.b[d.off] != 0xcb && d.b[d.off] != 0xca) {
+			d.off = start
+			return d.value(depth)
+		}
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		a[i] = v.(float64)
+	}
+	return a, nil
+}
