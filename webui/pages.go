@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/ci"
-	"github.com/kilnci/kiln/scheduler"
 )
 
 //go:embed templates/*.html
@@ -599,7 +598,7 @@ func (a *app) builderPage(r *http.Request, st ci.Store, v *view) (string, any, e
 	}
 	d.Force = a.actionForm(r, actForce)
 	for _, f := range a.forceSchedulers(b.Name) {
-		d.Forces = append(d.Forces, forceForm{Scheduler: f.Name, Action: self + "/force", Fields: forceFields(f)})
+		d.Forces = append(d.Forces, forceForm{Scheduler: f.SchedulerName(), Action: self + "/force", Fields: forceFields(f)})
 	}
 	connected := map[string]bool{}
 	for _, w := range a.m.Workers() {
@@ -1218,9 +1217,9 @@ func (a *app) forceForm(w http.ResponseWriter, r *http.Request) error {
 	scheds := a.forceSchedulers(builder)
 	name := r.PostForm.Get("scheduler")
 	if name == "" && len(scheds) == 1 {
-		name = scheds[0].Name
+		name = scheds[0].SchedulerName()
 	}
-	i := slices.IndexFunc(scheds, func(f *scheduler.Force) bool { return f.Name == name })
+	i := slices.IndexFunc(scheds, func(f ci.ForceScheduler) bool { return f.SchedulerName() == name })
 	if i < 0 {
 		return fmt.Errorf("%w: no force scheduler %q for builder %q", errBadRequest, name, builder)
 	}
