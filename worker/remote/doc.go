@@ -13,7 +13,7 @@
 //	cfg.Workers = []ci.WorkerConfig{{Name: "linux-1", Password: "$2b$10$..."}}
 //	cfg.Services = append(cfg.Services, &remote.Listener{})
 //
-// It listens on Addr, else the master's WorkerAddr, else ":9989"; with
+// It listens on Addr, else DefaultAddr (":9989", Buildbot's port); with
 // CertFile and KeyFile (or TLSConfig) it serves wss:// instead of ws://.
 //
 // # Connection and authentication
