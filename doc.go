@@ -7,28 +7,55 @@
 //
 // # How the packages fit
 //
-//	ci            the core: MasterConfig and Master, builders, the Step
-//	              interface, properties and renderables (Interpolate),
-//	              results, changes, build requests, the storage
-//	              interfaces, the build runner. Standard library only.
-//	ci/steps      the steps builds are made of: ShellCommand, Git,
-//	              SetPropertyFromCommand, FileUpload, FileDownload,
-//	              DirectoryUpload, MasterShellCommand, RemoveDirectory,
-//	              MakeDirectory.
-//	ci/steps/debian  Debian packages: Sbuild, Lintian, Dput, SbuildUpdate,
-//	              CheckVersion, and the APT Archive a master keeps and
-//	              serves, with the Publish step.
-//	ci/sqlite     the store: every change, request, build, step and log in
-//	              one SQLite file (state.sqlite), pure Go, no cgo.
-//	ci/citest     go test of pipelines: a real master with in-process
-//	              workers in a temporary folder.
-//	scheduler     schedulers: Force and the others of Buildbot.
-//	worker        the worker side: the protocol shared with the master
-//	              (worker/protocol), the commands a worker runs
-//	              (worker/command), the in-process worker (worker/local).
-//	webui         the web application and the JSON API (/api/v2).
-//	cmd/kiln-worker, examples/, ideascube/
-//	              programs that wire the packages together.
+// Each package of the module, but the internal ones (a test keeps this
+// list complete):
+//
+//	ci                   the core: MasterConfig and Master, builders, the
+//	                     Step interface, properties and renderables
+//	                     (Interpolate), results, changes, build requests,
+//	                     the interfaces of schedulers, force schedulers,
+//	                     workers, reporters and stores, the build runner.
+//	                     Standard library only; its doc is the guide.
+//	ci/steps             the steps builds are made of: ShellCommand, Git,
+//	                     SetPropertyFromCommand, FileUpload, FileDownload,
+//	                     DirectoryUpload, MasterShellCommand,
+//	                     RemoveDirectory, MakeDirectory, Trigger.
+//	ci/steps/debian      Debian packages: Sbuild, Lintian, Dput,
+//	                     SbuildUpdate, CheckVersion, and the APT Archive a
+//	                     master keeps and serves, with the Publish step.
+//	ci/sqlite            the store: every change, request, build, step and
+//	                     log in one SQLite file (state.sqlite), pure Go.
+//	ci/storetest         the conformance suite every store passes.
+//	ci/citest            go test of pipelines: a real master with
+//	                     in-process workers in a temporary folder, a fake
+//	                     clock.
+//	ci/report            reporters: GitHub commit status, IRC, e-mail,
+//	                     HTTP push.
+//	ci/metrics           the master's figures for Prometheus (/metrics).
+//	ci/janitor           a service that bounds the store: old logs and
+//	                     builds deleted on a schedule.
+//	ci/secret            secret providers: the environment, a folder of
+//	                     files, a KEY=VALUE file.
+//	scheduler            schedulers: Force and the others of Buildbot
+//	                     (AnyBranch, SingleBranch, Periodic, Nightly,
+//	                     Triggerable, Dependent), ChangeFilter.
+//	hook                 change hooks: GitHub, GitLab and Buildbot's base
+//	                     hook, at /change_hook/<dialect>.
+//	webui                the web application and the JSON API (/api/v2).
+//	worker               the worker agent, which runs on worker machines.
+//	worker/protocol      what the master and the worker share: the
+//	                     protocol's vocabulary and its MessagePack codec
+//	                     (the protocol: doc/protocol.md).
+//	worker/command       the commands a worker runs.
+//	worker/remote        the master's side of network workers.
+//	worker/local         the in-process worker.
+//	cmd/kiln-worker      the worker program.
+//	examples/hello       the master of the README: one builder testing a Go
+//	                     repository, an in-process worker, the web API.
+//	examples/quickstart  Kiln on one machine: a master that builds a small
+//	                     repository of its own and keeps serving.
+//	ideascube            the Ideascube project's master program, with its
+//	                     deployment guide.
 //
 // # Data flow
 //
@@ -42,7 +69,9 @@
 // network connection speaking Buildbot's msgpack_experimental_v7 protocol or
 // the in-process worker. Output streams into logs stored in chunks and
 // readable while the build runs; results go to the store, and events tell
-// the web UI and reporters.
+// the web UI and reporters. Package ci's documentation follows the flow
+// type by type; doc/protocol.md describes the worker protocol and
+// doc/operations.md how to keep a master running.
 //
 // A minimal master:
 //

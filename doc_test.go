@@ -1,82 +1,50 @@
 package kiln_test
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 )
 
-// fencedGo finds the Go blocks of a Markdown text.
-var fencedGo = regexp.MustCompile("(?s)```go\n(.*?)```")
+// TestDocMap checks that the map of doc.go ("How the packages fit") lists
+// every package of the module but the internal ones, and nothing else.
+func TestDocMap(t *testing.T) {
+	const mod = "github.com/kilnci/kiln/"
+	src, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(src), "// # How the packages fit\n")
+	if !ok {
+		t.Fatal(`doc.go has no "How the packages fit" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n// # ")
+	// A map entry is an indented line whose first word is the package
+	// (continuation lines start with spaces).
+	mapped := map[string]bool{}
+	for line := range strings.Lines(section) {
+		entry, ok := strings.CutPrefix(line, "//\t")
+		if ok && entry != "" && entry[0] != ' ' {
+			mapped[strings.Fields(entry)[0]] = true
+		}
+	}
 
-// TestMigrationGuide_Compiles: the Kiln side of every piece of
-// doc/migrating-from-buildbot.md compiles, as one file with the imports
-// the guide lists, in a package of this module that exists only for the
-// build (go build -overlay).
-func TestMigrationGuide_Compiles(t *testing.T) {
-	guide, err := os.ReadFile("doc/migrating-from-buildbot.md")
+	out, err := exec.Command("go", "list", "./...").CombinedOutput()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("go list: %v\n%s", err, out)
 	}
-	imports := regexp.MustCompile("(?s)```\n(import \\(.*?\\))\n```").FindSubmatch(guide)
-	if imports == nil {
-		t.Fatal("the guide lists no imports")
+	for _, path := range strings.Fields(string(out)) {
+		pkg, ok := strings.CutPrefix(path, mod)
+		if !ok || pkg == "internal" || strings.HasPrefix(pkg, "internal/") {
+			continue // the root package, the internal ones
+		}
+		if !mapped[pkg] {
+			t.Errorf("doc.go's map does not list package %s", pkg)
+		}
+		delete(mapped, pkg)
 	}
-	blocks := fencedGo.FindAllSubmatch(guide, -1)
-	if len(blocks) < 8 {
-		t.Fatalf("the guide has %d Go blocks, want one per piece", len(blocks))
+	for pkg := range mapped {
+		t.Errorf("doc.go's map lists %s, which is not a package of the module", pkg)
 	}
-	var src strings.Builder
-	src.WriteString("package migration\n\n")
-	src.Write(imports[1])
-	for _, b := range blocks {
-		src.WriteString("\n\n")
-		src.Write(b[1])
-	}
-	dir := t.TempDir()
-	file := filepath.Join(dir, "guide.go")
-	if err := os.WriteFile(file, []byte(src.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	overlay, err := json.Marshal(map[string]map[string]string{
-		"Replace": {filepath.Join(wd, "doc", "migration", "guide.go"): file},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	overlayFile := filepath.Join(dir, "overlay.json")
-	if err := os.WriteFile(overlayFile, overlay, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("go", "build", "-overlay", overlayFile, "./doc/migration").CombinedOutput()
-	if err != nil {
-		t.Fatalf("the guide's Go does not compile: %v\n%s\n%s", err, out, numbered(src.String()))
-	}
-}
-
-func numbered(s string) string {
-	var b strings.Builder
-	for i, l := range strings.Split(s, "\n") {
-		b.WriteString(strings.Repeat(" ", 4-len(itoa(i+1))) + itoa(i+1) + "  " + l + "\n")
-	}
-	return b.String()
-}
-
-func itoa(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	var d []byte
-	for ; i > 0; i /= 10 {
-		d = append([]byte{byte('0' + i%10)}, d...)
-	}
-	return string(d)
 }

@@ -13,13 +13,7 @@ import (
 
 // Defaults of MasterConfig.
 const (
-	DefaultDatabase   = "state.sqlite"
-	DefaultWorkerAddr = ":9989"
-	DefaultHTTPAddr   = ":8010"
-	// DefaultProxiedHTTPAddr is the web server's address when a public
-	// URL is set: a proxy (nginx) in front is the way in, so the master
-	// listens on the loopback interface only.
-	DefaultProxiedHTTPAddr = "127.0.0.1:8010"
+	DefaultDatabase        = "state.sqlite"
 	DefaultShutdownTimeout = 10 * time.Second
 )
 
@@ -48,7 +42,9 @@ type MasterConfig struct {
 	// IRC bot) is run as the services are.
 	Reporters []Reporter
 	// Services run beside the master for as long as it runs: the web server,
-	// the worker listener, in-process workers.
+	// the worker listener, in-process workers. A service that listens on
+	// the network carries its own address (webui.Server.Addr,
+	// remote.Listener.Addr).
 	Services []Service
 
 	// BaseDir is the master's folder: the database and uploaded files are
@@ -61,13 +57,6 @@ type MasterConfig struct {
 	// Store, when set, is used instead of opening Database. The master does
 	// not close it.
 	Store Store
-
-	// WorkerAddr is where the worker listener accepts workers
-	// (DefaultWorkerAddr if empty); HTTPAddr is where the web server
-	// listens (if empty, DefaultProxiedHTTPAddr when PublicURL is set,
-	// DefaultHTTPAddr otherwise; see WebAddr). The services read them.
-	WorkerAddr string
-	HTTPAddr   string
 
 	// ShutdownTimeout is how long Run waits, once its context ends, for
 	// running builds to finish before interrupting them; they then end as
@@ -93,17 +82,6 @@ func (c *MasterConfig) DatabasePath() string {
 		return db
 	}
 	return filepath.Join(c.BaseDir, db)
-}
-
-// WebAddr returns where the web server listens: HTTPAddr, or its default.
-func (c *MasterConfig) WebAddr() string {
-	switch {
-	case c.HTTPAddr != "":
-		return c.HTTPAddr
-	case c.PublicURL != "":
-		return DefaultProxiedHTTPAddr
-	}
-	return DefaultHTTPAddr
 }
 
 // A WorkerConfig declares a worker the master accepts.

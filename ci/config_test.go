@@ -141,9 +141,3 @@ func TestMasterConfig_ValidateConfig(t *testing.T) {
 		`scheduler "s": second line`,
 	}, got)
 }
-
-func TestMasterConfig_WebAddr(t *testing.T) {
-	assert.Equal(t, ci.DefaultHTTPAddr, (&ci.MasterConfig{}).WebAddr())
-	assert.Equal(t, "127.0.0.1:8010", (&ci.MasterConfig{PublicURL: "https://ci.example.org/"}).WebAddr(), "behind a proxy, loopback only")
-	assert.Equal(t, ":9000", (&ci.MasterConfig{PublicURL: "https://ci.example.org/", HTTPAddr: ":9000"}).WebAddr())
-}

@@ -12,52 +12,17 @@ import (
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/ci/secret"
 	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/internal/testenv"
 )
 
-func TestSecretProviders(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "token"), []byte("from-a-file\n"), 0o600))
-	env := filepath.Join(dir, "secrets.env")
-	require.NoError(t, os.WriteFile(env, []byte("# comment\nexport A=one\nB = 'two words'\nC=\"three\"\n\n"), 0o600))
-	t.Setenv("KILN_TEST_SECRET_X", "from-env")
-
-	v, err := ci.DirSecrets{Dir: dir}.Secret(ctx, "token")
-	require.NoError(t, err)
-	assert.Equal(t, "from-a-file", v)
-	_, err = ci.DirSecrets{Dir: dir}.Secret(ctx, "../etc/passwd")
-	assert.ErrorIs(t, err, ci.ErrSecretNotFound)
-	_, err = ci.DirSecrets{Dir: dir}.Secret(ctx, "missing")
-	assert.ErrorIs(t, err, ci.ErrSecretNotFound)
-
-	v, err = ci.EnvSecrets{Prefix: "KILN_TEST_SECRET_"}.Secret(ctx, "X")
-	require.NoError(t, err)
-	assert.Equal(t, "from-env", v)
-	_, err = ci.EnvSecrets{Prefix: "KILN_TEST_SECRET_"}.Secret(ctx, "Y")
-	assert.ErrorIs(t, err, ci.ErrSecretNotFound)
-
-	f := &ci.FileSecrets{Path: env}
-	for k, want := range map[string]string{"A": "one", "B": "two words", "C": "three"} {
-		v, err := f.Secret(ctx, k)
-		require.NoError(t, err)
-		assert.Equal(t, want, v)
-	}
-	_, err = f.Secret(ctx, "D")
-	assert.ErrorIs(t, err, ci.ErrSecretNotFound)
-
-	_, err = ci.ParseEnvFile([]byte("A=1\nthis line has the value hunter22\n"))
-	require.Error(t, err)
-	assert.Equal(t, "line 2 is not KEY=VALUE", err.Error(), "the error names the line, not its content")
-}
-
 // TestSecrets_Redacted runs builds that use and leak a secret in every way
 // the issue lists, and checks that it is stored nowhere.
 func TestSecrets_Redacted(t *testing.T) {
-	const secret = "Tr0ub4dor&3-horse"
+	const token = "Tr0ub4dor&3-horse"
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "deploy_token"), []byte(secret+"\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "deploy_token"), []byte(token+"\n"), 0o600))
 	var masterLog testenv.SyncBuffer
 	cfg := oneBuilder(
 		// The secret reaches the command as an argument and comes back in
@@ -78,11 +43,11 @@ func TestSecrets_Redacted(t *testing.T) {
 			return ci.Failure, nil
 		})),
 		ci.WithOptions(ci.StepOptions{Name: "boom", AlwaysRun: true}, ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
-			return ci.Exception, ctxErr("cannot deploy with " + secret)
+			return ci.Exception, ctxErr("cannot deploy with " + token)
 		})),
 		&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "missing", AlwaysRun: true}, Command: []any{"echo", ci.Interpolate("%(secret:nope)s")}},
 	)
-	cfg.Secrets = []ci.SecretProvider{ci.EnvSecrets{Prefix: "KILN_TEST_NOT_SET_"}, ci.DirSecrets{Dir: dir}}
+	cfg.Secrets = []ci.SecretProvider{secret.Env{Prefix: "KILN_TEST_NOT_SET_"}, secret.Dir{Path: dir}}
 	cfg.Logger = slog.New(slog.NewTextHandler(&masterLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	m := citest.Start(t, cfg)
 	b := m.Build(t, citest.Request{Builder: "b1"})
@@ -102,12 +67,12 @@ func TestSecrets_Redacted(t *testing.T) {
 	assert.Contains(t, b.Log("missing", "err.text"), `secret "nope"`)
 
 	// Nothing the master stored or logged has the value.
-	assert.NotContains(t, masterLog.String(), secret)
+	assert.NotContains(t, masterLog.String(), token)
 	assert.Contains(t, masterLog.String(), "<deploy_token>")
 	db, err := os.ReadFile(m.Config().DatabasePath())
 	require.NoError(t, err)
 	wal, _ := os.ReadFile(m.Config().DatabasePath() + "-wal")
-	assert.NotContains(t, string(db)+string(wal), secret)
+	assert.NotContains(t, string(db)+string(wal), token)
 	for _, s := range b.Steps {
 		for _, name := range []string{"stdio", "err.text"} {
 			logs, err := m.Store.ListLogs(context.Background(), s.ID)
@@ -116,7 +81,7 @@ func TestSecrets_Redacted(t *testing.T) {
 				if l.Name == name {
 					text, err := m.Store.LogLines(context.Background(), l.ID, 0, -1)
 					require.NoError(t, err)
-					assert.NotContains(t, text, secret)
+					assert.NotContains(t, text, token)
 					assert.NotContains(t, text, "VHIwdWI0ZG9yJjMtaG9yc2")
 				}
 			}
@@ -127,23 +92,3 @@ func TestSecrets_Redacted(t *testing.T) {
 type ctxErr string
 
 func (e ctxErr) Error() string { return string(e) }
-
-func TestParseEnvFile(t *testing.T) {
-	got, err := ci.ParseEnvFile([]byte("# secrets\n\nA=1\nexport B = 'two words'\nC=\"three\"\nD=\nE=\"\"\n"))
-	require.NoError(t, err)
-	assert.Equal(t, map[string]string{"A": "1", "B": "two words", "C": "three", "D": "", "E": ""}, got)
-
-	for text, want := range map[string]string{
-		"A=1\nB\n":                 "line 2 is not KEY=VALUE",
-		"A=1\nPASSWORD=\"s3cret\n": `line 2 (PASSWORD): the value's " quote is not closed on that line`,
-		"TOKEN='abc\n":             `line 1 (TOKEN): the value's ' quote is not closed on that line`,
-		"TOKEN='\n":                `line 1 (TOKEN): the value's ' quote is not closed on that line`,
-		"BAD KEY=1\n":              "line 1 is not KEY=VALUE",
-	} {
-		_, err := ci.ParseEnvFile([]byte(text))
-		if assert.Error(t, err, "%q", text) {
-			assert.Equal(t, want, err.Error())
-			assert.NotContains(t, err.Error(), "s3cret")
-		}
-	}
-}

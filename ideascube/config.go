@@ -85,14 +85,12 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 	// Prometheus alone reads the metrics, on an address of their own.
 	col := &metrics.Collector{Addr: o.MetricsAddr}
 	cfg := ci.MasterConfig{
-		Title:      "Ideascube",
-		TitleURL:   "https://github.com/ideascube",
-		PublicURL:  o.PublicURL,
-		BaseDir:    o.BaseDir,
-		Database:   "state.sqlite",
-		HTTPAddr:   o.HTTPAddr,
-		WorkerAddr: o.WorkerAddr,
-		Builders:   builders,
+		Title:     "Ideascube",
+		TitleURL:  "https://github.com/ideascube",
+		PublicURL: o.PublicURL,
+		BaseDir:   o.BaseDir,
+		Database:  "state.sqlite",
+		Builders:  builders,
 		Schedulers: []ci.Scheduler{
 			&scheduler.Force{Name: "force", Builders: names},
 			&scheduler.AnyBranch{Name: "tags", Builders: names, ChangeFilter: scheduler.ChangeFilter{Category: []string{hook.CategoryNewTag}}},
@@ -103,10 +101,11 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 		},
 		ShutdownTimeout: o.Drain,
 		Services: []ci.Service{
-			&remote.Listener{CertFile: o.WorkerCert, KeyFile: o.WorkerKey},
+			&remote.Listener{Addr: o.WorkerAddr, CertFile: o.WorkerCert, KeyFile: o.WorkerKey},
 			col,
 			archive,
 			&webui.Server{
+				Addr: o.HTTPAddr,
 				Options: webui.Options{
 					Auth:  &webui.BasicAuth{Users: map[string]string{admin: password}, AllowPlain: !isBcrypt(password), Realm: "Ideascube"},
 					Authz: webui.Authz{Force: webui.LoggedIn, Stop: webui.LoggedIn},

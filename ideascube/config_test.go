@@ -18,6 +18,7 @@ import (
 	"github.com/kilnci/kiln/ci/steps/debian"
 	"github.com/kilnci/kiln/scheduler"
 	"github.com/kilnci/kiln/webui"
+	"github.com/kilnci/kiln/worker/remote"
 )
 
 func testSecrets() secrets {
@@ -59,8 +60,28 @@ func TestConfig(t *testing.T) {
 	assert.Equal(t, "https://github.com/ideascube", cfg.TitleURL)
 	assert.Equal(t, "http://buildbot.ideascube.org/", cfg.PublicURL)
 	assert.Equal(t, filepath.Join(o.BaseDir, "state.sqlite"), cfg.DatabasePath())
-	assert.Equal(t, "127.0.0.1:8010", cfg.WebAddr(), "behind nginx, the web port is the loopback's")
-	assert.Equal(t, ":9989", cfg.WorkerAddr)
+	for _, s := range cfg.Services {
+		switch s := s.(type) {
+		case *webui.Server:
+			assert.Equal(t, "127.0.0.1:8010", s.ListenAddr(&cfg), "behind nginx, the web port is the loopback's")
+		case *remote.Listener:
+			assert.Equal(t, ":9989", s.Addr)
+		}
+	}
+	// -http and -workers reach the services.
+	o.HTTPAddr, o.WorkerAddr = ":8080", "127.0.0.1:9000"
+	cfg2, err := config(o, testSecrets())
+	require.NoError(t, err)
+	addrs := map[string]bool{}
+	for _, s := range cfg2.Services {
+		switch s := s.(type) {
+		case *webui.Server:
+			addrs[s.ListenAddr(&cfg2)] = true
+		case *remote.Listener:
+			addrs[s.Addr] = true
+		}
+	}
+	assert.Equal(t, map[string]bool{":8080": true, "127.0.0.1:9000": true}, addrs)
 
 	require.Len(t, cfg.Workers, 2)
 	assert.Equal(t, "worker-amd64", cfg.Workers[0].Name)

@@ -214,8 +214,8 @@ type options struct {
 // The defaults of the command line, from Ideascube's deployment.
 func defaultOptions() options {
 	return options{
-		HTTPAddr:        "", // 127.0.0.1:8010 behind the public URL (ci.MasterConfig.WebAddr)
-		WorkerAddr:      ":9989",
+		HTTPAddr:        "", // 127.0.0.1:8010 behind the public URL (webui.Server.ListenAddr)
+		WorkerAddr:      remote.DefaultAddr,
 		MetricsAddr:     "127.0.0.1:9101",
 		PublicURL:       "http://buildbot.ideascube.org/",
 		Repo:            "https://github.com/ideascube/ideascube.git",

@@ -6,7 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/secret"
 )
 
 // The secrets the master needs, with each worker's password (see
@@ -54,7 +54,7 @@ func loadSecrets(path string, lookup func(string) (string, bool)) (secrets, erro
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		if file, err = ci.ParseEnvFile(data); err != nil {
+		if file, err = secret.ParseEnvFile(data); err != nil {
 			return nil, fmt.Errorf("read %s: %w", path, err)
 		}
 	case !errors.Is(err, os.ErrNotExist):

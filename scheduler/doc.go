@@ -45,9 +45,11 @@
 // # People: Force
 //
 // Force builds on request, with typed parameters (StringParam, IntParam,
-// BoolParam, ChoiceParam) that a form lists (Force.Params) and that
+// BoolParam, ChoiceParam) that a form lists (Force.ForceParams) and that
 // Force.Force checks, refusing a bad request with an error wrapping
-// ErrBadRequest.
+// ci.ErrInvalidForce. Force implements ci.ForceScheduler, the interface
+// the web UI draws its force forms from; a scheduler of one's own that
+// implements it gets a form too.
 //
 // # State and restarts
 //

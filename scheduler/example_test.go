@@ -172,7 +172,7 @@ func ExampleForce() {
 		},
 	}
 	// What a form shows.
-	for _, p := range force.Params() {
+	for _, p := range force.ForceParams() {
 		if !p.Hidden {
 			fmt.Printf("%-10s %-5s default=%v\n", p.Name, p.Type, p.Default)
 		}
@@ -181,9 +181,9 @@ func ExampleForce() {
 	m, stop := exampleMaster(force)
 	defer stop()
 	ctx := context.Background()
-	_, err := force.Force(ctx, m, scheduler.ForceRequest{Owner: "alice", Properties: map[string]any{"count": "x"}})
-	fmt.Println(errors.Is(err, scheduler.ErrBadRequest), err)
-	bs, err := force.Force(ctx, m, scheduler.ForceRequest{
+	_, err := force.Force(ctx, m, ci.ForceRequest{Owner: "alice", Properties: map[string]any{"count": "x"}})
+	fmt.Println(errors.Is(err, ci.ErrInvalidForce), err)
+	bs, err := force.Force(ctx, m, ci.ForceRequest{
 		Owner:      "alice",
 		Reason:     "release 0.9.1",
 		Builders:   []string{"build-armhf-pkg"},
@@ -203,7 +203,7 @@ func ExampleForce() {
 	// dist       list  default=jessie
 	// count      int   default=1
 	// clean      bool  default=false
-	// true force "force": bad force request: reason is required; property "count": "x" is not an integer
+	// true force "force": invalid force request: reason is required; property "count": "x" is not an integer
 	// A build was forced by 'alice': release 0.9.1
 	//   clean=true
 	//   count=2

@@ -16,9 +16,9 @@ import (
 const DefaultForceReason = "force build"
 
 // Force is Buildbot's ForceScheduler: it starts builds on request, for the
-// builders it lists, with the source and properties the request gives. The
-// web UI's force form shows its parameters (Params) and the force API calls
-// Force.
+// builders it lists, with the source and properties the request gives. It
+// is a ci.ForceScheduler: the web UI's force form shows its parameters
+// (ForceParams) and the force API calls Force.
 //
 // The source fields (Reason, Branch, Revision, Repository, Project) are
 // StringParams: editable by default, with no default value (Reason's is
@@ -40,7 +40,8 @@ const DefaultForceReason = "force build"
 //	}
 //
 // Force checks every value of a request and refuses it, storing nothing,
-// with an error wrapping ErrBadRequest that names each parameter at fault.
+// with an error wrapping ci.ErrInvalidForce that names each parameter at
+// fault.
 // A Force is safe for concurrent use.
 type Force struct {
 	// Name identifies the scheduler ("force").
@@ -69,35 +70,13 @@ type Force struct {
 	Priority int
 }
 
-var _ ci.Scheduler = (*Force)(nil)
+var _ ci.ForceScheduler = (*Force)(nil)
 
 // SchedulerName implements ci.Scheduler.
 func (f *Force) SchedulerName() string { return f.Name }
 
 // BuilderNames implements ci.Scheduler.
 func (f *Force) BuilderNames() []string { return f.Builders }
-
-// A ForceRequest is what a person asks Force for. Empty fields take the
-// parameters' defaults.
-type ForceRequest struct {
-	// Owner is who forces the build (a login), recorded as the "owner"
-	// property.
-	Owner string
-	// Builders selects some of the scheduler's builders; all if empty.
-	Builders []string
-	// Reason says why.
-	Reason string
-	// The source to build.
-	Branch, Revision, Repository, Project string
-	// Properties gives values to the scheduler's property parameters, by
-	// name: strings as a form sends them, or typed values (int, float64,
-	// bool, []string) as JSON decodes them.
-	Properties map[string]any
-}
-
-// ErrBadRequest is wrapped by errors about a force request that cannot be
-// honoured as asked (a web UI answers them with 400 Bad Request).
-var ErrBadRequest = errors.New("bad force request")
 
 // reserved are the property names a custom parameter may not take: the
 // form's own fields and what the master sets.
@@ -123,29 +102,23 @@ func (f *Force) sourceParams() []struct {
 	return out
 }
 
-// Params describes the form's parameters, in order: reason, branch,
-// revision, repository, project, then the custom properties (Property
-// set).
-func (f *Force) Params() []ForceParam {
-	var out []ForceParam
+// ForceLabel implements ci.ForceScheduler: the Label field.
+func (f *Force) ForceLabel() string { return f.Label }
+
+// ForceParams implements ci.ForceScheduler: the form's parameters, in
+// order: reason, branch, revision, repository, project, then the custom
+// properties (Property set).
+func (f *Force) ForceParams() []ci.ForceParam {
+	var out []ci.ForceParam
 	for _, s := range f.sourceParams() {
-		out = append(out, ForceParam{ParamSpec: s.p.Spec()})
+		out = append(out, ci.ForceParam{ParamSpec: s.p.Spec()})
 	}
 	for _, p := range f.Properties {
 		if p != nil {
-			out = append(out, ForceParam{ParamSpec: p.Spec(), Property: true})
+			out = append(out, ci.ForceParam{ParamSpec: p.Spec(), Property: true})
 		}
 	}
 	return out
-}
-
-// A ForceParam describes one parameter of a Force scheduler's form.
-type ForceParam struct {
-	ParamSpec
-	// Property is true for a custom property (ForceRequest.Properties),
-	// false for a source field (ForceRequest.Reason, Branch, Revision,
-	// Repository, Project, by Name).
-	Property bool `json:"property"`
 }
 
 // Validate checks the parameters; the master calls it before starting.
@@ -182,11 +155,12 @@ func (f *Force) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Force checks the request and submits a buildset for it. A request that
-// cannot be honoured gives an error wrapping ErrBadRequest that lists
-// every problem, naming each parameter ("reason is required", `property
-// "count": "x" is not an integer`), and nothing is stored.
-func (f *Force) Force(ctx context.Context, m *ci.Master, r ForceRequest) (*ci.Buildset, error) {
+// Force implements ci.ForceScheduler: it checks the request and submits a
+// buildset for it. A request that cannot be honoured gives an error
+// wrapping ci.ErrInvalidForce that lists every problem, naming each
+// parameter ("reason is required", `property "count": "x" is not an
+// integer`), and nothing is stored.
+func (f *Force) Force(ctx context.Context, m *ci.Master, r ci.ForceRequest) (*ci.Buildset, error) {
 	var problems []string
 	problem := func(what string, err error) {
 		if errors.Is(err, ErrRequired) {
@@ -242,7 +216,7 @@ func (f *Force) Force(ctx context.Context, m *ci.Master, r ForceRequest) (*ci.Bu
 		}
 	}
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("force %q: %w: %s", f.Name, ErrBadRequest, strings.Join(problems, "; "))
+		return nil, fmt.Errorf("force %q: %w: %s", f.Name, ci.ErrInvalidForce, strings.Join(problems, "; "))
 	}
 
 	reason := source["reason"]

@@ -33,7 +33,7 @@ func TestForce(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("AllBuilders", func(t *testing.T) {
-		bs, err := force.Force(ctx, m.Master, scheduler.ForceRequest{Owner: "alice", Reason: "release", Branch: "0.9.1", Revision: "0.9.1", Properties: map[string]any{"dist": "stretch"}})
+		bs, err := force.Force(ctx, m.Master, ci.ForceRequest{Owner: "alice", Reason: "release", Branch: "0.9.1", Revision: "0.9.1", Properties: map[string]any{"dist": "stretch"}})
 		require.NoError(t, err)
 		assert.Equal(t, "A build was forced by 'alice': release", bs.Reason)
 		builds := m.WaitBuildset(t, bs.ID)
@@ -47,7 +47,7 @@ func TestForce(t *testing.T) {
 		}
 	})
 	t.Run("SomeBuildersAndDefaults", func(t *testing.T) {
-		bs, err := force.Force(ctx, m.Master, scheduler.ForceRequest{Builders: []string{"b"}})
+		bs, err := force.Force(ctx, m.Master, ci.ForceRequest{Builders: []string{"b"}})
 		require.NoError(t, err)
 		assert.Equal(t, scheduler.DefaultForceReason, bs.Reason)
 		builds := m.WaitBuildset(t, bs.ID)
@@ -55,11 +55,11 @@ func TestForce(t *testing.T) {
 		assert.Equal(t, "jessie   \n", builds[0].Log("echo", "stdio"))
 	})
 	t.Run("BadRequests", func(t *testing.T) {
-		_, err := force.Force(ctx, m.Master, scheduler.ForceRequest{Builders: []string{"other"}})
-		assert.ErrorIs(t, err, scheduler.ErrBadRequest)
+		_, err := force.Force(ctx, m.Master, ci.ForceRequest{Builders: []string{"other"}})
+		assert.ErrorIs(t, err, ci.ErrInvalidForce)
 		assert.ErrorContains(t, err, `builder "other" is not one of this scheduler's builders`)
-		_, err = force.Force(ctx, m.Master, scheduler.ForceRequest{Properties: map[string]any{"sneaky": "x"}})
-		assert.ErrorIs(t, err, scheduler.ErrBadRequest)
+		_, err = force.Force(ctx, m.Master, ci.ForceRequest{Properties: map[string]any{"sneaky": "x"}})
+		assert.ErrorIs(t, err, ci.ErrInvalidForce)
 		assert.ErrorContains(t, err, `unknown property "sneaky"`)
 		n, _, err := m.Store.ListRequests(ctx, ci.RequestQuery{})
 		require.NoError(t, err)
@@ -88,24 +88,24 @@ func typedForce() *scheduler.Force {
 }
 
 func TestForce_Params(t *testing.T) {
-	params := typedForce().Params()
+	params := typedForce().ForceParams()
 	var names []string
 	for _, p := range params {
 		names = append(names, p.Name)
 	}
 	assert.Equal(t, []string{"reason", "branch", "revision", "repository", "project", "count", "needed", "clean", "dist", "archs", "tag"}, names)
-	byName := map[string]scheduler.ForceParam{}
+	byName := map[string]ci.ForceParam{}
 	for _, p := range params {
 		byName[p.Name] = p
 	}
-	assert.Equal(t, scheduler.ForceParam{ParamSpec: scheduler.ParamSpec{Name: "reason", Type: "text", Label: "Why", Default: "", Required: true}}, byName["reason"])
+	assert.Equal(t, ci.ForceParam{ParamSpec: ci.ParamSpec{Name: "reason", Type: "text", Label: "Why", Default: "", Required: true}}, byName["reason"])
 	assert.Equal(t, "force build", typedForceDefaultReason(), "an optional reason defaults to Buildbot's")
 	assert.Equal(t, "fixed", byName["project"].Type)
 	assert.True(t, byName["project"].Hidden)
 	assert.True(t, byName["revision"].Hidden)
 	assert.False(t, byName["branch"].Property)
-	assert.Equal(t, scheduler.ForceParam{ParamSpec: scheduler.ParamSpec{Name: "count", Type: "int", Label: "count", Default: 2}, Property: true}, byName["count"])
-	assert.Equal(t, scheduler.ForceParam{ParamSpec: scheduler.ParamSpec{Name: "archs", Type: "list", Label: "archs", Default: []string{"amd64"},
+	assert.Equal(t, ci.ForceParam{ParamSpec: ci.ParamSpec{Name: "count", Type: "int", Label: "count", Default: 2}, Property: true}, byName["count"])
+	assert.Equal(t, ci.ForceParam{ParamSpec: ci.ParamSpec{Name: "archs", Type: "list", Label: "archs", Default: []string{"amd64"},
 		Choices: []string{"amd64", "armhf", "i386"}, Multiple: true}, Property: true}, byName["archs"])
 
 	b, err := json.Marshal(byName["dist"])
@@ -115,7 +115,7 @@ func TestForce_Params(t *testing.T) {
 }
 
 func typedForceDefaultReason() string {
-	for _, p := range (&scheduler.Force{}).Params() {
+	for _, p := range (&scheduler.Force{}).ForceParams() {
 		if p.Name == "reason" {
 			return p.Default.(string)
 		}
@@ -135,26 +135,26 @@ func TestForce_Values(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		tests := []struct {
 			name   string
-			req    scheduler.ForceRequest
+			req    ci.ForceRequest
 			reason string
 			ss     ci.SourceStamp
 			props  map[string]any
 		}{{
 			name:   "Defaults",
-			req:    scheduler.ForceRequest{Reason: "r", Properties: map[string]any{"needed": "1"}},
+			req:    ci.ForceRequest{Reason: "r", Properties: map[string]any{"needed": "1"}},
 			reason: "r",
 			ss:     ci.SourceStamp{Branch: "master", Project: "ideascube"},
 			props:  map[string]any{"reason": "r", "count": 2, "needed": 1, "clean": false, "dist": "jessie", "archs": []string{"amd64"}, "tag": ""},
 		}, {
 			name: "FormStrings",
-			req: scheduler.ForceRequest{Owner: "bob", Reason: " r ", Branch: "release/1.0", Revision: "abc", Project: "ideascube",
+			req: ci.ForceRequest{Owner: "bob", Reason: " r ", Branch: "release/1.0", Revision: "abc", Project: "ideascube",
 				Properties: map[string]any{"count": "7", "needed": []string{"3"}, "clean": "on", "dist": "buster", "archs": []string{"armhf", "i386"}, "tag": "v1.2"}},
 			reason: "A build was forced by 'bob': r",
 			ss:     ci.SourceStamp{Branch: "release/1.0", Revision: "abc", Project: "ideascube"},
 			props:  map[string]any{"reason": "r", "owner": "bob", "count": 7, "needed": 3, "clean": true, "dist": "buster", "archs": []string{"armhf", "i386"}, "tag": "v1.2"},
 		}, {
 			name: "JSONValues",
-			req: scheduler.ForceRequest{Reason: "r",
+			req: ci.ForceRequest{Reason: "r",
 				Properties: map[string]any{"count": float64(9), "needed": json.Number("4"), "clean": true, "archs": []any{"i386"}}},
 			reason: "r",
 			ss:     ci.SourceStamp{Branch: "master", Project: "ideascube"},
@@ -183,28 +183,28 @@ func TestForce_Values(t *testing.T) {
 		require.NoError(t, err)
 		tests := []struct {
 			name string
-			req  scheduler.ForceRequest
+			req  ci.ForceRequest
 			want []string
 		}{
-			{"ReasonRequired", scheduler.ForceRequest{Properties: map[string]any{"needed": 1}}, []string{"reason is required"}},
-			{"NotAnInteger", scheduler.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "count": "x"}}, []string{`property "count": "x" is not an integer`}},
-			{"FloatNotAnInteger", scheduler.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1.5}}, []string{`property "needed": 1.5 is not an integer`}},
-			{"IntRequired", scheduler.ForceRequest{Reason: "r"}, []string{`property "needed" is required`}},
-			{"NotABoolean", scheduler.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "clean": "maybe"}}, []string{`property "clean": "maybe" is not a boolean`}},
-			{"NotAChoice", scheduler.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "dist": "sid"}}, []string{`property "dist": "sid" is not one of the choices (jessie, stretch, buster)`}},
-			{"OneChoiceOnly", scheduler.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "dist": []string{"jessie", "buster"}}}, []string{`property "dist": takes one value, not 2`}},
-			{"RegexpWhole", scheduler.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "tag": "v1.2-rc1"}}, []string{`property "tag": "v1.2-rc1" does not match v\d+(\.\d+)*`}},
-			{"TooLong", scheduler.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "tag": "v1.2.3.4.5.6.7"}}, []string{`property "tag": is 14 bytes long, more than 12`}},
-			{"BranchPattern", scheduler.ForceRequest{Reason: "r", Branch: "a b", Properties: map[string]any{"needed": 1}}, []string{`branch: "a b" does not match`}},
-			{"Fixed", scheduler.ForceRequest{Reason: "r", Project: "other", Properties: map[string]any{"needed": 1}}, []string{`project: is fixed to "ideascube", not "other"`}},
-			{"WrongType", scheduler.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "tag": 3}}, []string{`property "tag": is a int, not a string`}},
-			{"EveryProblem", scheduler.ForceRequest{Builders: []string{"ghost"}, Properties: map[string]any{"count": "x", "nope": 1}},
+			{"ReasonRequired", ci.ForceRequest{Properties: map[string]any{"needed": 1}}, []string{"reason is required"}},
+			{"NotAnInteger", ci.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "count": "x"}}, []string{`property "count": "x" is not an integer`}},
+			{"FloatNotAnInteger", ci.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1.5}}, []string{`property "needed": 1.5 is not an integer`}},
+			{"IntRequired", ci.ForceRequest{Reason: "r"}, []string{`property "needed" is required`}},
+			{"NotABoolean", ci.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "clean": "maybe"}}, []string{`property "clean": "maybe" is not a boolean`}},
+			{"NotAChoice", ci.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "dist": "sid"}}, []string{`property "dist": "sid" is not one of the choices (jessie, stretch, buster)`}},
+			{"OneChoiceOnly", ci.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "dist": []string{"jessie", "buster"}}}, []string{`property "dist": takes one value, not 2`}},
+			{"RegexpWhole", ci.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "tag": "v1.2-rc1"}}, []string{`property "tag": "v1.2-rc1" does not match v\d+(\.\d+)*`}},
+			{"TooLong", ci.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "tag": "v1.2.3.4.5.6.7"}}, []string{`property "tag": is 14 bytes long, more than 12`}},
+			{"BranchPattern", ci.ForceRequest{Reason: "r", Branch: "a b", Properties: map[string]any{"needed": 1}}, []string{`branch: "a b" does not match`}},
+			{"Fixed", ci.ForceRequest{Reason: "r", Project: "other", Properties: map[string]any{"needed": 1}}, []string{`project: is fixed to "ideascube", not "other"`}},
+			{"WrongType", ci.ForceRequest{Reason: "r", Properties: map[string]any{"needed": 1, "tag": 3}}, []string{`property "tag": is a int, not a string`}},
+			{"EveryProblem", ci.ForceRequest{Builders: []string{"ghost"}, Properties: map[string]any{"count": "x", "nope": 1}},
 				[]string{`builder "ghost" is not one of this scheduler's builders`, "reason is required", `property "count": "x" is not an integer`, `property "needed" is required`, `unknown property "nope"`}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				_, err := force.Force(ctx, m.Master, tt.req)
-				require.ErrorIs(t, err, scheduler.ErrBadRequest)
+				require.ErrorIs(t, err, ci.ErrInvalidForce)
 				for _, w := range tt.want {
 					assert.ErrorContains(t, err, w)
 				}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/kilnci/kiln/ci"
 )
 
 // A Param is a field of a Force scheduler's form, Buildbot's force
@@ -17,7 +19,7 @@ import (
 // ChoiceParam are Kiln's; others can be written.
 type Param interface {
 	// Spec describes the parameter for a form.
-	Spec() ParamSpec
+	Spec() ci.ParamSpec
 	// Value checks what a request gave for the parameter (nil if it gave
 	// nothing) and returns the value to use. An error says why the value
 	// is refused, without naming the parameter; ErrRequired says it is
@@ -28,32 +30,6 @@ type Param interface {
 // ErrRequired is returned by Param.Value when a required parameter is
 // given no value.
 var ErrRequired = errors.New("is required")
-
-// ParamSpec describes a parameter for a form, in the shape of Buildbot's
-// parameter specification (its JSON names).
-type ParamSpec struct {
-	// Name is the property (or source field) the parameter sets.
-	Name string `json:"name"`
-	// Type is Buildbot's: "text", "int", "bool", "list" (a choice) or
-	// "fixed" (shown, not editable).
-	Type string `json:"type"`
-	// Label is what a form shows; the name if not set.
-	Label string `json:"label"`
-	// Default is the value used when the request gives none: a string, an
-	// int, a bool, or a list of strings.
-	Default  any  `json:"default"`
-	Required bool `json:"required"`
-	// Hidden parameters are not shown in forms; they take their default
-	// unless a request gives a value.
-	Hidden bool `json:"hide"`
-	// Regexp is the pattern a text value must match (empty: any).
-	Regexp string `json:"regex,omitempty"`
-	// Choices and Multiple describe a choice.
-	Choices  []string `json:"choices,omitempty"`
-	Multiple bool     `json:"multiple"`
-	// MaxLength bounds a text value's length in bytes (0: no bound).
-	MaxLength int `json:"maxsize,omitempty"`
-}
 
 // StringParam is a text parameter (Buildbot's StringParameter, and
 // FixedParameter when Fixed).
@@ -79,12 +55,12 @@ type StringParam struct {
 }
 
 // Spec implements Param.
-func (p StringParam) Spec() ParamSpec {
+func (p StringParam) Spec() ci.ParamSpec {
 	typ := "text"
 	if p.Fixed {
 		typ = "fixed"
 	}
-	return ParamSpec{Name: p.Name, Type: typ, Label: labelOr(p.Label, p.Name), Default: p.Default,
+	return ci.ParamSpec{Name: p.Name, Type: typ, Label: labelOr(p.Label, p.Name), Default: p.Default,
 		Required: p.Required, Hidden: p.Hidden || p.Fixed, Regexp: p.Regexp, MaxLength: p.MaxLength}
 }
 
@@ -152,8 +128,8 @@ type IntParam struct {
 }
 
 // Spec implements Param.
-func (p IntParam) Spec() ParamSpec {
-	return ParamSpec{Name: p.Name, Type: "int", Label: labelOr(p.Label, p.Name), Default: p.Default, Required: p.Required, Hidden: p.Hidden}
+func (p IntParam) Spec() ci.ParamSpec {
+	return ci.ParamSpec{Name: p.Name, Type: "int", Label: labelOr(p.Label, p.Name), Default: p.Default, Required: p.Required, Hidden: p.Hidden}
 }
 
 // Value implements Param: it accepts an integer, a float with no
@@ -213,8 +189,8 @@ type BoolParam struct {
 }
 
 // Spec implements Param.
-func (p BoolParam) Spec() ParamSpec {
-	return ParamSpec{Name: p.Name, Type: "bool", Label: labelOr(p.Label, p.Name), Default: p.Default, Hidden: p.Hidden}
+func (p BoolParam) Spec() ci.ParamSpec {
+	return ci.ParamSpec{Name: p.Name, Type: "bool", Label: labelOr(p.Label, p.Name), Default: p.Default, Hidden: p.Hidden}
 }
 
 // Value implements Param: it accepts a bool or a string ("true", "false",
@@ -260,12 +236,12 @@ type ChoiceParam struct {
 }
 
 // Spec implements Param.
-func (p ChoiceParam) Spec() ParamSpec {
+func (p ChoiceParam) Spec() ci.ParamSpec {
 	var def any = p.Default
 	if p.Multiple {
 		def = slices.Clone(p.Defaults)
 	}
-	return ParamSpec{Name: p.Name, Type: "list", Label: labelOr(p.Label, p.Name), Default: def, Required: p.Required,
+	return ci.ParamSpec{Name: p.Name, Type: "list", Label: labelOr(p.Label, p.Name), Default: def, Required: p.Required,
 		Hidden: p.Hidden, Choices: slices.Clone(p.Choices), Multiple: p.Multiple}
 }
 

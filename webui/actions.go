@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	"github.com/kilnci/kiln/ci"
-	"github.com/kilnci/kiln/scheduler"
 )
 
 // The actions of the pages' forms (force, stop, cancel; rebuild is in
@@ -45,9 +44,9 @@ func (a *app) forceForm(w http.ResponseWriter, r *http.Request) error {
 	scheds := a.forceSchedulers(builder)
 	name := r.PostForm.Get("scheduler")
 	if name == "" && len(scheds) == 1 {
-		name = scheds[0].Name
+		name = scheds[0].SchedulerName()
 	}
-	i := slices.IndexFunc(scheds, func(f *scheduler.Force) bool { return f.Name == name })
+	i := slices.IndexFunc(scheds, func(f ci.ForceScheduler) bool { return f.SchedulerName() == name })
 	if i < 0 {
 		return fmt.Errorf("%w: no force scheduler %q for builder %q", errBadRequest, name, builder)
 	}

@@ -151,6 +151,11 @@
 // is 400 with code -32602. The owner of a forced build is the logged-in
 // user (or "anonymous"), whatever the call says.
 //
+// The force schedulers are the configuration's schedulers that implement
+// ci.ForceScheduler (scheduler.Force, or one of the user's own): each gets
+// a form drawn from its ForceParams, and its Force receives what the form
+// or the call sends; an error wrapping ci.ErrInvalidForce is a 400.
+//
 // A rebuild, as Buildbot's, submits the build's builder again with the
 // source stamps of the build's buildset (the stored ones: the new build is
 // one of the same changes) and that buildset's properties (what its

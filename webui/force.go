@@ -7,16 +7,16 @@ import (
 	"strings"
 
 	"github.com/kilnci/kiln/ci"
-	"github.com/kilnci/kiln/scheduler"
 )
 
-// This file is the one place that knows the force scheduler's API: the
-// fields of its form, and how a form or a JSON-RPC call becomes a force
-// request.
+// This file is the one place that knows the force schedulers' API
+// (ci.ForceScheduler): the fields of their forms, and how a form or a
+// JSON-RPC call becomes a force request. Any scheduler of the
+// configuration that implements the interface gets a form.
 
 // A forceField is one field of a force form, as the page shows it.
 type forceField struct {
-	scheduler.ForceParam
+	ci.ForceParam
 	// Value is the default, as the form's text.
 	Value string
 	// Values are the defaults of a multiple choice.
@@ -33,20 +33,20 @@ func (f forceField) Selected(choice string) bool {
 
 // forceSchedulers returns the force schedulers of the configuration, those
 // that may build the named builder if it is not "".
-func (a *app) forceSchedulers(builder string) []*scheduler.Force {
-	var out []*scheduler.Force
+func (a *app) forceSchedulers(builder string) []ci.ForceScheduler {
+	var out []ci.ForceScheduler
 	for _, s := range a.m.Config().Schedulers {
-		f, ok := s.(*scheduler.Force)
-		if ok && (builder == "" || slices.Contains(f.Builders, builder)) {
+		f, ok := s.(ci.ForceScheduler)
+		if ok && (builder == "" || slices.Contains(f.BuilderNames(), builder)) {
 			out = append(out, f)
 		}
 	}
 	return out
 }
 
-func (a *app) forceScheduler(name string) (*scheduler.Force, error) {
+func (a *app) forceScheduler(name string) (ci.ForceScheduler, error) {
 	for _, f := range a.forceSchedulers("") {
-		if f.Name == name {
+		if f.SchedulerName() == name {
 			return f, nil
 		}
 	}
@@ -55,9 +55,9 @@ func (a *app) forceScheduler(name string) (*scheduler.Force, error) {
 
 // forceFields lists the fields of f's form, as the scheduler describes
 // them: the reason and source stamp, then its properties.
-func forceFields(f *scheduler.Force) []forceField {
+func forceFields(f ci.ForceScheduler) []forceField {
 	var out []forceField
-	for _, p := range f.Params() {
+	for _, p := range f.ForceParams() {
 		ff := forceField{ForceParam: p}
 		if ff.Label == "" || ff.Label == ff.Name && !ff.Property {
 			// The source fields, named as Buildbot's form names them.
@@ -78,9 +78,9 @@ func forceFields(f *scheduler.Force) []forceField {
 // force submits a force request for the builders, with values by field
 // name (strings from a form, typed values from a JSON-RPC call's params),
 // and returns the buildset and its requests. The scheduler checks the
-// values; an error about them wraps scheduler.ErrBadRequest.
-func (a *app) force(ctx context.Context, f *scheduler.Force, owner string, builders []string, values map[string]any) (*ci.Buildset, []*ci.BuildRequest, error) {
-	req := scheduler.ForceRequest{Owner: owner, Builders: builders, Properties: map[string]any{}}
+// values; an error about them wraps ci.ErrInvalidForce.
+func (a *app) force(ctx context.Context, f ci.ForceScheduler, owner string, builders []string, values map[string]any) (*ci.Buildset, []*ci.BuildRequest, error) {
+	req := ci.ForceRequest{Owner: owner, Builders: builders, Properties: map[string]any{}}
 	source := map[string]*string{"reason": &req.Reason, "branch": &req.Branch, "revision": &req.Revision,
 		"repository": &req.Repository, "project": &req.Project}
 	for k, v := range values {
@@ -119,17 +119,17 @@ type forceSchedulerJSON struct {
 	AllFields    []map[string]any `json:"all_fields"`
 }
 
-func toForceSchedulerJSON(f *scheduler.Force) forceSchedulerJSON {
-	label := f.Label
+func toForceSchedulerJSON(f ci.ForceScheduler) forceSchedulerJSON {
+	label := f.ForceLabel()
 	if label == "" {
-		label = f.Name
+		label = f.SchedulerName()
 	}
-	j := forceSchedulerJSON{Name: f.Name, ButtonName: label, Label: label, BuilderNames: f.Builders, Enabled: true}
+	j := forceSchedulerJSON{Name: f.SchedulerName(), ButtonName: label, Label: label, BuilderNames: f.BuilderNames(), Enabled: true}
 	if j.BuilderNames == nil {
 		j.BuilderNames = []string{}
 	}
 	fields := []map[string]any{}
-	for _, p := range f.Params() {
+	for _, p := range f.ForceParams() {
 		spec := map[string]any{
 			"name": p.Name, "fullName": p.Name, "label": p.Label, "tablabel": p.Label, "type": p.Type,
 			"default": p.Default, "required": p.Required, "hide": p.Hidden, "multiple": p.Multiple,

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/ci"
-	"github.com/kilnci/kiln/scheduler"
 )
 
 // Options configure the web application. The zero value (and nil) serves
@@ -236,7 +235,7 @@ func (e *retryError) Unwrap() error { return e.err }
 // status decides the HTTP status of an error: the one table of it.
 func status(err error) int {
 	switch {
-	case errors.Is(err, errBadRequest), errors.Is(err, scheduler.ErrBadRequest),
+	case errors.Is(err, errBadRequest), errors.Is(err, ci.ErrInvalidForce),
 		errors.Is(err, ci.ErrUnknownBuilder), errors.Is(err, ci.ErrInvalidConfig):
 		return http.StatusBadRequest
 	case errors.Is(err, errTooMany):

@@ -598,7 +598,7 @@ func (a *app) builderPage(r *http.Request, st ci.Store, v *view) (string, any, e
 	}
 	d.Force = a.actionForm(r, actForce)
 	for _, f := range a.forceSchedulers(b.Name) {
-		d.Forces = append(d.Forces, forceForm{Scheduler: f.Name, Action: self + "/force", Fields: forceFields(f)})
+		d.Forces = append(d.Forces, forceForm{Scheduler: f.SchedulerName(), Action: self + "/force", Fields: forceFields(f)})
 	}
 	connected := map[string]bool{}
 	for _, w := range a.m.Workers() {

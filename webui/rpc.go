@@ -11,7 +11,6 @@ import (
 	"strconv"
 
 	"github.com/kilnci/kiln/ci"
-	"github.com/kilnci/kiln/scheduler"
 )
 
 // The API's writes are Buildbot's data API control methods: a JSON-RPC 2.0
@@ -71,7 +70,7 @@ func (a *app) rpc(fn rpcFunc) http.Handler {
 				switch {
 				case errors.As(err, &re):
 					rc = re.code
-				case errors.Is(err, scheduler.ErrBadRequest):
+				case errors.Is(err, ci.ErrInvalidForce):
 					rc = rpcInvalidParams
 				case code < 500:
 					rc = rpcInvalidRequest
@@ -213,7 +212,7 @@ func (a *app) rpcForce(r *http.Request, st ci.Store, method string, params map[s
 	for _, br := range reqs {
 		brids[strconv.FormatInt(br.BuilderID, 10)] = br.ID
 	}
-	a.log.Info("build forced through the API", "scheduler", f.Name, "owner", owner, "buildset", bs.ID)
+	a.log.Info("build forced through the API", "scheduler", f.SchedulerName(), "owner", owner, "buildset", bs.ID)
 	return []any{bs.ID, brids}, nil
 }
 

@@ -13,8 +13,8 @@ import (
 
 // Server is a ci.Service that serves a master's web application over
 // HTTP until the master stops, with the configuration's change hooks at
-// /change_hook/<dialect>. The zero value listens on the master's HTTPAddr
-// and serves a read-only UI to anyone; Options adds logins and actions:
+// /change_hook/<dialect>. The zero value listens on DefaultAddr (on
+// DefaultProxiedAddr when the master has a public URL) and serves a read-only UI to anyone; Options adds logins and actions:
 //
 //	&webui.Server{Options: webui.Options{
 //		Auth:  &webui.BasicAuth{HtpasswdFile: "/srv/kiln/htpasswd"},
@@ -23,7 +23,9 @@ import (
 type Server struct {
 	// Options configure the web application (see NewHandler).
 	Options Options
-	// Addr overrides the master's HTTPAddr.
+	// Addr is where to listen; if empty, DefaultProxiedAddr when the
+	// master's PublicURL is set (a proxy in front is the way in),
+	// DefaultAddr otherwise (see ListenAddr).
 	Addr string
 	// Listener, when set, is served instead of listening on an address
 	// (tests pass one on 127.0.0.1:0).
@@ -33,7 +35,28 @@ type Server struct {
 	Mounts map[string]http.Handler
 }
 
+// Where a Server listens when its Addr is empty.
+const (
+	DefaultAddr = ":8010"
+	// DefaultProxiedAddr is the address when the master has a public URL:
+	// a proxy (nginx) in front is the way in, so the server listens on
+	// the loopback interface only.
+	DefaultProxiedAddr = "127.0.0.1:8010"
+)
+
 var _ ci.NetworkService = (*Server)(nil)
+
+// ListenAddr returns the address Run listens on for a master of
+// configuration c (when no Listener is given): Addr, or its default.
+func (s *Server) ListenAddr(c *ci.MasterConfig) string {
+	switch {
+	case s.Addr != "":
+		return s.Addr
+	case c.PublicURL != "":
+		return DefaultProxiedAddr
+	}
+	return DefaultAddr
+}
 
 // ListensOnNetwork implements ci.NetworkService: the server listens on
 // its address unless it was given a Listener.
@@ -43,12 +66,8 @@ func (s *Server) ListensOnNetwork() bool { return s.Listener == nil }
 func (s *Server) Run(ctx context.Context, m *ci.Master) error {
 	ln := s.Listener
 	if ln == nil {
-		addr := s.Addr
-		if addr == "" {
-			addr = m.Config().WebAddr()
-		}
 		var err error
-		if ln, err = net.Listen("tcp", addr); err != nil {
+		if ln, err = net.Listen("tcp", s.ListenAddr(m.Config())); err != nil {
 			return fmt.Errorf("web: %w", err)
 		}
 	}

@@ -4,7 +4,7 @@
 // it as well.
 //
 // The agent speaks Buildbot's worker protocol, msgpack_experimental_v7 (see
-// PROTOCOL.md in the project's shared documents), so it works with a Kiln
+// doc/protocol.md in the repository), so it works with a Kiln
 // master and with a stock Buildbot 3.x master configured with
 // c['protocols'] = {'msgpack_experimental_v7': {'port': N}}. It runs
 // commands with package command, as buildbot-worker runs them, and shares

@@ -4,8 +4,8 @@
 // the worker receives.
 //
 // Kiln speaks Buildbot's worker protocol, msgpack_experimental_v7 (see
-// PROTOCOL.md in the project's shared documents), so the names and shapes
-// here are Buildbot's.
+// doc/protocol.md in the repository), so the names and shapes here are
+// Buildbot's.
 //
 // # Master-side and wire arguments
 //

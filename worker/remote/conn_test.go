@@ -29,7 +29,7 @@ func shellBuilder(name string, workers []string, command ...string) ci.BuilderCo
 }
 
 // The master greets a worker exactly as Buildbot's does (see the trace in
-// PROTOCOL.md): print, get_worker_info, set_worker_settings, listdir,
+// doc/protocol.md): print, get_worker_info, set_worker_settings, listdir,
 // mkdir of the missing folders, print per builder.
 func TestHandshake(t *testing.T) {
 	cfg := ci.MasterConfig{

@@ -1,7 +1,7 @@
 // Package remote is the master's side of network workers: a Listener that
 // accepts workers on the master's worker port and attaches each to the
 // master as a Conn, a ci.WorkerConn speaking Buildbot's worker protocol
-// msgpack_experimental_v7 (PROTOCOL.md in the project's shared documents).
+// msgpack_experimental_v7 (doc/protocol.md in the repository).
 // A stock buildbot-worker created with --protocol msgpack_experimental_v7
 // runs a Kiln master's builds, and so does the Kiln worker.
 //
@@ -13,7 +13,7 @@
 //	cfg.Workers = []ci.WorkerConfig{{Name: "linux-1", Password: "$2b$10$..."}}
 //	cfg.Services = append(cfg.Services, &remote.Listener{})
 //
-// It listens on Addr, else the master's WorkerAddr, else ":9989"; with
+// It listens on Addr, else DefaultAddr (":9989", Buildbot's port); with
 // CertFile and KeyFile (or TLSConfig) it serves wss:// instead of ws://.
 //
 // # Connection and authentication

@@ -47,6 +47,10 @@ const (
 // maxNameInLog bounds how much of an unauthenticated worker name is logged.
 const maxNameInLog = 64
 
+// DefaultAddr is where a Listener accepts workers when its Addr is empty:
+// Buildbot's worker port.
+const DefaultAddr = ":9989"
+
 // A Listener is the master's side of network workers, a ci.Service: it
 // accepts workers on the master's worker port over WebSocket, checks their
 // credentials, runs the attach handshake and attaches each to the master
@@ -55,8 +59,7 @@ const maxNameInLog = 64
 // The fields are its configuration, read when Run starts; all are
 // optional.
 type Listener struct {
-	// Addr is where to listen: the master's WorkerAddr if empty, else
-	// ci.DefaultWorkerAddr (":9989").
+	// Addr is where to listen; DefaultAddr if empty.
 	Addr string
 	// Listener, when set, is used instead of listening on Addr (tests use
 	// one on 127.0.0.1:0). Run closes it.
@@ -177,10 +180,7 @@ func (l *Listener) Run(ctx context.Context, m *ci.Master) error {
 	if ln == nil {
 		addr := l.Addr
 		if addr == "" {
-			addr = m.Config().WorkerAddr
-		}
-		if addr == "" {
-			addr = ci.DefaultWorkerAddr
+			addr = DefaultAddr
 		}
 		var err error
 		if ln, err = net.Listen("tcp", addr); err != nil {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/ci/secret"
 	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/ci/steps/debian"
 	"github.com/kilnci/kiln/internal/debtest"
@@ -212,7 +213,7 @@ func TestPublish(t *testing.T) {
 	var masterLog testenv.SyncBuffer
 	m := citest.Start(t, ci.MasterConfig{
 		Workers: []ci.WorkerConfig{{Name: "w"}},
-		Secrets: []ci.SecretProvider{ci.DirSecrets{Dir: secrets}},
+		Secrets: []ci.SecretProvider{secret.Dir{Path: secrets}},
 		Builders: []ci.BuilderConfig{
 			{Name: "publish", Workers: []string{"w"}, Steps: []ci.Step{
 				&steps.DirectoryUpload{WorkerSrc: "out", MasterDest: signed.IncomingFolder()},
@@ -745,7 +746,7 @@ func ExampleArchive() {
 	}
 	cfg := ci.MasterConfig{
 		Workers: []ci.WorkerConfig{{Name: "builder-1", Password: "s3cret-password"}},
-		Secrets: []ci.SecretProvider{ci.DirSecrets{Dir: "/etc/kiln/secrets"}},
+		Secrets: []ci.SecretProvider{secret.Dir{Path: "/etc/kiln/secrets"}},
 		Builders: []ci.BuilderConfig{{
 			Name:    "kiln-hello",
 			Workers: []string{"builder-1"},

@@ -25,6 +25,7 @@ import (
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/ci/janitor"
 	"github.com/kilnci/kiln/ci/sqlite"
 	"github.com/kilnci/kiln/webui"
 )
@@ -199,7 +200,7 @@ func retention(ctx context.Context, o options, out io.Writer) error {
 	<-m.Ready()
 	b, _ := st.EnsureBuilder(ctx, "typical", "", nil)
 	w, _ := st.EnsureWorker(ctx, "w")
-	j := &ci.Janitor{LogBudget: o.budget}
+	j := &janitor.Janitor{LogBudget: o.budget}
 	rng := rand.New(rand.NewPCG(3, 4))
 	var deleted int
 	var cleaning time.Duration
@@ -226,7 +227,7 @@ func retention(ctx context.Context, o options, out io.Writer) error {
 		o.days, o.perDay, mib(o.budget), mib(logs), mib(fileSize(path)), mib(maxFile), deleted, float64(deleted)/cleaning.Seconds())
 
 	// Whole builds beyond a horizon: throughput.
-	j = &ci.Janitor{BuildHorizon: time.Duration(o.days/2) * 24 * time.Hour}
+	j = &janitor.Janitor{BuildHorizon: time.Duration(o.days/2) * 24 * time.Hour}
 	t0 := time.Now()
 	rep, err := j.Clean(ctx, m)
 	if err != nil {

@@ -1,16 +1,22 @@
-package ci
+// Package janitor bounds the size of a master's store: its Janitor, a
+// ci.Service, deletes old build logs and whole builds on a schedule. It uses
+// only the master's public API (ci.Master.Store, Clock, Logger), as any
+// service of one's own may.
+package janitor
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/kilnci/kiln/ci"
 )
 
 // Janitor defaults.
 const (
-	DefaultJanitorInterval = time.Hour
-	DefaultJanitorBatch    = 50
+	DefaultInterval = time.Hour
+	DefaultBatch    = 50
 	// compactPages is how many pages one Compact call gives back: small,
 	// so that writers are not held up long.
 	compactPages = 2000
@@ -45,18 +51,18 @@ type Janitor struct {
 	// BuildHorizon deletes whole builds (steps and logs, and their requests
 	// and buildsets once unused) that finished longer ago. Zero keeps them.
 	BuildHorizon time.Duration
-	// Interval is the time between passes (DefaultJanitorInterval if zero);
+	// Interval is the time between passes (DefaultInterval if zero);
 	// the first pass runs at start.
 	Interval time.Duration
 	// Batch is how many builds one transaction handles
-	// (DefaultJanitorBatch if zero).
+	// (DefaultBatch if zero).
 	Batch int
 	// DryRun logs what a pass would delete and deletes nothing.
 	DryRun bool
 }
 
-// A JanitorReport says what one pass deleted, or would delete.
-type JanitorReport struct {
+// A Report says what one pass deleted, or would delete.
+type Report struct {
 	DryRun bool
 	// LogBuilds are the builds whose logs were deleted.
 	LogBuilds []int64
@@ -87,7 +93,7 @@ func (j *Janitor) Validate() error {
 }
 
 // ValidateConfig checks that the builders named exist.
-func (j *Janitor) ValidateConfig(c *MasterConfig) error {
+func (j *Janitor) ValidateConfig(c *ci.MasterConfig) error {
 	var errs []error
 	for name := range j.Builders {
 		found := false
@@ -101,19 +107,19 @@ func (j *Janitor) ValidateConfig(c *MasterConfig) error {
 	return errors.Join(errs...)
 }
 
-// Run implements Service: a pass at start, then one every Interval on the
+// Run implements ci.Service: a pass at start, then one every Interval on the
 // master's clock, until ctx ends.
-func (j *Janitor) Run(ctx context.Context, m *Master) error {
+func (j *Janitor) Run(ctx context.Context, m *ci.Master) error {
 	interval := j.Interval
 	if interval == 0 {
-		interval = DefaultJanitorInterval
+		interval = DefaultInterval
 	}
 	for {
 		if _, err := j.Clean(ctx, m); err != nil && ctx.Err() == nil {
-			m.log.Error("janitor pass failed; trying again at the next one", "err", err)
+			m.Logger().Error("janitor pass failed; trying again at the next one", "err", err)
 		}
 		wait := make(chan struct{})
-		t := m.clock.AfterFunc(interval, func() { close(wait) })
+		t := m.Clock().AfterFunc(interval, func() { close(wait) })
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -124,18 +130,18 @@ func (j *Janitor) Run(ctx context.Context, m *Master) error {
 }
 
 // Clean runs one pass and reports what it deleted (or would delete).
-func (j *Janitor) Clean(ctx context.Context, m *Master) (*JanitorReport, error) {
+func (j *Janitor) Clean(ctx context.Context, m *ci.Master) (*Report, error) {
 	st, err := m.Store(ctx)
 	if err != nil {
 		return nil, err
 	}
 	batch := j.Batch
 	if batch == 0 {
-		batch = DefaultJanitorBatch
+		batch = DefaultBatch
 	}
-	rep := &JanitorReport{DryRun: j.DryRun}
+	rep := &Report{DryRun: j.DryRun}
 	seen := map[int64]bool{} // in a dry run, what would already be gone
-	now := m.now()
+	now := m.Now()
 	deleteLogs := func(ids []int64) (int64, error) {
 		var fresh []int64
 		for _, id := range ids {
@@ -163,15 +169,19 @@ func (j *Janitor) Clean(ctx context.Context, m *Master) (*JanitorReport, error) 
 	}
 
 	// Logs by age and count, builder by builder.
-	for _, b := range m.builderList {
-		r, ok := j.Builders[b.cfg.Name]
+	for _, b := range m.Config().Builders {
+		r, ok := j.Builders[b.Name]
 		if !ok {
 			r = j.Logs
 		}
 		if !r.active() {
 			continue
 		}
-		q := RetentionQuery{BuilderID: b.id, KeepLast: r.LogCount, Limit: batch}
+		id, ok := m.BuilderID(b.Name)
+		if !ok {
+			return rep, fmt.Errorf("janitor: builder %q: %w", b.Name, ci.ErrNotRunning)
+		}
+		q := ci.RetentionQuery{BuilderID: id, KeepLast: r.LogCount, Limit: batch}
 		if r.LogAge > 0 {
 			q.CompletedBefore = now.Add(-r.LogAge)
 		}
@@ -184,7 +194,7 @@ func (j *Janitor) Clean(ctx context.Context, m *Master) (*JanitorReport, error) 
 				break
 			}
 			if _, err := deleteLogs(ids); err != nil {
-				return rep, fmt.Errorf("janitor: delete logs of builder %q: %w", b.cfg.Name, err)
+				return rep, fmt.Errorf("janitor: delete logs of builder %q: %w", b.Name, err)
 			}
 			if j.DryRun {
 				// Nothing changes: take the rest in one go.
@@ -212,7 +222,7 @@ func (j *Janitor) Clean(ctx context.Context, m *Master) (*JanitorReport, error) 
 		}
 		offset := 0 // in a dry run, the builds already counted
 		for total > j.LogBudget {
-			ids, err := st.BuildsWithLogs(ctx, RetentionQuery{Limit: offset + batch})
+			ids, err := st.BuildsWithLogs(ctx, ci.RetentionQuery{Limit: offset + batch})
 			if err != nil {
 				return rep, fmt.Errorf("janitor: %w", err)
 			}
@@ -304,9 +314,9 @@ func (j *Janitor) Clean(ctx context.Context, m *Master) (*JanitorReport, error) 
 		}
 	}
 	if j.DryRun {
-		m.log.Info("janitor dry run: would delete", "log_builds", len(rep.LogBuilds), "builds", len(rep.Builds), "bytes", rep.Bytes, "log_build_ids", rep.LogBuilds, "build_ids", rep.Builds)
+		m.Logger().Info("janitor dry run: would delete", "log_builds", len(rep.LogBuilds), "builds", len(rep.Builds), "bytes", rep.Bytes, "log_build_ids", rep.LogBuilds, "build_ids", rep.Builds)
 	} else if len(rep.LogBuilds) > 0 || len(rep.Builds) > 0 {
-		m.log.Info("janitor deleted", "log_builds", len(rep.LogBuilds), "builds", len(rep.Builds), "bytes", rep.Bytes, "pages", rep.Pages)
+		m.Logger().Info("janitor deleted", "log_builds", len(rep.LogBuilds), "builds", len(rep.Builds), "bytes", rep.Bytes, "pages", rep.Pages)
 	}
 	return rep, nil
 }

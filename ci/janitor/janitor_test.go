@@ -1,4 +1,4 @@
-package ci_test
+package janitor_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/ci/janitor"
 	"github.com/kilnci/kiln/ci/steps"
 )
 
@@ -59,7 +60,7 @@ func TestJanitor(t *testing.T) {
 	require.NoError(t, err)
 
 	t.Run("DryRun", func(t *testing.T) {
-		j := &ci.Janitor{Logs: ci.Retention{LogAge: 3*24*time.Hour + time.Hour}, DryRun: true}
+		j := &janitor.Janitor{Logs: janitor.Retention{LogAge: 3*24*time.Hour + time.Hour}, DryRun: true}
 		rep, err := j.Clean(ctx, m.Master)
 		require.NoError(t, err)
 		assert.True(t, rep.DryRun)
@@ -71,9 +72,9 @@ func TestJanitor(t *testing.T) {
 		assert.Equal(t, ci.LogStream, logType(t, m, ids["a"][0]))
 	})
 	t.Run("AgeAndCount", func(t *testing.T) {
-		j := &ci.Janitor{
-			Logs:     ci.Retention{LogAge: 3*24*time.Hour + time.Hour},
-			Builders: map[string]ci.Retention{"b": {LogCount: 2}},
+		j := &janitor.Janitor{
+			Logs:     janitor.Retention{LogAge: 3*24*time.Hour + time.Hour},
+			Builders: map[string]janitor.Retention{"b": {LogCount: 2}},
 		}
 		rep, err := j.Clean(ctx, m.Master)
 		require.NoError(t, err)
@@ -97,7 +98,7 @@ func TestJanitor(t *testing.T) {
 	t.Run("Budget", func(t *testing.T) {
 		total, err := m.Store.LogBytes(ctx)
 		require.NoError(t, err)
-		j := &ci.Janitor{LogBudget: total / 2, Batch: 2}
+		j := &janitor.Janitor{LogBudget: total / 2, Batch: 2}
 		rep, err := j.Clean(ctx, m.Master)
 		require.NoError(t, err)
 		after, err := m.Store.LogBytes(ctx)
@@ -110,7 +111,7 @@ func TestJanitor(t *testing.T) {
 		assert.NotEmpty(t, rep.LogBuilds)
 	})
 	t.Run("Horizon", func(t *testing.T) {
-		j := &ci.Janitor{BuildHorizon: 4*24*time.Hour + time.Hour}
+		j := &janitor.Janitor{BuildHorizon: 4*24*time.Hour + time.Hour}
 		rep, err := j.Clean(ctx, m.Master)
 		require.NoError(t, err)
 		assert.ElementsMatch(t, append(append([]int64{}, ids["a"][:2]...), ids["b"][:2]...), rep.Builds)
@@ -128,7 +129,7 @@ func TestJanitor(t *testing.T) {
 
 func TestJanitor_Service(t *testing.T) {
 	// A pass at start, then one a day on the master's clock.
-	j := &ci.Janitor{Logs: ci.Retention{LogAge: 36 * time.Hour}, Interval: 24 * time.Hour}
+	j := &janitor.Janitor{Logs: janitor.Retention{LogAge: 36 * time.Hour}, Interval: 24 * time.Hour}
 	m, clock, ids := janitorMaster(t, 3, j)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -151,8 +152,8 @@ func TestJanitor_Service(t *testing.T) {
 func TestJanitor_Config(t *testing.T) {
 	_, err := ci.NewMaster(ci.MasterConfig{
 		Workers:  []ci.WorkerConfig{{Name: "w"}},
-		Builders: []ci.BuilderConfig{{Name: "a", Workers: []string{"w"}, Steps: []ci.Step{shell("s", "true")}}},
-		Services: []ci.Service{&ci.Janitor{Logs: ci.Retention{LogAge: -time.Hour}, Builders: map[string]ci.Retention{"ghost": {LogCount: 1}}, LogBudget: -1}},
+		Builders: []ci.BuilderConfig{{Name: "a", Workers: []string{"w"}, Steps: []ci.Step{&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "s"}, Command: []string{"true"}}}}},
+		Services: []ci.Service{&janitor.Janitor{Logs: janitor.Retention{LogAge: -time.Hour}, Builders: map[string]janitor.Retention{"ghost": {LogCount: 1}}, LogBudget: -1}},
 	})
 	require.Error(t, err)
 	assert.ErrorContains(t, err, "Logs: LogAge and LogCount may not be negative")
