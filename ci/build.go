@@ -54,7 +54,12 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 			m.starting--
 		}
 		m.idle.Broadcast()
+		conn := w.conn
+		shutdown := w.graceful && w.running == 0 && conn != nil
 		m.mu.Unlock()
+		if shutdown {
+			go m.shutdownWorker(w, conn)
+		}
 		m.poke()
 	}
 	defer release()

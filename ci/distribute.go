@@ -119,7 +119,7 @@ func (m *Master) nextBuildLocked(b *builderState, taken map[*pendingRequest]bool
 func (m *Master) pickWorkerLocked(b *builderState, req *BuildRequest) *workerState {
 	var free []*workerState
 	for _, w := range b.workers {
-		if w.conn == nil || w.busy[b] || (w.cfg.MaxBuilds > 0 && w.running >= w.cfg.MaxBuilds) {
+		if w.conn == nil || w.paused || w.graceful || w.busy[b] || (w.cfg.MaxBuilds > 0 && w.running >= w.cfg.MaxBuilds) {
 			continue
 		}
 		select {

@@ -27,6 +27,8 @@ const (
 	EventLogFinished        EventType = "log.finished"
 	EventWorkerConnected    EventType = "worker.connected"
 	EventWorkerDisconnected EventType = "worker.disconnected"
+	// EventWorkerChanged: a worker was paused, unpaused or asked to stop.
+	EventWorkerChanged EventType = "worker.changed"
 	// EventHookDelivery: a change hook answered a request (Dialect,
 	// Status).
 	EventHookDelivery EventType = "hook.delivery"

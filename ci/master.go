@@ -17,10 +17,13 @@ import (
 var (
 	// ErrUnknownBuilder: a request names a builder the master does not have.
 	ErrUnknownBuilder = errors.New("unknown builder")
-	// ErrUnknownWorker: a worker that is not configured tried to attach.
+	// ErrUnknownWorker: a worker that is not configured tried to attach,
+	// or a request names one.
 	ErrUnknownWorker = errors.New("unknown worker")
 	// ErrWorkerAttached: a worker of that name is attached already.
 	ErrWorkerAttached = errors.New("worker already attached")
+	// ErrWorkerNotConnected: the worker asked for is not connected.
+	ErrWorkerNotConnected = errors.New("worker not connected")
 	// ErrNotRunning: the master is not running (Run has not been called,
 	// or it has returned).
 	ErrNotRunning = errors.New("master not running")
@@ -86,6 +89,10 @@ type workerState struct {
 	running   int
 	busy      map[*builderState]bool
 	lastStart time.Time
+	// paused workers start no build; graceful ones neither, and are
+	// asked to stop once their builds have ended (see workercontrol.go).
+	paused, graceful bool
+	pauseReason      string
 }
 
 type pendingRequest struct {

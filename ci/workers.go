@@ -60,6 +60,7 @@ func (m *Master) AttachWorker(ctx context.Context, conn WorkerConn) error {
 		return fmt.Errorf("attach worker %q: %w", name, ErrNotRunning)
 	}
 	w.conn = conn
+	w.graceful = false // a worker that comes back after a stop serves again
 	m.watchers.Add(1)
 	m.mu.Unlock()
 	m.publish(Event{Type: EventWorkerConnected, WorkerID: w.id})
@@ -127,6 +128,12 @@ type WorkerStatus struct {
 	// when it will be declared lost, its running builds ending as RETRY,
 	// unless it answers by then.
 	SilentSince, LostAt time.Time
+	// Paused workers start no build (PauseWorker); PauseReason says why.
+	Paused      bool
+	PauseReason string
+	// Graceful is set once the worker was asked to stop (StopWorker): it
+	// starts no build, and stops when its builds have ended.
+	Graceful bool
 }
 
 // Workers returns the status of every configured worker, in configuration
@@ -136,7 +143,8 @@ func (m *Master) Workers() []WorkerStatus {
 	defer m.mu.Unlock()
 	out := make([]WorkerStatus, 0, len(m.workerList))
 	for _, w := range m.workerList {
-		s := WorkerStatus{Name: w.cfg.Name, ID: w.id, Connected: w.conn != nil, Running: w.running, LastBuild: w.lastStart}
+		s := WorkerStatus{Name: w.cfg.Name, ID: w.id, Connected: w.conn != nil, Running: w.running, LastBuild: w.lastStart,
+			Paused: w.paused, PauseReason: w.pauseReason, Graceful: w.graceful}
 		if sw, ok := w.conn.(SilenceWatcher); ok {
 			if silent, since, lostAt := sw.Silence(); silent {
 				s.SilentSince, s.LostAt = since, lostAt

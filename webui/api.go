@@ -60,6 +60,7 @@ func (a *app) apiRoutes(mux *http.ServeMux) {
 	rpc("/builds/{id}", a.rpcBuild)
 	rpc("/builders/{builder}/builds/{number}", a.rpcBuild)
 	rpc("/buildrequests/{id}", a.rpcRequest)
+	rpc("/workers/{worker}", a.rpcWorker)
 
 	mux.HandleFunc("/api/v2/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -910,6 +911,11 @@ func (a *app) toWorkerJSON(w *ci.Worker, silent map[int64]ci.WorkerStatus) worke
 	}
 	if s, ok := silent[w.ID]; ok {
 		j.SilentSince, j.LostAt = epoch(s.SilentSince), epoch(s.LostAt)
+	}
+	for _, s := range a.m.Workers() {
+		if s.ID == w.ID {
+			j.Paused, j.Graceful = s.Paused, s.Graceful
+		}
 	}
 	for _, b := range a.m.Config().Builders {
 		if slices.Contains(b.Workers, w.Name) {

@@ -77,6 +77,9 @@ type Authz struct {
 	Stop Access
 	// Cancel: cancelling pending build requests.
 	Cancel Access
+	// Workers: pausing, unpausing, stopping and killing workers (the
+	// API's control methods on /workers/{worker}).
+	Workers Access
 }
 
 // An action is a write the Authz rules govern.
@@ -90,6 +93,7 @@ var (
 	actForce  = action{"forcing builds", "webui.Options.Authz.Force", func(z Authz) Access { return z.Force }}
 	actStop   = action{"stopping builds", "webui.Options.Authz.Stop", func(z Authz) Access { return z.Stop }}
 	actCancel = action{"cancelling build requests", "webui.Options.Authz.Cancel", func(z Authz) Access { return z.Cancel }}
+	actWorker = action{"controlling workers", "webui.Options.Authz.Workers", func(z Authz) Access { return z.Workers }}
 )
 
 // authenticator checks credentials, remembering those it verified so that

@@ -145,6 +145,9 @@
 //	POST /api/v2/builds/{id}              method "rebuild", params {}; result [bsid, {"<builderid>": brid}]
 //	POST /api/v2/builders/{b}/builds/{n}  method "rebuild"
 //	POST /api/v2/buildrequests/{id}       method "cancel"; result null
+//	POST /api/v2/workers/{id or name}     methods "pause" (params {"reason": "..."}), "unpause",
+//	                                      "stop" (no new builds, then shut down once idle),
+//	                                      "kill" (disconnected at once, its builds retried); result null
 //
 // Errors answer {"jsonrpc": "2.0", "id": 1, "error": {"code": C, "message": "..."}}
 // with the HTTP status of the error: a bad parameter (named in the message)
@@ -161,7 +164,9 @@
 // one of the same changes) and that buildset's properties (what its
 // scheduler or the force form gave, not what the steps set), its priority
 // and its parent; its reason is "rebuild of build #N" and its owner who
-// asked. It is allowed where forcing is (Authz.Force).
+// asked. It is allowed where forcing is (Authz.Force). Controlling workers
+// is allowed by Authz.Workers (nobody by default); stopping or killing a
+// worker that is not connected is a 409.
 //
 // The pages' forms post to /builders/{b}/force, /builders/{b}/builds/{n}/stop,
 // /builders/{b}/builds/{n}/rebuild and /buildrequests/{id}/cancel.

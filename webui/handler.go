@@ -248,7 +248,7 @@ func status(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed
-	case errors.Is(err, ci.ErrConflict), errors.Is(err, ci.ErrBuildNotRunning):
+	case errors.Is(err, ci.ErrConflict), errors.Is(err, ci.ErrBuildNotRunning), errors.Is(err, ci.ErrWorkerNotConnected):
 		return http.StatusConflict
 	case errors.Is(err, ci.ErrNotRunning), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable

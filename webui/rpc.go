@@ -268,3 +268,49 @@ func (a *app) rpcRequest(r *http.Request, st ci.Store, method string, params map
 	_, err = a.cancel(r.Context(), st, id, who)
 	return nil, err
 }
+
+// rpcWorker controls a worker, as Buildbot's control methods on workers:
+// "pause" and "unpause" (no new builds), "stop" (no new builds, then the
+// worker is asked to shut down once idle) and "kill" (disconnected at
+// once, its builds retried). The answer's result is null.
+func (a *app) rpcWorker(r *http.Request, st ci.Store, method string, params map[string]any) (any, error) {
+	switch method {
+	case "pause", "unpause", "stop", "kill":
+	default:
+		return nil, unknownMethod(method)
+	}
+	key := r.PathValue("worker")
+	name := ""
+	ws, err := st.ListWorkers(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range ws {
+		if w.Name == key || strconv.FormatInt(w.ID, 10) == key {
+			name = w.Name
+		}
+	}
+	if _, ok := a.m.WorkerConfig(name); !ok {
+		return nil, fmt.Errorf("%w: no worker %q", errNotFound, key)
+	}
+	who, err := a.authorize(r, actWorker)
+	if err != nil {
+		return nil, err
+	}
+	reason := paramString(params["reason"])
+	a.log.Info("worker control", "worker", name, "method", method, "by", who, "reason", reason)
+	switch method {
+	case "pause":
+		if reason == "" {
+			reason = "paused by " + who
+		}
+		err = a.m.PauseWorker(name, reason)
+	case "unpause":
+		err = a.m.UnpauseWorker(name)
+	case "stop":
+		err = a.m.StopWorker(name)
+	case "kill":
+		err = a.m.KillWorker(name)
+	}
+	return nil, err
+}

@@ -305,3 +305,43 @@ func TestWorkers_WrongPassword(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkers_GracefulStop: a worker asked to stop (the API's stop on a
+// worker) finishes its build, then the master sends it shutdown and the
+// worker process ends, whichever kind it is.
+func TestWorkers_GracefulStop(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			release := filepath.Join(t.TempDir(), "release")
+			cfg := ci.MasterConfig{
+				Workers: []ci.WorkerConfig{{Name: "w1", Password: "pass"}},
+				Builders: []ci.BuilderConfig{{Name: "b", Workers: []string{"w1"}, Steps: []ci.Step{&steps.ShellCommand{
+					Command: []string{"sh", "-c", `while [ ! -e "$1" ]; do sleep 0.05; done; echo released`, "sh", release},
+				}}}},
+			}
+			var logs testenv.SyncBuffer
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			m, _, addr := startMaster(t, cfg)
+			p, _ := run(t, k, addr, "w1", "pass")
+			m.WaitFor(t, "the worker to attach", func() bool { return connected(m, "w1") })
+			bs := m.Submit(t, citest.Request{Builder: "b"})
+			m.WaitRunning(t, "b")
+			require.NoError(t, m.StopWorker("w1"))
+			select {
+			case <-p.done:
+				t.Fatal("the worker stopped before its build ended")
+			case <-time.After(200 * time.Millisecond):
+			}
+			require.NoError(t, os.WriteFile(release, nil, 0o644))
+			b := m.WaitBuildset(t, bs)
+			assert.Equal(t, ci.Success, b[0].Results())
+			select {
+			case <-p.done:
+			case <-time.After(waitTimeout):
+				t.Fatal("the worker process did not end after shutdown")
+			}
+			assert.Contains(t, logs.String(), `msg="worker stopped" worker=w1`)
+			m.WaitFor(t, "the worker to be detached", func() bool { return !connected(m, "w1") })
+		})
+	}
+}

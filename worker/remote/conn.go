@@ -609,6 +609,20 @@ func (c *Conn) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Shutdown implements ci.WorkerShutdowner: it asks the worker to stop (the
+// protocol's shutdown message, which buildbot-worker and kiln-worker obey
+// by ending their process) and waits for its answer.
+func (c *Conn) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+	defer cancel()
+	if _, err := c.call(ctx, protocol.Message{"op": protocol.OpShutdown}); err != nil {
+		return fmt.Errorf("shut down worker %s: %w", c.name, err)
+	}
+	return nil
+}
+
+var _ ci.WorkerShutdowner = (*Conn)(nil)
+
 // answerGrace is how long after a keepalive was due a worker that has not
 // answered it counts as silent (Silence): the keepalive interval's quarter,
 // at most 5 s.
