@@ -112,13 +112,8 @@ func (j *Janitor) Run(ctx context.Context, m *Master) error {
 		if _, err := j.Clean(ctx, m); err != nil && ctx.Err() == nil {
 			m.log.Error("janitor pass failed; trying again at the next one", "err", err)
 		}
-		wait := make(chan struct{})
-		t := m.clock.AfterFunc(interval, func() { close(wait) })
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if Sleep(ctx, m.clock, interval) != nil {
 			return nil
-		case <-wait:
 		}
 	}
 }
