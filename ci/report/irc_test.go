@@ -430,6 +430,7 @@ func TestIRC(t *testing.T) {
 	b = m.Build(t, citest.Request{Builder: "pkg", SourceStamp: ci.SourceStamp{Branch: "while-down"}})
 	require.Equal(t, ci.Success, b.Results())
 	assert.Equal(t, "while-down\n", b.Log("echo", "stdio"))
+	waitTimer(t, clock, clock.Now().Add(time.Second)) // the reporter's first retry
 
 	// It comes back: the bot reconnects and answers (the fifth line of
 	// its burst), then sends the reports that waited.
@@ -475,8 +476,11 @@ func TestIRC_Keepalive(t *testing.T) {
 	watcher.waitFor("own join", func(l ircLine) bool { return l.command == "JOIN" && l.from() == "watcher" })
 	bot := &report.IRC{Addr: srv.addr, Nick: "kiln", Password: ircPassword, Channels: []string{"#kiln"}, MinBackoff: time.Second}
 	_, clock := startIRCMaster(t, echoConfig(), bot, watcher, "kiln")
-	// The clock has not moved since the bot registered: the server was
-	// last heard at ircT0, and keepalives come each minute after it.
+	// The bot answers: it has read every line the server sent it. The
+	// clock has not moved since the bot registered: the server was last
+	// heard at ircT0, and keepalives come each minute after it.
+	watcher.send("PRIVMSG kiln :help")
+	watcher.said("watcher", "Commands:")
 	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGSTOP))
 	resumed := false
 	resume := func() {

@@ -371,7 +371,9 @@ func TestLiveness_SilenceVisible(t *testing.T) {
 		return ci.WorkerStatus{}
 	}
 
-	// Answering keepalives, the worker is not silent.
+	// Answering keepalives, the worker is not silent. (It leaves pings
+	// unanswered, so that after each tick no answer is on its way.)
+	f.noPong.Store(true)
 	for i := 1; i <= 3; i++ {
 		m.tick(t, clock, conn, keepalive)
 	}
