@@ -145,7 +145,7 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 func (m *Master) handleStartFailure(ctx context.Context, s *buildStart, err error) {
 	if !errors.Is(err, ErrConflict) {
 		m.log.Error("could not start build; retrying its requests shortly", "builder", s.builder.cfg.Name, "err", err)
-		time.AfterFunc(time.Second, func() { m.requeue(s.requests) })
+		m.clock.AfterFunc(time.Second, func() { m.requeue(s.requests) })
 		return
 	}
 	var back []*pendingRequest

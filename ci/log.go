@@ -23,28 +23,30 @@ const (
 )
 
 // A LogWriter adds text to one log of a running step. Complete lines are
-// stored in chunks, at the latest DefaultLogFlushInterval after they were
-// written, so that readers can follow the log while the step runs; Close
-// stores what is left. A LogWriter is safe for concurrent use.
+// stored in chunks, at the latest DefaultLogFlushInterval (on the master's
+// clock) after they were written, so that readers can follow the log while
+// the step runs; Close stores what is left. A LogWriter is safe for
+// concurrent use.
 type LogWriter struct {
 	log      Log
 	store    LogStore
 	notify   func(l *Log, first, last, bytes int)
 	redact   *Redactor
+	clock    Clock
 	interval time.Duration
 
 	mu      sync.Mutex
 	partial map[byte][]byte // unfinished line per stream
 	pending bytes.Buffer    // whole lines waiting to be stored
-	timer   *time.Timer
+	timer   Timer
 	closed  bool
 	err     error
 
 	flushMu sync.Mutex
 }
 
-func newLogWriter(l Log, store LogStore, redact *Redactor, notify func(l *Log, first, last, bytes int)) *LogWriter {
-	return &LogWriter{log: l, store: store, redact: redact, notify: notify, interval: DefaultLogFlushInterval, partial: map[byte][]byte{}}
+func newLogWriter(l Log, store LogStore, clock Clock, redact *Redactor, notify func(l *Log, first, last, bytes int)) *LogWriter {
+	return &LogWriter{log: l, store: store, clock: clock, redact: redact, notify: notify, interval: DefaultLogFlushInterval, partial: map[byte][]byte{}}
 }
 
 // ID returns the stored log's ID.
@@ -140,7 +142,7 @@ func (w *LogWriter) schedule() {
 		return
 	}
 	if w.timer == nil {
-		w.timer = time.AfterFunc(w.interval, func() { w.Flush() })
+		w.timer = w.clock.AfterFunc(w.interval, func() { w.Flush() })
 	}
 }
 

@@ -476,16 +476,15 @@ func (m *Master) shutdown(stopBuilds context.CancelCauseFunc) {
 	}
 	if n > 0 && timeout > 0 {
 		m.log.Info("waiting for running builds to finish", "builds", n, "timeout", timeout)
-		allDone := make(chan struct{})
+		allDone, done := context.WithCancel(context.Background())
 		go func() {
 			m.buildWG.Wait()
-			close(allDone)
+			done()
 		}()
-		select {
-		case <-allDone:
-		case <-time.After(timeout):
+		if Sleep(allDone, m.clock, timeout) == nil {
 			m.log.Warn("interrupting running builds: they will be built again after a restart")
 		}
+		done()
 	}
 	stopBuilds(errShutdown)
 	m.buildWG.Wait()

@@ -129,13 +129,8 @@ func (m *Master) feedReporter(ctx context.Context, r Reporter, q <-chan *Report)
 				break
 			}
 			log.Warn("report failed; retrying", "build", rep.Build.ID, "event", rep.Event, "in", delay, "err", err)
-			wait := make(chan struct{})
-			t := m.clock.AfterFunc(delay, func() { close(wait) })
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if Sleep(ctx, m.clock, delay) != nil {
 				return
-			case <-wait:
 			}
 			delay *= 2
 		}

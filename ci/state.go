@@ -55,11 +55,12 @@ func (rb *runningBuild) stepStateChanged(s *StepRun) {
 		return
 	}
 	rb.state.pending = true
-	wait := StateInterval - time.Since(rb.state.written)
+	wait := StateInterval - rb.m.now().Sub(rb.state.written)
 	if wait <= 0 {
-		wait = 0
+		go rb.writeStepState(s)
+		return
 	}
-	time.AfterFunc(wait, func() { rb.writeStepState(s) })
+	rb.m.clock.AfterFunc(wait, func() { rb.writeStepState(s) })
 }
 
 // writeStepState writes a running step's state, and the build's, unless
@@ -68,7 +69,7 @@ func (rb *runningBuild) writeStepState(s *StepRun) {
 	rb.stateMu.Lock()
 	defer rb.stateMu.Unlock()
 	rb.state.pending = false
-	rb.state.written = time.Now()
+	rb.state.written = rb.m.now()
 	if s.ended {
 		return
 	}

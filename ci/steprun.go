@@ -142,7 +142,7 @@ func (s *StepRun) AddLog(ctx context.Context, name, typ string) (*LogWriter, err
 		return nil, fmt.Errorf("add log %q: %w", name, err)
 	}
 	buildID, stepID := s.build.rec.ID, s.rec.ID
-	w := newLogWriter(l, m.store, m.redactor, func(l *Log, first, last, bytes int) {
+	w := newLogWriter(l, m.store, m.clock, m.redactor, func(l *Log, first, last, bytes int) {
 		if first < 0 {
 			m.publish(Event{Type: EventLogFinished, BuildID: buildID, StepID: stepID, LogID: l.ID})
 			return

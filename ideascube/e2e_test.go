@@ -472,6 +472,7 @@ func (d *deployment) poolFile(index, dir string) string {
 // fresh chroot. A package whose build fails, one with a lintian error and
 // a tag that is not a Debian version publish nothing.
 func TestIdeascube(t *testing.T) {
+	testenv.SkipIfShort(t, "builds, lints and publishes packages with sbuild in a schroot")
 	debtest.NeedTools(t, "git", "sbuild", "schroot", "lintian", "dput", "reprepro", "gpg", "sudo", "dpkg-deb", "chroot")
 	debtest.Schroot(t, debtest.DefaultSchroot)
 	tarball := debtest.Tarball(t)
@@ -667,6 +668,7 @@ func aptInstall(t testing.TB, d *deployment, tarball string) string {
 // dput host is not configured fails at dput naming dput's configuration
 // files; neither publishes anything.
 func TestIdeascube_Unshare(t *testing.T) {
+	testenv.SkipIfShort(t, "builds, lints and publishes packages with sbuild in unshare mode")
 	debtest.NeedTools(t, "git", "sbuild", "lintian", "dput", "reprepro", "gpg", "mmdebstrap")
 	tarball := debtest.Tarball(t)
 	d := deploy(t, nil, map[string][]string{"worker-amd64": {"local"}, "worker-armhf": {"local"}})

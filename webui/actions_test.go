@@ -23,6 +23,7 @@ import (
 )
 
 func TestForceAPI(t *testing.T) {
+	t.Parallel()
 	u := startUI(t, uiOptions{authz: admin})
 	ctx := context.Background()
 	countID, ok := u.m.BuilderID("count")
@@ -124,6 +125,7 @@ func TestForceAPI(t *testing.T) {
 }
 
 func TestForceForm(t *testing.T) {
+	t.Parallel()
 	u := startUI(t, uiOptions{authz: admin})
 	form := url.Values{"scheduler": {"force"}, "reason": {"from the form"}, "dist": {"stretch"}, "lines": {"1"}, "clean": {"true"}}
 	post := func(r req) resp {
@@ -176,6 +178,7 @@ func TestForceForm(t *testing.T) {
 }
 
 func TestForceForm_Messages(t *testing.T) {
+	t.Parallel()
 	// What the builder's page says of forcing is what forcing does.
 	for _, tt := range []struct {
 		name       string
@@ -347,6 +350,7 @@ func TestLogin(t *testing.T) {
 }
 
 func TestRebuild(t *testing.T) {
+	t.Parallel()
 	// A build whose step sets a property of its own, made for a change.
 	u := startUI(t, uiOptions{authz: admin, changeCfg: func(cfg *ci.MasterConfig) {
 		sets := ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {

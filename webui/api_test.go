@@ -52,6 +52,7 @@ type buildsAnswer struct {
 }
 
 func TestAPI_Builds(t *testing.T) {
+	t.Parallel()
 	m, srv := startAPI(t)
 	for range 3 {
 		m.Build(t, citest.Request{Builder: "pass"})
@@ -174,6 +175,7 @@ func TestAPI_Errors(t *testing.T) {
 }
 
 func TestAPI_Collections(t *testing.T) {
+	t.Parallel()
 	u := startUI(t, uiOptions{authz: admin})
 	ctx := t.Context()
 	c := &ci.Change{Author: "alice", Branch: "0.9.1", Revision: "abc", Category: "new-tag", Files: []string{"a.go"},
@@ -265,6 +267,7 @@ func TestAPI_Collections(t *testing.T) {
 // (DefaultListLimit without ?limit=), with meta.total counting them all;
 // a log's contents at most MaxLogChunk lines.
 func TestAPI_ListLimits(t *testing.T) {
+	t.Parallel()
 	m := citest.Start(t, ci.MasterConfig{
 		Workers: []ci.WorkerConfig{{Name: "w1"}},
 		Builders: []ci.BuilderConfig{{Name: "long", Workers: []string{"w1"},

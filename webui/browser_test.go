@@ -65,6 +65,7 @@ func newTab(t testing.TB) context.Context {
 // newTabFor is newTab for a tab used for up to d.
 func newTabFor(t testing.TB, d time.Duration) context.Context {
 	t.Helper()
+	testenv.SkipIfShort(t, "runs a browser")
 	path := testenv.NeedTool(t, "chromium")
 	browser.once.Do(func() {
 		dir, err := os.MkdirTemp("", "kiln-chromium-")

@@ -137,6 +137,7 @@ func followLiveLog(t *testing.T, u *ui, base string) {
 }
 
 func TestLiveLog(t *testing.T) {
+	t.Parallel()
 	u := startUI(t, uiOptions{authz: admin})
 	followLiveLog(t, u, u.url)
 
@@ -266,6 +267,7 @@ func TestLiveEvents_NewLog(t *testing.T) {
 }
 
 func TestLiveEvents_State(t *testing.T) {
+	t.Parallel()
 	// A running build's state follows its steps': its page is told, at
 	// most about once a second however often a step says what it does.
 	say, finish := make(chan string), make(chan struct{})

@@ -105,6 +105,7 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestNginx(t *testing.T) {
+	t.Parallel()
 	testenv.NeedTool(t, "nginx")
 	proxy := freeAddr(t)
 	public := "http://" + proxy + "/ci/"

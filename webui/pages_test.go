@@ -143,6 +143,7 @@ func TestPages_BuildURL(t *testing.T) {
 }
 
 func TestPages_Pagination(t *testing.T) {
+	t.Parallel()
 	u := startUI(t, uiOptions{})
 	for range 3 {
 		u.m.Build(t, citest.Request{Builder: "fail"})

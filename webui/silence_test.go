@@ -37,6 +37,7 @@ func (c *silentConn) Silence() (bool, time.Time, time.Time) {
 // when its worker will be declared lost and the build end as RETRY; so
 // does the worker, on the workers page and in the API.
 func TestSilentWorker(t *testing.T) {
+	t.Parallel()
 	m := citest.Start(t, ci.MasterConfig{
 		Workers: []ci.WorkerConfig{{Name: "w1"}, {Name: "w2"}},
 		Builders: []ci.BuilderConfig{

@@ -45,7 +45,10 @@ func (s *session) handle(msg protocol.Message) {
 		err = s.interruptCommand(msg)
 	case protocol.OpShutdown:
 		s.log.Info("the master asks the worker to shut down")
+		// The answer goes out before the connection closes.
+		s.respond(msg.Seq(), nil, nil)
 		s.shutOnce.Do(func() { close(s.shutdown) })
+		return
 	default:
 		// buildbot-worker's answer, word for word.
 		err = fmt.Errorf("Command %s does not exist.", msg.Op())

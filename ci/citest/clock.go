@@ -117,11 +117,26 @@ func (c *Clock) Timers() []time.Time {
 // must not advance the clock before a scheduler running in the background
 // has set its timer. It returns false if ctx ends first.
 func (c *Clock) WaitTimers(ctx context.Context, n int) bool {
+	return c.wait(ctx, func() bool { return len(c.timers) >= n })
+}
+
+// WaitTimer waits until a timer is pending for time t, for tests that
+// must not advance the clock before a goroutine has started to wait (as
+// for a delay it computed from the clock's time). It returns false if ctx
+// ends first.
+func (c *Clock) WaitTimer(ctx context.Context, t time.Time) bool {
+	return c.wait(ctx, func() bool {
+		return slices.ContainsFunc(c.timers, func(x *fakeTimer) bool { return x.when.Equal(t) })
+	})
+}
+
+// wait waits until cond, called with c.mu held, is true.
+func (c *Clock) wait(ctx context.Context, cond func() bool) bool {
 	for {
 		c.mu.Lock()
-		pending, changed := len(c.timers), c.changed
+		ok, changed := cond(), c.changed
 		c.mu.Unlock()
-		if pending >= n {
+		if ok {
 			return true
 		}
 		select {

@@ -39,7 +39,10 @@ func TestClock(t *testing.T) {
 	defer cancel()
 	go func() { c.AfterFunc(time.Hour, func() {}) }()
 	assert.True(t, c.WaitTimers(ctx, 1))
+	go func() { c.AfterFunc(time.Minute, func() {}) }()
+	assert.True(t, c.WaitTimer(ctx, c.Now().Add(time.Minute)))
 	short, cancel2 := context.WithCancel(context.Background())
 	cancel2()
 	assert.False(t, c.WaitTimers(short, 5))
+	assert.False(t, c.WaitTimer(short, c.Now().Add(time.Second)))
 }

@@ -118,13 +118,8 @@ func (j *Janitor) Run(ctx context.Context, m *ci.Master) error {
 		if _, err := j.Clean(ctx, m); err != nil && ctx.Err() == nil {
 			m.Logger().Error("janitor pass failed; trying again at the next one", "err", err)
 		}
-		wait := make(chan struct{})
-		t := m.Clock().AfterFunc(interval, func() { close(wait) })
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if ci.Sleep(ctx, m.Clock(), interval) != nil {
 			return nil
-		case <-wait:
 		}
 	}
 }

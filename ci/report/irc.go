@@ -1,14 +1,12 @@
 package report
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/textproto"
 	"slices"
 	"strings"
 	"sync"
@@ -160,13 +158,8 @@ func (i *IRC) Run(ctx context.Context, m *ci.Master) error {
 			backoff = minB
 		}
 		log.Warn("IRC connection lost; reconnecting", "in", backoff, "err", err)
-		wait := make(chan struct{})
-		t := m.Clock().AfterFunc(backoff, func() { close(wait) })
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if ci.Sleep(ctx, m.Clock(), backoff) != nil {
 			return nil
-		case <-wait:
 		}
 		backoff = min(backoff*2, maxB)
 	}
@@ -313,22 +306,18 @@ func (i *IRC) announcement(r *ci.Report) string {
 // connect runs one connection: it registers, joins, and serves until the
 // connection ends. registered says whether the server accepted the bot.
 func (i *IRC) connect(ctx context.Context, m *ci.Master, log *slog.Logger) (registered bool, err error) {
-	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: time.Minute}
-	var conn net.Conn
+	var tlsConfig *tls.Config
 	if i.TLS {
-		cfg := i.TLSConfig
-		if cfg == nil {
+		tlsConfig = i.TLSConfig
+		if tlsConfig == nil {
 			host, _, _ := net.SplitHostPort(i.Addr)
-			cfg = &tls.Config{ServerName: host}
+			tlsConfig = &tls.Config{ServerName: host}
 		}
-		conn, err = (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", i.Addr)
-	} else {
-		conn, err = d.DialContext(ctx, "tcp", i.Addr)
 	}
+	s, err := dialIRC(ctx, i.Addr, tlsConfig, i.Nick, m.Clock())
 	if err != nil {
 		return false, err
 	}
-	s := newIRCSession(conn, i.Nick)
 	defer func() {
 		i.setSession(nil)
 		s.close()
@@ -343,14 +332,11 @@ func (i *IRC) connect(ctx context.Context, m *ci.Master, log *slog.Logger) (regi
 	s.sendRaw("USER " + i.Nick + " 0 * :Kiln build announcer")
 	go s.keepalive()
 
-	r := textproto.NewReader(bufio.NewReaderSize(conn, 8192))
 	for {
-		line, err := r.ReadLine()
+		msg, err := s.read()
 		if err != nil {
 			return registered, err
 		}
-		s.touch()
-		msg := parseIRCLine(line)
 		switch msg.command {
 		case "PING":
 			s.sendRaw("PONG :" + msg.param(0))
@@ -399,6 +385,12 @@ func (i *IRC) connect(ctx context.Context, m *ci.Master, log *slog.Logger) (regi
 	}
 }
 
+// ircAnswerTimeout bounds the answer to one command, flood control
+// included: an answer that cannot be sent by then is dropped.
+const ircAnswerTimeout = 10 * time.Second
+
+var errAnswerTimeout = errors.New("answer not sent within the time allowed")
+
 // onPrivmsg answers a command sent to the bot.
 func (i *IRC) onPrivmsg(ctx context.Context, m *ci.Master, s *ircSession, msg ircMessage) {
 	target, text := msg.param(0), msg.param(1)
@@ -414,8 +406,10 @@ func (i *IRC) onPrivmsg(ctx context.Context, m *ci.Master, s *ircSession, msg ir
 		}
 		replyTo, text = target, rest
 	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	t := m.Clock().AfterFunc(ircAnswerTimeout, func() { cancel(errAnswerTimeout) })
+	defer t.Stop()
 	for _, line := range i.command(cctx, m, text) {
 		if err := s.privmsg(cctx, replyTo, line); err != nil {
 			return
@@ -537,217 +531,4 @@ func lastBuild(ctx context.Context, st ci.Store, builderID int64) (*ci.Build, bo
 		return nil, false
 	}
 	return builds[0], true
-}
-
-// An ircMessage is one line of the IRC protocol.
-type ircMessage struct {
-	prefix  string
-	command string
-	params  []string
-}
-
-func (m ircMessage) param(n int) string {
-	if n < len(m.params) {
-		return m.params[n]
-	}
-	return ""
-}
-
-// parseIRCLine splits a line: [@tags] [:prefix] command params [:trailing].
-func parseIRCLine(line string) ircMessage {
-	var m ircMessage
-	if strings.HasPrefix(line, "@") {
-		_, line, _ = strings.Cut(line, " ")
-	}
-	if strings.HasPrefix(line, ":") {
-		m.prefix, line, _ = strings.Cut(line[1:], " ")
-	}
-	line = strings.TrimLeft(line, " ")
-	m.command, line, _ = strings.Cut(line, " ")
-	m.command = strings.ToUpper(m.command)
-	for line != "" {
-		line = strings.TrimLeft(line, " ")
-		if strings.HasPrefix(line, ":") {
-			m.params = append(m.params, line[1:])
-			break
-		}
-		var p string
-		p, line, _ = strings.Cut(line, " ")
-		if p != "" {
-			m.params = append(m.params, p)
-		}
-	}
-	return m
-}
-
-// prefixNick returns the nick of a prefix nick!user@host.
-func prefixNick(prefix string) string {
-	n, _, _ := strings.Cut(prefix, "!")
-	if strings.Contains(n, ".") && !strings.Contains(prefix, "!") {
-		return "" // a server
-	}
-	return n
-}
-
-func isChannel(target string) bool {
-	return target != "" && strings.ContainsRune("#&+!", rune(target[0]))
-}
-
-// ircMaxText bounds the text of a message, within IRC's 512-byte lines.
-const ircMaxText = 400
-
-// An ircSession is one connection to the server.
-type ircSession struct {
-	conn     net.Conn
-	done     chan struct{}
-	lastRead atomic.Int64 // unix nanoseconds
-
-	mu     sync.Mutex
-	nick   string
-	joined []string
-
-	wmu   sync.Mutex // orders writes
-	w     *bufio.Writer
-	burst float64 // flood control: lines that may be sent at once
-	last  time.Time
-}
-
-func newIRCSession(conn net.Conn, nick string) *ircSession {
-	s := &ircSession{conn: conn, done: make(chan struct{}), nick: nick, w: bufio.NewWriter(conn), burst: ircBurst, last: time.Now()}
-	s.touch()
-	return s
-}
-
-// Flood control: ircBurst lines at once, then one each ircLineInterval,
-// so that servers do not throttle or drop the bot.
-const (
-	ircBurst        = 5
-	ircLineInterval = 500 * time.Millisecond
-)
-
-func (s *ircSession) touch() { s.lastRead.Store(time.Now().UnixNano()) }
-
-func (s *ircSession) getNick() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.nick
-}
-
-func (s *ircSession) setNick(n string) {
-	s.mu.Lock()
-	s.nick = n
-	s.mu.Unlock()
-}
-
-func (s *ircSession) join(c string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, j := range s.joined {
-		if strings.EqualFold(j, c) {
-			return
-		}
-	}
-	s.joined = append(s.joined, c)
-}
-
-func (s *ircSession) part(c string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.joined = slices.DeleteFunc(s.joined, func(j string) bool { return strings.EqualFold(j, c) })
-}
-
-func (s *ircSession) channels() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.joined)
-}
-
-// privmsg sends text to a channel or nick, as one line. The text from
-// outside in it has been through oneLine already; line breaks and NULs
-// are replaced here again, and formatting codes are kept.
-func (s *ircSession) privmsg(ctx context.Context, to, text string) error {
-	text = strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == 0 {
-			return ' '
-		}
-		return r
-	}, text)
-	return s.send(ctx, "PRIVMSG "+to+" :"+truncate(text, ircMaxText))
-}
-
-// sendRaw sends a line of the bot's own, from the reading goroutine.
-func (s *ircSession) sendRaw(line string) {
-	s.send(context.Background(), line)
-}
-
-// send writes one line, waiting for flood control.
-func (s *ircSession) send(ctx context.Context, line string) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	now := time.Now()
-	s.burst = min(ircBurst, s.burst+float64(now.Sub(s.last))/float64(ircLineInterval))
-	s.last = now
-	if s.burst < 1 {
-		wait := time.Duration((1 - s.burst) * float64(ircLineInterval))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-s.done:
-			t.Stop()
-			return net.ErrClosed
-		case <-t.C:
-		}
-		s.burst, s.last = 1, time.Now()
-	}
-	s.burst--
-	s.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	s.w.WriteString(line)
-	s.w.WriteString("\r\n")
-	return s.w.Flush()
-}
-
-// keepalive pings the server when it has been quiet, and closes a
-// connection that stays silent.
-func (s *ircSession) keepalive() {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-		}
-		quiet := time.Since(time.Unix(0, s.lastRead.Load()))
-		switch {
-		case quiet > 5*time.Minute:
-			s.conn.Close()
-			return
-		case quiet > 2*time.Minute:
-			s.sendRaw("PING :kiln")
-		}
-	}
-}
-
-// quit says goodbye and closes the connection.
-func (s *ircSession) quit(reason string) {
-	if s.wmu.TryLock() {
-		s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		s.w.WriteString("QUIT :" + reason + "\r\n")
-		s.w.Flush()
-		s.wmu.Unlock()
-	}
-	s.close()
-}
-
-func (s *ircSession) close() {
-	s.mu.Lock()
-	select {
-	case <-s.done:
-	default:
-		close(s.done)
-	}
-	s.mu.Unlock()
-	s.conn.Close()
 }

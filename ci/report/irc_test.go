@@ -59,7 +59,9 @@ func freePort(t *testing.T) string {
 }
 
 // startNgircd writes a configuration (server password, a plain port and
-// a TLS one with a certificate made here) and starts the server.
+// a TLS one with a certificate made here) and starts the server. Its own
+// flood control (penalties) is off: it would hold the test clients'
+// lines for seconds, and the bot's flood control is the one tested.
 func startNgircd(t *testing.T) *ngircd {
 	path := testenv.NeedTool(t, "ngircd")
 	dir, err := os.MkdirTemp("", "kiln-ngircd-")
@@ -85,6 +87,7 @@ func startNgircd(t *testing.T) *ngircd {
 	MaxConnectionsIP = 50
 	PingTimeout = 120
 	PongTimeout = 20
+	MaxPenaltyTime = 0
 [Options]
 	DNS = no
 	Ident = no
@@ -301,7 +304,35 @@ func (c *ircClient) joinAndWaitForBot() {
 	})
 }
 
+// ircT0 is the time of the fake clocks of the IRC tests.
+var ircT0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+// Flood control, as the bot applies it: a burst of five lines, then one
+// each half second. The tests advance their clock by ircRefill where
+// the bot is to have its whole burst again.
+const (
+	ircBurst        = 5
+	ircLineInterval = 500 * time.Millisecond
+	ircRefill       = ircBurst * ircLineInterval
+)
+
+// startIRCMaster starts a master on a fake clock, with bot listed as a
+// reporter only (the master runs its connection too), and waits until
+// the watcher sees the bot join #kiln as nick.
+func startIRCMaster(t *testing.T, cfg ci.MasterConfig, bot *report.IRC, watcher *ircClient, nick string) (*citest.Master, *citest.Clock) {
+	t.Helper()
+	clock := citest.NewClock(ircT0)
+	cfg.Clock = clock
+	cfg.Reporters = []ci.Reporter{bot}
+	m := citest.Start(t, cfg)
+	watcher.waitFor("the bot's join", func(l ircLine) bool {
+		return l.command == "JOIN" && l.from() == nick && l.params[0] == "#kiln"
+	})
+	return m, clock
+}
+
 func TestIRC(t *testing.T) {
+	t.Parallel()
 	srv := startNgircd(t)
 	watcher := dialIRC(t, srv.addr, "watcher")
 	watcher.send("JOIN #kiln")
@@ -315,15 +346,11 @@ func TestIRC(t *testing.T) {
 	// Not running: reports fail, so that the master tries again.
 	assert.ErrorContains(t, bot.Report(context.Background(), testReport(ci.BuildStarted, ci.Success)), "not connected")
 
-	cfg := echoConfig()
-	cfg.Reporters = []ci.Reporter{bot}
-	// Listed as a reporter only: the master runs its connection too.
-	m := citest.Start(t, cfg)
-	watcher.waitFor("the bot's join", func(l ircLine) bool {
-		return l.command == "JOIN" && l.from() == "kiln" && l.params[0] == "#kiln"
-	})
+	// Registered and joined: four lines of the burst are spent.
+	m, clock := startIRCMaster(t, echoConfig(), bot, watcher, "kiln")
 
 	// Announcements, with Buildbot's words and colours.
+	clock.Advance(ircRefill)
 	b := m.Build(t, citest.Request{Builder: "pkg", SourceStamp: ci.SourceStamp{Branch: "v1.0", Revision: sha1}})
 	require.Equal(t, ci.Success, b.Results())
 	assert.Equal(t, "Build #1 of pkg (v1.0 3f786850e387) started. http://ci.example.org/builders/pkg/builds/1",
@@ -331,6 +358,7 @@ func TestIRC(t *testing.T) {
 	assert.Equal(t, "Build #1 of pkg (v1.0 3f786850e387) \x0303completed successfully\x0f. http://ci.example.org/builders/pkg/builds/1",
 		watcher.said("#kiln", "Build #1 of pkg"))
 
+	clock.Advance(ircRefill)
 	b = m.Build(t, citest.Request{Builder: "broken"})
 	require.Equal(t, ci.Failure, b.Results())
 	watcher.said("#kiln", "Build #1 of broken started.")
@@ -338,20 +366,23 @@ func TestIRC(t *testing.T) {
 		watcher.said("#kiln", "Build #1 of broken"))
 
 	// Text from outside cannot send IRC commands of its own.
+	clock.Advance(ircRefill)
 	b = m.Build(t, citest.Request{Builder: "pkg", SourceStamp: ci.SourceStamp{Branch: "x\r\nPRIVMSG #kiln :injected\r\nQUIT"}})
 	require.Equal(t, ci.Success, b.Results())
 	assert.Equal(t, "Build #2 of pkg (x  PRIVMSG #kiln :injected  QUIT) started. http://ci.example.org/builders/pkg/builds/2",
 		watcher.said("#kiln", "Build #2 of pkg"))
 	watcher.said("#kiln", "Build #2 of pkg")
 
-	// Commands.
+	// Commands; the times are the fake clock's.
+	clock.Advance(ircRefill)
 	watcher.send("PRIVMSG #kiln :kiln: status pkg")
-	assert.Regexp(t, `^pkg: idle, last build #2 \x0303completed successfully\x0f \d+ seconds? ago\.$`, watcher.said("#kiln", "pkg:"))
+	assert.Equal(t, "pkg: idle, last build #2 \x0303completed successfully\x0f 2 seconds ago.", watcher.said("#kiln", "pkg:"))
 	watcher.send("PRIVMSG #kiln :kiln, last broken")
-	assert.Regexp(t, `^broken: last build #1 \x0304failed\x0f \(\d+ seconds? ago\): failed compile\. http://ci\.example\.org/builders/broken/builds/1$`,
+	assert.Equal(t, "broken: last build #1 \x0304failed\x0f (5 seconds ago): failed compile. http://ci.example.org/builders/broken/builds/1",
 		watcher.said("#kiln", "broken:"))
 	watcher.send("PRIVMSG #kiln :kiln: status nope")
 	assert.Equal(t, "No such builder: nope.", watcher.said("#kiln", "No such"))
+	clock.Advance(ircRefill)
 	watcher.send("PRIVMSG kiln :help")
 	assert.Contains(t, watcher.said("watcher", "Commands:"), "status [builder]")
 	watcher.send("PRIVMSG kiln :status")
@@ -360,6 +391,27 @@ func TestIRC(t *testing.T) {
 	watcher.send("PRIVMSG #kiln :status pkg") // not addressed to the bot
 	watcher.send("PRIVMSG #kiln :kiln: last pkg")
 	assert.Contains(t, watcher.said("#kiln", "pkg:"), "pkg: last build #2")
+
+	// Flood control: five lines at once, then one each half second of
+	// the master's clock.
+	clock.Advance(ircRefill)
+	before := countSaid(watcher, "watcher", "Commands:")
+	for range 7 {
+		watcher.send("PRIVMSG kiln :help")
+	}
+	for range ircBurst {
+		watcher.said("watcher", "Commands:")
+	}
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		require.True(t, clock.WaitTimer(ctx, clock.Now().Add(ircLineInterval)), "the bot waits for flood control")
+		cancel()
+		assert.Equal(t, before+ircBurst, countSaid(watcher, "watcher", "Commands:"))
+		clock.Advance(ircLineInterval)
+		watcher.said("watcher", "Commands:")
+		before++
+	}
+	assert.Equal(t, before+ircBurst, countSaid(watcher, "watcher", "Commands:"))
 
 	for _, l := range watcher.received() {
 		if l.command == "PRIVMSG" && l.text() == "injected" {
@@ -370,21 +422,91 @@ func TestIRC(t *testing.T) {
 		}
 	}
 
-	// The server goes down: builds go on, reports wait.
+	// The server goes down: the bot waits before it reconnects; builds
+	// go on, reports wait.
+	clock.Advance(ircRefill)
 	srv.stop()
+	waitTimer(t, clock, clock.Now().Add(bot.MinBackoff))
 	b = m.Build(t, citest.Request{Builder: "pkg", SourceStamp: ci.SourceStamp{Branch: "while-down"}})
 	require.Equal(t, ci.Success, b.Results())
 	assert.Equal(t, "while-down\n", b.Log("echo", "stdio"))
+	waitTimer(t, clock, clock.Now().Add(time.Second)) // the reporter's first retry
 
-	// It comes back: the bot reconnects and answers.
+	// It comes back: the bot reconnects and answers (the fifth line of
+	// its burst), then sends the reports that waited.
 	srv.start()
+	clock.Advance(bot.MinBackoff)
 	watcher = dialIRC(t, srv.addr, "watcher")
 	watcher.joinAndWaitForBot()
 	watcher.send("PRIVMSG #kiln :kiln: last pkg")
 	assert.Contains(t, watcher.said("#kiln", "pkg:"), "pkg: last build #3 \x0303completed successfully\x0f")
+	clock.Advance(time.Second) // the reporter's first retry; two lines more of the burst
+	assert.Equal(t, "Build #3 of pkg (while-down) started. http://ci.example.org/builders/pkg/builds/3", watcher.said("#kiln", "Build #3"))
+	assert.Equal(t, "Build #3 of pkg (while-down) \x0303completed successfully\x0f. http://ci.example.org/builders/pkg/builds/3", watcher.said("#kiln", "Build #3"))
+}
+
+// waitTimer waits until clock has a timer set for at.
+func waitTimer(t *testing.T, clock *citest.Clock, at time.Time) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.True(t, clock.WaitTimer(ctx, at), "no timer set for %s", at)
+}
+
+// countSaid counts the messages from the bot to target that start with
+// prefix, received so far.
+func countSaid(c *ircClient, target, prefix string) int {
+	n := 0
+	for _, l := range c.received() {
+		if l.command == "PRIVMSG" && l.from() == "kiln" && l.params[0] == target && strings.HasPrefix(l.text(), prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestIRC_Keepalive: the bot pings a quiet server, and drops and
+// replaces a connection on which nothing comes for five minutes of the
+// master's clock (here, while the server is stopped).
+func TestIRC_Keepalive(t *testing.T) {
+	t.Parallel()
+	srv := startNgircd(t)
+	watcher := dialIRC(t, srv.addr, "watcher")
+	watcher.send("JOIN #kiln")
+	watcher.waitFor("own join", func(l ircLine) bool { return l.command == "JOIN" && l.from() == "watcher" })
+	bot := &report.IRC{Addr: srv.addr, Nick: "kiln", Password: ircPassword, Channels: []string{"#kiln"}, MinBackoff: time.Second}
+	_, clock := startIRCMaster(t, echoConfig(), bot, watcher, "kiln")
+	// The bot answers: it has read every line the server sent it. The
+	// clock has not moved since the bot registered: the server was last
+	// heard at ircT0, and keepalives come each minute after it.
+	watcher.send("PRIVMSG kiln :help")
+	watcher.said("watcher", "Commands:")
+	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGSTOP))
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			srv.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	for minute := 1; minute <= 6; minute++ {
+		at := ircT0.Add(time.Duration(minute) * time.Minute)
+		waitTimer(t, clock, at)
+		clock.Set(at)
+	}
+	// Six minutes without a line: the connection is dropped, and the bot
+	// waits to reconnect.
+	waitTimer(t, clock, clock.Now().Add(time.Second))
+	resume()
+	clock.Advance(time.Second)
+	watcher.waitFor("the bot's join again", func(l ircLine) bool {
+		return l.command == "JOIN" && strings.HasPrefix(l.from(), "kiln") && l.params[0] == "#kiln"
+	})
 }
 
 func TestIRC_TLSAndNickInUse(t *testing.T) {
+	t.Parallel()
 	srv := startNgircd(t)
 	squatter := dialIRC(t, srv.addr, "kiln") // the nick is taken
 	_ = squatter
@@ -398,23 +520,20 @@ func TestIRC_TLSAndNickInUse(t *testing.T) {
 		Notify:     []string{"failure"},
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 	}
-	cfg := echoConfig()
-	cfg.Reporters = []ci.Reporter{bot}
-	// Listed as a reporter only: the master runs its connection too.
-	m := citest.Start(t, cfg)
-	watcher.waitFor("the bot's join", func(l ircLine) bool {
-		return l.command == "JOIN" && l.from() == "kiln_" && l.params[0] == "#kiln"
-	})
+	// PASS, NICK, USER, NICK again, JOIN: the whole burst.
+	m, clock := startIRCMaster(t, echoConfig(), bot, watcher, "kiln_")
+	clock.Advance(ircRefill)
 	require.Equal(t, ci.Success, m.Build(t, citest.Request{Builder: "pkg"}).Results())
 	require.Equal(t, ci.Failure, m.Build(t, citest.Request{Builder: "broken"}).Results())
 	l := watcher.waitFor("the failure", func(l ircLine) bool { return l.command == "PRIVMSG" && l.from() == "kiln_" })
 	assert.Equal(t, "Build #1 of broken failed: failed compile. http://ci.example.org/builders/broken/builds/1", l.text())
 	watcher.send("PRIVMSG #kiln :kiln_: status broken")
 	l = watcher.waitFor("the answer", func(l ircLine) bool { return l.command == "PRIVMSG" && l.from() == "kiln_" })
-	assert.Contains(t, l.text(), "broken: idle, last build #1 failed")
+	assert.Equal(t, "broken: idle, last build #1 failed 0 seconds ago.", l.text())
 }
 
 func TestIRC_Validate(t *testing.T) {
+	t.Parallel()
 	assert.NoError(t, (&report.IRC{Addr: "irc:6667", Nick: "kiln", Channels: []string{"#a", "&b"}}).Validate())
 	for _, bad := range []*report.IRC{
 		{Nick: "kiln", Channels: []string{"#a"}},
@@ -435,6 +554,7 @@ func TestIRC_Validate(t *testing.T) {
 // announces the builds that fail after a success and succeed after a
 // failure, comparing with the builder's previous build in the store.
 func TestIRC_NotifyChanges(t *testing.T) {
+	t.Parallel()
 	srv := startNgircd(t)
 	watcher := dialIRC(t, srv.addr, "watcher")
 	watcher.send("JOIN #kiln")
@@ -451,10 +571,8 @@ func TestIRC_NotifyChanges(t *testing.T) {
 			Command:     []any{"sh", "-c", "exit \"$1\"", "sh", ci.Interpolate("%(prop:rc)s")},
 		}},
 	})
-	cfg.Reporters = []ci.Reporter{bot}
-	// Listed as a reporter only: the master runs its connection too.
-	m := citest.Start(t, cfg)
-	watcher.waitFor("the bot's join", func(l ircLine) bool { return l.command == "JOIN" && l.from() == "kiln" })
+	m, clock := startIRCMaster(t, cfg, bot, watcher, "kiln")
+	clock.Advance(ircRefill)
 	for _, rc := range []string{"0", "1", "1", "0", "0"} {
 		m.Build(t, citest.Request{Builder: "flaky", Properties: map[string]any{"rc": rc}})
 	}

@@ -62,7 +62,9 @@ func gitMaster(t *testing.T, g *steps.Git) *citest.Master {
 }
 
 func TestGit(t *testing.T) {
+	t.Parallel()
 	t.Run("IncrementalCloneThenUpdate", func(t *testing.T) {
+		t.Parallel()
 		r := newRepo(t)
 		m := gitMaster(t, &steps.Git{RepoURL: r.dir})
 		b := m.Build(t, citest.Request{Builder: "b", SourceStamp: ci.SourceStamp{Branch: "main"}})
@@ -84,6 +86,7 @@ func TestGit(t *testing.T) {
 		assert.Equal(t, "main\n", string(branch), "the local branch is named as the source's")
 	})
 	t.Run("Revision", func(t *testing.T) {
+		t.Parallel()
 		r := newRepo(t)
 		first := r.git("rev-parse", "HEAD")
 		r.commit("second", "b.txt", "two\n")
@@ -98,6 +101,7 @@ func TestGit(t *testing.T) {
 		assert.Equal(t, r.git("rev-parse", "HEAD"), b.Property("got_revision"))
 	})
 	t.Run("TagAsBranch", func(t *testing.T) {
+		t.Parallel()
 		// Ideascube's builds: the change of a new tag names the tag as
 		// branch and revision.
 		r := newRepo(t)
@@ -111,6 +115,7 @@ func TestGit(t *testing.T) {
 		assert.Equal(t, ".git .gitignore a.txt v.txt ", strings.TrimSuffix(b.Log("ls", "stdio"), "\n"))
 	})
 	t.Run("FullMethods", func(t *testing.T) {
+		t.Parallel()
 		for _, tt := range []struct {
 			method steps.GitMethod
 			want   string
@@ -142,6 +147,7 @@ func TestGit(t *testing.T) {
 		}
 	})
 	t.Run("NotACheckout", func(t *testing.T) {
+		t.Parallel()
 		r := newRepo(t)
 		m := gitMaster(t, &steps.Git{RepoURL: r.dir})
 		require.NoError(t, os.MkdirAll(workdir(m), 0o755))
@@ -151,6 +157,7 @@ func TestGit(t *testing.T) {
 		assert.Equal(t, ".git .gitignore a.txt ", strings.TrimSuffix(b.Log("ls", "stdio"), "\n"), "a folder that is not a checkout is clobbered")
 	})
 	t.Run("Shallow", func(t *testing.T) {
+		t.Parallel()
 		r := newRepo(t)
 		r.commit("second", "b.txt", "two\n")
 		r.commit("third", "c.txt", "three\n")
@@ -163,6 +170,7 @@ func TestGit(t *testing.T) {
 		assert.Equal(t, "1\n", b.Log("count", "stdio"))
 	})
 	t.Run("Codebase", func(t *testing.T) {
+		t.Parallel()
 		r := newRepo(t)
 		m := start(t, &steps.Git{StepOptions: opts("git"), RepoURL: r.dir, Codebase: "app"})
 		b := m.Build(t, citest.Request{Builder: "b", SourceStamp: ci.SourceStamp{Codebase: "app", Branch: "main"}})
@@ -170,6 +178,7 @@ func TestGit(t *testing.T) {
 		assert.Equal(t, map[string]any{"app": r.git("rev-parse", "HEAD")}, b.Property("got_revision"))
 	})
 	t.Run("HostileBranchRefused", func(t *testing.T) {
+		t.Parallel()
 		r := newRepo(t)
 		m := gitMaster(t, &steps.Git{RepoURL: r.dir})
 		for _, branch := range []string{"--upload-pack=touch /tmp/kiln-pwned", "a b", "x..y"} {
@@ -181,6 +190,7 @@ func TestGit(t *testing.T) {
 		assert.NoFileExists(t, "/tmp/kiln-pwned")
 	})
 	t.Run("MissingRepository", func(t *testing.T) {
+		t.Parallel()
 		testenv.NeedTool(t, "git")
 		m := gitMaster(t, &steps.Git{RepoURL: filepath.Join(t.TempDir(), "nope")})
 		b := m.Build(t, citest.Request{Builder: "b"})

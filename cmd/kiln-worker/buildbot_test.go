@@ -112,6 +112,7 @@ c['builders'] = [util.BuilderConfig(name='interop', workernames=['kw'], factory=
 // same build on a stock buildbot-worker, under the same checks, shows
 // that they describe Buildbot's behaviour and not only Kiln's.
 func TestBuildbotMaster(t *testing.T) {
+	testenv.SkipIfShort(t, "runs Buildbot's master, with each worker")
 	buildbot := testenv.NeedTool(t, "buildbot")
 	var kiln, stock stepRecords
 	t.Run("kiln-worker", func(t *testing.T) {

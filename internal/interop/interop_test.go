@@ -75,6 +75,7 @@ var kinds = []workerKind{
 		name: "buildbot-worker",
 		create: func(tb testing.TB, dir, addr, name, password string) {
 			testenv.NeedTool(tb, "buildbot-worker")
+			testenv.SkipIfShort(tb, "starts Buildbot's worker")
 			out, err := exec.Command("buildbot-worker", "create-worker", "--quiet", "--protocol", "msgpack_experimental_v7", dir, addr, name, password).CombinedOutput()
 			require.NoError(tb, err, "create-worker: %s", out)
 		},

@@ -222,7 +222,7 @@ func (c *Conn) runCommand(ctx context.Context, builder, name string, args map[st
 	}
 	log := c.log.With("command", name, "command_id", cmd.id)
 	ctxDone := ctx.Done()
-	var grace <-chan time.Time
+	var grace <-chan struct{}
 	for {
 		select {
 		case <-cmd.ready:
@@ -262,6 +262,11 @@ func (c *Conn) runCommand(ctx context.Context, builder, name string, args map[st
 			if err != nil {
 				return err
 			}
+			// One timer ends both the wait for the command's end and the
+			// wait for the answer to interrupt_command (which may outlive
+			// the command: it is not stopped).
+			expired := make(chan struct{})
+			c.cfg.clock.AfterFunc(c.cfg.interruptTimeout, func() { close(expired) })
 			go func() {
 				select {
 				case r := <-interrupted:
@@ -269,13 +274,11 @@ func (c *Conn) runCommand(ctx context.Context, builder, name string, args map[st
 						log.Warn("worker could not interrupt the command", "err", err)
 					}
 				case <-c.done:
-				case <-time.After(c.cfg.interruptTimeout):
+				case <-expired:
 					c.forget(seq)
 				}
 			}()
-			t := time.NewTimer(c.cfg.interruptTimeout)
-			defer t.Stop()
-			grace = t.C
+			grace = expired
 		case <-grace:
 			log.Warn("interrupted command did not complete", "waited", c.cfg.interruptTimeout)
 			return ctx.Err()

@@ -38,6 +38,7 @@ const (
 
 // connConfig is what a Conn needs of its Listener.
 type connConfig struct {
+	clock            ci.Clock // the master's: keepalives, silence, interrupts
 	timeout          time.Duration
 	keepalive        time.Duration
 	writeTimeout     time.Duration
@@ -77,7 +78,7 @@ type Conn struct {
 	// The monitor is a timer, so that an idle connection has no goroutine
 	// but its reader.
 	monitorMu     sync.Mutex
-	monitorTimer  *time.Timer
+	monitorTimer  ci.Timer
 	nextKeepalive time.Time
 
 	mu       sync.Mutex
@@ -121,8 +122,8 @@ func (c *Conn) start() {
 	c.wg.Add(1)
 	go c.reader()
 	c.monitorMu.Lock()
-	c.nextKeepalive = time.Now().Add(c.cfg.keepalive)
-	c.monitorTimer = time.AfterFunc(c.cfg.keepalive, c.monitor)
+	c.nextKeepalive = c.cfg.clock.Now().Add(c.cfg.keepalive)
+	c.monitorTimer = c.cfg.clock.AfterFunc(c.cfg.keepalive, c.monitor)
 	c.monitorMu.Unlock()
 	context.AfterFunc(c.ctx, func() {
 		c.monitorMu.Lock()
@@ -215,7 +216,7 @@ func (c *Conn) lost(doing string) error {
 	return nil
 }
 
-func (c *Conn) heard() { c.lastHeard.Store(time.Now().UnixNano()) }
+func (c *Conn) heard() { c.lastHeard.Store(c.cfg.clock.Now().UnixNano()) }
 
 // shutdown ends the connection once, for cause (which must wrap
 // ci.ErrWorkerLost). A zero code closes the TCP connection at once;
@@ -615,7 +616,16 @@ func (c *Conn) Ping(ctx context.Context) error {
 func (c *Conn) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
 	defer cancel()
-	if _, err := c.call(ctx, protocol.Message{"op": protocol.OpShutdown}); err != nil {
+	_, err := c.call(ctx, protocol.Message{"op": protocol.OpShutdown})
+	if err != nil && errors.Is(err, ci.ErrWorkerLost) {
+		// The worker went away as asked, before its answer arrived.
+		select {
+		case <-c.Done():
+			return nil
+		default:
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("shut down worker %s: %w", c.name, err)
 	}
 	return nil
@@ -641,7 +651,7 @@ func (c *Conn) Silence() (silent bool, since, lostAt time.Time) {
 	default:
 	}
 	last := time.Unix(0, c.lastHeard.Load())
-	if c.stalled.Load() || time.Since(last) <= c.cfg.keepalive+c.answerGrace() {
+	if c.stalled.Load() || c.cfg.clock.Now().Sub(last) <= c.cfg.keepalive+c.answerGrace() {
 		return false, time.Time{}, time.Time{}
 	}
 	return true, last, last.Add(c.cfg.timeout)
@@ -660,7 +670,7 @@ func (c *Conn) monitor() {
 		return
 	default:
 	}
-	now := time.Now()
+	now := c.cfg.clock.Now()
 	stalled := c.stalled.Load()
 	if stalled {
 		// The master is the slow side: the worker is not silent, and the
@@ -681,7 +691,7 @@ func (c *Conn) monitor() {
 	if silentUntil := time.Unix(0, c.lastHeard.Load()).Add(c.cfg.timeout); silentUntil.Before(next) {
 		next = silentUntil
 	}
-	c.monitorTimer.Reset(time.Until(next))
+	c.monitorTimer = c.cfg.clock.AfterFunc(next.Sub(now), c.monitor)
 }
 
 // keepalive sends a WebSocket ping and a protocol keepalive, each with the

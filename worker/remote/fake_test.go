@@ -464,3 +464,32 @@ func fakeWorkers(names ...string) []ci.WorkerConfig {
 func citestLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// clockT0 is the time of the fake clocks of the liveness tests.
+var clockT0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+// onFakeClock puts cfg's master on a fake clock, which drives the
+// connections' keepalives, silence and interrupt timeouts.
+func onFakeClock(cfg ci.MasterConfig) (ci.MasterConfig, *citest.Clock) {
+	clock := citest.NewClock(clockT0)
+	cfg.Clock = clock
+	return cfg, clock
+}
+
+// tick advances clock by d (a keepalive interval: the monitor of each
+// connection runs) and waits until conn has heard from its worker at the
+// new time, answering the keepalive or the ping.
+func (m *testMaster) tick(tb testing.TB, clock *citest.Clock, conn *Conn, d time.Duration) {
+	tb.Helper()
+	clock.Advance(d)
+	now := clock.Now().UnixNano()
+	m.WaitFor(tb, "the worker's answer to a keepalive", func() bool { return conn.lastHeard.Load() == now })
+}
+
+// waitTimer waits until clock has a timer set for at.
+func waitTimer(tb testing.TB, clock *citest.Clock, at time.Time) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	require.True(tb, clock.WaitTimer(ctx, at), "no timer set for %s", at)
+}

@@ -96,7 +96,7 @@ type Listener struct {
 	// failures, clears the address.
 	FreeFailures int
 
-	now func() time.Time // the throttle's clock; tests set it
+	now func() time.Time // the throttle's clock (the master's if nil); tests set it
 
 	mu       sync.Mutex
 	running  bool
@@ -265,14 +265,14 @@ func (l *Listener) setup(ctx context.Context, m *ci.Master) error {
 	}
 	now := l.now
 	if now == nil {
-		now = time.Now
+		now = m.Clock().Now
 	}
 	l.running = true
 	l.m = m
 	l.ctx = ctx
 	l.log = m.Logger().With("service", "workers")
 	l.timeout = timeout
-	l.cfg = connConfig{timeout: timeout, keepalive: keepalive, writeTimeout: write, interruptTimeout: interrupt, stats: &l.stats}
+	l.cfg = connConfig{clock: m.Clock(), timeout: timeout, keepalive: keepalive, writeTimeout: write, interruptTimeout: interrupt, stats: &l.stats}
 	if free > 0 {
 		l.throttle = newThrottle(free, DefaultLockout, DefaultMaxLockout, now)
 	}

@@ -141,8 +141,10 @@ func TestUnknownMessagesCounted(t *testing.T) {
 // command id and why; the worker's last updates are kept; messages after
 // the end are dropped.
 func TestInterrupt(t *testing.T) {
-	cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "sleep", "100")}}
-	m := startMaster(t, cfg, &Listener{InterruptTimeout: 2 * time.Second})
+	t.Parallel()
+	cfg, clock := onFakeClock(ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "sleep", "100")}})
+	const grace = 2 * time.Second
+	m := startMaster(t, cfg, &Listener{InterruptTimeout: grace})
 	started := make(chan fakeCommand, 1)
 	f, conn := m.attachFake(t, "w1", fakeOptions{onCommand: func(f *fakeWorker, c fakeCommand) { started <- c }})
 	ctx := context.Background()
@@ -166,12 +168,23 @@ func TestInterrupt(t *testing.T) {
 	})
 
 	t.Run("does not complete", func(t *testing.T) {
+		clock.Advance(grace) // past the timer of the interrupt above
 		cctx, cancel := context.WithCancel(ctx)
 		result := make(chan error, 1)
 		cmd := &ci.RemoteCommand{Name: "shell", Args: map[string]any{"workdir": "build", "command": []any{"sleep", "100"}}}
 		go func() { result <- conn.RunCommand(cctx, "b", cmd) }()
 		c := <-started
 		cancel()
+		// It waits for the command's end until the interrupt timeout,
+		// on the master's clock.
+		waitTimer(t, clock, clock.Now().Add(grace))
+		clock.Advance(grace - time.Millisecond)
+		select {
+		case err := <-result:
+			t.Fatalf("RunCommand returned %v before the interrupt timeout", err)
+		default:
+		}
+		clock.Advance(time.Millisecond)
 		require.ErrorIs(t, <-result, context.Canceled)
 		before := conn.Stats().UnknownCommands
 		r := f.update(c.ID, []any{"rc", -1})
@@ -183,10 +196,11 @@ func TestInterrupt(t *testing.T) {
 // A worker that goes silent mid-build is declared lost within the
 // timeout: its build ends RETRY and is built again on another worker.
 func TestLiveness_SilentWorkerLost(t *testing.T) {
-	cfg := ci.MasterConfig{
+	t.Parallel()
+	cfg, clock := onFakeClock(ci.MasterConfig{
 		Workers:  fakeWorkers("silent", "healthy"),
 		Builders: []ci.BuilderConfig{shellBuilder("b", []string{"silent", "healthy"}, "make")},
-	}
+	})
 	m := startMaster(t, cfg, &Listener{Timeout: 3 * time.Second, KeepaliveInterval: 300 * time.Millisecond})
 	started := make(chan struct{})
 	silent, conn := m.attachFake(t, "silent", fakeOptions{onCommand: func(f *fakeWorker, c fakeCommand) {
@@ -196,11 +210,15 @@ func TestLiveness_SilentWorkerLost(t *testing.T) {
 	}})
 	bs := m.Submit(t, citest.Request{Builder: "b"})
 	<-started
-	m.attachFake(t, "healthy", fakeOptions{})
 
+	// Heard last at clockT0: lost when the timeout has passed since.
+	clock.Advance(3*time.Second - time.Millisecond)
+	require.NoError(t, conn.Err())
+	clock.Advance(time.Millisecond)
 	<-conn.Done()
 	assert.ErrorIs(t, conn.Err(), ci.ErrWorkerLost)
-	assert.ErrorContains(t, conn.Err(), "silent for")
+	assert.ErrorContains(t, conn.Err(), "worker silent for 3s (timeout 3s): lost")
+	m.attachFake(t, "healthy", fakeOptions{})
 	builds := m.WaitBuildset(t, bs)
 	require.Len(t, builds, 1)
 	assert.Equal(t, ci.Success, builds[0].Results())
@@ -221,20 +239,26 @@ func TestLiveness_SilentWorkerLost(t *testing.T) {
 // Keepalives go out on their own; a worker that answers WebSocket pings
 // but not keepalives, or keepalives but not pings, is alive.
 func TestLiveness_Keepalives(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name           string
 		noPong, noKeep bool
 	}{{"pongs only", false, true}, {"keepalives only", true, false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}}
-			m := startMaster(t, cfg, &Listener{Timeout: 1500 * time.Millisecond, KeepaliveInterval: 150 * time.Millisecond})
+			t.Parallel()
+			cfg, clock := onFakeClock(ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}})
+			const keepalive = 150 * time.Millisecond
+			m := startMaster(t, cfg, &Listener{Timeout: 1500 * time.Millisecond, KeepaliveInterval: keepalive})
 			f, err := dialFake(t, m.addr, "w1", fakeOptions{})
 			require.NoError(t, err)
 			f.noPong.Store(tc.noPong)
 			f.ignoreKeepalives.Store(tc.noKeep)
 			conn := m.waitAttached(t, "w1")
 			// 25 keepalives span more than twice the timeout.
-			f.waitRequests(protocol.OpKeepalive, 25)
+			for i := 1; i <= 25; i++ {
+				m.tick(t, clock, conn, keepalive)
+				f.waitRequests(protocol.OpKeepalive, i)
+			}
 			assert.NoError(t, conn.Err())
 			assert.Positive(t, f.pings.Load())
 		})
@@ -245,9 +269,11 @@ func TestLiveness_Keepalives(t *testing.T) {
 // with 409 until the first is closed or declared lost, whether it answers
 // or not; the refusal is logged with both remote addresses.
 func TestDuplicateWorker(t *testing.T) {
+	t.Parallel()
 	cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}}
 
 	t.Run("old answers", func(t *testing.T) {
+		t.Parallel()
 		m := startMaster(t, cfg, nil)
 		_, old := m.attachFake(t, "w1", fakeOptions{})
 		_, err := dialFake(t, m.addr, "w1", fakeOptions{})
@@ -263,7 +289,12 @@ func TestDuplicateWorker(t *testing.T) {
 	})
 
 	t.Run("old silent", func(t *testing.T) {
-		m := startMaster(t, cfg, &Listener{Timeout: 4 * time.Second})
+		t.Parallel()
+		cfg, clock := onFakeClock(cfg)
+		// The timeout bounds the ping of the old connection to a quarter of
+		// it, in real time.
+		const timeout = 2 * time.Second
+		m := startMaster(t, cfg, &Listener{Timeout: timeout})
 		oldFake, old := m.attachFake(t, "w1", fakeOptions{})
 		oldFake.silence()
 		_, err := dialFake(t, m.addr, "w1", fakeOptions{})
@@ -272,6 +303,7 @@ func TestDuplicateWorker(t *testing.T) {
 		assert.NoError(t, old.Err(), "the silent worker keeps its name")
 		assert.Regexp(t, `refusing a second connection of a connected worker.* remote=127\.0\.0\.1:\d+ reason=".*already connected from 127\.0\.0\.1:\d+`, m.logs.String())
 		// Once it is declared lost, the name is free.
+		clock.Advance(timeout)
 		<-old.Done()
 		m.WaitFor(t, "the old connection to detach", func() bool {
 			_, ok := m.WorkerConn("w1")
@@ -324,9 +356,10 @@ func TestFrameWithUpgradeRequest(t *testing.T) {
 // A worker that stops answering is shown silent, with the time it will be
 // declared lost, then lost at that time.
 func TestLiveness_SilenceVisible(t *testing.T) {
-	cfg := ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}}
-	const timeout = 3 * time.Second
-	m := startMaster(t, cfg, &Listener{Timeout: timeout, KeepaliveInterval: 200 * time.Millisecond})
+	t.Parallel()
+	cfg, clock := onFakeClock(ci.MasterConfig{Workers: fakeWorkers("w1"), Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")}})
+	const timeout, keepalive = 3 * time.Second, 200 * time.Millisecond
+	m := startMaster(t, cfg, &Listener{Timeout: timeout, KeepaliveInterval: keepalive})
 	f, conn := m.attachFake(t, "w1", fakeOptions{})
 	status := func() ci.WorkerStatus {
 		for _, w := range m.Workers() {
@@ -338,26 +371,39 @@ func TestLiveness_SilenceVisible(t *testing.T) {
 		return ci.WorkerStatus{}
 	}
 
-	// Answering keepalives, the worker is not silent.
+	// Answering keepalives, the worker is not silent. (It leaves pings
+	// unanswered, so that after each tick no answer is on its way.)
+	f.noPong.Store(true)
+	for i := 1; i <= 3; i++ {
+		m.tick(t, clock, conn, keepalive)
+	}
 	f.waitRequests(protocol.OpKeepalive, 3)
 	silent, _, _ := conn.Silence()
 	assert.False(t, silent)
 	assert.True(t, status().LostAt.IsZero())
 
+	// Silent once a keepalive interval and its grace (a quarter of the
+	// interval) have passed without a word.
 	f.silence()
-	m.WaitFor(t, "the worker to be silent", func() bool { s, _, _ := conn.Silence(); return s })
-	seen := time.Now()
+	last := clock.Now()
+	clock.Advance(keepalive + keepalive/4)
+	silent, _, _ = conn.Silence()
+	assert.False(t, silent)
+	clock.Advance(time.Millisecond)
 	silent, since, lostAt := conn.Silence()
 	require.True(t, silent)
-	assert.True(t, since.Before(seen), "silent since %s, seen silent at %s", since, seen)
-	assert.Equal(t, since.Add(timeout), lostAt)
+	assert.True(t, last.Equal(since), "silent since %s, last heard at %s", since, last)
+	assert.True(t, last.Add(timeout).Equal(lostAt), "lost at %s, last heard at %s", lostAt, last)
 	st := status()
 	assert.True(t, st.Connected)
 	assert.Equal(t, since, st.SilentSince)
 	assert.Equal(t, lostAt, st.LostAt)
 
+	// Lost at that time.
+	clock.Set(lostAt.Add(-time.Millisecond))
+	require.NoError(t, conn.Err())
+	clock.Set(lostAt)
 	<-conn.Done()
-	assert.False(t, time.Now().Before(lostAt), "lost at %s, announced for %s", time.Now(), lostAt)
 	assert.ErrorIs(t, conn.Err(), ci.ErrWorkerLost)
 	silent, _, _ = conn.Silence()
 	assert.False(t, silent, "a lost connection is no longer silent: it is gone")

@@ -135,6 +135,8 @@ func waitFile(tb testing.TB, path string) string {
 // A stock worker killed in the middle of a build: the build ends RETRY,
 // and its request is built again when the worker comes back.
 func TestStockWorker_KilledMidBuild(t *testing.T) {
+	testenv.SkipIfShort(t, "starts Buildbot's worker twice")
+	t.Parallel()
 	cfg := ci.MasterConfig{
 		Workers: []ci.WorkerConfig{{Name: "stock1", Password: "pw"}},
 		Builders: []ci.BuilderConfig{shellBuilder("b", []string{"stock1"}, "sh", "-c",
@@ -164,19 +166,25 @@ func TestStockWorker_KilledMidBuild(t *testing.T) {
 // A stock worker started with --use-tls connects over wss:// and, idle,
 // stays attached through the master's keepalives over several timeouts.
 func TestStockWorker_TLSKeepalive(t *testing.T) {
+	testenv.SkipIfShort(t, "starts Buildbot's worker")
+	t.Parallel()
 	certFile, keyFile, _ := selfSigned(t)
-	cfg := ci.MasterConfig{
+	cfg, clock := onFakeClock(ci.MasterConfig{
 		Workers:  []ci.WorkerConfig{{Name: "stock1", Password: "pw"}},
 		Builders: []ci.BuilderConfig{shellBuilder("b", []string{"stock1"}, "sh", "-c", "echo over tls")},
-	}
-	m := startMaster(t, cfg, &Listener{CertFile: certFile, KeyFile: keyFile, Timeout: 2 * time.Second, KeepaliveInterval: 200 * time.Millisecond})
+	})
+	const keepalive = 200 * time.Millisecond
+	m := startMaster(t, cfg, &Listener{CertFile: certFile, KeyFile: keyFile, Timeout: 2 * time.Second, KeepaliveInterval: keepalive})
 	w := newStockWorker(t, m.addr, "stock1", "pw", "--use-tls")
 	w.env = []string{"SSL_CERT_FILE=" + certFile} // the worker trusts the test's certificate
 	w.start()
 	conn := m.waitAttached(t, "stock1")
 
-	// The worker logs each keepalive it answers: 20 of them span twice
-	// the timeout.
+	// 20 keepalives span twice the timeout; the worker logs each one it
+	// answers.
+	for range 20 {
+		m.tick(t, clock, conn, keepalive)
+	}
 	log := filepath.Join(w.dir, "twistd.log")
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()

@@ -168,6 +168,7 @@ func archiveGet(t *testing.T, url string) (int, []byte) {
 // unsigned archive served by the master's web server, reads them with
 // gpgv and apt-get, and checks every way a publish is refused.
 func TestPublish(t *testing.T) {
+	testenv.SkipIfShort(t, "builds a package, publishes it with reprepro and reads the archive with apt-get")
 	archiveNeedTools(t)
 	build := archiveBuildHello(t)
 	key := archiveTestKey(t, "")

@@ -28,6 +28,7 @@ func dputConfig(t *testing.T) (config, incoming string) {
 }
 
 func TestDput(t *testing.T) {
+	testenv.SkipIfShort(t, "builds a package to upload")
 	testenv.NeedTool(t, "dput")
 	config, incoming := dputConfig(t)
 	upload := func(name string, force any) ci.Step {
@@ -50,6 +51,7 @@ func TestDput(t *testing.T) {
 }
 
 func TestDput_Refused(t *testing.T) {
+	testenv.SkipIfShort(t, "builds a package to upload")
 	testenv.NeedTool(t, "dput")
 	config, incoming := dputConfig(t)
 	m := start(t, map[string]any{"dput_method": "local"},

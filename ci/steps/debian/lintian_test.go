@@ -68,6 +68,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestLintian(t *testing.T) {
+	testenv.SkipIfShort(t, "builds packages and runs lintian on them")
 	testenv.NeedTool(t, "lintian")
 	// A package with an error (no copyright file) and two warnings.
 	bad := debtest.Source{Version: "1.1", LintianError: true, LintianWarning: true}

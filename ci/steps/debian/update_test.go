@@ -40,6 +40,7 @@ func TestSbuildUpdate(t *testing.T) {
 		assert.Contains(t, b.Header("sbuild-update", "stdio"), "sudo -n sbuild-update --update")
 	})
 	t.Run("Update", func(t *testing.T) {
+		testenv.SkipIfShort(t, "upgrades a schroot chroot")
 		debtest.Schroot(t, debtest.DefaultSchroot)
 		testenv.NeedTool(t, "sudo")
 		m := start(t, nil, &debian.SbuildUpdate{Chroot: debtest.DefaultSchroot, Sudo: true})

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,6 +24,10 @@ import (
 var bins string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() { // the tests that need the binaries skip
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "workerbench-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -49,6 +54,7 @@ var tiny = []string{
 // TestRun runs the whole benchmark, with tiny sizes, on each kind of
 // worker, and checks that the figures are there and make sense.
 func TestRun(t *testing.T) {
+	testenv.SkipIfShort(t, "runs the benchmark")
 	for _, kind := range []string{kindKiln, kindBuildbot} {
 		t.Run(kind, func(t *testing.T) {
 			if kind == kindBuildbot {
@@ -102,6 +108,7 @@ func TestRun(t *testing.T) {
 // TestBenchBuildbot runs a few builds on a stock Buildbot master with
 // each kind of worker, and checks the figures and the table.
 func TestBenchBuildbot(t *testing.T) {
+	testenv.SkipIfShort(t, "runs the benchmark on Buildbot's master")
 	buildbot := testenv.NeedTool(t, "buildbot")
 	testenv.NeedTool(t, "buildbot-worker")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
