@@ -117,14 +117,27 @@
 //	GET /api/v2/changes[/{id}[/builds]]            changes; the builds made for one
 //	GET /api/v2/forceschedulers[/{name}]           force schedulers and their fields (all_fields)
 //
-// Answers are {"<collection>": [...], "meta": {"total": N}}, as Buildbot's.
+// Answers are {"<collection>": [...], "meta": {"total": N}}, as Buildbot's;
+// one record is a list of one with "meta": {}.
 // Lists answer DefaultListLimit items unless ?limit= says otherwise, and
 // never more than MaxListLimit (meta.total counts them all, to page with
 // ?offset=); a log's /contents at most MaxLogChunk lines (/raw streams the
-// whole log). Lists take ?limit=, ?offset=, ?order= (the ID field, "-" first for newest
-// first), equality filters (field=value or field__eq=value, on the fields
-// listed above, which the store filters on) and ?field= to keep only some
-// fields of each item. Times are Unix seconds; fields of unfinished records
+// whole log). Every list, nested ones included, takes Buildbot's result
+// spec, on any field of its items (see resultSpec):
+//
+//	?field__op=value         op one of eq ne lt le gt ge in notin contains; ?field=value is eq;
+//	                         several values (repeated; comma-separated for in, notin) match any (ne, notin: none)
+//	?order=-number&order=name   several orders, "-" first for descending; null first
+//	?limit= &offset=         the page
+//	?field=name&field=...    only those fields of each item
+//
+// Values are read as the field's JSON type (numbers, true/false, strings);
+// contains keeps strings holding the value and lists holding it, and ?tags=x
+// keeps the lists that hold x. A null field matches only ne and notin. The
+// store applies the equality filters it indexes (builderid, workerid,
+// complete, claimed, buildsetid) and the order by ID; any other filter or
+// order reads the store's selection in pages and keeps only the requested
+// window, which may not pass offset+limit = 20,000. Times are Unix seconds; fields of unfinished records
 // are null. Errors answer {"error": "<one line>"}: 400 for a bad request,
 // 404 for a missing record, 409 for a record in the wrong state.
 //
