@@ -51,7 +51,7 @@ func (a *app) apiRoutes(mux *http.ServeMux) {
 	get("/buildsets", a.apiBuildsets)
 	get("/buildsets/{id}", single("buildsets", byID("id", "buildset", ci.Store.GetBuildset), toBuildsetJSON))
 	get("/changes", a.apiChanges)
-	get("/changes/{id}", single("changes", byID("id", "change", ci.Store.GetChange), toChangeJSON))
+	get("/changes/{id}", a.apiChange)
 	get("/changes/{id}/builds", a.apiChangeBuilds)
 	get("/forceschedulers", a.apiForceSchedulers)
 	get("/forceschedulers/{name}", a.apiForceScheduler)
@@ -906,7 +906,7 @@ func (a *app) apiBuilderRequests(r *http.Request, st ci.Store) (any, error) {
 
 type sourceStampJSON struct {
 	SSID       int64  `json:"ssid"`
-	Branch     string `json:"branch"`
+	Branch     any    `json:"branch"`
 	Codebase   string `json:"codebase"`
 	Project    string `json:"project"`
 	Repository string `json:"repository"`
@@ -916,12 +916,8 @@ type sourceStampJSON struct {
 }
 
 func toSourceStampJSON(ss ci.SourceStamp) sourceStampJSON {
-	j := sourceStampJSON{SSID: ss.ID, Branch: ss.Branch, Codebase: ss.Codebase, Project: ss.Project,
-		Repository: ss.Repository, CreatedAt: epoch(ss.CreatedAt)}
-	if ss.Revision != "" {
-		j.Revision = ss.Revision
-	}
-	return j
+	return sourceStampJSON{SSID: ss.ID, Branch: orNull(ss.Branch), Codebase: ss.Codebase, Project: ss.Project,
+		Repository: ss.Repository, Revision: orNull(ss.Revision), CreatedAt: epoch(ss.CreatedAt)}
 }
 
 type buildsetJSON struct {
@@ -970,16 +966,18 @@ func (a *app) apiBuildsets(r *http.Request, st ci.Store) (any, error) {
 
 // Changes.
 
+// changeJSON is a change as Buildbot shows it: what the change does not
+// say (author, committer, branch, revision, revlink, category) is null.
 type changeJSON struct {
 	ChangeID        int64           `json:"changeid"`
-	Author          string          `json:"author"`
-	Committer       string          `json:"committer"`
+	Author          any             `json:"author"`
+	Committer       any             `json:"committer"`
 	Comments        string          `json:"comments"`
-	Branch          string          `json:"branch"`
-	Revision        string          `json:"revision"`
-	RevLink         string          `json:"revlink"`
+	Branch          any             `json:"branch"`
+	Revision        any             `json:"revision"`
+	RevLink         any             `json:"revlink"`
 	WhenTimestamp   any             `json:"when_timestamp"`
-	Category        string          `json:"category"`
+	Category        any             `json:"category"`
 	Repository      string          `json:"repository"`
 	Codebase        string          `json:"codebase"`
 	Project         string          `json:"project"`
@@ -989,10 +987,19 @@ type changeJSON struct {
 	ParentChangeIDs []int64         `json:"parent_changeids"`
 }
 
-func toChangeJSON(c *ci.Change) changeJSON {
-	j := changeJSON{ChangeID: c.ID, Author: c.Author, Committer: c.Committer, Comments: c.Comments, Branch: c.Branch,
-		Revision: c.Revision, RevLink: c.RevLink, WhenTimestamp: epoch(c.When), Category: c.Category,
-		Repository: c.Repository, Codebase: c.Codebase, Project: c.Project, Files: c.Files,
+// orNull gives a string, or nil (null) for the empty string.
+func orNull(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// toChangeJSON shapes a change with its stored source stamp ss.
+func toChangeJSON(c *ci.Change, ss ci.SourceStamp) changeJSON {
+	j := changeJSON{ChangeID: c.ID, Author: orNull(c.Author), Committer: orNull(c.Committer), Comments: c.Comments,
+		Branch: orNull(c.Branch), Revision: orNull(c.Revision), RevLink: orNull(c.RevLink), WhenTimestamp: epoch(c.When),
+		Category: orNull(c.Category), Repository: c.Repository, Codebase: c.Codebase, Project: c.Project, Files: c.Files,
 		Properties: map[string]any{}, ParentChangeIDs: []int64{}}
 	if j.Files == nil {
 		j.Files = []string{}
@@ -1000,10 +1007,30 @@ func toChangeJSON(c *ci.Change) changeJSON {
 	for k, v := range c.Properties {
 		j.Properties[k] = []any{v, ci.SourceChange}
 	}
-	ss := c.SourceStamp()
-	ss.ID = c.SourceStampID
 	j.SourceStamp = toSourceStampJSON(ss)
 	return j
+}
+
+// changeShape returns the shape of changes read from st: each with its
+// stored source stamp (for its creation time), or the one the change
+// describes if it is gone.
+func changeShape(ctx context.Context, st ci.Store) func(*ci.Change) changeJSON {
+	return func(c *ci.Change) changeJSON {
+		ss, err := st.GetSourceStamp(ctx, c.SourceStampID)
+		if err != nil {
+			ss = c.SourceStamp()
+			ss.ID = c.SourceStampID
+		}
+		return toChangeJSON(c, ss)
+	}
+}
+
+func (a *app) apiChange(r *http.Request, st ci.Store) (any, error) {
+	c, err := byID("id", "change", ci.Store.GetChange)(r, st)
+	if err != nil {
+		return nil, err
+	}
+	return one("changes", changeShape(r.Context(), st)(c)), nil
 }
 
 func (a *app) apiChanges(r *http.Request, st ci.Store) (any, error) {
@@ -1013,7 +1040,7 @@ func (a *app) apiChanges(r *http.Request, st ci.Store) (any, error) {
 	}
 	return fromStore(spec, "changes", []string{"changeid"}, func(page ci.Query) ([]*ci.Change, int, error) {
 		return st.ListChanges(r.Context(), page)
-	}, toChangeJSON)
+	}, changeShape(r.Context(), st))
 }
 
 // Force schedulers.
