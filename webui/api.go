@@ -20,41 +20,115 @@ import (
 // apiFunc answers an API request with a value to encode, or an error.
 type apiFunc func(r *http.Request, st ci.Store) (any, error)
 
+// An apiRoute is one GET endpoint of the API: its path under /api/v2, the
+// collection it answers (the plural of a type of apiTypes), and its
+// function. /application.spec lists them.
+type apiRoute struct {
+	path, plural string
+	fn           apiFunc
+}
+
+// getRoutes are the API's GET endpoints, as Buildbot 3.7's spec/api.raml
+// lists them (but for the force schedulers' and the logs' raw text, below).
+func (a *app) getRoutes() []apiRoute {
+	return []apiRoute{
+		{"/{$}", "rootlinks", a.apiRoot},
+		{"/application.spec", "specs", a.apiSpec},
+
+		{"/builders", "builders", a.apiBuilders},
+		{"/builders/{builder}", "builders", single("builders", a.findBuilder, toBuilderJSON)},
+		{"/builders/{builder}/builds", "builds", a.apiBuilderBuilds},
+		{"/builders/{builder}/builds/{number}", "builds", a.apiBuilderBuild},
+		{"/builders/{builder}/builds/{number}/changes", "changes", a.apiBuildChanges},
+		{"/builders/{builder}/builds/{number}/properties", "properties", a.apiBuildProperties},
+		{"/builders/{builder}/builds/{number}/data", "build_data", a.apiBuildData},
+		{"/builders/{builder}/builds/{number}/steps", "steps", a.apiSteps()},
+		{"/builders/{builder}/builds/{number}/steps/{step}", "steps", single("steps", a.findStep, toStepJSON)},
+		{"/builders/{builder}/builds/{number}/steps/{step}/logs", "logs", a.apiLogs()},
+		{"/builders/{builder}/builds/{number}/steps/{step}/logs/{log}", "logs", single("logs", a.findLog, toLogJSON)},
+		{"/builders/{builder}/builds/{number}/steps/{step}/logs/{log}/contents", "logchunks", a.apiLogContents},
+		{"/builders/{builder}/buildrequests", "buildrequests", a.apiBuilderRequests},
+		{"/builders/{builder}/forceschedulers", "forceschedulers", a.apiBuilderForceSchedulers},
+		{"/builders/{builder}/workers", "workers", a.apiBuilderWorkers},
+		{"/builders/{builder}/workers/{worker}", "workers", a.apiBuilderWorker},
+		{"/builders/{builder}/masters", "masters", a.apiBuilderMasters},
+		{"/builders/{builder}/masters/{masterid}", "masters", a.apiBuilderMaster},
+		{"/builders/{builder}/test_result_sets", "test_result_sets", testResultSets(a.findBuilder)},
+
+		{"/builds", "builds", a.apiBuilds},
+		{"/builds/{id}", "builds", a.apiBuild},
+		{"/builds/{id}/changes", "changes", a.apiBuildChanges},
+		{"/builds/{id}/properties", "properties", a.apiBuildProperties},
+		{"/builds/{id}/data", "build_data", a.apiBuildData},
+		{"/builds/{id}/data/{name}", "build_data", a.apiBuildDatum},
+		{"/builds/{id}/data/{name}/value", "build_data", a.apiBuildDatum},
+		{"/builds/{id}/test_result_sets", "test_result_sets", testResultSets(a.findBuild)},
+		{"/builds/{id}/steps", "steps", a.apiSteps()},
+		{"/builds/{id}/steps/{step}", "steps", single("steps", a.findStep, toStepJSON)},
+		{"/builds/{id}/steps/{step}/logs", "logs", a.apiLogs()},
+		{"/builds/{id}/steps/{step}/logs/{log}", "logs", single("logs", a.findLog, toLogJSON)},
+		{"/builds/{id}/steps/{step}/logs/{log}/contents", "logchunks", a.apiLogContents},
+
+		{"/steps/{stepid}", "steps", single("steps", a.findStep, toStepJSON)},
+		{"/steps/{stepid}/logs", "logs", a.apiLogs()},
+		{"/steps/{stepid}/logs/{log}", "logs", single("logs", a.findLog, toLogJSON)},
+		{"/steps/{stepid}/logs/{log}/contents", "logchunks", a.apiLogContents},
+		{"/steps/{stepid}/test_result_sets", "test_result_sets", testResultSets(a.findStep)},
+		{"/logs/{logid}", "logs", single("logs", a.findLog, toLogJSON)},
+		{"/logs/{logid}/contents", "logchunks", a.apiLogContents},
+
+		{"/test_result_sets", "test_result_sets", testResultSets(nothing)},
+		{"/test_result_sets/{setid}", "test_result_sets", a.apiTestResultSet},
+		{"/test_result_sets/{setid}/results", "test_results", a.apiTestResults},
+
+		{"/workers", "workers", a.apiWorkers},
+		{"/workers/{worker}", "workers", a.apiWorker},
+		{"/workers/{worker}/builds", "builds", a.apiWorkerBuilds},
+		{"/buildrequests", "buildrequests", a.apiRequests},
+		{"/buildrequests/{id}", "buildrequests", single("buildrequests", byID("id", "build request", ci.Store.GetRequest), toRequestJSON)},
+		{"/buildrequests/{id}/builds", "builds", a.apiRequestBuilds},
+		{"/buildsets", "buildsets", a.apiBuildsets},
+		{"/buildsets/{id}", "buildsets", single("buildsets", byID("id", "buildset", ci.Store.GetBuildset), toBuildsetJSON)},
+		{"/buildsets/{id}/properties", "properties", a.apiBuildsetProperties},
+		{"/changes", "changes", a.apiChanges},
+		{"/changes/{id}", "changes", a.apiChange},
+		{"/changes/{id}/builds", "builds", a.apiChangeBuilds},
+		{"/sourcestamps", "sourcestamps", a.apiSourceStamps},
+		{"/sourcestamps/{ssid}", "sourcestamps", a.apiSourceStamp},
+		{"/sourcestamps/{ssid}/changes", "changes", a.apiSourceStampChanges},
+		{"/forceschedulers", "forceschedulers", a.apiForceSchedulers},
+		{"/forceschedulers/{name}", "forceschedulers", a.apiForceScheduler},
+		{"/schedulers", "schedulers", a.apiSchedulers},
+		{"/schedulers/{schedulerid}", "schedulers", a.apiScheduler},
+		{"/changesources", "changesources", a.apiChangeSources},
+		{"/changesources/{changesourceid}", "changesources", a.apiChangeSource},
+
+		{"/masters", "masters", a.apiMasters},
+		{"/masters/{masterid}", "masters", a.apiMaster},
+		{"/masters/{masterid}/builders", "builders", a.ofMaster(a.apiBuilders)},
+		{"/masters/{masterid}/builders/{builder}", "builders", a.ofMaster(single("builders", a.findBuilder, toBuilderJSON))},
+		{"/masters/{masterid}/builders/{builder}/workers", "workers", a.ofMaster(a.apiBuilderWorkers)},
+		{"/masters/{masterid}/builders/{builder}/workers/{worker}", "workers", a.ofMaster(a.apiBuilderWorker)},
+		{"/masters/{masterid}/workers", "workers", a.ofMaster(a.apiWorkers)},
+		{"/masters/{masterid}/workers/{worker}", "workers", a.ofMaster(a.apiWorker)},
+		{"/masters/{masterid}/schedulers", "schedulers", a.ofMaster(a.apiSchedulers)},
+		{"/masters/{masterid}/schedulers/{schedulerid}", "schedulers", a.ofMaster(a.apiScheduler)},
+		{"/masters/{masterid}/changesources", "changesources", a.ofMaster(a.apiChangeSources)},
+		{"/masters/{masterid}/changesources/{changesourceid}", "changesources", a.ofMaster(a.apiChangeSource)},
+	}
+}
+
 func (a *app) apiRoutes(mux *http.ServeMux) {
-	get := func(pattern string, fn apiFunc) { mux.Handle("GET /api/v2"+pattern, a.api(fn)) }
-	get("/builders", a.apiBuilders)
-	get("/builders/{builder}", single("builders", a.findBuilder, toBuilderJSON))
-	get("/builders/{builder}/builds", a.apiBuilderBuilds)
-	get("/builders/{builder}/builds/{number}", a.apiBuilderBuild)
-	get("/builders/{builder}/builds/{number}/steps", a.apiSteps())
-	get("/builders/{builder}/buildrequests", a.apiBuilderRequests)
-	get("/builders/{builder}/forceschedulers", a.apiBuilderForceSchedulers)
-	get("/builds", a.apiBuilds)
-	get("/builds/{id}", a.apiBuild)
-	get("/builds/{id}/steps", a.apiSteps())
-	get("/builds/{id}/steps/{step}", single("steps", a.findStep, toStepJSON))
-	get("/builds/{id}/steps/{step}/logs", a.apiLogs())
-	get("/builds/{id}/steps/{step}/logs/{log}", single("logs", a.findLog, toLogJSON))
-	get("/builds/{id}/steps/{step}/logs/{log}/contents", a.apiLogContents)
-	mux.Handle("GET /api/v2/builds/{id}/steps/{step}/logs/{log}/raw", a.rawLog(false))
-	mux.Handle("GET /api/v2/builds/{id}/steps/{step}/logs/{log}/raw_inline", a.rawLog(true))
-	get("/steps/{stepid}", single("steps", a.findStep, toStepJSON))
-	get("/steps/{stepid}/logs", a.apiLogs())
-	get("/logs/{logid}", single("logs", a.findLog, toLogJSON))
-	get("/logs/{logid}/contents", a.apiLogContents)
+	for _, rt := range a.getRoutes() {
+		mux.Handle("GET /api/v2"+rt.path, a.api(rt.fn))
+	}
+	// A log's text, to download (raw) or to read in the browser (raw_inline).
+	for _, prefix := range []string{"/builds/{id}/steps/{step}", "/builders/{builder}/builds/{number}/steps/{step}", "/steps/{stepid}"} {
+		mux.Handle("GET /api/v2"+prefix+"/logs/{log}/raw", a.rawLog(false))
+		mux.Handle("GET /api/v2"+prefix+"/logs/{log}/raw_inline", a.rawLog(true))
+	}
 	mux.Handle("GET /api/v2/logs/{logid}/raw", a.rawLog(false))
 	mux.Handle("GET /api/v2/logs/{logid}/raw_inline", a.rawLog(true))
-	get("/workers", a.apiWorkers)
-	get("/workers/{worker}", a.apiWorker)
-	get("/buildrequests", a.apiRequests)
-	get("/buildrequests/{id}", single("buildrequests", byID("id", "build request", ci.Store.GetRequest), toRequestJSON))
-	get("/buildsets", a.apiBuildsets)
-	get("/buildsets/{id}", single("buildsets", byID("id", "buildset", ci.Store.GetBuildset), toBuildsetJSON))
-	get("/changes", a.apiChanges)
-	get("/changes/{id}", a.apiChange)
-	get("/changes/{id}/builds", a.apiChangeBuilds)
-	get("/forceschedulers", a.apiForceSchedulers)
-	get("/forceschedulers/{name}", a.apiForceScheduler)
 
 	rpc := func(pattern string, fn rpcFunc) { mux.Handle("POST /api/v2"+pattern, a.rpc(fn)) }
 	rpc("/forceschedulers/{name}", a.rpcForce)

@@ -45,6 +45,10 @@ var (
 		"branch": "string?", "revision": "string?", "revlink": "string?", "when_timestamp": "integer", "category": "string?",
 		"repository": "string", "codebase": "string", "project": "string", "files": "array", "properties": "object",
 		"sourcestamp": "object", "parent_changeids": "array"}
+	masterShape    = shape{"masterid": "integer", "name": "string", "active": "boolean", "last_active": "integer"}
+	schedulerShape = shape{"schedulerid": "integer", "name": "string", "enabled": "boolean", "master": "object?"}
+	rootLinkShape  = shape{"name": "string"}
+	specShape      = shape{"path": "string", "type": "string", "plural": "string", "type_spec": "object"}
 )
 
 // jsonType names the JSON type of a decoded value.
@@ -151,6 +155,37 @@ func TestAPI_Shapes(t *testing.T) {
 		{"buildsets/1", "buildsets", buildsetShape, true},
 		{"changes", "changes", changeShape, false},
 		{"changes/" + jsonNumber(full.ID), "changes", changeShape, true},
+		{"builds/" + bid + "/changes", "changes", changeShape, false},
+		{"builders/pass/builds/1/changes", "changes", changeShape, false},
+		{"sourcestamps", "sourcestamps", sourceStampShape, false},
+		{"sourcestamps/" + jsonNumber(full.SourceStampID), "sourcestamps", sourceStampShape, true},
+		{"sourcestamps/" + jsonNumber(full.SourceStampID) + "/changes", "changes", changeShape, false},
+		{"buildrequests/1/builds", "builds", buildShape, false},
+		{"workers/w1/builds", "builds", buildShape, false},
+		{"builders/pass/workers", "workers", workerShape, false},
+		{"builders/pass/workers/w1", "workers", workerShape, true},
+		{"builders/pass/masters", "masters", masterShape, false},
+		{"builders/pass/masters/1", "masters", masterShape, true},
+		{"builders/pass/builds/1/steps/colours", "steps", stepShape, true},
+		{"builders/pass/builds/1/steps/0/logs", "logs", logShape, false},
+		{"builders/pass/builds/1/steps/colours/logs/stdio", "logs", logShape, true},
+		{"builders/pass/builds/1/steps/colours/logs/stdio/contents", "logchunks", logChunkShape, true},
+		{"steps/1/logs/stdio", "logs", logShape, true},
+		{"steps/1/logs/stdio/contents", "logchunks", logChunkShape, true},
+		{"masters", "masters", masterShape, false},
+		{"masters/1", "masters", masterShape, true},
+		{"masters/1/builders", "builders", builderShape, false},
+		{"masters/1/builders/pass", "builders", builderShape, true},
+		{"masters/1/builders/pass/workers", "workers", workerShape, false},
+		{"masters/1/builders/pass/workers/w1", "workers", workerShape, true},
+		{"masters/1/workers", "workers", workerShape, false},
+		{"masters/1/workers/w2", "workers", workerShape, true},
+		{"masters/1/schedulers", "schedulers", schedulerShape, false},
+		{"masters/1/schedulers/1", "schedulers", schedulerShape, true},
+		{"schedulers", "schedulers", schedulerShape, false},
+		{"schedulers/1", "schedulers", schedulerShape, true},
+		{"", "rootlinks", rootLinkShape, false},
+		{"application.spec", "specs", specShape, false},
 	} {
 		t.Run(tt.path, func(t *testing.T) {
 			items, meta := getAPI(t, api+tt.path, tt.name)
@@ -187,5 +222,122 @@ func TestAPI_Shapes(t *testing.T) {
 		for _, ss := range s["sourcestamps"].([]any) {
 			assertShape(t, sourceStampShape, ss.(map[string]any), "buildset's sourcestamp")
 		}
+	}
+}
+
+// TestAPI_Resources checks what the endpoints beyond builds, steps and
+// logs answer: the master and what runs in it, source stamps, a build's
+// changes and properties, and the resources Kiln keeps none of, which
+// answer empty lists.
+func TestAPI_Resources(t *testing.T) {
+	u := startUI(t, uiOptions{authz: admin})
+	c := &ci.Change{Author: "alice", Branch: "main", Revision: "abc", Files: []string{"a.go"}}
+	_, err := u.m.Master.AddChange(t.Context(), c)
+	require.NoError(t, err)
+	b := u.m.Build(t, citest.Request{Builder: "pass", SourceStamp: ci.SourceStamp{ID: c.SourceStampID}, Properties: map[string]any{"dist": "stretch"}})
+	forced := u.m.Build(t, citest.Request{Builder: "fail"})
+	api := u.url + "api/v2/"
+	bid := jsonNumber(b.Record.ID)
+	names := func(path, name, key string) []any {
+		t.Helper()
+		items, meta := getAPI(t, api+path, name)
+		out := []any{}
+		for _, it := range items {
+			out = append(out, it[key])
+		}
+		if total, ok := meta["total"]; ok {
+			assert.Equal(t, float64(len(items)), total, path)
+		}
+		return out
+	}
+	cid := float64(c.ID)
+	for _, tt := range []struct {
+		path, name, key string
+		want            []any
+	}{
+		{"masters", "masters", "masterid", []any{1.0}},
+		{"masters/1/builders", "builders", "name", []any{"pass", "fail", "count"}},
+		{"masters/1/workers", "workers", "name", []any{"w1", "w2"}},
+		{"masters/1/schedulers", "schedulers", "name", []any{"force"}},
+		{"masters/1/changesources", "changesources", "name", []any{}},
+		{"masters/1/builders/count/workers?order=-name", "workers", "name", []any{"w2", "w1"}},
+		{"builders/pass/workers", "workers", "name", []any{"w1"}},
+		{"builders/count/workers", "workers", "name", []any{"w1", "w2"}},
+		{"schedulers", "schedulers", "name", []any{"force"}},
+		{"changesources", "changesources", "name", []any{}},
+		{"sourcestamps?branch=main", "sourcestamps", "ssid", []any{float64(c.SourceStampID)}},
+		{"sourcestamps/" + jsonNumber(c.SourceStampID) + "/changes", "changes", "changeid", []any{cid}},
+		{"builds/" + bid + "/changes", "changes", "changeid", []any{cid}},
+		{"builds/" + jsonNumber(forced.Record.ID) + "/changes", "changes", "changeid", []any{}},
+		{"buildrequests/" + jsonNumber(b.Record.BuildRequestID) + "/builds", "builds", "buildid", []any{float64(b.Record.ID)}},
+		{"workers/w2/builds", "builds", "buildid", []any{float64(forced.Record.ID)}},
+		{"builds/" + bid + "/data", "build_data", "name", []any{}},
+		{"builders/pass/builds/1/data", "build_data", "name", []any{}},
+		{"test_result_sets", "test_result_sets", "test_result_setid", []any{}},
+		{"builds/" + bid + "/test_result_sets", "test_result_sets", "test_result_setid", []any{}},
+		{"builders/pass/test_result_sets", "test_result_sets", "test_result_setid", []any{}},
+		{"steps/1/test_result_sets?complete=true", "test_result_sets", "test_result_setid", []any{}},
+		{"test_result_sets/1/results", "test_results", "test_resultid", []any{}},
+	} {
+		assert.Equal(t, tt.want, names(tt.path, tt.name, tt.key), tt.path)
+	}
+
+	props, meta := getAPI(t, api+"builds/"+bid+"/properties", "properties")
+	assert.Equal(t, map[string]any{}, meta)
+	require.Len(t, props, 1)
+	assert.Equal(t, []any{"pass", "Builder"}, props[0]["buildername"])
+	assert.Equal(t, "stretch", props[0]["dist"].([]any)[0])
+	props, _ = getAPI(t, api+"builders/pass/builds/1/properties", "properties")
+	assert.Equal(t, []any{"pass", "Builder"}, props[0]["buildername"])
+	br, _ := getAPI(t, api+"buildrequests/"+jsonNumber(b.Record.BuildRequestID), "buildrequests")
+	props, meta = getAPI(t, api+"buildsets/"+jsonNumber(int64(br[0]["buildsetid"].(float64)))+"/properties", "properties")
+	assert.Equal(t, map[string]any{}, meta)
+	require.Len(t, props, 1)
+	assert.Equal(t, "stretch", props[0]["dist"].([]any)[0])
+	assert.NotContains(t, props[0], "buildername", "a buildset's properties are those it was submitted with")
+
+	// Logs by a builder's build and by a step's ID.
+	raw := u.do(t, req{path: "api/v2/builders/pass/builds/1/steps/colours/logs/stdio/raw"})
+	assert.Contains(t, raw.body, "<b>bold</b>")
+	raw = u.do(t, req{path: "api/v2/steps/1/logs/stdio/raw_inline"})
+	assert.Contains(t, raw.body, "<b>bold</b>")
+
+	links := names("", "rootlinks", "name")
+	for _, n := range []string{"builders", "builds", "buildrequests", "buildsets", "changes", "changesources", "forceschedulers", "masters", "schedulers", "sourcestamps", "test_result_sets", "workers"} {
+		assert.Contains(t, links, n)
+	}
+	specs, _ := getAPI(t, api+"application.spec", "specs")
+	var paths []string
+	for _, s := range specs {
+		paths = append(paths, s["path"].(string)+" "+s["type"].(string))
+	}
+	assert.Contains(t, paths, "builders/i:builder/builds/n:number/steps/i:step/logs/i:log/contents logchunk")
+	assert.Contains(t, paths, "masters/n:masterid/schedulers scheduler")
+	assert.Contains(t, paths, "builds/n:id/properties sourcedproperties")
+
+	for _, tt := range []struct {
+		path string
+		msg  string
+	}{
+		{"masters/2", "no master 2"},
+		{"masters/2/builders", "no master 2"},
+		{"builders/pass/masters/3", "no master 3"},
+		{"builders/pass/workers/w2", `builder "pass" has no worker "w2"`},
+		{"schedulers/9", "no scheduler 9"},
+		{"changesources/1", "no change source 1"},
+		{"sourcestamps/999", "no source stamp 999"},
+		{"builds/999/changes", "no build 999"},
+		{"builds/999/properties", "no build 999"},
+		{"builds/999/data", "no build 999"},
+		{"builds/" + bid + "/data/x", `has no data "x"`},
+		{"builds/999/test_result_sets", "no build 999"},
+		{"test_result_sets/1", "no test result set 1"},
+		{"buildrequests/999/builds", "no build request 999"},
+		{"workers/nope/builds", `no worker "nope"`},
+		{"steps/999/logs/stdio", "no step 999"},
+	} {
+		var ans map[string]string
+		get(t, api+tt.path, http.StatusNotFound, &ans)
+		assert.Contains(t, ans["error"], tt.msg, tt.path)
 	}
 }
