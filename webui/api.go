@@ -1086,8 +1086,8 @@ func toChangeJSON(c *ci.Change, ss ci.SourceStamp) changeJSON {
 }
 
 // changeShape returns the shape of changes read from st: each with its
-// stored source stamp (for its creation time), or the one the change
-// describes if it is gone.
+// stored source stamp (for its creation time), or, if that cannot be read,
+// the one the change describes (without it: a shape cannot fail).
 func changeShape(ctx context.Context, st ci.Store) func(*ci.Change) changeJSON {
 	return func(c *ci.Change) changeJSON {
 		ss, err := st.GetSourceStamp(ctx, c.SourceStampID)

@@ -143,7 +143,7 @@
 // whole log). Every list, nested ones included, takes Buildbot's result
 // spec, on any field of its items (see resultSpec):
 //
-//	?field__op=value         op one of eq ne lt le gt ge in notin contains; ?field=value is eq;
+//	?<field>__<op>=value     op one of eq ne lt le gt ge in notin contains; ?<field>=value is eq;
 //	                         several values (repeated; comma-separated for in, notin) match any (ne, notin: none)
 //	?order=-number&order=name   several orders, "-" first for descending; null first
 //	?limit= &offset=         the page

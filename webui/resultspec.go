@@ -19,8 +19,8 @@ import (
 // from the request for the type of the items (the JSON shape), so that
 // every list, nested ones included, takes the same parameters:
 //
-//	?field__op=value   op one of eq ne lt le gt ge in notin contains;
-//	                   ?field=value is eq; a filter given several values
+//	?<field>__<op>=value   op one of eq ne lt le gt ge in notin contains;
+//	                   ?<field>=value is eq; a filter given several values
 //	                   (repeated, or comma-separated for in and notin) keeps
 //	                   an item equal to any of them (ne and notin: to none)
 //	?order=-number&order=name   several orders, "-" first for descending
