@@ -195,6 +195,12 @@ type ChangeStore interface {
 	// order.
 	ChangesAfter(ctx context.Context, id int64, limit int) ([]*Change, error)
 	ListChanges(ctx context.Context, q Query) ([]*Change, int, error)
+	// GetSourceStamp returns a stored source stamp (a change's, or one a
+	// buildset was submitted with) with the IDs of its changes.
+	GetSourceStamp(ctx context.Context, id int64) (SourceStamp, error)
+	// ListSourceStamps returns a page of the stored source stamps, by ID,
+	// with the IDs of their changes, and how many there are in all.
+	ListSourceStamps(ctx context.Context, q Query) ([]SourceStamp, int, error)
 }
 
 // RequestStore stores buildsets and build requests.

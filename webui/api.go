@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -19,41 +20,115 @@ import (
 // apiFunc answers an API request with a value to encode, or an error.
 type apiFunc func(r *http.Request, st ci.Store) (any, error)
 
+// An apiRoute is one GET endpoint of the API: its path under /api/v2, the
+// collection it answers (the plural of a type of apiTypes), and its
+// function. /application.spec lists them.
+type apiRoute struct {
+	path, plural string
+	fn           apiFunc
+}
+
+// getRoutes are the API's GET endpoints, as Buildbot 3.7's spec/api.raml
+// lists them (but for the force schedulers' and the logs' raw text, below).
+func (a *app) getRoutes() []apiRoute {
+	return []apiRoute{
+		{"/{$}", "rootlinks", a.apiRoot},
+		{"/application.spec", "specs", a.apiSpec},
+
+		{"/builders", "builders", a.apiBuilders},
+		{"/builders/{builder}", "builders", single("builders", a.findBuilder, toBuilderJSON)},
+		{"/builders/{builder}/builds", "builds", a.apiBuilderBuilds},
+		{"/builders/{builder}/builds/{number}", "builds", a.apiBuilderBuild},
+		{"/builders/{builder}/builds/{number}/changes", "changes", a.apiBuildChanges},
+		{"/builders/{builder}/builds/{number}/properties", "properties", a.apiBuildProperties},
+		{"/builders/{builder}/builds/{number}/data", "build_data", a.apiBuildData},
+		{"/builders/{builder}/builds/{number}/steps", "steps", a.apiSteps()},
+		{"/builders/{builder}/builds/{number}/steps/{step}", "steps", single("steps", a.findStep, toStepJSON)},
+		{"/builders/{builder}/builds/{number}/steps/{step}/logs", "logs", a.apiLogs()},
+		{"/builders/{builder}/builds/{number}/steps/{step}/logs/{log}", "logs", single("logs", a.findLog, toLogJSON)},
+		{"/builders/{builder}/builds/{number}/steps/{step}/logs/{log}/contents", "logchunks", a.apiLogContents},
+		{"/builders/{builder}/buildrequests", "buildrequests", a.apiBuilderRequests},
+		{"/builders/{builder}/forceschedulers", "forceschedulers", a.apiBuilderForceSchedulers},
+		{"/builders/{builder}/workers", "workers", a.apiBuilderWorkers},
+		{"/builders/{builder}/workers/{worker}", "workers", a.apiBuilderWorker},
+		{"/builders/{builder}/masters", "masters", a.apiBuilderMasters},
+		{"/builders/{builder}/masters/{masterid}", "masters", a.apiBuilderMaster},
+		{"/builders/{builder}/test_result_sets", "test_result_sets", testResultSets(a.findBuilder)},
+
+		{"/builds", "builds", a.apiBuilds},
+		{"/builds/{id}", "builds", a.apiBuild},
+		{"/builds/{id}/changes", "changes", a.apiBuildChanges},
+		{"/builds/{id}/properties", "properties", a.apiBuildProperties},
+		{"/builds/{id}/data", "build_data", a.apiBuildData},
+		{"/builds/{id}/data/{name}", "build_data", a.apiBuildDatum},
+		{"/builds/{id}/data/{name}/value", "build_data", a.apiBuildDatum},
+		{"/builds/{id}/test_result_sets", "test_result_sets", testResultSets(a.findBuild)},
+		{"/builds/{id}/steps", "steps", a.apiSteps()},
+		{"/builds/{id}/steps/{step}", "steps", single("steps", a.findStep, toStepJSON)},
+		{"/builds/{id}/steps/{step}/logs", "logs", a.apiLogs()},
+		{"/builds/{id}/steps/{step}/logs/{log}", "logs", single("logs", a.findLog, toLogJSON)},
+		{"/builds/{id}/steps/{step}/logs/{log}/contents", "logchunks", a.apiLogContents},
+
+		{"/steps/{stepid}", "steps", single("steps", a.findStep, toStepJSON)},
+		{"/steps/{stepid}/logs", "logs", a.apiLogs()},
+		{"/steps/{stepid}/logs/{log}", "logs", single("logs", a.findLog, toLogJSON)},
+		{"/steps/{stepid}/logs/{log}/contents", "logchunks", a.apiLogContents},
+		{"/steps/{stepid}/test_result_sets", "test_result_sets", testResultSets(a.findStep)},
+		{"/logs/{logid}", "logs", single("logs", a.findLog, toLogJSON)},
+		{"/logs/{logid}/contents", "logchunks", a.apiLogContents},
+
+		{"/test_result_sets", "test_result_sets", testResultSets(nothing)},
+		{"/test_result_sets/{setid}", "test_result_sets", a.apiTestResultSet},
+		{"/test_result_sets/{setid}/results", "test_results", a.apiTestResults},
+
+		{"/workers", "workers", a.apiWorkers},
+		{"/workers/{worker}", "workers", a.apiWorker},
+		{"/workers/{worker}/builds", "builds", a.apiWorkerBuilds},
+		{"/buildrequests", "buildrequests", a.apiRequests},
+		{"/buildrequests/{id}", "buildrequests", single("buildrequests", byID("id", "build request", ci.Store.GetRequest), toRequestJSON)},
+		{"/buildrequests/{id}/builds", "builds", a.apiRequestBuilds},
+		{"/buildsets", "buildsets", a.apiBuildsets},
+		{"/buildsets/{id}", "buildsets", single("buildsets", byID("id", "buildset", ci.Store.GetBuildset), toBuildsetJSON)},
+		{"/buildsets/{id}/properties", "properties", a.apiBuildsetProperties},
+		{"/changes", "changes", a.apiChanges},
+		{"/changes/{id}", "changes", a.apiChange},
+		{"/changes/{id}/builds", "builds", a.apiChangeBuilds},
+		{"/sourcestamps", "sourcestamps", a.apiSourceStamps},
+		{"/sourcestamps/{ssid}", "sourcestamps", a.apiSourceStamp},
+		{"/sourcestamps/{ssid}/changes", "changes", a.apiSourceStampChanges},
+		{"/forceschedulers", "forceschedulers", a.apiForceSchedulers},
+		{"/forceschedulers/{name}", "forceschedulers", a.apiForceScheduler},
+		{"/schedulers", "schedulers", a.apiSchedulers},
+		{"/schedulers/{schedulerid}", "schedulers", a.apiScheduler},
+		{"/changesources", "changesources", a.apiChangeSources},
+		{"/changesources/{changesourceid}", "changesources", a.apiChangeSource},
+
+		{"/masters", "masters", a.apiMasters},
+		{"/masters/{masterid}", "masters", a.apiMaster},
+		{"/masters/{masterid}/builders", "builders", a.ofMaster(a.apiBuilders)},
+		{"/masters/{masterid}/builders/{builder}", "builders", a.ofMaster(single("builders", a.findBuilder, toBuilderJSON))},
+		{"/masters/{masterid}/builders/{builder}/workers", "workers", a.ofMaster(a.apiBuilderWorkers)},
+		{"/masters/{masterid}/builders/{builder}/workers/{worker}", "workers", a.ofMaster(a.apiBuilderWorker)},
+		{"/masters/{masterid}/workers", "workers", a.ofMaster(a.apiWorkers)},
+		{"/masters/{masterid}/workers/{worker}", "workers", a.ofMaster(a.apiWorker)},
+		{"/masters/{masterid}/schedulers", "schedulers", a.ofMaster(a.apiSchedulers)},
+		{"/masters/{masterid}/schedulers/{schedulerid}", "schedulers", a.ofMaster(a.apiScheduler)},
+		{"/masters/{masterid}/changesources", "changesources", a.ofMaster(a.apiChangeSources)},
+		{"/masters/{masterid}/changesources/{changesourceid}", "changesources", a.ofMaster(a.apiChangeSource)},
+	}
+}
+
 func (a *app) apiRoutes(mux *http.ServeMux) {
-	get := func(pattern string, fn apiFunc) { mux.Handle("GET /api/v2"+pattern, a.api(fn)) }
-	get("/builders", a.apiBuilders)
-	get("/builders/{builder}", single("builders", a.findBuilder, toBuilderJSON))
-	get("/builders/{builder}/builds", a.apiBuilderBuilds)
-	get("/builders/{builder}/builds/{number}", a.apiBuilderBuild)
-	get("/builders/{builder}/builds/{number}/steps", a.apiSteps())
-	get("/builders/{builder}/buildrequests", a.apiBuilderRequests)
-	get("/builders/{builder}/forceschedulers", a.apiBuilderForceSchedulers)
-	get("/builds", a.apiBuilds)
-	get("/builds/{id}", a.apiBuild)
-	get("/builds/{id}/steps", a.apiSteps())
-	get("/builds/{id}/steps/{step}", single("steps", a.findStep, toStepJSON))
-	get("/builds/{id}/steps/{step}/logs", a.apiLogs())
-	get("/builds/{id}/steps/{step}/logs/{log}", single("logs", a.findLog, toLogJSON))
-	get("/builds/{id}/steps/{step}/logs/{log}/contents", a.apiLogContents)
-	mux.Handle("GET /api/v2/builds/{id}/steps/{step}/logs/{log}/raw", a.rawLog(false))
-	mux.Handle("GET /api/v2/builds/{id}/steps/{step}/logs/{log}/raw_inline", a.rawLog(true))
-	get("/steps/{stepid}", single("steps", a.findStep, toStepJSON))
-	get("/steps/{stepid}/logs", a.apiLogs())
-	get("/logs/{logid}", single("logs", a.findLog, toLogJSON))
-	get("/logs/{logid}/contents", a.apiLogContents)
+	for _, rt := range a.getRoutes() {
+		mux.Handle("GET /api/v2"+rt.path, a.api(rt.fn))
+	}
+	// A log's text, to download (raw) or to read in the browser (raw_inline).
+	for _, prefix := range []string{"/builds/{id}/steps/{step}", "/builders/{builder}/builds/{number}/steps/{step}", "/steps/{stepid}"} {
+		mux.Handle("GET /api/v2"+prefix+"/logs/{log}/raw", a.rawLog(false))
+		mux.Handle("GET /api/v2"+prefix+"/logs/{log}/raw_inline", a.rawLog(true))
+	}
 	mux.Handle("GET /api/v2/logs/{logid}/raw", a.rawLog(false))
 	mux.Handle("GET /api/v2/logs/{logid}/raw_inline", a.rawLog(true))
-	get("/workers", a.apiWorkers)
-	get("/workers/{worker}", a.apiWorker)
-	get("/buildrequests", a.apiRequests)
-	get("/buildrequests/{id}", single("buildrequests", byID("id", "build request", ci.Store.GetRequest), toRequestJSON))
-	get("/buildsets", a.apiBuildsets)
-	get("/buildsets/{id}", single("buildsets", byID("id", "buildset", ci.Store.GetBuildset), toBuildsetJSON))
-	get("/changes", a.apiChanges)
-	get("/changes/{id}", single("changes", byID("id", "change", ci.Store.GetChange), toChangeJSON))
-	get("/changes/{id}/builds", a.apiChangeBuilds)
-	get("/forceschedulers", a.apiForceSchedulers)
-	get("/forceschedulers/{name}", a.apiForceScheduler)
 
 	rpc := func(pattern string, fn rpcFunc) { mux.Handle("POST /api/v2"+pattern, a.rpc(fn)) }
 	rpc("/forceschedulers/{name}", a.rpcForce)
@@ -89,8 +164,12 @@ func (a *app) api(fn apiFunc) http.Handler {
 			a.apiError(w, r, err)
 			return
 		}
-		if fields := r.URL.Query()["field"]; len(fields) > 0 {
-			if v, err = selectFields(v, fields); err != nil {
+		if c, ok := v.(collection); ok && !c.done {
+			spec, err := parseSpecOf(r, c.name, reflect.TypeOf(c.items).Elem())
+			if err == nil {
+				v, err = spec.apply(c)
+			}
+			if err != nil {
 				a.apiError(w, r, err)
 				return
 			}
@@ -115,17 +194,29 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-// A collection is an answer {"<name>": [...], "meta": {"total": N}}.
+// A collection is an answer {"<name>": [...], "meta": {"total": N}}, or,
+// for a single record, {"<name>": [record], "meta": {}}, as Buildbot's.
 type collection struct {
 	name  string
-	items any
+	items any // a slice
 	total int
+	// single is set for the answer of one record.
+	single bool
+	// done is set once the list's result spec (filters, order, page) is
+	// applied: by the endpoint (a list the store pages), or by api.
+	done bool
 }
 
 func (c collection) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]any{c.name: c.items, "meta": map[string]int{"total": c.total}})
+	meta := map[string]int{}
+	if !c.single {
+		meta["total"] = c.total
+	}
+	return json.Marshal(map[string]any{c.name: c.items, "meta": meta})
 }
 
+// list is the answer of a list held whole in memory; api applies the
+// request's result spec to it.
 func list[T any](name string, items []T, total int) collection {
 	if items == nil {
 		items = []T{}
@@ -134,34 +225,10 @@ func list[T any](name string, items []T, total int) collection {
 }
 
 // one is the answer for a single record: Buildbot answers a list of one.
-func one[T any](name string, item T) collection { return list(name, []T{item}, 1) }
-
-// selectFields keeps only the named fields of each item of a collection
-// (Buildbot's ?field=).
-func selectFields(v any, fields []string) (any, error) {
-	c, ok := v.(collection)
-	if !ok {
-		return v, nil
-	}
-	raw, err := json.Marshal(c.items)
-	if err != nil {
-		return nil, err
-	}
-	var items []map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, err
-	}
-	for i, it := range items {
-		kept := make(map[string]json.RawMessage, len(fields))
-		for _, f := range fields {
-			if val, ok := it[f]; ok {
-				kept[f] = val
-			}
-		}
-		items[i] = kept
-	}
-	c.items = items
-	return c, nil
+func one[T any](name string, item T) collection {
+	c := list(name, []T{item}, 1)
+	c.single = true
+	return c
 }
 
 // epoch gives a time as Unix seconds, or nil for the zero time.
@@ -170,13 +237,6 @@ func epoch(t time.Time) any {
 		return nil
 	}
 	return t.Unix()
-}
-
-// listParams are the parameters of a list request: paging, order and
-// filters (Buildbot's field=value and field__eq=value).
-type listParams struct {
-	q       ci.Query
-	filters map[string]string
 }
 
 // The page size of API lists: DefaultListLimit items when the request
@@ -190,105 +250,6 @@ const (
 	// with or without ?limit= (the whole log is /raw, streamed).
 	MaxLogChunk = 20000
 )
-
-// reserved query parameters, which are not filters.
-var reserved = map[string]bool{"limit": true, "offset": true, "order": true, "field": true, "property": true}
-
-// parseList reads the list parameters of r. idField names the field lists
-// are ordered by (the only order a store keeps), aliases are fields with the
-// same order; filters lists the fields that may be filtered on.
-func parseList(r *http.Request, kind string, orderFields []string, filters ...string) (listParams, error) {
-	var p listParams
-	v := r.URL.Query()
-	if s := v.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			return p, fmt.Errorf("%w: limit %q is not a non-negative number", errBadRequest, s)
-		}
-		p.q.Limit = n
-	}
-	if p.q.Limit == 0 {
-		p.q.Limit = DefaultListLimit
-	}
-	p.q.Limit = min(p.q.Limit, MaxListLimit)
-	if s := v.Get("offset"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			return p, fmt.Errorf("%w: offset %q is not a non-negative number", errBadRequest, s)
-		}
-		p.q.Offset = n
-	}
-	if order := v.Get("order"); order != "" {
-		if !slices.Contains(orderFields, strings.TrimPrefix(order, "-")) {
-			return p, fmt.Errorf("%w: cannot order %s by %q (use %s)", errBadRequest, kind, order, strings.Join(orderFields, " or "))
-		}
-		p.q.Desc = strings.HasPrefix(order, "-")
-	}
-	p.filters = map[string]string{}
-	keys := make([]string, 0, len(v))
-	for k := range v {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if reserved[k] {
-			continue
-		}
-		field, op, hasOp := strings.Cut(k, "__")
-		if hasOp && op != "eq" {
-			return p, fmt.Errorf("%w: filter %q: only equality filters are supported", errBadRequest, k)
-		}
-		if !slices.Contains(filters, field) {
-			if len(filters) == 0 {
-				return p, fmt.Errorf("%w: %s cannot be filtered (got %q)", errBadRequest, kind, field)
-			}
-			return p, fmt.Errorf("%w: cannot filter %s by %q (use %s)", errBadRequest, kind, field, strings.Join(filters, ", "))
-		}
-		p.filters[field] = v.Get(k)
-	}
-	return p, nil
-}
-
-func (p listParams) id(name string) (int64, error) {
-	s, ok := p.filters[name]
-	if !ok {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%w: %s %q is not an ID", errBadRequest, name, s)
-	}
-	return n, nil
-}
-
-func (p listParams) flag(name string) (*bool, error) {
-	s, ok := p.filters[name]
-	if !ok {
-		return nil, nil
-	}
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s %q is not true or false", errBadRequest, name, s)
-	}
-	return &b, nil
-}
-
-// page applies limit and offset to a list held in memory (builders and
-// workers, which are few) and returns the page.
-func page[T any](items []T, q ci.Query) []T {
-	if q.Desc {
-		items = slices.Clone(items)
-		slices.Reverse(items)
-	}
-	if q.Offset >= len(items) {
-		return nil
-	}
-	items = items[q.Offset:]
-	if q.Limit > 0 && q.Limit < len(items) {
-		items = items[:q.Limit]
-	}
-	return items
-}
 
 func pathID(r *http.Request, name string) (int64, error) {
 	s := r.PathValue(name)
@@ -406,30 +367,13 @@ func (a *app) configuredBuilders(ctx context.Context, st ci.Store) ([]*ci.Builde
 }
 
 func (a *app) apiBuilders(r *http.Request, st ci.Store) (any, error) {
-	p, err := parseList(r, "builders", []string{"builderid"}, "name", "builderid", "tags")
-	if err != nil {
-		return nil, err
-	}
 	bs, err := a.configuredBuilders(r.Context(), st)
 	if err != nil {
 		return nil, err
 	}
 	sort.Slice(bs, func(i, j int) bool { return bs[i].ID < bs[j].ID })
-	var out []builderJSON
-	for _, b := range bs {
-		if v, ok := p.filters["name"]; ok && b.Name != v {
-			continue
-		}
-		if v, ok := p.filters["builderid"]; ok && strconv.FormatInt(b.ID, 10) != v {
-			continue
-		}
-		if v, ok := p.filters["tags"]; ok && !slices.Contains(b.Tags, v) {
-			continue
-		}
-		out = append(out, toBuilderJSON(b))
-	}
-	total := len(out)
-	return list("builders", page(out, p.q), total), nil
+	out := toJSON(bs, toBuilderJSON)
+	return list("builders", out, len(out)), nil
 }
 
 // findBuilder resolves {builder}: an ID or a name.
@@ -532,40 +476,39 @@ func propertyFilter(v url.Values) func(string) bool {
 	return func(n string) bool { return slices.Contains(names, n) }
 }
 
-// buildQuery reads the list parameters of a builds request.
-func buildQuery(r *http.Request) (ci.BuildQuery, error) {
+// buildQuery reads the result spec of a builds request, and pops the
+// filters the store applies into a query.
+func buildQuery(r *http.Request) (*resultSpec, ci.BuildQuery, error) {
 	var q ci.BuildQuery
-	p, err := parseList(r, "builds", []string{"buildid", "number"}, "builderid", "workerid", "complete")
+	spec, err := parseSpec[buildJSON](r, "builds")
 	if err != nil {
-		return q, err
+		return nil, q, err
 	}
-	q.Query = p.q
-	if q.BuilderID, err = p.id("builderid"); err != nil {
-		return q, err
+	if q.BuilderID, err = spec.popID("builderid"); err != nil {
+		return nil, q, err
 	}
-	if q.WorkerID, err = p.id("workerid"); err != nil {
-		return q, err
+	if q.WorkerID, err = spec.popID("workerid"); err != nil {
+		return nil, q, err
 	}
-	if q.Complete, err = p.flag("complete"); err != nil {
-		return q, err
-	}
-	return q, nil
+	q.Complete = spec.popFlag("complete")
+	return spec, q, nil
 }
 
-func (a *app) listBuilds(r *http.Request, st ci.Store, q ci.BuildQuery) (any, error) {
-	bs, total, err := st.ListBuilds(r.Context(), q)
-	if err != nil {
-		return nil, err
-	}
+func (a *app) listBuilds(r *http.Request, st ci.Store, spec *resultSpec, q ci.BuildQuery) (any, error) {
 	keep := propertyFilter(r.URL.Query())
 	silent := a.silentWorkers()
-	out := make([]buildJSON, 0, len(bs))
-	for _, b := range bs {
+	idFields := []string{"buildid"}
+	if q.BuilderID != 0 {
+		idFields = append(idFields, "number")
+	}
+	return fromStore(spec, "builds", idFields, func(page ci.Query) ([]*ci.Build, int, error) {
+		q.Query = page
+		return st.ListBuilds(r.Context(), q)
+	}, func(b *ci.Build) buildJSON {
 		j := toBuildJSON(a.current(b), keep)
 		markSilent(&j, b, silent)
-		out = append(out, j)
-	}
-	return list("builds", out, total), nil
+		return j
+	})
 }
 
 // current gives a running build its current properties.
@@ -579,11 +522,11 @@ func (a *app) current(b *ci.Build) *ci.Build {
 }
 
 func (a *app) apiBuilds(r *http.Request, st ci.Store) (any, error) {
-	q, err := buildQuery(r)
+	spec, q, err := buildQuery(r)
 	if err != nil {
 		return nil, err
 	}
-	return a.listBuilds(r, st, q)
+	return a.listBuilds(r, st, spec, q)
 }
 
 func (a *app) apiBuilderBuilds(r *http.Request, st ci.Store) (any, error) {
@@ -591,12 +534,12 @@ func (a *app) apiBuilderBuilds(r *http.Request, st ci.Store) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	q, err := buildQuery(r)
+	spec, q, err := buildQuery(r)
 	if err != nil {
 		return nil, err
 	}
 	q.BuilderID = b.ID
-	return a.listBuilds(r, st, q)
+	return a.listBuilds(r, st, spec, q)
 }
 
 func (a *app) apiChangeBuilds(r *http.Request, st ci.Store) (any, error) {
@@ -607,12 +550,12 @@ func (a *app) apiChangeBuilds(r *http.Request, st ci.Store) (any, error) {
 	if _, err := st.GetChange(r.Context(), id); err != nil {
 		return nil, notFound(err, "no change %d", id)
 	}
-	q, err := buildQuery(r)
+	spec, q, err := buildQuery(r)
 	if err != nil {
 		return nil, err
 	}
 	q.ChangeID = id
-	return a.listBuilds(r, st, q)
+	return a.listBuilds(r, st, spec, q)
 }
 
 // findBuild resolves {id} or {builder}/{number}.
@@ -768,26 +711,31 @@ func (a *app) apiLogContents(r *http.Request, st ci.Store) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := parseList(r, "log contents", nil)
-	if err != nil {
-		return nil, err
-	}
 	// Lines are counted apart from list items: up to MaxLogChunk.
-	limit := MaxLogChunk
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, _ := strconv.Atoi(s) // checked by parseList
+	offset, limit := 0, MaxLogChunk
+	v := r.URL.Query()
+	if s := v.Get("offset"); s != "" {
+		if offset, err = strconv.Atoi(s); err != nil || offset < 0 {
+			return nil, fmt.Errorf("%w: offset %q is not a non-negative number", errBadRequest, s)
+		}
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%w: limit %q is not a non-negative number", errBadRequest, s)
+		}
 		if n > 0 {
 			limit = min(n, MaxLogChunk)
 		}
 	}
-	last := p.q.Offset + limit - 1
+	last := offset + limit - 1
 	text := ""
-	if p.q.Offset < l.NumLines {
-		if text, err = st.LogLines(r.Context(), l.ID, p.q.Offset, last); err != nil {
+	if offset < l.NumLines {
+		if text, err = st.LogLines(r.Context(), l.ID, offset, last); err != nil {
 			return nil, err
 		}
 	}
-	return list("logchunks", []logChunkJSON{{LogID: l.ID, FirstLine: p.q.Offset, Content: text}}, 1), nil
+	return one("logchunks", logChunkJSON{LogID: l.ID, FirstLine: offset, Content: text}), nil
 }
 
 // rawLog serves a log as a text file to download (/raw) or to read in the
@@ -928,10 +876,6 @@ func (a *app) toWorkerJSON(w *ci.Worker, silent map[int64]ci.WorkerStatus) worke
 }
 
 func (a *app) apiWorkers(r *http.Request, st ci.Store) (any, error) {
-	p, err := parseList(r, "workers", []string{"workerid"}, "name", "workerid")
-	if err != nil {
-		return nil, err
-	}
 	ws, err := st.ListWorkers(r.Context())
 	if err != nil {
 		return nil, err
@@ -942,16 +886,9 @@ func (a *app) apiWorkers(r *http.Request, st ci.Store) (any, error) {
 		if _, ok := a.m.WorkerConfig(w.Name); !ok {
 			continue // no longer configured
 		}
-		if v, ok := p.filters["name"]; ok && w.Name != v {
-			continue
-		}
-		if v, ok := p.filters["workerid"]; ok && strconv.FormatInt(w.ID, 10) != v {
-			continue
-		}
 		out = append(out, a.toWorkerJSON(w, silent))
 	}
-	total := len(out)
-	return list("workers", page(out, p.q), total), nil
+	return list("workers", out, len(out)), nil
 }
 
 func (a *app) apiWorker(r *http.Request, st ci.Store) (any, error) {
@@ -1000,46 +937,38 @@ func toRequestJSON(r *ci.BuildRequest) requestJSON {
 	return j
 }
 
-func requestQuery(r *http.Request) (ci.RequestQuery, error) {
+// requestQuery reads the result spec of a build requests request, and
+// pops the filters the store applies into a query.
+func requestQuery(r *http.Request) (*resultSpec, ci.RequestQuery, error) {
 	var q ci.RequestQuery
-	p, err := parseList(r, "build requests", []string{"buildrequestid"}, "builderid", "buildsetid", "complete", "claimed")
+	spec, err := parseSpec[requestJSON](r, "build requests")
 	if err != nil {
-		return q, err
+		return nil, q, err
 	}
-	q.Query = p.q
-	if q.BuilderID, err = p.id("builderid"); err != nil {
-		return q, err
+	if q.BuilderID, err = spec.popID("builderid"); err != nil {
+		return nil, q, err
 	}
-	if q.BuildsetID, err = p.id("buildsetid"); err != nil {
-		return q, err
+	if q.BuildsetID, err = spec.popID("buildsetid"); err != nil {
+		return nil, q, err
 	}
-	if q.Complete, err = p.flag("complete"); err != nil {
-		return q, err
-	}
-	if q.Claimed, err = p.flag("claimed"); err != nil {
-		return q, err
-	}
-	return q, nil
+	q.Complete = spec.popFlag("complete")
+	q.Claimed = spec.popFlag("claimed")
+	return spec, q, nil
 }
 
-func (a *app) listRequests(r *http.Request, st ci.Store, q ci.RequestQuery) (any, error) {
-	reqs, total, err := st.ListRequests(r.Context(), q)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]requestJSON, 0, len(reqs))
-	for _, br := range reqs {
-		out = append(out, toRequestJSON(br))
-	}
-	return list("buildrequests", out, total), nil
+func (a *app) listRequests(r *http.Request, st ci.Store, spec *resultSpec, q ci.RequestQuery) (any, error) {
+	return fromStore(spec, "buildrequests", []string{"buildrequestid"}, func(page ci.Query) ([]*ci.BuildRequest, int, error) {
+		q.Query = page
+		return st.ListRequests(r.Context(), q)
+	}, toRequestJSON)
 }
 
 func (a *app) apiRequests(r *http.Request, st ci.Store) (any, error) {
-	q, err := requestQuery(r)
+	spec, q, err := requestQuery(r)
 	if err != nil {
 		return nil, err
 	}
-	return a.listRequests(r, st, q)
+	return a.listRequests(r, st, spec, q)
 }
 
 func (a *app) apiBuilderRequests(r *http.Request, st ci.Store) (any, error) {
@@ -1047,17 +976,17 @@ func (a *app) apiBuilderRequests(r *http.Request, st ci.Store) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	q, err := requestQuery(r)
+	spec, q, err := requestQuery(r)
 	if err != nil {
 		return nil, err
 	}
 	q.BuilderID = b.ID
-	return a.listRequests(r, st, q)
+	return a.listRequests(r, st, spec, q)
 }
 
 type sourceStampJSON struct {
 	SSID       int64  `json:"ssid"`
-	Branch     string `json:"branch"`
+	Branch     any    `json:"branch"`
 	Codebase   string `json:"codebase"`
 	Project    string `json:"project"`
 	Repository string `json:"repository"`
@@ -1067,12 +996,8 @@ type sourceStampJSON struct {
 }
 
 func toSourceStampJSON(ss ci.SourceStamp) sourceStampJSON {
-	j := sourceStampJSON{SSID: ss.ID, Branch: ss.Branch, Codebase: ss.Codebase, Project: ss.Project,
-		Repository: ss.Repository, CreatedAt: epoch(ss.CreatedAt)}
-	if ss.Revision != "" {
-		j.Revision = ss.Revision
-	}
-	return j
+	return sourceStampJSON{SSID: ss.ID, Branch: orNull(ss.Branch), Codebase: ss.Codebase, Project: ss.Project,
+		Repository: ss.Repository, Revision: orNull(ss.Revision), CreatedAt: epoch(ss.CreatedAt)}
 }
 
 type buildsetJSON struct {
@@ -1108,33 +1033,31 @@ func toBuildsetJSON(bs *ci.Buildset) buildsetJSON {
 }
 
 func (a *app) apiBuildsets(r *http.Request, st ci.Store) (any, error) {
-	p, err := parseList(r, "buildsets", []string{"bsid"}, "complete")
+	spec, err := parseSpec[buildsetJSON](r, "buildsets")
 	if err != nil {
 		return nil, err
 	}
-	q := ci.BuildsetQuery{Query: p.q}
-	if q.Complete, err = p.flag("complete"); err != nil {
-		return nil, err
-	}
-	sets, total, err := st.ListBuildsets(r.Context(), q)
-	if err != nil {
-		return nil, err
-	}
-	return list("buildsets", toJSON(sets, toBuildsetJSON), total), nil
+	q := ci.BuildsetQuery{Complete: spec.popFlag("complete")}
+	return fromStore(spec, "buildsets", []string{"bsid"}, func(page ci.Query) ([]*ci.Buildset, int, error) {
+		q.Query = page
+		return st.ListBuildsets(r.Context(), q)
+	}, toBuildsetJSON)
 }
 
 // Changes.
 
+// changeJSON is a change as Buildbot shows it: what the change does not
+// say (author, committer, branch, revision, revlink, category) is null.
 type changeJSON struct {
 	ChangeID        int64           `json:"changeid"`
-	Author          string          `json:"author"`
-	Committer       string          `json:"committer"`
+	Author          any             `json:"author"`
+	Committer       any             `json:"committer"`
 	Comments        string          `json:"comments"`
-	Branch          string          `json:"branch"`
-	Revision        string          `json:"revision"`
-	RevLink         string          `json:"revlink"`
+	Branch          any             `json:"branch"`
+	Revision        any             `json:"revision"`
+	RevLink         any             `json:"revlink"`
 	WhenTimestamp   any             `json:"when_timestamp"`
-	Category        string          `json:"category"`
+	Category        any             `json:"category"`
 	Repository      string          `json:"repository"`
 	Codebase        string          `json:"codebase"`
 	Project         string          `json:"project"`
@@ -1144,10 +1067,19 @@ type changeJSON struct {
 	ParentChangeIDs []int64         `json:"parent_changeids"`
 }
 
-func toChangeJSON(c *ci.Change) changeJSON {
-	j := changeJSON{ChangeID: c.ID, Author: c.Author, Committer: c.Committer, Comments: c.Comments, Branch: c.Branch,
-		Revision: c.Revision, RevLink: c.RevLink, WhenTimestamp: epoch(c.When), Category: c.Category,
-		Repository: c.Repository, Codebase: c.Codebase, Project: c.Project, Files: c.Files,
+// orNull gives a string, or nil (null) for the empty string.
+func orNull(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// toChangeJSON shapes a change with its stored source stamp ss.
+func toChangeJSON(c *ci.Change, ss ci.SourceStamp) changeJSON {
+	j := changeJSON{ChangeID: c.ID, Author: orNull(c.Author), Committer: orNull(c.Committer), Comments: c.Comments,
+		Branch: orNull(c.Branch), Revision: orNull(c.Revision), RevLink: orNull(c.RevLink), WhenTimestamp: epoch(c.When),
+		Category: orNull(c.Category), Repository: c.Repository, Codebase: c.Codebase, Project: c.Project, Files: c.Files,
 		Properties: map[string]any{}, ParentChangeIDs: []int64{}}
 	if j.Files == nil {
 		j.Files = []string{}
@@ -1155,22 +1087,40 @@ func toChangeJSON(c *ci.Change) changeJSON {
 	for k, v := range c.Properties {
 		j.Properties[k] = []any{v, ci.SourceChange}
 	}
-	ss := c.SourceStamp()
-	ss.ID = c.SourceStampID
 	j.SourceStamp = toSourceStampJSON(ss)
 	return j
 }
 
+// changeShape returns the shape of changes read from st: each with its
+// stored source stamp (for its creation time), or, if that cannot be read,
+// the one the change describes (without it: a shape cannot fail).
+func changeShape(ctx context.Context, st ci.Store) func(*ci.Change) changeJSON {
+	return func(c *ci.Change) changeJSON {
+		ss, err := st.GetSourceStamp(ctx, c.SourceStampID)
+		if err != nil {
+			ss = c.SourceStamp()
+			ss.ID = c.SourceStampID
+		}
+		return toChangeJSON(c, ss)
+	}
+}
+
+func (a *app) apiChange(r *http.Request, st ci.Store) (any, error) {
+	c, err := byID("id", "change", ci.Store.GetChange)(r, st)
+	if err != nil {
+		return nil, err
+	}
+	return one("changes", changeShape(r.Context(), st)(c)), nil
+}
+
 func (a *app) apiChanges(r *http.Request, st ci.Store) (any, error) {
-	p, err := parseList(r, "changes", []string{"changeid"})
+	spec, err := parseSpec[changeJSON](r, "changes")
 	if err != nil {
 		return nil, err
 	}
-	cs, total, err := st.ListChanges(r.Context(), p.q)
-	if err != nil {
-		return nil, err
-	}
-	return list("changes", toJSON(cs, toChangeJSON), total), nil
+	return fromStore(spec, "changes", []string{"changeid"}, func(page ci.Query) ([]*ci.Change, int, error) {
+		return st.ListChanges(r.Context(), page)
+	}, changeShape(r.Context(), st))
 }
 
 // Force schedulers.

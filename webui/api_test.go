@@ -141,7 +141,7 @@ func TestAPI_Errors(t *testing.T) {
 		msg    string
 	}{
 		{"/api/v2/builds?limit=x", 400, `bad request: limit "x" is not a non-negative number`},
-		{"/api/v2/builds?order=name", 400, `cannot order builds by "name"`},
+		{"/api/v2/builds?order=name", 400, `cannot order builds by "name": no such field`},
 		{"/api/v2/builds?complete=maybe", 400, `complete "maybe" is not true or false`},
 		{"/api/v2/builds/abc", 400, `id "abc" is not a number`},
 		{"/api/v2/builds/999", 404, "no build 999"},
@@ -200,17 +200,28 @@ func TestAPI_Collections(t *testing.T) {
 		require.NoError(t, json.Unmarshal(ans[name], &items), path)
 		return items
 	}
+	// single answers one record: meta is {}, as Buildbot's.
+	single := func(path, name string) map[string]any {
+		t.Helper()
+		var ans map[string]json.RawMessage
+		get(t, u.url+path, 200, &ans)
+		assert.JSONEq(t, `{}`, string(ans["meta"]), path)
+		var items []map[string]any
+		require.NoError(t, json.Unmarshal(ans[name], &items), path)
+		require.Len(t, items, 1, path)
+		return items[0]
+	}
 	bid := jsonNumber(b.Record.ID)
 
 	logs := list("api/v2/builds/"+bid+"/steps/0/logs", "logs", 1)
 	assert.Equal(t, "stdio", logs[0]["slug"])
 	assert.Equal(t, "s", logs[0]["type"])
 	logID := jsonNumber(int64(logs[0]["logid"].(float64)))
-	assert.Len(t, list("api/v2/logs/"+logID, "logs", 1), 1)
-	assert.Len(t, list("api/v2/builds/"+bid+"/steps/colours/logs/stdio", "logs", 1), 1)
-	chunks := list("api/v2/logs/"+logID+"/contents?offset=5&limit=1", "logchunks", 1)
-	assert.Equal(t, float64(5), chunks[0]["firstline"])
-	assert.Equal(t, "o\x1b[1;32mgreen\x1b[0m <b>bold</b> \n", chunks[0]["content"], "stream letters kept, as Buildbot's")
+	single("api/v2/logs/"+logID, "logs")
+	single("api/v2/builds/"+bid+"/steps/colours/logs/stdio", "logs")
+	chunk := single("api/v2/logs/"+logID+"/contents?offset=5&limit=1", "logchunks")
+	assert.Equal(t, float64(5), chunk["firstline"])
+	assert.Equal(t, "o\x1b[1;32mgreen\x1b[0m <b>bold</b> \n", chunk["content"], "stream letters kept, as Buildbot's")
 	raw := u.do(t, req{path: "api/v2/logs/" + logID + "/raw"})
 	assert.Contains(t, raw.body, "\x1b[1;32mgreen\x1b[0m <b>bold</b> \n")
 	assert.NotContains(t, raw.body, "o\x1b", "stream letters removed")
@@ -225,7 +236,7 @@ func TestAPI_Collections(t *testing.T) {
 	assert.Len(t, list("api/v2/buildrequests?claimed=false&complete=false", "buildrequests", 0), 0)
 	sets := list("api/v2/buildsets?order=-bsid&limit=1", "buildsets", 2)
 	assert.Equal(t, "citest", sets[0]["reason"])
-	ss := list("api/v2/buildsets/"+jsonNumber(int64(reqs[0]["buildsetid"].(float64))), "buildsets", 1)[0]["sourcestamps"].([]any)
+	ss := single("api/v2/buildsets/"+jsonNumber(int64(reqs[0]["buildsetid"].(float64))), "buildsets")["sourcestamps"].([]any)
 	assert.Equal(t, "0.9.1", ss[0].(map[string]any)["branch"])
 
 	changes := list("api/v2/changes", "changes", 1)
@@ -252,10 +263,13 @@ func TestAPI_Collections(t *testing.T) {
 	assert.Equal(t, map[string]any{"buildername": []any{"pass", "Builder"}}, props)
 
 	for _, tt := range []struct{ path, msg string }{
-		{"api/v2/builds?results=0", `cannot filter builds by "results"`},
-		{"api/v2/builds?builderid__gt=1", `only equality filters are supported`},
-		{"api/v2/changes?branch=x", `changes cannot be filtered`},
+		{"api/v2/builds?colour=0", `cannot filter builds by "colour": no such field`},
+		{"api/v2/builds?builderid__like=1", `no operator "like"`},
+		{"api/v2/builds?properties=x", `cannot filter builds by "properties"`},
+		{"api/v2/changes?changeid__gt=x", `changeid "x" is not a number`},
 		{"api/v2/buildrequests?claimed=maybe", `claimed "maybe" is not true or false`},
+		{"api/v2/builds/1/steps?order=colour", `cannot order steps by "colour": no such field`},
+		{"api/v2/workers?field=colour", `workers have no field "colour"`},
 	} {
 		var ans map[string]string
 		get(t, u.url+tt.path, 400, &ans)
@@ -308,4 +322,82 @@ func TestAPI_ListLimits(t *testing.T) {
 	get(t, srv.URL+"/api/v2/builds/"+strconv.FormatInt(b.Record.ID, 10)+"/steps/seq/logs/stdio/contents", http.StatusOK, &chunks)
 	require.Len(t, chunks.Logchunks, 1)
 	assert.Equal(t, webui.MaxLogChunk, strings.Count(chunks.Logchunks[0].Content, "\n"))
+}
+
+// TestAPI_ResultSpec: every list, nested ones included, takes Buildbot's
+// filters, orders, page and fields.
+func TestAPI_ResultSpec(t *testing.T) {
+	sh := func(name string) ci.Step {
+		return &steps.ShellCommand{StepOptions: ci.StepOptions{Name: name}, Command: []string{"true"}}
+	}
+	m := citest.Start(t, ci.MasterConfig{
+		Workers: []ci.WorkerConfig{{Name: "w1"}},
+		Builders: []ci.BuilderConfig{
+			{Name: "three", Workers: []string{"w1"}, Steps: []ci.Step{sh("a"), sh("b"), sh("c")}},
+			{Name: "fail", Workers: []string{"w1"}, Steps: []ci.Step{&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "false"}, Command: []string{"false"}}}},
+		},
+	})
+	srv := httptest.NewServer(webui.Handler(m.Master))
+	t.Cleanup(srv.Close)
+	for range 2 {
+		m.Build(t, citest.Request{Builder: "three"})
+	}
+	m.Build(t, citest.Request{Builder: "fail"})
+	last := m.Build(t, citest.Request{Builder: "three"})
+
+	field := func(path, name, key string, wantTotal int) []any {
+		t.Helper()
+		var ans map[string]json.RawMessage
+		get(t, srv.URL+"/api/v2/"+path, http.StatusOK, &ans)
+		var meta struct {
+			Total int `json:"total"`
+		}
+		require.NoError(t, json.Unmarshal(ans["meta"], &meta))
+		assert.Equal(t, wantTotal, meta.Total, path)
+		var items []map[string]any
+		require.NoError(t, json.Unmarshal(ans[name], &items), path)
+		out := []any{}
+		for _, it := range items {
+			out = append(out, it[key])
+		}
+		return out
+	}
+	bid := jsonNumber(last.Record.ID)
+	for _, tt := range []struct {
+		path, name, key string
+		want            []any
+		total           int
+	}{
+		{"builds?order=number", "builds", "buildid", []any{1.0, 3.0, 2.0, 4.0}, 4},
+		{"builds?order=-number&order=-buildid", "builds", "buildid", []any{4.0, 2.0, 3.0, 1.0}, 4},
+		{"builds?number__gt=1", "builds", "buildid", []any{2.0, 4.0}, 2},
+		{"builds?results=2", "builds", "buildid", []any{3.0}, 1},
+		{"builds?results__ne=2&order=-buildid&limit=2", "builds", "buildid", []any{4.0, 2.0}, 3},
+		{"builds?state_string__contains=fail", "builds", "buildid", []any{3.0}, 1},
+		{"builds?buildid__in=1,4&complete=true", "builds", "buildid", []any{1.0, 4.0}, 2},
+		{"builds?buildid__notin=1,4", "builds", "buildid", []any{2.0, 3.0}, 2},
+		{"builders/three/builds?order=-number&limit=1", "builds", "number", []any{3.0}, 3},
+		{"builds/" + bid + "/steps?limit=2&order=-number", "steps", "name", []any{"c", "b"}, 3},
+		{"builds/" + bid + "/steps?name__ne=b", "steps", "name", []any{"a", "c"}, 2},
+		{"builds/" + bid + "/steps?offset=1&field=name", "steps", "name", []any{"b", "c"}, 3},
+		{"builders/three/builds/3/steps?number__ge=1&order=-name", "steps", "name", []any{"c", "b"}, 2},
+		{"builds/" + bid + "/steps/c/logs?slug=stdio", "logs", "slug", []any{"stdio"}, 1},
+		{"builds/" + bid + "/steps/c/logs?slug=nope", "logs", "slug", []any{}, 0},
+		{"builders?name__contains=hr", "builders", "name", []any{"three"}, 1},
+		{"builders?order=-name", "builders", "name", []any{"three", "fail"}, 2},
+		{"workers?name__in=w1,w2", "workers", "name", []any{"w1"}, 1},
+		{"buildrequests?builderid=1&order=-buildrequestid&limit=1", "buildrequests", "buildrequestid", []any{4.0}, 3},
+		{"buildrequests?results__gt=0", "buildrequests", "buildrequestid", []any{3.0}, 1},
+		{"buildsets?reason=citest&bsid__le=2", "buildsets", "bsid", []any{1.0, 2.0}, 2},
+		{"changes?order=-changeid", "changes", "changeid", []any{}, 0},
+	} {
+		assert.Equal(t, tt.want, field(tt.path, tt.name, tt.key, tt.total), tt.path)
+	}
+
+	// ?field= keeps only the fields named.
+	var ans struct {
+		Steps []map[string]any `json:"steps"`
+	}
+	get(t, srv.URL+"/api/v2/builds/"+bid+"/steps?field=name&field=number&limit=1", http.StatusOK, &ans)
+	assert.Equal(t, []map[string]any{{"name": "a", "number": 0.0}}, ans.Steps)
 }

@@ -103,28 +103,59 @@
 //
 // # API
 //
+//	GET /api/v2/                                   the collections at the root (rootlinks)
+//	GET /api/v2/application.spec                   every GET endpoint, in Buildbot's notation, and its type
 //	GET /api/v2/builders[/{id or name}]            builders
-//	GET /api/v2/builders/{b}/builds[/{number}[/steps]]
+//	GET /api/v2/builders/{b}/builds[/{number}[/changes|/properties|/data]]
+//	GET /api/v2/builders/{b}/builds/{number}/steps[/{number or name}[/logs[/{slug}[/contents|/raw|/raw_inline]]]]
 //	GET /api/v2/builders/{b}/buildrequests         a builder's requests
 //	GET /api/v2/builders/{b}/forceschedulers       the force schedulers of a builder
-//	GET /api/v2/builds[/{id}]                      builds (?builderid= &workerid= &complete= &property=)
+//	GET /api/v2/builders/{b}/workers[/{id or name}]   the workers configured on a builder
+//	GET /api/v2/builders/{b}/masters[/1]           this master
+//	GET /api/v2/builds[/{id}]                      builds (?property= names the properties each carries; "*" all)
+//	GET /api/v2/builds/{id}/changes                the changes a build was made for (its buildset's)
+//	GET /api/v2/builds/{id}/properties             its properties, one object of name: [value, source]
 //	GET /api/v2/builds/{id}/steps[/{number or name}[/logs[/{slug}[/contents|/raw|/raw_inline]]]]
-//	GET /api/v2/steps/{id}[/logs]
+//	GET /api/v2/steps/{id}[/logs[/{slug}[/contents|/raw|/raw_inline]]]
 //	GET /api/v2/logs/{id}[/contents|/raw|/raw_inline]   a log; its lines (?offset= &limit=); a download; its text
-//	GET /api/v2/workers[/{id or name}]             workers (never their environment)
-//	GET /api/v2/buildrequests[/{id}]               requests (?builderid= &buildsetid= &complete= &claimed=)
-//	GET /api/v2/buildsets[/{id}]                   buildsets with their source stamps (?complete=)
+//	GET /api/v2/workers[/{id or name}[/builds]]    workers (never their environment); the builds one ran
+//	GET /api/v2/buildrequests[/{id}[/builds]]      requests; the builds of one
+//	GET /api/v2/buildsets[/{id}[/properties]]      buildsets with their source stamps; what one was submitted with
 //	GET /api/v2/changes[/{id}[/builds]]            changes; the builds made for one
+//	GET /api/v2/sourcestamps[/{id}[/changes]]      source stamps; the changes of one
 //	GET /api/v2/forceschedulers[/{name}]           force schedulers and their fields (all_fields)
+//	GET /api/v2/schedulers[/{id}]                  the configured schedulers, by place in the configuration
+//	GET /api/v2/masters[/1[/builders[/{b}[/workers[/{w}]]]|/workers[/{w}]|/schedulers[/{id}]|/changesources]]
+//	                                               this master (ID 1) and what runs in it
+//	GET /api/v2/changesources[/{id}]               none: changes come from the change hooks
+//	GET /api/v2/builds/{id}/data[/{name}[/value]]  none: Kiln's steps keep no build data
+//	GET /api/v2/test_result_sets[/{id}[/results]], /builds/{id}/test_result_sets, /builders/{b}/test_result_sets,
+//	    /steps/{id}/test_result_sets               none: Kiln keeps no test results
 //
-// Answers are {"<collection>": [...], "meta": {"total": N}}, as Buildbot's.
+// Where Kiln keeps nothing of a kind, its lists answer an empty list in
+// Buildbot's shape, under a parent that exists (a missing build is 404).
+//
+// Answers are {"<collection>": [...], "meta": {"total": N}}, as Buildbot's;
+// one record is a list of one with "meta": {}.
 // Lists answer DefaultListLimit items unless ?limit= says otherwise, and
 // never more than MaxListLimit (meta.total counts them all, to page with
 // ?offset=); a log's /contents at most MaxLogChunk lines (/raw streams the
-// whole log). Lists take ?limit=, ?offset=, ?order= (the ID field, "-" first for newest
-// first), equality filters (field=value or field__eq=value, on the fields
-// listed above, which the store filters on) and ?field= to keep only some
-// fields of each item. Times are Unix seconds; fields of unfinished records
+// whole log). Every list, nested ones included, takes Buildbot's result
+// spec, on any field of its items (see resultSpec):
+//
+//	?<field>__<op>=value     op one of eq ne lt le gt ge in notin contains; ?<field>=value is eq;
+//	                         several values (repeated; comma-separated for in, notin) match any (ne, notin: none)
+//	?order=-number&order=name   several orders, "-" first for descending; null first
+//	?limit= &offset=         the page
+//	?field=name&field=...    only those fields of each item
+//
+// Values are read as the field's JSON type (numbers, true/false, strings);
+// contains keeps strings holding the value and lists holding it, and ?tags=x
+// keeps the lists that hold x. A null field matches only ne and notin. The
+// store applies the equality filters it indexes (builderid, workerid,
+// complete, claimed, buildsetid) and the order by ID; any other filter or
+// order reads the store's selection in pages and keeps only the requested
+// window, which may not pass offset+limit = 20,000. Times are Unix seconds; fields of unfinished records
 // are null. Errors answer {"error": "<one line>"}: 400 for a bad request,
 // 404 for a missing record, 409 for a record in the wrong state.
 //

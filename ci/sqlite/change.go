@@ -196,3 +196,39 @@ func getSourceStamp(ctx context.Context, tx *txn, id int64) (ci.SourceStamp, err
 	}
 	return ss, err
 }
+
+// GetSourceStamp returns the source stamp with the given ID.
+func (s *Store) GetSourceStamp(ctx context.Context, id int64) (ci.SourceStamp, error) {
+	var ss ci.SourceStamp
+	err := s.read(ctx, func(tx *txn) (err error) {
+		ss, err = getSourceStamp(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return ss, fmt.Errorf("sqlite: get source stamp: %w", err)
+	}
+	return ss, nil
+}
+
+// ListSourceStamps returns a page of the source stamps, by ID, and how
+// many there are in all.
+func (s *Store) ListSourceStamps(ctx context.Context, q ci.Query) ([]ci.SourceStamp, int, error) {
+	var list []ci.SourceStamp
+	var total int
+	err := s.read(ctx, func(tx *txn) error {
+		if err := count(ctx, tx, q, `SELECT COUNT(*) FROM sourcestamps`, &total); err != nil {
+			return err
+		}
+		clause, args := page(q, "id")
+		rows, err := tx.QueryContext(ctx, `SELECT `+sourceStampCols+` FROM sourcestamps`+clause, args...)
+		if err != nil {
+			return err
+		}
+		list, err = scanAll(rows, scanSourceStamp)
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlite: list source stamps: %w", err)
+	}
+	return list, total, nil
+}

@@ -196,3 +196,45 @@ func testChangesAfter(t *testing.T, open func(*testing.T) *fixture) {
 		assert.Len(t, got, 5)
 	})
 }
+
+func testSourceStamps(t *testing.T, open func(*testing.T) *fixture) {
+	t.Run("OK", func(t *testing.T) {
+		f := open(t)
+		c := newChange("abc123")
+		_, err := f.s.AddChange(f.ctx, c)
+		require.NoError(t, err)
+		bs := &ci.Buildset{Reason: "r", SourceStamps: []ci.SourceStamp{{Codebase: "other", Repository: "https://example.org/o.git", Branch: "dev"}}}
+		b, err := f.s.EnsureBuilder(f.ctx, "b", "", nil)
+		require.NoError(t, err)
+		_, err = f.s.AddBuildset(f.ctx, bs, []int64{b.ID}, 0)
+		require.NoError(t, err)
+
+		ss, err := f.s.GetSourceStamp(f.ctx, c.SourceStampID)
+		require.NoError(t, err)
+		assert.Equal(t, c.SourceStampID, ss.ID)
+		assert.Equal(t, "abc123", ss.Revision)
+		assert.Equal(t, "main", ss.Branch)
+		assert.Equal(t, []int64{c.ID}, ss.Changes)
+		assert.False(t, ss.CreatedAt.IsZero())
+
+		all, total, err := f.s.ListSourceStamps(f.ctx, ci.Query{})
+		require.NoError(t, err)
+		assert.Equal(t, 2, total)
+		require.Len(t, all, 2)
+		assert.Equal(t, ss, all[0])
+		assert.Equal(t, bs.SourceStamps[0].ID, all[1].ID)
+		assert.Equal(t, "dev", all[1].Branch)
+		assert.Empty(t, all[1].Changes)
+
+		page, total, err := f.s.ListSourceStamps(f.ctx, ci.Query{Desc: true, Limit: 1})
+		require.NoError(t, err)
+		assert.Equal(t, 2, total)
+		require.Len(t, page, 1)
+		assert.Equal(t, all[1].ID, page[0].ID)
+	})
+	t.Run("ErrNotFound", func(t *testing.T) {
+		f := open(t)
+		_, err := f.s.GetSourceStamp(f.ctx, 999)
+		assert.ErrorIs(t, err, ci.ErrNotFound)
+	})
+}

@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) ci.Store) {
 		{"ChangeStore_GetChange", testGetChange},
 		{"ChangeStore_ListChanges", testListChanges},
 		{"ChangeStore_ChangesAfter", testChangesAfter},
+		{"ChangeStore_SourceStamps", testSourceStamps},
 		{"RequestStore_AddBuildset", testAddBuildset},
 		{"RequestStore_AddBuildset_ExternalID", testAddBuildsetIdempotent},
 		{"RequestStore_ListBuildsets", testListBuildsets},
