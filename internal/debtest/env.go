@@ -131,7 +131,10 @@ func missing(tb testing.TB, format string, args ...any) {
 const DefaultSchroot = "bookworm-amd64-sbuild"
 
 // Schroot checks that schroot knows the chroot called name. When it does
-// not the test is skipped, or fails under CI.
+// not the test is skipped, or fails under CI. It then holds the chroot's
+// lock until the test ends: the tests of several packages, run at once
+// by go test, use the machine's one chroot, and two upgrades of it at
+// once fail (debconf's lock), as would an upgrade beside a build.
 func Schroot(tb testing.TB, name string) {
 	tb.Helper()
 	NeedTools(tb, "schroot")
@@ -139,4 +142,21 @@ func Schroot(tb testing.TB, name string) {
 	if err != nil || !strings.Contains("\n"+string(out), "\nchroot:"+name+"\n") {
 		missing(tb, "the schroot chroot %s (created by .ci/run): %v", name, err)
 	}
+	lockChroot(tb, name)
+}
+
+// lockChroot takes, for the rest of the test, an exclusive lock on a file
+// named after the chroot, shared by every test process of the machine.
+func lockChroot(tb testing.TB, name string) {
+	tb.Helper()
+	path := filepath.Join(os.TempDir(), "kiln-test-chroot-"+name+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		tb.Fatalf("lock the chroot %s: %v", name, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		tb.Fatalf("lock the chroot %s: %v", name, err)
+	}
+	tb.Cleanup(func() { f.Close() }) // closing releases the lock
 }
