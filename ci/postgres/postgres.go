@@ -41,8 +41,8 @@ var _ ci.Store = (*Store)(nil)
 // so that they do not meet an application's own locks.
 const (
 	lockClass         = 0x4b494c4e
-	lockMigrate       = 1 // applying migrations
-	lockChanges       = 2 // numbering changes: IDs in commit order
+	lockMigrate       = 1          // applying migrations
+	lockChanges       = 2          // numbering changes: IDs in commit order
 	lockClassExternal = 0x4b494c42 // key: hashtext(external ID) of a buildset
 )
 
@@ -127,13 +127,74 @@ func Redact(dsn string) string {
 		}
 		return u.Redacted()
 	}
-	fields := strings.Fields(dsn)
-	for i, f := range fields {
-		if k, _, ok := strings.Cut(f, "="); ok && strings.TrimSpace(k) == "password" {
-			fields[i] = "password=xxxxx"
+	for _, pw := range passwords(dsn) {
+		dsn = strings.ReplaceAll(dsn, pw, "xxxxx")
+	}
+	return dsn
+}
+
+// passwords returns the passwords a connection string holds, as written
+// and decoded, found without parsing it as a whole, so that a string
+// that does not parse is hidden too.
+func passwords(dsn string) []string {
+	var pws []string
+	add := func(pw string) {
+		if pw == "" {
+			return
+		}
+		pws = append(pws, pw)
+		if dec, err := url.PathUnescape(pw); err == nil && dec != pw {
+			pws = append(pws, dec)
+		}
+		if dec, err := url.QueryUnescape(pw); err == nil && dec != pw {
+			pws = append(pws, dec)
 		}
 	}
-	return strings.Join(fields, " ")
+	if _, rest, ok := strings.Cut(dsn, "://"); ok {
+		// user:password@ before the host.
+		auth := rest
+		if i := strings.IndexAny(auth, "/?#"); i >= 0 {
+			auth = auth[:i]
+		}
+		if i := strings.LastIndex(auth, "@"); i >= 0 {
+			if _, pw, ok := strings.Cut(auth[:i], ":"); ok {
+				add(pw)
+			}
+		}
+		// ?password=... among the parameters.
+		if _, query, ok := strings.Cut(rest, "?"); ok {
+			for _, kv := range strings.Split(query, "&") {
+				if k, v, ok := strings.Cut(kv, "="); ok && k == "password" {
+					add(v)
+				}
+			}
+		}
+		return pws
+	}
+	// password=... among keywords; a quoted value may hold spaces.
+	for rest := dsn; ; {
+		i := strings.Index(rest, "password")
+		if i < 0 {
+			break
+		}
+		rest = strings.TrimLeft(rest[i+len("password"):], " \t")
+		if !strings.HasPrefix(rest, "=") {
+			continue
+		}
+		rest = strings.TrimLeft(rest[1:], " \t")
+		var pw string
+		if strings.HasPrefix(rest, "'") {
+			end := strings.Index(rest[1:], "'")
+			if end < 0 {
+				end = len(rest) - 1
+			}
+			pw = rest[1 : 1+end]
+		} else {
+			pw, _, _ = strings.Cut(rest, " ")
+		}
+		add(pw)
+	}
+	return pws
 }
 
 // A redactedError is an error whose message had a password taken out. It
@@ -147,31 +208,15 @@ type redactedError struct {
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
-// redact returns err with the password of dsn (and dsn itself) taken out
-// of its message: the driver's errors may quote the connection string.
+// redact returns err with the passwords of dsn taken out of its message:
+// the driver's errors may quote the connection string.
 func redact(err error, dsn string) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
-	var secrets []string
-	if u, perr := url.Parse(dsn); perr == nil {
-		if pw, ok := u.User.Password(); ok {
-			secrets = append(secrets, pw, url.QueryEscape(pw), url.PathEscape(pw))
-		}
-		if pw := u.Query().Get("password"); pw != "" {
-			secrets = append(secrets, pw, url.QueryEscape(pw))
-		}
-	}
-	for _, f := range strings.Fields(dsn) {
-		if k, v, ok := strings.Cut(f, "="); ok && k == "password" && v != "" {
-			secrets = append(secrets, strings.Trim(v, "'"))
-		}
-	}
-	for _, sec := range secrets {
-		if sec != "" {
-			msg = strings.ReplaceAll(msg, sec, "xxxxx")
-		}
+	for _, pw := range passwords(dsn) {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
 	}
 	return &redactedError{msg: msg, err: err}
 }

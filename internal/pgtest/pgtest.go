@@ -6,7 +6,8 @@
 // temporary folder, the server on a free loopback port with its Unix
 // socket in that folder, and stops it when the tests end (TestMain calls
 // [Main]). Each test gets a new database, created from template0 and
-// dropped when the test ends:
+// dropped when the test ends; a [Template] gives each test a copy of a
+// database prepared once:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 //
@@ -52,6 +53,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kilnci/kiln/internal/testenv"
 )
@@ -103,6 +105,50 @@ func Main(m *testing.M) {
 // loopback address.
 func NewDatabase(tb testing.TB) string {
 	tb.Helper()
+	return newDatabase(tb, "template0")
+}
+
+// A Template is a database prepared once per test binary (a schema
+// migrated, say) and copied for each test that asks, which is faster than
+// preparing a database for each test. The zero Template is an empty
+// database.
+type Template struct {
+	// Prepare fills the template database at url. It must close its
+	// connections before it returns: a database is copied only when no
+	// one is connected to it.
+	Prepare func(ctx context.Context, url string) error
+
+	once sync.Once
+	name string
+	err  error
+}
+
+// NewDatabase returns the URL of a new database, a copy of the template,
+// dropped when the test ends.
+func (tp *Template) NewDatabase(tb testing.TB) string {
+	tb.Helper()
+	need(tb)
+	tp.once.Do(func() {
+		tp.name = fmt.Sprintf("template%d_%d", os.Getpid(), dbSeq.Add(1))
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		defer cancel()
+		if tp.err = cluster.exec(ctx, "CREATE DATABASE "+tp.name+" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"); tp.err != nil {
+			return
+		}
+		if tp.Prepare != nil {
+			tp.err = tp.Prepare(ctx, cluster.url(tp.name))
+		}
+	})
+	if tp.err != nil {
+		tb.Fatalf("pgtest: prepare template: %v", tp.err)
+	}
+	return newDatabase(tb, tp.name)
+}
+
+// need starts the server on first use, and skips or fails the test when
+// it cannot.
+func need(tb testing.TB) {
+	tb.Helper()
 	once.Do(func() { cluster, errMiss, errBoot = start() })
 	if errMiss != nil {
 		if testenv.CI() {
@@ -113,8 +159,25 @@ func NewDatabase(tb testing.TB) string {
 	if errBoot != nil {
 		tb.Fatalf("pgtest: %v", errBoot)
 	}
+}
+
+func newDatabase(tb testing.TB, template string) string {
+	tb.Helper()
+	need(tb)
 	name := fmt.Sprintf("test%d_%d", os.Getpid(), dbSeq.Add(1))
-	if err := cluster.exec(tb.Context(), "CREATE DATABASE "+name+" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"); err != nil {
+	create := "CREATE DATABASE " + name + " TEMPLATE " + template
+	var err error
+	for try := 0; ; try++ {
+		err = cluster.exec(tb.Context(), create)
+		// A template's last connection may not be gone yet on the
+		// server's side ("being accessed by other users").
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55006" || try == 50 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
 		tb.Fatalf("pgtest: create database: %v", err)
 	}
 	tb.Cleanup(func() {
