@@ -76,12 +76,12 @@ var (
 
 // A server is the running private server.
 type server struct {
-	dir    string // the temporary folder: data/, the socket, the log
-	bin    string // the folder of initdb and pg_ctl
-	port   int
-	cred   *syscall.Credential // nil when not running as root
-	mu     sync.Mutex
-	admin  *pgx.Conn // to the "postgres" database, for CREATE DATABASE
+	dir   string // the temporary folder: data/, the socket, the log
+	bin   string // the folder of initdb and pg_ctl
+	port  int
+	cred  *syscall.Credential // nil when not running as root
+	mu    sync.Mutex
+	admin *pgx.Conn // to the "postgres" database, for CREATE DATABASE
 }
 
 // Main runs the tests and then stops the server, if a test started it.
