@@ -20,6 +20,8 @@
 //	              serves, with the Publish step.
 //	ci/sqlite     the store: every change, request, build, step and log in
 //	              one SQLite file (state.sqlite), pure Go, no cgo.
+//	ci/postgres   the same records in PostgreSQL, for a Database that is a
+//	              postgres:// URL; cmd/kiln-migrate copies state.sqlite there.
 //	ci/citest     go test of pipelines: a real master with in-process
 //	              workers in a temporary folder.
 //	scheduler     schedulers: Force and the others of Buildbot.
