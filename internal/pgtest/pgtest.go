@@ -243,6 +243,7 @@ func start() (s *server, errMiss, errBoot error) {
 			return nil, err, nil
 		}
 	}
+	reapOrphans(bin)
 	s = &server{bin: bin}
 	if err := s.boot(); err != nil {
 		s.stop()
@@ -255,6 +256,10 @@ func (s *server) boot() error {
 	var err error
 	// A short folder name: the socket's path must fit in 107 bytes.
 	if s.dir, err = os.MkdirTemp("", "kiln-pg"); err != nil {
+		return err
+	}
+	// The test binary owning the server, for reapOrphans.
+	if err := os.WriteFile(filepath.Join(s.dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return err
 	}
 	if os.Geteuid() == 0 {
@@ -334,4 +339,34 @@ func (s *server) stop() error {
 	}
 	errs = append(errs, os.RemoveAll(s.dir))
 	return errors.Join(errs...)
+}
+
+// ownerFile, in a server's folder, holds the process ID of the test binary
+// that started it.
+const ownerFile = "owner.pid"
+
+// reapOrphans stops the servers, and removes the folders, that test
+// binaries killed before they could stop them (a test timeout's panic, a
+// kill) left behind.
+func reapOrphans(bin string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "kiln-pg*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) == nil || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue // alive (or not ours to judge)
+		}
+		s := &server{dir: dir, bin: bin}
+		if os.Geteuid() == 0 {
+			if st, err := os.Stat(dir); err == nil {
+				if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+					s.cred = &syscall.Credential{Uid: sys.Uid, Gid: sys.Gid}
+				}
+			}
+		}
+		s.stop()
+	}
 }
