@@ -21,6 +21,10 @@
 // they are missing the tests skip, or fail under CI (CI=true), as
 // internal/testenv does for other tools.
 //
+// A test binary killed before its end (a test timeout's panic) cannot stop
+// its server: the next one to start a server stops it and removes its
+// folder.
+//
 // PostgreSQL refuses to run as root: when the tests do, the server's
 // folder is given to the "postgres" system user and its programs run as
 // that user.
