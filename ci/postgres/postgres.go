@@ -503,3 +503,13 @@ func mustAffect(tag pgconn.CommandTag, what string, id int64) error {
 
 // noRows reports whether err says a query returned no row.
 func noRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// DatabaseSize returns the space the database takes on the server
+// (pg_database_size), for the master's metrics.
+func (s *Store) DatabaseSize(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("postgres: database size: %w", err)
+	}
+	return n, nil
+}
