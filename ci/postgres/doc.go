@@ -17,9 +17,11 @@
 //	defer store.Close()
 //
 // The URL takes every parameter libpq does (sslmode, connect_timeout,
-// pool_max_conns for the pool's size...). It holds a password: errors of
-// the package never show it (the driver's messages may quote the URL; the
-// password is taken out), and [Redact] gives a URL fit for a log.
+// pool_max_conns for the pool's size...), and the driver reads libpq's
+// environment variables (PGPASSWORD...) and ~/.pgpass for what the URL
+// leaves out. A URL's password is never shown: errors of the package take
+// it out (the driver's messages may quote the URL), and [Redact] gives a
+// URL fit for a log.
 //
 // # Schema
 //
