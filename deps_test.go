@@ -26,6 +26,7 @@ var rules = map[string]rule{
 	"ci/report":       {allowed: []string{"ci"}},
 	"ci/secret":       {allowed: []string{"ci"}},
 	"ci/sqlite":       {allowed: []string{"ci"}},
+	"ci/postgres":     {allowed: []string{"ci"}},
 	"ci/steps":        {allowed: []string{"ci"}},
 	"ci/steps/debian": {allowed: []string{"ci", "ci/steps"}},
 	"ci/storetest":    {allowed: []string{"ci"}},
@@ -44,6 +45,8 @@ var rules = map[string]rule{
 	"worker/command":  {allowed: []string{"worker/protocol", "internal/pty"}},
 	"worker":          {allowed: []string{"worker/protocol", "worker/command", "internal/pty"}},
 	"cmd/kiln-worker": {allowed: []string{"worker", "worker/protocol", "worker/command", "internal/pty"}},
+	// Copies a master's records from SQLite to PostgreSQL.
+	"cmd/kiln-migrate": {allowed: []string{"ci", "ci/sqlite", "ci/postgres"}},
 
 	// Programs wire the packages together.
 	"examples/hello":      {wiring: true},
@@ -57,6 +60,7 @@ var rules = map[string]rule{
 	"internal/crash":           {},
 	"internal/interop":         {},
 	"internal/debtest":         {allowed: []string{"internal/testenv"}},
+	"internal/pgtest":          {allowed: []string{"internal/testenv"}},
 	"internal/cmd/benchmaster": {wiring: true},
 	"internal/cmd/storebench":  {wiring: true},
 	"internal/cmd/workerbench": {},

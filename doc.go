@@ -25,6 +25,8 @@
 //	                     master keeps and serves, with the Publish step.
 //	ci/sqlite            the store: every change, request, build, step and
 //	                     log in one SQLite file (state.sqlite), pure Go.
+//	ci/postgres          the same records in PostgreSQL, for a Database
+//	                     that is a postgres:// URL.
 //	ci/storetest         the conformance suite every store passes.
 //	ci/citest            go test of pipelines: a real master with
 //	                     in-process workers in a temporary folder, a fake
@@ -50,6 +52,8 @@
 //	worker/remote        the master's side of network workers.
 //	worker/local         the in-process worker.
 //	cmd/kiln-worker      the worker program.
+//	cmd/kiln-migrate     copies a master's state.sqlite into an empty
+//	                     PostgreSQL database, numbering kept.
 //	examples/hello       the master of the README: one builder testing a Go
 //	                     repository, an in-process worker, the web API.
 //	examples/quickstart  Kiln on one machine: a master that builds a small

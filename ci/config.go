@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -50,9 +51,13 @@ type MasterConfig struct {
 	// BaseDir is the master's folder: the database and uploaded files are
 	// relative to it. Empty means the current folder.
 	BaseDir string
-	// Database is the path of the database file, relative to BaseDir;
-	// DefaultDatabase if empty. It is opened with the store driver
-	// registered as "sqlite" (import github.com/kilnci/kiln/ci/sqlite).
+	// Database is the path of the SQLite database file, relative to
+	// BaseDir (DefaultDatabase if empty), opened with the store driver
+	// registered as "sqlite" (import github.com/kilnci/kiln/ci/sqlite);
+	// or the URL of a PostgreSQL database, "postgres://..." or
+	// "postgresql://...", opened with the driver registered as "postgres"
+	// (import github.com/kilnci/kiln/ci/postgres). A URL holds a password:
+	// the master never shows it (see DatabaseName).
 	Database string
 	// Store, when set, is used instead of opening Database. The master does
 	// not close it.
@@ -72,16 +77,55 @@ type MasterConfig struct {
 }
 
 // DatabasePath returns the database file's path: Database joined to
-// BaseDir, with the defaults applied.
+// BaseDir, with the defaults applied. A database URL is returned as it is,
+// password included: show DatabaseName instead.
 func (c *MasterConfig) DatabasePath() string {
 	db := c.Database
 	if db == "" {
 		db = DefaultDatabase
 	}
-	if filepath.IsAbs(db) || c.BaseDir == "" {
+	if _, ok := DatabaseDriver(db); ok || filepath.IsAbs(db) || c.BaseDir == "" {
 		return db
 	}
 	return filepath.Join(c.BaseDir, db)
+}
+
+// DatabaseName returns the database's path, or its URL without the
+// password, for messages and logs.
+func (c *MasterConfig) DatabaseName() string {
+	db := c.DatabasePath()
+	if _, ok := DatabaseDriver(db); ok {
+		return RedactURL(db)
+	}
+	return db
+}
+
+// DatabaseDriver returns the name of the store driver that opens the
+// database db (a MasterConfig.Database): "postgres" for a postgres:// or
+// postgresql:// URL, true; "sqlite" for anything else, a file's path,
+// false.
+func DatabaseDriver(db string) (driver string, url bool) {
+	scheme, _, ok := strings.Cut(db, "://")
+	if ok && (strings.EqualFold(scheme, "postgres") || strings.EqualFold(scheme, "postgresql")) {
+		return "postgres", true
+	}
+	return "sqlite", false
+}
+
+// RedactURL returns a URL with its password replaced by "xxxxx" (in its
+// user information and in a password= parameter), for messages and logs.
+// A URL that does not parse is not shown at all: only its scheme is.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		scheme, _, _ := strings.Cut(s, "://")
+		return scheme + "://(a URL that does not parse)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 // A WorkerConfig declares a worker the master accepts.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -102,6 +103,52 @@ func TestMasterConfig_DatabasePath(t *testing.T) {
 	assert.Equal(t, "state.sqlite", (&ci.MasterConfig{}).DatabasePath())
 	assert.Equal(t, "base/state.sqlite", (&ci.MasterConfig{BaseDir: "base"}).DatabasePath())
 	assert.Equal(t, "/db/x.sqlite", (&ci.MasterConfig{BaseDir: "base", Database: "/db/x.sqlite"}).DatabasePath())
+	url := "postgres://kiln:s3cr3t@db.example.org/kiln"
+	cfg := &ci.MasterConfig{BaseDir: "base", Database: url}
+	assert.Equal(t, url, cfg.DatabasePath(), "a URL is not a file of the base folder")
+	assert.Equal(t, "postgres://kiln:xxxxx@db.example.org/kiln", cfg.DatabaseName())
+	assert.Equal(t, "base/state.sqlite", (&ci.MasterConfig{BaseDir: "base"}).DatabaseName())
+}
+
+func TestDatabaseDriver(t *testing.T) {
+	for db, want := range map[string]string{
+		"state.sqlite":                      "sqlite",
+		"/srv/kiln/state.sqlite":            "sqlite",
+		"postgres://kiln@db/kiln":           "postgres",
+		"postgresql://kiln:pw@db:5432/kiln": "postgres",
+		"POSTGRES://db/kiln":                "postgres",
+		"mysql://db/kiln":                   "sqlite",
+	} {
+		got, isURL := ci.DatabaseDriver(db)
+		assert.Equal(t, want, got, db)
+		assert.Equal(t, want == "postgres", isURL, db)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://kiln:s3cr3t@db/kiln?sslmode=require": "postgres://kiln:xxxxx@db/kiln?sslmode=require",
+		"postgres://kiln@db/kiln?password=s3cr3t":        "postgres://kiln@db/kiln?password=xxxxx",
+		"postgres://kiln:s3cr3t@db:port/kiln":            "postgres://(a URL that does not parse)",
+	} {
+		got := ci.RedactURL(in)
+		assert.Equal(t, want, got, in)
+		assert.NotContains(t, got, "s3cr3t")
+	}
+}
+
+func TestMaster_DatabaseURLNoDriver(t *testing.T) {
+	// ci/postgres is not linked into ci's tests: the master says what to
+	// import, and never shows the URL's password.
+	m, err := ci.NewMaster(ci.MasterConfig{
+		Database: "postgres://kiln:s3cr3t@127.0.0.1:1/kiln",
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	err = m.Run(t.Context())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ci/postgres")
+	assert.NotContains(t, err.Error(), "s3cr3t")
 }
 
 // crossStep and crossScheduler check themselves against the whole

@@ -16,7 +16,9 @@ var (
 
 // RegisterStoreDriver makes a store implementation available by name, as
 // database/sql drivers are: package github.com/kilnci/kiln/ci/sqlite
-// registers "sqlite" when imported. It panics if the name is taken.
+// registers "sqlite" when imported, github.com/kilnci/kiln/ci/postgres
+// registers "postgres". The master opens MasterConfig.Database with the
+// driver DatabaseDriver names. It panics if the name is taken.
 func RegisterStoreDriver(name string, open StoreOpener) {
 	driversMu.Lock()
 	defer driversMu.Unlock()

@@ -350,19 +350,22 @@ func (m *Master) open(ctx context.Context) error {
 	}
 	m.store = m.cfg.Store
 	if m.store == nil {
-		open, ok := storeDriver("sqlite")
-		if !ok {
-			return errors.New("ci: no store: set MasterConfig.Store or import github.com/kilnci/kiln/ci/sqlite")
-		}
 		path := m.cfg.DatabasePath()
-		if dir := filepath.Dir(path); dir != "" {
+		driver, isURL := DatabaseDriver(path)
+		open, ok := storeDriver(driver)
+		if !ok {
+			return fmt.Errorf("ci: no store: set MasterConfig.Store or import github.com/kilnci/kiln/ci/%s", driver)
+		}
+		if dir := filepath.Dir(path); !isURL && dir != "" {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return fmt.Errorf("create master folder: %w", err)
 			}
 		}
 		st, err := open(ctx, path)
 		if err != nil {
-			return fmt.Errorf("open store %s: %w", path, err)
+			// The driver's error does not show the URL's password
+			// (ci/postgres takes it out).
+			return fmt.Errorf("open store %s: %w", m.cfg.DatabaseName(), err)
 		}
 		m.store = st
 	}
@@ -391,12 +394,12 @@ func (m *Master) open(ctx context.Context) error {
 
 // lockDir is the folder the master locks: its base folder, or the
 // folder of its SQLite database; none for a master with neither (a store
-// given in the configuration, and no base folder).
+// given in the configuration, or a database URL, and no base folder).
 func (m *Master) lockDir() string {
 	if m.cfg.BaseDir != "" {
 		return m.cfg.BaseDir
 	}
-	if m.cfg.Store == nil {
+	if _, isURL := DatabaseDriver(m.cfg.DatabasePath()); m.cfg.Store == nil && !isURL {
 		return filepath.Dir(m.cfg.DatabasePath())
 	}
 	return ""

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"path"
 	"slices"
@@ -81,6 +82,13 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 		names = append(names, a.builder)
 	}
 
+	database := "state.sqlite"
+	if url := s[secretDatabaseURL]; url != "" {
+		if _, ok := ci.DatabaseDriver(url); !ok {
+			return ci.MasterConfig{}, fmt.Errorf("%s is not a postgres:// or postgresql:// URL", secretDatabaseURL)
+		}
+		database = url
+	}
 	admin, password := s[secretAdminUser], s[secretAdminPassword]
 	// Prometheus alone reads the metrics, on an address of their own.
 	col := &metrics.Collector{Addr: o.MetricsAddr}
@@ -89,7 +97,7 @@ func config(o options, s secrets) (ci.MasterConfig, error) {
 		TitleURL:  "https://github.com/ideascube",
 		PublicURL: o.PublicURL,
 		BaseDir:   o.BaseDir,
-		Database:  "state.sqlite",
+		Database:  database,
 		Builders:  builders,
 		Schedulers: []ci.Scheduler{
 			&scheduler.Force{Name: "force", Builders: names},

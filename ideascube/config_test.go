@@ -397,3 +397,33 @@ func TestConfig_AddWorker(t *testing.T) {
 	require.Len(t, cfg.Workers, 3)
 	assert.Equal(t, ci.WorkerConfig{Name: "worker-arm64", Password: "arm64-pass", Properties: map[string]any{"dput_method": "remote"}}, cfg.Workers[2])
 }
+
+func TestConfig_DatabaseURL(t *testing.T) {
+	o := defaultOptions()
+	o.BaseDir = t.TempDir()
+	s := testSecrets()
+	s[secretDatabaseURL] = "postgres://kiln:db-s3cret@db.example.org/ideascube"
+	cfg, err := config(o, s)
+	require.NoError(t, err)
+	assert.Equal(t, s[secretDatabaseURL], cfg.Database)
+	driver, _ := ci.DatabaseDriver(cfg.Database)
+	assert.Equal(t, "postgres", driver)
+	assert.NotContains(t, cfg.DatabaseName(), "db-s3cret")
+
+	s[secretDatabaseURL] = "mysql://kiln:db-s3cret@db/ideascube"
+	_, err = config(o, s)
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "db-s3cret")
+
+	// It is read from secrets.env, as the other secrets are.
+	path := filepath.Join(t.TempDir(), "secrets.env")
+	var file strings.Builder
+	for _, k := range requiredSecrets() {
+		file.WriteString(k + "=x\n")
+	}
+	file.WriteString(secretDatabaseURL + "=postgres://kiln:db-s3cret@db/ideascube\n")
+	require.NoError(t, os.WriteFile(path, []byte(file.String()), 0o600))
+	loaded, err := loadSecrets(path, func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	assert.Equal(t, "postgres://kiln:db-s3cret@db/ideascube", loaded[secretDatabaseURL])
+}

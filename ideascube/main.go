@@ -38,6 +38,9 @@
 //	IDEASCUBE_GITLAB_SECRET          the GitLab webhook's token
 //	IDEASCUBE_IRC_SERVER             optional: host:port of the IRC server for #ideascube
 //	IDEASCUBE_IRC_NICK               optional: the bot's nick (ideascube-ci)
+//	IDEASCUBE_DATABASE_URL           optional: postgres://user:password@host/db, the
+//	                                 PostgreSQL database to keep the master's records in
+//	                                 instead of BASEDIR/state.sqlite
 //
 // The archive's signing key, an ASCII-armoured OpenPGP secret key without
 // a passphrase, is read from BASEDIR/archive-key.asc (or -archive-key),
@@ -66,6 +69,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kilnci/kiln/ci"
+	_ "github.com/kilnci/kiln/ci/postgres" // for IDEASCUBE_DATABASE_URL
 	"github.com/kilnci/kiln/ci/sqlite"
 	"github.com/kilnci/kiln/worker/remote"
 )

@@ -10,7 +10,7 @@ import (
 )
 
 // The secrets the master needs, with each worker's password (see
-// workerSecret); IRC ones are optional.
+// workerSecret); IRC ones and the database URL are optional.
 const (
 	secretAdminUser     = "IDEASCUBE_ADMIN_USER"
 	secretAdminPassword = "IDEASCUBE_ADMIN_PASSWORD"
@@ -18,6 +18,9 @@ const (
 	secretGitLab        = "IDEASCUBE_GITLAB_SECRET"
 	secretIRCServer     = "IDEASCUBE_IRC_SERVER"
 	secretIRCNick       = "IDEASCUBE_IRC_NICK"
+	// secretDatabaseURL, when set, is the postgres:// URL of the
+	// master's database (state.sqlite otherwise): it holds a password.
+	secretDatabaseURL = "IDEASCUBE_DATABASE_URL"
 	// secretArchiveKey holds the archive's signing key, read from its
 	// file (see loadArchiveKey), not from the environment.
 	secretArchiveKey = "archive signing key"
@@ -61,7 +64,7 @@ func loadSecrets(path string, lookup func(string) (string, bool)) (secrets, erro
 		return nil, fmt.Errorf("read secrets: %w", err)
 	}
 	s := secrets{}
-	for _, k := range append(requiredSecrets(), secretIRCServer, secretIRCNick) {
+	for _, k := range append(requiredSecrets(), secretIRCServer, secretIRCNick, secretDatabaseURL) {
 		if v, ok := lookup(k); ok && v != "" {
 			s[k] = v
 		} else if v := file[k]; v != "" {

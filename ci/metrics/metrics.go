@@ -144,7 +144,7 @@ func (c *Collector) init() {
 				Name: "kiln_running_builds", Help: "Builds running.",
 			}, func() float64 { return c.gauge(func(m *ci.Master) float64 { return float64(len(m.RunningBuilds())) }) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "kiln_database_size_bytes", Help: "Size of the database file with its write-ahead log.",
+				Name: "kiln_database_size_bytes", Help: "Size of the database file with its write-ahead log (of the database, on a PostgreSQL server).",
 			}, func() float64 { return c.gauge(databaseSize) }),
 		)
 		c.handler = promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{})
@@ -162,8 +162,39 @@ func (c *Collector) gauge(f func(m *ci.Master) float64) float64 {
 	return f(m)
 }
 
+// A sizer is a store that knows the space its database takes, as
+// ci/postgres's does: a database on a server has no file to look at.
+type sizer interface {
+	DatabaseSize(ctx context.Context) (int64, error)
+}
+
+// sizeTimeout bounds asking a database server for its size during a
+// scrape.
+const sizeTimeout = 5 * time.Second
+
 func databaseSize(m *ci.Master) float64 {
 	path := m.Config().DatabasePath()
+	if _, isURL := ci.DatabaseDriver(path); isURL || m.Config().Store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sizeTimeout)
+		defer cancel()
+		select {
+		case <-m.Ready():
+		default:
+			return 0
+		}
+		st, err := m.Store(ctx)
+		if err != nil {
+			return 0
+		}
+		if sz, ok := st.(sizer); ok {
+			if n, err := sz.DatabaseSize(ctx); err == nil {
+				return float64(n)
+			}
+		}
+		if isURL {
+			return 0
+		}
+	}
 	var size int64
 	for _, p := range []string{path, path + "-wal"} {
 		if fi, err := os.Stat(p); err == nil {

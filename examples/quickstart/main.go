@@ -10,7 +10,7 @@
 // then shares its builds between that worker and the in-process one. Anyone may force and stop builds: the
 // master listens on the loopback interface only.
 //
-//	go run ./examples/quickstart [-http 127.0.0.1:8010] [-workers 127.0.0.1:9989] [-dir DIR] [-once]
+//	go run ./examples/quickstart [-http 127.0.0.1:8010] [-workers 127.0.0.1:9989] [-dir DIR] [-once] [-database URL]
 package main
 
 import (
@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/ci"
+	_ "github.com/kilnci/kiln/ci/postgres"
 	_ "github.com/kilnci/kiln/ci/sqlite"
 	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/scheduler"
@@ -56,8 +57,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	workerAddr := fs.String("workers", "127.0.0.1:9989", "address where remote workers connect")
 	once := fs.Bool("once", false, "exit after the build instead of serving")
 	dir := fs.String("dir", "", "folder for the master, worker and repository (a new temporary folder if empty)")
+	database := fs.String("database", "", "postgres:// URL of a PostgreSQL database for the master's records ($KILN_DATABASE_URL if empty, else DIR/master/state.sqlite)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *database == "" {
+		// The URL holds a password: the environment keeps it out of
+		// ps, and out of -h's defaults.
+		*database = os.Getenv("KILN_DATABASE_URL")
 	}
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "kiln-quickstart-")
@@ -82,9 +89,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	force := &scheduler.Force{Name: "force", Builders: []string{"hello"}}
 	cfg := ci.MasterConfig{
-		Title:   "Kiln quick start",
-		BaseDir: filepath.Join(*dir, "master"),
-		Workers: []ci.WorkerConfig{{Name: "local"}, {Name: "example-worker", Password: "pass"}},
+		Title:    "Kiln quick start",
+		BaseDir:  filepath.Join(*dir, "master"),
+		Database: *database,
+		Workers:  []ci.WorkerConfig{{Name: "local"}, {Name: "example-worker", Password: "pass"}},
 		Builders: []ci.BuilderConfig{{
 			Name:       "hello",
 			Workers:    []string{"local", "example-worker"},
@@ -171,7 +179,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			}
 		}
 	}
-	fmt.Fprintf(out, "look at:\n  %s/\n  %s/api/v2/builds\n  %s/api/v2/builds/%d/steps\n  database %s\n", base, base, base, buildID, cfg.DatabasePath())
+	fmt.Fprintf(out, "look at:\n  %s/\n  %s/api/v2/builds\n  %s/api/v2/builds/%d/steps\n  database %s\n", base, base, base, buildID, cfg.DatabaseName())
 	wa := wln.Addr().String()
 	fmt.Fprintf(out, "attach a remote worker, example-worker (password pass), on %s:\n", wa)
 	fmt.Fprintf(out, "  go run ./cmd/kiln-worker create-worker /tmp/example-worker %s example-worker pass\n  go run ./cmd/kiln-worker start /tmp/example-worker\n", wa)

@@ -1,0 +1,170 @@
+package postgres_test
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/postgres"
+)
+
+// benchLog makes the records a log needs and the log.
+func benchLog(b *testing.B, s *postgres.Store, builderID int64) *ci.Log {
+	b.Helper()
+	ctx := b.Context()
+	_, reqs, err := addBuildset(ctx, s, builderID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	build := &ci.Build{BuilderID: builderID, StartedAt: time.Now()}
+	if err := s.StartBuild(ctx, build, []int64{reqs[0].ID}); err != nil {
+		b.Fatal(err)
+	}
+	st := &ci.StepRecord{BuildID: build.ID, Name: "shell"}
+	if err := s.AddStep(ctx, st); err != nil {
+		b.Fatal(err)
+	}
+	l := &ci.Log{StepID: st.ID, Name: "stdio", Type: ci.LogStream}
+	if err := s.AddLog(ctx, l); err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+func benchStore(b *testing.B) (*postgres.Store, *ci.Builder) {
+	b.Helper()
+	s := MustOpen(b, migrated.NewDatabase(b))
+	builder, err := s.EnsureBuilder(b.Context(), "b", "", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s, builder
+}
+
+// The benchmarks of ci/sqlite/bench_test.go, on PostgreSQL, to compare
+// the stores: the same records, the same calls. They run on the test
+// server of internal/pgtest, which is not durable (fsync off) unless
+// KILN_PGTEST_DURABLE=1 is set: set it to compare with SQLite's durable
+// commits.
+
+// BenchmarkAppendLog appends one line at a time to a log: one
+// transaction each.
+func BenchmarkAppendLog(b *testing.B) {
+	s, builder := benchStore(b)
+	l := benchLog(b, s, builder.ID)
+	ctx := b.Context()
+	line := "ogo: downloading golang.org/x/sys v0.49.0\n"
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		if _, _, err := s.AppendLog(ctx, l.ID, line); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAppendLog_Parallel appends one line at a time to one log per
+// goroutine, as concurrent builds do.
+func BenchmarkAppendLog_Parallel(b *testing.B) {
+	s, builder := benchStore(b)
+	ctx := b.Context()
+	line := "ogo: downloading golang.org/x/sys v0.49.0\n"
+	logs := make(chan *ci.Log, 64)
+	for range cap(logs) {
+		logs <- benchLog(b, s, builder.ID)
+	}
+	b.SetBytes(int64(len(line)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		l := <-logs
+		for pb.Next() {
+			if _, _, err := s.AppendLog(ctx, l.ID, line); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkBuildCycle runs the store's part of one build with one step:
+// AddBuildset, StartBuild, AddStep, AddLog, AppendLog (20 lines) and
+// FinishBuild, which closes the step and its log and completes the
+// buildset.
+func BenchmarkBuildCycle(b *testing.B) {
+	s, builder := benchStore(b)
+	worker, err := s.EnsureWorker(b.Context(), "w")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	text := strings.Repeat("ocompiling github.com/kilnci/kiln/ci\n", 20)
+	props := ci.Properties{}
+	props.Set("branch", "main", ci.SourceScheduler)
+	props.Set("buildername", "b", ci.SourceBuilder)
+	for b.Loop() {
+		now := time.Now()
+		bs := &ci.Buildset{
+			Reason:       "benchmark",
+			SubmittedAt:  now,
+			SourceStamps: []ci.SourceStamp{{Repository: "https://example.org/r.git", Branch: "main", Revision: "abc"}},
+			Properties:   props,
+		}
+		reqs, err := s.AddBuildset(ctx, bs, []int64{builder.ID}, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		build := &ci.Build{BuilderID: builder.ID, WorkerID: worker.ID, StartedAt: now, Properties: props.Clone()}
+		if err := s.StartBuild(ctx, build, []int64{reqs[0].ID}); err != nil {
+			b.Fatal(err)
+		}
+		st := &ci.StepRecord{BuildID: build.ID, Name: "compile", StartedAt: now}
+		if err := s.AddStep(ctx, st); err != nil {
+			b.Fatal(err)
+		}
+		l := &ci.Log{StepID: st.ID, Name: "stdio", Type: ci.LogStream}
+		if err := s.AddLog(ctx, l); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := s.AppendLog(ctx, l.ID, text); err != nil {
+			b.Fatal(err)
+		}
+		build.Results, build.Complete, build.CompleteAt = ci.Success, true, time.Now()
+		done, err := s.FinishBuild(ctx, build, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(done) != 1 {
+			b.Fatalf("FinishBuild completed buildsets %v", done)
+		}
+	}
+}
+
+// BenchmarkLogLines reads the last 100 lines of a 100,000-line log stored
+// in appends of 100 lines (a log writer's flush every 100ms).
+func BenchmarkLogLines(b *testing.B) {
+	s, builder := benchStore(b)
+	l := benchLog(b, s, builder.ID)
+	ctx := b.Context()
+	const lines, perAppend = 100_000, 100
+	var sb strings.Builder
+	for i := 0; i < lines; i += perAppend {
+		sb.Reset()
+		for j := i; j < i+perAppend; j++ {
+			fmt.Fprintf(&sb, "o=== RUN   TestFrobnicate/case_%d\n", j)
+		}
+		if _, _, err := s.AppendLog(ctx, l.ID, sb.String()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var n atomic.Int64
+	for b.Loop() {
+		text, err := s.LogLines(ctx, l.ID, lines-100, lines-1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n.Add(int64(len(text)))
+	}
+	b.SetBytes(n.Load() / int64(max(b.N, 1)))
+}

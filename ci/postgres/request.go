@@ -1,0 +1,352 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kilnci/kiln/ci"
+)
+
+// AddBuildset stores bs, its source stamps and one pending request per
+// builder, in one transaction. A source stamp with no ID is stored (and
+// its ID set); one with an ID refers to a stored source stamp, and is
+// filled from it. A buildset with an ExternalID is stored under an
+// advisory lock on that ID, so that two masters submitting it at once
+// store it once.
+func (s *Store) AddBuildset(ctx context.Context, bs *ci.Buildset, builderIDs []int64, priority int) ([]*ci.BuildRequest, error) {
+	propsJSON, err := propsArg(bs.Properties)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: add buildset: properties: %w", err)
+	}
+	sourceStamps := slices.Clone(bs.SourceStamps)
+	var reqs []*ci.BuildRequest
+	var existing *ci.Buildset
+	var id int64
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		reqs, existing = nil, nil
+		if bs.ExternalID != "" {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, lockClassExternal, bs.ExternalID); err != nil {
+				return err
+			}
+			var id int64
+			err := tx.QueryRow(ctx, `SELECT id FROM buildsets WHERE external_id = $1 ORDER BY id LIMIT 1`, bs.ExternalID).Scan(&id)
+			if err == nil {
+				if existing, err = getBuildset(ctx, tx, id); err != nil {
+					return err
+				}
+				rows, err := tx.Query(ctx, `SELECT `+requestCols+` FROM buildrequests WHERE buildset_id = $1 ORDER BY id`, id)
+				if err != nil {
+					return err
+				}
+				reqs, err = scanAll(rows, scanRequest)
+				return err
+			}
+			if !noRows(err) {
+				return err
+			}
+		}
+		err := tx.QueryRow(ctx, `INSERT INTO buildsets (external_id, reason, submitted_at, properties, parent_build_id, scheduler)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+			bs.ExternalID, bs.Reason, timeArg(bs.SubmittedAt), propsJSON, idArg(bs.ParentBuildID), bs.Scheduler).Scan(&id)
+		if err != nil {
+			return refErr(err)
+		}
+		for i := range sourceStamps {
+			ss := &sourceStamps[i]
+			if ss.ID != 0 {
+				if *ss, err = getSourceStamp(ctx, tx, ss.ID); err != nil {
+					return err
+				}
+			} else {
+				ss.Changes = slices.Clone(ss.Changes)
+				if ss.CreatedAt.IsZero() {
+					ss.CreatedAt = s.now()
+				}
+				if err := insertSourceStamp(ctx, tx, ss); err != nil {
+					return err
+				}
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO buildset_sourcestamps (buildset_id, ord, sourcestamp_id) VALUES ($1, $2, $3)`,
+				id, i, ss.ID)
+			if err != nil {
+				return err
+			}
+		}
+		for _, builderID := range builderIDs {
+			r := &ci.BuildRequest{
+				BuildsetID:  id,
+				BuilderID:   builderID,
+				Priority:    priority,
+				SubmittedAt: bs.SubmittedAt,
+			}
+			err := tx.QueryRow(ctx, `INSERT INTO buildrequests (buildset_id, builder_id, priority, submitted_at)
+				VALUES ($1, $2, $3, $4) RETURNING id`, r.BuildsetID, r.BuilderID, r.Priority, timeArg(r.SubmittedAt)).Scan(&r.ID)
+			if err != nil {
+				return refErr(err)
+			}
+			reqs = append(reqs, r)
+		}
+		return nil
+	})
+	if err != nil {
+		bs.ID = 0
+		return nil, fmt.Errorf("postgres: add buildset: %w", err)
+	}
+	if existing != nil {
+		*bs = *existing
+		return reqs, fmt.Errorf("postgres: add buildset %q: %w", bs.ExternalID, ci.ErrDuplicate)
+	}
+	bs.ID = id
+	bs.SourceStamps = sourceStamps
+	bs.Complete, bs.CompleteAt, bs.Results = false, time.Time{}, ci.Success
+	return reqs, nil
+}
+
+const buildsetCols = `id, external_id, reason, submitted_at, complete, complete_at, results, properties,
+	parent_build_id, scheduler`
+
+func getBuildset(ctx context.Context, tx pgx.Tx, id int64) (*ci.Buildset, error) {
+	bs := &ci.Buildset{}
+	err := tx.QueryRow(ctx, `SELECT `+buildsetCols+` FROM buildsets WHERE id = $1`, id).Scan(
+		&bs.ID, &bs.ExternalID, &bs.Reason, timeCol{&bs.SubmittedAt}, &bs.Complete, timeCol{&bs.CompleteAt},
+		nullInt[ci.Result]{&bs.Results}, propsCol{&bs.Properties}, nullInt[int64]{&bs.ParentBuildID}, &bs.Scheduler)
+	if noRows(err) {
+		return nil, notFound("buildset", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT `+sourceStampCols+` FROM buildset_sourcestamps AS b
+		JOIN sourcestamps ON sourcestamps.id = b.sourcestamp_id WHERE b.buildset_id = $1 ORDER BY b.ord`, id)
+	if err != nil {
+		return nil, err
+	}
+	bs.SourceStamps, err = scanAll(rows, scanSourceStamp)
+	return bs, err
+}
+
+// ListBuildsets returns a page of the buildsets q selects, by ID, with
+// their source stamps, and how many it selects in all.
+func (s *Store) ListBuildsets(ctx context.Context, q ci.BuildsetQuery) ([]*ci.Buildset, int, error) {
+	var conds []string
+	if q.Complete != nil {
+		conds = append(conds, flagCond("complete", *q.Complete))
+	}
+	var list []*ci.Buildset
+	var total int
+	err := s.read(ctx, func(tx pgx.Tx) error {
+		if err := count(ctx, tx, q.Query, `SELECT count(*) FROM buildsets`+where(conds), &total); err != nil {
+			return err
+		}
+		var a args
+		clause := page(q.Query, "id", &a)
+		rows, err := tx.Query(ctx, `SELECT id FROM buildsets`+where(conds)+clause, a...)
+		if err != nil {
+			return err
+		}
+		ids, err := scanAll(rows, func(row scanner) (id int64, err error) { return id, row.Scan(&id) })
+		if err != nil {
+			return err
+		}
+		list = make([]*ci.Buildset, 0, len(ids))
+		for _, id := range ids {
+			bs, err := getBuildset(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			list = append(list, bs)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("postgres: list buildsets: %w", err)
+	}
+	return list, total, nil
+}
+
+// GetBuildset returns the buildset with the given ID, with its source
+// stamps.
+func (s *Store) GetBuildset(ctx context.Context, id int64) (*ci.Buildset, error) {
+	var bs *ci.Buildset
+	err := s.read(ctx, func(tx pgx.Tx) (err error) {
+		bs, err = getBuildset(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: get buildset: %w", err)
+	}
+	return bs, nil
+}
+
+const requestCols = `id, buildset_id, builder_id, priority, submitted_at, claimed, claimed_at, complete,
+	complete_at, results, waited_for, build_id`
+
+func scanRequest(row scanner) (*ci.BuildRequest, error) {
+	r := &ci.BuildRequest{}
+	err := row.Scan(&r.ID, &r.BuildsetID, &r.BuilderID, &r.Priority, timeCol{&r.SubmittedAt}, &r.Claimed,
+		timeCol{&r.ClaimedAt}, &r.Complete, timeCol{&r.CompleteAt}, nullInt[ci.Result]{&r.Results},
+		&r.WaitedFor, nullInt[int64]{&r.BuildID})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// getRequest reads a request; lock appends a locking clause (" FOR
+// UPDATE") for a transaction that goes on to change it.
+func getRequest(ctx context.Context, tx pgx.Tx, id int64, lock string) (*ci.BuildRequest, error) {
+	r, err := scanRequest(tx.QueryRow(ctx, `SELECT `+requestCols+` FROM buildrequests WHERE id = $1`+lock, id))
+	if noRows(err) {
+		return nil, notFound("build request", id)
+	}
+	return r, err
+}
+
+// GetRequest returns the build request with the given ID.
+func (s *Store) GetRequest(ctx context.Context, id int64) (*ci.BuildRequest, error) {
+	var r *ci.BuildRequest
+	err := s.read(ctx, func(tx pgx.Tx) (err error) {
+		r, err = getRequest(ctx, tx, id, "")
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: get request: %w", err)
+	}
+	return r, nil
+}
+
+// ListRequests returns a page of the requests q selects, by ID, and how
+// many it selects in all.
+func (s *Store) ListRequests(ctx context.Context, q ci.RequestQuery) ([]*ci.BuildRequest, int, error) {
+	var conds []string
+	var a args
+	if q.BuilderID != 0 {
+		conds = append(conds, "builder_id = "+a.add(q.BuilderID))
+	}
+	if q.BuildsetID != 0 {
+		conds = append(conds, "buildset_id = "+a.add(q.BuildsetID))
+	}
+	if q.Complete != nil {
+		conds = append(conds, flagCond("complete", *q.Complete))
+	}
+	if q.Claimed != nil {
+		conds = append(conds, flagCond("claimed", *q.Claimed))
+	}
+	var list []*ci.BuildRequest
+	var total int
+	err := s.read(ctx, func(tx pgx.Tx) error {
+		if err := count(ctx, tx, q.Query, `SELECT count(*) FROM buildrequests`+where(conds), &total, a...); err != nil {
+			return err
+		}
+		pa := slices.Clone(a)
+		clause := page(q.Query, "id", &pa)
+		rows, err := tx.Query(ctx, `SELECT `+requestCols+` FROM buildrequests`+where(conds)+clause, pa...)
+		if err != nil {
+			return err
+		}
+		list, err = scanAll(rows, scanRequest)
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("postgres: list requests: %w", err)
+	}
+	return list, total, nil
+}
+
+// PendingRequests returns the unclaimed, incomplete requests, highest
+// priority first, then oldest first (then by ID).
+func (s *Store) PendingRequests(ctx context.Context) ([]*ci.BuildRequest, error) {
+	var list []*ci.BuildRequest
+	err := s.read(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+requestCols+` FROM buildrequests
+			WHERE NOT claimed AND NOT complete ORDER BY priority DESC, submitted_at NULLS FIRST, id`)
+		if err != nil {
+			return err
+		}
+		list, err = scanAll(rows, scanRequest)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: pending requests: %w", err)
+	}
+	return list, nil
+}
+
+// CancelRequest completes a pending request as CANCELLED, and its buildset
+// if no other request of it is incomplete. The request's row is locked
+// first, so that a cancel and a claim (StartBuild) never both succeed.
+func (s *Store) CancelRequest(ctx context.Context, id int64, at time.Time) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		r, err := getRequest(ctx, tx, id, " FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		if r.Claimed || r.Complete {
+			return fmt.Errorf("build request %d is claimed or complete: %w", id, ci.ErrConflict)
+		}
+		_, err = tx.Exec(ctx, `UPDATE buildrequests SET complete = true, complete_at = $1, results = $2 WHERE id = $3`,
+			timeArg(at), int64(ci.Cancelled), id)
+		if err != nil {
+			return err
+		}
+		_, err = completeBuildset(ctx, tx, r.BuildsetID, at)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: cancel request: %w", err)
+	}
+	return nil
+}
+
+// completeBuildset completes buildset id, with the worst result of its
+// requests, if it is incomplete and all its requests are complete. It
+// reports whether it did. The buildset's row is locked first: two
+// transactions completing its last two requests at once then run this one
+// after the other, and the second sees the first's request complete (each
+// statement of a read-committed transaction sees what was committed
+// before it).
+func completeBuildset(ctx context.Context, tx pgx.Tx, id int64, at time.Time) (bool, error) {
+	var complete bool
+	if err := tx.QueryRow(ctx, `SELECT complete FROM buildsets WHERE id = $1 FOR UPDATE`, id).Scan(&complete); err != nil {
+		return false, err
+	}
+	if complete {
+		return false, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT complete, results FROM buildrequests WHERE buildset_id = $1`, id)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	results, first, all := ci.Success, true, true
+	for rows.Next() {
+		var done bool
+		var r ci.Result
+		if err := rows.Scan(&done, nullInt[ci.Result]{&r}); err != nil {
+			return false, err
+		}
+		if !done {
+			all = false
+			continue
+		}
+		if first {
+			results, first = r, false
+		} else {
+			results = ci.Worst(results, r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	rows.Close()
+	if !all {
+		return false, nil
+	}
+	_, err = tx.Exec(ctx, `UPDATE buildsets SET complete = true, complete_at = $1, results = $2 WHERE id = $3`,
+		timeArg(at), int64(results), id)
+	return err == nil, err
+}
