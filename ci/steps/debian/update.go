@@ -22,6 +22,12 @@ var DefaultUpdateArgs = []string{"--update", "--dist-upgrade", "--clean", "--aut
 // (sudo -n: it fails at once rather than wait for a password). Chroots in
 // unshare mode need no such step: sbuild updates them at each build.
 //
+// Two upgrades of one chroot at once fail (on debconf's or dpkg's lock):
+// sbuild-update runs under flock(1) on a lock file of the machine, so that
+// workers sharing a machine, or a cron job doing the same, take turns. To
+// keep builds off a chroot while it is upgraded, give the builders that
+// use it a ci.WorkerLock taken whole by this step and counted by Sbuild.
+//
 //	&debian.SbuildUpdate{Chroot: ci.Interpolate("jessie-%(prop:arch)s-sbuild"), Sudo: true}
 type SbuildUpdate struct {
 	ci.StepOptions
@@ -38,14 +44,26 @@ type SbuildUpdate struct {
 	// Timeout kills sbuild-update after that long without output
 	// (steps.DefaultTimeout if zero).
 	Timeout time.Duration
+	// LockFile is the file of the machine locked while sbuild-update runs
+	// (a string or a renderable): DefaultUpdateLockDir/kiln-sbuild-update-
+	// CHROOT.lock if nil, none if "". The step waits for it at most
+	// UpdateLockWait.
+	LockFile any
 }
+
+// DefaultUpdateLockDir holds SbuildUpdate's lock files: /run/lock, which
+// every user may write to on Debian.
+const DefaultUpdateLockDir = "/run/lock"
+
+// UpdateLockWait bounds the wait for another upgrade of the same chroot.
+const UpdateLockWait = time.Hour
 
 // Options implements ci.Step, naming the step "sbuild-update" by default.
 func (u *SbuildUpdate) Options() ci.StepOptions { return named(u.StepOptions, "sbuild-update") }
 
 // Validate checks the configuration.
 func (u *SbuildUpdate) Validate() error {
-	errs := []error{required("Chroot", u.Chroot), checkField("Sudo", u.Sudo), checkField("Args", u.Args)}
+	errs := []error{required("Chroot", u.Chroot), checkField("Sudo", u.Sudo), checkField("Args", u.Args), checkField("LockFile", u.LockFile)}
 	for k, v := range u.Env {
 		errs = append(errs, checkField(fmt.Sprintf("Env[%q]", k), v))
 	}
@@ -78,7 +96,16 @@ func (u *SbuildUpdate) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error
 			return ci.Exception, err
 		}
 	}
+	lock := DefaultUpdateLockDir + "/kiln-sbuild-update-" + chroot + ".lock"
+	if u.LockFile != nil {
+		if lock, err = renderOptional(ctx, s, "lock file", u.LockFile); err != nil {
+			return ci.Exception, err
+		}
+	}
 	var argv []string
+	if lock != "" {
+		argv = append(argv, "flock", "--wait", fmt.Sprint(int(UpdateLockWait.Seconds())), "--", lock)
+	}
 	if sudo {
 		argv = append(argv, "sudo", "-n")
 	}

@@ -1,6 +1,8 @@
 package debian_test
 
 import (
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -49,4 +51,46 @@ func TestSbuildUpdate(t *testing.T) {
 		assert.Equal(t, "updated "+debtest.DefaultSchroot, b.Step("sbuild-update").StateString)
 		assert.Contains(t, b.Log("sbuild-update", "stdio"), debtest.DefaultSchroot+": Performing autoremove.")
 	})
+}
+
+// TestSbuildUpdate_TakeTurns: two upgrades of one chroot on one machine,
+// from two workers, take turns on the machine's lock file.
+func TestSbuildUpdate_TakeTurns(t *testing.T) {
+	testenv.NeedTool(t, "flock")
+	dir := t.TempDir()
+	journal := filepath.Join(dir, "journal")
+	stub(t, dir, "sbuild-update", `echo "start $$" >> "$JOURNAL"; sleep 0.3; echo "end $$" >> "$JOURNAL"`+"\n")
+	env := pathWith(dir)
+	env["JOURNAL"] = journal
+	lock := filepath.Join(dir, "chroot.lock")
+	update := func() ci.Step {
+		return &debian.SbuildUpdate{Chroot: "bookworm-amd64-sbuild", Env: env, LockFile: lock}
+	}
+	m := citest.Start(t, ci.MasterConfig{
+		BaseDir: t.TempDir(),
+		Workers: []ci.WorkerConfig{{Name: "w1"}, {Name: "w2"}},
+		Builders: []ci.BuilderConfig{
+			{Name: "amd64", Workers: []string{"w1"}, Steps: []ci.Step{update()}},
+			{Name: "armhf", Workers: []string{"w2"}, Steps: []ci.Step{update()}},
+		},
+	})
+	bs := m.Submit(t, citest.Request{Builders: []string{"amd64", "armhf"}})
+	builds := m.WaitBuildset(t, bs)
+	require.Len(t, builds, 2)
+	for _, b := range builds {
+		require.Equal(t, ci.Success, b.Results(), b.Log("sbuild-update", "stdio"))
+		assert.Contains(t, b.Header("sbuild-update", "stdio"), "flock --wait 3600 -- "+lock+" sbuild-update --update")
+	}
+	lines := argvOf(t, journal)
+	require.Len(t, lines, 4)
+	for i := 0; i < 4; i += 2 {
+		start, end := strings.TrimPrefix(lines[i], "start "), strings.TrimPrefix(lines[i+1], "end ")
+		assert.Equal(t, start, end, "one upgrade ends before the other starts: %q", lines)
+	}
+
+	// LockFile "" runs it bare.
+	bare := start(t, nil, &debian.SbuildUpdate{Chroot: "bookworm-amd64-sbuild", Env: env, LockFile: ""})
+	b := bare.Build(t, citest.Request{Builder: "pkg"})
+	require.Equal(t, ci.Success, b.Results())
+	assert.NotContains(t, b.Header("sbuild-update", "stdio"), "flock")
 }
