@@ -270,6 +270,10 @@ func hashPassword(in io.Reader, out io.Writer) error {
 // hashTypedPassword asks for the password twice on the terminal fd,
 // without echoing it, and prints its bcrypt hash.
 func hashTypedPassword(fd int, out, prompt io.Writer) error {
+	return withoutEcho(fd, func() error { return askPassword(fd, out, prompt) })
+}
+
+func askPassword(fd int, out, prompt io.Writer) error {
 	ask := func(what string) (string, error) {
 		fmt.Fprint(prompt, what)
 		b, err := term.ReadPassword(fd)
