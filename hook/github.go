@@ -142,7 +142,7 @@ func (h *GitHub) Handler(m *ci.Master) http.Handler {
 		if len(ev.Changes) > 0 && len(props) > 0 {
 			object := json.RawMessage(payload)
 			if event == "pull_request" {
-				object = e.raw.PullRequest
+				object = e.PullRequest.raw
 			}
 			extra, err := payloadProperties("github", object, props)
 			if err != nil {
@@ -245,9 +245,6 @@ func parseGitHubEvent(event string, body []byte) (Event, *ghEvent, error) {
 		if errors.As(err, &te) && te.Field != "" {
 			return Event{}, nil, fmt.Errorf("invalid %s payload: %s is a JSON %s, which the hook cannot read as %s", event, te.Field, te.Value, te.Type)
 		}
-		return Event{}, nil, fmt.Errorf("invalid %s payload: %w", event, err)
-	}
-	if err := json.Unmarshal(body, &e.raw); err != nil {
 		return Event{}, nil, fmt.Errorf("invalid %s payload: %w", event, err)
 	}
 	var ev Event

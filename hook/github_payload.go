@@ -53,6 +53,8 @@ type (
 		UpdatedAt ghTime `json:"updated_at"`
 		Head      ghRef  `json:"head"`
 		Base      ghRef  `json:"base"`
+		// raw is the object as sent: payload properties come from it.
+		raw json.RawMessage
 	}
 	// ghEvent holds the fields of every event the hook reads; each event
 	// has some of them.
@@ -69,10 +71,6 @@ type (
 		Action      string         `json:"action"`
 		Number      int            `json:"number"`
 		PullRequest *ghPullRequest `json:"pull_request"`
-		// raw keeps the objects that payload properties are taken from.
-		raw struct {
-			PullRequest json.RawMessage `json:"pull_request"`
-		}
 	}
 )
 
@@ -122,5 +120,15 @@ func (t *ghTime) UnmarshalJSON(b []byte) error {
 		}
 		t.Time = time.Unix(sec, 0)
 	}
+	return nil
+}
+
+// UnmarshalJSON reads a pull request and keeps its text, read once.
+func (p *ghPullRequest) UnmarshalJSON(b []byte) error {
+	type fields ghPullRequest // without this method
+	if err := json.Unmarshal(b, (*fields)(p)); err != nil {
+		return err
+	}
+	p.raw = append(json.RawMessage(nil), b...)
 	return nil
 }
