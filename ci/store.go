@@ -342,9 +342,10 @@ type RetentionStore interface {
 	// FinishedBuildsBefore returns up to limit finished builds that
 	// completed before t, oldest first.
 	FinishedBuildsBefore(ctx context.Context, t time.Time, limit int) ([]int64, error)
-	// DeleteBuilds deletes finished builds with their steps and logs, in
-	// one transaction; their complete requests and buildsets go too once
-	// no build refers to them. It returns the log space freed.
+	// DeleteBuilds deletes finished builds with their steps, logs and
+	// test results, in one transaction; their complete requests and
+	// buildsets go too once no build refers to them. It returns the log
+	// space freed.
 	DeleteBuilds(ctx context.Context, buildIDs []int64) (int64, error)
 	// Compact gives up to pages pages of free space back to the file
 	// system, and returns how many it gave.
@@ -367,6 +368,7 @@ type Store interface {
 	WorkerStore
 	StateStore
 	RetentionStore
+	TestResultStore
 	// Close releases the store. No method may be called after it.
 	Close() error
 }

@@ -187,6 +187,8 @@ func (s *Store) DeleteBuilds(ctx context.Context, buildIDs []int64) (int64, erro
 			}
 			freed += n
 			for _, q := range []string{
+				`DELETE FROM test_results WHERE test_result_set_id IN (SELECT id FROM test_result_sets WHERE build_id = $1)`,
+				`DELETE FROM test_result_sets WHERE build_id = $1`,
 				`DELETE FROM logs WHERE step_id IN (SELECT id FROM steps WHERE build_id = $1)`,
 				`DELETE FROM steps WHERE build_id = $1`,
 				`UPDATE buildrequests SET build_id = NULL WHERE build_id = $1`,

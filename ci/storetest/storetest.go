@@ -71,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T) ci.Store) {
 		{"LogStore_LogLines", testLogLines},
 		{"StateStore", testState},
 		{"RetentionStore", testRetention},
+		{"TestResultStore", testTestResults},
 		{"Times", testTimes},
 		{"Records", testRecords},
 		{"Concurrency", testConcurrency},

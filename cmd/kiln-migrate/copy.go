@@ -45,6 +45,8 @@ var tables = []table{
 	{name: "steps", id: true},
 	{name: "logs", id: true},
 	{name: "logchunks", id: true},
+	{name: "test_result_sets", id: true},
+	{name: "test_results", id: true},
 	{name: "object_state"},
 }
 

@@ -49,6 +49,15 @@ func fill(t *testing.T, s ci.Store) {
 		require.NoError(t, s.AddLog(ctx, l))
 		_, _, err = s.FinishLog(ctx, l.ID, strings.Repeat(fmt.Sprintf("ocompiling %d\n", i), 500))
 		require.NoError(t, err)
+		set := &ci.TestResultSet{BuildID: b.ID, StepID: st.ID, Description: "unit", Category: ci.TestPassFail, ValueUnit: ci.TestUnitBoolean}
+		require.NoError(t, s.AddTestResultSet(ctx, set))
+		ns := int64(1500 + i)
+		require.NoError(t, s.AddTestResults(ctx, set.ID, []*ci.TestResult{
+			{TestName: "TestA", TestCodePath: "a_test.go", Line: 7, DurationNS: &ns, Value: "1"},
+			{TestName: fmt.Sprint("TestB", i), Value: "0"},
+		}))
+		passed, failed := 1, 1
+		require.NoError(t, s.CompleteTestResultSet(ctx, set.ID, &passed, &failed))
 		if i == 2 {
 			// A running build, triggered by the first, with a pending request.
 			_, err = s.AddBuildset(ctx, &ci.Buildset{Reason: "trigger", SubmittedAt: t0, ParentBuildID: b.ID - 2}, []int64{a.ID}, 5)
@@ -161,6 +170,19 @@ func same(t *testing.T, a, b ci.Store) {
 				assert.Equal(t, at, bt)
 			}
 		}
+	}
+	asets, _, err := a.ListTestResultSets(ctx, ci.TestResultSetQuery{})
+	require.NoError(t, err)
+	bsets, _, err := b.ListTestResultSets(ctx, ci.TestResultSetQuery{})
+	require.NoError(t, err)
+	assert.Equal(t, asets, bsets)
+	require.NotEmpty(t, asets)
+	for _, set := range asets {
+		ar, _, err := a.ListTestResults(ctx, set.ID, ci.Query{})
+		require.NoError(t, err)
+		br, _, err := b.ListTestResults(ctx, set.ID, ci.Query{})
+		require.NoError(t, err)
+		assert.Equal(t, ar, br)
 	}
 	an, err := a.LogBytes(ctx)
 	require.NoError(t, err)
