@@ -19,7 +19,6 @@ func (f *fixture) resultSet(buildID, stepID int64, description string) *ci.TestR
 	return set
 }
 
-
 func testTestResults(t *testing.T, open func(*testing.T) *fixture) {
 	t.Run("AddAndGet", func(t *testing.T) {
 		f := open(t)
