@@ -123,3 +123,76 @@ type TestResultStore interface {
 	// TestCodePaths is TestNames for the results' code paths.
 	TestCodePaths(ctx context.Context, builderID int64, q Query) ([]string, int, error)
 }
+
+// testResultBatch is how many results AddTestResults stores per
+// transaction.
+const testResultBatch = 1000
+
+// AddTestResults records a set of test results of the step, as Buildbot's
+// test result submitter: the set is stored, then its results in batches,
+// then it is completed. set's BuildID and StepID are the step's; its
+// Category and ValueUnit say what the values mean. When set.TestsPassed and
+// set.TestsFailed are nil, they are counted from the results as Buildbot
+// does: "1" passed and "0" failed in a TestPassFail set of unit
+// TestUnitBoolean, every result passed in a TestPassOnly set, failed in a
+// TestFailOnly or TestCodeIssue set, and unknown in other sets. It returns
+// the stored set. The results' IDs are set.
+func (s *StepRun) AddTestResults(ctx context.Context, set TestResultSet, results []*TestResult) (*TestResultSet, error) {
+	if set.Category == "" {
+		return nil, errors.New("add test results: the set has no category")
+	}
+	for i, r := range results {
+		if err := r.Validate(); err != nil {
+			return nil, fmt.Errorf("add test results: result %d: %w", i, err)
+		}
+	}
+	if set.TestsPassed == nil && set.TestsFailed == nil {
+		set.TestsPassed, set.TestsFailed = countTests(set.Category, set.ValueUnit, results)
+	}
+	passed, failed := set.TestsPassed, set.TestsFailed
+	set.ID, set.BuildID, set.StepID, set.Complete = 0, s.build.rec.ID, s.rec.ID, false
+	set.TestsPassed, set.TestsFailed = nil, nil
+	// The records are the build's: they are stored even as the build is
+	// being stopped, as logs are.
+	ctx = context.WithoutCancel(ctx)
+	st := s.build.m.store
+	if err := st.AddTestResultSet(ctx, &set); err != nil {
+		return nil, fmt.Errorf("add test results: %w", err)
+	}
+	for len(results) > 0 {
+		n := min(len(results), testResultBatch)
+		if err := st.AddTestResults(ctx, set.ID, results[:n]); err != nil {
+			return nil, fmt.Errorf("add test results: %w", err)
+		}
+		results = results[n:]
+	}
+	if err := st.CompleteTestResultSet(ctx, set.ID, passed, failed); err != nil {
+		return nil, fmt.Errorf("add test results: %w", err)
+	}
+	set.Complete, set.TestsPassed, set.TestsFailed = true, passed, failed
+	return &set, nil
+}
+
+// countTests counts passed and failed tests as Buildbot's test result
+// submitter; nil when the category does not tell.
+func countTests(category, unit string, results []*TestResult) (passed, failed *int) {
+	var p, f int
+	switch {
+	case category == TestPassFail && unit == TestUnitBoolean:
+		for _, r := range results {
+			switch r.Value {
+			case "1":
+				p++
+			case "0":
+				f++
+			}
+		}
+	case category == TestPassOnly:
+		p = len(results)
+	case category == TestFailOnly || category == TestCodeIssue:
+		f = len(results)
+	default:
+		return nil, nil
+	}
+	return &p, &f
+}

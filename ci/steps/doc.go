@@ -1,7 +1,8 @@
 // Package steps has the steps builds are made of: Buildbot's ShellCommand,
 // Git, SetPropertyFromCommand, FileUpload, FileDownload, DirectoryUpload,
 // MasterShellCommand, RemoveDirectory, MakeDirectory and Trigger, as Go
-// values.
+// values; and JUnit, which records the test results of JUnit XML reports
+// as Buildbot's test result sets.
 //
 // Every step embeds ci.StepOptions (name and flow options) and acts on the
 // worker only by sending remote commands through its ci.StepRun, so the same
