@@ -17,8 +17,8 @@ import (
 
 // The resources of Buildbot's data API beyond builds, steps, logs,
 // workers, requests and changes: the master and what runs in it, source
-// stamps, properties, and the resources Kiln keeps none of (build data,
-// test results, change sources), which answer empty lists.
+// stamps, properties, test results, and the resources Kiln keeps none of
+// (build data, change sources), which answer empty lists.
 
 // An apiType is a resource type: its singular name, as Buildbot's spec
 // names it, and the Go type of its JSON shape.
@@ -50,6 +50,9 @@ var apiTypes = map[string]apiType{
 	"masters":          {"master", reflect.TypeFor[masterJSON]()},
 	"test_result_sets": {"test_result_set", reflect.TypeFor[testResultSetJSON]()},
 	"test_results":     {"test_result", reflect.TypeFor[testResultJSON]()},
+	"test_raw_results": {"test_raw_result", reflect.TypeFor[map[string]any]()},
+	"test_names":       {"string", reflect.TypeFor[string]()},
+	"test_code_paths":  {"string", reflect.TypeFor[string]()},
 }
 
 // Root links and the spec.
@@ -430,8 +433,8 @@ func (a *app) apiBuildsetProperties(r *http.Request, st ci.Store) (any, error) {
 	return one("properties", propsJSON(bs.Properties, nil)), nil
 }
 
-// Build data and test results, which Kiln's steps do not record: empty
-// lists, under parents that exist.
+// Build data, which Kiln's steps do not record: empty lists, under
+// parents that exist.
 
 type buildDataJSON struct {
 	BuildID int64  `json:"buildid"`
@@ -454,6 +457,8 @@ func (a *app) apiBuildDatum(r *http.Request, st ci.Store) (any, error) {
 	}
 	return nil, fmt.Errorf("%w: build %d has no data %q", errNotFound, b.ID, r.PathValue("name"))
 }
+
+// Test results, which steps record (steps.JUnit): Buildbot's shapes.
 
 type testResultSetJSON struct {
 	TestResultSetID int64  `json:"test_result_setid"`
@@ -479,31 +484,136 @@ type testResultJSON struct {
 	Value           string `json:"value"`
 }
 
-// nothing finds no parent: for the lists at the root.
-func nothing(*http.Request, ci.Store) (struct{}, error) { return struct{}{}, nil }
+func toTestResultSetJSON(x *ci.TestResultSet) testResultSetJSON {
+	return testResultSetJSON{TestResultSetID: x.ID, BuilderID: x.BuilderID, BuildID: x.BuildID, StepID: x.StepID,
+		Description: x.Description, Category: x.Category, ValueUnit: x.ValueUnit,
+		TestsPassed: x.TestsPassed, TestsFailed: x.TestsFailed, Complete: x.Complete}
+}
 
-// testResultSets answers the test result sets under the parent find
-// resolves: none.
-func testResultSets[T any](find func(*http.Request, ci.Store) (T, error)) apiFunc {
+func toTestResultJSON(x *ci.TestResult) testResultJSON {
+	j := testResultJSON{TestResultID: x.ID, BuilderID: x.BuilderID, TestResultSetID: x.SetID,
+		TestName: orNull(x.TestName), TestCodePath: orNull(x.TestCodePath), DurationNS: x.DurationNS, Value: x.Value}
+	if x.Line > 0 {
+		line := x.Line
+		j.Line = &line
+	}
+	return j
+}
+
+// A setScope narrows the test result sets to those under the path's
+// parent (a builder, a build, a step), or to none for the root list.
+type setScope func(r *http.Request, st ci.Store, q *ci.TestResultSetQuery) error
+
+func (a *app) builderSets(r *http.Request, st ci.Store, q *ci.TestResultSetQuery) error {
+	b, err := a.findBuilder(r, st)
+	if err == nil {
+		q.BuilderID = b.ID
+	}
+	return err
+}
+
+func (a *app) buildSets(r *http.Request, st ci.Store, q *ci.TestResultSetQuery) error {
+	b, err := a.findBuild(r, st)
+	if err == nil {
+		q.BuildID = b.ID
+	}
+	return err
+}
+
+func (a *app) stepSets(r *http.Request, st ci.Store, q *ci.TestResultSetQuery) error {
+	s, err := a.findStep(r, st)
+	if err == nil {
+		q.StepID = s.ID
+	}
+	return err
+}
+
+func allSets(*http.Request, ci.Store, *ci.TestResultSetQuery) error { return nil }
+
+// testResultSets answers the test result sets under the parent scope
+// resolves. Equality filters on complete and on the IDs the store selects
+// by go to the store; the rest of the result spec applies as on any list.
+func testResultSets(scope setScope) apiFunc {
 	return func(r *http.Request, st ci.Store) (any, error) {
-		if _, err := find(r, st); err != nil {
+		var q ci.TestResultSetQuery
+		if err := scope(r, st, &q); err != nil {
 			return nil, err
 		}
-		return list("test_result_sets", []testResultSetJSON{}, 0), nil
+		spec, err := parseSpec[testResultSetJSON](r, "test_result_sets")
+		if err != nil {
+			return nil, err
+		}
+		q.Complete = spec.popFlag("complete")
+		for _, f := range []struct {
+			field string
+			id    *int64
+		}{{"builderid", &q.BuilderID}, {"buildid", &q.BuildID}, {"stepid", &q.StepID}} {
+			if *f.id != 0 {
+				continue // the path's; a filter on it applies in memory
+			}
+			if *f.id, err = spec.popID(f.field); err != nil {
+				return nil, err
+			}
+		}
+		return fromStore(spec, "test_result_sets", []string{"test_result_setid"}, func(page ci.Query) ([]*ci.TestResultSet, int, error) {
+			q.Query = page
+			return st.ListTestResultSets(r.Context(), q)
+		}, toTestResultSetJSON)
 	}
 }
 
 func (a *app) apiTestResultSet(r *http.Request, st ci.Store) (any, error) {
+	set, err := byID("setid", "test result set", ci.Store.GetTestResultSet)(r, st)
+	if err != nil {
+		return nil, err
+	}
+	return one("test_result_sets", toTestResultSetJSON(set)), nil
+}
+
+// apiTestResults answers the results of a set: none for a set that does
+// not exist, as Buildbot.
+func (a *app) apiTestResults(r *http.Request, st ci.Store) (any, error) {
 	id, err := pathID(r, "setid")
 	if err != nil {
 		return nil, err
 	}
-	return nil, fmt.Errorf("%w: no test result set %d", errNotFound, id)
-}
-
-func (a *app) apiTestResults(r *http.Request, st ci.Store) (any, error) {
-	if _, err := pathID(r, "setid"); err != nil {
+	spec, err := parseSpec[testResultJSON](r, "test_results")
+	if err != nil {
 		return nil, err
 	}
-	return list("test_results", []testResultJSON{}, 0), nil
+	return fromStore(spec, "test_results", []string{"test_resultid"}, func(page ci.Query) ([]*ci.TestResult, int, error) {
+		return st.ListTestResults(r.Context(), id, page)
+	}, toTestResultJSON)
+}
+
+// apiTestRawResults answers the raw data of a set: none, since Kiln keeps
+// the parsed results only (a JUnit step's reports stay on the worker).
+func (a *app) apiTestRawResults(r *http.Request, st ci.Store) (any, error) {
+	if _, err := byID("setid", "test result set", ci.Store.GetTestResultSet)(r, st); err != nil {
+		return nil, err
+	}
+	return list("test_raw_results", []map[string]any{}, 0), nil
+}
+
+// testStrings answers a builder's distinct test names or code paths, as
+// a list of strings paged by ?limit= and ?offset= (strings have no fields
+// to filter or order on).
+func (a *app) testStrings(name string, get func(ci.Store, context.Context, int64, ci.Query) ([]string, int, error)) apiFunc {
+	return func(r *http.Request, st ci.Store) (any, error) {
+		b, err := a.findBuilder(r, st)
+		if err != nil {
+			return nil, err
+		}
+		spec, err := parseSpec[string](r, name)
+		if err != nil {
+			return nil, err
+		}
+		items, total, err := get(st, r.Context(), b.ID, ci.Query{Limit: spec.limit, Offset: spec.offset})
+		if err != nil {
+			return nil, err
+		}
+		c := list(name, items, total)
+		c.done = true
+		return c, nil
+	}
 }

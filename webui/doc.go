@@ -129,8 +129,11 @@
 //	                                               this master (ID 1) and what runs in it
 //	GET /api/v2/changesources[/{id}]               none: changes come from the change hooks
 //	GET /api/v2/builds/{id}/data[/{name}[/value]]  none: Kiln's steps keep no build data
-//	GET /api/v2/test_result_sets[/{id}[/results]], /builds/{id}/test_result_sets, /builders/{b}/test_result_sets,
-//	    /steps/{id}/test_result_sets               none: Kiln keeps no test results
+//	GET /api/v2/test_result_sets[/{id}[/results|/raw_results]], /builders/{b}/test_result_sets,
+//	    /builds/{id}[/steps/{step}]/test_result_sets, /steps/{id}/test_result_sets
+//	                                               the test results steps recorded (steps.JUnit); no raw results
+//	GET /api/v2/builders/{b}/test_names, /builders/{b}/test_code_paths
+//	                                               a builder's distinct test names and code paths (strings)
 //
 // Where Kiln keeps nothing of a kind, its lists answer an empty list in
 // Buildbot's shape, under a parent that exists (a missing build is 404).
