@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 
 	"github.com/kilnci/kiln/ci"
 )
 
-// The actions of the pages' forms (force, stop, cancel; rebuild is in
-// rebuild.go): each checks the user's right, acts through the master and
+// The actions of the pages' forms (force, stop, cancel, worker control;
+// rebuild is in rebuild.go): each checks the user's right, acts through the master and
 // sends the browser to the page that shows the outcome. The pages
 // themselves are rendered in pages.go.
 
@@ -157,4 +158,56 @@ func (a *app) cancel(ctx context.Context, st ci.Store, id int64, who string) (*c
 	}
 	a.log.Info("build request cancelled from the web", "request", id, "by", who)
 	return br, nil
+}
+
+// workerActions are the controls of a worker, as its JSON-RPC methods.
+var workerActions = []string{"pause", "unpause", "stop", "kill"}
+
+// controlWorker pauses, unpauses, stops (gracefully) or kills the worker
+// called name for who.
+func (a *app) controlWorker(name, action, who, reason string) error {
+	a.log.Info("worker control", "worker", name, "method", action, "by", who, "reason", reason)
+	switch action {
+	case "pause":
+		if reason == "" {
+			reason = "paused by " + who
+		}
+		return a.m.PauseWorker(name, reason)
+	case "unpause":
+		return a.m.UnpauseWorker(name)
+	case "stop":
+		return a.m.StopWorker(name)
+	case "kill":
+		return a.m.KillWorker(name)
+	}
+	return fmt.Errorf("%w: no worker action %q", errNotFound, action)
+}
+
+// workerForm controls a worker from the workers' pages, and sends the
+// browser back to the page the form was on.
+func (a *app) workerForm(w http.ResponseWriter, r *http.Request) error {
+	action := r.PathValue("action")
+	if !slices.Contains(workerActions, action) {
+		return fmt.Errorf("%w: no worker action %q", errNotFound, action)
+	}
+	name := r.PathValue("worker")
+	if _, ok := a.m.WorkerConfig(name); !ok {
+		return fmt.Errorf("%w: no worker %q", errNotFound, name)
+	}
+	who, err := a.authorize(r, actWorker)
+	if err != nil {
+		return err
+	}
+	if err := r.ParseForm(); err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if err := a.controlWorker(name, action, who, r.PostForm.Get("reason")); err != nil {
+		return err
+	}
+	back := a.base + "workers/" + url.PathEscape(name)
+	if r.PostForm.Get("back") == "workers" {
+		back = a.base + "workers"
+	}
+	http.Redirect(w, r, back, http.StatusSeeOther)
+	return nil
 }

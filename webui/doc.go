@@ -22,8 +22,9 @@
 //	/builders/{name}/builds/{n}                a build: steps, logs (live), source, properties; Master.BuildURL links here
 //	                                           (?patch=1: the same, its logs without their lines, for the page's script)
 //	/builders/{name}/builds/{n}/steps/{step}/logs/{slug}   one log, whole (up to 20,000 lines; the rest is in the download)
-//	/workers                                   workers: connected or not and since when, admin and host, running builds
-//	/workers/{name}                            a worker and the builds it ran (?page=N)
+//	/workers                                   workers: connected or not and since when, paused or stopping, admin and
+//	                                           host, running builds; the buttons to pause, unpause, stop gracefully, kill
+//	/workers/{name}                            a worker, its buttons, and the builds it ran (?page=N)
 //	/changes                                   changes, newest first (?page=N)
 //	/grid                                      the last changes (tags, for Ideascube) down, builders across (?changes=N);
 //	                                           builds made for no change (forced) by revision or branch, as Buildbot's console
@@ -203,7 +204,9 @@
 // worker that is not connected is a 409.
 //
 // The pages' forms post to /builders/{b}/force, /builders/{b}/builds/{n}/stop,
-// /builders/{b}/builds/{n}/rebuild and /buildrequests/{id}/cancel.
+// /builders/{b}/builds/{n}/rebuild, /buildrequests/{id}/cancel and
+// /workers/{w}/pause|unpause|stop|kill (shown only where Authz.Workers
+// allows).
 // Forcing and rebuilding from a page lead to the new build's page once it
 // started, or, if it has not within a few seconds (no worker is free), to
 // the builder's page, where the request waits.

@@ -189,6 +189,7 @@ func (a *app) routes() http.Handler {
 	mux.Handle("POST /builders/{builder}/builds/{number}/stop", a.form(a.stopForm))
 	mux.Handle("POST /builders/{builder}/builds/{number}/rebuild", a.form(a.rebuildForm))
 	mux.Handle("POST /buildrequests/{id}/cancel", a.form(a.cancelForm))
+	mux.Handle("POST /workers/{worker}/{action}", a.form(a.workerForm))
 	a.apiRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.pageError(w, r, fmt.Errorf("%w: no page %s", errNotFound, r.URL.Path))

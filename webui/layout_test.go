@@ -16,6 +16,7 @@ import (
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/webui"
 )
 
 // screenshotDir is where browser tests write screenshots of the pages,
@@ -50,7 +51,9 @@ func colorScheme(scheme string) chromedp.Action[chromedp.Void] {
 // box, long words wrap. With WEBUI_SCREENSHOTS set, it saves a
 // screenshot of each, and of each in the dark scheme.
 func TestBrowser_Layout(t *testing.T) {
-	u := startUI(t, uiOptions{authz: admin})
+	authz := admin
+	authz.Workers = webui.LoggedIn // the workers' control buttons
+	u := startUI(t, uiOptions{authz: authz})
 	ctx := context.Background()
 	long := "release/2026-11-28-" + "averyveryverylongtagnamewithoutanyspaceinit-0123456789abcdef0123456789"
 	c := &ci.Change{Author: "Ideascube Bot <bot@ideascube.org>", Branch: long, Revision: "0123456789abcdef0123456789abcdef01234567",
@@ -64,6 +67,7 @@ func TestBrowser_Layout(t *testing.T) {
 		SourceStamp: ci.SourceStamp{Branch: long, Revision: "fedcba9876543210"}}))
 	t.Cleanup(func() { u.m.StopBuild(context.Background(), running.ID, "the test ended") })
 	waitLog(t, u, running.ID, liveStep)
+	require.NoError(t, u.m.PauseWorker("w2", "disk full on "+long))
 	build := "builders/count/builds/" + strconv.Itoa(running.Number)
 	pages := []struct{ name, path, ready string }{
 		{"home", "", "table.builders"},
@@ -72,6 +76,7 @@ func TestBrowser_Layout(t *testing.T) {
 		{"log", build + "/steps/1/logs/stdio", "pre.log-lines .ln"},
 		{"grid", "grid", "table.grid"},
 		{"workers", "workers", "table.workers"},
+		{"worker", "workers/w2", "table.facts"},
 	}
 	tab := newTab(t)
 	require.NoError(t, chromedp.Do(tab, login(alice, alicePW)))

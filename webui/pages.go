@@ -840,6 +840,16 @@ type workerRow struct {
 	Name      string
 	URL       string // the worker's page
 	Connected bool
+	// Paused and Stopping say what was asked of the worker (pause, stop
+	// gracefully): it starts no build.
+	Paused      bool
+	PauseReason string
+	Stopping    bool
+	// Control says whether the page offers the worker control buttons
+	// (Authz.Workers); Back is the page they return to ("workers" for the
+	// list, "" for the worker's page).
+	Control   actionForm
+	Back      string
 	Since     time.Time
 	Info      []infoRow
 	Builders  []string
@@ -864,8 +874,11 @@ func (a *app) workersPage(r *http.Request, st ci.Store, v *view) (string, any, e
 	n := newNames(ctx, st)
 	running := a.runningBuilds(ctx, st, n)
 	var rows []workerRow
+	control := a.actionForm(r, actWorker)
 	for _, ws := range a.m.Workers() {
-		rows = append(rows, a.workerRow(ws, byName[ws.Name], running))
+		row := a.workerRow(ws, byName[ws.Name], running)
+		row.Control, row.Back = control, "workers"
+		rows = append(rows, row)
 	}
 	return "workers", rows, nil
 }
@@ -886,7 +899,8 @@ func storedWorkers(ctx context.Context, st ci.Store) (map[string]*ci.Worker, err
 // workerRow describes a worker from its status, its stored record (nil if
 // none) and the running builds.
 func (a *app) workerRow(ws ci.WorkerStatus, w *ci.Worker, running []buildRow) workerRow {
-	row := workerRow{Name: ws.Name, URL: a.base + "workers/" + url.PathEscape(ws.Name), Connected: ws.Connected, LastBuild: ws.LastBuild}
+	row := workerRow{Name: ws.Name, URL: a.base + "workers/" + url.PathEscape(ws.Name), Connected: ws.Connected, LastBuild: ws.LastBuild,
+		Paused: ws.Paused, PauseReason: ws.PauseReason, Stopping: ws.Graceful}
 	if !ws.LostAt.IsZero() {
 		row.Silent = newSilence(ws, a.m.Now())
 	}
@@ -951,6 +965,7 @@ func (a *app) workerPage(r *http.Request, st ci.Store, v *view) (string, any, er
 	n := newNames(ctx, st)
 	d := &workerData{Worker: a.workerRow(ws, byName[name], a.runningBuilds(ctx, st, n)), PageNum: pageNum,
 		Builds: buildList{Builder: true}, APIURL: a.base + "api/v2/workers/" + url.PathEscape(name)}
+	d.Worker.Control = a.actionForm(r, actWorker)
 	size := a.opts.PageSize
 	builds, total, err := st.ListBuilds(ctx, ci.BuildQuery{WorkerID: ws.ID, Query: ci.Query{Desc: true, Limit: size, Offset: (pageNum - 1) * size}})
 	if err != nil {

@@ -297,20 +297,5 @@ func (a *app) rpcWorker(r *http.Request, st ci.Store, method string, params map[
 	if err != nil {
 		return nil, err
 	}
-	reason := paramString(params["reason"])
-	a.log.Info("worker control", "worker", name, "method", method, "by", who, "reason", reason)
-	switch method {
-	case "pause":
-		if reason == "" {
-			reason = "paused by " + who
-		}
-		err = a.m.PauseWorker(name, reason)
-	case "unpause":
-		err = a.m.UnpauseWorker(name)
-	case "stop":
-		err = a.m.StopWorker(name)
-	case "kill":
-		err = a.m.KillWorker(name)
-	}
-	return nil, err
+	return nil, a.controlWorker(name, method, who, paramString(params["reason"]))
 }

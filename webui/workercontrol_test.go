@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/webui"
 )
 
@@ -72,5 +73,109 @@ func TestAPI_WorkerControl(t *testing.T) {
 	ro := startUI(t, uiOptions{authz: admin})
 	res, _ = ro.jsonrpc(t, "api/v2/workers/w1", "pause", map[string]any{}, true)
 	assert.Equal(t, http.StatusForbidden, res.code)
+	assert.False(t, ro.m.Workers()[0].Paused)
+}
+
+// TestPages_WorkerControl: the workers' pages show what was asked of a
+// worker (paused, stopping) and, behind Authz.Workers, the buttons to
+// pause, unpause, stop gracefully and kill it, whose forms are protected
+// as the other pages' actions.
+func TestPages_WorkerControl(t *testing.T) {
+	authz := admin
+	authz.Workers = webui.LoggedIn
+	u := startUI(t, uiOptions{authz: authz})
+	form := "application/x-www-form-urlencoded"
+
+	page := u.do(t, req{path: "workers"}).body
+	assert.Contains(t, page, `<form method="post" action="/ci/workers/w1/pause" class="inline"><input type="hidden" name="back" value="workers"><button type="submit" name="pause"`)
+	assert.Contains(t, page, `action="/ci/workers/w2/stop"`)
+	assert.Contains(t, page, `action="/ci/workers/w2/kill"`)
+	assert.NotContains(t, page, `/unpause"`)
+	assert.Contains(t, page, "needs a login: the browser will ask for it")
+
+	res := u.do(t, req{method: "POST", path: "workers/w1/pause", contentType: form, body: "back=workers"})
+	assert.Equal(t, http.StatusUnauthorized, res.code, "a login is needed")
+	res = u.do(t, req{method: "POST", path: "workers/w1/pause", contentType: form, body: "back=workers", login: true, fetchSite: "cross-site"})
+	assert.Equal(t, http.StatusForbidden, res.code, "cross-site forms are refused")
+	res = u.do(t, req{method: "POST", path: "workers/w1/pause", contentType: form, body: "back=workers", login: true, origin: "https://evil.example"})
+	assert.Equal(t, http.StatusForbidden, res.code)
+	assert.False(t, u.m.Workers()[0].Paused)
+
+	res = u.do(t, req{method: "POST", path: "workers/w1/pause", contentType: form, body: "back=workers", login: true, fetchSite: "same-origin"})
+	require.Equal(t, http.StatusSeeOther, res.code, res.body)
+	assert.Equal(t, subPath+"workers", res.header.Get("Location"), "back to the list")
+	require.True(t, u.m.Workers()[0].Paused)
+	assert.Equal(t, "paused by "+alice, u.m.Workers()[0].PauseReason)
+	page = u.do(t, req{path: "workers/w1", login: true}).body
+	assert.Contains(t, page, `<span class="worker-flag paused">paused</span>`)
+	assert.Contains(t, page, `<div class="muted">paused by alice</div>`)
+	assert.Contains(t, page, `<form method="post" action="/ci/workers/w1/unpause" class="inline"><button type="submit" name="unpause"`)
+	assert.NotContains(t, page, `/w1/pause"`)
+	assert.NotContains(t, page, "needs a login", "the request carries one")
+
+	res = u.do(t, req{method: "POST", path: "workers/w1/unpause", contentType: form, login: true})
+	require.Equal(t, http.StatusSeeOther, res.code, res.body)
+	assert.Equal(t, subPath+"workers/w1", res.header.Get("Location"), "back to the worker's page")
+	assert.False(t, u.m.Workers()[0].Paused)
+
+	// A pause reason from the API is text on the page.
+	_, _ = u.jsonrpc(t, "api/v2/workers/w1", "pause", map[string]any{"reason": hostile}, true)
+	page = u.do(t, req{path: "workers"}).body
+	assert.NotContains(t, page, hostile)
+	assert.Contains(t, page, "&lt;script&gt;")
+	res = u.do(t, req{method: "POST", path: "workers/w1/unpause", contentType: form, login: true})
+	require.Equal(t, http.StatusSeeOther, res.code, res.body)
+
+	// Stopping a busy worker: it finishes its build first, and says so.
+	long := u.m.Submit(t, citest_Request("count", map[string]any{"lines": 600}))
+	build := waitRunning(t, u, long)
+	busy := "w1"
+	if build.WorkerID != u.m.Workers()[0].ID {
+		busy = "w2"
+	}
+	res = u.do(t, req{method: "POST", path: "workers/" + busy + "/stop", contentType: form, body: "back=workers", login: true})
+	require.Equal(t, http.StatusSeeOther, res.code, res.body)
+	page = u.do(t, req{path: "workers/" + busy, login: true}).body
+	assert.Contains(t, page, `<span class="worker-flag stopping">stopping</span>`)
+	assert.NotContains(t, page, `/stop"`, "no second stop")
+	assert.Contains(t, page, `action="/ci/workers/`+busy+`/kill"`)
+
+	// Killing it ends the build as RETRY at once.
+	res = u.do(t, req{method: "POST", path: "workers/" + busy + "/kill", contentType: form, login: true})
+	require.Equal(t, http.StatusSeeOther, res.code, res.body)
+	u.m.WaitFor(t, busy+" to be disconnected", func() bool {
+		for _, w := range u.m.Workers() {
+			if w.Name == busy {
+				return !w.Connected
+			}
+		}
+		return false
+	})
+	assert.Equal(t, ci.Retry, u.m.WaitBuild(t, build.ID).Results())
+	page = u.do(t, req{path: "workers/" + busy, login: true}).body
+	assert.Contains(t, page, `<span class="worker down">not connected</span>`)
+	assert.NotContains(t, page, `/kill"`, "a worker not connected cannot be stopped or killed")
+	res = u.do(t, req{method: "POST", path: "workers/" + busy + "/kill", contentType: form, login: true})
+	assert.Equal(t, http.StatusConflict, res.code)
+	assert.Contains(t, res.body, "worker not connected")
+
+	for _, tt := range []struct {
+		path string
+		code int
+	}{
+		{"workers/w1/reboot", http.StatusNotFound},
+		{"workers/nope/pause", http.StatusNotFound},
+	} {
+		res = u.do(t, req{method: "POST", path: tt.path, contentType: form, login: true})
+		assert.Equal(t, tt.code, res.code, tt.path)
+	}
+
+	// Off by default: no buttons, and the forms are refused.
+	ro := startUI(t, uiOptions{authz: admin})
+	page = ro.do(t, req{path: "workers", login: true}).body
+	assert.NotContains(t, page, "worker-control")
+	res = ro.do(t, req{method: "POST", path: "workers/w1/pause", contentType: form, login: true})
+	assert.Equal(t, http.StatusForbidden, res.code)
+	assert.Contains(t, res.body, "controlling workers is turned off")
 	assert.False(t, ro.m.Workers()[0].Paused)
 }
