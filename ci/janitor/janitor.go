@@ -48,8 +48,9 @@ type Janitor struct {
 	// LogBudget bounds the space all logs take: beyond it, the logs of the
 	// oldest builds are deleted first. Zero means no budget.
 	LogBudget int64
-	// BuildHorizon deletes whole builds (steps and logs, and their requests
-	// and buildsets once unused) that finished longer ago. Zero keeps them.
+	// BuildHorizon deletes whole builds (steps, logs and test results, and
+	// their requests and buildsets once unused) that finished longer ago.
+	// Zero keeps them.
 	BuildHorizon time.Duration
 	// Interval is the time between passes (DefaultInterval if zero);
 	// the first pass runs at start.
