@@ -46,7 +46,10 @@
 // Updates come back the same way: output into the step's logs, stored in
 // chunks and readable while the step runs; the exit code into the step's
 // result; the step results into the build's; the build's results into its
-// requests and buildset. Each record is stored before anyone is told of it:
+// requests and buildset. A step may also record test results
+// (StepRun.AddTestResults, as steps.JUnit does): sets of results, as
+// Buildbot's test_result_sets, kept with the build. Each record is stored
+// before anyone is told of it:
 // subscribers of Master.Subscribe (the web UI's live pages) then get an
 // Event, and Reporters a Report when a build starts and finishes.
 //
