@@ -163,3 +163,34 @@ func BenchmarkLogLines(b *testing.B) {
 	}
 	b.SetBytes(n.Load() / int64(max(b.N, 1)))
 }
+
+// BenchmarkAddTestResults stores a set of 1,000 pass/fail results (one
+// batch of StepRun.AddTestResults) and completes it: b.N sets.
+func BenchmarkAddTestResults(b *testing.B) {
+	s, builder := benchStore(b)
+	ctx := b.Context()
+	l := benchLog(b, s, builder.ID)
+	st, err := s.GetStep(ctx, l.StepID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	passed, failed := 990, 10
+	for b.Loop() {
+		set := &ci.TestResultSet{BuildID: st.BuildID, StepID: st.ID, Category: ci.TestPassFail, ValueUnit: ci.TestUnitBoolean}
+		if err := s.AddTestResultSet(ctx, set); err != nil {
+			b.Fatal(err)
+		}
+		results := make([]*ci.TestResult, 1000)
+		for i := range results {
+			ns := int64(i * 1000)
+			results[i] = &ci.TestResult{TestName: fmt.Sprintf("example.org/calc.TestCase%04d", i),
+				TestCodePath: "calc/calc_test.go", Line: i + 1, DurationNS: &ns, Value: "1"}
+		}
+		if err := s.AddTestResults(ctx, set.ID, results); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.CompleteTestResultSet(ctx, set.ID, &passed, &failed); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
