@@ -207,6 +207,9 @@ func testBuild(t *testing.T, k workerKind) {
 					&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "made"}, Command: []string{"test", "-d", "newdir"}},
 					&steps.RemoveDirectory{Dir: "build/newdir"},
 					&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "removed"}, Command: []string{"test", "!", "-e", "newdir"}},
+					&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "report"}, Command: []string{"sh", "-c", `printf '%s' "$1" > report.xml`, "sh",
+						`<testsuite><testcase classname="calc" name="TestAdd" time="0.5"/><testcase classname="calc" name="TestSkip"><skipped/></testcase></testsuite>`}},
+					&steps.JUnit{Reports: "report.xml"},
 				},
 			},
 			{Name: "long", Workers: []string{"w1"}, Steps: []ci.Step{&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "long"}, Command: []string{"sh", "-c", "echo $$ > pid; exec sleep 300"}}}},
@@ -237,8 +240,18 @@ func testBuild(t *testing.T, k workerKind) {
 	assert.Equal(t, map[string]ci.Result{
 		"fail": ci.Failure, "prepare": ci.Success, "upload": ci.Success, "download": ci.Success,
 		"dirupload": ci.Success, "MakeDirectory": ci.Success, "made": ci.Success,
-		"RemoveDirectory": ci.Success, "removed": ci.Success,
+		"RemoveDirectory": ci.Success, "removed": ci.Success, "report": ci.Success, "junit": ci.Success,
 	}, b.StepResults())
+	// The JUnit report was read from the worker and its tests recorded.
+	assert.Equal(t, "1 passed, 1 skipped", b.Step("junit").StateString)
+	sets, _, err := m.Store.ListTestResultSets(ctx, ci.TestResultSetQuery{StepID: b.Step("junit").ID})
+	require.NoError(t, err)
+	require.Len(t, sets, 1)
+	results, _, err := m.Store.ListTestResults(ctx, sets[0].ID, ci.Query{})
+	require.NoError(t, err)
+	require.Len(t, results, 1)
+	assert.Equal(t, "calc.TestAdd", results[0].TestName)
+	assert.Equal(t, "1", results[0].Value)
 	assert.Equal(t, "out\n", citest.Output(b.LogLines("fail", "stdio"), "o"))
 	assert.Equal(t, "err\n", citest.Output(b.LogLines("fail", "stdio"), "e"))
 	header := b.Header("fail", "stdio")
