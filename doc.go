@@ -19,7 +19,8 @@
 //	ci/steps             the steps builds are made of: ShellCommand, Git,
 //	                     SetPropertyFromCommand, FileUpload, FileDownload,
 //	                     DirectoryUpload, MasterShellCommand,
-//	                     RemoveDirectory, MakeDirectory, Trigger.
+//	                     RemoveDirectory, MakeDirectory, Trigger, and JUnit
+//	                     (test results from JUnit XML reports).
 //	ci/steps/debian      Debian packages: Sbuild, Lintian, Dput,
 //	                     SbuildUpdate, CheckVersion, and the APT Archive a
 //	                     master keeps and serves, with the Publish step.
