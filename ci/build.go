@@ -111,6 +111,7 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 		StartedAt:   m.now(),
 		StateString: stateBuilding,
 		Properties:  m.redactor.RedactProperties(props.Clone()),
+		MasterID:    m.masterID,
 	}
 	ids := make([]int64, len(s.requests))
 	for i, r := range s.requests {

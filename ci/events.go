@@ -57,6 +57,11 @@ type Event struct {
 	// Results is set on build.finished, step.finished and
 	// buildset.complete.
 	Results Result
+	// MasterID is the master the event happened on, among masters
+	// sharing a database (MasterRecord.ID); 0 on a master alone. A
+	// master publishes the events of the others to its own subscribers:
+	// its web UI shows every build.
+	MasterID int64
 }
 
 // A Subscription receives the master's events on C, in the order they

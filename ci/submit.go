@@ -9,7 +9,10 @@ import (
 
 // AddChange stores a change and hands it to the schedulers that listen for
 // changes, which may submit buildsets for it. When AddChange returns nil the
-// change and those buildsets are durable. A change whose DedupKey was seen
+// change and those buildsets are durable. On a database shared by several
+// masters, only the master holding the claim on the schedulers hands them
+// changes: another one returns once the change is stored, and the
+// buildsets follow when the scheduling master hears of it. A change whose DedupKey was seen
 // before is not stored again: c is filled from the stored one and added is
 // false, and the schedulers are not told again.
 func (m *Master) AddChange(ctx context.Context, c *Change) (added bool, err error) {
@@ -27,6 +30,9 @@ func (m *Master) AddChange(ctx context.Context, c *Change) (added bool, err erro
 	}
 	if !added {
 		m.log.Info("change already received", "change", c.ID)
+		if !m.SchedulesHere() {
+			return false, nil
+		}
 		// Its first delivery may have stopped (a crash) after the change
 		// was stored and before the schedulers had it: finish it now.
 		if c.ID > m.scheduledChange {
@@ -38,6 +44,11 @@ func (m *Master) AddChange(ctx context.Context, c *Change) (added bool, err erro
 	}
 	m.publish(Event{Type: EventChangeNew, ChangeID: c.ID})
 	m.log.Info("change added", "change", c.ID, "repository", c.Repository, "branch", c.Branch, "revision", c.Revision, "category", c.Category)
+	if !m.SchedulesHere() {
+		// The master running the schedulers hands them the change when
+		// it hears of it (or at its next re-read).
+		return true, nil
+	}
 	if err := m.scheduleChanges(ctx); err != nil {
 		return true, err
 	}
