@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -43,6 +44,14 @@ var workers = []workerSpec{
 // submitted on one built by the workers of another, a dead master's
 // builds retried (the masters notice a death within 30 s).
 const stuckTimeout = time.Minute
+
+// The masters' heartbeat, and the age of a heartbeat that makes a master
+// dead to the others: shorter than the defaults (10 s and 30 s), so that
+// the kill's consequences come soon, long enough for a loaded machine.
+const (
+	heartbeat = 2 * time.Second
+	deadAfter = 8 * time.Second
+)
 
 const (
 	killed   = "c"
@@ -95,6 +104,7 @@ func TestCluster(t *testing.T) {
 	args := masterArgs{
 		"-worker-names", strings.Join(names, ","),
 		"-periodic", period.String(),
+		"-heartbeat", heartbeat.String(), "-dead-after", deadAfter.String(),
 		"-hold-workers", strings.Join(holdOn, ","), "-hold-file", holdFile,
 		"-live-workers", liveOn, "-live-dir", liveDir,
 	}
@@ -239,7 +249,7 @@ func TestCluster(t *testing.T) {
 
 	// Figures.
 	builds := d.count(t, `SELECT count(*) FROM builds WHERE started_at >= $1`, start)
-	t.Logf("machine: %d CPUs; load average %s", cpus(), loadavg())
+	t.Logf("machine: %d CPUs; load average %s", runtime.NumCPU(), loadavg())
 	t.Logf("load: %d requests (%d forced, %d pushed) built in %.1f s: %.1f builds/s (first request sent to last build's end)",
 		total, total-total/2, total/2, elapsedLoad.Seconds(), float64(total)/elapsedLoad.Seconds())
 	t.Logf("forces that may have been stored though not acknowledged (sent again elsewhere): %d", s.maybe)
@@ -253,14 +263,6 @@ func TestCluster(t *testing.T) {
 	if rebuilt > 0 {
 		t.Logf("kill of master %s: its held builds rebuilt elsewhere %.1f s after the SIGKILL", killed, rebuilt.Seconds())
 	}
-}
-
-func cpus() int {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	return strings.Count(string(b), "\nprocessor")
 }
 
 // heldBuilds sends hold requests until a hold build runs on each worker of
@@ -449,9 +451,11 @@ func checkLoad(t *testing.T, d *db, reqs []*request, buildID int64, masterOf map
 		for _, b := range bl {
 			desc = append(desc, b.describe(masterOf))
 			switch {
-			case b.results != nil && *b.results == success:
+			case b.results == nil:
+				fail("%s: request %d's build %s never ended", r, rqs[0], b.describe(masterOf))
+			case *b.results == success:
 				good = append(good, b)
-			case b.results != nil && *b.results == retry && masterOf[b.worker] == killed:
+			case *b.results == retry && masterOf[b.worker] == killed:
 			default:
 				fail("%s: request %d's build %s: only a build on master %s's workers may be retried", r, rqs[0], b.describe(masterOf), killed)
 			}

@@ -32,7 +32,7 @@
 // on the loopback interface by default.
 //
 //	clustermaster -dir DIR -name NAME -worker-names w1,w2 [-workers 127.0.0.1:0] [-http 127.0.0.1:0]
-//	    [-periodic 5s] [-hold-workers w5,w6 -hold-file F] [-live-workers w3 -live-dir D]
+//	    [-heartbeat 10s -dead-after 30s] [-periodic 5s] [-hold-workers w5,w6 -hold-file F] [-live-workers w3 -live-dir D]
 package main
 
 import (
@@ -86,6 +86,8 @@ type Options struct {
 	LiveWorkers     []string
 	LiveDir         string
 	ShutdownTimeout time.Duration
+	Heartbeat       time.Duration
+	DeadAfter       time.Duration
 	Logger          *slog.Logger
 }
 
@@ -107,6 +109,9 @@ func Config(o Options) ci.MasterConfig {
 		Title:           "Kiln cluster " + o.Name,
 		BaseDir:         o.Dir,
 		Database:        o.Database,
+		Name:            o.Name,
+		Heartbeat:       o.Heartbeat,
+		DeadAfter:       o.DeadAfter,
 		Workers:         workers,
 		ShutdownTimeout: o.ShutdownTimeout,
 		Builders: []ci.BuilderConfig{
@@ -151,6 +156,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	liveWorkers := fs.String("live-workers", "", "the workers of the live builder (all if empty)")
 	fs.StringVar(&o.LiveDir, "live-dir", "/nonexistent", "the folder of the files the live builder waits for")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", -1, "how long a stop waits for running builds (negative: not at all)")
+	fs.DurationVar(&o.Heartbeat, "heartbeat", 0, "how often the master records it is alive (ci.DefaultHeartbeat if zero)")
+	fs.DurationVar(&o.DeadAfter, "dead-after", 0, "how old another master's heartbeat must be for it to be taken for dead (ci.DefaultDeadAfter if zero)")
 	verbose := fs.Bool("v", false, "log at info level (warnings only by default)")
 	if err := fs.Parse(args); err != nil {
 		return err
