@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -206,7 +205,7 @@ func TestCluster(t *testing.T) {
 
 	// A log followed on master a while master b runs the build.
 	t.Run("LiveLog", func(t *testing.T) {
-		followLive(t, d, byName[followOn], liveDir, builderIDs["live"], masterOf)
+		followLive(t, d, byName[followOn], byName, liveDir, builderIDs["live"], masterOf)
 	})
 
 	senders.Wait()
@@ -667,7 +666,7 @@ func nextEvent(t *testing.T, c <-chan sseEvent, what string) sseEvent {
 // attached to master b), follows its log on m's live stream and m's
 // /live?build= events, and lets the step write its lines one by one:
 // each line must come through m while the build runs on b.
-func followLive(t *testing.T, d *db, m *master, liveDir string, liveID int64, masterOf map[string]string) {
+func followLive(t *testing.T, d *db, m *master, byName map[string]*master, liveDir string, liveID int64, masterOf map[string]string) {
 	t.Helper()
 	ctx := t.Context()
 	bsid, _, err := force(m, liveID, "followed live")
@@ -719,8 +718,29 @@ func followLive(t *testing.T, d *db, m *master, liveDir string, liveID int64, ma
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	events := readEvents(resp.Body)
 
+	// The same log followed on the master running the build, to tell the
+	// delay the relay adds from the delay of the build itself.
+	local := map[string]time.Time{}
+	var localMu sync.Mutex
+	if rm := byName[runner]; rm != nil {
+		lresp, err := (&http.Client{}).Get(rm.http + fmt.Sprintf("logs/%d/live", logID))
+		require.NoError(t, err)
+		defer lresp.Body.Close()
+		go func() {
+			for e := range readEvents(lresp.Body) {
+				for i := 1; i <= 3; i++ {
+					if want := fmt.Sprintf("live line %d", i); strings.Contains(e.data, want) {
+						localMu.Lock()
+						local[want] = e.at
+						localMu.Unlock()
+					}
+				}
+			}
+		}()
+	}
+
 	var text strings.Builder
-	var delays []time.Duration
+	var delays, localDelays []time.Duration
 	released := time.Now()
 	for i := 1; i <= 3; i++ {
 		want := fmt.Sprintf("live line %d", i)
@@ -730,6 +750,11 @@ func followLive(t *testing.T, d *db, m *master, liveDir string, liveID int64, ma
 			text.WriteString(e.data)
 			if strings.Contains(e.data, want) && i > 1 {
 				delays = append(delays, e.at.Sub(released))
+				localMu.Lock()
+				if at, ok := local[want]; ok {
+					localDelays = append(localDelays, at.Sub(released))
+				}
+				localMu.Unlock()
 			}
 		}
 		var complete bool
@@ -766,7 +791,6 @@ wait:
 		}
 	}
 	assert.NotEmpty(t, kinds, "master %s's /live?build=%d told nothing of the build master %s ran and ended", m.name, buildID, runner)
-	sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
-	t.Logf("live log: build %d on master %s (worker %s) followed on master %s; line delays after the step was released: %v",
-		buildID, runner, worker, m.name, delays)
+	t.Logf("live log: build %d on master %s (worker %s) followed on master %s; delays from the step's release to its next line: on master %s %v, on master %s %v",
+		buildID, runner, worker, m.name, m.name, delays, runner, localDelays)
 }
