@@ -435,7 +435,9 @@ func TestCluster_NightlyOnce(t *testing.T) {
 // the same delivery received by both gives one change and one buildset.
 func TestCluster_ChangeScheduledOnce(t *testing.T) {
 	url := migrated.NewDatabase(t)
-	anyBranch := func() []ci.Scheduler { return []ci.Scheduler{&scheduler.AnyBranch{Name: "any", Builders: []string{"b"}}} }
+	anyBranch := func() []ci.Scheduler {
+		return []ci.Scheduler{&scheduler.AnyBranch{Name: "any", Builders: []string{"b"}}}
+	}
 	a := clusterMaster(t, url, "a", clusterOpts{workers: -1, schedulers: anyBranch()})
 	a.WaitFor(t, "a to claim the schedulers", a.SchedulesHere)
 	b := clusterMaster(t, url, "b", clusterOpts{workers: -1, schedulers: anyBranch()})
