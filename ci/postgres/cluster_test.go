@@ -470,3 +470,37 @@ func TestCluster_ChangeScheduledOnce(t *testing.T) {
 	assert.Equal(t, "1", stored[0].SourceStamps[0].Revision)
 	assert.Equal(t, "2", stored[1].SourceStamps[0].Revision)
 }
+
+// A request pending on another master is cancelled, and a build running
+// on another master stopped, through any master.
+func TestCluster_CancelAndStopAcrossMasters(t *testing.T) {
+	url := migrated.NewDatabase(t)
+	started := make(chan struct{}, 1)
+	hang := ci.WithOptions(ci.StepOptions{Name: "say"}, ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ci.Cancelled, nil
+	}))
+	a := clusterMaster(t, url, "a", clusterOpts{workers: -1})
+	b := clusterMaster(t, url, "b", clusterOpts{workers: -1, step: hang})
+
+	_, rs, err := b.Master.Submit(t.Context(), ci.Submission{Builders: []string{"b"}, Reason: "test"})
+	require.NoError(t, err)
+	require.NoError(t, a.CancelRequest(t.Context(), rs[0].ID))
+	r, err := b.Store.GetRequest(t.Context(), rs[0].ID)
+	require.NoError(t, err)
+	assert.True(t, r.Complete)
+	assert.Equal(t, ci.Cancelled, r.Results)
+
+	b2 := clusterMaster(t, url, "b2", clusterOpts{step: hang})
+	_, rs, err = a.Master.Submit(t.Context(), ci.Submission{Builders: []string{"b"}, Reason: "test"})
+	require.NoError(t, err)
+	<-started
+	id := b2.WaitRunning(t, "b")
+	require.NoError(t, a.StopBuild(t.Context(), id, "no longer wanted"))
+	bb := b2.WaitBuild(t, id)
+	assert.Equal(t, ci.Cancelled, bb.Results())
+	assert.Equal(t, b2.MasterID(), bb.Record.MasterID)
+	err = a.StopBuild(t.Context(), id, "again")
+	assert.ErrorIs(t, err, ci.ErrBuildNotRunning, "a finished build is not running anywhere")
+}
