@@ -340,7 +340,7 @@ func (m *Master) relay(ctx context.Context, out *Subscription, remote chan<- Eve
 	in := func(e Event) {
 		m.bus.publish(e)
 		switch e.Type {
-		case EventRequestNew, EventRequestCancelled, EventBuildStarted, EventBuildFinished, EventChangeNew:
+		case EventRequestNew, EventRequestCancelled, EventBuildStarted, EventBuildFinished, EventChangeNew, EventBuildStop:
 			select {
 			case remote <- e:
 			default:
@@ -373,6 +373,13 @@ func (m *Master) onRemoteEvent(ctx context.Context, e Event, resync func()) {
 		if e.Results == Retry {
 			resync() // its requests are pending again
 		}
+	case EventBuildStop:
+		m.mu.Lock()
+		_, here := m.running[e.BuildID]
+		m.mu.Unlock()
+		if here {
+			m.StopBuild(ctx, e.BuildID, e.Reason)
+		}
 	case EventChangeNew:
 		if m.SchedulesHere() {
 			m.changeMu.Lock()
@@ -397,6 +404,7 @@ func (m *Master) heartbeat(ctx context.Context) {
 		if _, err := m.cluster.RegisterMaster(ctx, m.Name(), now); err != nil {
 			m.log.Error("could not record the master again", "err", err)
 		}
+		m.stopClosedBuilds(ctx)
 	} else if err != nil {
 		if ctx.Err() == nil {
 			m.log.Error("could not record the master's heartbeat", "err", err)
@@ -567,4 +575,18 @@ func (m *Master) refreshPending(ctx context.Context) {
 	sortPending(m.pending)
 	m.mu.Unlock()
 	m.poke()
+}
+
+// stopClosedBuilds stops the running builds whose stored record another
+// master has closed (it took this one for dead): their requests are
+// built again elsewhere.
+func (m *Master) stopClosedBuilds(ctx context.Context) {
+	for _, id := range m.RunningBuilds() {
+		b, err := m.store.GetBuild(ctx, id)
+		if err != nil || !b.Complete {
+			continue
+		}
+		m.log.Warn("stopping a build another master closed; its request is built again", "build", id)
+		m.StopBuild(ctx, id, "closed by another master that took this one for dead")
+	}
 }

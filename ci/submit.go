@@ -195,10 +195,20 @@ func (m *Master) CancelRequest(ctx context.Context, id int64) error {
 	}
 	m.mu.Unlock()
 	if found == nil {
-		if _, err := m.store.GetRequest(ctx, id); err != nil {
+		r, err := m.store.GetRequest(ctx, id)
+		if err != nil {
 			return fmt.Errorf("cancel request %d: %w", id, err)
 		}
-		return fmt.Errorf("cancel request %d: %w: it is not pending", id, ErrConflict)
+		if m.cluster == nil || r.Claimed || r.Complete {
+			return fmt.Errorf("cancel request %d: %w: it is not pending", id, ErrConflict)
+		}
+		// Pending in the store, submitted on another master and not
+		// yet heard of here.
+		bs, err := m.store.GetBuildset(ctx, r.BuildsetID)
+		if err != nil {
+			return fmt.Errorf("cancel request %d: %w", id, err)
+		}
+		found = &pendingRequest{req: r, bs: bs, builder: &builderState{id: r.BuilderID}}
 	}
 	if err := m.store.CancelRequest(ctx, id, m.now()); err != nil {
 		return fmt.Errorf("cancel request %d: %w", id, err)

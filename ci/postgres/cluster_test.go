@@ -14,6 +14,7 @@ import (
 	"github.com/kilnci/kiln/ci/citest"
 	"github.com/kilnci/kiln/ci/postgres"
 	"github.com/kilnci/kiln/ci/steps"
+	"github.com/kilnci/kiln/scheduler"
 )
 
 // clusterMaster starts a master called name on the database at url, with
@@ -24,6 +25,8 @@ type clusterOpts struct {
 	workers    int // in-process workers, 1 if zero; -1 for none
 	step       ci.Step
 	schedulers []ci.Scheduler
+	heartbeat  time.Duration
+	deadAfter  time.Duration
 }
 
 func clusterMaster(t *testing.T, url, name string, o clusterOpts) *citest.Master {
@@ -51,6 +54,8 @@ func clusterMaster(t *testing.T, url, name string, o clusterOpts) *citest.Master
 		Builders:   []ci.BuilderConfig{{Name: "b", Workers: names, Steps: []ci.Step{step}}},
 		Schedulers: o.schedulers,
 		Clock:      o.clock,
+		Heartbeat:  o.heartbeat,
+		DeadAfter:  o.deadAfter,
 	}
 	return citest.Start(t, cfg, citest.Options{NoWorkers: n < 0})
 }
@@ -351,4 +356,151 @@ func TestStore_AddChangeDedupRace(t *testing.T) {
 	_, total, err := s1.ListChanges(t.Context(), ci.Query{})
 	require.NoError(t, err)
 	assert.Equal(t, 50, total)
+}
+
+// buildsetsOf returns the stored buildsets submitted by the scheduler.
+func buildsetsOf(t *testing.T, st ci.Store, scheduler string) []*ci.Buildset {
+	t.Helper()
+	all, _, err := st.ListBuildsets(t.Context(), ci.BuildsetQuery{})
+	require.NoError(t, err)
+	var out []*ci.Buildset
+	for _, bs := range all {
+		if bs.Scheduler == scheduler {
+			out = append(out, bs)
+		}
+	}
+	return out
+}
+
+// stepClock moves a fake clock to t one heartbeat at a time, waiting each
+// time for the master to set its next heartbeat, so that each is taken.
+func stepClock(t *testing.T, c *citest.Clock, hb time.Duration, to time.Time) {
+	t.Helper()
+	for c.Now().Before(to) {
+		next := c.Now().Add(hb)
+		if next.After(to) {
+			next = to
+		}
+		require.True(t, c.WaitTimer(t.Context(), c.Now().Truncate(hb).Add(hb)), "heartbeat timer at %s", next)
+		c.Set(next)
+	}
+}
+
+// A Nightly configured on two masters fires once a night: on the master
+// holding the schedulers' claim, and after that one dies, on the other,
+// which neither fires again for the night already built nor skips the
+// next.
+func TestCluster_NightlyOnce(t *testing.T) {
+	url := migrated.NewDatabase(t)
+	day1 := time.Date(2026, 5, 1, 2, 0, 0, 0, time.UTC)
+	clockA, clockB := citest.NewClock(day1), citest.NewClock(day1)
+	nightly := func() ci.Scheduler {
+		return &scheduler.Nightly{Name: "nightly", Builders: []string{"b"}, Spec: "0 3 * * *", Location: time.UTC}
+	}
+	const hb = time.Hour
+	start := func(name string, clock *citest.Clock) *citest.Master {
+		return clusterMaster(t, url, name, clusterOpts{clock: clock, schedulers: []ci.Scheduler{nightly()},
+			heartbeat: hb, deadAfter: 2 * hb})
+	}
+	a := start("a", clockA)
+	a.WaitFor(t, "a to claim the schedulers", a.SchedulesHere)
+	b := start("b", clockB)
+	// b's first heartbeat has tried to claim them: its next is set.
+	require.True(t, clockB.WaitTimer(t.Context(), day1.Add(hb)))
+	assert.False(t, b.SchedulesHere(), "a holds the schedulers")
+
+	night1 := day1.Add(time.Hour)
+	clockB.Set(night1)
+	clockA.Set(night1)
+	a.WaitFor(t, "the first night's build", func() bool { return len(buildsetsOf(t, a.Store, "nightly")) > 0 })
+
+	// a's clock stops (its heartbeats too); b finds it dead after two
+	// hours and takes the schedulers over.
+	stepClock(t, clockB, hb, night1.Add(4*hb))
+	b.WaitFor(t, "b to take the schedulers over", b.SchedulesHere)
+	night2 := night1.Add(24 * time.Hour)
+	require.True(t, clockB.WaitTimer(t.Context(), night2), "b's Nightly waits for the next night")
+	assert.Len(t, buildsetsOf(t, b.Store, "nightly"), 1, "the night built by a is not built again")
+	stepClock(t, clockB, hb, night2)
+	b.WaitFor(t, "the second night's build", func() bool { return len(buildsetsOf(t, b.Store, "nightly")) > 1 })
+
+	sets := buildsetsOf(t, b.Store, "nightly")
+	require.Len(t, sets, 2)
+	assert.Equal(t, night1, sets[0].SubmittedAt)
+	assert.Equal(t, night2, sets[1].SubmittedAt)
+}
+
+// A change received by a master that does not run the schedulers is
+// handed to the change-based schedulers of the master that does, once;
+// the same delivery received by both gives one change and one buildset.
+func TestCluster_ChangeScheduledOnce(t *testing.T) {
+	url := migrated.NewDatabase(t)
+	anyBranch := func() []ci.Scheduler {
+		return []ci.Scheduler{&scheduler.AnyBranch{Name: "any", Builders: []string{"b"}}}
+	}
+	a := clusterMaster(t, url, "a", clusterOpts{workers: -1, schedulers: anyBranch()})
+	a.WaitFor(t, "a to claim the schedulers", a.SchedulesHere)
+	b := clusterMaster(t, url, "b", clusterOpts{workers: -1, schedulers: anyBranch()})
+	require.False(t, b.SchedulesHere())
+
+	// To b alone.
+	c := &ci.Change{Repository: "r", Branch: "main", Revision: "1"}
+	added, err := b.Master.AddChange(t.Context(), c)
+	require.NoError(t, err)
+	require.True(t, added)
+	b.WaitFor(t, "a buildset for the change", func() bool { return len(buildsetsOf(t, b.Store, "any")) == 1 })
+
+	// To both at once.
+	var wg sync.WaitGroup
+	for _, m := range []*citest.Master{a, b} {
+		wg.Go(func() {
+			_, err := m.Master.AddChange(context.Background(), &ci.Change{Repository: "r", Branch: "main", Revision: "2", DedupKey: "delivery-2"})
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	a.WaitFor(t, "a buildset for the second change", func() bool { return len(buildsetsOf(t, a.Store, "any")) == 2 })
+	_, total, err := a.Store.ListChanges(t.Context(), ci.Query{})
+	require.NoError(t, err)
+	assert.Equal(t, 2, total)
+	// Both masters have handled what they heard; nothing more comes.
+	stored, _, err := a.Store.ListBuildsets(t.Context(), ci.BuildsetQuery{})
+	require.NoError(t, err)
+	require.Len(t, stored, 2)
+	assert.Equal(t, "1", stored[0].SourceStamps[0].Revision)
+	assert.Equal(t, "2", stored[1].SourceStamps[0].Revision)
+}
+
+// A request pending on another master is cancelled, and a build running
+// on another master stopped, through any master.
+func TestCluster_CancelAndStopAcrossMasters(t *testing.T) {
+	url := migrated.NewDatabase(t)
+	started := make(chan struct{}, 1)
+	hang := ci.WithOptions(ci.StepOptions{Name: "say"}, ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ci.Cancelled, nil
+	}))
+	a := clusterMaster(t, url, "a", clusterOpts{workers: -1})
+	b := clusterMaster(t, url, "b", clusterOpts{workers: -1, step: hang})
+
+	_, rs, err := b.Master.Submit(t.Context(), ci.Submission{Builders: []string{"b"}, Reason: "test"})
+	require.NoError(t, err)
+	require.NoError(t, a.CancelRequest(t.Context(), rs[0].ID))
+	r, err := b.Store.GetRequest(t.Context(), rs[0].ID)
+	require.NoError(t, err)
+	assert.True(t, r.Complete)
+	assert.Equal(t, ci.Cancelled, r.Results)
+
+	b2 := clusterMaster(t, url, "b2", clusterOpts{step: hang})
+	_, rs, err = a.Master.Submit(t.Context(), ci.Submission{Builders: []string{"b"}, Reason: "test"})
+	require.NoError(t, err)
+	<-started
+	id := b2.WaitRunning(t, "b")
+	require.NoError(t, a.StopBuild(t.Context(), id, "no longer wanted"))
+	bb := b2.WaitBuild(t, id)
+	assert.Equal(t, ci.Cancelled, bb.Results())
+	assert.Equal(t, b2.MasterID(), bb.Record.MasterID)
+	err = a.StopBuild(t.Context(), id, "again")
+	assert.ErrorIs(t, err, ci.ErrBuildNotRunning, "a finished build is not running anywhere")
 }

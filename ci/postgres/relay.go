@@ -45,6 +45,7 @@ type wireEvent struct {
 	Dialect    string       `json:"d,omitempty"`
 	Status     int          `json:"st,omitempty"`
 	Results    ci.Result    `json:"re,omitempty"`
+	Reason     string       `json:"why,omitempty"`
 }
 
 type notification struct {
@@ -54,14 +55,14 @@ type notification struct {
 
 func toWire(e ci.Event) wireEvent {
 	return wireEvent{e.Type, e.ChangeID, e.BuildsetID, e.RequestID, e.BuilderID, e.BuildID, e.StepID, e.LogID,
-		e.WorkerID, e.FirstLine, e.LastLine, e.Bytes, e.Dialect, e.Status, e.Results}
+		e.WorkerID, e.FirstLine, e.LastLine, e.Bytes, e.Dialect, e.Status, e.Results, e.Reason}
 }
 
 func (w wireEvent) event(master int64) ci.Event {
 	return ci.Event{Type: w.Type, ChangeID: w.ChangeID, BuildsetID: w.BuildsetID, RequestID: w.RequestID,
 		BuilderID: w.BuilderID, BuildID: w.BuildID, StepID: w.StepID, LogID: w.LogID, WorkerID: w.WorkerID,
 		FirstLine: w.FirstLine, LastLine: w.LastLine, Bytes: w.Bytes, Dialect: w.Dialect, Status: w.Status,
-		Results: w.Results, MasterID: master}
+		Results: w.Results, Reason: w.Reason, MasterID: master}
 }
 
 // RelayEvents sends the events of master masterID read from out to the
@@ -146,7 +147,12 @@ func (s *Store) notify(ctx context.Context, masterID int64, batch []ci.Event) er
 			return fmt.Errorf("postgres: relay events: %w", err)
 		}
 		if len(b)+64 > maxNotify {
-			continue // cannot happen: events are IDs and short names
+			// Only a stop's reason could be that long: it is cut.
+			w := toWire(e)
+			w.Reason = w.Reason[:min(len(w.Reason), 1000)]
+			if b, err = json.Marshal(w); err != nil || len(b)+64 > maxNotify {
+				continue
+			}
 		}
 		if size+len(b)+1 > maxNotify-32 {
 			if err := flush(); err != nil {
