@@ -163,8 +163,9 @@ func (s *sender) send(r *request) {
 			}
 			r.via = m.name
 			// One delivery in ten is received twice, by two masters
-			// (a sender retrying behind a load balancer).
-			if r.n%10 == 1 {
+			// (a sender retrying behind a load balancer). Pushes are
+			// the even requests.
+			if r.n%10 == 2 {
 				for k := 1; k < len(s.masters); k++ {
 					other := s.masters[(r.n+try+k)%len(s.masters)]
 					if other.dead.Load() {
