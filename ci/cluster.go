@@ -280,7 +280,13 @@ func (m *Master) runCluster(ctx context.Context, relayOut *Subscription, startSc
 			<-relayDone
 		}
 	}()
+	var dropped int64
 	beat := func() {
+		if d := relayOut.Dropped(); d > dropped {
+			m.log.Warn("events were not told to the other masters (too many at once); they find the requests at their next re-read",
+				"events", d-dropped)
+			dropped = d
+		}
 		m.heartbeat(ctx)
 		owned := m.claimSchedulers(ctx)
 		if !owned && stopScheds != nil {

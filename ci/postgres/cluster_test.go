@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -503,4 +504,78 @@ func TestCluster_CancelAndStopAcrossMasters(t *testing.T) {
 	assert.Equal(t, b2.MasterID(), bb.Record.MasterID)
 	err = a.StopBuild(t.Context(), id, "again")
 	assert.ErrorIs(t, err, ci.ErrBuildNotRunning, "a finished build is not running anywhere")
+}
+
+// BenchmarkCluster_Builds submits b.N requests spread over one master or
+// three on one database, each master with two in-process workers and a
+// one-step build that runs on the master, and reports the builds per
+// second: what coordinating the masters costs (claims, events, re-reads).
+//
+//	go test ./ci/postgres -run '^$' -bench Cluster_Builds -benchtime 300x
+func BenchmarkCluster_Builds(b *testing.B) {
+	for _, n := range []int{1, 3} {
+		b.Run(fmt.Sprintf("masters=%d", n), func(b *testing.B) {
+			url := migrated.NewDatabase(b)
+			quick := ci.WithOptions(ci.StepOptions{Name: "say"}, ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+				return ci.Success, nil
+			}))
+			var ms []*citest.Master
+			for i := range n {
+				name := fmt.Sprintf("m%d", i)
+				ms = append(ms, citest.Start(b, ci.MasterConfig{
+					Name: name, BaseDir: b.TempDir(), Database: url,
+					Workers:  []ci.WorkerConfig{{Name: name + "-w0"}, {Name: name + "-w1"}},
+					Builders: []ci.BuilderConfig{{Name: "b", Workers: []string{name + "-w0", name + "-w1"}, Steps: []ci.Step{quick}}},
+				}))
+			}
+			st := ms[0].Store
+			db, err := pgx.Connect(b.Context(), url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close(context.Background())
+			// Transactions committed in the database, all masters
+			// together (the statistics of other backends come in within
+			// a second or so: read again after the masters stop).
+			commits := func() int64 {
+				var n int64
+				db.Exec(b.Context(), `SELECT pg_stat_clear_snapshot()`)
+				if err := db.QueryRow(b.Context(), `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&n); err != nil {
+					b.Fatal(err)
+				}
+				return n
+			}
+			before := commits()
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				if _, _, err := ms[i%n].Master.Submit(b.Context(), ci.Submission{Builders: []string{"b"}, Reason: "bench"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			incomplete := false
+			for {
+				_, left, err := st.ListRequests(b.Context(), ci.RequestQuery{Complete: &incomplete})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if left == 0 {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			_, builds, err := st.ListBuilds(b.Context(), ci.BuildQuery{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if builds != b.N {
+				b.Fatalf("%d builds for %d requests", builds, b.N)
+			}
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "builds/s")
+			time.Sleep(2 * time.Second) // the backends report their statistics
+			b.ReportMetric(float64(commits()-before)/float64(b.N), "xacts/build")
+		})
+	}
 }
