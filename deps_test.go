@@ -54,16 +54,18 @@ var rules = map[string]rule{
 	"ideascube":           {wiring: true},
 
 	// Internal helpers and tools.
-	"internal/pyvalue":         {stdOnly: true},
-	"internal/pty":             {},
-	"internal/testenv":         {},
-	"internal/crash":           {},
-	"internal/interop":         {},
-	"internal/debtest":         {allowed: []string{"internal/testenv"}},
-	"internal/pgtest":          {allowed: []string{"internal/testenv"}},
-	"internal/cmd/benchmaster": {wiring: true},
-	"internal/cmd/storebench":  {wiring: true},
-	"internal/cmd/workerbench": {},
+	"internal/pyvalue":           {stdOnly: true},
+	"internal/pty":               {},
+	"internal/testenv":           {},
+	"internal/crash":             {},
+	"internal/interop":           {},
+	"internal/multimaster":       {},
+	"internal/debtest":           {allowed: []string{"internal/testenv"}},
+	"internal/pgtest":            {allowed: []string{"internal/testenv"}},
+	"internal/cmd/benchmaster":   {wiring: true},
+	"internal/cmd/clustermaster": {wiring: true},
+	"internal/cmd/storebench":    {wiring: true},
+	"internal/cmd/workerbench":   {},
 }
 
 // shared are leaves any package may import: they import only the standard

@@ -111,6 +111,7 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 		StartedAt:   m.now(),
 		StateString: stateBuilding,
 		Properties:  m.redactor.RedactProperties(props.Clone()),
+		MasterID:    m.masterID,
 	}
 	ids := make([]int64, len(s.requests))
 	for i, r := range s.requests {
@@ -374,7 +375,10 @@ func (m *Master) finishBuild(rb *runningBuild, results Result, summary string) {
 
 // StopBuild stops a running build: its current step is interrupted and ends
 // CANCELLED, and only steps with AlwaysRun run after it. It returns an error
-// wrapping ErrBuildNotRunning if no such build is running.
+// wrapping ErrBuildNotRunning if no such build is running. Among masters
+// sharing a database, a build another master runs is stopped by that
+// master, asked with a build.stop event: StopBuild returns once it is
+// asked.
 func (m *Master) StopBuild(ctx context.Context, buildID int64, reason string) error {
 	if err := m.waitReady(ctx); err != nil {
 		return err
@@ -382,11 +386,19 @@ func (m *Master) StopBuild(ctx context.Context, buildID int64, reason string) er
 	m.mu.Lock()
 	rb := m.running[buildID]
 	m.mu.Unlock()
-	if rb == nil {
-		return fmt.Errorf("stop build %d: %w", buildID, ErrBuildNotRunning)
-	}
 	if reason == "" {
 		reason = "stopped"
+	}
+	if rb == nil && m.cluster != nil {
+		b, err := m.store.GetBuild(ctx, buildID)
+		if err == nil && !b.Complete && b.MasterID != 0 && b.MasterID != m.masterID {
+			m.publish(Event{Type: EventBuildStop, BuildID: buildID, BuilderID: b.BuilderID, Reason: reason})
+			m.log.Info("asked another master to stop a build", "build", buildID, "master", b.MasterID, "reason", reason)
+			return nil
+		}
+	}
+	if rb == nil {
+		return fmt.Errorf("stop build %d: %w", buildID, ErrBuildNotRunning)
 	}
 	rb.mu.Lock()
 	if !rb.stopped {

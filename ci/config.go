@@ -1,6 +1,7 @@
 package ci
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,6 +63,22 @@ type MasterConfig struct {
 	// Store, when set, is used instead of opening Database. The master does
 	// not close it.
 	Store Store
+
+	// Name identifies the master among masters sharing a PostgreSQL
+	// database: each needs its own, kept from one run to the next (its
+	// unfinished builds are closed when it starts again). Empty means
+	// DefaultMasterName: "<host name>:<absolute BaseDir>".
+	Name string
+	// Heartbeat is how often a master sharing its database records that
+	// it is alive, looks for dead masters, claims the schedulers and
+	// re-reads the pending requests (DefaultHeartbeat if zero).
+	Heartbeat time.Duration
+	// DeadAfter is how old the last heartbeat of a master sharing the
+	// database must be for another to take it for dead: it then ends the
+	// dead master's builds as RETRY, to be built again, and takes over
+	// its schedulers (DefaultDeadAfter if zero). It must be longer than
+	// Heartbeat, and the masters' clocks must agree to well within it.
+	DeadAfter time.Duration
 
 	// ShutdownTimeout is how long Run waits, once its context ends, for
 	// running builds to finish before interrupting them; they then end as
@@ -255,6 +272,11 @@ func (c *MasterConfig) Validate() error {
 	workers := v.workers()
 	builders := v.builders(workers)
 	v.errs = append(v.errs, checkLocks(c)...)
+	if c.Heartbeat < 0 || c.DeadAfter < 0 {
+		v.add("Heartbeat (%s) and DeadAfter (%s) must not be negative", c.Heartbeat, c.DeadAfter)
+	} else if hb, dead := cmp.Or(c.Heartbeat, DefaultHeartbeat), cmp.Or(c.DeadAfter, DefaultDeadAfter); dead <= hb {
+		v.add("DeadAfter (%s) must be longer than Heartbeat (%s)", dead, hb)
+	}
 
 	// The other parts: each must not be nil, passes the checks Validate
 	// makes of its kind, then its own (Validate, and ValidateConfig where

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -187,4 +188,36 @@ func TestMasterConfig_ValidateConfig(t *testing.T) {
 		`scheduler "s": sees 1 builders`,
 		`scheduler "s": second line`,
 	}, got)
+}
+
+func TestMasterConfig_Validate_Heartbeat(t *testing.T) {
+	base := func() ci.MasterConfig {
+		return ci.MasterConfig{
+			Workers:  []ci.WorkerConfig{{Name: "w1"}},
+			Builders: []ci.BuilderConfig{{Name: "b1", Workers: []string{"w1"}, Steps: []ci.Step{noop}}},
+		}
+	}
+	for _, tc := range []struct {
+		name                 string
+		heartbeat, deadAfter time.Duration
+		problem              string
+	}{
+		{"Defaults", 0, 0, ""},
+		{"OK", 5 * time.Second, 20 * time.Second, ""},
+		{"DeadAfterBelowDefaultHeartbeat", 0, 5 * time.Second, "DeadAfter (5s) must be longer than Heartbeat (10s)"},
+		{"HeartbeatAboveDefaultDeadAfter", time.Minute, 0, "DeadAfter (30s) must be longer than Heartbeat (1m0s)"},
+		{"Negative", -time.Second, 0, "Heartbeat (-1s) and DeadAfter (0s) must not be negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base()
+			cfg.Heartbeat, cfg.DeadAfter = tc.heartbeat, tc.deadAfter
+			err := cfg.Validate()
+			if tc.problem == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ci.ErrInvalidConfig)
+			assert.Equal(t, "invalid configuration:\n  "+tc.problem, err.Error())
+		})
+	}
 }

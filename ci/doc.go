@@ -88,6 +88,30 @@
 // with the master's public API: webui.Server, remote.Listener, local.Worker,
 // metrics.Collector, janitor.Janitor, debian.Archive are services.
 //
+// # Several masters on one database
+//
+// A master whose store is a ClusterStore (ci/postgres) is one of several
+// sharing the database, each with its own workers, web server and hooks.
+// At step 2 it records itself under MasterConfig.Name and closes only its
+// own unfinished builds (Build.MasterID). While it runs, every
+// MasterConfig.Heartbeat (DefaultHeartbeat, 10 s) it records a heartbeat,
+// expires the masters whose heartbeat is older than MasterConfig.DeadAfter
+// (DefaultDeadAfter, 30 s) — their builds end as RETRY and are built again
+// here or elsewhere — claims the schedulers, and re-reads the pending
+// requests. Every request is built once, whichever master's worker claims
+// it first. The events of the other masters reach its subscribers
+// (Event.MasterID names their master), so its web UI follows every build;
+// it reacts to their new requests, claims, cancellations and requests to
+// stop one of its builds (StopBuild works on any master's build).
+//
+// One master at a time runs the schedulers (SchedulesHere): their Service
+// runs there, and it hands the change listeners every change, whichever
+// master stored it. AddChange on another master returns once the change
+// is stored; the scheduling master builds it when it hears of it. When the
+// scheduling master stops or dies, another takes the schedulers over at
+// its next heartbeat, with their state from the store. Masters lists the
+// masters, active or not.
+//
 // # Properties and renderables
 //
 // Every build has Properties: named values, each with the source it came

@@ -32,6 +32,9 @@ const (
 	// EventHookDelivery: a change hook answered a request (Dialect,
 	// Status).
 	EventHookDelivery EventType = "hook.delivery"
+	// EventBuildStop: a master asks the master running a build (BuildID)
+	// to stop it (Reason), among masters sharing a database.
+	EventBuildStop EventType = "build.stop"
 )
 
 // An Event tells subscribers that a record changed; they read the record
@@ -54,9 +57,16 @@ type Event struct {
 	// hook.delivery event.
 	Dialect string
 	Status  int
+	// Reason is why a build.stop event asks to stop a build.
+	Reason string
 	// Results is set on build.finished, step.finished and
 	// buildset.complete.
 	Results Result
+	// MasterID is the master the event happened on, among masters
+	// sharing a database (MasterRecord.ID); 0 on a master alone. A
+	// master publishes the events of the others to its own subscribers:
+	// its web UI shows every build.
+	MasterID int64
 }
 
 // A Subscription receives the master's events on C, in the order they

@@ -90,3 +90,37 @@ func ExampleStepFunc() {
 	fmt.Println(version.Options().Name, version.Options().HaltOnFailure)
 	// Output: version true
 }
+
+// Two masters of a project share one PostgreSQL database (the driver
+// registered by importing github.com/kilnci/kiln/ci/postgres), each on its
+// own machine with its own workers. Each gets a name of its own; the
+// heartbeat settings are the defaults, written out.
+func ExampleMasterConfig_severalMasters() {
+	config := func(name string, workers ...string) ci.MasterConfig {
+		var wc []ci.WorkerConfig
+		for _, w := range workers {
+			wc = append(wc, ci.WorkerConfig{Name: w, Password: os.Getenv("WORKER_PASSWORD")})
+		}
+		return ci.MasterConfig{
+			Name:      name,
+			Database:  os.Getenv("KILN_DATABASE"), // postgres://kiln:...@db.example.org/kiln
+			Heartbeat: ci.DefaultHeartbeat,
+			DeadAfter: ci.DefaultDeadAfter,
+			Workers:   wc,
+			Builders: []ci.BuilderConfig{{
+				Name:    "test",
+				Workers: workers, // this master's workers for the builder
+				Steps:   []ci.Step{&steps.ShellCommand{Command: []string{"make", "test"}}},
+			}},
+		}
+	}
+	for _, cfg := range []ci.MasterConfig{config("master-1", "w1", "w2"), config("master-2", "w3", "w4")} {
+		if err := cfg.Validate(); err != nil {
+			fmt.Println(err)
+		}
+		fmt.Println(cfg.Name, len(cfg.Workers), "workers")
+	}
+	// Output:
+	// master-1 2 workers
+	// master-2 2 workers
+}

@@ -63,6 +63,12 @@ type Master struct {
 	detaching chan struct{}  // closed when Run detaches every worker
 	watchers  sync.WaitGroup // goroutines waiting to detach a worker
 
+	// On a database shared with other masters (see cluster.go).
+	cluster    ClusterStore // nil for a master alone
+	masterID   int64
+	clusterMu  sync.Mutex
+	scheduling bool // this master holds the claim on the schedulers; clusterMu
+
 	mu       sync.Mutex
 	locks    lockTable
 	pending  []*pendingRequest
@@ -224,7 +230,11 @@ func (m *Master) BuilderID(name string) (int64, bool) {
 // that many events (a default if zero). Close it when done.
 func (m *Master) Subscribe(buffer int) *Subscription { return m.bus.subscribe(buffer) }
 
-func (m *Master) publish(e Event) { m.bus.publish(e) }
+// publish tells the subscribers of an event of this master.
+func (m *Master) publish(e Event) {
+	e.MasterID = m.masterID
+	m.bus.publish(e)
+}
 
 // Run opens the store, closes the builds a previous run left unfinished (as
 // RETRY, building their requests again), starts the services and
@@ -259,6 +269,17 @@ func (m *Master) Run(ctx context.Context) (err error) {
 			}
 		}()
 	}
+	if cs, ok := m.store.(ClusterStore); ok {
+		m.cluster = cs
+		if err := m.registerMaster(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			if serr := m.cluster.StopMaster(context.WithoutCancel(ctx), m.masterID, m.now()); serr != nil {
+				m.log.Error("could not record the master stopped", "err", serr)
+			}
+		}()
+	}
 	if err := m.recoverFromStop(ctx); err != nil {
 		return err
 	}
@@ -267,16 +288,23 @@ func (m *Master) Run(ctx context.Context) (err error) {
 	}
 	m.log.Info("master started", "title", m.cfg.Title, "builders", len(m.builderList), "workers", len(m.workerList), "pending", len(m.pending))
 	reports := m.Subscribe(reporterQueue)
-	close(m.ready)
-	// Changes a previous run stored without telling its schedulers.
-	m.changeMu.Lock()
-	err = m.scheduleChanges(ctx)
-	m.changeMu.Unlock()
-	if err != nil && ctx.Err() == nil {
-		reports.Close()
-		return err
+	var relayOut *Subscription
+	if m.cluster != nil {
+		relayOut = m.Subscribe(relayQueue)
 	}
-	err = nil
+	close(m.ready)
+	// Changes a previous run stored without telling its schedulers (on a
+	// shared database, the master that claims the schedulers does it).
+	if m.cluster == nil {
+		m.changeMu.Lock()
+		err = m.scheduleChanges(ctx)
+		m.changeMu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			reports.Close()
+			return err
+		}
+		err = nil
+	}
 
 	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServices()
@@ -302,10 +330,16 @@ func (m *Master) Run(ctx context.Context) (err error) {
 			start(fmt.Sprintf("service %d (%T)", i, s), s)
 		}
 	}
+	var scheds []Scheduler
 	for _, s := range m.cfg.Schedulers {
 		if svc, ok := s.(Service); ok && !started[svc] {
 			started[svc] = true
-			start(fmt.Sprintf("scheduler %q", s.SchedulerName()), svc)
+			scheds = append(scheds, s)
+		}
+	}
+	if m.cluster == nil {
+		for _, s := range scheds {
+			start(fmt.Sprintf("scheduler %q", s.SchedulerName()), s.(Service))
 		}
 	}
 	// A reporter that keeps a connection (IRC) is also a service.
@@ -323,6 +357,34 @@ func (m *Master) Run(ctx context.Context) (err error) {
 	}()
 	svcWG.Go(func() { m.runReporters(svcCtx, reports) })
 
+	// On a shared database, the schedulers run while this master holds
+	// their claim.
+	clusterCtx, stopCluster := context.WithCancel(svcCtx)
+	defer stopCluster()
+	clusterDone := make(chan struct{})
+	if m.cluster != nil {
+		startScheds := func(sctx context.Context) *sync.WaitGroup {
+			var wg sync.WaitGroup
+			for _, s := range scheds {
+				wg.Go(func() {
+					if err := s.(Service).Run(sctx, m); err != nil && sctx.Err() == nil {
+						select {
+						case svcErr <- fmt.Errorf("scheduler %q: %w", s.SchedulerName(), err):
+						default:
+						}
+					}
+				})
+			}
+			return &wg
+		}
+		go func() {
+			defer close(clusterDone)
+			m.runCluster(clusterCtx, relayOut, startScheds)
+		}()
+	} else {
+		close(clusterDone)
+	}
+
 	select {
 	case <-ctx.Done():
 	case err = <-svcErr:
@@ -330,6 +392,12 @@ func (m *Master) Run(ctx context.Context) (err error) {
 	}
 	m.shutdown(stopBuilds)
 	<-distDone
+	if relayOut != nil {
+		// The relay sends what the builds' ends published, then returns.
+		relayOut.Close()
+	}
+	stopCluster()
+	<-clusterDone
 	stopServices()
 	svcWG.Wait()
 	m.detachAll()
@@ -405,12 +473,21 @@ func (m *Master) lockDir() string {
 	return ""
 }
 
+// relayQueue is the buffer of the subscription whose events a master on
+// a shared database tells the others: one that overflows is counted, and
+// the others find what they missed in their periodic re-read.
+const relayQueue = 8192
+
 // recoverFromStop closes builds left running by a previous run and loads
-// the pending requests.
+// the pending requests. On a shared database the builds it closes are its
+// own, and registerMaster has closed them.
 func (m *Master) recoverFromStop(ctx context.Context) error {
-	unfinished, err := m.store.UnfinishedBuilds(ctx)
-	if err != nil {
-		return fmt.Errorf("find unfinished builds: %w", err)
+	var unfinished []*Build
+	if m.cluster == nil {
+		var err error
+		if unfinished, err = m.store.UnfinishedBuilds(ctx); err != nil {
+			return fmt.Errorf("find unfinished builds: %w", err)
+		}
 	}
 	for _, b := range unfinished {
 		b.Results = Retry

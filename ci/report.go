@@ -90,6 +90,9 @@ func (m *Master) runReporters(ctx context.Context, sub *Subscription) {
 		if e.Type != EventBuildStarted && e.Type != EventBuildFinished {
 			continue
 		}
+		if e.MasterID != m.masterID {
+			continue // another master's build: that master reports it
+		}
 		rep, err := m.makeReport(ctx, e)
 		if err != nil {
 			m.log.Error("could not prepare a build report", "build", e.BuildID, "err", err)

@@ -90,6 +90,10 @@ type Build struct {
 	StateString    string     `json:"state_string"`
 	Results        Result     `json:"results"`
 	Properties     Properties `json:"-"`
+	// MasterID is the master running the build, among masters sharing a
+	// database (ClusterStore); 0 on a store of one master, which does not
+	// record it.
+	MasterID int64 `json:"masterid"`
 }
 
 // A StepRecord is the stored record of one step of a build.

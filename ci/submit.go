@@ -9,7 +9,10 @@ import (
 
 // AddChange stores a change and hands it to the schedulers that listen for
 // changes, which may submit buildsets for it. When AddChange returns nil the
-// change and those buildsets are durable. A change whose DedupKey was seen
+// change and those buildsets are durable. On a database shared by several
+// masters, only the master holding the claim on the schedulers hands them
+// changes: another one returns once the change is stored, and the
+// buildsets follow when the scheduling master hears of it. A change whose DedupKey was seen
 // before is not stored again: c is filled from the stored one and added is
 // false, and the schedulers are not told again.
 func (m *Master) AddChange(ctx context.Context, c *Change) (added bool, err error) {
@@ -27,6 +30,9 @@ func (m *Master) AddChange(ctx context.Context, c *Change) (added bool, err erro
 	}
 	if !added {
 		m.log.Info("change already received", "change", c.ID)
+		if !m.SchedulesHere() {
+			return false, nil
+		}
 		// Its first delivery may have stopped (a crash) after the change
 		// was stored and before the schedulers had it: finish it now.
 		if c.ID > m.scheduledChange {
@@ -38,6 +44,11 @@ func (m *Master) AddChange(ctx context.Context, c *Change) (added bool, err erro
 	}
 	m.publish(Event{Type: EventChangeNew, ChangeID: c.ID})
 	m.log.Info("change added", "change", c.ID, "repository", c.Repository, "branch", c.Branch, "revision", c.Revision, "category", c.Category)
+	if !m.SchedulesHere() {
+		// The master running the schedulers hands them the change when
+		// it hears of it (or at its next re-read).
+		return true, nil
+	}
 	if err := m.scheduleChanges(ctx); err != nil {
 		return true, err
 	}
@@ -184,10 +195,20 @@ func (m *Master) CancelRequest(ctx context.Context, id int64) error {
 	}
 	m.mu.Unlock()
 	if found == nil {
-		if _, err := m.store.GetRequest(ctx, id); err != nil {
+		r, err := m.store.GetRequest(ctx, id)
+		if err != nil {
 			return fmt.Errorf("cancel request %d: %w", id, err)
 		}
-		return fmt.Errorf("cancel request %d: %w: it is not pending", id, ErrConflict)
+		if m.cluster == nil || r.Claimed || r.Complete {
+			return fmt.Errorf("cancel request %d: %w: it is not pending", id, ErrConflict)
+		}
+		// Pending in the store, submitted on another master and not
+		// yet heard of here.
+		bs, err := m.store.GetBuildset(ctx, r.BuildsetID)
+		if err != nil {
+			return fmt.Errorf("cancel request %d: %w", id, err)
+		}
+		found = &pendingRequest{req: r, bs: bs, builder: &builderState{id: r.BuilderID}}
 	}
 	if err := m.store.CancelRequest(ctx, id, m.now()); err != nil {
 		return fmt.Errorf("cancel request %d: %w", id, err)

@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -455,7 +456,7 @@ func propsJSON(p ci.Properties, keep func(string) bool) map[string]any {
 func toBuildJSON(b *ci.Build, keep func(string) bool) buildJSON {
 	j := buildJSON{
 		BuildID: b.ID, Number: b.Number, BuilderID: b.BuilderID, BuildRequestID: b.BuildRequestID,
-		WorkerID: b.WorkerID, MasterID: 1, StartedAt: epoch(b.StartedAt), CompleteAt: epoch(b.CompleteAt),
+		WorkerID: b.WorkerID, MasterID: cmp.Or(b.MasterID, 1), StartedAt: epoch(b.StartedAt), CompleteAt: epoch(b.CompleteAt),
 		Complete: b.Complete, StateString: b.StateString, Properties: map[string]any{},
 	}
 	if b.Complete {

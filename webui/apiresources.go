@@ -2,10 +2,9 @@ package webui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -126,7 +125,8 @@ func typeSpec(t apiType) map[string]any {
 	return map[string]any{"name": t.name, "type": "entity", "fields": fields}
 }
 
-// Masters: the one master that serves the API, with ID 1.
+// Masters: every master recorded in the database, active or not (on a
+// store of one master, this one alone, with ID 1).
 
 type masterJSON struct {
 	MasterID   int64  `json:"masterid"`
@@ -135,45 +135,60 @@ type masterJSON struct {
 	LastActive any    `json:"last_active"`
 }
 
-// toMasterJSON gives this master, named as Buildbot names a master: its
-// host and base folder.
+func toMasterJSON(m *ci.MasterRecord) masterJSON {
+	return masterJSON{MasterID: m.ID, Name: m.Name, Active: m.Active, LastActive: epoch(m.LastActive)}
+}
+
+// toMasterJSON gives the master serving the API, named as Buildbot names
+// a master by default (its host and base folder) unless configured.
 func (a *app) toMasterJSON() masterJSON {
-	host, _ := os.Hostname()
-	dir := a.m.Config().BaseDir
-	if abs, err := filepath.Abs(dir); err == nil {
-		dir = abs
+	id := a.m.MasterID()
+	if id == 0 {
+		id = 1
 	}
-	return masterJSON{MasterID: 1, Name: host + ":" + dir, Active: true, LastActive: epoch(a.m.Now())}
+	return masterJSON{MasterID: id, Name: a.m.Name(), Active: true, LastActive: epoch(a.m.Now())}
 }
 
 func (a *app) apiMasters(r *http.Request, st ci.Store) (any, error) {
-	return list("masters", []masterJSON{a.toMasterJSON()}, 1), nil
+	masters, err := a.m.Masters(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]masterJSON, len(masters))
+	for i, m := range masters {
+		out[i] = toMasterJSON(m)
+	}
+	return list("masters", out, len(out)), nil
 }
 
 func (a *app) apiMaster(r *http.Request, st ci.Store) (any, error) {
-	if err := checkMaster(r); err != nil {
+	m, err := a.findMaster(r)
+	if err != nil {
 		return nil, err
 	}
-	return one("masters", a.toMasterJSON()), nil
+	return one("masters", toMasterJSON(m)), nil
 }
 
-// checkMaster answers not found for a {masterid} other than this master's.
-func checkMaster(r *http.Request) error {
+// findMaster returns the master {masterid} names; not found if none is
+// recorded.
+func (a *app) findMaster(r *http.Request) (*ci.MasterRecord, error) {
 	id, err := pathID(r, "masterid")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if id != 1 {
-		return fmt.Errorf("%w: no master %d", errNotFound, id)
+	m, err := a.m.GetMaster(r.Context(), id)
+	if errors.Is(err, ci.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no master %d", errNotFound, id)
 	}
-	return nil
+	return m, err
 }
 
-// ofMaster answers fn under /masters/{masterid}: all there is, for this
-// master.
+// ofMaster answers fn under /masters/{masterid}, for any recorded master:
+// the masters sharing a database share their builders, workers and
+// schedulers.
 func (a *app) ofMaster(fn apiFunc) apiFunc {
 	return func(r *http.Request, st ci.Store) (any, error) {
-		if err := checkMaster(r); err != nil {
+		if _, err := a.findMaster(r); err != nil {
 			return nil, err
 		}
 		return fn(r, st)

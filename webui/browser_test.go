@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/internal/pgtest"
 	"github.com/kilnci/kiln/internal/testenv"
 )
 
@@ -44,7 +45,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(runHelper(os.Args[2], os.Args[3:]))
 	}
-	code := m.Run()
+	code := pgtest.Run(m) // stops the PostgreSQL server of the cluster tests
 	if browser.cancel != nil {
 		browser.cancel()
 	}

@@ -112,7 +112,7 @@
 //	GET /api/v2/builders/{b}/buildrequests         a builder's requests
 //	GET /api/v2/builders/{b}/forceschedulers       the force schedulers of a builder
 //	GET /api/v2/builders/{b}/workers[/{id or name}]   the workers configured on a builder
-//	GET /api/v2/builders/{b}/masters[/1]           this master
+//	GET /api/v2/builders/{b}/masters[/{id}]        the masters (every builder is on all)
 //	GET /api/v2/builds[/{id}]                      builds (?property= names the properties each carries; "*" all)
 //	GET /api/v2/builds/{id}/changes                the changes a build was made for (its buildset's)
 //	GET /api/v2/builds/{id}/properties             its properties, one object of name: [value, source]
@@ -126,8 +126,10 @@
 //	GET /api/v2/sourcestamps[/{id}[/changes]]      source stamps; the changes of one
 //	GET /api/v2/forceschedulers[/{name}]           force schedulers and their fields (all_fields)
 //	GET /api/v2/schedulers[/{id}]                  the configured schedulers, by place in the configuration
-//	GET /api/v2/masters[/1[/builders[/{b}[/workers[/{w}]]]|/workers[/{w}]|/schedulers[/{id}]|/changesources]]
-//	                                               this master (ID 1) and what runs in it
+//	GET /api/v2/masters[/{id}[/builders[/{b}[/workers[/{w}]]]|/workers[/{w}]|/schedulers[/{id}]|/changesources]]
+//	                                               the masters sharing the database, active or not, with
+//	                                               their last heartbeat (a master alone: itself, ID 1); what
+//	                                               runs in them (the configuration the masters share)
 //	GET /api/v2/changesources[/{id}]               none: changes come from the change hooks
 //	GET /api/v2/builds/{id}/data[/{name}[/value]]  none: Kiln's steps keep no build data
 //	GET /api/v2/test_result_sets[/{id}[/results|/raw_results]], /builders/{b}/test_result_sets,

@@ -2,13 +2,16 @@ package postgres_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/citest"
 	"github.com/kilnci/kiln/ci/postgres"
+	"github.com/kilnci/kiln/ci/steps"
 )
 
 // benchLog makes the records a log needs and the log.
@@ -199,3 +202,96 @@ func BenchmarkAddTestResults(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMaster runs one master with four in-process workers on each
+// store, SQLite and PostgreSQL, side by side: the same builder of one
+// step running true. "throughput" submits b.N builds at once and reports
+// builds/s; "latency" runs one build at a time and reports the median
+// time from the request to the stored end of the build (build-ms-p50)
+// and to its start (start-ms-p50). SQLite commits durably, the test
+// server does not unless KILN_PGTEST_DURABLE=1 is set: set it for a fair
+// comparison.
+func BenchmarkMaster(b *testing.B) {
+	for _, store := range []string{"sqlite", "postgres"} {
+		cfg := func(b *testing.B) ci.MasterConfig {
+			cfg := ci.MasterConfig{BaseDir: b.TempDir()}
+			if store == "postgres" {
+				cfg.Database = migrated.NewDatabase(b)
+			}
+			var names []string
+			for i := range 4 {
+				name := fmt.Sprintf("w%d", i+1)
+				cfg.Workers = append(cfg.Workers, ci.WorkerConfig{Name: name})
+				names = append(names, name)
+			}
+			cfg.Builders = []ci.BuilderConfig{{Name: "b", Workers: names, Steps: []ci.Step{
+				&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "true"}, Command: []string{"true"}},
+			}}}
+			return cfg
+		}
+		b.Run(store+"/throughput", func(b *testing.B) {
+			m := citest.Start(b, cfg(b))
+			sub := m.Subscribe(1 << 20)
+			defer sub.Close()
+			b.ResetTimer()
+			t0 := time.Now()
+			want := map[int64]bool{}
+			for range b.N {
+				want[m.Submit(b, citest.Request{Builder: "b"})] = true
+			}
+			for len(want) > 0 {
+				if e := <-sub.C; e.Type == ci.EventBuildsetComplete {
+					delete(want, e.BuildsetID)
+				}
+			}
+			elapsed := time.Since(t0)
+			b.StopTimer()
+			if sub.Dropped() > 0 {
+				b.Fatalf("%d events dropped", sub.Dropped())
+			}
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "builds/s")
+		})
+		b.Run(store+"/latency", func(b *testing.B) {
+			m := citest.Start(b, cfg(b))
+			sub := m.Subscribe(1 << 16)
+			defer sub.Close()
+			starts := make([]time.Duration, 0, b.N)
+			totals := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				bs := m.Submit(b, citest.Request{Builder: "b"})
+				var started time.Duration
+			wait:
+				for {
+					e := <-sub.C
+					switch {
+					case e.Type == ci.EventBuildStarted && e.BuildsetID == bs:
+						started = time.Since(t0)
+					case e.Type == ci.EventBuildsetComplete && e.BuildsetID == bs:
+						break wait
+					}
+				}
+				totals = append(totals, time.Since(t0))
+				starts = append(starts, started)
+			}
+			b.StopTimer()
+			if sub.Dropped() > 0 {
+				b.Fatalf("%d events dropped", sub.Dropped())
+			}
+			b.ReportMetric(ms(median(starts)), "start-ms-p50")
+			b.ReportMetric(ms(median(totals)), "build-ms-p50")
+		})
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

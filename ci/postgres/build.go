@@ -61,8 +61,9 @@ func (s *Store) StartBuild(ctx context.Context, b *ci.Build, requestIDs []int64)
 			return err
 		}
 		err = tx.QueryRow(ctx, `INSERT INTO builds (number, builder_id, buildrequest_id, worker_id, started_at,
-			state_string, properties) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-			number, b.BuilderID, requestIDs[0], idArg(b.WorkerID), timeArg(b.StartedAt), b.StateString, propsJSON).Scan(&id)
+			state_string, properties, master_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			number, b.BuilderID, requestIDs[0], idArg(b.WorkerID), timeArg(b.StartedAt), b.StateString, propsJSON,
+			idArg(b.MasterID)).Scan(&id)
 		if err != nil {
 			return refErr(err)
 		}
@@ -99,64 +100,72 @@ func (s *Store) FinishBuild(ctx context.Context, b *ci.Build, resubmit bool) ([]
 	}
 	var done []int64
 	err = s.write(ctx, func(tx pgx.Tx) error {
-		done = nil
-		var complete bool
-		err := tx.QueryRow(ctx, `SELECT complete FROM builds WHERE id = $1 FOR NO KEY UPDATE`, b.ID).Scan(&complete)
-		if noRows(err) {
-			return notFound("build", b.ID)
-		}
-		if err != nil {
-			return err
-		}
-		if complete {
-			return fmt.Errorf("build %d is already finished: %w", b.ID, ci.ErrConflict)
-		}
-		at, results := timeArg(b.CompleteAt), int64(b.Results)
-		_, err = tx.Exec(ctx, `UPDATE builds SET complete = true, complete_at = $1, results = $2, state_string = $3,
-			properties = $4 WHERE id = $5`, at, results, b.StateString, propsJSON, b.ID)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `UPDATE logs SET complete = true
-			WHERE NOT complete AND step_id IN (SELECT id FROM steps WHERE build_id = $1)`, b.ID)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `UPDATE steps SET complete = true, complete_at = $1, results = $2
-			WHERE build_id = $3 AND NOT complete`, at, results, b.ID)
-		if err != nil {
-			return err
-		}
-		if resubmit {
-			_, err = tx.Exec(ctx, `UPDATE buildrequests SET claimed = false, claimed_at = NULL, build_id = NULL
-				WHERE build_id = $1 AND NOT complete`, b.ID)
-			return err
-		}
-		rows, err := tx.Query(ctx, `UPDATE buildrequests SET complete = true, complete_at = $1, results = $2
-			WHERE build_id = $3 AND NOT complete RETURNING buildset_id`, at, results, b.ID)
-		if err != nil {
-			return err
-		}
-		buildsets, err := scanAll(rows, func(row scanner) (id int64, err error) { return id, row.Scan(&id) })
-		if err != nil {
-			return err
-		}
-		slices.Sort(buildsets)
-		for _, id := range slices.Compact(buildsets) {
-			ok, err := completeBuildset(ctx, tx, id, b.CompleteAt)
-			if err != nil {
-				return err
-			}
-			if ok {
-				done = append(done, id)
-			}
-		}
-		return nil
+		var err error
+		done, err = finishBuild(ctx, tx, b, &propsJSON, resubmit)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: finish build: %w", err)
 	}
 	b.Complete = true
+	return done, nil
+}
+
+// finishBuild is FinishBuild in transaction tx; props nil keeps the
+// stored properties.
+func finishBuild(ctx context.Context, tx pgx.Tx, b *ci.Build, props *string, resubmit bool) ([]int64, error) {
+	var done []int64
+	var complete bool
+	err := tx.QueryRow(ctx, `SELECT complete FROM builds WHERE id = $1 FOR NO KEY UPDATE`, b.ID).Scan(&complete)
+	if noRows(err) {
+		return nil, notFound("build", b.ID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if complete {
+		return nil, fmt.Errorf("build %d is already finished: %w", b.ID, ci.ErrConflict)
+	}
+	at, results := timeArg(b.CompleteAt), int64(b.Results)
+	_, err = tx.Exec(ctx, `UPDATE builds SET complete = true, complete_at = $1, results = $2, state_string = $3,
+		properties = COALESCE($4, properties) WHERE id = $5`, at, results, b.StateString, props, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE logs SET complete = true
+		WHERE NOT complete AND step_id IN (SELECT id FROM steps WHERE build_id = $1)`, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE steps SET complete = true, complete_at = $1, results = $2
+		WHERE build_id = $3 AND NOT complete`, at, results, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	if resubmit {
+		_, err = tx.Exec(ctx, `UPDATE buildrequests SET claimed = false, claimed_at = NULL, build_id = NULL
+			WHERE build_id = $1 AND NOT complete`, b.ID)
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `UPDATE buildrequests SET complete = true, complete_at = $1, results = $2
+		WHERE build_id = $3 AND NOT complete RETURNING buildset_id`, at, results, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	buildsets, err := scanAll(rows, func(row scanner) (id int64, err error) { return id, row.Scan(&id) })
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(buildsets)
+	for _, id := range slices.Compact(buildsets) {
+		ok, err := completeBuildset(ctx, tx, id, b.CompleteAt)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			done = append(done, id)
+		}
+	}
 	return done, nil
 }
 
@@ -176,13 +185,13 @@ func (s *Store) SetBuildState(ctx context.Context, id int64, state string) error
 }
 
 const buildCols = `id, number, builder_id, buildrequest_id, worker_id, started_at, complete_at, complete,
-	state_string, results, properties`
+	state_string, results, properties, master_id`
 
 func scanBuild(row scanner) (*ci.Build, error) {
 	b := &ci.Build{}
 	err := row.Scan(&b.ID, &b.Number, &b.BuilderID, &b.BuildRequestID, nullInt[int64]{&b.WorkerID},
 		timeCol{&b.StartedAt}, timeCol{&b.CompleteAt}, &b.Complete, &b.StateString,
-		nullInt[ci.Result]{&b.Results}, propsCol{&b.Properties})
+		nullInt[ci.Result]{&b.Results}, propsCol{&b.Properties}, nullInt[int64]{&b.MasterID})
 	if err != nil {
 		return nil, err
 	}

@@ -71,19 +71,44 @@
 //
 // # Several masters
 //
-// What is safe today with several masters on one database: the records
-// themselves. Requests are claimed once, numbers and IDs stay consistent,
-// buildsets complete once, dedup keys and ExternalIDs are honoured across
-// masters, migrations are applied once.
+// Several masters share one database, each with its own workers, web
+// server and change hooks, and nothing else between them: the store is a
+// [ci.ClusterStore], and PostgreSQL's row locks, advisory locks and
+// LISTEN/NOTIFY do the coordination. Each master needs a name of its own
+// (ci.MasterConfig.Name), kept from one run to the next.
 //
-// What is not yet: the masters do not know of each other. A master that
-// starts closes every unfinished build as an interrupted one of its own
-// (UnfinishedBuilds does not say which master runs a build), so masters
-// must not restart while another runs builds; there are no heartbeats to
-// close a dead master's builds, no LISTEN/NOTIFY to tell a master of
-// requests, builds and log lines another one made (its web UI shows them
-// when it reads the store again, not live), and schedulers that must
-// decide once (Nightly, Periodic) run on every master. Until that work is
-// done, run one master per database, or several with the schedulers and
-// restarts above in mind.
+//   - The masters table records each master (ID, name, active, last
+//     heartbeat, on the master's clock). A master starting marks itself
+//     active and closes its own unfinished builds as RETRY (builds.master_id
+//     says which master runs a build; builds from before, with none, are
+//     closed only when no other master is active). It refuses to start
+//     while a master of its name has a heartbeat younger than DeadAfter.
+//   - Every Heartbeat (10 s) a master records that it is alive and looks
+//     at the others: one whose heartbeat is older than DeadAfter (30 s) is
+//     expired in one transaction that claims its row with FOR UPDATE SKIP
+//     LOCKED (of masters expiring it at once, one does it): marked
+//     inactive, its schedulers freed, its builds ended as RETRY and their
+//     requests pending again, for the workers of the living masters.
+//   - The schedulers table holds the claim on the schedulers (Buildbot's
+//     scheduler_masters): one master runs them all, and hands the
+//     change-based ones every change, whichever master stored it. Claims
+//     are made all or none under an advisory lock; a master that stops or
+//     is expired frees them and another takes them at its next heartbeat.
+//     The schedulers keep their state in the shared state store, so a
+//     takeover neither fires a Nightly twice nor skips one; their
+//     submissions carry ExternalIDs, which AddBuildset honours across
+//     masters.
+//   - Events cross masters on the channel kiln_events ([Store.RelayEvents]):
+//     a master sends its events in batches, each notification a JSON
+//     document under PostgreSQL's 8000 bytes ({"m": master, "e": [events
+//     with short field names]}), and receives the others' on a connection
+//     of its own, outside the pool, publishing them to its subscribers
+//     (web UI streams, live logs: a log.lines event names the lines, which
+//     are read from the store). A master learns so of requests submitted
+//     elsewhere, of claims and cancellations, of builds to stop. When that
+//     connection drops it connects again (after a second) and the master
+//     re-reads the pending requests, as it does at every heartbeat.
+//
+// Each master so uses its pool (pool_max_conns in the URL; by default the
+// larger of 4 and the number of CPUs) plus one connection for LISTEN.
 package postgres

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -58,9 +60,18 @@ type Store struct {
 	// creates by itself (the source stamp of a change). time.Now if nil.
 	// Set it before the store is used.
 	Now func() time.Time
+	// Logger receives what the store has to say outside a method's
+	// error: the connection receiving other masters' events lost and
+	// made again (see RelayEvents). slog.Default() if nil. Set it before
+	// the store is used.
+	Logger *slog.Logger
 
 	pool *pgxpool.Pool
 	url  string // redacted
+	dsn  string // as given, to take its password out of errors
+
+	listenerMu sync.Mutex
+	listener   *pgx.Conn // RelayEvents' connection, while it has one
 }
 
 // Open connects to the database at url (postgres://user:password@host/db
@@ -87,7 +98,7 @@ func open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{pool: pool, url: Redact(dsn)}
+	s := &Store{pool: pool, url: Redact(dsn), dsn: dsn}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, err

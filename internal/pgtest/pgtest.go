@@ -90,7 +90,11 @@ type server struct {
 
 // Main runs the tests and then stops the server, if a test started it.
 // Call it from TestMain; it does not return.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run runs the tests, stops the server if a test started it, and returns
+// the exit code, for a TestMain that has more to do before it exits.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if cluster != nil {
 		if err := cluster.stop(); err != nil {
@@ -100,7 +104,7 @@ func Main(m *testing.M) {
 			}
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // NewDatabase returns the URL of a new, empty database on the package's

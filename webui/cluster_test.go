@@ -1,0 +1,74 @@
+package webui_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/citest"
+	_ "github.com/kilnci/kiln/ci/postgres" // the store of the masters below
+	"github.com/kilnci/kiln/ci/steps"
+	"github.com/kilnci/kiln/internal/pgtest"
+	"github.com/kilnci/kiln/webui"
+)
+
+// Two masters on one PostgreSQL database: the API of either lists both,
+// and shows a build of the other with that master's ID.
+func TestAPI_Masters_Cluster(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	start := func(name string) *citest.Master {
+		return citest.Start(t, ci.MasterConfig{
+			Name:     name,
+			Database: url,
+			Workers:  []ci.WorkerConfig{{Name: name + "-w"}},
+			Builders: []ci.BuilderConfig{{Name: "pass", Workers: []string{name + "-w"},
+				Steps: []ci.Step{&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "true"}, Command: []string{"true"}}}}},
+		})
+	}
+	a, b := start("a"), start("b")
+	srv := httptest.NewServer(webui.Handler(a.Master))
+	t.Cleanup(srv.Close)
+
+	var masters struct {
+		Masters []map[string]any `json:"masters"`
+		Meta    struct {
+			Total int `json:"total"`
+		} `json:"meta"`
+	}
+	get(t, srv.URL+"/api/v2/masters", http.StatusOK, &masters)
+	require.Equal(t, 2, masters.Meta.Total)
+	require.Len(t, masters.Masters, 2)
+	for i, m := range []*citest.Master{a, b} {
+		assert.Equal(t, float64(m.MasterID()), masters.Masters[i]["masterid"])
+		assert.Equal(t, m.Name(), masters.Masters[i]["name"])
+		assert.Equal(t, true, masters.Masters[i]["active"])
+		assert.Equal(t, float64(m.Now().Unix()), masters.Masters[i]["last_active"], "the heartbeat at its start")
+	}
+
+	var one struct {
+		Masters []map[string]any `json:"masters"`
+	}
+	get(t, fmt.Sprintf("%s/api/v2/masters/%d", srv.URL, b.MasterID()), http.StatusOK, &one)
+	require.Len(t, one.Masters, 1)
+	assert.Equal(t, "b", one.Masters[0]["name"])
+	var errAnswer map[string]any
+	get(t, srv.URL+"/api/v2/masters/999", http.StatusNotFound, &errAnswer)
+	var builders struct {
+		Builders []map[string]any `json:"builders"`
+	}
+	get(t, fmt.Sprintf("%s/api/v2/masters/%d/builders", srv.URL, b.MasterID()), http.StatusOK, &builders)
+	assert.Len(t, builders.Builders, 1)
+
+	// A build on b, read through a.
+	bb := b.Build(t, citest.Request{Builder: "pass"})
+	var builds buildsAnswer
+	get(t, fmt.Sprintf("%s/api/v2/builds/%d", srv.URL, bb.Record.ID), http.StatusOK, &builds)
+	require.Len(t, builds.Builds, 1)
+	assert.Equal(t, float64(b.MasterID()), builds.Builds[0]["masterid"])
+}
