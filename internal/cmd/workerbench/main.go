@@ -35,8 +35,27 @@
 //
 //	workerbench -buildbot /usr/bin/buildbot -kiln-worker BIN [-buildbot-builds 200]
 //
-// scripts/bench-workers builds the binaries and runs it. It reads Linux's
-// /proc.
+// With -versus, it runs one workload on two systems, one after the other,
+// and prints one table of both with the ratio (Buildbot / Kiln): a Kiln
+// master (benchmaster) with kiln-workers, and a stock Buildbot master
+// (create-master and a generated master.cfg with benchmaster's builders
+// and steps) with buildbot-workers. The workload: the master's cold start
+// until a worker's WebSocket handshake is answered; its resident memory
+// idle and per idle attached worker (-idle-workers); the median of
+// one-step and of ten-step builds run one at a time (-latency-builds,
+// -ten-builds); the rate of one-step builds over -workers workers
+// (-builds) and the master's CPU time per build; a step writing
+// -log-bytes bytes of standard output, its rate into the store and the
+// master's peak resident size (VmHWM) meanwhile. The -stock-* flags size
+// Buildbot's share. Kiln's builds are forced through its JSON API;
+// Buildbot's are asked for by changes sent to a PBChangeSource with
+// Buildbot's own sendchange client, and their build requests read in its
+// state.sqlite (see versus.go).
+//
+//	workerbench -versus /usr/bin/buildbot -master BIN -kiln-worker BIN [options]
+//
+// scripts/bench-workers builds the binaries and runs it; so does
+// scripts/bench-vs-buildbot, with -versus. It reads Linux's /proc.
 package main
 
 import (

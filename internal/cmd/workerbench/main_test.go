@@ -202,7 +202,7 @@ func TestVersus(t *testing.T) {
 		"ten-step build, median of builds one at a time (2; Buildbot: 1)",
 		"one-step builds over 2 workers (6; Buildbot: 4)",
 		"  master CPU per build",
-		"1 MB of stdout into the store",
+		"1.00 MB of stdout (lines of 99 bytes, 1.01 MB with newlines) into the store",
 		"  master peak RSS (VmHWM) during it",
 	}, names)
 	for _, r := range rows {

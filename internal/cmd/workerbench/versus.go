@@ -366,6 +366,7 @@ func (v *versus) idle(ctx context.Context, dirs []string) error {
 	if err != nil {
 		return err
 	}
+	spawn := time.Since(start)
 	defer stopAll(ps)
 	if err := v.waitConnected(ctx, ps, len(dirs)); err != nil {
 		return err
@@ -376,8 +377,8 @@ func (v *versus) idle(ctx context.Context, dirs []string) error {
 		return err
 	}
 	v.r.PerIdleWorker = float64(v.r.IdleWithRSS-v.r.IdleRSS) / float64(len(dirs))
-	v.logf("master RSS %s idle, %s with %d idle workers (%.1f KiB each); attached %s after their start",
-		mib(v.r.IdleRSS), mib(v.r.IdleWithRSS), len(dirs), v.r.PerIdleWorker/1024, v.r.AttachTime.Round(time.Millisecond))
+	v.logf("master RSS %s idle, %s with %d idle workers (%.1f KiB each); attached %s after their start (%s starting them)",
+		mib(v.r.IdleRSS), mib(v.r.IdleWithRSS), len(dirs), v.r.PerIdleWorker/1024, v.r.AttachTime.Round(time.Millisecond), spawn.Round(time.Millisecond))
 	stopAll(ps)
 	return v.waitConnected(ctx, nil, 0)
 }
@@ -640,7 +641,8 @@ func printVersusTable(out io.Writer, m machineInfo, results []*versusResult, pol
 		{sizes("ten-step build, median of builds one at a time", func(s Sizes) int { return s.TenBuilds }), func(r *versusResult) float64 { return ms64(r.TenMedian) }, "ms"},
 		{sizes(fmt.Sprintf("one-step builds over %d workers", k.Sizes.Workers), func(s Sizes) int { return s.Builds }), func(r *versusResult) float64 { return r.BuildsPerSec }, "builds/s"},
 		{"  master CPU per build", func(r *versusResult) float64 { return ms64(r.MasterCPUPerBuild) }, "ms"},
-		{fmt.Sprintf("%.0f MB of stdout into the store", float64(logSize)/1e6), func(r *versusResult) float64 { return r.LogMBps }, "MB/s"},
+		{fmt.Sprintf("%s MB of stdout (lines of 99 bytes, %s MB with newlines) into the store", figure(float64(k.Sizes.LogBytes)/1e6), figure(float64(logSize)/1e6)),
+			func(r *versusResult) float64 { return r.LogMBps }, "MB/s"},
 		{"  master peak RSS (VmHWM) during it", func(r *versusResult) float64 { return mib64(r.LogPeakRSS) }, "MiB"},
 	}
 	fmt.Fprintf(out, "| what | %s | %s | %s / %s |\n|---|---|---|---|\n", k.System, b.System, strings.Fields(b.System)[0], k.System)
