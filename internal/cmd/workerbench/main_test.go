@@ -201,9 +201,9 @@ func TestVersus(t *testing.T) {
 		"one-step build (true), median of builds one at a time (4; Buildbot: 2)",
 		"ten-step build, median of builds one at a time (2; Buildbot: 1)",
 		"one-step builds over 2 workers (6; Buildbot: 4)",
-		"  master CPU per build",
+		"master CPU per build, in the builds over workers",
 		"1.00 MB of stdout (lines of 99 bytes, 1.01 MB with newlines) into the store",
-		"  master peak RSS (VmHWM) during it",
+		"master peak RSS (VmHWM) during the stdout build",
 	}, names)
 	for _, r := range rows {
 		kiln, kunit := figureOf(t, r[1])
@@ -237,13 +237,7 @@ func versusRows(t *testing.T, table string) [][]string {
 		require.Len(t, cells, 6, "row %q", line)
 		cells = cells[1:5]
 		for i, c := range cells {
-			if i > 0 {
-				c = strings.TrimSpace(c)
-			} else {
-				c = strings.TrimPrefix(c, " ")
-				c = strings.TrimSuffix(c, " ")
-			}
-			cells[i] = c
+			cells[i] = strings.TrimSpace(c)
 		}
 		if header {
 			header = !strings.HasPrefix(cells[0], "---")

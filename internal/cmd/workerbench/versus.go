@@ -640,10 +640,10 @@ func printVersusTable(out io.Writer, m machineInfo, results []*versusResult, pol
 		{sizes("one-step build (true), median of builds one at a time", func(s Sizes) int { return s.LatencyBuilds }), func(r *versusResult) float64 { return ms64(r.Median) }, "ms"},
 		{sizes("ten-step build, median of builds one at a time", func(s Sizes) int { return s.TenBuilds }), func(r *versusResult) float64 { return ms64(r.TenMedian) }, "ms"},
 		{sizes(fmt.Sprintf("one-step builds over %d workers", k.Sizes.Workers), func(s Sizes) int { return s.Builds }), func(r *versusResult) float64 { return r.BuildsPerSec }, "builds/s"},
-		{"  master CPU per build", func(r *versusResult) float64 { return ms64(r.MasterCPUPerBuild) }, "ms"},
+		{"master CPU per build, in the builds over workers", func(r *versusResult) float64 { return ms64(r.MasterCPUPerBuild) }, "ms"},
 		{fmt.Sprintf("%s MB of stdout (lines of 99 bytes, %s MB with newlines) into the store", figure(float64(k.Sizes.LogBytes)/1e6), figure(float64(logSize)/1e6)),
 			func(r *versusResult) float64 { return r.LogMBps }, "MB/s"},
-		{"  master peak RSS (VmHWM) during it", func(r *versusResult) float64 { return mib64(r.LogPeakRSS) }, "MiB"},
+		{"master peak RSS (VmHWM) during the stdout build", func(r *versusResult) float64 { return mib64(r.LogPeakRSS) }, "MiB"},
 	}
 	fmt.Fprintf(out, "| what | %s | %s | %s / %s |\n|---|---|---|---|\n", k.System, b.System, strings.Fields(b.System)[0], k.System)
 	for _, rw := range rows {
