@@ -651,7 +651,7 @@ func printVersusTable(out io.Writer, m machineInfo, results []*versusResult, pol
 		fmt.Fprintf(out, "| %s | %s %s | %s %s | %s |\n", rw.what, figure(kv), rw.unit, figure(bv), rw.unit, ratio(bv, kv))
 	}
 	fmt.Fprintf(out, "\nKiln: builds forced through the master's JSON API (the force scheduler's JSON-RPC call), 4 requests at a time for the builds over workers; build requests polled in the API.\n")
-	fmt.Fprintf(out, "Buildbot: no web UI; builds asked for by changes sent to a PBChangeSource with Buildbot's sendchange client (buildbot.clients.sendchange, as `buildbot sendchange`), one Python process sending them one after the other, one SingleBranchScheduler per builder; build requests (complete, results) polled in its state.sqlite.\n")
+	fmt.Fprintf(out, "Buildbot: no web UI; builds asked for by changes sent to a PBChangeSource with Buildbot's sendchange client (buildbot.clients.sendchange, as `buildbot sendchange`), one Python process sending them one after the other, one SingleBranchScheduler per builder; build requests (complete, results) polled in its state.sqlite. Its master, as shipped, writes every msgpack_experimental_v7 message to twistd.log.\n")
 	fmt.Fprintf(out, "state.sqlite keeps whole seconds, so the times are the driver's clock; by its timestamps (first buildrequests.submitted_at to last builds.complete_at) the %d builds over workers took %.0f s",
 		b.Sizes.Builds, b.DBSpan.Seconds())
 	if b.DBSpan > 0 {
