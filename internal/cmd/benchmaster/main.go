@@ -1,9 +1,11 @@
 // Command benchmaster is the master that workerbench measures network
 // workers against, run as a process of its own so that its memory can be
-// read from /proc. It accepts workers w1 ... wN (password "pass") and has
-// two builders and a force scheduler named "force" for both:
+// read from /proc. It accepts workers w1 ... wN (password "pass"), and
+// idle workers i1 ... iM in no builder (-idle M), and has three builders
+// and a force scheduler named "force" for them:
 //
-//	one   a step running true, on every worker
+//	one   a step running true, on w1 ... wN
+//	ten   ten steps running true, on w1 ... wN
 //	log   a step writing -log-bytes bytes of 99-character lines to its
 //	      standard output, on w1
 //
@@ -14,7 +16,7 @@
 // and serves until SIGINT or SIGTERM. Anyone may force builds: it listens
 // on the loopback interface by default.
 //
-//	benchmaster -dir DIR [-workers 127.0.0.1:0] [-http 127.0.0.1:0] [-n 4] [-log-bytes 100000000] [-pprof ADDR]
+//	benchmaster -dir DIR [-workers 127.0.0.1:0] [-http 127.0.0.1:0] [-n 4] [-idle 0] [-log-bytes 100000000] [-pprof ADDR]
 package main
 
 import (
@@ -57,6 +59,9 @@ func LogCommand(n int64) string {
 	return fmt.Sprintf("head -c %d /dev/zero | tr '\\0' a | fold -w 99", n)
 }
 
+// TenSteps is how many steps the "ten" builder has.
+const TenSteps = 10
+
 // Config returns the master's configuration for n workers.
 func Config(dir string, n int, logBytes int64) ci.MasterConfig {
 	var workers []ci.WorkerConfig
@@ -65,6 +70,10 @@ func Config(dir string, n int, logBytes int64) ci.MasterConfig {
 		name := fmt.Sprintf("w%d", i+1)
 		workers = append(workers, ci.WorkerConfig{Name: name, Password: Password})
 		names = append(names, name)
+	}
+	var ten []ci.Step
+	for i := range TenSteps {
+		ten = append(ten, &steps.ShellCommand{StepOptions: ci.StepOptions{Name: fmt.Sprintf("step%d", i+1)}, Command: []string{"true"}})
 	}
 	return ci.MasterConfig{
 		Title:   "Kiln worker benchmark",
@@ -77,8 +86,9 @@ func Config(dir string, n int, logBytes int64) ci.MasterConfig {
 			{Name: "log", Workers: names[:1], Steps: []ci.Step{
 				&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "log"}, Command: LogCommand(logBytes)},
 			}},
+			{Name: "ten", Workers: names, Steps: ten},
 		},
-		Schedulers: []ci.Scheduler{&scheduler.Force{Name: "force", Builders: []string{"one", "log"}}},
+		Schedulers: []ci.Scheduler{&scheduler.Force{Name: "force", Builders: []string{"one", "log", "ten"}}},
 	}
 }
 
@@ -89,13 +99,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	workerAddr := fs.String("workers", "127.0.0.1:0", "address where workers connect")
 	httpAddr := fs.String("http", "127.0.0.1:0", "address of the JSON API")
 	n := fs.Int("n", 4, "number of workers, w1 ... wN")
+	idle := fs.Int("idle", 0, "number of idle workers, i1 ... iM, in no builder")
 	logBytes := fs.Int64("log-bytes", 100_000_000, "bytes the log builder's step writes")
 	pprofAddr := fs.String("pprof", "", "address to serve net/http/pprof on (none if empty)")
 	verbose := fs.Bool("v", false, "log at info level (warnings only by default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *dir == "" || *n < 1 || *logBytes < 0 || fs.NArg() > 0 {
+	if *dir == "" || *n < 1 || *idle < 0 || *logBytes < 0 || fs.NArg() > 0 {
 		fs.Usage()
 		return errors.New("usage: benchmaster -dir DIR [options]")
 	}
@@ -105,6 +116,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		level = slog.LevelInfo
 	}
 	cfg := Config(*dir, *n, *logBytes)
+	for i := range *idle {
+		cfg.Workers = append(cfg.Workers, ci.WorkerConfig{Name: fmt.Sprintf("i%d", i+1), Password: Password})
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	var closers []io.Closer

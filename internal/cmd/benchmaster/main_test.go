@@ -30,7 +30,7 @@ func TestRun(t *testing.T) {
 	out := &testenv.SyncBuffer{}
 	var stderr bytes.Buffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-dir", t.TempDir(), "-n", "2"}, out, &stderr) }()
+	go func() { done <- run(ctx, []string{"-dir", t.TempDir(), "-n", "2", "-idle", "3"}, out, &stderr) }()
 	for !strings.Contains(out.String(), "\n") {
 		select {
 		case err := <-done:
@@ -46,7 +46,13 @@ func TestRun(t *testing.T) {
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"builders": [{"name": "one"}, {"name": "log"}], "meta": {"total": 2}}`, string(body))
+	assert.JSONEq(t, `{"builders": [{"name": "one"}, {"name": "log"}, {"name": "ten"}], "meta": {"total": 3}}`, string(body))
+	resp, err = http.Get("http://" + httpAddr + "/api/v2/workers?field=name")
+	require.NoError(t, err)
+	body, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"workers": [{"name": "w1"}, {"name": "w2"}, {"name": "i1"}, {"name": "i2"}, {"name": "i3"}], "meta": {"total": 5}}`, string(body))
 	cancel()
 	require.NoError(t, <-done, "%s", stderr.String())
 }

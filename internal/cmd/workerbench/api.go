@@ -121,11 +121,36 @@ func (a *api) requests(ctx context.Context, builderID int64, complete string) ([
 	if complete != "" {
 		q.Set("complete", complete)
 	}
-	var r struct {
-		Requests []*request `json:"buildrequests"`
+	return list[*request](ctx, a, "/api/v2/buildrequests", q, "buildrequests")
+}
+
+// list returns the whole list of a collection of the API (at path, with
+// the query q, its items under key), reading it page by page: the API
+// answers at most 1,000 items at a time, 200 unless asked.
+func list[T any](ctx context.Context, a *api, path string, q url.Values, key string) ([]T, error) {
+	var all []T
+	q.Set("limit", "1000")
+	for {
+		q.Set("offset", strconv.Itoa(len(all)))
+		var r map[string]json.RawMessage
+		if err := a.get(ctx, path+"?"+q.Encode(), &r); err != nil {
+			return nil, err
+		}
+		var page []T
+		var meta struct {
+			Total int `json:"total"`
+		}
+		if err := json.Unmarshal(r[key], &page); err != nil {
+			return nil, fmt.Errorf("GET %s: %s: %w", path, key, err)
+		}
+		if err := json.Unmarshal(r["meta"], &meta); err != nil {
+			return nil, fmt.Errorf("GET %s: meta: %w", path, err)
+		}
+		all = append(all, page...)
+		if len(page) == 0 || len(all) >= meta.Total {
+			return all, nil
+		}
 	}
-	err := a.get(ctx, "/api/v2/buildrequests?"+q.Encode(), &r)
-	return r.Requests, err
 }
 
 // incomplete returns how many requests of the builder are not complete.
@@ -167,11 +192,7 @@ type build struct {
 
 // builds returns the builds of a builder.
 func (a *api) builds(ctx context.Context, builderID int64) ([]*build, error) {
-	var r struct {
-		Builds []*build `json:"builds"`
-	}
-	err := a.get(ctx, "/api/v2/builds?builderid="+strconv.FormatInt(builderID, 10), &r)
-	return r.Builds, err
+	return list[*build](ctx, a, "/api/v2/builds", url.Values{"builderid": {strconv.FormatInt(builderID, 10)}}, "builds")
 }
 
 // A logRecord is a log as the API gives it.
@@ -198,37 +219,29 @@ func (a *api) stepLog(ctx context.Context, buildID int64, step, slug string) (*l
 
 // connected returns how many workers are connected.
 func (a *api) connected(ctx context.Context) (int, error) {
-	var r struct {
-		Workers []struct {
-			ConnectedTo []json.RawMessage `json:"connected_to"`
-		} `json:"workers"`
+	type worker struct {
+		ConnectedTo []json.RawMessage `json:"connected_to"`
 	}
-	if err := a.get(ctx, "/api/v2/workers?field=connected_to", &r); err != nil {
-		return 0, err
-	}
+	workers, err := list[worker](ctx, a, "/api/v2/workers", url.Values{"field": {"connected_to"}}, "workers")
 	n := 0
-	for _, w := range r.Workers {
+	for _, w := range workers {
 		if len(w.ConnectedTo) > 0 {
 			n++
 		}
 	}
-	return n, nil
+	return n, err
 }
 
 // workerIDs returns the IDs of the workers by name.
 func (a *api) workerIDs(ctx context.Context) (map[int64]string, error) {
-	var r struct {
-		Workers []struct {
-			ID   int64  `json:"workerid"`
-			Name string `json:"name"`
-		} `json:"workers"`
+	type worker struct {
+		ID   int64  `json:"workerid"`
+		Name string `json:"name"`
 	}
-	if err := a.get(ctx, "/api/v2/workers?field=workerid&field=name", &r); err != nil {
-		return nil, err
-	}
+	workers, err := list[worker](ctx, a, "/api/v2/workers", url.Values{"field": {"workerid", "name"}}, "workers")
 	ids := map[int64]string{}
-	for _, w := range r.Workers {
+	for _, w := range workers {
 		ids[w.ID] = w.Name
 	}
-	return ids, nil
+	return ids, err
 }

@@ -21,6 +21,9 @@ type Sizes struct {
 	// LatencyBuilds is how many one-step builds run one at a time on one
 	// worker (after a few not counted).
 	LatencyBuilds int
+	// TenBuilds is how many ten-step builds run one at a time (-versus
+	// mode).
+	TenBuilds int
 	// Builds is how many one-step builds run over Workers workers.
 	Builds  int
 	Workers int
@@ -433,16 +436,11 @@ func (b *bench) log(ctx context.Context, m *master) error {
 // at once.
 const submitters = 4
 
-// throughput runs Builds one-step builds over the workers.
-func (b *bench) throughput(ctx context.Context, m *master, builderID int64) error {
-	n := b.sizes.Builds
+// forceMany forces n builds of the builder, submitters requests at a
+// time, and returns their build requests' IDs.
+func forceMany(ctx context.Context, m *master, builder string, n int) ([]int64, error) {
 	brids := make(chan int64, n)
 	errs := make(chan error, submitters)
-	cpu, err := cpuTime(m.pid())
-	if err != nil {
-		return err
-	}
-	start := time.Now()
 	var next sync.Mutex
 	left := n
 	var wg sync.WaitGroup
@@ -456,7 +454,7 @@ func (b *bench) throughput(ctx context.Context, m *master, builderID int64) erro
 				}
 				left--
 				next.Unlock()
-				brid, err := m.api.force(ctx, "one")
+				brid, err := m.api.force(ctx, builder)
 				if err != nil {
 					errs <- err
 					return
@@ -469,6 +467,25 @@ func (b *bench) throughput(ctx context.Context, m *master, builderID int64) erro
 	close(brids)
 	close(errs)
 	if err := <-errs; err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for id := range brids {
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// throughput runs Builds one-step builds over the workers.
+func (b *bench) throughput(ctx context.Context, m *master, builderID int64) error {
+	n := b.sizes.Builds
+	cpu, err := cpuTime(m.pid())
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	brids, err := forceMany(ctx, m, "one", n)
+	if err != nil {
 		return err
 	}
 	submitted := time.Since(start)
@@ -491,7 +508,7 @@ func (b *bench) throughput(ctx context.Context, m *master, builderID int64) erro
 	b.r.MasterCPUPerBuild = (cpu2 - cpu) / time.Duration(n)
 
 	ours := map[int64]bool{}
-	for id := range brids {
+	for _, id := range brids {
 		ours[id] = true
 	}
 	reqs, err := m.api.requests(ctx, builderID, "true")

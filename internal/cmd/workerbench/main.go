@@ -35,8 +35,27 @@
 //
 //	workerbench -buildbot /usr/bin/buildbot -kiln-worker BIN [-buildbot-builds 200]
 //
-// scripts/bench-workers builds the binaries and runs it. It reads Linux's
-// /proc.
+// With -versus, it runs one workload on two systems, one after the other,
+// and prints one table of both with the ratio (Buildbot / Kiln): a Kiln
+// master (benchmaster) with kiln-workers, and a stock Buildbot master
+// (create-master and a generated master.cfg with benchmaster's builders
+// and steps) with buildbot-workers. The workload: the master's cold start
+// until a worker's WebSocket handshake is answered; its resident memory
+// idle and per idle attached worker (-idle-workers); the median of
+// one-step and of ten-step builds run one at a time (-latency-builds,
+// -ten-builds); the rate of one-step builds over -workers workers
+// (-builds) and the master's CPU time per build; a step writing
+// -log-bytes bytes of standard output, its rate into the store and the
+// master's peak resident size (VmHWM) meanwhile. The -stock-* flags size
+// Buildbot's share. Kiln's builds are forced through its JSON API;
+// Buildbot's are asked for by changes sent to a PBChangeSource with
+// Buildbot's own sendchange client, and their build requests read in its
+// state.sqlite (see versus.go).
+//
+//	workerbench -versus /usr/bin/buildbot -master BIN -kiln-worker BIN [options]
+//
+// scripts/bench-workers builds the binaries and runs it; so does
+// scripts/bench-vs-buildbot, with -versus. It reads Linux's /proc.
 package main
 
 import (
@@ -93,6 +112,9 @@ func run(ctx context.Context, args []string, out, progress io.Writer) ([]*Result
 	fs.IntVar(&stock.IdleWorkers, "stock-idle-workers", 50, "idle workers started together (buildbot-worker)")
 	buildbot := fs.String("buildbot", "", "measure workers serving a stock Buildbot master, this buildbot program, instead of a Kiln master")
 	buildbotBuilds := fs.Int("buildbot-builds", 200, "one-step builds on the Buildbot master, for each kind (-buildbot)")
+	versusBuildbot := fs.String("versus", "", "run the workload on a Kiln master with kiln-workers and on a stock Buildbot master, this buildbot program, with buildbot-workers (the -stock-* sizes), and compare")
+	fs.IntVar(&kiln.TenBuilds, "ten-builds", 50, "ten-step builds run one at a time (-versus)")
+	fs.IntVar(&stock.TenBuilds, "stock-ten-builds", 10, "ten-step builds run one at a time on Buildbot (-versus)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -113,6 +135,18 @@ func run(ctx context.Context, args []string, out, progress io.Writer) ([]*Result
 	if fs.NArg() > 0 {
 		problems = append(problems, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
+	if *buildbot != "" && *versusBuildbot != "" {
+		problems = append(problems, errors.New("-buildbot and -versus are exclusive"))
+	}
+	if *versusBuildbot != "" {
+		if *kilnBin == "" {
+			problems = append(problems, errors.New("-kiln-worker is required"))
+		}
+		if kiln.TenBuilds < 1 || stock.TenBuilds < 1 {
+			problems = append(problems, errors.New("-ten-builds and -stock-ten-builds must be positive"))
+		}
+		problems = append(problems, kiln.check(), stock.check())
+	}
 	if *masterBin == "" && *buildbot == "" {
 		problems = append(problems, errors.New("-master is required"))
 	}
@@ -127,7 +161,12 @@ func run(ctx context.Context, args []string, out, progress io.Writer) ([]*Result
 		sizes Sizes
 	}
 	var jobs []job
+	// The -versus mode's kinds are fixed: kiln-worker against Kiln,
+	// buildbot-worker against Buildbot.
 	for name := range strings.SplitSeq(*kinds, ",") {
+		if *versusBuildbot != "" {
+			break
+		}
 		switch name = strings.TrimSpace(name); name {
 		case kindKiln:
 			if *kilnBin == "" {
@@ -158,6 +197,15 @@ func run(ctx context.Context, args []string, out, progress io.Writer) ([]*Result
 		}
 		base = d
 		defer removeAll(d, progress)
+	}
+	if *versusBuildbot != "" {
+		buildbot, err1 := exec.LookPath(*versusBuildbot)
+		worker, err2 := exec.LookPath(*buildbotBin)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		_, err := runVersus(ctx, base, *masterBin, kilnWorker(*kilnBin), kiln, buildbot, buildbotWorker(worker), stock, *pollEvery, out, progress)
+		return nil, err
 	}
 	m := machine()
 	if *buildbot != "" {

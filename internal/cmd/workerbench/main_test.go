@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -165,4 +166,95 @@ func TestStdoutLines(t *testing.T) {
 	lines, size := stdoutLines(1000)
 	assert.Equal(t, int64(len(out)), size)
 	assert.Equal(t, lines, strings.Count(string(out), "\n")+1)
+}
+
+// TestVersus runs the -versus mode with a tiny workload on a Kiln master
+// and on a stock Buildbot master, and checks its table: every row has a
+// positive figure of each system, in the same unit, and their ratio.
+func TestVersus(t *testing.T) {
+	testenv.SkipIfShort(t, "runs a Kiln master and a stock Buildbot master")
+	buildbot := testenv.NeedTool(t, "buildbot")
+	testenv.NeedTool(t, "buildbot-worker")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out, progress bytes.Buffer
+	_, err := run(ctx, []string{
+		"-versus", buildbot, "-master", filepath.Join(bins, "benchmaster"), "-kiln-worker", filepath.Join(bins, "kiln-worker"),
+		"-dir", t.TempDir(), "-log-bytes", "1000000", "-workers", "2",
+		"-latency-builds", "4", "-ten-builds", "2", "-builds", "6", "-idle-workers", "3",
+		"-stock-latency-builds", "2", "-stock-ten-builds", "1", "-stock-builds", "4", "-stock-idle-workers", "3",
+	}, &out, &progress)
+	require.NoError(t, err, "progress:\n%s", progress.String())
+	table := out.String()
+	t.Logf("table:\n%s", table)
+
+	assert.Regexp(t, `^Kiln \(kiln-worker\) and Buildbot 3\.\S+ \(buildbot-worker, msgpack_experimental_v7\) .* load average [\d.]+ [\d.]+ [\d.]+ before, [\d.]+ [\d.]+ [\d.]+ after\n`, table)
+	rows := versusRows(t, table)
+	var names []string
+	for _, r := range rows {
+		names = append(names, r[0])
+	}
+	assert.Equal(t, []string{
+		"cold start to accepting workers",
+		"master RSS idle, no worker attached",
+		"master RSS per idle attached worker (3)",
+		"one-step build (true), median of builds one at a time (4; Buildbot: 2)",
+		"ten-step build, median of builds one at a time (2; Buildbot: 1)",
+		"one-step builds over 2 workers (6; Buildbot: 4)",
+		"master CPU per build, in the builds over workers",
+		"1.00 MB of stdout (lines of 99 bytes, 1.01 MB with newlines) into the store",
+		"master peak RSS (VmHWM) during the stdout build",
+	}, names)
+	for _, r := range rows {
+		kiln, kunit := figureOf(t, r[1])
+		bb, bunit := figureOf(t, r[2])
+		ratio, runit := figureOf(t, r[3])
+		assert.Positive(t, kiln, "%s: Kiln", r[0])
+		assert.Positive(t, bb, "%s: Buildbot", r[0])
+		assert.Equal(t, kunit, bunit, "%s: units", r[0])
+		assert.Equal(t, "×", runit, "%s: ratio", r[0])
+		// The ratio of the rounded figures is the ratio printed, give or
+		// take their rounding.
+		if kiln > 0 && ratio > 0 {
+			assert.InEpsilon(t, bb/kiln, ratio, 0.1, "%s: ratio %s of %s and %s", r[0], r[3], r[2], r[1])
+		}
+	}
+	for _, want := range []string{"PBChangeSource", "state.sqlite", "JSON API", "twistd"} {
+		assert.Contains(t, table, want)
+	}
+}
+
+// versusRows returns the cells of the Markdown table's rows, the header
+// and separator left out.
+func versusRows(t *testing.T, table string) [][]string {
+	var rows [][]string
+	header := true
+	for line := range strings.Lines(table) {
+		if !strings.HasPrefix(line, "|") {
+			continue
+		}
+		cells := strings.Split(strings.TrimSpace(line), "|")
+		require.Len(t, cells, 6, "row %q", line)
+		cells = cells[1:5]
+		for i, c := range cells {
+			cells[i] = strings.TrimSpace(c)
+		}
+		if header {
+			header = !strings.HasPrefix(cells[0], "---")
+			continue
+		}
+		rows = append(rows, cells)
+	}
+	return rows
+}
+
+// figureOf parses a cell of the table: a number and its unit.
+func figureOf(t *testing.T, cell string) (float64, string) {
+	i := strings.IndexFunc(cell, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i < 0 {
+		i = len(cell)
+	}
+	v, err := strconv.ParseFloat(cell[:i], 64)
+	require.NoError(t, err, "cell %q", cell)
+	return v, strings.TrimSpace(cell[i:])
 }
