@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -22,16 +23,20 @@ import (
 func TestAPI_Masters_Cluster(t *testing.T) {
 	t.Parallel()
 	url := pgtest.NewDatabase(t)
-	start := func(name string) *citest.Master {
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	start := func(name string, clock *citest.Clock, noWorkers bool) *citest.Master {
 		return citest.Start(t, ci.MasterConfig{
 			Name:     name,
 			Database: url,
+			Clock:    clock,
 			Workers:  []ci.WorkerConfig{{Name: name + "-w"}},
 			Builders: []ci.BuilderConfig{{Name: "pass", Workers: []string{name + "-w"},
 				Steps: []ci.Step{&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "true"}, Command: []string{"true"}}}}},
-		})
+		}, citest.Options{NoWorkers: noWorkers})
 	}
-	a, b := start("a"), start("b")
+	// Each on its own clock; a runs no build.
+	a := start("a", citest.NewClock(t0), true)
+	b := start("b", citest.NewClock(t0.Add(time.Minute)), false)
 	srv := httptest.NewServer(webui.Handler(a.Master))
 	t.Cleanup(srv.Close)
 
@@ -48,7 +53,7 @@ func TestAPI_Masters_Cluster(t *testing.T) {
 		assert.Equal(t, float64(m.MasterID()), masters.Masters[i]["masterid"])
 		assert.Equal(t, m.Name(), masters.Masters[i]["name"])
 		assert.Equal(t, true, masters.Masters[i]["active"])
-		assert.Equal(t, float64(m.Now().Unix()), masters.Masters[i]["last_active"], "the heartbeat at its start")
+		assert.Equal(t, float64(t0.Add(time.Duration(i)*time.Minute).Unix()), masters.Masters[i]["last_active"], "the heartbeat at its start")
 	}
 
 	var one struct {
