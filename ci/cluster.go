@@ -161,7 +161,7 @@ func (m *Master) GetMaster(ctx context.Context, id int64) (*MasterRecord, error)
 
 // SchedulesHere reports whether this master runs the schedulers now: a
 // master alone always does; of masters sharing a database, the one
-// holding the claim on them.
+// holding the claim on them (never one with no schedulers configured).
 func (m *Master) SchedulesHere() bool {
 	if m.cluster == nil {
 		return true
@@ -316,9 +316,7 @@ func (m *Master) runCluster(ctx context.Context, relayOut *Subscription, startSc
 			}
 		}
 		if owned && stopScheds == nil && m.SchedulesHere() {
-			if len(m.cfg.Schedulers) > 0 {
-				m.log.Info("this master runs the schedulers now")
-			}
+			m.log.Info("this master runs the schedulers now")
 			sctx, cancel := context.WithCancel(ctx)
 			stopScheds, schedWG = cancel, startScheds(sctx)
 		}
@@ -457,6 +455,11 @@ func (m *Master) heartbeat(ctx context.Context) {
 // claimSchedulers claims the schedulers for this master, and reports
 // whether it holds them; when the store fails, what it held before.
 func (m *Master) claimSchedulers(ctx context.Context) bool {
+	if len(m.cfg.Schedulers) == 0 {
+		// Nothing to run, and the record of the changes handed to the
+		// schedulers is the scheduling master's.
+		return false
+	}
 	names := make([]string, 0, len(m.cfg.Schedulers))
 	for _, s := range m.cfg.Schedulers {
 		names = append(names, s.SchedulerName())
