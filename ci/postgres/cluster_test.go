@@ -464,12 +464,20 @@ func TestCluster_ChangeScheduledOnce(t *testing.T) {
 	_, total, err := a.Store.ListChanges(t.Context(), ci.Query{})
 	require.NoError(t, err)
 	assert.Equal(t, 2, total)
-	// Both masters have handled what they heard; nothing more comes.
+
+	// To a master with no schedulers of its own.
+	mc := clusterMaster(t, url, "c", clusterOpts{workers: -1})
+	_, err = mc.Master.AddChange(t.Context(), &ci.Change{Repository: "r", Branch: "main", Revision: "3"})
+	require.NoError(t, err)
+	mc.WaitFor(t, "a buildset for the third change", func() bool { return len(buildsetsOf(t, mc.Store, "any")) == 3 })
+	assert.False(t, mc.SchedulesHere())
+
 	stored, _, err := a.Store.ListBuildsets(t.Context(), ci.BuildsetQuery{})
 	require.NoError(t, err)
-	require.Len(t, stored, 2)
-	assert.Equal(t, "1", stored[0].SourceStamps[0].Revision)
-	assert.Equal(t, "2", stored[1].SourceStamps[0].Revision)
+	require.Len(t, stored, 3)
+	for i, bs := range stored {
+		assert.Equal(t, fmt.Sprint(i+1), bs.SourceStamps[0].Revision)
+	}
 }
 
 // A request pending on another master is cancelled, and a build running
