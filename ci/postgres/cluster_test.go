@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -586,4 +587,49 @@ func BenchmarkCluster_Builds(b *testing.B) {
 			b.ReportMetric(float64(commits()-before)/float64(b.N), "xacts/build")
 		})
 	}
+}
+
+// When the master running the schedulers stops, another takes them over
+// at its next heartbeat and schedules the changes from then on.
+func TestCluster_SchedulersTakenOverAtStop(t *testing.T) {
+	url := migrated.NewDatabase(t)
+	anyBranch := func() []ci.Scheduler { return []ci.Scheduler{&scheduler.AnyBranch{Name: "any", Builders: []string{"b"}}} }
+	a, err := ci.NewMaster(ci.MasterConfig{
+		Name: "a", BaseDir: t.TempDir(), Database: url,
+		Workers:    []ci.WorkerConfig{{Name: "a-w"}},
+		Builders:   []ci.BuilderConfig{{Name: "b", Workers: []string{"a-w"}, Steps: []ci.Step{&steps.ShellCommand{Command: []string{"true"}}}}},
+		Schedulers: anyBranch(),
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	<-a.Ready()
+
+	clockB := citest.NewClock(time.Now())
+	b := clusterMaster(t, url, "b", clusterOpts{workers: -1, clock: clockB, schedulers: anyBranch()})
+	b.WaitFor(t, "a to claim the schedulers", a.SchedulesHere)
+	require.False(t, b.SchedulesHere())
+	_, err = b.Master.AddChange(t.Context(), &ci.Change{Repository: "r", Branch: "main", Revision: "1"})
+	require.NoError(t, err)
+	b.WaitFor(t, "a to build the change", func() bool { return len(buildsetsOf(t, b.Store, "any")) == 1 })
+
+	stop()
+	require.NoError(t, <-done)
+	masters, err := b.Masters(t.Context())
+	require.NoError(t, err)
+	assert.False(t, masters[0].Active, "a recorded its stop")
+	require.True(t, clockB.WaitTimer(t.Context(), clockB.Now().Add(ci.DefaultHeartbeat)))
+	clockB.Advance(ci.DefaultHeartbeat)
+	b.WaitFor(t, "b to take the schedulers over", b.SchedulesHere)
+
+	added, err := b.Master.AddChange(t.Context(), &ci.Change{Repository: "r", Branch: "main", Revision: "2"})
+	require.NoError(t, err)
+	require.True(t, added)
+	// b schedules it before AddChange returns.
+	sets := buildsetsOf(t, b.Store, "any")
+	require.Len(t, sets, 2)
+	assert.Equal(t, "2", sets[1].SourceStamps[0].Revision)
 }
