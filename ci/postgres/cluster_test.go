@@ -593,7 +593,9 @@ func BenchmarkCluster_Builds(b *testing.B) {
 // at its next heartbeat and schedules the changes from then on.
 func TestCluster_SchedulersTakenOverAtStop(t *testing.T) {
 	url := migrated.NewDatabase(t)
-	anyBranch := func() []ci.Scheduler { return []ci.Scheduler{&scheduler.AnyBranch{Name: "any", Builders: []string{"b"}}} }
+	anyBranch := func() []ci.Scheduler {
+		return []ci.Scheduler{&scheduler.AnyBranch{Name: "any", Builders: []string{"b"}}}
+	}
 	a, err := ci.NewMaster(ci.MasterConfig{
 		Name: "a", BaseDir: t.TempDir(), Database: url,
 		Workers:    []ci.WorkerConfig{{Name: "a-w"}},
