@@ -36,9 +36,10 @@ func TestAPI_Masters_Cluster(t *testing.T) {
 				Steps: []ci.Step{&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "true"}, Command: []string{"true"}}}}},
 		}, citest.Options{NoWorkers: noWorkers})
 	}
-	// Each on its own clock; a runs no build.
+	// Each on its own clock, 10 s apart (within DeadAfter, so that b
+	// does not take a for dead); a runs no build.
 	a := start("a", citest.NewClock(t0), true)
-	b := start("b", citest.NewClock(t0.Add(time.Minute)), false)
+	b := start("b", citest.NewClock(t0.Add(10*time.Second)), false)
 	srv := httptest.NewServer(webui.Handler(a.Master))
 	t.Cleanup(srv.Close)
 
@@ -55,7 +56,7 @@ func TestAPI_Masters_Cluster(t *testing.T) {
 		assert.Equal(t, float64(m.MasterID()), masters.Masters[i]["masterid"])
 		assert.Equal(t, m.Name(), masters.Masters[i]["name"])
 		assert.Equal(t, true, masters.Masters[i]["active"])
-		assert.Equal(t, float64(t0.Add(time.Duration(i)*time.Minute).Unix()), masters.Masters[i]["last_active"], "the heartbeat at its start")
+		assert.Equal(t, float64(t0.Add(time.Duration(i)*10*time.Second).Unix()), masters.Masters[i]["last_active"], "the heartbeat at its start")
 	}
 
 	var one struct {
