@@ -161,7 +161,7 @@ func (m *Master) GetMaster(ctx context.Context, id int64) (*MasterRecord, error)
 
 // SchedulesHere reports whether this master runs the schedulers now: a
 // master alone always does; of masters sharing a database, the one
-// holding the claim on them.
+// holding the claim on them (never one with no schedulers configured).
 func (m *Master) SchedulesHere() bool {
 	if m.cluster == nil {
 		return true
@@ -289,6 +289,9 @@ func (m *Master) runCluster(ctx context.Context, relayOut *Subscription, startSc
 		}
 		m.heartbeat(ctx)
 		owned := m.claimSchedulers(ctx)
+		if !owned {
+			m.setScheduling(false)
+		}
 		if !owned && stopScheds != nil {
 			m.log.Warn("another master runs the schedulers now")
 			release()
@@ -303,6 +306,8 @@ func (m *Master) runCluster(ctx context.Context, relayOut *Subscription, startSc
 				err = m.loadScheduled(ctx)
 			}
 			if err == nil {
+				// AddChange hands changes on from now on.
+				m.setScheduling(true)
 				err = m.scheduleChanges(ctx)
 			}
 			m.changeMu.Unlock()
@@ -310,10 +315,8 @@ func (m *Master) runCluster(ctx context.Context, relayOut *Subscription, startSc
 				m.log.Error("could not hand the schedulers the changes", "err", err)
 			}
 		}
-		if owned && stopScheds == nil {
-			if len(m.cfg.Schedulers) > 0 {
-				m.log.Info("this master runs the schedulers now")
-			}
+		if owned && stopScheds == nil && m.SchedulesHere() {
+			m.log.Info("this master runs the schedulers now")
 			sctx, cancel := context.WithCancel(ctx)
 			stopScheds, schedWG = cancel, startScheds(sctx)
 		}
@@ -450,8 +453,13 @@ func (m *Master) heartbeat(ctx context.Context) {
 }
 
 // claimSchedulers claims the schedulers for this master, and reports
-// whether it holds them.
+// whether it holds them; when the store fails, what it held before.
 func (m *Master) claimSchedulers(ctx context.Context) bool {
+	if len(m.cfg.Schedulers) == 0 {
+		// Nothing to run, and the record of the changes handed to the
+		// schedulers is the scheduling master's.
+		return false
+	}
 	names := make([]string, 0, len(m.cfg.Schedulers))
 	for _, s := range m.cfg.Schedulers {
 		names = append(names, s.SchedulerName())
@@ -461,15 +469,15 @@ func (m *Master) claimSchedulers(ctx context.Context) bool {
 		if ctx.Err() == nil {
 			m.log.Error("could not claim the schedulers", "err", err)
 		}
-		m.clusterMu.Lock()
-		owned = m.scheduling // keep what it had until the next heartbeat
-		m.clusterMu.Unlock()
-		return owned
+		return m.SchedulesHere() // until the next heartbeat
 	}
-	m.clusterMu.Lock()
-	m.scheduling = owned
-	m.clusterMu.Unlock()
 	return owned
+}
+
+func (m *Master) setScheduling(on bool) {
+	m.clusterMu.Lock()
+	m.scheduling = on
+	m.clusterMu.Unlock()
 }
 
 // learnRequest adds a request another master stored to the pending list,

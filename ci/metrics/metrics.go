@@ -2,7 +2,8 @@
 // builds started and finished (by builder and result), build and step
 // durations, pending requests, connected workers, change hook deliveries
 // (by dialect and HTTP status), the database's size and the bytes of log
-// stored.
+// stored. Of masters sharing a database, each counts its own builds,
+// deliveries and log lines, so that their figures add up.
 //
 // A Collector is a ci.Service (it follows the master's events) and an
 // http.Handler (it answers scrapes). Serve it on an address of its own,
@@ -254,6 +255,11 @@ func (c *Collector) Run(ctx context.Context, m *ci.Master) error {
 		if d := sub.Dropped(); d > lastDropped {
 			c.dropped.Add(float64(d - lastDropped))
 			lastDropped = d
+		}
+		if e.MasterID != m.MasterID() {
+			// Another master's, on a shared database: that master
+			// counts it, so that the masters' figures add up.
+			continue
 		}
 		switch e.Type {
 		case ci.EventBuildStarted:

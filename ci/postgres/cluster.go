@@ -154,8 +154,10 @@ func (s *Store) ExpireMaster(ctx context.Context, id int64, staleBefore, at time
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		closed, expired = nil, false
 		var got int64
+		// FOR NO KEY UPDATE: not held up by the key-share locks that
+		// references to the master take (a build it is starting).
 		err := tx.QueryRow(ctx, `SELECT id FROM masters WHERE id = $1 AND active AND last_active < $2
-			FOR UPDATE SKIP LOCKED`, id, staleBefore).Scan(&got)
+			FOR NO KEY UPDATE SKIP LOCKED`, id, staleBefore).Scan(&got)
 		if noRows(err) {
 			return nil
 		}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -417,8 +418,15 @@ func TestCluster_NightlyOnce(t *testing.T) {
 
 	// a's clock stops (its heartbeats too); b finds it dead after two
 	// hours and takes the schedulers over.
-	stepClock(t, clockB, hb, night1.Add(4*hb))
-	b.WaitFor(t, "b to take the schedulers over", b.SchedulesHere)
+	stepClock(t, clockB, hb, night1.Add(3*hb))
+	for !b.SchedulesHere() {
+		masters, err := b.Masters(t.Context())
+		require.NoError(t, err)
+		require.True(t, clockB.Now().Before(night1.Add(12*hb)), "b never took the schedulers over; masters: %+v %+v", *masters[0], *masters[1])
+		// The heartbeat timer of the next hour is set once the beat of
+		// this one is done.
+		stepClock(t, clockB, hb, clockB.Now().Add(hb))
+	}
 	night2 := night1.Add(24 * time.Hour)
 	require.True(t, clockB.WaitTimer(t.Context(), night2), "b's Nightly waits for the next night")
 	assert.Len(t, buildsetsOf(t, b.Store, "nightly"), 1, "the night built by a is not built again")
@@ -464,12 +472,20 @@ func TestCluster_ChangeScheduledOnce(t *testing.T) {
 	_, total, err := a.Store.ListChanges(t.Context(), ci.Query{})
 	require.NoError(t, err)
 	assert.Equal(t, 2, total)
-	// Both masters have handled what they heard; nothing more comes.
+
+	// To a master with no schedulers of its own.
+	mc := clusterMaster(t, url, "c", clusterOpts{workers: -1})
+	_, err = mc.Master.AddChange(t.Context(), &ci.Change{Repository: "r", Branch: "main", Revision: "3"})
+	require.NoError(t, err)
+	mc.WaitFor(t, "a buildset for the third change", func() bool { return len(buildsetsOf(t, mc.Store, "any")) == 3 })
+	assert.False(t, mc.SchedulesHere())
+
 	stored, _, err := a.Store.ListBuildsets(t.Context(), ci.BuildsetQuery{})
 	require.NoError(t, err)
-	require.Len(t, stored, 2)
-	assert.Equal(t, "1", stored[0].SourceStamps[0].Revision)
-	assert.Equal(t, "2", stored[1].SourceStamps[0].Revision)
+	require.Len(t, stored, 3)
+	for i, bs := range stored {
+		assert.Equal(t, fmt.Sprint(i+1), bs.SourceStamps[0].Revision)
+	}
 }
 
 // A request pending on another master is cancelled, and a build running
@@ -578,4 +594,51 @@ func BenchmarkCluster_Builds(b *testing.B) {
 			b.ReportMetric(float64(commits()-before)/float64(b.N), "xacts/build")
 		})
 	}
+}
+
+// When the master running the schedulers stops, another takes them over
+// at its next heartbeat and schedules the changes from then on.
+func TestCluster_SchedulersTakenOverAtStop(t *testing.T) {
+	url := migrated.NewDatabase(t)
+	anyBranch := func() []ci.Scheduler {
+		return []ci.Scheduler{&scheduler.AnyBranch{Name: "any", Builders: []string{"b"}}}
+	}
+	a, err := ci.NewMaster(ci.MasterConfig{
+		Name: "a", BaseDir: t.TempDir(), Database: url,
+		Workers:    []ci.WorkerConfig{{Name: "a-w"}},
+		Builders:   []ci.BuilderConfig{{Name: "b", Workers: []string{"a-w"}, Steps: []ci.Step{&steps.ShellCommand{Command: []string{"true"}}}}},
+		Schedulers: anyBranch(),
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	<-a.Ready()
+
+	clockB := citest.NewClock(time.Now())
+	b := clusterMaster(t, url, "b", clusterOpts{workers: -1, clock: clockB, schedulers: anyBranch()})
+	b.WaitFor(t, "a to claim the schedulers", a.SchedulesHere)
+	require.False(t, b.SchedulesHere())
+	_, err = b.Master.AddChange(t.Context(), &ci.Change{Repository: "r", Branch: "main", Revision: "1"})
+	require.NoError(t, err)
+	b.WaitFor(t, "a to build the change", func() bool { return len(buildsetsOf(t, b.Store, "any")) == 1 })
+
+	stop()
+	require.NoError(t, <-done)
+	masters, err := b.Masters(t.Context())
+	require.NoError(t, err)
+	assert.False(t, masters[0].Active, "a recorded its stop")
+	require.True(t, clockB.WaitTimer(t.Context(), clockB.Now().Add(ci.DefaultHeartbeat)))
+	clockB.Advance(ci.DefaultHeartbeat)
+	b.WaitFor(t, "b to take the schedulers over", b.SchedulesHere)
+
+	added, err := b.Master.AddChange(t.Context(), &ci.Change{Repository: "r", Branch: "main", Revision: "2"})
+	require.NoError(t, err)
+	require.True(t, added)
+	// b schedules it before AddChange returns.
+	sets := buildsetsOf(t, b.Store, "any")
+	require.Len(t, sets, 2)
+	assert.Equal(t, "2", sets[1].SourceStamps[0].Revision)
 }

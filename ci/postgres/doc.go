@@ -85,8 +85,8 @@
 //     while a master of its name has a heartbeat younger than DeadAfter.
 //   - Every Heartbeat (10 s) a master records that it is alive and looks
 //     at the others: one whose heartbeat is older than DeadAfter (30 s) is
-//     expired in one transaction that claims its row with FOR UPDATE SKIP
-//     LOCKED (of masters expiring it at once, one does it): marked
+//     expired in one transaction that claims its row with FOR NO KEY UPDATE
+//     SKIP LOCKED (of masters expiring it at once, one does it): marked
 //     inactive, its schedulers freed, its builds ended as RETRY and their
 //     requests pending again, for the workers of the living masters.
 //   - The schedulers table holds the claim on the schedulers (Buildbot's

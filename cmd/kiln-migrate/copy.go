@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +28,9 @@ type table struct {
 	// id is true for a table whose identity column "id" needs its
 	// sequence moved past the copied IDs.
 	id bool
+	// only are PostgreSQL's own columns, which SQLite lacks: left to
+	// their default.
+	only []string
 }
 
 // tables are copied in this order, so that references are to rows
@@ -41,7 +45,9 @@ var tables = []table{
 	{name: "buildsets", id: true, later: []string{"parent_build_id"}},
 	{name: "buildset_sourcestamps"},
 	{name: "buildrequests", id: true, later: []string{"build_id"}},
-	{name: "builds", id: true},
+	// The master running a build, among several on one database: NULL,
+	// a build of the single master the SQLite file served.
+	{name: "builds", id: true, only: []string{"master_id"}},
 	{name: "steps", id: true},
 	{name: "logs", id: true},
 	{name: "logchunks", id: true},
@@ -211,6 +217,7 @@ func copyTable(ctx context.Context, stx *sql.Tx, tx pgx.Tx, t table) (int64, err
 	if err != nil {
 		return 0, err
 	}
+	cols = slices.DeleteFunc(cols, func(c column) bool { return slices.Contains(t.only, c.name) })
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = c.name
