@@ -189,7 +189,12 @@ func (m *Master) deadAfter() time.Duration {
 // builds its previous run left unfinished. A record of that name active
 // with a heartbeat younger than DeadAfter means another master may be
 // running under this name: the master does not start, so as not to take
-// that one's builds.
+// that one's builds. The exception is a master under its default name
+// that holds the lock on its base folder: that name says this host and
+// this folder, and the lock says no other process of this host has the
+// folder, so the record is that of its own previous run, stopped without
+// a word (killed, or the machine lost power): it takes over at once, as
+// systemd's restart of a crashed master expects.
 func (m *Master) registerMaster(ctx context.Context) error {
 	name := m.Name()
 	now := m.now()
@@ -197,7 +202,11 @@ func (m *Master) registerMaster(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("record master %q: %w", name, err)
 	}
-	if prev.Active && now.Sub(prev.LastActive) < m.deadAfter() {
+	ownName := m.cfg.Name == "" && m.unlock != nil
+	if prev.Active && ownName {
+		m.log.Warn("the previous run of this master stopped without a word: its builds end as RETRY", "name", name, "last_active", prev.LastActive)
+	}
+	if prev.Active && !ownName && now.Sub(prev.LastActive) < m.deadAfter() {
 		// Give the record back as it was found.
 		m.cluster.MasterHeartbeat(context.WithoutCancel(ctx), prev.ID, prev.LastActive)
 		return fmt.Errorf("master %q: a master of that name was active %s ago: another one may be running (give each master its own MasterConfig.Name), or this one stopped without saying so (start it again after %s)",

@@ -642,3 +642,48 @@ func TestCluster_SchedulersTakenOverAtStop(t *testing.T) {
 	require.Len(t, sets, 2)
 	assert.Equal(t, "2", sets[1].SourceStamps[0].Revision)
 }
+
+// A master under its default name that was killed is started again at
+// once: its base folder's lock shows that no process of this host runs
+// it, so its record's fresh heartbeat is its own previous run's, whose
+// builds end as RETRY and are built again. Under a name given in the
+// configuration the same record keeps a master out (see
+// TestCluster_StartClosesOwnBuildsOnly).
+func TestCluster_RestartAfterKill(t *testing.T) {
+	url := migrated.NewDatabase(t)
+	ctx := t.Context()
+	st, err := postgres.Open(ctx, url)
+	require.NoError(t, err)
+	defer st.Close()
+
+	// What a master killed mid-build leaves: its record active with a
+	// heartbeat of a moment ago, and a build it was running.
+	dir := t.TempDir()
+	prev, err := st.RegisterMaster(ctx, ci.DefaultMasterName(dir), time.Now())
+	require.NoError(t, err)
+	builder, err := st.EnsureBuilder(ctx, "b", "", nil)
+	require.NoError(t, err)
+	worker, err := st.EnsureWorker(ctx, "w")
+	require.NoError(t, err)
+	reqs, err := st.AddBuildset(ctx, &ci.Buildset{Reason: "before the kill", SubmittedAt: time.Now()}, []int64{builder.ID}, 0)
+	require.NoError(t, err)
+	killed := &ci.Build{BuilderID: builder.ID, WorkerID: worker.ID, StartedAt: time.Now(), MasterID: prev.ID}
+	require.NoError(t, st.StartBuild(ctx, killed, []int64{reqs[0].ID}))
+
+	m := citest.Start(t, ci.MasterConfig{BaseDir: dir, Database: url,
+		Workers: []ci.WorkerConfig{{Name: "w"}},
+		Builders: []ci.BuilderConfig{{Name: "b", Workers: []string{"w"}, Steps: []ci.Step{
+			&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "say"}, Command: []any{"sh", "-c", "echo built again"}},
+		}}}})
+	assert.Equal(t, prev.ID, m.MasterID(), "the master took its own record back")
+	rec, err := st.GetBuild(ctx, killed.ID)
+	require.NoError(t, err)
+	assert.True(t, rec.Complete)
+	assert.Equal(t, ci.Retry, rec.Results, "the killed run's build")
+	m.WaitFor(t, "the request built again", func() bool {
+		builds := buildsOf(t, st, reqs[0].ID)
+		return len(builds) == 2 && builds[1].Complete
+	})
+	builds := buildsOf(t, st, reqs[0].ID)
+	assert.Equal(t, ci.Success, builds[1].Results, "the request built again")
+}

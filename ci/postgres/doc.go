@@ -82,7 +82,9 @@
 //     active and closes its own unfinished builds as RETRY (builds.master_id
 //     says which master runs a build; builds from before, with none, are
 //     closed only when no other master is active). It refuses to start
-//     while a master of its name has a heartbeat younger than DeadAfter.
+//     while a master of its name has a heartbeat younger than DeadAfter,
+//     unless that name is its default one and it holds its base folder's
+//     lock: then the record is its own killed previous run's.
 //   - Every Heartbeat (10 s) a master records that it is alive and looks
 //     at the others: one whose heartbeat is older than DeadAfter (30 s) is
 //     expired in one transaction that claims its row with FOR NO KEY UPDATE
