@@ -181,9 +181,11 @@ func (s *Store) ExpireMaster(ctx context.Context, id int64, staleBefore, at time
 }
 
 // closeBuilds finishes the unfinished builds cond selects ($1 is id) as
-// RETRY, their requests going back to pending.
+// RETRY, their requests going back to pending. The builds are locked as
+// they are read: one that its master finishes meanwhile is waited for and
+// then left out (it is complete), instead of failing the whole call.
 func closeBuilds(ctx context.Context, tx pgx.Tx, cond string, id int64, at time.Time, state string) ([]*ci.Build, error) {
-	rows, err := tx.Query(ctx, `SELECT `+buildCols+` FROM builds WHERE NOT complete AND (`+cond+`) ORDER BY id`, id)
+	rows, err := tx.Query(ctx, `SELECT `+buildCols+` FROM builds WHERE NOT complete AND (`+cond+`) ORDER BY id FOR UPDATE`, id)
 	if err != nil {
 		return nil, err
 	}

@@ -687,3 +687,63 @@ func TestCluster_RestartAfterKill(t *testing.T) {
 	builds := buildsOf(t, st, reqs[0].ID)
 	assert.Equal(t, ci.Success, builds[1].Results, "the request built again")
 }
+
+// A build its master finishes while another master expires that master
+// is left out of the builds ended as RETRY; the expiry still happens.
+func TestStore_ExpireMasterWhileABuildFinishes(t *testing.T) {
+	url := migrated.NewDatabase(t)
+	ctx := t.Context()
+	st, err := postgres.Open(ctx, url)
+	require.NoError(t, err)
+	defer st.Close()
+
+	long := time.Now().Add(-time.Hour)
+	dead, err := st.RegisterMaster(ctx, "slow", long)
+	require.NoError(t, err)
+	builder, err := st.EnsureBuilder(ctx, "b", "", nil)
+	require.NoError(t, err)
+	worker, err := st.EnsureWorker(ctx, "w")
+	require.NoError(t, err)
+	reqs, err := st.AddBuildset(ctx, &ci.Buildset{SubmittedAt: long}, []int64{builder.ID}, 0)
+	require.NoError(t, err)
+	b := &ci.Build{BuilderID: builder.ID, WorkerID: worker.ID, StartedAt: long, MasterID: dead.ID}
+	require.NoError(t, st.StartBuild(ctx, b, []int64{reqs[0].ID}))
+
+	// The slow master finishing its build, not yet committed.
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `UPDATE builds SET complete = true, results = 0 WHERE id = $1`, b.ID)
+	require.NoError(t, err)
+
+	type answer struct {
+		expired bool
+		closed  []*ci.Build
+		err     error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		expired, closed, err := st.ExpireMaster(ctx, dead.ID, time.Now(), time.Now(), "retry: its master stopped answering")
+		done <- answer{expired, closed, err}
+	}()
+	// Wait until the expiry waits on the build's row.
+	require.Eventually(t, func() bool {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`).Scan(&n)
+		return err == nil && n > 0
+	}, time.Minute, 10*time.Millisecond, "the expiry never waited on the finishing build")
+	require.NoError(t, tx.Commit(ctx))
+
+	a := <-done
+	require.NoError(t, a.err)
+	assert.True(t, a.expired, "the master was expired")
+	assert.Empty(t, a.closed, "the build finished by its master is not ended again")
+	rec, err := st.GetBuild(ctx, b.ID)
+	require.NoError(t, err)
+	assert.Equal(t, ci.Success, rec.Results)
+	m, err := st.GetMaster(ctx, dead.ID)
+	require.NoError(t, err)
+	assert.False(t, m.Active)
+}
