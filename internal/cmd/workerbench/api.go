@@ -121,11 +121,34 @@ func (a *api) requests(ctx context.Context, builderID int64, complete string) ([
 	if complete != "" {
 		q.Set("complete", complete)
 	}
-	var r struct {
-		Requests []*request `json:"buildrequests"`
+	var all []*request
+	err := a.pages(ctx, "/api/v2/buildrequests", q, func(body func(v any) error) (int, error) {
+		var r struct {
+			Requests []*request `json:"buildrequests"`
+		}
+		err := body(&r)
+		all = append(all, r.Requests...)
+		return len(r.Requests), err
+	})
+	return all, err
+}
+
+// pageSize is the page size of the lists the benchmark reads whole: the
+// API's largest.
+const pageSize = 1000
+
+// pages reads a list of the API page by page (the API gives at most a page
+// of items for one request): page decodes one answer and says how many
+// items it held.
+func (a *api) pages(ctx context.Context, path string, q url.Values, page func(body func(v any) error) (int, error)) error {
+	q.Set("limit", strconv.Itoa(pageSize))
+	for offset := 0; ; offset += pageSize {
+		q.Set("offset", strconv.Itoa(offset))
+		n, err := page(func(v any) error { return a.get(ctx, path+"?"+q.Encode(), v) })
+		if err != nil || n < pageSize {
+			return err
+		}
 	}
-	err := a.get(ctx, "/api/v2/buildrequests?"+q.Encode(), &r)
-	return r.Requests, err
 }
 
 // incomplete returns how many requests of the builder are not complete.
@@ -167,11 +190,17 @@ type build struct {
 
 // builds returns the builds of a builder.
 func (a *api) builds(ctx context.Context, builderID int64) ([]*build, error) {
-	var r struct {
-		Builds []*build `json:"builds"`
-	}
-	err := a.get(ctx, "/api/v2/builds?builderid="+strconv.FormatInt(builderID, 10), &r)
-	return r.Builds, err
+	var all []*build
+	q := url.Values{"builderid": {strconv.FormatInt(builderID, 10)}}
+	err := a.pages(ctx, "/api/v2/builds", q, func(body func(v any) error) (int, error) {
+		var r struct {
+			Builds []*build `json:"builds"`
+		}
+		err := body(&r)
+		all = append(all, r.Builds...)
+		return len(r.Builds), err
+	})
+	return all, err
 }
 
 // A logRecord is a log as the API gives it.
@@ -198,37 +227,39 @@ func (a *api) stepLog(ctx context.Context, buildID int64, step, slug string) (*l
 
 // connected returns how many workers are connected.
 func (a *api) connected(ctx context.Context) (int, error) {
-	var r struct {
-		Workers []struct {
-			ConnectedTo []json.RawMessage `json:"connected_to"`
-		} `json:"workers"`
-	}
-	if err := a.get(ctx, "/api/v2/workers?field=connected_to", &r); err != nil {
-		return 0, err
-	}
 	n := 0
-	for _, w := range r.Workers {
-		if len(w.ConnectedTo) > 0 {
-			n++
+	err := a.pages(ctx, "/api/v2/workers", url.Values{"field": {"connected_to"}}, func(body func(v any) error) (int, error) {
+		var r struct {
+			Workers []struct {
+				ConnectedTo []json.RawMessage `json:"connected_to"`
+			} `json:"workers"`
 		}
-	}
-	return n, nil
+		err := body(&r)
+		for _, w := range r.Workers {
+			if len(w.ConnectedTo) > 0 {
+				n++
+			}
+		}
+		return len(r.Workers), err
+	})
+	return n, err
 }
 
 // workerIDs returns the IDs of the workers by name.
 func (a *api) workerIDs(ctx context.Context) (map[int64]string, error) {
-	var r struct {
-		Workers []struct {
-			ID   int64  `json:"workerid"`
-			Name string `json:"name"`
-		} `json:"workers"`
-	}
-	if err := a.get(ctx, "/api/v2/workers?field=workerid&field=name", &r); err != nil {
-		return nil, err
-	}
 	ids := map[int64]string{}
-	for _, w := range r.Workers {
-		ids[w.ID] = w.Name
-	}
-	return ids, nil
+	err := a.pages(ctx, "/api/v2/workers", url.Values{"field": {"workerid", "name"}}, func(body func(v any) error) (int, error) {
+		var r struct {
+			Workers []struct {
+				ID   int64  `json:"workerid"`
+				Name string `json:"name"`
+			} `json:"workers"`
+		}
+		err := body(&r)
+		for _, w := range r.Workers {
+			ids[w.ID] = w.Name
+		}
+		return len(r.Workers), err
+	})
+	return ids, err
 }
