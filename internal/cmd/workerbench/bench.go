@@ -112,8 +112,11 @@ type bench struct {
 	sizes    Sizes
 	poll     time.Duration // how often a build's completion is polled
 	progress io.Writer
-	r        *Result
-	w1       *proc // the worker of the latency and log builds
+	// cpuProfile is where the builds' master writes its CPU profile
+	// (none if empty).
+	cpuProfile string
+	r          *Result
+	w1         *proc // the worker of the latency and log builds
 }
 
 // Timeouts of the waits.
@@ -246,7 +249,11 @@ func waitConnected(ctx context.Context, m *master, ps []*proc, n int, interval t
 // rate of one-step builds over Workers workers.
 func (b *bench) builds(ctx context.Context) error {
 	dir := filepath.Join(b.dir, "builds")
-	m, err := startMaster(ctx, b.master, filepath.Join(dir, "master"), b.sizes.Workers, b.sizes.LogBytes)
+	var flags []string
+	if b.cpuProfile != "" {
+		flags = []string{"-cpuprofile", b.cpuProfile}
+	}
+	m, err := startMaster(ctx, b.master, filepath.Join(dir, "master"), b.sizes.Workers, b.sizes.LogBytes, flags...)
 	if err != nil {
 		return err
 	}
