@@ -122,6 +122,7 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 	}
 	props.Set("buildnumber", rec.Number, SourceBuild)
 	rb := &runningBuild{m: m, rec: rec, builder: b, worker: w, conn: s.conn, buildset: bs, requests: s.requests, props: props, stepNames: map[string]int{}}
+	rb.state.written = rec.StartedAt
 	m.mu.Lock()
 	m.running[rec.ID] = rb
 	m.starting--
@@ -258,7 +259,7 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 	rb.mu.Lock()
 	rb.current = s
 	rb.mu.Unlock()
-	rb.stepStarted(s)
+	rb.stepStarted()
 
 	var result Result
 	var err error
