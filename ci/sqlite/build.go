@@ -237,8 +237,13 @@ func (s *Store) ListBuilds(ctx context.Context, q ci.BuildQuery) ([]*ci.Build, i
 	}
 	var list []*ci.Build
 	var total int
+	countQuery := `SELECT COUNT(*) FROM builds` + where(conds)
+	if len(conds) == 1 && q.BuilderID != 0 {
+		// The builder's builds, counted as they come and go.
+		countQuery = `SELECT COALESCE((SELECT builds FROM builder_build_counts WHERE builder_id = ?), 0)`
+	}
 	err := s.read(ctx, func(tx *txn) error {
-		if err := count(ctx, tx, q.Query, `SELECT COUNT(*) FROM builds`+where(conds), &total, args...); err != nil {
+		if err := count(ctx, tx, q.Query, countQuery, &total, args...); err != nil {
 			return err
 		}
 		clause, pargs := page(q.Query, "id")
