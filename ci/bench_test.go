@@ -3,6 +3,7 @@ package ci_test
 import (
 	"fmt"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,6 +71,7 @@ func BenchmarkBuild(b *testing.B) {
 			starts := make([]time.Duration, 0, b.N)
 			totals := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			for range b.N {
 				t0 := time.Now()
 				bs := m.Submit(b, citest.Request{Builder: "b"})
@@ -88,6 +90,7 @@ func BenchmarkBuild(b *testing.B) {
 				starts = append(starts, started)
 			}
 			b.StopTimer()
+			reportCPU(b, cpu0)
 			if sub.Dropped() > 0 {
 				b.Fatalf("%d events dropped", sub.Dropped())
 			}
@@ -106,6 +109,7 @@ func BenchmarkThroughput(b *testing.B) {
 	defer sub.Close()
 	b.ResetTimer()
 	t0 := time.Now()
+	cpu0 := cpuTime()
 	want := map[int64]bool{}
 	for range b.N {
 		want[m.Submit(b, citest.Request{Builder: "b"})] = true
@@ -118,6 +122,7 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 	elapsed := time.Since(t0)
 	b.StopTimer()
+	reportCPU(b, cpu0)
 	if sub.Dropped() > 0 {
 		b.Fatalf("%d events dropped", sub.Dropped())
 	}
@@ -134,3 +139,18 @@ func median(d []time.Duration) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// cpuTime returns the process's CPU time, user and system (rusage): less
+// disturbed than wall time by other work running on the machine.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the CPU time the process used since cpu0 per
+// operation, as cpu-ms/op: the master's and the in-process worker's (the
+// commands it starts are children, not counted).
+func reportCPU(b *testing.B, cpu0 time.Duration) {
+	b.ReportMetric(ms(cpuTime()-cpu0)/float64(b.N), "cpu-ms/op")
+}

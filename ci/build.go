@@ -123,6 +123,7 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 	}
 	props.Set("buildnumber", rec.Number, SourceBuild)
 	rb := &runningBuild{m: m, rec: rec, builder: b, worker: w, conn: s.conn, buildset: bs, requests: s.requests, props: props, stepNames: map[string]int{}}
+	rb.state.written = rec.StartedAt
 	m.mu.Lock()
 	m.running[rec.ID] = rb
 	m.starting--
@@ -259,7 +260,7 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 	rb.mu.Lock()
 	rb.current = s
 	rb.mu.Unlock()
-	rb.stepStarted(s)
+	rb.stepStarted()
 
 	var result Result
 	var err error
@@ -348,7 +349,20 @@ func (m *Master) finishBuild(rb *runningBuild, results Result, summary string) {
 	rec.Properties = m.redactor.RedactProperties(rb.props.Clone())
 	rb.mu.Unlock()
 	resubmit := results == Retry
-	completed, err := m.store.FinishBuild(context.Background(), rec, resubmit)
+	var completed []BuildsetResult
+	var err error
+	if rs, ok := m.store.(BuildsetResultStore); ok {
+		completed, err = rs.FinishBuildResults(context.Background(), rec, resubmit)
+	} else {
+		var ids []int64
+		ids, err = m.store.FinishBuild(context.Background(), rec, resubmit)
+		for _, id := range ids {
+			// The buildset's results, read back.
+			if bs, gerr := m.store.GetBuildset(context.Background(), id); gerr == nil {
+				completed = append(completed, BuildsetResult{ID: id, Results: bs.Results})
+			}
+		}
+	}
 	if err != nil {
 		m.log.Error("could not record build end; it will be closed at the next start", "build", rec.ID, "err", err)
 		return
@@ -365,10 +379,8 @@ func (m *Master) finishBuild(rb *runningBuild, results Result, summary string) {
 		}
 	}
 	m.publish(Event{Type: EventBuildFinished, BuildID: rec.ID, BuilderID: rb.builder.id, WorkerID: rb.worker.id, RequestID: rec.BuildRequestID, BuildsetID: rb.buildset.ID, Results: results})
-	for _, id := range completed {
-		if bs, err := m.store.GetBuildset(context.Background(), id); err == nil {
-			m.publish(Event{Type: EventBuildsetComplete, BuildsetID: id, Results: bs.Results})
-		}
+	for _, bs := range completed {
+		m.publish(Event{Type: EventBuildsetComplete, BuildsetID: bs.ID, Results: bs.Results})
 	}
 	m.log.Info("build finished", "builder", rb.builder.cfg.Name, "number", rec.Number, "build", rec.ID, "results", results)
 }

@@ -20,12 +20,16 @@ const stateBuilding = "building"
 // the store.
 type buildState struct {
 	pending bool      // a write is scheduled
-	written time.Time // when the last write was done
+	written time.Time // when the last write was done (the build's start at first)
 }
 
-// stepStarted makes a step's first state the build's.
-func (rb *runningBuild) stepStarted(s *StepRun) {
-	rb.setBuildState(s.rec.StateString)
+// stepStarted makes a step's first state the build's, written as any
+// later state of the step: at most once per StateInterval, so that a step
+// shorter than that (most are) costs no write of the build's state, and
+// its final record carries its state. The build's start counts as a
+// write (StartBuild stores its first state).
+func (rb *runningBuild) stepStarted() {
+	rb.stepStateChanged()
 }
 
 // setBuildState records the build's state and tells subscribers.
@@ -46,9 +50,9 @@ func (rb *runningBuild) setBuildState(state string) {
 	m.publish(Event{Type: EventBuildChanged, BuildID: rb.rec.ID, BuilderID: rb.builder.id})
 }
 
-// stepStateChanged schedules the write of a running step's new state,
+// stepStateChanged schedules the write of the running step's new state,
 // at most once per StateInterval.
-func (rb *runningBuild) stepStateChanged(s *StepRun) {
+func (rb *runningBuild) stepStateChanged() {
 	rb.stateMu.Lock()
 	defer rb.stateMu.Unlock()
 	if rb.state.pending {
@@ -57,22 +61,27 @@ func (rb *runningBuild) stepStateChanged(s *StepRun) {
 	rb.state.pending = true
 	wait := StateInterval - rb.m.now().Sub(rb.state.written)
 	if wait <= 0 {
-		go rb.writeStepState(s)
+		go rb.writeStepState()
 		return
 	}
-	rb.m.clock.AfterFunc(wait, func() { rb.writeStepState(s) })
+	rb.m.clock.AfterFunc(wait, rb.writeStepState)
 }
 
-// writeStepState writes a running step's state, and the build's, unless
-// the step has ended (its last record is then written by the runner).
-func (rb *runningBuild) writeStepState(s *StepRun) {
+// writeStepState writes the state of the step running now, and the
+// build's, unless the step has ended (its last record is then written by
+// the runner). The write scheduled for an earlier step, which ended, is
+// that of the next one.
+func (rb *runningBuild) writeStepState() {
 	rb.stateMu.Lock()
 	defer rb.stateMu.Unlock()
 	rb.state.pending = false
-	rb.state.written = rb.m.now()
-	if s.ended {
+	rb.mu.Lock()
+	s := rb.current
+	rb.mu.Unlock()
+	if s == nil || s.ended {
 		return
 	}
+	rb.state.written = rb.m.now()
 	m := rb.m
 	s.mu.Lock()
 	state := firstNonEmpty(s.state, s.opts.Description, s.rec.Name)

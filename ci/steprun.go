@@ -165,7 +165,7 @@ func (s *StepRun) SetStateString(state string) {
 	s.state = state
 	s.mu.Unlock()
 	if changed {
-		s.build.stepStateChanged(s)
+		s.build.stepStateChanged()
 	}
 }
 

@@ -123,7 +123,14 @@ func TestSilentWorker(t *testing.T) {
 
 	// The page of a build follows its worker: a stream opened while w2
 	// answers tells the page when w2 goes silent, and when it answers
-	// again.
+	// again. The stream is opened once the build's running state is
+	// stored (within ci.StateInterval of its step's start), so that no
+	// change of state is told in the same burst as the worker's.
+	require.Eventually(t, func() bool {
+		var b buildsAnswer
+		get(t, srv.URL+"/api/v2/builds/"+strconv.FormatInt(other, 10), 200, &b)
+		return len(b.Builds) == 1 && b.Builds[0]["state_string"] != "building"
+	}, time.Minute, 10*time.Millisecond)
 	res, err := http.Get(srv.URL + "/live?build=" + strconv.FormatInt(other, 10))
 	require.NoError(t, err)
 	defer res.Body.Close()

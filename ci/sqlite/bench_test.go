@@ -3,8 +3,10 @@ package sqlite_test
 import (
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,12 +95,62 @@ func BenchmarkBuildCycle(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	cpu := startCPU(b)
+	for b.Loop() {
+		buildCycle(b, s, builder, worker)
+	}
+	cpu.report()
+}
+
+// BenchmarkBuildCycle_Parallel runs the build cycles of four builds at
+// once (the builds of four workers), whose writes the store may commit
+// together.
+func BenchmarkBuildCycle_Parallel(b *testing.B) {
+	s, builder := benchStore(b)
+	worker, err := s.EnsureWorker(b.Context(), "w")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(max(1, 4/runtime.GOMAXPROCS(0)))
+	cpu := startCPU(b)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			buildCycle(b, s, builder, worker)
+		}
+	})
+	cpu.report()
+}
+
+// A cpuMeter reports the process's CPU time (user and system) per
+// operation, as cpu-ms/op: less disturbed than the time per operation by
+// other work running on the machine.
+type cpuMeter struct {
+	b     *testing.B
+	start time.Duration
+}
+
+func startCPU(b *testing.B) cpuMeter { return cpuMeter{b, cpuTime()} }
+
+func (m cpuMeter) report() {
+	if m.b.N > 0 {
+		m.b.ReportMetric(float64(cpuTime()-m.start)/float64(time.Millisecond)/float64(m.b.N), "cpu-ms/op")
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// buildCycle is the store's part of one build.
+func buildCycle(b *testing.B, s *sqlite.Store, builder *ci.Builder, worker *ci.Worker) {
 	ctx := b.Context()
 	text := strings.Repeat("ocompiling github.com/kilnci/kiln/ci\n", 20)
 	props := ci.Properties{}
 	props.Set("branch", "main", ci.SourceScheduler)
 	props.Set("buildername", "b", ci.SourceBuilder)
-	for b.Loop() {
+	{
 		now := time.Now()
 		bs := &ci.Buildset{
 			Reason:       "benchmark",

@@ -84,11 +84,27 @@ func startConflict(ctx context.Context, tx *txn, requestIDs []int64, cause error
 // completes its requests (or makes them pending again, when resubmit is
 // true) and completes the buildsets that are now done.
 func (s *Store) FinishBuild(ctx context.Context, b *ci.Build, resubmit bool) ([]int64, error) {
+	done, err := s.FinishBuildResults(ctx, b, resubmit)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for _, d := range done {
+		ids = append(ids, d.ID)
+	}
+	return ids, nil
+}
+
+var _ ci.BuildsetResultStore = (*Store)(nil)
+
+// FinishBuildResults is FinishBuild, giving the results of the buildsets
+// it completes (ci.BuildsetResultStore).
+func (s *Store) FinishBuildResults(ctx context.Context, b *ci.Build, resubmit bool) ([]ci.BuildsetResult, error) {
 	propsJSON, err := propsArg(b.Properties)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: finish build: properties: %w", err)
 	}
-	var done []int64
+	var done []ci.BuildsetResult
 	err = s.write(ctx, func(tx *txn) error {
 		done = nil
 		var complete bool
@@ -147,12 +163,12 @@ func (s *Store) FinishBuild(ctx context.Context, b *ci.Build, resubmit bool) ([]
 			return err
 		}
 		for _, id := range buildsets {
-			ok, err := completeBuildset(ctx, tx, id, b.CompleteAt)
+			ok, results, err := completeBuildset(ctx, tx, id, b.CompleteAt)
 			if err != nil {
 				return err
 			}
 			if ok {
-				done = append(done, id)
+				done = append(done, ci.BuildsetResult{ID: id, Results: results})
 			}
 		}
 		return nil
@@ -237,8 +253,13 @@ func (s *Store) ListBuilds(ctx context.Context, q ci.BuildQuery) ([]*ci.Build, i
 	}
 	var list []*ci.Build
 	var total int
+	countQuery := `SELECT COUNT(*) FROM builds` + where(conds)
+	if len(conds) == 1 && q.BuilderID != 0 {
+		// The builder's builds, counted as they come and go.
+		countQuery = `SELECT COALESCE((SELECT builds FROM builder_build_counts WHERE builder_id = ?), 0)`
+	}
 	err := s.read(ctx, func(tx *txn) error {
-		if err := count(ctx, tx, q.Query, `SELECT COUNT(*) FROM builds`+where(conds), &total, args...); err != nil {
+		if err := count(ctx, tx, q.Query, countQuery, &total, args...); err != nil {
 			return err
 		}
 		clause, pargs := page(q.Query, "id")

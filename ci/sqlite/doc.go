@@ -39,9 +39,13 @@
 // The database is in write-ahead-log (WAL) mode with synchronous=NORMAL:
 // a transaction is committed once it is in the log file, and the log is
 // copied into the database file from time to time (a checkpoint). Every
-// method that changes records is one transaction, so when it returns nil
-// the change is on disk, survives the master crashing or being killed, and
-// is visible to every later read. A power failure or operating system
+// method that changes records is atomic, and returns only once the
+// transaction holding its change is committed, so when it returns nil the
+// change is on disk, survives the master crashing or being killed, and is
+// visible to every later read. Writes that arrive while another commits
+// are committed together (group commit): one transaction, each write in a
+// savepoint of its own, so that a write that fails is undone alone, and
+// concurrent builds share the cost of a commit. A power failure or operating system
 // crash may lose the last transactions committed before it (never leaving
 // the database inconsistent); that is the price of not waiting for the
 // disk on every commit. Foreign keys are enforced.
@@ -62,9 +66,10 @@
 // A Store is safe for concurrent use. It holds two pools of connections
 // to the file, each configured through the data source name so that every
 // connection gets the same pragmas (busy_timeout, foreign_keys,
-// synchronous). Writes go through a pool of exactly one connection and
-// begin with BEGIN IMMEDIATE, so they queue in Go rather than fail with
-// SQLITE_BUSY, and no two writes interleave: a read-modify-write such as
+// synchronous). Writes are made by one goroutine on a pool of exactly one
+// connection, in transactions that begin with BEGIN IMMEDIATE, so they
+// queue in Go rather than fail with SQLITE_BUSY, and no two writes
+// interleave: a read-modify-write such as
 // claiming build requests in StartBuild cannot race another. Reads use a
 // second pool of read-only connections; in WAL mode they never wait for
 // the writer, and each read method sees one consistent snapshot (a page of

@@ -291,7 +291,7 @@ func (s *Store) CancelRequest(ctx context.Context, id int64, at time.Time) error
 		if err != nil {
 			return err
 		}
-		_, err = completeBuildset(ctx, tx, r.BuildsetID, at)
+		_, _, err = completeBuildset(ctx, tx, r.BuildsetID, at)
 		return err
 	})
 	if err != nil {
@@ -303,17 +303,17 @@ func (s *Store) CancelRequest(ctx context.Context, id int64, at time.Time) error
 // completeBuildset completes buildset id, with the worst result of its
 // requests, if it is incomplete and all its requests are complete. It
 // reports whether it did.
-func completeBuildset(ctx context.Context, tx *txn, id int64, at time.Time) (bool, error) {
+func completeBuildset(ctx context.Context, tx *txn, id int64, at time.Time) (bool, ci.Result, error) {
 	var complete bool
 	if err := tx.QueryRowContext(ctx, `SELECT complete FROM buildsets WHERE id = ?`, id).Scan(&complete); err != nil {
-		return false, err
+		return false, 0, err
 	}
 	if complete {
-		return false, nil
+		return false, 0, nil
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT complete, results FROM buildrequests WHERE buildset_id = ?`, id)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	defer rows.Close()
 	results, first := ci.Success, true
@@ -321,10 +321,10 @@ func completeBuildset(ctx context.Context, tx *txn, id int64, at time.Time) (boo
 		var done bool
 		var r ci.Result
 		if err := rows.Scan(&done, nullInt[ci.Result]{&r}); err != nil {
-			return false, err
+			return false, 0, err
 		}
 		if !done {
-			return false, nil
+			return false, 0, nil
 		}
 		if first {
 			results, first = r, false
@@ -333,10 +333,10 @@ func completeBuildset(ctx context.Context, tx *txn, id int64, at time.Time) (boo
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return false, err
+		return false, 0, err
 	}
 	rows.Close()
 	_, err = tx.ExecContext(ctx, `UPDATE buildsets SET complete = 1, complete_at = ?, results = ? WHERE id = ?`,
 		timeArg(at), int64(results), id)
-	return err == nil, err
+	return err == nil, results, err
 }

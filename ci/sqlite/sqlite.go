@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kilnci/kiln/ci"
@@ -42,7 +43,8 @@ const BusyTimeout = 10 * time.Second
 
 // A Store keeps a master's records in one SQLite file. It is safe for
 // concurrent use: writes go through a single connection, one transaction
-// at a time, while reads use a pool of their own.
+// at a time (the writes that arrive together share one, see write), while
+// reads use a pool of their own.
 type Store struct {
 	// Now returns the current time, used to date the records the store
 	// creates by itself (the source stamp of a change). time.Now if nil.
@@ -55,6 +57,13 @@ type Store struct {
 	rdb   *sql.DB // the read pool
 	wstmt stmtCache
 	rstmt stmtCache
+
+	writes    chan *writeOp // to the writer goroutine
+	waiting   atomic.Int64  // writes waiting for the writer to take them
+	grouped   atomic.Int64  // writes committed in a group of several
+	closing   chan struct{} // closed by Close
+	writerEnd chan struct{} // closed when the writer returns
+	closeOnce sync.Once
 }
 
 // Open opens the database file at path, creating it if needed, and applies
@@ -86,11 +95,17 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.db.SetMaxIdleConns(1)
 	s.db.SetConnMaxLifetime(0)
 	s.db.SetConnMaxIdleTime(0)
+	s.writes = make(chan *writeOp)
+	s.closing = make(chan struct{})
+	s.writerEnd = make(chan struct{})
+	go s.writer()
 	if err := s.incrementalVacuum(ctx); err != nil {
+		s.stopWriter()
 		s.db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	if err := s.migrate(ctx); err != nil {
+		s.stopWriter()
 		s.db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -116,6 +131,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // Close closes the database. The last connection to close checkpoints
 // the write-ahead log into the database file.
 func (s *Store) Close() error {
+	s.stopWriter()
 	var errs []error
 	s.wstmt.close()
 	s.rstmt.close()
@@ -195,7 +211,7 @@ func (s *Store) migrateFile(ctx context.Context, name string) error {
 			return err
 		}
 		// A script of several statements: run as it is, not prepared.
-		if _, err := tx.tx.ExecContext(ctx, string(text)); err != nil {
+		if _, err := tx.tx.ExecContext(tx.ctx, string(text)); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, name, s.now().UnixMicro())
@@ -203,16 +219,157 @@ func (s *Store) migrateFile(ctx context.Context, name string) error {
 	})
 }
 
+// maxGroup is the most writes committed together.
+const maxGroup = 64
+
+// errClosed is the error of a write after Close.
+var errClosed = errors.New("the store is closed")
+
+// A writeOp is a write waiting for the writer: f, run in a transaction,
+// and where its outcome goes.
+type writeOp struct {
+	ctx  context.Context
+	f    func(tx *txn) error
+	done chan error
+}
+
 // write runs f in a write transaction (BEGIN IMMEDIATE on the single write
-// connection) and commits it if f returns nil.
+// connection) and returns once its changes are committed, or nothing of
+// them is stored: f's error, or the transaction's.
+//
+// The writes are made by one goroutine, the writer (group commit). Writes
+// that arrive while it commits others wait and are then run together in
+// one transaction, each in a savepoint of its own: a write whose f fails
+// is rolled back to its savepoint, alone, and the others are committed. A
+// write returns nil only once the transaction holding it is committed,
+// so that what the Store doc promises of a method that returns nil holds.
+// A commit of several writes costs little more than one of a single write
+// (the transaction's begin and commit, the pages written to the log, are
+// the same), so concurrent builds share the cost of their commits.
+//
+// A write whose ctx ends while it waits is not run. Once run, a write of a
+// group is not interrupted by its ctx (interrupting a statement would roll
+// back the whole transaction, and the others' writes with it); a write run
+// alone is, as f's statements use ctx.
 func (s *Store) write(ctx context.Context, f func(tx *txn) error) error {
+	op := &writeOp{ctx: ctx, f: f, done: make(chan error, 1)}
+	s.waiting.Add(1)
+	select {
+	case s.writes <- op:
+	case <-s.closing:
+		s.waiting.Add(-1)
+		return errClosed
+	case <-ctx.Done():
+		s.waiting.Add(-1)
+		return ctx.Err()
+	}
+	s.waiting.Add(-1)
+	return <-op.done
+}
+
+// writer runs the writes, a group at a time, until Close.
+func (s *Store) writer() {
+	defer close(s.writerEnd)
+	group := make([]*writeOp, 0, maxGroup)
+	for {
+		select {
+		case op := <-s.writes:
+			group = append(group[:0], op)
+		case <-s.closing:
+			return
+		}
+		// The writes already waiting join this one.
+	more:
+		for len(group) < maxGroup {
+			select {
+			case op := <-s.writes:
+				group = append(group, op)
+			default:
+				break more
+			}
+		}
+		s.commitGroup(group)
+		clear(group)
+	}
+}
+
+// stopWriter ends the writer goroutine; writes after it fail.
+func (s *Store) stopWriter() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	<-s.writerEnd
+}
+
+// commitGroup runs a group of writes in one transaction and tells each its
+// outcome.
+func (s *Store) commitGroup(group []*writeOp) {
+	// Writes whose callers gave up are not run.
+	live := group[:0]
+	for _, op := range group {
+		if err := op.ctx.Err(); err != nil {
+			op.done <- err
+			continue
+		}
+		live = append(live, op)
+	}
+	switch len(live) {
+	case 0:
+		return
+	case 1:
+		op := live[0]
+		op.done <- s.writeAlone(op.ctx, op.f)
+		return
+	}
+	ctx := context.Background()
+	errs := make([]error, len(live))
+	err := func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		t := &txn{ctx: ctx, tx: tx, stmts: &s.wstmt}
+		defer func() { s.wstmt.prepare(t.missed) }()
+		for i, op := range live {
+			if _, err := t.ExecContext(ctx, `SAVEPOINT write`); err != nil {
+				tx.Rollback()
+				return err
+			}
+			if errs[i] = op.f(t); errs[i] != nil {
+				if _, err := t.ExecContext(ctx, `ROLLBACK TO write`); err != nil {
+					tx.Rollback()
+					return fmt.Errorf("%w (and rolling back: %v)", errs[i], err)
+				}
+			}
+			if _, err := t.ExecContext(ctx, `RELEASE write`); err != nil {
+				tx.Rollback()
+				return err
+			}
+		}
+		return tx.Commit()
+	}()
+	if err == nil {
+		s.grouped.Add(int64(len(live)))
+	}
+	for i, op := range live {
+		if err != nil {
+			// Nothing of the group is stored.
+			op.done <- fmt.Errorf("commit: %w", err)
+			continue
+		}
+		op.done <- errs[i]
+	}
+}
+
+// writeAlone runs f in a transaction of its own and commits it if f
+// returns nil.
+func (s *Store) writeAlone(ctx context.Context, f func(tx *txn) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	t := &txn{tx: tx, stmts: &s.wstmt}
+	t := &txn{ctx: ctx, tx: tx, stmts: &s.wstmt}
 	if err := f(t); err != nil {
 		tx.Rollback()
+		s.wstmt.prepare(t.missed)
 		return err
 	}
 	err = tx.Commit()
@@ -227,7 +384,7 @@ func (s *Store) read(ctx context.Context, f func(tx *txn) error) error {
 	if err != nil {
 		return err
 	}
-	t := &txn{tx: tx, stmts: &s.rstmt}
+	t := &txn{ctx: ctx, tx: tx, stmts: &s.rstmt}
 	err = f(t)
 	tx.Rollback()
 	s.rstmt.prepare(t.missed)
@@ -239,7 +396,11 @@ func (s *Store) read(ctx context.Context, f func(tx *txn) error) error {
 // every call. A query not prepared yet runs unprepared and is prepared
 // after the transaction, when a connection is free: preparing needs one,
 // and the write pool has a single connection, held by the transaction.
+//
+// Its statements run with its own context, not the one each call is given:
+// the context of the write, or none in a group of writes (see write).
 type txn struct {
+	ctx    context.Context
 	tx     *sql.Tx
 	stmts  *stmtCache
 	missed []string
@@ -247,33 +408,33 @@ type txn struct {
 
 // stmt returns the transaction's form of the prepared statement for
 // query, or nil if it is not prepared yet.
-func (t *txn) stmt(ctx context.Context, query string) *sql.Stmt {
+func (t *txn) stmt(query string) *sql.Stmt {
 	if st := t.stmts.get(query); st != nil {
-		return t.tx.StmtContext(ctx, st)
+		return t.tx.StmtContext(t.ctx, st)
 	}
 	t.missed = append(t.missed, query)
 	return nil
 }
 
-func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if st := t.stmt(ctx, query); st != nil {
-		return st.ExecContext(ctx, args...)
+func (t *txn) ExecContext(_ context.Context, query string, args ...any) (sql.Result, error) {
+	if st := t.stmt(query); st != nil {
+		return st.ExecContext(t.ctx, args...)
 	}
-	return t.tx.ExecContext(ctx, query, args...)
+	return t.tx.ExecContext(t.ctx, query, args...)
 }
 
-func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if st := t.stmt(ctx, query); st != nil {
-		return st.QueryContext(ctx, args...)
+func (t *txn) QueryContext(_ context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(query); st != nil {
+		return st.QueryContext(t.ctx, args...)
 	}
-	return t.tx.QueryContext(ctx, query, args...)
+	return t.tx.QueryContext(t.ctx, query, args...)
 }
 
-func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := t.stmt(ctx, query); st != nil {
-		return st.QueryRowContext(ctx, args...)
+func (t *txn) QueryRowContext(_ context.Context, query string, args ...any) *sql.Row {
+	if st := t.stmt(query); st != nil {
+		return st.QueryRowContext(t.ctx, args...)
 	}
-	return t.tx.QueryRowContext(ctx, query, args...)
+	return t.tx.QueryRowContext(t.ctx, query, args...)
 }
 
 // stmtCache holds the statements prepared on a database, by query text.

@@ -356,3 +356,60 @@ func TestStore_Backup(t *testing.T) {
 	assert.Equal(t, b.ID, got.BuilderID)
 	assert.Error(t, s.Backup(ctx, backup), "an existing file is not overwritten")
 }
+
+// A builder's build count (the total of its page of builds) is kept as
+// builds are started and deleted, and made from the builds a file holds
+// when it gets the count (a file of an older version).
+func TestBuilderBuildCount(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "state.sqlite")
+	s, err := sqlite.Open(ctx, path)
+	require.NoError(t, err)
+	b1, err := s.EnsureBuilder(ctx, "b1", "", nil)
+	require.NoError(t, err)
+	b2, err := s.EnsureBuilder(ctx, "b2", "", nil)
+	require.NoError(t, err)
+	var ids []int64
+	for i := range 5 {
+		builder := b1.ID
+		if i == 4 {
+			builder = b2.ID
+		}
+		_, reqs, err := addBuildset(ctx, s, builder)
+		require.NoError(t, err)
+		build := &ci.Build{BuilderID: builder, StartedAt: time.Now()}
+		require.NoError(t, s.StartBuild(ctx, build, []int64{reqs[0].ID}))
+		build.Complete, build.CompleteAt = true, time.Now()
+		_, err = s.FinishBuild(ctx, build, false)
+		require.NoError(t, err)
+		ids = append(ids, build.ID)
+	}
+	total := func(s *sqlite.Store, builder int64) int {
+		t.Helper()
+		list, total, err := s.ListBuilds(ctx, ci.BuildQuery{BuilderID: builder, Query: ci.Query{Limit: 1}})
+		require.NoError(t, err)
+		require.NotEmpty(t, list)
+		return total
+	}
+	assert.Equal(t, 4, total(s, b1.ID))
+	assert.Equal(t, 1, total(s, b2.ID))
+	_, err = s.DeleteBuilds(ctx, ids[:2])
+	require.NoError(t, err)
+	assert.Equal(t, 2, total(s, b1.ID), "deleted builds are no longer counted")
+	require.NoError(t, s.Close())
+
+	// A file without the count: it is made from the builds there are.
+	db, err := sql.Open("sqlite", path)
+	require.NoError(t, err)
+	for _, q := range []string{
+		`DROP TRIGGER builds_counted`, `DROP TRIGGER builds_uncounted`, `DROP TRIGGER builds_recounted`,
+		`DROP TABLE builder_build_counts`, `DELETE FROM migrations WHERE name = 'migrations/0007_build_counts.sql'`,
+	} {
+		_, err := db.Exec(q)
+		require.NoError(t, err, q)
+	}
+	require.NoError(t, db.Close())
+	s = MustOpen(t, path)
+	assert.Equal(t, 2, total(s, b1.ID))
+	assert.Equal(t, 1, total(s, b2.ID))
+}

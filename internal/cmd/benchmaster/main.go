@@ -16,7 +16,10 @@
 // and serves until SIGINT or SIGTERM. Anyone may force builds: it listens
 // on the loopback interface by default.
 //
-//	benchmaster -dir DIR [-workers 127.0.0.1:0] [-http 127.0.0.1:0] [-n 4] [-idle 0] [-log-bytes 100000000] [-pprof ADDR]
+//	benchmaster -dir DIR [-workers 127.0.0.1:0] [-http 127.0.0.1:0] [-n 4] [-idle 0] [-log-bytes 100000000] [-pprof ADDR] [-cpuprofile FILE]
+//
+// With -cpuprofile, it profiles its CPU from start to end into FILE
+// (go tool pprof reads it).
 package main
 
 import (
@@ -28,9 +31,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
+	httppprof "net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/kilnci/kiln/ci"
@@ -103,12 +107,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logBytes := fs.Int64("log-bytes", 100_000_000, "bytes the log builder's step writes")
 	pprofAddr := fs.String("pprof", "", "address to serve net/http/pprof on (none if empty)")
 	verbose := fs.Bool("v", false, "log at info level (warnings only by default)")
+	cpuProfile := fs.String("cpuprofile", "", "file to write a CPU profile of the whole run to (none if empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *dir == "" || *n < 1 || *idle < 0 || *logBytes < 0 || fs.NArg() > 0 {
 		fs.Usage()
 		return errors.New("usage: benchmaster -dir DIR [options]")
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("CPU profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	level := slog.LevelWarn
@@ -149,9 +165,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
 		go http.Serve(pln, mux)
 	}
 	cfg.Services = []ci.Service{

@@ -54,6 +54,10 @@
 //
 //	workerbench -versus /usr/bin/buildbot -master BIN -kiln-worker BIN [options]
 //
+// With -master-cpuprofile FILE, the master of the builds writes a CPU
+// profile of its run to FILE.KIND (go tool pprof reads it with the
+// benchmaster binary).
+//
 // scripts/bench-workers builds the binaries and runs it; so does
 // scripts/bench-vs-buildbot, with -versus. It reads Linux's /proc.
 package main
@@ -110,6 +114,7 @@ func run(ctx context.Context, args []string, out, progress io.Writer) ([]*Result
 	fs.IntVar(&stock.LatencyBuilds, "stock-latency-builds", 50, "one-step builds run one at a time (buildbot-worker)")
 	fs.IntVar(&stock.Builds, "stock-builds", 200, "one-step builds over -workers workers (buildbot-worker)")
 	fs.IntVar(&stock.IdleWorkers, "stock-idle-workers", 50, "idle workers started together (buildbot-worker)")
+	cpuProfile := fs.String("master-cpuprofile", "", "file to write a CPU profile of the builds' master (latency, log and rate runs) to (none if empty)")
 	buildbot := fs.String("buildbot", "", "measure workers serving a stock Buildbot master, this buildbot program, instead of a Kiln master")
 	buildbotBuilds := fs.Int("buildbot-builds", 200, "one-step builds on the Buildbot master, for each kind (-buildbot)")
 	versusBuildbot := fs.String("versus", "", "run the workload on a Kiln master with kiln-workers and on a stock Buildbot master, this buildbot program, with buildbot-workers (the -stock-* sizes), and compare")
@@ -224,6 +229,9 @@ func run(ctx context.Context, args []string, out, progress io.Writer) ([]*Result
 	var results []*Result
 	for _, j := range jobs {
 		b := &bench{master: *masterBin, dir: base + "/" + j.kind.name, kind: j.kind, sizes: j.sizes, poll: *pollEvery, progress: progress}
+		if *cpuProfile != "" {
+			b.cpuProfile = *cpuProfile + "." + j.kind.name
+		}
 		r, err := b.run(ctx)
 		if err != nil {
 			return results, err

@@ -1,0 +1,113 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/ci"
+)
+
+// TestWrite_Group makes writes wait while the writer is busy, so that they
+// are committed together: the one that fails (a build claiming a request
+// already claimed, after inserting its build) is rolled back alone, the
+// others are stored, and each caller gets its own outcome.
+func TestWrite_Group(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "state.sqlite"))
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	b, err := s.EnsureBuilder(ctx, "b", "", nil)
+	require.NoError(t, err)
+	reqs, err := s.AddBuildset(ctx, &ci.Buildset{SubmittedAt: time.Now()}, []int64{b.ID}, 0)
+	require.NoError(t, err)
+	first := &ci.Build{BuilderID: b.ID, StartedAt: time.Now()}
+	require.NoError(t, s.StartBuild(ctx, first, []int64{reqs[0].ID}))
+
+	// Hold the writer.
+	started, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.write(ctx, func(tx *txn) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+
+	const n = 8
+	var wg sync.WaitGroup
+	stateErrs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { stateErrs[i] = s.SetState(ctx, "o", fmt.Sprint("k", i), []byte(fmt.Sprint("v", i))) })
+	}
+	var conflict error
+	second := &ci.Build{BuilderID: b.ID, StartedAt: time.Now()}
+	wg.Go(func() { conflict = s.StartBuild(ctx, second, []int64{reqs[0].ID}) })
+	for s.waiting.Load() < n+1 {
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	require.NoError(t, <-held)
+
+	assert.Equal(t, int64(n+1), s.grouped.Load(), "the waiting writes were committed together")
+	assert.ErrorIs(t, conflict, ci.ErrConflict)
+	for i := range n {
+		require.NoError(t, stateErrs[i])
+		v, err := s.GetState(ctx, "o", fmt.Sprint("k", i))
+		require.NoError(t, err)
+		assert.Equal(t, fmt.Sprint("v", i), string(v))
+	}
+	builds, total, err := s.ListBuilds(ctx, ci.BuildQuery{})
+	require.NoError(t, err)
+	assert.Equal(t, 1, total, "the failed write's build is rolled back")
+	require.Len(t, builds, 1)
+	assert.Equal(t, first.ID, builds[0].ID)
+	r, err := s.GetRequest(ctx, reqs[0].ID)
+	require.NoError(t, err)
+	assert.Equal(t, first.ID, r.BuildID)
+
+	// The store goes on writing after the group.
+	require.NoError(t, s.SetState(ctx, "o", "after", []byte("x")))
+}
+
+// TestWrite_Cancelled: a write whose context ends while it waits for the
+// writer is not run, and says so.
+func TestWrite_Cancelled(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "state.sqlite"))
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+
+	started, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.write(ctx, func(tx *txn) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.SetState(wctx, "o", "k", []byte("v")) }()
+	for s.waiting.Load() < 1 {
+		runtime.Gosched()
+	}
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+	close(release)
+	require.NoError(t, <-held)
+	_, err = s.GetState(ctx, "o", "k")
+	assert.ErrorIs(t, err, ci.ErrNotFound)
+}
