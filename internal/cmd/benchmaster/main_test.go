@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -62,4 +64,21 @@ func TestRun_Usage(t *testing.T) {
 	err := run(context.Background(), nil, &out, &stderr)
 	require.Error(t, err)
 	assert.Contains(t, stderr.String(), "-dir")
+}
+
+// TestLogCommand checks that the log step's command writes what
+// head -c N /dev/zero | tr '\0' a | fold -w 99 writes: lines of 99
+// characters, the last one without a newline.
+func TestLogCommand(t *testing.T) {
+	for _, n := range []int64{1, 98, 99, 100, 198, 199, 1000, 123_457} {
+		got, err := exec.Command("sh", "-c", LogCommand(n)).Output()
+		require.NoError(t, err, "%d bytes", n)
+		want, err := exec.Command("sh", "-c", fmt.Sprintf("head -c %d /dev/zero | tr '\\0' a | fold -w 99", n)).Output()
+		require.NoError(t, err, "%d bytes", n)
+		assert.Equal(t, len(want), len(got), "%d bytes", n)
+		assert.True(t, bytes.Equal(want, got), "%d bytes: the output differs from fold's", n)
+	}
+	out, err := exec.Command("sh", "-c", LogCommand(0)).Output()
+	require.NoError(t, err)
+	assert.Empty(t, out)
 }

@@ -161,8 +161,11 @@ func TestStdoutLines(t *testing.T) {
 		assert.Equal(t, c.size, size, "size of %d bytes", c.n)
 	}
 	// What the step's command really writes.
-	out, err := exec.Command("sh", "-c", "head -c 1000 /dev/zero | tr '\\0' a | fold -w 99").Output()
+	out, err := exec.Command("sh", "-c", logCommand(1000)).Output()
 	require.NoError(t, err)
+	folded, err := exec.Command("sh", "-c", "head -c 1000 /dev/zero | tr '\\0' a | fold -w 99").Output()
+	require.NoError(t, err)
+	assert.Equal(t, string(folded), string(out), "the log command writes what fold writes")
 	lines, size := stdoutLines(1000)
 	assert.Equal(t, int64(len(out)), size)
 	assert.Equal(t, lines, strings.Count(string(out), "\n")+1)
