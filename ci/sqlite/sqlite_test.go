@@ -1,8 +1,12 @@
 package sqlite_test
 
 import (
+	"bytes"
+	"compress/zlib"
 	"context"
 	"database/sql"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -266,6 +270,61 @@ func TestStore_AppendLog(t *testing.T) {
 		require.NoError(t, err)
 		assert.Zero(t, got.NumLines)
 	})
+}
+
+// TestStore_LogFormat checks that chunks compressed by the standard
+// library's compress/zlib, as earlier versions stored them (at its
+// default level, and at BestSpeed), read as they were written, and that
+// the chunks stored now are zlib that compress/zlib reads.
+func TestStore_LogFormat(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "state.sqlite")
+	s := MustOpen(t, path)
+	l := newLog(t, s)
+	db, err := sql.Open("sqlite", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+
+	var old []string
+	for i, level := range []int{zlib.DefaultCompression, zlib.BestSpeed} {
+		text := strings.Repeat(fmt.Sprintf("ook %d: --- PASS: TestFrobnicate (0.00s)\n", i), 300)
+		var z bytes.Buffer
+		w, err := zlib.NewWriterLevel(&z, level)
+		require.NoError(t, err)
+		_, err = w.Write([]byte(text))
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		_, err = db.Exec(`INSERT INTO logchunks (log_id, first_line, last_line, content, compressed) VALUES (?, ?, ?, ?, 1)`,
+			l.ID, 300*i, 300*i+299, z.Bytes())
+		require.NoError(t, err)
+		old = append(old, text)
+	}
+	_, err = db.Exec(`UPDATE logs SET num_lines = 600 WHERE id = ?`, l.ID)
+	require.NoError(t, err)
+
+	got, err := s.LogLines(ctx, l.ID, 0, -1)
+	require.NoError(t, err)
+	assert.Equal(t, old[0]+old[1], got, "chunks stored by earlier versions")
+	got, err = s.LogLines(ctx, l.ID, 299, 300)
+	require.NoError(t, err)
+	assert.Equal(t, "ook 0: --- PASS: TestFrobnicate (0.00s)\nook 1: --- PASS: TestFrobnicate (0.00s)\n", got)
+
+	text := strings.Repeat("oa line of the log written now\n", 1000)
+	first, last, err := s.AppendLog(ctx, l.ID, text)
+	require.NoError(t, err)
+	assert.Equal(t, []int{600, 1599}, []int{first, last})
+	var content []byte
+	var compressed bool
+	require.NoError(t, db.QueryRow(`SELECT content, compressed FROM logchunks WHERE log_id = ? AND first_line = 600`, l.ID).Scan(&content, &compressed))
+	require.True(t, compressed)
+	r, err := zlib.NewReader(bytes.NewReader(content))
+	require.NoError(t, err)
+	plain, err := io.ReadAll(r)
+	require.NoError(t, err)
+	assert.Equal(t, text, string(plain), "compress/zlib reads the chunks stored now")
+	got, err = s.LogLines(ctx, l.ID, 0, -1)
+	require.NoError(t, err)
+	assert.Equal(t, old[0]+old[1]+text, got)
 }
 
 func TestStore_LiveLog(t *testing.T) {
