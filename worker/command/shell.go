@@ -603,7 +603,7 @@ func (sh *shell) stopTimers() {
 // read sends what the command writes on one of its outputs.
 func (sh *shell) read(f *os.File, key string, want bool, done chan<- struct{}) {
 	defer func() { done <- struct{}{} }()
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, 64<<10)
 	var dec utf8Decoder
 	for {
 		n, err := f.Read(buf)
