@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -215,6 +216,51 @@ func (a *api) stepLog(ctx context.Context, buildID int64, step, slug string) (*l
 		return nil, fmt.Errorf("log %s of step %s: %d records", slug, step, len(r.Logs))
 	}
 	return r.Logs[0], nil
+}
+
+// checkOutput reads the text of the stored log logID (its raw download)
+// and checks that the lines the log step wrote are in it, whole and in
+// order: the lines made only of 'a' are lines-1 of 99 characters, then
+// one of last characters (the step's last line, stored with a newline).
+// The log's other lines are the headers around the output.
+func (a *api) checkOutput(ctx context.Context, logID int64, lines, last int) error {
+	path := fmt.Sprintf("/api/v2/logs/%d/raw", logID)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	seen := 0
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Bytes()
+		if len(line) == 0 || len(bytes.TrimLeft(line, "a")) > 0 {
+			continue
+		}
+		seen++
+		want := 99
+		if seen == lines {
+			want = last
+		}
+		if seen > lines || len(line) != want {
+			return fmt.Errorf("the stored log's line %d is %d characters of output, the step wrote %d (output line %d of %d)", n, len(line), want, seen, lines)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	if seen != lines {
+		return fmt.Errorf("the stored log has %d lines of output, the step wrote %d", seen, lines)
+	}
+	return nil
 }
 
 // connected returns how many workers are connected.

@@ -433,6 +433,10 @@ func (b *bench) log(ctx context.Context, m *master) error {
 	if !lg.Complete || lg.NumLines < lines || lg.NumLines > lines+200 {
 		return fmt.Errorf("the stored log has %d lines (complete %v); the step wrote %d", lg.NumLines, lg.Complete, lines)
 	}
+	// The stored text, after the measurement: what the step wrote, whole.
+	if err := m.api.checkOutput(ctx, lg.ID, lines, int(b.sizes.LogBytes-99*int64(lines-1))); err != nil {
+		return err
+	}
 	b.logf("%d bytes of output in %s (%.1f MB/s), %d lines stored; master RSS %s before, peak %s; CPU: master %s, worker %s",
 		size, b.r.LogTime.Round(time.Millisecond), b.r.LogMBps, lg.NumLines, mib(b.r.LogRSSBefore), mib(b.r.LogPeakRSS),
 		b.r.LogMasterCPU, b.r.LogWorkerCPU)

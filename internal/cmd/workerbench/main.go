@@ -15,7 +15,8 @@
 //   - the rate at which a step's standard output reaches the store (a step
 //     writing -log-bytes bytes in lines of 99 characters; the build is
 //     complete and its log stored), and the master's peak resident size
-//     (VmHWM) during that build;
+//     (VmHWM) during that build; the stored log is then read back and its
+//     lines of output compared with what the step wrote;
 //   - the master's resident memory per idle attached worker, and the time
 //     from starting the idle workers together until all are attached;
 //   - the resident size of an idle worker.
