@@ -266,10 +266,12 @@ func (c *Collector) Run(ctx context.Context, m *ci.Master) error {
 			c.buildsStarted.WithLabelValues(builder(e.BuilderID)).Inc()
 		case ci.EventBuildFinished:
 			name := builder(e.BuilderID)
-			c.buildsFinished.WithLabelValues(name, e.Results.String()).Inc()
+			// The duration first: a scrape that sees the build
+			// counted finished sees its duration too.
 			if b, err := st.GetBuild(ctx, e.BuildID); err == nil && !b.CompleteAt.IsZero() {
 				c.buildDuration.WithLabelValues(name).Observe(seconds(b.CompleteAt.Sub(b.StartedAt)))
 			}
+			c.buildsFinished.WithLabelValues(name, e.Results.String()).Inc()
 		case ci.EventStepFinished:
 			if s, err := st.GetStep(ctx, e.StepID); err == nil && !s.CompleteAt.IsZero() {
 				c.stepDuration.WithLabelValues(builder(e.BuilderID), s.Name).Observe(seconds(s.CompleteAt.Sub(s.StartedAt)))
