@@ -19,7 +19,7 @@ const (
 	DefaultHeartbeat = 10 * time.Second
 	// DefaultDeadAfter is how old the last heartbeat of a master must be
 	// for another master to take it for dead.
-	DefaultDeadAfter = 30 * time.Second
+	DefaultDeadAfter = 20 * time.Second
 )
 
 // A MasterRecord is the stored record of a master sharing a database with

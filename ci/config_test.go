@@ -205,7 +205,7 @@ func TestMasterConfig_Validate_Heartbeat(t *testing.T) {
 		{"Defaults", 0, 0, ""},
 		{"OK", 5 * time.Second, 20 * time.Second, ""},
 		{"DeadAfterBelowDefaultHeartbeat", 0, 5 * time.Second, "DeadAfter (5s) must be longer than Heartbeat (10s)"},
-		{"HeartbeatAboveDefaultDeadAfter", time.Minute, 0, "DeadAfter (30s) must be longer than Heartbeat (1m0s)"},
+		{"HeartbeatAboveDefaultDeadAfter", time.Minute, 0, "DeadAfter (20s) must be longer than Heartbeat (1m0s)"},
 		{"Negative", -time.Second, 0, "Heartbeat (-1s) and DeadAfter (0s) must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -96,7 +96,7 @@
 // own unfinished builds (Build.MasterID). While it runs, every
 // MasterConfig.Heartbeat (DefaultHeartbeat, 10 s) it records a heartbeat,
 // expires the masters whose heartbeat is older than MasterConfig.DeadAfter
-// (DefaultDeadAfter, 30 s) — their builds end as RETRY and are built again
+// (DefaultDeadAfter, 20 s) — their builds end as RETRY and are built again
 // here or elsewhere — claims the schedulers, and re-reads the pending
 // requests. Every request is built once, whichever master's worker claims
 // it first. The events of the other masters reach its subscribers

@@ -185,7 +185,7 @@ func TestCluster_DeadMaster(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, a.MasterID(), rec.MasterID)
 
-	// b's heartbeats: a's last one (at t0) is older than DeadAfter (30 s)
+	// b's heartbeats: a's last one (at t0) is older than DeadAfter (20 s)
 	// at t0+40s.
 	ctx := t.Context()
 	for i := 1; i <= 4; i++ {

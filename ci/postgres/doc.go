@@ -86,7 +86,7 @@
 //     unless that name is its default one and it holds its base folder's
 //     lock: then the record is its own killed previous run's.
 //   - Every Heartbeat (10 s) a master records that it is alive and looks
-//     at the others: one whose heartbeat is older than DeadAfter (30 s) is
+//     at the others: one whose heartbeat is older than DeadAfter (20 s) is
 //     expired in one transaction that claims its row with FOR NO KEY UPDATE
 //     SKIP LOCKED (of masters expiring it at once, one does it): marked
 //     inactive, its schedulers freed, its builds ended as RETRY and their
