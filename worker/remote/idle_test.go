@@ -161,8 +161,8 @@ func TestIdleWorkersProcess(t *testing.T) {
 			Master:  addr,
 			BaseDir: filepath.Join(dir, strconv.Itoa(i+1)),
 			Admin:   "bench", Host: "bench",
-			Env:     map[string]string{"PATH": os.Getenv("PATH")},
-			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Env:    map[string]string{"PATH": os.Getenv("PATH")},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}
 		wg.Go(func() {
 			if err := w.Run(ctx); err != nil && ctx.Err() == nil {
