@@ -711,3 +711,11 @@ func (c *Conn) keepalive() {
 	}
 	<-pinged
 }
+
+var _ ci.DoneNotifier = (*Conn)(nil)
+
+// AfterDone implements ci.DoneNotifier: f runs once the connection has
+// ended, without a goroutine waiting for it meanwhile.
+func (c *Conn) AfterDone(f func()) (stop func() bool) {
+	return context.AfterFunc(c.ctx, f)
+}

@@ -48,9 +48,9 @@ func init() {
 // TestIdleWorkersProcess), each a real WebSocket session over loopback
 // that went through the whole handshake. It reports, per worker, the
 // master's live heap after a garbage collection (heap-B/worker), its
-// goroutines (goroutines/worker) and the growth of this process's
-// resident size (rss-B/worker, which counts goroutine stacks and the
-// runtime's spare memory too); and the time from the workers' process
+// goroutines (goroutines/worker), their stacks (stack-B/worker) and the
+// growth of this process's resident size (rss-B/worker, which counts
+// the runtime's spare memory too); and the time from the workers' process
 // starting until the master shows them all connected (attach-s).
 func BenchmarkIdleWorkers(b *testing.B) {
 	n := idleWorkers
@@ -73,7 +73,7 @@ func BenchmarkIdleWorkers(b *testing.B) {
 		return c
 	}
 	for b.Loop() {
-		heap0, g0 := liveHeap()
+		heap0, stack0, g0 := liveHeap()
 		rss0 := selfRSS(b)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestIdleWorkersProcess$")
 		cmd.Env = append(os.Environ(), idleAddrEnv+"="+m.addr, idleCountEnv+"="+strconv.Itoa(n))
@@ -92,12 +92,13 @@ func BenchmarkIdleWorkers(b *testing.B) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		attach := time.Since(start)
-		heap1, g1 := liveHeap()
+		heap1, stack1, g1 := liveHeap()
 		rss1 := selfRSS(b)
 		if st := m.l.Stats(); st.Attached < int64(n) {
 			b.Fatalf("listener attached %d of %d", st.Attached, n)
 		}
 		b.ReportMetric(float64(heap1-heap0)/float64(n), "heap-B/worker")
+		b.ReportMetric(float64(stack1-stack0)/float64(n), "stack-B/worker")
 		b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/worker")
 		b.ReportMetric(float64(rss1-rss0)/float64(n), "rss-B/worker")
 		b.ReportMetric(attach.Seconds(), "attach-s")
@@ -109,14 +110,14 @@ func BenchmarkIdleWorkers(b *testing.B) {
 	}
 }
 
-// liveHeap returns the bytes of live heap after a collection, and the
-// number of goroutines.
-func liveHeap() (uint64, int) {
+// liveHeap returns the bytes of live heap after a collection, the bytes
+// of goroutine stacks, and the number of goroutines.
+func liveHeap() (heap, stacks uint64, goroutines int) {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc, runtime.NumGoroutine()
+	return ms.HeapAlloc, ms.StackInuse, runtime.NumGoroutine()
 }
 
 // selfRSS returns this process's resident size (VmRSS).
