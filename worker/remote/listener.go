@@ -573,11 +573,13 @@ type hijackRecorder struct {
 
 // The WebSocket's buffers, kept for as long as the worker is connected:
 // net/http's are 4 KiB each. Frames larger than a buffer are read and
-// written past it, so the size matters only for the many small ones
-// (responses, prints, keepalives), which fit.
+// written past it (a frame larger than the write buffer takes two writes
+// to the socket instead of one), so the size matters only for the many
+// small ones (responses, prints, keepalives, the start of a command),
+// which fit.
 const (
 	readBufferSize  = 1 << 10
-	writeBufferSize = 2 << 10
+	writeBufferSize = 1 << 10
 )
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
