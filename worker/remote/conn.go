@@ -44,6 +44,7 @@ type connConfig struct {
 	writeTimeout     time.Duration
 	interruptTimeout time.Duration
 	stats            *counters
+	shared           *sharedInfo // what workers' infos have in common
 }
 
 // A Conn is the master's connection to one network worker: a ci.WorkerConn
