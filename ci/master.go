@@ -60,8 +60,9 @@ type Master struct {
 	changeMu        sync.Mutex // orders AddChange calls and the listeners' view
 	scheduledChange int64      // the last change the schedulers had; changeMu
 
-	detaching chan struct{}  // closed when Run detaches every worker
-	watchers  sync.WaitGroup // goroutines waiting to detach a worker
+	detaching context.Context    // ends when Run detaches every worker
+	endDetach context.CancelFunc // ends detaching
+	watchers  sync.WaitGroup     // goroutines waiting to detach a worker
 
 	// On a database shared with other masters (see cluster.go).
 	cluster    ClusterStore // nil for a master alone
@@ -115,18 +116,18 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 		return nil, err
 	}
 	m := &Master{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		clock:     cfg.Clock,
-		bus:       newBus(),
-		builders:  map[string]*builderState{},
-		workers:   map[string]*workerState{},
-		ready:     make(chan struct{}),
-		done:      make(chan struct{}),
-		detaching: make(chan struct{}),
-		running:   map[int64]*runningBuild{},
-		wake:      make(chan struct{}, 1),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		clock:    cfg.Clock,
+		bus:      newBus(),
+		builders: map[string]*builderState{},
+		workers:  map[string]*workerState{},
+		ready:    make(chan struct{}),
+		done:     make(chan struct{}),
+		running:  map[int64]*runningBuild{},
+		wake:     make(chan struct{}, 1),
 	}
+	m.detaching, m.endDetach = context.WithCancel(context.Background())
 	m.idle = sync.NewCond(&m.mu)
 	if m.log == nil {
 		m.log = slog.Default()
@@ -573,7 +574,7 @@ func (m *Master) shutdown(stopBuilds context.CancelCauseFunc) {
 // detachAll forgets every attached worker and records them
 // disconnected, before the store closes.
 func (m *Master) detachAll() {
-	close(m.detaching)
+	m.endDetach()
 	m.watchers.Wait()
 }
 

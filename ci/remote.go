@@ -68,6 +68,18 @@ type WorkerConn interface {
 	Close() error
 }
 
+// A DoneNotifier is a WorkerConn that can call a function once it ends,
+// so that the master need not wait on Done in a goroutine of its own for
+// each attached worker: an idle worker then costs the master no goroutine
+// (and no goroutine stack) in the core.
+type DoneNotifier interface {
+	WorkerConn
+	// AfterDone arranges for f to run in a goroutine of its own once Done
+	// is closed (at once if it is). stop unregisters f and reports whether
+	// that kept f from running, as context.AfterFunc's stop does.
+	AfterDone(f func()) (stop func() bool)
+}
+
 // A SilenceWatcher is a WorkerConn that watches its worker's liveness. A
 // worker that stops answering (a cut network, a frozen machine) is
 // declared lost once a grace period has passed without a word from it;

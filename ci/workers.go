@@ -3,6 +3,7 @@ package ci
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -65,16 +66,38 @@ func (m *Master) AttachWorker(ctx context.Context, conn WorkerConn) error {
 	m.mu.Unlock()
 	m.publish(Event{Type: EventWorkerConnected, WorkerID: w.id})
 	m.log.Info("worker attached", "worker", name, "builders", len(dirs))
-	go func() {
-		defer m.watchers.Done()
-		select {
-		case <-conn.Done():
-		case <-m.detaching:
-		}
-		m.detach(conn)
-	}()
+	m.watchDetach(conn)
 	m.poke()
 	return nil
+}
+
+// watchDetach detaches conn once it ends or the master detaches every
+// worker. A DoneNotifier is watched without a goroutine waiting on it.
+func (m *Master) watchDetach(conn WorkerConn) {
+	dn, ok := conn.(DoneNotifier)
+	if !ok {
+		go func() {
+			defer m.watchers.Done()
+			select {
+			case <-conn.Done():
+			case <-m.detaching.Done():
+			}
+			m.detach(conn)
+		}()
+		return
+	}
+	var once sync.Once
+	finish := func() {
+		once.Do(func() {
+			defer m.watchers.Done()
+			m.detach(conn)
+		})
+	}
+	stopAll := context.AfterFunc(m.detaching, finish)
+	dn.AfterDone(func() {
+		stopAll()
+		finish()
+	})
 }
 
 // detach forgets conn if it is still its worker's connection.

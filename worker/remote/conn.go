@@ -44,6 +44,7 @@ type connConfig struct {
 	writeTimeout     time.Duration
 	interruptTimeout time.Duration
 	stats            *counters
+	shared           *sharedInfo // what workers' infos have in common
 }
 
 // A Conn is the master's connection to one network worker: a ci.WorkerConn
@@ -710,4 +711,12 @@ func (c *Conn) keepalive() {
 		c.heard()
 	}
 	<-pinged
+}
+
+var _ ci.DoneNotifier = (*Conn)(nil)
+
+// AfterDone implements ci.DoneNotifier: f runs once the connection has
+// ended, without a goroutine waiting for it meanwhile.
+func (c *Conn) AfterDone(f func()) (stop func() bool) {
+	return context.AfterFunc(c.ctx, f)
 }

@@ -272,7 +272,7 @@ func (l *Listener) setup(ctx context.Context, m *ci.Master) error {
 	l.ctx = ctx
 	l.log = m.Logger().With("service", "workers")
 	l.timeout = timeout
-	l.cfg = connConfig{clock: m.Clock(), timeout: timeout, keepalive: keepalive, writeTimeout: write, interruptTimeout: interrupt, stats: &l.stats}
+	l.cfg = connConfig{clock: m.Clock(), timeout: timeout, keepalive: keepalive, writeTimeout: write, interruptTimeout: interrupt, stats: &l.stats, shared: &sharedInfo{}}
 	if free > 0 {
 		l.throttle = newThrottle(free, DefaultLockout, DefaultMaxLockout, now)
 	}
@@ -542,10 +542,13 @@ func (c *Conn) handshake(ctx context.Context) error {
 			return err
 		}
 	}
-	c.info = ci.WorkerInfo(info)
+	// Kept for as long as the worker is connected: what it has in common
+	// with other workers is shared with them, and the environment is kept
+	// once, as strings, rather than also as decoded.
+	shared, environ := c.cfg.shared.share(info, ci.WorkerInfo(info).Environ())
+	c.info = ci.WorkerInfo(shared)
 	c.system = c.info.System()
-	c.environ = c.info.Environ()
-	// Kept once, as strings, rather than also as decoded.
+	c.environ = environ
 	c.info["environ"] = c.environ
 	_, err = c.call(ctx, protocol.Message{"op": protocol.OpSetWorkerSettings, "args": map[string]any{
 		"newline_re":      settingNewlineRE,
@@ -573,11 +576,13 @@ type hijackRecorder struct {
 
 // The WebSocket's buffers, kept for as long as the worker is connected:
 // net/http's are 4 KiB each. Frames larger than a buffer are read and
-// written past it, so the size matters only for the many small ones
-// (responses, prints, keepalives), which fit.
+// written past it (a frame larger than the write buffer takes two writes
+// to the socket instead of one), so the size matters only for the many
+// small ones (responses, prints, keepalives, the start of a command),
+// which fit.
 const (
 	readBufferSize  = 1 << 10
-	writeBufferSize = 2 << 10
+	writeBufferSize = 1 << 10
 )
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
