@@ -1,36 +1,21 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
-	"sync"
-
-	"github.com/klauspost/compress/zlib"
 
 	"github.com/kilnci/kiln/ci"
-)
-
-// Log chunking.
-const (
-	// maxChunk is the most bytes of text one chunk holds, unless a single
-	// line is longer.
-	maxChunk = 64 << 10
-	// compressMin is the size from which a chunk is compressed.
-	compressMin = 256
-	// maxSlug is the longest slug made from a log's name.
-	maxSlug = 50
+	"github.com/kilnci/kiln/internal/logchunk"
 )
 
 // AddLog stores l, setting its ID and its slug, made from its name and
 // unique within the step.
 func (s *Store) AddLog(ctx context.Context, l *ci.Log) error {
-	base := slugify(l.Name)
+	base := logchunk.Slug(l.Name)
 	var slug string
 	err := s.write(ctx, func(tx *txn) error {
 		slug = base
@@ -44,7 +29,7 @@ func (s *Store) AddLog(ctx context.Context, l *ci.Log) error {
 				break
 			}
 			suffix := "_" + strconv.Itoa(n)
-			slug = base[:min(len(base), maxSlug-len(suffix))] + suffix
+			slug = base[:min(len(base), logchunk.MaxSlug-len(suffix))] + suffix
 		}
 		err := tx.QueryRowContext(ctx, `INSERT INTO logs (step_id, name, slug, type, num_lines, complete)
 			VALUES (?, ?, ?, ?, 0, 0) RETURNING id`, l.StepID, l.Name, slug, l.Type).Scan(&l.ID)
@@ -55,113 +40,6 @@ func (s *Store) AddLog(ctx context.Context, l *ci.Log) error {
 	}
 	l.Slug, l.NumLines, l.Complete = slug, 0, false
 	return nil
-}
-
-// slugify makes a slug from a log's name as Buildbot does: characters
-// other than ASCII letters, digits, '_' and '-' become '_', as does a
-// leading digit, and the result is cut to maxSlug bytes.
-func slugify(name string) string {
-	var b strings.Builder
-	for i := 0; i < len(name) && b.Len() < maxSlug; {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_', c == '-':
-			b.WriteByte(c)
-		case c >= '0' && c <= '9' && b.Len() > 0:
-			b.WriteByte(c)
-		default:
-			b.WriteByte('_')
-		}
-		if c < 0x80 {
-			i++
-			continue
-		}
-		// One '_' for a whole multi-byte character.
-		for i++; i < len(name) && name[i]&0xC0 == 0x80; i++ {
-		}
-	}
-	if b.Len() == 0 {
-		return "log"
-	}
-	return b.String()
-}
-
-// A chunk is some whole lines of a log, as stored.
-type chunk struct {
-	lines      int
-	content    []byte
-	compressed bool
-	buf        *[]byte // from chunkBuffers, holding content
-}
-
-// Chunks are compressed with zlib (RFC 1950), as the standard library's
-// compress/zlib writes and reads it, but with klauspost/compress's
-// implementation of the same format: at BestSpeed it compresses log text
-// about three times as fast, which matters as a log written fast is
-// compressed as it arrives, on the master. The stored format is the
-// same: chunks written by earlier versions read as before, and theirs by
-// this one.
-var zlibWriters = sync.Pool{New: func() any {
-	w, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed)
-	return w
-}}
-
-// chunkBuffers keeps the buffers chunks are made in: a chunk's content is
-// only needed until it is inserted, and a log written fast makes many.
-var chunkBuffers = sync.Pool{New: func() any { b := make([]byte, 0, maxChunk+maxChunk/8); return &b }}
-
-// releaseChunks gives the chunks' buffers back to chunkBuffers: their
-// content must no longer be used.
-func releaseChunks(chunks []chunk) {
-	for i := range chunks {
-		if b := chunks[i].buf; b != nil && cap(*b) <= 2*maxChunk {
-			*b = (*b)[:0]
-			chunkBuffers.Put(b)
-		}
-		chunks[i].buf, chunks[i].content = nil, nil
-	}
-}
-
-// makeChunks cuts text, whole lines, into chunks of at most maxChunk bytes
-// (a longer line makes a chunk of its own) and compresses those worth it.
-// The chunks' content is in buffers that releaseChunks gives back.
-func makeChunks(text string) ([]chunk, error) {
-	var chunks []chunk
-	for text != "" {
-		end, lines := 0, 0
-		for end < len(text) {
-			i := strings.IndexByte(text[end:], '\n')
-			if lines > 0 && end+i+1 > maxChunk {
-				break
-			}
-			end += i + 1
-			lines++
-		}
-		buf := chunkBuffers.Get().(*[]byte)
-		*buf = append((*buf)[:0], text[:end]...)
-		text = text[end:]
-		c := chunk{lines: lines, content: *buf, buf: buf}
-		if len(c.content) >= compressMin {
-			zbuf := chunkBuffers.Get().(*[]byte)
-			out := bytes.NewBuffer((*zbuf)[:0])
-			w := zlibWriters.Get().(*zlib.Writer)
-			w.Reset(out)
-			w.Write(c.content)
-			err := w.Close()
-			zlibWriters.Put(w)
-			*zbuf = out.Bytes()
-			if err == nil && len(*zbuf) < len(c.content) {
-				c.content, c.compressed, c.buf, zbuf = *zbuf, true, zbuf, buf
-			}
-			releaseChunks([]chunk{{buf: zbuf}})
-			if err != nil {
-				releaseChunks(append(chunks, c))
-				return nil, err
-			}
-		}
-		chunks = append(chunks, c)
-	}
-	return chunks, nil
 }
 
 // AppendLog adds text, whole lines, to a log as one chunk (several for
@@ -198,14 +76,14 @@ func (s *Store) appendLog(ctx context.Context, logID int64, text string, finish 
 		return 0, 0, errors.New("text is not whole lines")
 	}
 	// Compress before taking the write lock.
-	var chunks []chunk
+	var chunks []logchunk.Chunk
 	if text != "" {
-		if chunks, err = makeChunks(text); err != nil {
+		if chunks, err = logchunk.Make(text); err != nil {
 			return 0, 0, err
 		}
 		// The driver copies what it inserts: the buffers are free once
 		// the transaction is over.
-		defer releaseChunks(chunks)
+		defer logchunk.Release(chunks)
 	}
 	first, last = -1, -1
 	err = s.write(ctx, func(tx *txn) error {
@@ -229,12 +107,12 @@ func (s *Store) appendLog(ctx context.Context, logID int64, text string, finish 
 			size := 0
 			for _, c := range chunks {
 				_, err := tx.ExecContext(ctx, `INSERT INTO logchunks (log_id, first_line, last_line, content, compressed)
-					VALUES (?, ?, ?, ?, ?)`, logID, n, n+c.lines-1, c.content, c.compressed)
+					VALUES (?, ?, ?, ?, ?)`, logID, n, n+c.Lines-1, c.Content, c.Compressed)
 				if err != nil {
 					return err
 				}
-				n += c.lines
-				size += len(c.content)
+				n += c.Lines
+				size += len(c.Content)
 			}
 			last = n - 1
 			if _, err := tx.ExecContext(ctx, `UPDATE store_stats SET value = value + ? WHERE key = 'log_bytes'`, size); err != nil {
@@ -332,11 +210,11 @@ func (s *Store) LogLines(ctx context.Context, logID int64, first, last int) (str
 				return err
 			}
 			if compressed {
-				if content, err = inflate(content); err != nil {
+				if content, err = logchunk.Inflate(content); err != nil {
 					return fmt.Errorf("chunk at line %d: %w", cfirst, err)
 				}
 			}
-			text, err := chunkLines(content, max(first, cfirst)-cfirst, min(last, clast)-cfirst)
+			text, err := logchunk.Lines(content, max(first, cfirst)-cfirst, min(last, clast)-cfirst)
 			if err != nil {
 				return fmt.Errorf("chunk at line %d: %w", cfirst, err)
 			}
@@ -348,54 +226,4 @@ func (s *Store) LogLines(ctx context.Context, logID int64, first, last int) (str
 		return "", fmt.Errorf("sqlite: read log %d: %w", logID, err)
 	}
 	return out.String(), nil
-}
-
-// zlibReaders keeps zlib readers for reuse: each holds a 32 KiB window.
-var zlibReaders sync.Pool
-
-// inflate decompresses a compressed chunk.
-func inflate(b []byte) ([]byte, error) {
-	var r io.ReadCloser
-	var err error
-	if v := zlibReaders.Get(); v != nil {
-		r = v.(io.ReadCloser)
-		err = r.(zlib.Resetter).Reset(bytes.NewReader(b), nil)
-	} else {
-		r, err = zlib.NewReader(bytes.NewReader(b))
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out bytes.Buffer
-	out.Grow(4 * len(b))
-	_, err = out.ReadFrom(r)
-	if err == nil {
-		err = r.Close()
-	}
-	if err != nil {
-		return nil, err
-	}
-	zlibReaders.Put(r)
-	return out.Bytes(), nil
-}
-
-// chunkLines returns lines from to to (inclusive, from 0) of content.
-func chunkLines(content []byte, from, to int) ([]byte, error) {
-	start := 0
-	for range from {
-		i := bytes.IndexByte(content[start:], '\n')
-		if i < 0 {
-			return nil, errors.New("fewer lines than recorded")
-		}
-		start += i + 1
-	}
-	end := start
-	for n := from; n <= to; n++ {
-		i := bytes.IndexByte(content[end:], '\n')
-		if i < 0 {
-			return nil, errors.New("fewer lines than recorded")
-		}
-		end += i + 1
-	}
-	return content[start:end], nil
 }

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ func (f *fixture) loggedBuild(builderID int64, finished time.Time, lines int) *c
 	var text strings.Builder
 	for i := range lines {
 		text.WriteString("ocompiling file number ")
+		text.WriteString(strconv.Itoa(i * 7919 % 100003))
 		text.WriteString(strings.Repeat("x", i%50))
 		text.WriteString("\n")
 	}
