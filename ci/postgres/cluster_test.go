@@ -206,14 +206,19 @@ func TestCluster_DeadMaster(t *testing.T) {
 	assert.Equal(t, ci.Success, list[1].Results)
 	assert.Equal(t, b.MasterID(), list[1].MasterID)
 
-	masters, err := b.Masters(ctx)
-	require.NoError(t, err)
-	require.Len(t, masters, 2)
+	// a is found dead at b's heartbeat of t0+30s, which may be before
+	// b's heartbeat of t0+40s is written: wait for that one.
+	var masters []*ci.MasterRecord
+	b.WaitFor(t, "b's heartbeat at t0+40s recorded", func() bool {
+		masters, err = b.Masters(ctx)
+		require.NoError(t, err)
+		return len(masters) == 2 && masters[1].LastActive.Equal(t0.Add(40*time.Second))
+	})
 	assert.Equal(t, "a", masters[0].Name)
 	assert.False(t, masters[0].Active, "a is marked inactive")
 	assert.Equal(t, t0, masters[0].LastActive)
+	assert.Equal(t, "b", masters[1].Name)
 	assert.True(t, masters[1].Active)
-	assert.Equal(t, t0.Add(40*time.Second), masters[1].LastActive)
 }
 
 // A master that starts closes its own unfinished builds only, not those
