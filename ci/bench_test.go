@@ -105,7 +105,11 @@ func BenchmarkBuild(b *testing.B) {
 // four in-process workers and reports builds per second.
 func BenchmarkThroughput(b *testing.B) {
 	m := citest.Start(b, benchConfig(1, 4))
-	sub := m.Subscribe(1 << 20)
+	// Room for every event of the run (a one-step build makes about ten),
+	// and not more: a channel is allocated and zeroed whole, which a
+	// buffer of a million events would make a large part of the cost
+	// measured.
+	sub := m.Subscribe(16*b.N + 1024)
 	defer sub.Close()
 	b.ResetTimer()
 	t0 := time.Now()

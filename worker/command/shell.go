@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -600,10 +601,18 @@ func (sh *shell) stopTimers() {
 	}
 }
 
+// readBuffers holds the buffers that read fills from a command's pipes:
+// large enough to take a pipe's whole content in one read, and reused,
+// since most commands write little and allocating (and zeroing) two of
+// them per command would cost more than running a short one.
+var readBuffers = sync.Pool{New: func() any { return new([64 << 10]byte) }}
+
 // read sends what the command writes on one of its outputs.
 func (sh *shell) read(f *os.File, key string, want bool, done chan<- struct{}) {
 	defer func() { done <- struct{}{} }()
-	buf := make([]byte, 64<<10)
+	bp := readBuffers.Get().(*[64 << 10]byte)
+	defer readBuffers.Put(bp)
+	buf := bp[:]
 	var dec utf8Decoder
 	for {
 		n, err := f.Read(buf)
