@@ -3,6 +3,8 @@ package webui
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -320,16 +322,22 @@ func (a *app) liveStamp(ctx context.Context, st ci.Store, q url.Values) (string,
 }
 
 // buildStamp sums up a build as its page shows it: its end, its steps, the
-// number of logs of its running steps and whether it waits on a silent
-// worker.
+// number of logs of its running steps, whether it waits on a silent
+// worker, and a hash of the states shown (the build's and its running
+// steps'), which change while the steps and logs stay the same.
 func (a *app) buildStamp(b *ci.Build, steps []*ci.StepRecord, logs int) string {
 	done := 0
+	h := fnv.New32a()
+	io.WriteString(h, b.StateString)
 	for _, s := range steps {
 		if s.Complete {
 			done++
+			continue
 		}
+		h.Write([]byte{0})
+		io.WriteString(h, s.StateString)
 	}
-	return fmt.Sprintf("%t.%d.%d.%d.%t", b.Complete, len(steps), done, logs, a.waitsOnSilent(b.WorkerID, b.Complete))
+	return fmt.Sprintf("%t.%d.%d.%d.%t.%x", b.Complete, len(steps), done, logs, a.waitsOnSilent(b.WorkerID, b.Complete), h.Sum32())
 }
 
 // runningLogs returns the IDs of the logs of the steps that run.

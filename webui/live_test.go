@@ -332,3 +332,53 @@ func TestLiveEvents_State(t *testing.T) {
 		})
 	}
 }
+
+func TestLiveEvents_StateBeforeStream(t *testing.T) {
+	t.Parallel()
+	// A state that changed between the build's page being made and its
+	// stream being opened is told at once, as a new step or log would be.
+	say, finish := make(chan string), make(chan struct{})
+	u := startUI(t, uiOptions{changeCfg: func(cfg *ci.MasterConfig) {
+		chatty := ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+			for {
+				select {
+				case state := <-say:
+					s.SetStateString(state)
+				case <-finish:
+					return ci.Success, nil
+				case <-ctx.Done():
+					return ci.Cancelled, nil
+				}
+			}
+		})
+		cfg.Builders = append(cfg.Builders, ci.BuilderConfig{Name: "chatty", Workers: []string{"w1"},
+			Steps: []ci.Step{ci.WithOptions(ci.StepOptions{Name: "chatty"}, chatty)}})
+	}})
+	build := waitRunning(t, u, u.m.Submit(t, citest_Request("chatty", nil)))
+	u.m.WaitStep(t, build.ID, "chatty")
+	t.Cleanup(func() { close(finish) })
+	u.m.WaitFor(t, "the step's first state", func() bool {
+		b, err := u.m.Store.GetBuild(context.Background(), build.ID)
+		require.NoError(t, err)
+		return b.StateString == "chatty"
+	})
+
+	page := u.do(t, req{path: "builders/chatty/builds/1"})
+	m := regexp.MustCompile(`data-live="([^"]+)"`).FindStringSubmatch(page.body)
+	require.NotNil(t, m, "the page follows the build")
+	say <- "compiling"
+	u.m.WaitFor(t, "the new state stored", func() bool {
+		b, err := u.m.Store.GetBuild(context.Background(), build.ID)
+		require.NoError(t, err)
+		return b.StateString == "compiling"
+	})
+	res, err := http.Get(u.root + strings.ReplaceAll(m[1], "&amp;", "&"))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	select {
+	case e := <-readEvents(res.Body):
+		assert.Equal(t, "change", e.name)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stream did not tell the page that the state changed")
+	}
+}
