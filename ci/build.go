@@ -293,7 +293,6 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 		s.errorLog(err.Error())
 		m.log.Warn("step could not run", "build", rb.rec.ID, "step", name, "result", result, "err", err)
 	}
-	s.closeLogs()
 	rb.stepEnded(s)
 
 	rb.mu.Lock()
@@ -310,7 +309,7 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 	for i, u := range rec.URLs {
 		rec.URLs[i].URL = m.redactor.Redact(u.URL)
 	}
-	if err := m.store.UpdateStep(context.WithoutCancel(ctx), rec); err != nil {
+	if err := s.finish(context.WithoutCancel(ctx), rec); err != nil {
 		m.log.Error("could not record step end", "build", rb.rec.ID, "step", name, "err", err)
 	}
 	m.publish(Event{Type: EventStepFinished, BuildID: rb.rec.ID, StepID: rec.ID, BuilderID: rb.builder.id, Results: result})

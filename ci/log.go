@@ -178,12 +178,27 @@ func (w *LogWriter) Flush() error {
 // Close stores what is left (an unfinished last line becomes a line) and
 // marks the log complete, in one write. Later writes are dropped.
 func (w *LogWriter) Close() error {
-	w.flushMu.Lock()
-	defer w.flushMu.Unlock()
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
+	text, ok := w.detach()
+	if !ok {
+		w.mu.Lock()
+		defer w.mu.Unlock()
 		return w.err
+	}
+	first, last, err := w.store.FinishLog(context.Background(), w.log.ID, text)
+	return w.finish(text, first, last, err)
+}
+
+// detach ends the writing of the log and returns the text left to store:
+// the pending lines, and an unfinished last line as a line. ok is false
+// when the log was closed already. Otherwise flushes wait until finish is
+// called with the outcome of storing text as the log's end.
+func (w *LogWriter) detach() (text string, ok bool) {
+	w.flushMu.Lock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		w.flushMu.Unlock()
+		return "", false
 	}
 	for _, stream := range []byte{'h', 0, 'o', 'e'} {
 		if p, ok := w.partial[stream]; ok {
@@ -196,10 +211,16 @@ func (w *LogWriter) Close() error {
 		w.timer.Stop()
 		w.timer = nil
 	}
-	text := w.pending.String()
+	text = w.pending.String()
 	w.pending.Reset()
-	w.mu.Unlock()
-	first, last, err := w.store.FinishLog(context.Background(), w.log.ID, text)
+	return text, true
+}
+
+// finish records the outcome of storing the end of a detached log (lines
+// first to last of text, or err) and tells readers; it returns the log's
+// error.
+func (w *LogWriter) finish(text string, first, last int, err error) error {
+	defer w.flushMu.Unlock()
 	w.mu.Lock()
 	w.err = errors.Join(w.err, err)
 	err = w.err

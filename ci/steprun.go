@@ -189,17 +189,49 @@ func (s *StepRun) errorLog(text string) {
 	w.Close()
 }
 
-// closeLogs closes every log the step left open.
-func (s *StepRun) closeLogs() {
+// finish stores the end of the step, rec, with the end of every log the
+// step left open: in one transaction when the store can (a
+// StepFinishStore), otherwise log by log and then the step.
+func (s *StepRun) finish(ctx context.Context, rec *StepRecord) error {
 	s.mu.Lock()
 	logs := s.logs
 	s.logs = nil
 	s.mu.Unlock()
+	m := s.build.m
+	fs, ok := m.store.(StepFinishStore)
+	if !ok {
+		for _, w := range logs {
+			if err := w.Close(); err != nil {
+				m.log.Error("could not store log", "log", w.Name(), "err", err)
+			}
+		}
+		return m.store.UpdateStep(ctx, rec)
+	}
+	var open []*LogWriter
+	var ends []LogEnd
 	for _, w := range logs {
-		if err := w.Close(); err != nil {
-			s.build.m.log.Error("could not store log", "log", w.Name(), "err", err)
+		if text, ok := w.detach(); ok {
+			open = append(open, w)
+			ends = append(ends, LogEnd{LogID: w.log.ID, Text: text})
 		}
 	}
+	if err := fs.FinishStep(ctx, rec, ends); err != nil {
+		// Nothing was stored. Each log, and then the step, on its own,
+		// so that a log that cannot be stored does not cost the others
+		// or the step's end.
+		m.log.Warn("could not record the end of a step with its logs; recording them one by one", "step", rec.ID, "err", err)
+		for i, w := range open {
+			first, last, err := m.store.FinishLog(ctx, ends[i].LogID, ends[i].Text)
+			if err := w.finish(ends[i].Text, first, last, err); err != nil {
+				m.log.Error("could not store log", "log", w.Name(), "err", err)
+			}
+		}
+		return m.store.UpdateStep(ctx, rec)
+	}
+	for i, w := range open {
+		w.finish(ends[i].Text, ends[i].First, ends[i].Last, nil)
+	}
+	return nil
 }
 
 // finalState returns the step's state string once it ended.

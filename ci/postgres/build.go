@@ -315,19 +315,21 @@ func (s *Store) UpdateStep(ctx context.Context, st *ci.StepRecord) error {
 	if err != nil {
 		return fmt.Errorf("postgres: update step: %w", err)
 	}
-	err = s.write(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE steps SET state_string = $1, results = $2, complete = $3, complete_at = $4,
-			hidden = $5, urls = $6 WHERE id = $7`,
-			st.StateString, int64(st.Results), st.Complete, timeArg(st.CompleteAt), st.Hidden, urls, st.ID)
-		if err != nil {
-			return err
-		}
-		return mustAffect(tag, "step", st.ID)
-	})
+	err = s.write(ctx, func(tx pgx.Tx) error { return updateStepTx(ctx, tx, st, urls) })
 	if err != nil {
 		return fmt.Errorf("postgres: update step: %w", err)
 	}
 	return nil
+}
+
+func updateStepTx(ctx context.Context, tx pgx.Tx, st *ci.StepRecord, urls string) error {
+	tag, err := tx.Exec(ctx, `UPDATE steps SET state_string = $1, results = $2, complete = $3, complete_at = $4,
+		hidden = $5, urls = $6 WHERE id = $7`,
+		st.StateString, int64(st.Results), st.Complete, timeArg(st.CompleteAt), st.Hidden, urls, st.ID)
+	if err != nil {
+		return err
+	}
+	return mustAffect(tag, "step", st.ID)
 }
 
 func urlsArg(urls []ci.StepURL) (string, error) {

@@ -100,46 +100,92 @@ func (s *Store) appendLog(ctx context.Context, logID int64, text string, finish 
 		// the transaction is over.
 		defer logchunk.Release(chunks)
 	}
-	first, last = -1, -1
-	err = s.write(ctx, func(tx pgx.Tx) error {
-		first, last = -1, -1
-		var n int
-		var complete bool
-		err := tx.QueryRow(ctx, `SELECT num_lines, complete FROM logs WHERE id = $1 FOR NO KEY UPDATE`, logID).Scan(&n, &complete)
-		if noRows(err) {
-			return ci.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if complete {
-			if finish && len(chunks) == 0 {
-				return nil
-			}
-			return fmt.Errorf("log is complete: %w", ci.ErrConflict)
-		}
-		if len(chunks) > 0 {
-			first = n
-			size := 0
-			batch := &pgx.Batch{}
-			for _, c := range chunks {
-				batch.Queue(`INSERT INTO logchunks (log_id, first_line, last_line, content, compressed)
-					VALUES ($1, $2, $3, $4, $5)`, logID, n, n+c.Lines-1, c.Content, c.Compressed)
-				n += c.Lines
-				size += len(c.Content)
-			}
-			last = n - 1
-			batch.Queue(`UPDATE log_bytes SET value = value + $1 WHERE shard = $2`, size, logID%logBytesShards)
-			batch.Queue(`UPDATE logs SET num_lines = $1, complete = $2 WHERE id = $3`, n, finish, logID)
-			return tx.SendBatch(ctx, batch).Close()
-		}
-		_, err = tx.Exec(ctx, `UPDATE logs SET num_lines = $1, complete = $2 WHERE id = $3`, n, finish, logID)
+	err = s.write(ctx, func(tx pgx.Tx) (err error) {
+		first, last, err = appendLogTx(ctx, tx, logID, chunks, finish)
 		return err
 	})
 	if err != nil {
 		return 0, 0, err
 	}
 	return first, last, nil
+}
+
+// appendLogTx stores chunks at the end of a log in tx and, when finish is
+// set, marks the log complete. With no chunks, first and last are -1.
+func appendLogTx(ctx context.Context, tx pgx.Tx, logID int64, chunks []logchunk.Chunk, finish bool) (first, last int, err error) {
+	var n int
+	var complete bool
+	err = tx.QueryRow(ctx, `SELECT num_lines, complete FROM logs WHERE id = $1 FOR NO KEY UPDATE`, logID).Scan(&n, &complete)
+	if noRows(err) {
+		return -1, -1, ci.ErrNotFound
+	}
+	if err != nil {
+		return -1, -1, err
+	}
+	if complete {
+		if finish && len(chunks) == 0 {
+			return -1, -1, nil
+		}
+		return -1, -1, fmt.Errorf("log is complete: %w", ci.ErrConflict)
+	}
+	if len(chunks) == 0 {
+		if _, err = tx.Exec(ctx, `UPDATE logs SET num_lines = $1, complete = $2 WHERE id = $3`, n, finish, logID); err != nil {
+			return -1, -1, err
+		}
+		return -1, -1, nil
+	}
+	first = n
+	size := 0
+	batch := &pgx.Batch{}
+	for _, c := range chunks {
+		batch.Queue(`INSERT INTO logchunks (log_id, first_line, last_line, content, compressed)
+			VALUES ($1, $2, $3, $4, $5)`, logID, n, n+c.Lines-1, c.Content, c.Compressed)
+		n += c.Lines
+		size += len(c.Content)
+	}
+	batch.Queue(`UPDATE log_bytes SET value = value + $1 WHERE shard = $2`, size, logID%logBytesShards)
+	batch.Queue(`UPDATE logs SET num_lines = $1, complete = $2 WHERE id = $3`, n, finish, logID)
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return -1, -1, err
+	}
+	return first, n - 1, nil
+}
+
+// FinishStep finishes the logs of ends and stores the state of st, in one
+// transaction.
+func (s *Store) FinishStep(ctx context.Context, st *ci.StepRecord, ends []ci.LogEnd) error {
+	urls, err := urlsArg(st.URLs)
+	if err != nil {
+		return fmt.Errorf("postgres: finish step: %w", err)
+	}
+	// Compress before taking the locks.
+	chunks := make([][]logchunk.Chunk, len(ends))
+	for i, e := range ends {
+		if e.Text == "" {
+			continue
+		}
+		if e.Text[len(e.Text)-1] != '\n' {
+			return fmt.Errorf("postgres: finish step %d: log %d: text is not whole lines", st.ID, e.LogID)
+		}
+		if chunks[i], err = logchunk.Make(e.Text); err != nil {
+			return fmt.Errorf("postgres: finish step %d: log %d: %w", st.ID, e.LogID, err)
+		}
+		defer logchunk.Release(chunks[i])
+	}
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		for i := range ends {
+			first, last, err := appendLogTx(ctx, tx, ends[i].LogID, chunks[i], true)
+			if err != nil {
+				return fmt.Errorf("log %d: %w", ends[i].LogID, err)
+			}
+			ends[i].First, ends[i].Last = first, last
+		}
+		return updateStepTx(ctx, tx, st, urls)
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: finish step %d: %w", st.ID, err)
+	}
+	return nil
 }
 
 const logCols = `id, step_id, name, slug, type, num_lines, complete`

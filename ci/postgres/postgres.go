@@ -36,7 +36,10 @@ func init() {
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-var _ ci.Store = (*Store)(nil)
+var (
+	_ ci.Store           = (*Store)(nil)
+	_ ci.StepFinishStore = (*Store)(nil)
+)
 
 // Advisory locks the store takes, in the two-key form
 // pg_advisory_xact_lock(class, key). The classes spell "KILN" and "KILB"

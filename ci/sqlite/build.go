@@ -330,19 +330,21 @@ func (s *Store) UpdateStep(ctx context.Context, st *ci.StepRecord) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: update step: %w", err)
 	}
-	err = s.write(ctx, func(tx *txn) error {
-		res, err := tx.ExecContext(ctx, `UPDATE steps SET state_string = ?, results = ?, complete = ?, complete_at = ?,
-			hidden = ?, urls = ? WHERE id = ?`,
-			st.StateString, int64(st.Results), st.Complete, timeArg(st.CompleteAt), st.Hidden, urls, st.ID)
-		if err != nil {
-			return err
-		}
-		return mustAffect(res, "step", st.ID)
-	})
+	err = s.write(ctx, func(tx *txn) error { return updateStepTx(ctx, tx, st, urls) })
 	if err != nil {
 		return fmt.Errorf("sqlite: update step: %w", err)
 	}
 	return nil
+}
+
+func updateStepTx(ctx context.Context, tx *txn, st *ci.StepRecord, urls string) error {
+	res, err := tx.ExecContext(ctx, `UPDATE steps SET state_string = ?, results = ?, complete = ?, complete_at = ?,
+		hidden = ?, urls = ? WHERE id = ?`,
+		st.StateString, int64(st.Results), st.Complete, timeArg(st.CompleteAt), st.Hidden, urls, st.ID)
+	if err != nil {
+		return err
+	}
+	return mustAffect(res, "step", st.ID)
 }
 
 func urlsArg(urls []ci.StepURL) (string, error) {

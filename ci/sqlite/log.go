@@ -85,47 +85,93 @@ func (s *Store) appendLog(ctx context.Context, logID int64, text string, finish 
 		// the transaction is over.
 		defer logchunk.Release(chunks)
 	}
-	first, last = -1, -1
-	err = s.write(ctx, func(tx *txn) error {
-		var n int
-		var complete bool
-		err := tx.QueryRowContext(ctx, `SELECT num_lines, complete FROM logs WHERE id = ?`, logID).Scan(&n, &complete)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ci.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if complete {
-			if finish && len(chunks) == 0 {
-				return nil
-			}
-			return fmt.Errorf("log is complete: %w", ci.ErrConflict)
-		}
-		if len(chunks) > 0 {
-			first = n
-			size := 0
-			for _, c := range chunks {
-				_, err := tx.ExecContext(ctx, `INSERT INTO logchunks (log_id, first_line, last_line, content, compressed)
-					VALUES (?, ?, ?, ?, ?)`, logID, n, n+c.Lines-1, c.Content, c.Compressed)
-				if err != nil {
-					return err
-				}
-				n += c.Lines
-				size += len(c.Content)
-			}
-			last = n - 1
-			if _, err := tx.ExecContext(ctx, `UPDATE store_stats SET value = value + ? WHERE key = 'log_bytes'`, size); err != nil {
-				return err
-			}
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE logs SET num_lines = ?, complete = ? WHERE id = ?`, n, finish, logID)
+	err = s.write(ctx, func(tx *txn) (err error) {
+		first, last, err = appendLogTx(ctx, tx, logID, chunks, finish)
 		return err
 	})
 	if err != nil {
 		return 0, 0, err
 	}
 	return first, last, nil
+}
+
+// appendLogTx stores chunks at the end of a log in tx and, when finish is
+// set, marks the log complete. With no chunks, first and last are -1.
+func appendLogTx(ctx context.Context, tx *txn, logID int64, chunks []logchunk.Chunk, finish bool) (first, last int, err error) {
+	first, last = -1, -1
+	var n int
+	var complete bool
+	err = tx.QueryRowContext(ctx, `SELECT num_lines, complete FROM logs WHERE id = ?`, logID).Scan(&n, &complete)
+	if errors.Is(err, sql.ErrNoRows) {
+		return -1, -1, ci.ErrNotFound
+	}
+	if err != nil {
+		return -1, -1, err
+	}
+	if complete {
+		if finish && len(chunks) == 0 {
+			return -1, -1, nil
+		}
+		return -1, -1, fmt.Errorf("log is complete: %w", ci.ErrConflict)
+	}
+	if len(chunks) > 0 {
+		first = n
+		size := 0
+		for _, c := range chunks {
+			_, err := tx.ExecContext(ctx, `INSERT INTO logchunks (log_id, first_line, last_line, content, compressed)
+				VALUES (?, ?, ?, ?, ?)`, logID, n, n+c.Lines-1, c.Content, c.Compressed)
+			if err != nil {
+				return -1, -1, err
+			}
+			n += c.Lines
+			size += len(c.Content)
+		}
+		last = n - 1
+		if _, err := tx.ExecContext(ctx, `UPDATE store_stats SET value = value + ? WHERE key = 'log_bytes'`, size); err != nil {
+			return -1, -1, err
+		}
+	}
+	if _, err = tx.ExecContext(ctx, `UPDATE logs SET num_lines = ?, complete = ? WHERE id = ?`, n, finish, logID); err != nil {
+		return -1, -1, err
+	}
+	return first, last, nil
+}
+
+// FinishStep finishes the logs of ends and stores the state of st, in one
+// transaction.
+func (s *Store) FinishStep(ctx context.Context, st *ci.StepRecord, ends []ci.LogEnd) error {
+	urls, err := urlsArg(st.URLs)
+	if err != nil {
+		return fmt.Errorf("sqlite: finish step: %w", err)
+	}
+	// Compress before taking the write lock.
+	chunks := make([][]logchunk.Chunk, len(ends))
+	for i, e := range ends {
+		if e.Text == "" {
+			continue
+		}
+		if e.Text[len(e.Text)-1] != '\n' {
+			return fmt.Errorf("sqlite: finish step %d: log %d: text is not whole lines", st.ID, e.LogID)
+		}
+		if chunks[i], err = logchunk.Make(e.Text); err != nil {
+			return fmt.Errorf("sqlite: finish step %d: log %d: %w", st.ID, e.LogID, err)
+		}
+		defer logchunk.Release(chunks[i])
+	}
+	err = s.write(ctx, func(tx *txn) error {
+		for i := range ends {
+			first, last, err := appendLogTx(ctx, tx, ends[i].LogID, chunks[i], true)
+			if err != nil {
+				return fmt.Errorf("log %d: %w", ends[i].LogID, err)
+			}
+			ends[i].First, ends[i].Last = first, last
+		}
+		return updateStepTx(ctx, tx, st, urls)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: finish step %d: %w", st.ID, err)
+	}
+	return nil
 }
 
 const logCols = `id, step_id, name, slug, type, num_lines, complete`

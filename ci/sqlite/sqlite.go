@@ -35,7 +35,10 @@ func init() {
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-var _ ci.Store = (*Store)(nil)
+var (
+	_ ci.Store           = (*Store)(nil)
+	_ ci.StepFinishStore = (*Store)(nil)
+)
 
 // BusyTimeout is how long a connection waits for a lock held by another
 // process (another program opening the same file) before giving up.

@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) ci.Store) {
 		{"BuildStore_AddStep", testAddStep},
 		{"BuildStore_UpdateStep", testUpdateStep},
 		{"BuildStore_ListSteps", testListSteps},
+		{"StepFinishStore_FinishStep", testFinishStep},
 		{"LogStore_AddLog", testAddLog},
 		{"LogStore_AppendLog", testAppendLog},
 		{"LogStore_FinishLog", testFinishLog},

@@ -1,0 +1,110 @@
+package storetest
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/ci"
+)
+
+func testFinishStep(t *testing.T, open func(*testing.T) *fixture) {
+	// setup makes a step with two logs, the first holding a line.
+	setup := func(t *testing.T) (*fixture, ci.StepFinishStore, *ci.StepRecord, *ci.Log, *ci.Log) {
+		f := open(t)
+		fs, ok := f.s.(ci.StepFinishStore)
+		if !ok {
+			t.Skip("the store records a step's end with separate writes (no FinishStep)")
+		}
+		b := f.builder("b")
+		build := f.start(b.ID, f.request(b.ID))
+		st := f.step(build.ID, 0, "test")
+		stdio, other := f.log(st.ID, "stdio"), f.log(st.ID, "other")
+		_, _, err := f.s.AppendLog(f.ctx, stdio.ID, "a\n")
+		require.NoError(t, err)
+		return f, fs, st, stdio, other
+	}
+	end := func(st *ci.StepRecord) {
+		st.StateString = "tested"
+		st.Results = ci.Warnings
+		st.Complete = true
+		st.CompleteAt = at(15)
+		st.URLs = []ci.StepURL{{Name: "a", URL: "https://a"}}
+	}
+	t.Run("OK", func(t *testing.T) {
+		f, fs, st, stdio, other := setup(t)
+		end(st)
+		ends := []ci.LogEnd{{LogID: stdio.ID, Text: "b\nc\n"}, {LogID: other.ID}}
+		require.NoError(t, fs.FinishStep(f.ctx, st, ends))
+		assert.Equal(t, [2]int{1, 2}, [2]int{ends[0].First, ends[0].Last})
+		assert.Equal(t, [2]int{-1, -1}, [2]int{ends[1].First, ends[1].Last})
+
+		got, err := f.s.GetStep(f.ctx, st.ID)
+		require.NoError(t, err)
+		assert.Equal(t, st, got)
+		for _, l := range []struct {
+			id    int64
+			lines int
+			text  string
+		}{{stdio.ID, 3, "a\nb\nc\n"}, {other.ID, 0, ""}} {
+			got, err := f.s.GetLog(f.ctx, l.id)
+			require.NoError(t, err)
+			assert.True(t, got.Complete, "log %d complete", l.id)
+			assert.Equal(t, l.lines, got.NumLines)
+			text, err := f.s.LogLines(f.ctx, l.id, 0, -1)
+			require.NoError(t, err)
+			assert.Equal(t, l.text, text)
+		}
+	})
+	t.Run("NoLogs", func(t *testing.T) {
+		f, fs, st, _, _ := setup(t)
+		end(st)
+		require.NoError(t, fs.FinishStep(f.ctx, st, nil))
+		got, err := f.s.GetStep(f.ctx, st.ID)
+		require.NoError(t, err)
+		assert.Equal(t, st, got)
+	})
+	// A log that cannot be finished leaves everything as it was: the
+	// other log open, the step running.
+	for _, c := range []struct {
+		name  string
+		setup func(f *fixture, other *ci.Log)
+		text  string
+		is    error
+	}{
+		{"ErrConflict", func(f *fixture, other *ci.Log) {
+			_, _, err := f.s.FinishLog(f.ctx, other.ID, "")
+			require.NoError(f.t, err)
+		}, "late\n", ci.ErrConflict},
+		{"ErrNotFound", func(f *fixture, other *ci.Log) { other.ID = 4242 }, "", ci.ErrNotFound},
+		{"NotWholeLines", func(*fixture, *ci.Log) {}, "partial", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, fs, st, stdio, other := setup(t)
+			c.setup(f, other)
+			end(st)
+			err := fs.FinishStep(f.ctx, st, []ci.LogEnd{{LogID: stdio.ID, Text: "b\n"}, {LogID: other.ID, Text: c.text}})
+			require.Error(t, err)
+			if c.is != nil {
+				assert.ErrorIs(t, err, c.is)
+			}
+			got, err := f.s.GetStep(f.ctx, st.ID)
+			require.NoError(t, err)
+			assert.False(t, got.Complete, "the step is still running")
+			assert.Empty(t, got.StateString)
+			l, err := f.s.GetLog(f.ctx, stdio.ID)
+			require.NoError(t, err)
+			assert.False(t, l.Complete, "the first log is still open")
+			assert.Equal(t, 1, l.NumLines)
+		})
+	}
+	t.Run("ErrNotFound_Step", func(t *testing.T) {
+		f, fs, _, stdio, _ := setup(t)
+		err := fs.FinishStep(f.ctx, &ci.StepRecord{ID: 4242, Complete: true}, []ci.LogEnd{{LogID: stdio.ID, Text: "b\n"}})
+		assert.ErrorIs(t, err, ci.ErrNotFound)
+		l, err := f.s.GetLog(f.ctx, stdio.ID)
+		require.NoError(t, err)
+		assert.False(t, l.Complete, "the log is still open")
+	})
+}
