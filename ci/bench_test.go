@@ -2,7 +2,10 @@ package ci_test
 
 import (
 	"fmt"
+	"io"
+	"os/exec"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -102,9 +105,56 @@ func BenchmarkBuild(b *testing.B) {
 }
 
 // BenchmarkThroughput submits b.N one-step builds at once to a builder with
-// four in-process workers and reports builds per second.
+// four in-process workers and reports builds per second: builds whose step
+// runs true, and builds whose step starts no process (mkdir), Kiln's own
+// cost.
 func BenchmarkThroughput(b *testing.B) {
-	m := citest.Start(b, benchConfig(1, 4))
+	b.Run("true", func(b *testing.B) { benchThroughput(b, trueStep) })
+	b.Run("mkdir", func(b *testing.B) { benchThroughput(b, mkdirStep) })
+}
+
+// BenchmarkSpawn is the machine's ceiling for BenchmarkThroughput/true:
+// four goroutines start true, read its output pipe and wait for it, with
+// nothing of Kiln around, and it reports processes per second.
+func BenchmarkSpawn(b *testing.B) {
+	jobs := make(chan struct{}, b.N)
+	for range b.N {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	b.ResetTimer()
+	t0 := time.Now()
+	cpu0 := cpuTime()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range jobs {
+				cmd := exec.Command("true")
+				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+				out, err := cmd.StdoutPipe()
+				if err == nil {
+					err = cmd.Start()
+				}
+				if err == nil {
+					_, err = io.Copy(io.Discard, out)
+				}
+				if err == nil {
+					err = cmd.Wait()
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "processes/s")
+	reportCPU(b, cpu0)
+}
+
+func benchThroughput(b *testing.B, step func() ci.Step) {
+	m := citest.Start(b, benchConfigOf(1, 4, step))
 	// Room for every event of the run (a one-step build makes about ten),
 	// and not more: a channel is allocated and zeroed whole, which a
 	// buffer of a million events would make a large part of the cost
