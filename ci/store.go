@@ -169,6 +169,8 @@ type BuildQuery struct {
 // A BuildsetQuery selects buildsets. Zero fields do not filter.
 type BuildsetQuery struct {
 	Query
+	// IDs, when not empty, keeps only the buildsets with these IDs.
+	IDs []int64
 	// Complete, when set, keeps only complete (true) or incomplete (false)
 	// buildsets.
 	Complete *bool
@@ -177,6 +179,8 @@ type BuildsetQuery struct {
 // A RequestQuery selects build requests. Zero fields do not filter.
 type RequestQuery struct {
 	Query
+	// IDs, when not empty, keeps only the requests with these IDs.
+	IDs        []int64
 	BuilderID  int64
 	BuildsetID int64
 	// Complete, when set, keeps only finished (true) or unfinished (false)

@@ -133,18 +133,22 @@ func getBuildset(ctx context.Context, tx pgx.Tx, id int64) (*ci.Buildset, error)
 // their source stamps, and how many it selects in all.
 func (s *Store) ListBuildsets(ctx context.Context, q ci.BuildsetQuery) ([]*ci.Buildset, int, error) {
 	var conds []string
+	var a args
+	if len(q.IDs) > 0 {
+		conds = append(conds, "id = ANY("+a.add(q.IDs)+")")
+	}
 	if q.Complete != nil {
 		conds = append(conds, flagCond("complete", *q.Complete))
 	}
 	var list []*ci.Buildset
 	var total int
 	err := s.read(ctx, func(tx pgx.Tx) error {
-		if err := count(ctx, tx, q.Query, `SELECT count(*) FROM buildsets`+where(conds), &total); err != nil {
+		if err := count(ctx, tx, q.Query, `SELECT count(*) FROM buildsets`+where(conds), &total, a...); err != nil {
 			return err
 		}
-		var a args
-		clause := page(q.Query, "id", &a)
-		rows, err := tx.Query(ctx, `SELECT id FROM buildsets`+where(conds)+clause, a...)
+		pa := slices.Clone(a)
+		clause := page(q.Query, "id", &pa)
+		rows, err := tx.Query(ctx, `SELECT id FROM buildsets`+where(conds)+clause, pa...)
 		if err != nil {
 			return err
 		}
@@ -224,6 +228,9 @@ func (s *Store) GetRequest(ctx context.Context, id int64) (*ci.BuildRequest, err
 func (s *Store) ListRequests(ctx context.Context, q ci.RequestQuery) ([]*ci.BuildRequest, int, error) {
 	var conds []string
 	var a args
+	if len(q.IDs) > 0 {
+		conds = append(conds, "id = ANY("+a.add(q.IDs)+")")
+	}
 	if q.BuilderID != 0 {
 		conds = append(conds, "builder_id = "+a.add(q.BuilderID))
 	}

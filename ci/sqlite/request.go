@@ -136,6 +136,9 @@ func getBuildset(ctx context.Context, tx *txn, id int64) (*ci.Buildset, error) {
 func (s *Store) ListBuildsets(ctx context.Context, q ci.BuildsetQuery) ([]*ci.Buildset, int, error) {
 	var conds []string
 	var args []any
+	if len(q.IDs) > 0 {
+		conds, args = append(conds, idsCond), append(args, idsArg(q.IDs))
+	}
 	if q.Complete != nil {
 		conds = append(conds, flagCond("complete", *q.Complete))
 	}
@@ -224,6 +227,9 @@ func (s *Store) GetRequest(ctx context.Context, id int64) (*ci.BuildRequest, err
 func (s *Store) ListRequests(ctx context.Context, q ci.RequestQuery) ([]*ci.BuildRequest, int, error) {
 	var conds []string
 	var args []any
+	if len(q.IDs) > 0 {
+		conds, args = append(conds, idsCond), append(args, idsArg(q.IDs))
+	}
 	if q.BuilderID != 0 {
 		conds, args = append(conds, "builder_id = ?"), append(args, q.BuilderID)
 	}

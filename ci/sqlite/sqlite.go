@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -634,6 +635,24 @@ func page(q ci.Query, col string) (string, []any) {
 
 // count sets total to the result of query, a COUNT, or to -1 when q asks
 // for no total.
+// idsCond is the condition that a record's ID is in a list given as one
+// argument, a JSON array (idsArg): one statement text, prepared once,
+// whatever the number of IDs.
+const idsCond = "id IN (SELECT value FROM json_each(?))"
+
+// idsArg is the argument of idsCond.
+func idsArg(ids []int64) string {
+	b := make([]byte, 0, 1+len(ids)*8)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, ']'))
+}
+
 func count(ctx context.Context, tx *txn, q ci.Query, query string, total *int, args ...any) error {
 	if q.NoTotal {
 		*total = -1

@@ -111,6 +111,8 @@ func testListRequests(t *testing.T, open func(*testing.T) *fixture) {
 		{"FilteredPage", ci.RequestQuery{BuilderID: b1.ID, Query: ci.Query{Limit: 1, Offset: 1, Desc: true}}, []int64{b[0].ID}, 3},
 		{"None", ci.RequestQuery{BuilderID: 999}, []int64{}, 0},
 		{"NoTotal", ci.RequestQuery{Claimed: ptr(false), Complete: ptr(false), Query: ci.Query{NoTotal: true}}, []int64{a[1].ID, c[0].ID}, -1},
+		{"IDs", ci.RequestQuery{IDs: []int64{c[0].ID, a[1].ID, 999}}, []int64{a[1].ID, c[0].ID}, 2},
+		{"IDsBuilder", ci.RequestQuery{IDs: []int64{a[0].ID, a[1].ID, b[0].ID}, BuilderID: b1.ID, Query: ci.Query{Desc: true}}, []int64{b[0].ID, a[0].ID}, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			list, total, err := f.s.ListRequests(f.ctx, tt.q)

@@ -89,6 +89,9 @@ func testListBuildsets(t *testing.T, open func(*testing.T) *fixture) {
 		{"Page", ci.BuildsetQuery{Query: ci.Query{Limit: 1, Offset: 1, Desc: true}}, []int64{bsB.ID}, 3},
 		{"FilteredPage", ci.BuildsetQuery{Complete: ptr(true), Query: ci.Query{Limit: 1, Desc: true}}, []int64{bsC.ID}, 2},
 		{"NoTotal", ci.BuildsetQuery{Query: ci.Query{Limit: 1, NoTotal: true}}, []int64{bsA.ID}, -1},
+		{"IDs", ci.BuildsetQuery{IDs: []int64{bsC.ID, bsA.ID, 999}}, []int64{bsA.ID, bsC.ID}, 2},
+		{"IDsComplete", ci.BuildsetQuery{IDs: []int64{bsB.ID, bsC.ID}, Complete: ptr(true)}, []int64{bsC.ID}, 1},
+		{"IDsPage", ci.BuildsetQuery{IDs: []int64{bsA.ID, bsB.ID, bsC.ID}, Query: ci.Query{Limit: 1, Offset: 1}}, []int64{bsB.ID}, 3},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			list, total, err := f.s.ListBuildsets(f.ctx, tt.q)
