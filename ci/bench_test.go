@@ -113,10 +113,18 @@ func BenchmarkThroughput(b *testing.B) {
 	b.Run("mkdir", func(b *testing.B) { benchThroughput(b, mkdirStep) })
 }
 
-// BenchmarkSpawn is the machine's ceiling for BenchmarkThroughput/true:
-// four goroutines start true, read its output pipe and wait for it, with
-// nothing of Kiln around, and it reports processes per second.
+// BenchmarkSpawn is the machine's floor and ceiling for the builds that
+// run true (BenchmarkBuild/true, BenchmarkThroughput/true): goroutines start
+// true, read its output pipe and wait for it, with nothing of Kiln around,
+// one at a time (ms-p50: a process's median time) and four at once
+// (processes/s).
 func BenchmarkSpawn(b *testing.B) {
+	for _, n := range []int{1, 4} {
+		b.Run(fmt.Sprintf("parallel=%d", n), func(b *testing.B) { benchSpawn(b, n) })
+	}
+}
+
+func benchSpawn(b *testing.B, parallel int) {
 	jobs := make(chan struct{}, b.N)
 	for range b.N {
 		jobs <- struct{}{}
@@ -125,10 +133,13 @@ func BenchmarkSpawn(b *testing.B) {
 	b.ResetTimer()
 	t0 := time.Now()
 	cpu0 := cpuTime()
+	var mu sync.Mutex
+	times := make([]time.Duration, 0, b.N)
 	var wg sync.WaitGroup
-	for range 4 {
+	for range parallel {
 		wg.Go(func() {
 			for range jobs {
+				start := time.Now()
 				cmd := exec.Command("true")
 				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 				out, err := cmd.StdoutPipe()
@@ -145,11 +156,15 @@ func BenchmarkSpawn(b *testing.B) {
 					b.Error(err)
 					return
 				}
+				mu.Lock()
+				times = append(times, time.Since(start))
+				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "processes/s")
+	b.ReportMetric(ms(median(times)), "ms-p50")
 	reportCPU(b, cpu0)
 }
 

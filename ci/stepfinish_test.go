@@ -125,3 +125,16 @@ func TestStepEnd_StoreWithoutFinishStep(t *testing.T) {
 	m := citest.Start(t, echoConfig(noFinishStepStore{openStore(t)}))
 	checkEchoBuild(t, m)
 }
+
+// writeLog records every write of a store.
+type writeLog struct {
+	ci.Store
+	mu    sync.Mutex
+	calls []string
+}
+
+func (s *writeLog) record(call string) {
+	s.mu.Lock()
+	s.calls = append(s.calls, call)
+	s.mu.Unlock()
+}
