@@ -38,6 +38,11 @@ type runningBuild struct {
 
 	stateMu sync.Mutex // guards state and StepRun.ended
 	state   buildState
+
+	// ended is the end of the last step, when it waits to be stored with
+	// the next write of the build (a StepFinishStore). Only the build's
+	// goroutine uses it.
+	ended *stepEnd
 }
 
 // runBuild runs one build decided on by the distributor.
@@ -240,7 +245,7 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 		StartedAt:   m.now(),
 		StateString: firstNonEmpty(opts.Description, name),
 	}
-	if err := m.store.AddStep(context.WithoutCancel(ctx), rec); err != nil {
+	if err := rb.addStep(context.WithoutCancel(ctx), rec); err != nil {
 		m.log.Error("could not record step; the build ends", "build", rb.rec.ID, "step", name, "err", err)
 		return Exception
 	}
@@ -309,11 +314,32 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 	for i, u := range rec.URLs {
 		rec.URLs[i].URL = m.redactor.Redact(u.URL)
 	}
-	if err := s.finish(context.WithoutCancel(ctx), rec); err != nil {
-		m.log.Error("could not record step end", "build", rb.rec.ID, "step", name, "err", err)
+	e := s.end(rec)
+	if _, ok := m.store.(StepFinishStore); ok {
+		rb.ended = e // stored with the next step's start, or the build's end
+	} else {
+		e.write(context.WithoutCancel(ctx))
 	}
-	m.publish(Event{Type: EventStepFinished, BuildID: rb.rec.ID, StepID: rec.ID, BuilderID: rb.builder.id, Results: result})
 	return result
+}
+
+// addStep stores a step that starts, with the end of the step before it
+// when that waits to be stored.
+func (rb *runningBuild) addStep(ctx context.Context, rec *StepRecord) error {
+	m := rb.m
+	e := rb.ended
+	rb.ended = nil
+	if e == nil {
+		return m.store.AddStep(ctx, rec)
+	}
+	err := m.store.(StepFinishStore).FinishStepAddStep(ctx, e.rec, e.ends, rec)
+	if err == nil {
+		e.stored()
+		return nil
+	}
+	m.log.Warn("could not record the end of a step with the start of the next; recording them apart", "build", rb.rec.ID, "step", e.rec.ID, "err", err)
+	e.writeApart(ctx)
+	return m.store.AddStep(ctx, rec)
 }
 
 // callStep evaluates RunIf and runs the step, turning a panic into an
@@ -350,17 +376,19 @@ func (m *Master) finishBuild(rb *runningBuild, results Result, summary string) {
 	resubmit := results == Retry
 	var completed []BuildsetResult
 	var err error
-	if rs, ok := m.store.(BuildsetResultStore); ok {
-		completed, err = rs.FinishBuildResults(context.Background(), rec, resubmit)
-	} else {
-		var ids []int64
-		ids, err = m.store.FinishBuild(context.Background(), rec, resubmit)
-		for _, id := range ids {
-			// The buildset's results, read back.
-			if bs, gerr := m.store.GetBuildset(context.Background(), id); gerr == nil {
-				completed = append(completed, BuildsetResult{ID: id, Results: bs.Results})
-			}
+	if e := rb.ended; e != nil {
+		// The last step's end waits: stored with the build's.
+		rb.ended = nil
+		completed, err = m.store.(StepFinishStore).FinishStepAndBuild(context.Background(), e.rec, e.ends, rec, resubmit)
+		if err == nil {
+			e.stored()
+		} else {
+			m.log.Warn("could not record the end of the last step with the build's; recording them apart", "build", rec.ID, "step", e.rec.ID, "err", err)
+			e.writeApart(context.Background())
+			completed, err = m.storeBuildEnd(rec, resubmit)
 		}
+	} else {
+		completed, err = m.storeBuildEnd(rec, resubmit)
 	}
 	if err != nil {
 		m.log.Error("could not record build end; it will be closed at the next start", "build", rec.ID, "err", err)
@@ -382,6 +410,23 @@ func (m *Master) finishBuild(rb *runningBuild, results Result, summary string) {
 		m.publish(Event{Type: EventBuildsetComplete, BuildsetID: bs.ID, Results: bs.Results})
 	}
 	m.log.Info("build finished", "builder", rb.builder.cfg.Name, "number", rec.Number, "build", rec.ID, "results", results)
+}
+
+// storeBuildEnd records the end of a build and returns the results of
+// the buildsets it completes.
+func (m *Master) storeBuildEnd(rec *Build, resubmit bool) ([]BuildsetResult, error) {
+	if rs, ok := m.store.(BuildsetResultStore); ok {
+		return rs.FinishBuildResults(context.Background(), rec, resubmit)
+	}
+	ids, err := m.store.FinishBuild(context.Background(), rec, resubmit)
+	var completed []BuildsetResult
+	for _, id := range ids {
+		// The buildset's results, read back.
+		if bs, gerr := m.store.GetBuildset(context.Background(), id); gerr == nil {
+			completed = append(completed, BuildsetResult{ID: id, Results: bs.Results})
+		}
+	}
+	return completed, err
 }
 
 // StopBuild stops a running build: its current step is interrupted and ends

@@ -189,49 +189,78 @@ func (s *StepRun) errorLog(text string) {
 	w.Close()
 }
 
-// finish stores the end of the step, rec, with the end of every log the
-// step left open: in one transaction when the store can (a
-// StepFinishStore), otherwise log by log and then the step.
-func (s *StepRun) finish(ctx context.Context, rec *StepRecord) error {
+// A stepEnd is the end of a step not stored yet: its final record and the
+// logs it left open, detached from their writers with their last lines.
+// With a StepFinishStore it is stored with the next write of the build
+// (the next step's start, or the build's end), in one transaction.
+type stepEnd struct {
+	s    *StepRun
+	rec  *StepRecord
+	logs []*LogWriter
+	ends []LogEnd
+}
+
+// end detaches the logs the step left open and returns its end, rec.
+func (s *StepRun) end(rec *StepRecord) *stepEnd {
 	s.mu.Lock()
 	logs := s.logs
 	s.logs = nil
 	s.mu.Unlock()
-	m := s.build.m
-	fs, ok := m.store.(StepFinishStore)
-	if !ok {
-		for _, w := range logs {
-			if err := w.Close(); err != nil {
-				m.log.Error("could not store log", "log", w.Name(), "err", err)
-			}
-		}
-		return m.store.UpdateStep(ctx, rec)
-	}
-	var open []*LogWriter
-	var ends []LogEnd
+	e := &stepEnd{s: s, rec: rec}
 	for _, w := range logs {
 		if text, ok := w.detach(); ok {
-			open = append(open, w)
-			ends = append(ends, LogEnd{LogID: w.log.ID, Text: text})
+			e.logs = append(e.logs, w)
+			e.ends = append(e.ends, LogEnd{LogID: w.log.ID, Text: text})
 		}
 	}
-	if err := fs.FinishStep(ctx, rec, ends); err != nil {
-		// Nothing was stored. Each log, and then the step, on its own,
-		// so that a log that cannot be stored does not cost the others
-		// or the step's end.
-		m.log.Warn("could not record the end of a step with its logs; recording them one by one", "step", rec.ID, "err", err)
-		for i, w := range open {
-			first, last, err := m.store.FinishLog(ctx, ends[i].LogID, ends[i].Text)
-			if err := w.finish(ends[i].Text, first, last, err); err != nil {
-				m.log.Error("could not store log", "log", w.Name(), "err", err)
-			}
+	return e
+}
+
+// stored tells the logs' readers and the subscribers that the end is
+// stored.
+func (e *stepEnd) stored() {
+	for i, w := range e.logs {
+		w.finish(e.ends[i].Text, e.ends[i].First, e.ends[i].Last, nil)
+	}
+	e.published()
+}
+
+func (e *stepEnd) published() {
+	rb := e.s.build
+	rb.m.publish(Event{Type: EventStepFinished, BuildID: rb.rec.ID, StepID: e.rec.ID, BuilderID: rb.builder.id, Results: e.rec.Results})
+}
+
+// write stores the end on its own: in one transaction when the store can
+// (a StepFinishStore), otherwise log by log and then the step, as it does
+// too when that transaction fails, so that a log that cannot be stored
+// does not cost the others or the step's end.
+func (e *stepEnd) write(ctx context.Context) {
+	m := e.s.build.m
+	if fs, ok := m.store.(StepFinishStore); ok {
+		err := fs.FinishStep(ctx, e.rec, e.ends)
+		if err == nil {
+			e.stored()
+			return
 		}
-		return m.store.UpdateStep(ctx, rec)
+		m.log.Warn("could not record the end of a step with its logs; recording them one by one", "step", e.rec.ID, "err", err)
 	}
-	for i, w := range open {
-		w.finish(ends[i].Text, ends[i].First, ends[i].Last, nil)
+	e.writeApart(ctx)
+}
+
+// writeApart stores each log's end, and then the step's, in writes of
+// their own.
+func (e *stepEnd) writeApart(ctx context.Context) {
+	m := e.s.build.m
+	for i, w := range e.logs {
+		first, last, err := m.store.FinishLog(ctx, e.ends[i].LogID, e.ends[i].Text)
+		if err := w.finish(e.ends[i].Text, first, last, err); err != nil {
+			m.log.Error("could not store log", "log", w.Name(), "err", err)
+		}
 	}
-	return nil
+	if err := m.store.UpdateStep(ctx, e.rec); err != nil {
+		m.log.Error("could not record step end", "build", e.s.build.rec.ID, "step", e.rec.Name, "err", err)
+	}
+	e.published()
 }
 
 // finalState returns the step's state string once it ended.

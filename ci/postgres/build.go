@@ -295,17 +295,19 @@ func (s *Store) AddStep(ctx context.Context, st *ci.StepRecord) error {
 	if err != nil {
 		return fmt.Errorf("postgres: add step: %w", err)
 	}
-	err = s.write(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `INSERT INTO steps (build_id, number, name, started_at, complete_at, complete,
-			state_string, results, hidden, urls) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
-			st.BuildID, st.Number, st.Name, timeArg(st.StartedAt), timeArg(st.CompleteAt), st.Complete,
-			st.StateString, int64(st.Results), st.Hidden, urls).Scan(&st.ID)
-		return refErr(err)
-	})
+	err = s.write(ctx, func(tx pgx.Tx) error { return addStepTx(ctx, tx, st, urls) })
 	if err != nil {
 		return fmt.Errorf("postgres: add step: %w", err)
 	}
 	return nil
+}
+
+func addStepTx(ctx context.Context, tx pgx.Tx, st *ci.StepRecord, urls string) error {
+	err := tx.QueryRow(ctx, `INSERT INTO steps (build_id, number, name, started_at, complete_at, complete,
+		state_string, results, hidden, urls) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+		st.BuildID, st.Number, st.Name, timeArg(st.StartedAt), timeArg(st.CompleteAt), st.Complete,
+		st.StateString, int64(st.Results), st.Hidden, urls).Scan(&st.ID)
+	return refErr(err)
 }
 
 // UpdateStep stores the state string, results, completion (flag and time),

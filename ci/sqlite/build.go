@@ -105,78 +105,85 @@ func (s *Store) FinishBuildResults(ctx context.Context, b *ci.Build, resubmit bo
 		return nil, fmt.Errorf("sqlite: finish build: properties: %w", err)
 	}
 	var done []ci.BuildsetResult
-	err = s.write(ctx, func(tx *txn) error {
-		done = nil
-		var complete bool
-		err := tx.QueryRowContext(ctx, `SELECT complete FROM builds WHERE id = ?`, b.ID).Scan(&complete)
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("build", b.ID)
-		}
-		if err != nil {
-			return err
-		}
-		if complete {
-			return fmt.Errorf("build %d is already finished: %w", b.ID, ci.ErrConflict)
-		}
-		at, results := timeArg(b.CompleteAt), int64(b.Results)
-		_, err = tx.ExecContext(ctx, `UPDATE builds SET complete = 1, complete_at = ?, results = ?, state_string = ?,
-			properties = ? WHERE id = ?`, at, results, b.StateString, propsJSON, b.ID)
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE logs SET complete = 1
-			WHERE complete = 0 AND step_id IN (SELECT id FROM steps WHERE build_id = ?)`, b.ID)
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE steps SET complete = 1, complete_at = ?, results = ?
-			WHERE build_id = ? AND complete = 0`, at, results, b.ID)
-		if err != nil {
-			return err
-		}
-		if resubmit {
-			_, err = tx.ExecContext(ctx, `UPDATE buildrequests SET claimed = 0, claimed_at = NULL, build_id = NULL
-				WHERE build_id = ? AND complete = 0`, b.ID)
-			return err
-		}
-		var buildsets []int64
-		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT buildset_id FROM buildrequests
-			WHERE build_id = ? AND complete = 0 ORDER BY buildset_id`, b.ID)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			buildsets = append(buildsets, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE buildrequests SET complete = 1, complete_at = ?, results = ?
-			WHERE build_id = ? AND complete = 0`, at, results, b.ID)
-		if err != nil {
-			return err
-		}
-		for _, id := range buildsets {
-			ok, results, err := completeBuildset(ctx, tx, id, b.CompleteAt)
-			if err != nil {
-				return err
-			}
-			if ok {
-				done = append(done, ci.BuildsetResult{ID: id, Results: results})
-			}
-		}
-		return nil
+	err = s.write(ctx, func(tx *txn) (err error) {
+		done, err = finishBuildTx(ctx, tx, b, propsJSON, resubmit)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: finish build: %w", err)
 	}
 	b.Complete = true
+	return done, nil
+}
+
+// finishBuildTx records the end of b in tx (see FinishBuild) and returns
+// the buildsets it completes.
+func finishBuildTx(ctx context.Context, tx *txn, b *ci.Build, propsJSON string, resubmit bool) ([]ci.BuildsetResult, error) {
+	var complete bool
+	err := tx.QueryRowContext(ctx, `SELECT complete FROM builds WHERE id = ?`, b.ID).Scan(&complete)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("build", b.ID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if complete {
+		return nil, fmt.Errorf("build %d is already finished: %w", b.ID, ci.ErrConflict)
+	}
+	at, results := timeArg(b.CompleteAt), int64(b.Results)
+	_, err = tx.ExecContext(ctx, `UPDATE builds SET complete = 1, complete_at = ?, results = ?, state_string = ?,
+		properties = ? WHERE id = ?`, at, results, b.StateString, propsJSON, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE logs SET complete = 1
+		WHERE complete = 0 AND step_id IN (SELECT id FROM steps WHERE build_id = ?)`, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE steps SET complete = 1, complete_at = ?, results = ?
+		WHERE build_id = ? AND complete = 0`, at, results, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	if resubmit {
+		_, err = tx.ExecContext(ctx, `UPDATE buildrequests SET claimed = 0, claimed_at = NULL, build_id = NULL
+			WHERE build_id = ? AND complete = 0`, b.ID)
+		return nil, err
+	}
+	var buildsets []int64
+	var done []ci.BuildsetResult
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT buildset_id FROM buildrequests
+		WHERE build_id = ? AND complete = 0 ORDER BY buildset_id`, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		buildsets = append(buildsets, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE buildrequests SET complete = 1, complete_at = ?, results = ?
+		WHERE build_id = ? AND complete = 0`, at, results, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range buildsets {
+		ok, results, err := completeBuildset(ctx, tx, id, b.CompleteAt)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			done = append(done, ci.BuildsetResult{ID: id, Results: results})
+		}
+	}
 	return done, nil
 }
 
@@ -310,17 +317,19 @@ func (s *Store) AddStep(ctx context.Context, st *ci.StepRecord) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: add step: %w", err)
 	}
-	err = s.write(ctx, func(tx *txn) error {
-		err := tx.QueryRowContext(ctx, `INSERT INTO steps (build_id, number, name, started_at, complete_at, complete,
-			state_string, results, hidden, urls) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			st.BuildID, st.Number, st.Name, timeArg(st.StartedAt), timeArg(st.CompleteAt), st.Complete,
-			st.StateString, int64(st.Results), st.Hidden, urls).Scan(&st.ID)
-		return refErr(err)
-	})
+	err = s.write(ctx, func(tx *txn) error { return addStepTx(ctx, tx, st, urls) })
 	if err != nil {
 		return fmt.Errorf("sqlite: add step: %w", err)
 	}
 	return nil
+}
+
+func addStepTx(ctx context.Context, tx *txn, st *ci.StepRecord, urls string) error {
+	err := tx.QueryRowContext(ctx, `INSERT INTO steps (build_id, number, name, started_at, complete_at, complete,
+		state_string, results, hidden, urls) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		st.BuildID, st.Number, st.Name, timeArg(st.StartedAt), timeArg(st.CompleteAt), st.Complete,
+		st.StateString, int64(st.Results), st.Hidden, urls).Scan(&st.ID)
+	return refErr(err)
 }
 
 // UpdateStep stores the state string, results, completion (flag and time),

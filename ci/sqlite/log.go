@@ -137,41 +137,125 @@ func appendLogTx(ctx context.Context, tx *txn, logID int64, chunks []logchunk.Ch
 	return first, last, nil
 }
 
+// A stepEnd is the end of a step made ready for a transaction: its URLs
+// in their stored form and its logs' last lines compressed.
+type stepEnd struct {
+	st     *ci.StepRecord
+	urls   string
+	ends   []ci.LogEnd
+	chunks [][]logchunk.Chunk
+}
+
+// prepareStepEnd makes the end of st ready, before the write lock is
+// taken; release gives the compression buffers back.
+func prepareStepEnd(st *ci.StepRecord, ends []ci.LogEnd) (*stepEnd, error) {
+	urls, err := urlsArg(st.URLs)
+	if err != nil {
+		return nil, err
+	}
+	e := &stepEnd{st: st, urls: urls, ends: ends, chunks: make([][]logchunk.Chunk, len(ends))}
+	for i, end := range ends {
+		if end.Text == "" {
+			continue
+		}
+		if end.Text[len(end.Text)-1] != '\n' {
+			e.release()
+			return nil, fmt.Errorf("log %d: text is not whole lines", end.LogID)
+		}
+		if e.chunks[i], err = logchunk.Make(end.Text); err != nil {
+			e.release()
+			return nil, fmt.Errorf("log %d: %w", end.LogID, err)
+		}
+	}
+	return e, nil
+}
+
+func (e *stepEnd) release() {
+	for _, c := range e.chunks {
+		logchunk.Release(c)
+	}
+}
+
+// write finishes the step's logs and stores its state in tx.
+func (e *stepEnd) write(ctx context.Context, tx *txn) error {
+	for i := range e.ends {
+		first, last, err := appendLogTx(ctx, tx, e.ends[i].LogID, e.chunks[i], true)
+		if err != nil {
+			return fmt.Errorf("log %d: %w", e.ends[i].LogID, err)
+		}
+		e.ends[i].First, e.ends[i].Last = first, last
+	}
+	return updateStepTx(ctx, tx, e.st, e.urls)
+}
+
 // FinishStep finishes the logs of ends and stores the state of st, in one
 // transaction.
 func (s *Store) FinishStep(ctx context.Context, st *ci.StepRecord, ends []ci.LogEnd) error {
-	urls, err := urlsArg(st.URLs)
-	if err != nil {
-		return fmt.Errorf("sqlite: finish step: %w", err)
-	}
-	// Compress before taking the write lock.
-	chunks := make([][]logchunk.Chunk, len(ends))
-	for i, e := range ends {
-		if e.Text == "" {
-			continue
-		}
-		if e.Text[len(e.Text)-1] != '\n' {
-			return fmt.Errorf("sqlite: finish step %d: log %d: text is not whole lines", st.ID, e.LogID)
-		}
-		if chunks[i], err = logchunk.Make(e.Text); err != nil {
-			return fmt.Errorf("sqlite: finish step %d: log %d: %w", st.ID, e.LogID, err)
-		}
-		defer logchunk.Release(chunks[i])
-	}
-	err = s.write(ctx, func(tx *txn) error {
-		for i := range ends {
-			first, last, err := appendLogTx(ctx, tx, ends[i].LogID, chunks[i], true)
-			if err != nil {
-				return fmt.Errorf("log %d: %w", ends[i].LogID, err)
-			}
-			ends[i].First, ends[i].Last = first, last
-		}
-		return updateStepTx(ctx, tx, st, urls)
-	})
+	e, err := prepareStepEnd(st, ends)
 	if err != nil {
 		return fmt.Errorf("sqlite: finish step %d: %w", st.ID, err)
 	}
+	defer e.release()
+	if err := s.write(ctx, func(tx *txn) error { return e.write(ctx, tx) }); err != nil {
+		return fmt.Errorf("sqlite: finish step %d: %w", st.ID, err)
+	}
 	return nil
+}
+
+// FinishStepAddStep records the end of prev as FinishStep does and stores
+// next as AddStep does, in one transaction.
+func (s *Store) FinishStepAddStep(ctx context.Context, prev *ci.StepRecord, ends []ci.LogEnd, next *ci.StepRecord) error {
+	e, err := prepareStepEnd(prev, ends)
+	if err != nil {
+		return fmt.Errorf("sqlite: finish step %d: %w", prev.ID, err)
+	}
+	defer e.release()
+	urls, err := urlsArg(next.URLs)
+	if err != nil {
+		return fmt.Errorf("sqlite: add step: %w", err)
+	}
+	err = s.write(ctx, func(tx *txn) error {
+		if err := e.write(ctx, tx); err != nil {
+			return fmt.Errorf("finish step %d: %w", prev.ID, err)
+		}
+		if err := addStepTx(ctx, tx, next, urls); err != nil {
+			return fmt.Errorf("add step: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	return nil
+}
+
+// FinishStepAndBuild records the end of st as FinishStep does and the end
+// of b as FinishBuildResults does, in one transaction.
+func (s *Store) FinishStepAndBuild(ctx context.Context, st *ci.StepRecord, ends []ci.LogEnd, b *ci.Build, resubmit bool) ([]ci.BuildsetResult, error) {
+	e, err := prepareStepEnd(st, ends)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: finish step %d: %w", st.ID, err)
+	}
+	defer e.release()
+	propsJSON, err := propsArg(b.Properties)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: finish build: properties: %w", err)
+	}
+	var done []ci.BuildsetResult
+	err = s.write(ctx, func(tx *txn) (err error) {
+		if err := e.write(ctx, tx); err != nil {
+			return fmt.Errorf("finish step %d: %w", st.ID, err)
+		}
+		if done, err = finishBuildTx(ctx, tx, b, propsJSON, resubmit); err != nil {
+			return fmt.Errorf("finish build: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	b.Complete = true
+	return done, nil
 }
 
 const logCols = `id, step_id, name, slug, type, num_lines, complete`

@@ -108,3 +108,100 @@ func testFinishStep(t *testing.T, open func(*testing.T) *fixture) {
 		assert.False(t, l.Complete, "the log is still open")
 	})
 }
+
+func testFinishStepAddStep(t *testing.T, open func(*testing.T) *fixture) {
+	setup := func(t *testing.T) (*fixture, ci.StepFinishStore, *ci.StepRecord, *ci.Log) {
+		f := open(t)
+		fs, ok := f.s.(ci.StepFinishStore)
+		if !ok {
+			t.Skip("the store records a step's end with separate writes (no FinishStep)")
+		}
+		b := f.builder("b")
+		build := f.start(b.ID, f.request(b.ID))
+		st := f.step(build.ID, 0, "first")
+		return f, fs, st, f.log(st.ID, "stdio")
+	}
+	t.Run("OK", func(t *testing.T) {
+		f, fs, st, l := setup(t)
+		st.StateString, st.Results, st.Complete, st.CompleteAt = "done", ci.Success, true, at(12)
+		next := &ci.StepRecord{BuildID: st.BuildID, Number: 1, Name: "second", StartedAt: at(12), StateString: "second"}
+		ends := []ci.LogEnd{{LogID: l.ID, Text: "a\n"}}
+		require.NoError(t, fs.FinishStepAddStep(f.ctx, st, ends, next))
+		assert.NotZero(t, next.ID)
+		assert.Equal(t, [2]int{0, 0}, [2]int{ends[0].First, ends[0].Last})
+		steps, err := f.s.ListSteps(f.ctx, st.BuildID)
+		require.NoError(t, err)
+		require.Len(t, steps, 2)
+		assert.Equal(t, st, steps[0])
+		assert.Equal(t, next, steps[1])
+		got, err := f.s.GetLog(f.ctx, l.ID)
+		require.NoError(t, err)
+		assert.True(t, got.Complete)
+		assert.Equal(t, 1, got.NumLines)
+	})
+	t.Run("Atomic", func(t *testing.T) {
+		// The next step refers to no build: nothing is stored.
+		f, fs, st, l := setup(t)
+		st.Results, st.Complete = ci.Success, true
+		next := &ci.StepRecord{BuildID: 4242, Number: 1, Name: "second", StartedAt: at(12)}
+		err := fs.FinishStepAddStep(f.ctx, st, []ci.LogEnd{{LogID: l.ID, Text: "a\n"}}, next)
+		require.Error(t, err)
+		got, err := f.s.GetStep(f.ctx, st.ID)
+		require.NoError(t, err)
+		assert.False(t, got.Complete, "the first step is still running")
+		lg, err := f.s.GetLog(f.ctx, l.ID)
+		require.NoError(t, err)
+		assert.False(t, lg.Complete)
+		assert.Zero(t, lg.NumLines)
+	})
+}
+
+func testFinishStepAndBuild(t *testing.T, open func(*testing.T) *fixture) {
+	setup := func(t *testing.T) (*fixture, ci.StepFinishStore, *ci.Build, *ci.StepRecord, *ci.Log, int64) {
+		f := open(t)
+		fs, ok := f.s.(ci.StepFinishStore)
+		if !ok {
+			t.Skip("the store records a step's end with separate writes (no FinishStep)")
+		}
+		b := f.builder("b")
+		bs, reqs := f.buildset(at(0), 0, b.ID)
+		build := f.start(b.ID, reqs[0])
+		st := f.step(build.ID, 0, "only")
+		return f, fs, build, st, f.log(st.ID, "stdio"), bs.ID
+	}
+	t.Run("OK", func(t *testing.T) {
+		f, fs, build, st, l, bsID := setup(t)
+		st.StateString, st.Results, st.Complete, st.CompleteAt = "tested", ci.Warnings, true, at(20)
+		build.Results, build.Complete, build.CompleteAt, build.StateString = ci.Warnings, true, at(21), "warnings"
+		ends := []ci.LogEnd{{LogID: l.ID, Text: "a\nb\n"}}
+		done, err := fs.FinishStepAndBuild(f.ctx, st, ends, build, false)
+		require.NoError(t, err)
+		assert.Equal(t, []ci.BuildsetResult{{ID: bsID, Results: ci.Warnings}}, done)
+		assert.Equal(t, [2]int{0, 1}, [2]int{ends[0].First, ends[0].Last})
+		got, err := f.s.GetStep(f.ctx, st.ID)
+		require.NoError(t, err)
+		assert.Equal(t, st, got, "the step keeps its own state, not the build's")
+		gb, err := f.s.GetBuild(f.ctx, build.ID)
+		require.NoError(t, err)
+		assert.True(t, gb.Complete)
+		assert.Equal(t, "warnings", gb.StateString)
+		lg, err := f.s.GetLog(f.ctx, l.ID)
+		require.NoError(t, err)
+		assert.True(t, lg.Complete)
+		assert.Equal(t, 2, lg.NumLines)
+		assert.True(t, f.getBuildset(bsID).Complete)
+	})
+	t.Run("Atomic", func(t *testing.T) {
+		// The build is finished already: the step's end is not stored.
+		f, fs, build, st, l, _ := setup(t)
+		build.Results, build.Complete, build.CompleteAt = ci.Success, true, at(21)
+		_, err := f.s.FinishBuild(f.ctx, build, false)
+		require.NoError(t, err)
+		st.StateString, st.Results, st.Complete = "late", ci.Success, true
+		_, err = fs.FinishStepAndBuild(f.ctx, st, []ci.LogEnd{{LogID: l.ID}}, build, false)
+		require.ErrorIs(t, err, ci.ErrConflict)
+		got, err := f.s.GetStep(f.ctx, st.ID)
+		require.NoError(t, err)
+		assert.NotEqual(t, "late", got.StateString, "the step's end is not stored")
+	})
+}

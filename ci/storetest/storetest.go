@@ -66,6 +66,8 @@ func Run(t *testing.T, open func(t *testing.T) ci.Store) {
 		{"BuildStore_UpdateStep", testUpdateStep},
 		{"BuildStore_ListSteps", testListSteps},
 		{"StepFinishStore_FinishStep", testFinishStep},
+		{"StepFinishStore_FinishStepAddStep", testFinishStepAddStep},
+		{"StepFinishStore_FinishStepAndBuild", testFinishStepAndBuild},
 		{"LogStore_AddLog", testAddLog},
 		{"LogStore_AppendLog", testAppendLog},
 		{"LogStore_FinishLog", testFinishLog},
