@@ -193,4 +193,3 @@ func TestStepEnd_StoreWithoutFinishStep(t *testing.T) {
 	m := citest.Start(t, echoConfig(noFinishStepStore{openStore(t)}))
 	checkEchoBuild(t, m)
 }
-
