@@ -109,11 +109,24 @@ func (s *Store) AddBuildset(ctx context.Context, bs *ci.Buildset, builderIDs []i
 const buildsetCols = `id, external_id, reason, submitted_at, complete, complete_at, results, properties,
 	parent_build_id, scheduler`
 
-func getBuildset(ctx context.Context, tx pgx.Tx, id int64) (*ci.Buildset, error) {
+func scanBuildset(row scanner) (*ci.Buildset, error) {
 	bs := &ci.Buildset{}
-	err := tx.QueryRow(ctx, `SELECT `+buildsetCols+` FROM buildsets WHERE id = $1`, id).Scan(
-		&bs.ID, &bs.ExternalID, &bs.Reason, timeCol{&bs.SubmittedAt}, &bs.Complete, timeCol{&bs.CompleteAt},
+	err := row.Scan(&bs.ID, &bs.ExternalID, &bs.Reason, timeCol{&bs.SubmittedAt}, &bs.Complete, timeCol{&bs.CompleteAt},
 		nullInt[ci.Result]{&bs.Results}, propsCol{&bs.Properties}, nullInt[int64]{&bs.ParentBuildID}, &bs.Scheduler)
+	return bs, err
+}
+
+// keyedScanner scans a row whose first column is a key, then the columns
+// a scan function of the record reads.
+type keyedScanner struct {
+	row scanner
+	key *int64
+}
+
+func (k keyedScanner) Scan(dest ...any) error { return k.row.Scan(append([]any{k.key}, dest...)...) }
+
+func getBuildset(ctx context.Context, tx pgx.Tx, id int64) (*ci.Buildset, error) {
+	bs, err := scanBuildset(tx.QueryRow(ctx, `SELECT `+buildsetCols+` FROM buildsets WHERE id = $1`, id))
 	if noRows(err) {
 		return nil, notFound("buildset", id)
 	}
@@ -148,23 +161,35 @@ func (s *Store) ListBuildsets(ctx context.Context, q ci.BuildsetQuery) ([]*ci.Bu
 		}
 		pa := slices.Clone(a)
 		clause := page(q.Query, "id", &pa)
-		rows, err := tx.Query(ctx, `SELECT id FROM buildsets`+where(conds)+clause, pa...)
+		rows, err := tx.Query(ctx, `SELECT `+buildsetCols+` FROM buildsets`+where(conds)+clause, pa...)
 		if err != nil {
 			return err
 		}
-		ids, err := scanAll(rows, func(row scanner) (id int64, err error) { return id, row.Scan(&id) })
+		if list, err = scanAll(rows, scanBuildset); err != nil || len(list) == 0 {
+			return err
+		}
+		// The source stamps of the whole page, in one query.
+		byID := make(map[int64]*ci.Buildset, len(list))
+		ids := make([]int64, len(list))
+		for i, bs := range list {
+			byID[bs.ID], ids[i] = bs, bs.ID
+		}
+		rows, err = tx.Query(ctx, `SELECT b.buildset_id, `+sourceStampCols+` FROM buildset_sourcestamps AS b
+			JOIN sourcestamps ON sourcestamps.id = b.sourcestamp_id
+			WHERE b.buildset_id = ANY($1) ORDER BY b.buildset_id, b.ord`, ids)
 		if err != nil {
 			return err
 		}
-		list = make([]*ci.Buildset, 0, len(ids))
-		for _, id := range ids {
-			bs, err := getBuildset(ctx, tx, id)
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			ss, err := scanSourceStamp(keyedScanner{rows, &id})
 			if err != nil {
 				return err
 			}
-			list = append(list, bs)
+			byID[id].SourceStamps = append(byID[id].SourceStamps, ss)
 		}
-		return nil
+		return rows.Err()
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("postgres: list buildsets: %w", err)

@@ -70,6 +70,11 @@ func testListBuildsets(t *testing.T, open func(*testing.T) *fixture) {
 	bsC, c := f.buildset(at(2), 0, b.ID)
 	f.finish(f.start(b.ID, a[0]), ci.Failure, false)
 	require.NoError(t, f.s.CancelRequest(f.ctx, c[0].ID, at(3)))
+	// Several source stamps, listed in their order, not by codebase.
+	bsD := &ci.Buildset{Reason: "several", SubmittedAt: at(4), SourceStamps: []ci.SourceStamp{
+		{Codebase: "z", Branch: "main"}, {Codebase: "a", Branch: "dev"}, {Codebase: "m", Revision: "abc"}}}
+	_, err := f.s.AddBuildset(f.ctx, bsD, []int64{b.ID}, 0)
+	require.NoError(t, err)
 	ids := func(list []*ci.Buildset) []int64 {
 		out := []int64{}
 		for _, bs := range list {
@@ -83,10 +88,11 @@ func testListBuildsets(t *testing.T, open func(*testing.T) *fixture) {
 		want  []int64
 		total int
 	}{
-		{"All", ci.BuildsetQuery{}, []int64{bsA.ID, bsB.ID, bsC.ID}, 3},
+		{"All", ci.BuildsetQuery{}, []int64{bsA.ID, bsB.ID, bsC.ID, bsD.ID}, 4},
 		{"Complete", ci.BuildsetQuery{Complete: ptr(true)}, []int64{bsA.ID, bsC.ID}, 2},
-		{"Incomplete", ci.BuildsetQuery{Complete: ptr(false)}, []int64{bsB.ID}, 1},
-		{"Page", ci.BuildsetQuery{Query: ci.Query{Limit: 1, Offset: 1, Desc: true}}, []int64{bsB.ID}, 3},
+		{"Incomplete", ci.BuildsetQuery{Complete: ptr(false)}, []int64{bsB.ID, bsD.ID}, 2},
+		{"Page", ci.BuildsetQuery{Query: ci.Query{Limit: 1, Offset: 2, Desc: true}}, []int64{bsB.ID}, 4},
+		{"SeveralSourceStamps", ci.BuildsetQuery{IDs: []int64{bsD.ID, bsB.ID}}, []int64{bsB.ID, bsD.ID}, 2},
 		{"FilteredPage", ci.BuildsetQuery{Complete: ptr(true), Query: ci.Query{Limit: 1, Desc: true}}, []int64{bsC.ID}, 2},
 		{"NoTotal", ci.BuildsetQuery{Query: ci.Query{Limit: 1, NoTotal: true}}, []int64{bsA.ID}, -1},
 		{"IDs", ci.BuildsetQuery{IDs: []int64{bsC.ID, bsA.ID, 999}}, []int64{bsA.ID, bsC.ID}, 2},
