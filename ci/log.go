@@ -1,12 +1,12 @@
 package ci
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Log writing limits.
@@ -15,8 +15,13 @@ const (
 	// are stored and shown to readers.
 	DefaultLogFlushInterval = 100 * time.Millisecond
 	// logFlushSize is how many pending bytes cause an immediate flush: a
-	// log written fast is stored in transactions of about this size.
+	// log written fast is stored in transactions of at least this size
+	// (more when lines keep coming while a flush is being stored).
 	logFlushSize = 256 << 10
+	// logMaxPending is how many pending bytes make writers wait while a
+	// flush is being stored: a store slower than the output slows the
+	// output down instead of the master holding more and more of it.
+	logMaxPending = 4 * logFlushSize
 	// MaxLogLine is the longest line stored; longer ones are cut into
 	// several lines of this length.
 	MaxLogLine = 64 << 10
@@ -37,16 +42,25 @@ type LogWriter struct {
 
 	mu      sync.Mutex
 	partial map[byte][]byte // unfinished line per stream
-	pending bytes.Buffer    // whole lines waiting to be stored
-	timer   Timer
-	closed  bool
-	err     error
+	// pending holds the whole lines waiting to be stored. A flush gives
+	// it to the store as is (the store does not keep it) and the next
+	// lines go to spare, the buffer of the flush before: a log written
+	// fast reuses two buffers.
+	pending  []byte
+	spare    []byte
+	flushing bool       // a flush by size is running (flushBusy)
+	drained  *sync.Cond // on mu: flushBusy took pending
+	timer    Timer
+	closed   bool
+	err      error
 
 	flushMu sync.Mutex
 }
 
 func newLogWriter(l Log, store LogStore, clock Clock, redact *Redactor, notify func(l *Log, first, last, bytes int)) *LogWriter {
-	return &LogWriter{log: l, store: store, clock: clock, redact: redact, notify: notify, interval: DefaultLogFlushInterval, partial: map[byte][]byte{}}
+	w := &LogWriter{log: l, store: store, clock: clock, redact: redact, notify: notify, interval: DefaultLogFlushInterval, partial: map[byte][]byte{}}
+	w.drained = sync.NewCond(&w.mu)
+	return w
 }
 
 // ID returns the stored log's ID.
@@ -119,31 +133,89 @@ func (w *LogWriter) addStream(stream byte, s string) {
 		w.partial[stream] = []byte(buf)
 	}
 	w.schedule()
+	// A store slower than the output: wait for the running flush to take
+	// what is pending.
+	for len(w.pending) >= logMaxPending && w.flushing && !w.closed {
+		w.drained.Wait()
+	}
 }
 
 // addLine appends one line, without its newline, to pending, with the
 // secrets in it redacted: a line is whole here, so a secret that arrived
 // in several pieces is caught. w.mu is held.
 func (w *LogWriter) addLine(stream byte, line string) {
+	line = w.redact.Redact(strings.TrimSuffix(line, "\r"))
 	if stream != 0 {
-		w.pending.WriteByte(stream)
+		w.pending = append(w.pending, stream)
 	}
-	w.pending.WriteString(w.redact.Redact(strings.TrimSuffix(line, "\r")))
-	w.pending.WriteByte('\n')
+	w.pending = append(w.pending, line...)
+	w.pending = append(w.pending, '\n')
 }
 
 // schedule arranges for pending lines to be flushed. w.mu is held.
 func (w *LogWriter) schedule() {
-	if w.pending.Len() == 0 {
+	if len(w.pending) == 0 {
 		return
 	}
-	if w.pending.Len() >= logFlushSize {
-		go w.Flush()
+	if len(w.pending) >= logFlushSize {
+		if !w.flushing {
+			w.flushing = true
+			go w.flushBusy()
+		}
 		return
 	}
 	if w.timer == nil {
 		w.timer = w.clock.AfterFunc(w.interval, func() { w.Flush() })
 	}
+}
+
+// flushBusy flushes until less than logFlushSize is pending: one
+// goroutine, however fast lines come, and what came during a flush is
+// stored by the next one, in one transaction.
+func (w *LogWriter) flushBusy() {
+	for {
+		w.Flush()
+		w.mu.Lock()
+		if len(w.pending) < logFlushSize || w.err != nil || w.closed {
+			w.flushing = false
+			w.drained.Broadcast()
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+	}
+}
+
+// takePending returns the pending lines, which the caller gives to the
+// store and then back with givePending, and starts pending again in the
+// spare buffer. w.mu is held, and w.flushMu, so that one flush at a time
+// uses a buffer.
+func (w *LogWriter) takePending() []byte {
+	p := w.pending
+	w.pending, w.spare = w.spare[:0], nil
+	w.drained.Broadcast()
+	return p
+}
+
+// givePending takes back p, which the store no longer uses, as the spare
+// buffer, unless it is much larger than what it held: a log written fast
+// for a while does not keep its large buffers once it slows down.
+// w.flushMu is held.
+func (w *LogWriter) givePending(p []byte) {
+	if cap(p) > 64<<10 && cap(p) > 4*len(p) {
+		return
+	}
+	w.mu.Lock()
+	if !w.closed {
+		w.spare = p[:0]
+	}
+	w.mu.Unlock()
+}
+
+// text is p as a string, without a copy: the store, which does not keep
+// the text it is given, reads it before p is written again.
+func text(p []byte) string {
+	return unsafe.String(unsafe.SliceData(p), len(p))
 }
 
 // Flush stores the complete lines written so far.
@@ -155,14 +227,14 @@ func (w *LogWriter) Flush() error {
 		w.timer.Stop()
 		w.timer = nil
 	}
-	text := w.pending.String()
-	w.pending.Reset()
+	p := w.takePending()
 	err := w.err
 	w.mu.Unlock()
-	if text == "" || err != nil {
+	if len(p) == 0 || err != nil {
 		return err
 	}
-	first, last, err := w.store.AppendLog(context.Background(), w.log.ID, text)
+	first, last, err := w.store.AppendLog(context.Background(), w.log.ID, text(p))
+	w.givePending(p)
 	if err != nil {
 		w.mu.Lock()
 		w.err = errors.Join(w.err, err)
@@ -170,7 +242,7 @@ func (w *LogWriter) Flush() error {
 		return err
 	}
 	if w.notify != nil {
-		w.notify(&w.log, first, last, len(text))
+		w.notify(&w.log, first, last, len(p))
 	}
 	return nil
 }
@@ -192,7 +264,7 @@ func (w *LogWriter) Close() error {
 // the pending lines, and an unfinished last line as a line. ok is false
 // when the log was closed already. Otherwise flushes wait until finish is
 // called with the outcome of storing text as the log's end.
-func (w *LogWriter) detach() (text string, ok bool) {
+func (w *LogWriter) detach() (last string, ok bool) {
 	w.flushMu.Lock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -211,9 +283,10 @@ func (w *LogWriter) detach() (text string, ok bool) {
 		w.timer.Stop()
 		w.timer = nil
 	}
-	text = w.pending.String()
-	w.pending.Reset()
-	return text, true
+	// The text stays valid: a closed log's buffers are not written again.
+	p := w.takePending()
+	w.pending = nil
+	return text(p), true
 }
 
 // finish records the outcome of storing the end of a detached log (lines

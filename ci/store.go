@@ -277,11 +277,14 @@ type LogStore interface {
 	// AppendLog adds lines to a log: text is one or more whole lines, each
 	// ending in "\n". It returns the numbers of the first and last line
 	// added (counting from 0). Appended lines can be read at once. It
-	// returns ErrConflict if the log is complete.
+	// returns ErrConflict if the log is complete. The store does not keep
+	// text once it returns (LogWriter writes the next lines over its
+	// memory): what it needs later, it copies.
 	AppendLog(ctx context.Context, logID int64, text string) (first, last int, err error)
 	// FinishLog appends the last lines of a log (text may be empty) and
 	// marks it complete, in one transaction; first and last are -1 when
 	// text is empty. Finishing a complete log with no text does nothing.
+	// As with AppendLog, text is not kept.
 	FinishLog(ctx context.Context, logID int64, text string) (first, last int, err error)
 	GetLog(ctx context.Context, id int64) (*Log, error)
 	ListLogs(ctx context.Context, stepID int64) ([]*Log, error)

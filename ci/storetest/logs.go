@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -82,6 +83,22 @@ func testAppendLog(t *testing.T, open func(*testing.T) *fixture) {
 		text, err := f.s.LogLines(f.ctx, l.ID, 1, 2)
 		require.NoError(t, err)
 		assert.Equal(t, "\na\n", text)
+	})
+	t.Run("TextNotKept", func(t *testing.T) {
+		// LogWriter gives the store its buffer as the text, and writes
+		// the next lines over it once the store has returned.
+		f := open(t)
+		l := f.newLog()
+		buf := []byte("ofirst line\nosecond line\n")
+		_, _, err := f.s.AppendLog(f.ctx, l.ID, unsafe.String(unsafe.SliceData(buf), len(buf)))
+		require.NoError(t, err)
+		copy(buf, "oxxxxxxxxxx\noyyyyyyyyyyy\n")
+		_, _, err = f.s.FinishLog(f.ctx, l.ID, unsafe.String(unsafe.SliceData(buf), len(buf)))
+		require.NoError(t, err)
+		copy(buf, "ozzzzzzzzzz\nozzzzzzzzzzz\n")
+		text, err := f.s.LogLines(f.ctx, l.ID, 0, -1)
+		require.NoError(t, err)
+		assert.Equal(t, "ofirst line\nosecond line\noxxxxxxxxxx\noyyyyyyyyyyy\n", text)
 	})
 	t.Run("ErrNotFound", func(t *testing.T) {
 		f := open(t)

@@ -18,6 +18,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/klauspost/compress/zlib"
 )
@@ -106,27 +107,33 @@ func Make(text string) ([]Chunk, error) {
 			end += i + 1
 			lines++
 		}
-		buf := chunkBuffers.Get().(*[]byte)
-		*buf = append((*buf)[:0], text[:end]...)
+		raw := text[:end]
 		text = text[end:]
-		c := Chunk{Lines: lines, Content: *buf, buf: buf}
-		if len(c.Content) >= compressMin {
+		var c Chunk
+		if len(raw) >= compressMin {
+			// Compressed from the text itself: zlib only reads it.
 			zbuf := chunkBuffers.Get().(*[]byte)
 			out := bytes.NewBuffer((*zbuf)[:0])
 			w := zlibWriters.Get().(*zlib.Writer)
 			w.Reset(out)
-			w.Write(c.Content)
+			w.Write(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 			err := w.Close()
 			zlibWriters.Put(w)
 			*zbuf = out.Bytes()
-			if err == nil && len(*zbuf) < len(c.Content) {
-				c.Content, c.Compressed, c.buf, zbuf = *zbuf, true, zbuf, buf
-			}
-			Release([]Chunk{{buf: zbuf}})
 			if err != nil {
-				Release(append(chunks, c))
+				Release(append(chunks, Chunk{buf: zbuf}))
 				return nil, err
 			}
+			if len(*zbuf) < len(raw) {
+				c = Chunk{Lines: lines, Content: *zbuf, Compressed: true, buf: zbuf}
+			} else {
+				Release([]Chunk{{buf: zbuf}})
+			}
+		}
+		if c.Content == nil {
+			buf := chunkBuffers.Get().(*[]byte)
+			*buf = append((*buf)[:0], raw...)
+			c = Chunk{Lines: lines, Content: *buf, buf: buf}
 		}
 		chunks = append(chunks, c)
 	}

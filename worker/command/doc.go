@@ -55,7 +55,11 @@
 // is sent, with one added, when the command completes; so it may arrive
 // after "rc", as it does from a stock worker. Batching follows the
 // master's set_worker_settings: a batch is sent when it reaches BufferSize
-// or BufferTimeout after its first update, and at completion.
+// or BufferTimeout after its first update, and at completion. Text that
+// does not fit in what is left of a batch fills it with whole lines, and
+// the rest goes on to the next batch (buildbot-worker sends the batch,
+// then the text alone); so a batch may hold two text updates of one
+// stream, and output read fast goes in full batches.
 //
 // # Paths
 //

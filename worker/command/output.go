@@ -128,7 +128,15 @@ func (o *output) appendLines(k streamKey, text string, times []time.Time) {
 	o.appendEntry(e)
 }
 
-// appendEntry is BufferManager.append.
+// appendEntry is BufferManager.append, except for text that does not fit
+// in what is left of the buffer: BufferManager sends the buffer, then the
+// text alone or in parts, the last one small; here whole lines of the
+// text fill the buffer, which goes, and so on, and what is left waits in
+// the buffer as a smaller update would. Output read in large reads then
+// goes in full batches, rather than a full one and a small one per read.
+// The parts are not joined to the text before them, which would copy it:
+// a batch may hold two updates of one stream. A single line longer than
+// the buffer goes alone.
 func (o *output) appendEntry(e entry) {
 	n := 20
 	if e.isText() {
@@ -140,36 +148,52 @@ func (o *output) appendEntry(e entry) {
 		o.startTimer()
 		return
 	}
-	o.sendBuffered()
-	if n <= o.set.size {
-		o.buf = append(o.buf, e)
-		o.buflen += n
-		o.startTimer()
-		return
-	}
 	if !e.isText() {
+		o.sendBuffered()
+		if n <= o.set.size {
+			o.buf = append(o.buf, e)
+			o.buflen += n
+			o.startTimer()
+			return
+		}
 		o.sendEntries([]entry{e})
 		return
 	}
-	// Too big for one batch: send it in parts of whole lines, each within
-	// the buffer size (a single overlong line is sent alone).
 	text := e.text()
+	part := func(start, end, line, count int) entry {
+		p := e
+		p.parts, p.size = []string{text[start:end]}, end-start
+		p.times = e.times[line : line+count]
+		return p
+	}
 	start, line := 0, 0
 	for line < len(e.times) {
+		space := o.set.size - o.buflen
+		if rest := len(text) - start + 16*(len(e.times)-line); rest <= space {
+			o.buf = append(o.buf, part(start, len(text), line, len(e.times)-line))
+			o.buflen += rest
+			o.startTimer()
+			return
+		}
 		end, count := start, 0
 		for line+count < len(e.times) {
 			next := end + indexNewline(text[end:]) + 1
-			size := next - start + 16*(count+1)
-			if count > 0 && size > o.set.size {
+			if next-start+16*(count+1) > space {
 				break
 			}
 			end = next
 			count++
 		}
-		part := e
-		part.parts, part.size = []string{text[start:end]}, end-start
-		part.times = e.times[line : line+count]
-		o.sendEntries([]entry{part})
+		switch {
+		case count > 0:
+			o.buf = append(o.buf, part(start, end, line, count))
+			o.buflen += end - start + 16*count
+		case o.buflen == 0:
+			end = start + indexNewline(text[start:]) + 1
+			count = 1
+			o.sendEntries([]entry{part(start, end, line, count)})
+		}
+		o.sendBuffered()
 		start, line = end, line+count
 	}
 }

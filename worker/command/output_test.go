@@ -141,19 +141,62 @@ func TestOutput_Split(t *testing.T) {
 	o.send(Update{Key: "rc", Value: 0})
 	line := strings.Repeat("x", 29) + "\n" // 30 bytes + 16 per line
 	o.send(Update{Key: "stdout", Value: strings.Repeat(line, 5)})
+	// rc waits; the 5 lines (230 "bytes") do not fit: the first joins rc,
+	// which goes, the next two fill a batch, and the last two wait in the
+	// buffer for more.
+	h.mu.Lock()
+	require.Len(t, h.batches, 2)
+	h.mu.Unlock()
 	o.complete()
-	// rc waits; the 5 lines (230 "bytes") do not fit: rc goes, then the
-	// lines in parts of at most 100.
-	require.Len(t, h.batches, 4)
-	assert.Equal(t, []Update{{Key: "rc", Value: 0}}, h.batches[0])
+	require.Len(t, h.batches, 3)
+	assert.Equal(t, []Update{{Key: "rc", Value: 0}, {Key: "stdout", Value: line, Times: h.batches[0][1].Times}}, h.batches[0])
+	assert.Len(t, h.batches[0][1].Times, 1)
 	for _, b := range h.batches[1:] {
 		require.Len(t, b, 1)
 		assert.Equal(t, "stdout", b[0].Key)
+		assert.Equal(t, strings.Repeat(line, 2), b[0].Value)
+		assert.Len(t, b[0].Times, 2)
 	}
-	assert.Equal(t, strings.Repeat(line, 2), h.batches[1][0].Value)
-	assert.Len(t, h.batches[1][0].Times, 2)
-	assert.Equal(t, strings.Repeat(line, 2), h.batches[2][0].Value)
-	assert.Equal(t, line, h.batches[3][0].Value)
+	// A line longer than the buffer goes alone.
+	h.batches = nil
+	o = newOutput(context.Background(), h, outputSettings{size: 100, timeout: time.Hour, maxLine: 4096, newline: defaultNewline})
+	long := strings.Repeat("y", 199) + "\n"
+	o.send(Update{Key: "stdout", Value: line + long + line})
+	o.complete()
+	require.Len(t, h.batches, 3)
+	assert.Equal(t, line, h.batches[0][0].Value)
+	assert.Equal(t, long, h.batches[1][0].Value)
+	assert.Equal(t, line, h.batches[2][0].Value)
+}
+
+func TestOutput_SplitJoins(t *testing.T) {
+	h := &batchHost{}
+	o := newOutput(context.Background(), h, outputSettings{size: 100, timeout: time.Hour, maxLine: 4096, newline: defaultNewline})
+	line := strings.Repeat("x", 29) + "\n" // 30 bytes + 16 per line
+	for range 3 {
+		o.send(Update{Key: "stdout", Value: []byte(strings.Repeat(line, 3))})
+	}
+	o.complete()
+	// 9 lines of 46 "bytes": four batches of two, and the last line. The
+	// second and third batches hold the line left from one read and the
+	// first of the next, as two updates.
+	require.Len(t, h.batches, 5)
+	for i, b := range h.batches {
+		var text strings.Builder
+		times := 0
+		for _, u := range b {
+			assert.Equal(t, "stdout", u.Key)
+			text.WriteString(u.Value.(string))
+			times += len(u.Times)
+		}
+		want := strings.Repeat(line, 2)
+		if i == 4 {
+			want = line
+		}
+		assert.Equal(t, want, text.String(), "batch %d", i)
+		assert.Equal(t, strings.Count(want, "\n"), times, "batch %d", i)
+	}
+	assert.Len(t, h.batches[1], 2)
 }
 
 func TestOutput_Join(t *testing.T) {
@@ -292,5 +335,41 @@ func BenchmarkOutput(b *testing.B) {
 			s = s[n:]
 		}
 		o.complete()
+	}
+}
+
+// countHost counts the batches and bytes of text it is sent.
+type countHost struct {
+	Host
+	batches, bytes int
+}
+
+func (h *countHost) Update(ctx context.Context, updates []Update) error {
+	h.batches++
+	for _, u := range updates {
+		if s, ok := u.Value.(string); ok {
+			h.bytes += len(s)
+		}
+	}
+	return nil
+}
+
+// BenchmarkOutput_LargeReads sends a fast command's output, read 64 KiB
+// at a time in lines of 99 characters, through the line finder and the buffer, with
+// Buildbot's buffer size: batches/op is how many batches each read makes.
+func BenchmarkOutput_LargeReads(b *testing.B) {
+	line := strings.Repeat("a", 99) + "\n"
+	read := []byte(strings.Repeat(line, 1<<16/len(line)))
+	h := &countHost{}
+	o := newOutput(context.Background(), h, outputSettings{size: 1 << 16, timeout: 5 * time.Second, maxLine: 4096, newline: defaultNewline})
+	b.SetBytes(int64(len(read)))
+	b.ReportAllocs()
+	for b.Loop() {
+		o.send(Update{Key: "stdout", Value: read})
+	}
+	o.complete()
+	b.ReportMetric(float64(h.batches)/float64(b.N), "batches/op")
+	if h.bytes != b.N*len(read) {
+		b.Fatalf("%d bytes sent, want %d", h.bytes, b.N*len(read))
 	}
 }

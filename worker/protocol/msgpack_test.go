@@ -2,8 +2,10 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -288,4 +290,57 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// ParseMessage reads the offsets and times of a large update, whatever
+// width MessagePack gave each number, as Decode reads them; a truncated
+// one is malformed.
+func TestParseMessage_WideOutput(t *testing.T) {
+	// Offsets of every width, signed and unsigned, and times as float32
+	// and float64, as a MessagePack writer other than Encode may write
+	// them.
+	var b []byte
+	b = append(b, 0x83, 0xa2, 'o', 'p', 0xa6, 'u', 'p', 'd', 'a', 't', 'e', 0xaa)
+	b = append(b, "seq_number"...)
+	b = append(b, 0x01, 0xa4, 'a', 'r', 'g', 's', 0x91, 0x92, 0xa6)
+	b = append(b, "stdout"...)
+	b = append(b, 0x93, 0xa2, 'x', '\n')
+	b = append(b, 0x98, 0x05, 0xcc, 200, 0xcd, 0x12, 0x34, 0xce, 0x00, 0x01, 0x00, 0x00,
+		0xcf, 0, 0, 0, 1, 0, 0, 0, 0, 0xd0, 0x80, 0xd1, 0x80, 0x00, 0xd3, 0, 0, 0, 2, 0, 0, 0, 0)
+	b = append(b, 0x92, 0xca, 0x3f, 0xc0, 0x00, 0x00, 0xcb)
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(1795832408.25))
+	msg, err := ParseMessage(b)
+	require.NoError(t, err)
+	want := []any{"x\n", []int64{5, 200, 0x1234, 0x10000, 1 << 32, -128, -32768, 2 << 32}, []float64{1.5, 1795832408.25}}
+	assert.Equal(t, []any{[]any{"stdout", want}}, msg["args"])
+	for n := 1; n < 40; n++ {
+		_, err := ParseMessage(b[:len(b)-n])
+		assert.ErrorIs(t, err, ErrMalformed, "cut by %d bytes", n)
+	}
+	// An offset beyond int64 and a time that is not a float leave the
+	// lists as Decode makes them.
+	odd := slices.Clone(b)
+	i := bytes.IndexByte(odd, 0xcf)
+	odd[i+1] = 0x80
+	msg, err = ParseMessage(odd)
+	require.NoError(t, err)
+	offsets := msg["args"].([]any)[0].([]any)[1].([]any)[1]
+	assert.Equal(t, []any{int64(5), int64(200), int64(0x1234), int64(0x10000), uint64(1<<63 | 1<<32), int64(-128), int64(-32768), int64(2 << 32)}, offsets)
+}
+
+// BenchmarkParseMessage decodes an update of 64 KiB of 99-character
+// lines, as a worker sends a fast command's output.
+func BenchmarkParseMessage(b *testing.B) {
+	text := strings.Repeat(strings.Repeat("a", 99)+"\n", 650)
+	frame, err := Encode(map[string]any{"op": "update", "seq_number": 7, "command_id": "3", "args": []any{[]any{"stdout", LinesValue(text, nil)}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseMessage(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

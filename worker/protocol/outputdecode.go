@@ -7,6 +7,11 @@ package protocol
 // through the decoder's updates flag. Anything that is not the expected
 // shape is decoded as the codec decodes any value.
 
+import (
+	"encoding/binary"
+	"math"
+)
+
 // arrayHeader reads the header of an array, if the next value is one, and
 // returns its length; otherwise it reads nothing and returns -1.
 func (d *decoder) arrayHeader() (int, error) {
@@ -136,11 +141,8 @@ func (d *decoder) int64s(depth int) (any, error) {
 			a[i] = int64(int8(c))
 			continue
 		case c >= 0xcc && c <= 0xd3:
-			v, err := d.value(depth + 1)
-			if err != nil {
-				return nil, err
-			}
-			if x, ok := v.(int64); ok {
+			// Read here, not through value, which would box each one.
+			if x, ok := d.intAt(c); ok {
 				a[i] = x
 				continue
 			}
@@ -162,15 +164,62 @@ func (d *decoder) float64s(depth int) (any, error) {
 	}
 	a := make([]float64, n)
 	for i := range a {
-		if d.left() == 0 || (d.b[d.off] != 0xcb && d.b[d.off] != 0xca) {
+		if d.left() == 0 {
 			d.off = start
 			return d.value(depth)
 		}
-		v, err := d.value(depth + 1)
-		if err != nil {
-			return nil, err
+		switch c := d.b[d.off]; {
+		case c == 0xcb && d.left() >= 9:
+			a[i] = math.Float64frombits(binary.BigEndian.Uint64(d.b[d.off+1:]))
+			d.off += 9
+		case c == 0xca && d.left() >= 5:
+			a[i] = float64(math.Float32frombits(binary.BigEndian.Uint32(d.b[d.off+1:])))
+			d.off += 5
+		default:
+			d.off = start
+			return d.value(depth)
 		}
-		a[i] = v.(float64)
 	}
 	return a, nil
+}
+
+// intAt reads the integer of type c (0xcc to 0xd3: uint8 to int64) at the
+// offset, and reports false, reading nothing, if it is not whole or does
+// not fit an int64.
+func (d *decoder) intAt(c byte) (int64, bool) {
+	var n int
+	if c <= 0xcf {
+		n = 1 << (c - 0xcc)
+	} else {
+		n = 1 << (c - 0xd0)
+	}
+	if d.left() < 1+n {
+		return 0, false
+	}
+	p := d.b[d.off+1 : d.off+1+n]
+	var x int64
+	switch c {
+	case 0xcc:
+		x = int64(p[0])
+	case 0xcd:
+		x = int64(binary.BigEndian.Uint16(p))
+	case 0xce:
+		x = int64(binary.BigEndian.Uint32(p))
+	case 0xcf:
+		u := binary.BigEndian.Uint64(p)
+		if u > math.MaxInt64 {
+			return 0, false
+		}
+		x = int64(u)
+	case 0xd0:
+		x = int64(int8(p[0]))
+	case 0xd1:
+		x = int64(int16(binary.BigEndian.Uint16(p)))
+	case 0xd2:
+		x = int64(int32(binary.BigEndian.Uint32(p)))
+	case 0xd3:
+		x = int64(binary.BigEndian.Uint64(p))
+	}
+	d.off += 1 + n
+	return x, true
 }
