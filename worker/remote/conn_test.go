@@ -326,3 +326,47 @@ func connGoroutines() int {
 	}
 	return n
 }
+
+// What runs once a connection ends is registered with the connection,
+// contexts derived from it included, and unregistered by stop; an idle
+// connection keeps no table of requests or commands.
+func TestConn_AfterDone(t *testing.T) {
+	m := startMaster(t, ci.MasterConfig{Workers: fakeWorkers("w1")}, nil)
+	_, c := m.attachFake(t, "w1", fakeOptions{})
+	registered := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.afters)
+	}
+	m.WaitFor(t, "the handshake's requests to be answered", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.pending == nil && c.cmds == nil
+	})
+	n := registered() // the connection's own and the master's
+
+	ran := make(chan string, 3)
+	stop := c.AfterDone(func() { ran <- "stopped" })
+	c.AfterDone(func() { ran <- "kept" })
+	require.Equal(t, n+2, registered())
+	require.True(t, stop())
+	require.False(t, stop(), "a second stop finds nothing to stop")
+	require.Equal(t, n+1, registered())
+
+	canceled, cancel := context.WithCancel(c.ctx())
+	live, cancelLive := context.WithTimeout(c.ctx(), time.Hour)
+	defer cancelLive()
+	require.Equal(t, n+3, registered())
+	cancel()
+	require.Equal(t, n+2, registered(), "a canceled context unregisters")
+	require.NoError(t, live.Err())
+
+	require.NoError(t, c.Close())
+	assert.Equal(t, "kept", <-ran)
+	<-live.Done()
+	assert.ErrorIs(t, live.Err(), context.Canceled)
+	assert.ErrorIs(t, canceled.Err(), context.Canceled)
+	c.AfterDone(func() { ran <- "late" })
+	assert.Equal(t, "late", <-ran, "registered once the connection has ended, it runs at once")
+	assert.Empty(t, ran, "stopped, it did not run")
+}

@@ -361,7 +361,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveWorker upgrades an authenticated worker's request, starts the
 // connection and attaches it to the master.
 func (l *Listener) serveWorker(w http.ResponseWriter, r *http.Request, name string) {
-	log := l.log.With("worker", name, "remote", r.RemoteAddr)
+	log := connLog{base: l.log, name: name, remote: r.RemoteAddr}
 	nameMu := l.nameLock(name)
 	nameMu.Lock()
 	replaced, err := l.checkDuplicate(name, log)
@@ -372,7 +372,7 @@ func (l *Listener) serveWorker(w http.ResponseWriter, r *http.Request, name stri
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	}
-	c := newConn(name, r.RemoteAddr, l.cfg, log)
+	c := newConn(name, r.RemoteAddr, l.cfg, l.log)
 	hw := &hijackRecorder{ResponseWriter: w}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		CompressionMode: websocket.CompressionDisabled,
@@ -437,7 +437,7 @@ func (l *Listener) nameLock(name string) *sync.Mutex {
 // worker keeps its name, so that whoever has its password (captured off
 // the network, say) cannot take its place while it is away. The old
 // connection is asked whether it answers, so that the refusal says so.
-func (l *Listener) checkDuplicate(name string, log *slog.Logger) (ci.WorkerConn, error) {
+func (l *Listener) checkDuplicate(name string, log connLog) (ci.WorkerConn, error) {
 	l.mu.Lock()
 	var old ci.WorkerConn
 	if c, ok := l.conns[name]; ok && c.Err() == nil {
@@ -483,7 +483,7 @@ func (l *Listener) duplicatePing() time.Duration {
 func (l *Listener) attach(c *Conn, replaced ci.WorkerConn) error {
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	defer cancel()
-	stop := context.AfterFunc(c.ctx, cancel)
+	stop := context.AfterFunc(c.ctx(), cancel)
 	defer stop()
 	if err := c.handshake(ctx); err != nil {
 		return err
