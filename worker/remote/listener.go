@@ -568,21 +568,27 @@ func (c *Conn) handshake(ctx context.Context) error {
 
 // hijackRecorder keeps the connection the WebSocket upgrade hijacks, so
 // that it can be closed without waiting for a close handshake, and gives
-// the WebSocket smaller buffers than net/http's.
+// the WebSocket smaller buffers than net/http's (whose own then go as
+// garbage with the request).
 type hijackRecorder struct {
 	http.ResponseWriter
 	conn net.Conn
 }
 
 // The WebSocket's buffers, kept for as long as the worker is connected:
-// net/http's are 4 KiB each. Frames larger than a buffer are read and
-// written past it (a frame larger than the write buffer takes two writes
-// to the socket instead of one), so the size matters only for the many
+// net/http's are 4 KiB each. On a socket (a lazyConn) they are of the
+// smallest size: the lazyConn buffers, only while it reads or writes.
+// Otherwise (TLS) frames larger than a buffer are read and written past
+// it (a frame larger than the write buffer takes two writes to the
+// connection instead of one), so the size matters only for the many
 // small ones (responses, prints, keepalives, the start of a command),
 // which fit.
 const (
 	readBufferSize  = 1 << 10
 	writeBufferSize = 1 << 10
+	// lazyBufioSize is bufio's smallest reader (what the WebSocket reads
+	// a frame's header into).
+	lazyBufioSize = 16
 )
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -596,12 +602,19 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	h.conn = c
 	// What the worker sent after its request, if anything, is read first.
-	// It must be in the new reader's buffer, not only behind it: the
-	// WebSocket takes what is buffered and resets the reader onto c.
-	br := bufio.NewReaderSize(c, readBufferSize)
+	var early []byte
 	if n := rw.Reader.Buffered(); n > 0 {
-		early, _ := rw.Reader.Peek(n)
-		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), c), max(n, readBufferSize))
+		p, _ := rw.Reader.Peek(n)
+		early = bytes.Clone(p)
+	}
+	if lc := newLazyConn(c, early); lc != nil {
+		return lc, bufio.NewReadWriter(bufio.NewReaderSize(lc, lazyBufioSize), bufio.NewWriterSize(lc, lazyBufioSize)), nil
+	}
+	// The early bytes must be in the new reader's buffer, not only behind
+	// it: the WebSocket takes what is buffered and resets the reader onto c.
+	br := bufio.NewReaderSize(c, readBufferSize)
+	if n := len(early); n > 0 {
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(early), c), max(n, readBufferSize))
 		if _, err := br.Peek(n); err != nil {
 			return c, nil, fmt.Errorf("keeping what the worker sent early: %w", err)
 		}
