@@ -370,3 +370,49 @@ func TestConn_AfterDone(t *testing.T) {
 	assert.Equal(t, "late", <-ran, "registered once the connection has ended, it runs at once")
 	assert.Empty(t, ran, "stopped, it did not run")
 }
+
+// At most maxAttaching attach handshakes run at once; the other
+// connections wait for theirs, which start as those end.
+func TestListener_AttachQueue(t *testing.T) {
+	n := maxAttaching + 5
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("w%d", i)
+	}
+	m := startMaster(t, ci.MasterConfig{Workers: fakeWorkers(names...)}, nil)
+	fakes := make([]*fakeWorker, n)
+	for i, name := range names {
+		f, err := dialFake(t, m.addr, name, fakeOptions{mute: true})
+		require.NoError(t, err)
+		fakes[i] = f
+	}
+	greeted := func() (in []*fakeWorker, out []*fakeWorker) {
+		for _, f := range fakes {
+			if len(f.requestsOf("print")) > 0 {
+				in = append(in, f)
+			} else {
+				out = append(out, f)
+			}
+		}
+		return in, out
+	}
+	queued := func() int {
+		m.l.attachMu.Lock()
+		defer m.l.attachMu.Unlock()
+		return len(m.l.attachQueue)
+	}
+	m.WaitFor(t, "every connection accepted", func() bool { return m.l.Stats().Accepted == int64(n) })
+	m.WaitFor(t, "the handshakes to start", func() bool { in, _ := greeted(); return len(in) == maxAttaching })
+	require.Equal(t, 5, queued(), "the others wait")
+	in, waiting := greeted()
+	require.Len(t, waiting, 5)
+
+	// The workers that do not answer go; the others' handshakes start.
+	for _, f := range in[:5] {
+		f.ws.CloseNow()
+	}
+	for _, f := range waiting {
+		f.waitRequests("print", 1)
+	}
+	require.Equal(t, 0, queued())
+}

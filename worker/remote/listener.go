@@ -111,8 +111,14 @@ type Listener struct {
 	conns    map[string]*Conn       // by worker name: the newest connection
 	names    map[string]*sync.Mutex // serializes connections of one name
 	handlers sync.WaitGroup
-	exits    sync.WaitGroup // connections that have not exited
-	stats    counters
+	// The attach handshakes: those waiting, and the goroutines that run
+	// them (at most maxAttaching).
+	attachMu      sync.Mutex
+	attachQueue   []attachJob
+	attachRunners int
+	attachers     sync.WaitGroup
+	exits         sync.WaitGroup // connections that have not exited
+	stats         counters
 }
 
 var _ ci.Service = (*Listener)(nil)
@@ -227,6 +233,7 @@ func (l *Listener) Run(ctx context.Context, m *ci.Master) error {
 	}
 	wg.Wait()
 	l.handlers.Wait()
+	l.attachers.Wait()
 	l.exits.Wait()
 	if err == nil || ctx.Err() != nil {
 		return nil
@@ -406,19 +413,71 @@ func (l *Listener) serveWorker(w http.ResponseWriter, r *http.Request, name stri
 		c.shutdown(fmt.Errorf("worker %s: the master is stopping: %w", name, ci.ErrWorkerLost), websocket.StatusGoingAway, "master stopping")
 	}
 	log.Info("worker connected")
+	l.queueAttach(attachJob{c: c, replaced: replaced, log: log})
+	// The connection goes on without this handler, so that net/http lets
+	// go of the request; onExit cleans up after it.
+}
 
-	if err := l.attach(c, replaced); err != nil {
+// maxAttaching is how many attach handshakes a Listener runs at once. The
+// others wait in a queue, each holding only its connection: a storm of
+// workers connecting at once (after a restart of the master, or of the
+// network) then does not hold a handler and its stack, and the garbage of
+// a handshake, per worker all at once. Each waits for the worker's
+// answers, at most the Listener's Timeout.
+const maxAttaching = 64
+
+// An attachJob is a connection waiting for its attach handshake.
+type attachJob struct {
+	c        *Conn
+	replaced ci.WorkerConn
+	log      connLog
+}
+
+// queueAttach queues j's handshake, starting a goroutine to run the queue
+// if fewer than maxAttaching run.
+func (l *Listener) queueAttach(j attachJob) {
+	l.attachMu.Lock()
+	defer l.attachMu.Unlock()
+	l.attachQueue = append(l.attachQueue, j)
+	if l.attachRunners < maxAttaching {
+		l.attachRunners++
+		l.attachers.Add(1)
+		go l.runAttaches()
+	}
+}
+
+// runAttaches runs the queued handshakes until none is left.
+func (l *Listener) runAttaches() {
+	defer l.attachers.Done()
+	for {
+		l.attachMu.Lock()
+		if len(l.attachQueue) == 0 {
+			l.attachQueue = nil
+			l.attachRunners--
+			l.attachMu.Unlock()
+			return
+		}
+		j := l.attachQueue[0]
+		l.attachQueue[0] = attachJob{}
+		l.attachQueue = l.attachQueue[1:]
+		l.attachMu.Unlock()
+		l.attachOne(j)
+	}
+}
+
+// attachOne runs j's handshake and attaches its connection, or closes it.
+func (l *Listener) attachOne(j attachJob) {
+	c, log := j.c, j.log
+	if err := l.attach(c, j.replaced); err != nil {
 		if c.Err() == nil {
 			log.Warn("could not attach worker; closing its connection", "err", err)
-			c.shutdown(fmt.Errorf("worker %s: attach: %v: %w", name, err, ci.ErrWorkerLost), websocket.StatusTryAgainLater, "could not attach")
+			c.shutdown(fmt.Errorf("worker %s: attach: %v: %w", c.name, err, ci.ErrWorkerLost), websocket.StatusTryAgainLater, "could not attach")
 		} else {
 			log.Info("worker connection ended before it was attached", "err", c.Err())
 		}
-	} else {
-		l.stats.attached.Add(1)
+		return
 	}
-	// The connection goes on without this handler, so that net/http lets
-	// go of the request; onExit cleans up after it.
+	l.stats.attached.Add(1)
 }
 
 func (l *Listener) nameLock(name string) *sync.Mutex {
