@@ -145,3 +145,33 @@ func TestLazyConn_Read(t *testing.T) {
 	require.Equal(t, sent, got)
 	require.Nil(t, l.rbuf)
 }
+
+// BenchmarkLazyConn_Read reads small frames' worth of bytes through a
+// lazyConn, as the WebSocket does: the allocations per read are reported.
+func BenchmarkLazyConn_Read(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(b, err)
+	defer peer.Close()
+	c, err := ln.Accept()
+	require.NoError(b, err)
+	defer c.Close()
+	l := newLazyConn(c, nil)
+	msg := bytes.Repeat([]byte("x"), 100)
+	p := make([]byte, 16)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := peer.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		for got := 0; got < len(msg); {
+			n, err := l.Read(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			got += n
+		}
+	}
+}

@@ -42,6 +42,13 @@ type lazyConn struct {
 	rbuf  *[]byte
 	rdata []byte
 	rn    int
+	// readFD is l.readSocket, made once; its results are kept in rsock.
+	readFD func(fd uintptr) bool
+	rsock  struct {
+		buf *[]byte
+		n   int
+		err error
+	}
 
 	// Write's: the frame being written and, while it fits, its bytes so
 	// far in wbuf.
@@ -61,7 +68,9 @@ func newLazyConn(c net.Conn, early []byte) net.Conn {
 	if err != nil {
 		return nil
 	}
-	return &lazyConn{Conn: c, rc: rc, rdata: early}
+	l := &lazyConn{Conn: c, rc: rc, rdata: early}
+	l.readFD = l.readSocket
+	return l
 }
 
 func (l *lazyConn) Read(p []byte) (int, error) {
@@ -77,24 +86,9 @@ func (l *lazyConn) Read(p []byte) (int, error) {
 		return l.Conn.Read(p)
 	}
 	// Wait for data, then read it into a borrowed buffer.
-	var buf *[]byte
-	var n int
-	var rerr error
-	err := l.rc.Read(func(fd uintptr) bool {
-		buf = lazyBuffers.Get().(*[]byte)
-		for {
-			n, rerr = syscall.Read(int(fd), *buf)
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		if rerr == syscall.EAGAIN {
-			lazyBuffers.Put(buf)
-			buf = nil
-			return false
-		}
-		return true
-	})
+	err := l.rc.Read(l.readFD)
+	buf, n, rerr := l.rsock.buf, l.rsock.n, l.rsock.err
+	l.rsock.buf, l.rsock.err = nil, nil
 	if err == nil && rerr != nil {
 		err = &net.OpError{Op: "read", Net: l.LocalAddr().Network(), Source: l.LocalAddr(), Addr: l.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
 	}
@@ -114,6 +108,27 @@ func (l *lazyConn) Read(p []byte) (int, error) {
 		l.releaseRead()
 	}
 	return m, nil
+}
+
+// readSocket reads what the socket has into a borrowed buffer, or asks
+// to wait (with no buffer) if it has nothing. It is a method, made into a
+// function once (readFD), rather than a closure made at each read.
+func (l *lazyConn) readSocket(fd uintptr) bool {
+	buf := lazyBuffers.Get().(*[]byte)
+	var n int
+	var err error
+	for {
+		n, err = syscall.Read(int(fd), *buf)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err == syscall.EAGAIN {
+		lazyBuffers.Put(buf)
+		return false
+	}
+	l.rsock.buf, l.rsock.n, l.rsock.err = buf, n, err
+	return true
 }
 
 // releaseRead gives back the read buffer, all of it taken.
