@@ -401,9 +401,10 @@ func TestListener_AttachQueue(t *testing.T) {
 		defer m.l.attachMu.Unlock()
 		return len(m.l.attachQueue)
 	}
-	m.WaitFor(t, "every connection accepted", func() bool { return m.l.Stats().Accepted == int64(n) })
-	m.WaitFor(t, "the handshakes to start", func() bool { in, _ := greeted(); return len(in) == maxAttaching })
-	require.Equal(t, 5, queued(), "the others wait")
+	m.WaitFor(t, "the handshakes to start and the others to wait", func() bool {
+		in, _ := greeted()
+		return len(in) == maxAttaching && queued() == 5
+	})
 	in, waiting := greeted()
 	require.Len(t, waiting, 5)
 
