@@ -58,13 +58,15 @@ func init() {
 // goroutines (goroutines/worker), their stacks (stack-B/worker) and the
 // growth of this process's resident size (rss-B/worker, which counts
 // the runtime's spare memory too, such as what the attaching left: the
-// garbage of 1,000 handshakes at once), and that growth again idleSettle
+// garbage of 1,000 handshakes), and that growth again idleSettle
 // later (rss-idle-B/worker), once the runtime has given back to the
 // system what the heap no longer needs; and the time from the first of
 // the workers' connections accepted until the listener has attached
 // them all, which the master then shows connected (attach-s), and from
 // the workers' process starting (start-attach-s, which adds the start of
-// the process and of its 1,000 connections). With $KILN_IDLE_HEAPPROFILE
+// the process and of its 1,000 connections); and what the master
+// allocated meanwhile, per worker (alloc-B/worker: most of it garbage once
+// the workers are attached). With $KILN_IDLE_HEAPPROFILE
 // set to a file name, it writes there a heap profile taken while the
 // workers are attached (go tool pprof -sample_index=inuse_space).
 func BenchmarkIdleWorkers(b *testing.B) {
@@ -97,6 +99,7 @@ func BenchmarkIdleWorkers(b *testing.B) {
 		rss0 := selfRSS(b)
 		attached0 := m.l.Stats().Attached
 		accepts.first.Store(0)
+		alloc0 := totalAlloc()
 		cmd := exec.Command(os.Args[0], "-test.run=^TestIdleWorkersProcess$")
 		cmd.Env = append(os.Environ(), idleAddrEnv+"="+m.addr, idleCountEnv+"="+strconv.Itoa(n))
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -117,6 +120,7 @@ func BenchmarkIdleWorkers(b *testing.B) {
 			time.Sleep(time.Millisecond)
 		}
 		attached := time.Now()
+		alloc1 := totalAlloc()
 		opened := time.Unix(0, accepts.first.Load())
 		if c := countConnected(); c != n {
 			b.Fatalf("the master shows %d of %d workers connected", c, n)
@@ -133,6 +137,7 @@ func BenchmarkIdleWorkers(b *testing.B) {
 		b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/worker")
 		b.ReportMetric(float64(rss1-rss0)/float64(n), "rss-B/worker")
 		b.ReportMetric(float64(rss2-rss0)/float64(n), "rss-idle-B/worker")
+		b.ReportMetric(float64(alloc1-alloc0)/float64(n), "alloc-B/worker")
 		b.ReportMetric(attached.Sub(opened).Seconds(), "attach-s")
 		b.ReportMetric(attached.Sub(start).Seconds(), "start-attach-s")
 		cmd.Process.Signal(syscall.SIGTERM)
@@ -170,6 +175,13 @@ func writeHeapProfile(tb testing.TB, name string) {
 	if err := f.Close(); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// totalAlloc returns the bytes allocated on the heap so far.
+func totalAlloc() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.TotalAlloc
 }
 
 // liveHeap returns the bytes of live heap after a collection, the bytes
