@@ -159,7 +159,7 @@ func (l *Listener) Stats() Stats {
 }
 
 // Conn returns the current connection of the worker called name, attached
-// or still in its handshake.
+// or in its handshake or waiting for it.
 func (l *Listener) Conn(name string) (*Conn, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
