@@ -208,6 +208,9 @@ func (c *Conn) runCommand(ctx context.Context, builder, name string, args map[st
 	}
 	cmd.id = strconv.FormatInt(c.nextID, 10)
 	c.nextID++
+	if c.cmds == nil {
+		c.cmds = map[string]*command{}
+	}
 	c.cmds[cmd.id] = cmd
 	c.mu.Unlock()
 	defer c.endCommand(cmd)
@@ -220,7 +223,6 @@ func (c *Conn) runCommand(ctx context.Context, builder, name string, args map[st
 	if err != nil {
 		return err
 	}
-	log := c.log.With("command", name, "command_id", cmd.id)
 	ctxDone := ctx.Done()
 	var grace <-chan struct{}
 	for {
@@ -257,7 +259,7 @@ func (c *Conn) runCommand(ctx context.Context, builder, name string, args map[st
 		case <-ctxDone:
 			ctxDone = nil
 			why := context.Cause(ctx).Error()
-			log.Info("interrupting command", "why", why)
+			c.log.Info("interrupting command", "command", name, "command_id", cmd.id, "why", why)
 			interrupted, seq, err := c.request(protocol.Message{"op": protocol.OpInterruptCommand, "builder_name": builder, "command_id": cmd.id, "why": why})
 			if err != nil {
 				return err
@@ -271,7 +273,7 @@ func (c *Conn) runCommand(ctx context.Context, builder, name string, args map[st
 				select {
 				case r := <-interrupted:
 					if err := r.ResponseError(); err != nil {
-						log.Warn("worker could not interrupt the command", "err", err)
+						c.log.Warn("worker could not interrupt the command", "command", name, "command_id", cmd.id, "err", err)
 					}
 				case <-c.done:
 				case <-expired:
@@ -280,7 +282,7 @@ func (c *Conn) runCommand(ctx context.Context, builder, name string, args map[st
 			}()
 			grace = expired
 		case <-grace:
-			log.Warn("interrupted command did not complete", "waited", c.cfg.interruptTimeout)
+			c.log.Warn("interrupted command did not complete", "command", name, "command_id", cmd.id, "waited", c.cfg.interruptTimeout)
 			return ctx.Err()
 		case <-c.done:
 			return c.lost("run " + name)
@@ -293,6 +295,9 @@ func (c *Conn) runCommand(ctx context.Context, builder, name string, args map[st
 func (c *Conn) endCommand(cmd *command) {
 	c.mu.Lock()
 	delete(c.cmds, cmd.id)
+	if len(c.cmds) == 0 {
+		c.cmds = nil // an idle connection keeps no table
+	}
 	c.mu.Unlock()
 	cmd.mu.Lock()
 	cmd.ended = true

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +56,7 @@ type Conn struct {
 	name   string
 	remote string
 	cfg    connConfig
-	log    *slog.Logger
+	log    connLog
 	ws     *websocket.Conn
 	raw    net.Conn // the hijacked connection under ws
 
@@ -63,10 +64,9 @@ type Conn struct {
 	system  string
 	environ map[string]string
 
-	ctx     context.Context // ends when the connection does
-	cancel  context.CancelFunc
 	done    chan struct{} // closed when the connection is lost or closed
-	cause   error         // why; set before done is closed
+	cause   error         // why; set before done is closed; guarded by mu
+	afters  []*afterDone  // what runs once done is closed; guarded by mu
 	closing sync.Once
 	wg      sync.WaitGroup // the reader, the writer and keepalives while they run, teardown
 	exited  chan struct{}  // closed once wg is done
@@ -83,8 +83,8 @@ type Conn struct {
 	nextKeepalive time.Time
 
 	mu       sync.Mutex
-	pending  map[int64]chan protocol.Message // requests awaiting a response
-	cmds     map[string]*command             // running commands by id
+	pending  map[int64]chan protocol.Message // requests awaiting a response; nil if none
+	cmds     map[string]*command             // running commands by id; nil if none
 	nextID   int64                           // command ids
 	builders map[string]string               // builder → its folder on the worker
 	open     bool                            // handshake done: worker requests allowed
@@ -103,18 +103,42 @@ func newConn(name, remote string, cfg connConfig, log *slog.Logger) *Conn {
 		name:     name,
 		remote:   remote,
 		cfg:      cfg,
-		log:      log,
+		log:      connLog{base: log, name: name, remote: remote},
 		done:     make(chan struct{}),
 		exited:   make(chan struct{}),
-		pending:  map[int64]chan protocol.Message{},
-		cmds:     map[string]*command{},
 		builders: map[string]string{},
 	}
 	c.seq = -1
-	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.heard()
 	return c
 }
+
+// ctx returns a context that ends when the connection does. It is the
+// connection itself rather than a context kept with it: contexts derived
+// from it register with the connection (see AfterDone), and an idle
+// connection keeps none.
+func (c *Conn) ctx() context.Context { return connCtx{c} }
+
+// connCtx is the context of a connection, done once the connection has
+// ended.
+type connCtx struct{ c *Conn }
+
+func (connCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (x connCtx) Done() <-chan struct{}     { return x.c.done }
+func (connCtx) Value(any) any               { return nil }
+
+func (x connCtx) Err() error {
+	select {
+	case <-x.c.done:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+// AfterFunc lets the context package register the contexts derived from
+// this one with the connection, without a goroutine each.
+func (x connCtx) AfterFunc(f func()) (stop func() bool) { return x.c.AfterDone(f) }
 
 // start runs the connection once ws is set: its reader, and its monitor.
 // The writer runs while there are frames to write. Once the connection
@@ -126,7 +150,7 @@ func (c *Conn) start() {
 	c.nextKeepalive = c.cfg.clock.Now().Add(c.cfg.keepalive)
 	c.monitorTimer = c.cfg.clock.AfterFunc(c.cfg.keepalive, c.monitor)
 	c.monitorMu.Unlock()
-	context.AfterFunc(c.ctx, func() {
+	c.AfterDone(func() {
 		c.monitorMu.Lock()
 		c.monitorTimer.Stop()
 		c.monitorMu.Unlock()
@@ -232,8 +256,12 @@ func (c *Conn) shutdown(cause error, code websocket.StatusCode, reason string) {
 		c.mu.Lock()
 		c.cause = cause
 		close(c.done)
+		afters := c.afters
+		c.afters = nil
 		c.mu.Unlock()
-		c.cancel()
+		for _, a := range afters {
+			go a.f()
+		}
 	})
 }
 
@@ -439,7 +467,7 @@ func (c *Conn) handleResponse(msg protocol.Message) error {
 	seq := msg.Seq()
 	c.mu.Lock()
 	ch := c.pending[seq]
-	delete(c.pending, seq)
+	c.forgetLocked(seq)
 	c.mu.Unlock()
 	if ch == nil {
 		c.unknownResponses.Add(1)
@@ -557,6 +585,9 @@ func (c *Conn) request(msg protocol.Message) (<-chan protocol.Message, int64, er
 		return nil, 0, fmt.Errorf("encode %s: %w", msg.Op(), err)
 	}
 	c.mu.Lock()
+	if c.pending == nil {
+		c.pending = map[int64]chan protocol.Message{}
+	}
 	c.pending[seq] = ch
 	c.mu.Unlock()
 	if err := c.enqueue(frame); err != nil {
@@ -569,8 +600,17 @@ func (c *Conn) request(msg protocol.Message) (<-chan protocol.Message, int64, er
 // forget stops waiting for the response to seq.
 func (c *Conn) forget(seq int64) {
 	c.mu.Lock()
-	delete(c.pending, seq)
+	c.forgetLocked(seq)
 	c.mu.Unlock()
+}
+
+// forgetLocked is forget with mu held. An idle connection, waiting for no
+// response, keeps no table.
+func (c *Conn) forgetLocked(seq int64) {
+	delete(c.pending, seq)
+	if len(c.pending) == 0 {
+		c.pending = nil
+	}
 }
 
 // call sends a request and waits for its response, until ctx ends. A
@@ -698,7 +738,7 @@ func (c *Conn) monitor() {
 // keepalive sends a WebSocket ping and a protocol keepalive, each with the
 // connection's timeout; answers count as signs of life.
 func (c *Conn) keepalive() {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.timeout)
+	ctx, cancel := context.WithTimeout(c.ctx(), c.cfg.timeout)
 	defer cancel()
 	pinged := make(chan struct{})
 	go func() {
@@ -715,8 +755,57 @@ func (c *Conn) keepalive() {
 
 var _ ci.DoneNotifier = (*Conn)(nil)
 
-// AfterDone implements ci.DoneNotifier: f runs once the connection has
-// ended, without a goroutine waiting for it meanwhile.
+// AfterDone implements ci.DoneNotifier: f runs in its own goroutine once
+// the connection has ended (at once if it has), without a goroutine
+// waiting for it meanwhile. stop, as context.AfterFunc's, unregisters f
+// and reports whether it did so before f was started.
 func (c *Conn) AfterDone(f func()) (stop func() bool) {
-	return context.AfterFunc(c.ctx, f)
+	a := &afterDone{f: f}
+	c.mu.Lock()
+	select {
+	case <-c.done:
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	default:
+	}
+	c.afters = append(c.afters, a)
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		i := slices.Index(c.afters, a)
+		if i < 0 {
+			return false
+		}
+		c.afters = slices.Delete(c.afters, i, i+1)
+		if len(c.afters) == 0 {
+			c.afters = nil
+		}
+		return true
+	}
+}
+
+// afterDone is a function registered with AfterDone (a pointer, so that
+// stop finds its own).
+type afterDone struct{ f func() }
+
+// connLog logs for one connection: its records carry the worker's name
+// and address. It is not a logger With them, which would be one more
+// handler per connection, kept for as long as the worker is connected.
+type connLog struct {
+	base         *slog.Logger
+	name, remote string
+}
+
+func (l connLog) Debug(msg string, args ...any) { l.log(slog.LevelDebug, msg, args) }
+func (l connLog) Info(msg string, args ...any)  { l.log(slog.LevelInfo, msg, args) }
+func (l connLog) Warn(msg string, args ...any)  { l.log(slog.LevelWarn, msg, args) }
+
+func (l connLog) log(level slog.Level, msg string, args []any) {
+	ctx := context.Background()
+	if !l.base.Enabled(ctx, level) {
+		return
+	}
+	l.base.Log(ctx, level, msg, append([]any{"worker", l.name, "remote", l.remote}, args...)...)
 }

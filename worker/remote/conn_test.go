@@ -326,3 +326,94 @@ func connGoroutines() int {
 	}
 	return n
 }
+
+// What runs once a connection ends is registered with the connection,
+// contexts derived from it included, and unregistered by stop; an idle
+// connection keeps no table of requests or commands.
+func TestConn_AfterDone(t *testing.T) {
+	m := startMaster(t, ci.MasterConfig{Workers: fakeWorkers("w1")}, nil)
+	_, c := m.attachFake(t, "w1", fakeOptions{})
+	registered := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.afters)
+	}
+	m.WaitFor(t, "the handshake's requests to be answered", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.pending == nil && c.cmds == nil
+	})
+	n := registered() // the connection's own and the master's
+
+	ran := make(chan string, 3)
+	stop := c.AfterDone(func() { ran <- "stopped" })
+	c.AfterDone(func() { ran <- "kept" })
+	require.Equal(t, n+2, registered())
+	require.True(t, stop())
+	require.False(t, stop(), "a second stop finds nothing to stop")
+	require.Equal(t, n+1, registered())
+
+	canceled, cancel := context.WithCancel(c.ctx())
+	live, cancelLive := context.WithTimeout(c.ctx(), time.Hour)
+	defer cancelLive()
+	require.Equal(t, n+3, registered())
+	cancel()
+	require.Equal(t, n+2, registered(), "a canceled context unregisters")
+	require.NoError(t, live.Err())
+
+	require.NoError(t, c.Close())
+	assert.Equal(t, "kept", <-ran)
+	<-live.Done()
+	assert.ErrorIs(t, live.Err(), context.Canceled)
+	assert.ErrorIs(t, canceled.Err(), context.Canceled)
+	c.AfterDone(func() { ran <- "late" })
+	assert.Equal(t, "late", <-ran, "registered once the connection has ended, it runs at once")
+	assert.Empty(t, ran, "stopped, it did not run")
+}
+
+// At most maxAttaching attach handshakes run at once; the other
+// connections wait for theirs, which start as those end.
+func TestListener_AttachQueue(t *testing.T) {
+	n := maxAttaching + 5
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("w%d", i)
+	}
+	m := startMaster(t, ci.MasterConfig{Workers: fakeWorkers(names...)}, nil)
+	fakes := make([]*fakeWorker, n)
+	for i, name := range names {
+		f, err := dialFake(t, m.addr, name, fakeOptions{mute: true})
+		require.NoError(t, err)
+		fakes[i] = f
+	}
+	greeted := func() (in []*fakeWorker, out []*fakeWorker) {
+		for _, f := range fakes {
+			if len(f.requestsOf("print")) > 0 {
+				in = append(in, f)
+			} else {
+				out = append(out, f)
+			}
+		}
+		return in, out
+	}
+	queued := func() int {
+		m.l.attachMu.Lock()
+		defer m.l.attachMu.Unlock()
+		return len(m.l.attachQueue)
+	}
+	m.WaitFor(t, "the handshakes to start and the others to wait", func() bool {
+		in, _ := greeted()
+		return len(in) == maxAttaching && queued() == 5
+	})
+	in, waiting := greeted()
+	require.Len(t, waiting, 5)
+
+	// The workers that do not answer go; the others' handshakes start.
+	for _, f := range in[:5] {
+		f.ws.CloseNow()
+	}
+	for _, f := range waiting {
+		f.waitRequests("print", 1)
+	}
+	require.Equal(t, 0, queued())
+}

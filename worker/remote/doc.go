@@ -72,7 +72,10 @@
 // set_builder_list is not sent: the stock worker does not know it.
 //
 // Until get_worker_info and set_worker_settings are answered, the worker
-// may send nothing but responses.
+// may send nothing but responses. A Listener runs at most 64 handshakes at
+// once; the other upgraded connections wait for theirs in a queue, so that
+// a thousand workers connecting at once (after a restart of the master)
+// do not each hold a handshake's memory at the same time.
 //
 // # Commands
 //
@@ -132,7 +135,7 @@
 // count as the worker's silence); frames waiting to be written may number
 // 4096 or hold 64 MiB; an update_read_file is answered with at most 8 MiB.
 // Request headers may hold 16 KiB and must arrive within Timeout, as must
-// the whole handshake. A WebSocket close handshake is given 2 s.
+// the whole handshake once started. A WebSocket close handshake is given 2 s.
 //
 // A malformed frame, a frame over the limit, a text message, a message with
 // a key of the wrong type (a non-string command_id, update args that are

@@ -405,9 +405,12 @@ func startMaster(tb testing.TB, cfg ci.MasterConfig, l *Listener) *testMaster {
 	if l == nil {
 		l = &Listener{}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	l.Listener = ln
+	if l.Listener == nil {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(tb, err)
+		l.Listener = ln
+	}
+	ln := l.Listener
 	logs := &logBuffer{tb: tb}
 	tb.Cleanup(func() {
 		logs.mu.Lock()

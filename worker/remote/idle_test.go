@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -55,11 +58,17 @@ func init() {
 // goroutines (goroutines/worker), their stacks (stack-B/worker) and the
 // growth of this process's resident size (rss-B/worker, which counts
 // the runtime's spare memory too, such as what the attaching left: the
-// garbage of 1,000 handshakes at once), and that growth again idleSettle
+// garbage of 1,000 handshakes), and that growth again idleSettle
 // later (rss-idle-B/worker), once the runtime has given back to the
-// system what the heap no longer needs; and the time from the workers'
-// process starting until the listener has attached them all, which the master
-// then shows connected (attach-s).
+// system what the heap no longer needs; and the time from the first of
+// the workers' connections accepted until the listener has attached
+// them all, which the master then shows connected (attach-s), and from
+// the workers' process starting (start-attach-s, which adds the start of
+// the process and of its 1,000 connections); and what the master
+// allocated meanwhile, per worker (alloc-B/worker: most of it garbage once
+// the workers are attached). With $KILN_IDLE_HEAPPROFILE
+// set to a file name, it writes there a heap profile taken while the
+// workers are attached (go tool pprof -sample_index=inuse_space).
 func BenchmarkIdleWorkers(b *testing.B) {
 	n := idleWorkers
 	var workers []ci.WorkerConfig
@@ -70,7 +79,12 @@ func BenchmarkIdleWorkers(b *testing.B) {
 		Workers: workers,
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	m := startMaster(b, cfg, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	accepts := &acceptClock{Listener: ln}
+	m := startMaster(b, cfg, &Listener{Listener: accepts})
 	countConnected := func() int {
 		c := 0
 		for _, w := range m.Workers() {
@@ -84,6 +98,8 @@ func BenchmarkIdleWorkers(b *testing.B) {
 		heap0, stack0, g0 := liveHeap()
 		rss0 := selfRSS(b)
 		attached0 := m.l.Stats().Attached
+		accepts.first.Store(0)
+		alloc0 := totalAlloc()
 		cmd := exec.Command(os.Args[0], "-test.run=^TestIdleWorkersProcess$")
 		cmd.Env = append(os.Environ(), idleAddrEnv+"="+m.addr, idleCountEnv+"="+strconv.Itoa(n))
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -103,11 +119,16 @@ func BenchmarkIdleWorkers(b *testing.B) {
 			}
 			time.Sleep(time.Millisecond)
 		}
-		attach := time.Since(start)
+		attached := time.Now()
+		alloc1 := totalAlloc()
+		opened := time.Unix(0, accepts.first.Load())
 		if c := countConnected(); c != n {
 			b.Fatalf("the master shows %d of %d workers connected", c, n)
 		}
 		heap1, stack1, g1 := liveHeap()
+		if name := os.Getenv("KILN_IDLE_HEAPPROFILE"); name != "" {
+			writeHeapProfile(b, name)
+		}
 		rss1 := selfRSS(b)
 		time.Sleep(idleSettle)
 		rss2 := selfRSS(b)
@@ -116,13 +137,51 @@ func BenchmarkIdleWorkers(b *testing.B) {
 		b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/worker")
 		b.ReportMetric(float64(rss1-rss0)/float64(n), "rss-B/worker")
 		b.ReportMetric(float64(rss2-rss0)/float64(n), "rss-idle-B/worker")
-		b.ReportMetric(attach.Seconds(), "attach-s")
+		b.ReportMetric(float64(alloc1-alloc0)/float64(n), "alloc-B/worker")
+		b.ReportMetric(attached.Sub(opened).Seconds(), "attach-s")
+		b.ReportMetric(attached.Sub(start).Seconds(), "start-attach-s")
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		for countConnected() > 0 {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+}
+
+// acceptClock is a net.Listener that notes when it accepted a connection
+// first since first was last set to zero.
+type acceptClock struct {
+	net.Listener
+	first atomic.Int64 // UnixNano
+}
+
+func (l *acceptClock) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.first.CompareAndSwap(0, time.Now().UnixNano())
+	}
+	return c, err
+}
+
+// writeHeapProfile writes the heap profile to the file called name.
+func writeHeapProfile(tb testing.TB, name string) {
+	f, err := os.Create(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// totalAlloc returns the bytes allocated on the heap so far.
+func totalAlloc() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.TotalAlloc
 }
 
 // liveHeap returns the bytes of live heap after a collection, the bytes

@@ -111,8 +111,14 @@ type Listener struct {
 	conns    map[string]*Conn       // by worker name: the newest connection
 	names    map[string]*sync.Mutex // serializes connections of one name
 	handlers sync.WaitGroup
-	exits    sync.WaitGroup // connections that have not exited
-	stats    counters
+	// The attach handshakes: those waiting, and the goroutines that run
+	// them (at most maxAttaching).
+	attachMu      sync.Mutex
+	attachQueue   []attachJob
+	attachRunners int
+	attachers     sync.WaitGroup
+	exits         sync.WaitGroup // connections that have not exited
+	stats         counters
 }
 
 var _ ci.Service = (*Listener)(nil)
@@ -153,7 +159,7 @@ func (l *Listener) Stats() Stats {
 }
 
 // Conn returns the current connection of the worker called name, attached
-// or still in its handshake.
+// or in its handshake or waiting for it.
 func (l *Listener) Conn(name string) (*Conn, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -227,6 +233,7 @@ func (l *Listener) Run(ctx context.Context, m *ci.Master) error {
 	}
 	wg.Wait()
 	l.handlers.Wait()
+	l.attachers.Wait()
 	l.exits.Wait()
 	if err == nil || ctx.Err() != nil {
 		return nil
@@ -361,7 +368,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveWorker upgrades an authenticated worker's request, starts the
 // connection and attaches it to the master.
 func (l *Listener) serveWorker(w http.ResponseWriter, r *http.Request, name string) {
-	log := l.log.With("worker", name, "remote", r.RemoteAddr)
+	log := connLog{base: l.log, name: name, remote: r.RemoteAddr}
 	nameMu := l.nameLock(name)
 	nameMu.Lock()
 	replaced, err := l.checkDuplicate(name, log)
@@ -372,7 +379,7 @@ func (l *Listener) serveWorker(w http.ResponseWriter, r *http.Request, name stri
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	}
-	c := newConn(name, r.RemoteAddr, l.cfg, log)
+	c := newConn(name, r.RemoteAddr, l.cfg, l.log)
 	hw := &hijackRecorder{ResponseWriter: w}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		CompressionMode: websocket.CompressionDisabled,
@@ -406,19 +413,71 @@ func (l *Listener) serveWorker(w http.ResponseWriter, r *http.Request, name stri
 		c.shutdown(fmt.Errorf("worker %s: the master is stopping: %w", name, ci.ErrWorkerLost), websocket.StatusGoingAway, "master stopping")
 	}
 	log.Info("worker connected")
+	l.queueAttach(attachJob{c: c, replaced: replaced, log: log})
+	// The connection goes on without this handler, so that net/http lets
+	// go of the request; onExit cleans up after it.
+}
 
-	if err := l.attach(c, replaced); err != nil {
+// maxAttaching is how many attach handshakes a Listener runs at once. The
+// others wait in a queue, each holding only its connection: a storm of
+// workers connecting at once (after a restart of the master, or of the
+// network) then does not hold a handler and its stack, and the garbage of
+// a handshake, per worker all at once. Each waits for the worker's
+// answers, at most the Listener's Timeout.
+const maxAttaching = 64
+
+// An attachJob is a connection waiting for its attach handshake.
+type attachJob struct {
+	c        *Conn
+	replaced ci.WorkerConn
+	log      connLog
+}
+
+// queueAttach queues j's handshake, starting a goroutine to run the queue
+// if fewer than maxAttaching run.
+func (l *Listener) queueAttach(j attachJob) {
+	l.attachMu.Lock()
+	defer l.attachMu.Unlock()
+	l.attachQueue = append(l.attachQueue, j)
+	if l.attachRunners < maxAttaching {
+		l.attachRunners++
+		l.attachers.Add(1)
+		go l.runAttaches()
+	}
+}
+
+// runAttaches runs the queued handshakes until none is left.
+func (l *Listener) runAttaches() {
+	defer l.attachers.Done()
+	for {
+		l.attachMu.Lock()
+		if len(l.attachQueue) == 0 {
+			l.attachQueue = nil
+			l.attachRunners--
+			l.attachMu.Unlock()
+			return
+		}
+		j := l.attachQueue[0]
+		l.attachQueue[0] = attachJob{}
+		l.attachQueue = l.attachQueue[1:]
+		l.attachMu.Unlock()
+		l.attachOne(j)
+	}
+}
+
+// attachOne runs j's handshake and attaches its connection, or closes it.
+func (l *Listener) attachOne(j attachJob) {
+	c, log := j.c, j.log
+	if err := l.attach(c, j.replaced); err != nil {
 		if c.Err() == nil {
 			log.Warn("could not attach worker; closing its connection", "err", err)
-			c.shutdown(fmt.Errorf("worker %s: attach: %v: %w", name, err, ci.ErrWorkerLost), websocket.StatusTryAgainLater, "could not attach")
+			c.shutdown(fmt.Errorf("worker %s: attach: %v: %w", c.name, err, ci.ErrWorkerLost), websocket.StatusTryAgainLater, "could not attach")
 		} else {
 			log.Info("worker connection ended before it was attached", "err", c.Err())
 		}
-	} else {
-		l.stats.attached.Add(1)
+		return
 	}
-	// The connection goes on without this handler, so that net/http lets
-	// go of the request; onExit cleans up after it.
+	l.stats.attached.Add(1)
 }
 
 func (l *Listener) nameLock(name string) *sync.Mutex {
@@ -437,7 +496,7 @@ func (l *Listener) nameLock(name string) *sync.Mutex {
 // worker keeps its name, so that whoever has its password (captured off
 // the network, say) cannot take its place while it is away. The old
 // connection is asked whether it answers, so that the refusal says so.
-func (l *Listener) checkDuplicate(name string, log *slog.Logger) (ci.WorkerConn, error) {
+func (l *Listener) checkDuplicate(name string, log connLog) (ci.WorkerConn, error) {
 	l.mu.Lock()
 	var old ci.WorkerConn
 	if c, ok := l.conns[name]; ok && c.Err() == nil {
@@ -483,7 +542,7 @@ func (l *Listener) duplicatePing() time.Duration {
 func (l *Listener) attach(c *Conn, replaced ci.WorkerConn) error {
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	defer cancel()
-	stop := context.AfterFunc(c.ctx, cancel)
+	stop := context.AfterFunc(c.ctx(), cancel)
 	defer stop()
 	if err := c.handshake(ctx); err != nil {
 		return err
@@ -568,21 +627,27 @@ func (c *Conn) handshake(ctx context.Context) error {
 
 // hijackRecorder keeps the connection the WebSocket upgrade hijacks, so
 // that it can be closed without waiting for a close handshake, and gives
-// the WebSocket smaller buffers than net/http's.
+// the WebSocket smaller buffers than net/http's (whose own then go as
+// garbage with the request).
 type hijackRecorder struct {
 	http.ResponseWriter
 	conn net.Conn
 }
 
 // The WebSocket's buffers, kept for as long as the worker is connected:
-// net/http's are 4 KiB each. Frames larger than a buffer are read and
-// written past it (a frame larger than the write buffer takes two writes
-// to the socket instead of one), so the size matters only for the many
+// net/http's are 4 KiB each. On a socket (a lazyConn) they are of the
+// smallest size: the lazyConn buffers, only while it reads or writes.
+// Otherwise (TLS) frames larger than a buffer are read and written past
+// it (a frame larger than the write buffer takes two writes to the
+// connection instead of one), so the size matters only for the many
 // small ones (responses, prints, keepalives, the start of a command),
 // which fit.
 const (
 	readBufferSize  = 1 << 10
 	writeBufferSize = 1 << 10
+	// lazyBufioSize is bufio's smallest reader (what the WebSocket reads
+	// a frame's header into).
+	lazyBufioSize = 16
 )
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -596,12 +661,19 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	h.conn = c
 	// What the worker sent after its request, if anything, is read first.
-	// It must be in the new reader's buffer, not only behind it: the
-	// WebSocket takes what is buffered and resets the reader onto c.
-	br := bufio.NewReaderSize(c, readBufferSize)
+	var early []byte
 	if n := rw.Reader.Buffered(); n > 0 {
-		early, _ := rw.Reader.Peek(n)
-		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), c), max(n, readBufferSize))
+		p, _ := rw.Reader.Peek(n)
+		early = bytes.Clone(p)
+	}
+	if lc := newLazyConn(c, early); lc != nil {
+		return lc, bufio.NewReadWriter(bufio.NewReaderSize(lc, lazyBufioSize), bufio.NewWriterSize(lc, lazyBufioSize)), nil
+	}
+	// The early bytes must be in the new reader's buffer, not only behind
+	// it: the WebSocket takes what is buffered and resets the reader onto c.
+	br := bufio.NewReaderSize(c, readBufferSize)
+	if n := len(early); n > 0 {
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(early), c), max(n, readBufferSize))
 		if _, err := br.Peek(n); err != nil {
 			return c, nil, fmt.Errorf("keeping what the worker sent early: %w", err)
 		}

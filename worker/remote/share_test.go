@@ -3,6 +3,7 @@ package remote
 import (
 	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -19,7 +20,7 @@ func TestSharedInfo(t *testing.T) {
 	a, b, c := info("/w/a", "3.1"), info("/w/b", "3.1"), info("/w/c", "2.0")
 	sa, envA := s.share(a, map[string]string{"PATH": "/bin"})
 	sb, envB := s.share(b, map[string]string{"PATH": "/bin"})
-	sc, _ := s.share(c, nil)
+	sc, envC := s.share(c, map[string]string{"PATH": "/usr/bin"})
 
 	require.Equal(t, a, info("/w/a", "3.1"), "the decoded info is left as it was")
 	require.Equal(t, a, sa)
@@ -33,4 +34,17 @@ func TestSharedInfo(t *testing.T) {
 	require.NotEqual(t, ptr(sa, "worker_commands"), ptr(a, "worker_commands"))
 	require.NotEqual(t, ptr(sa, "worker_commands"), ptr(sc, "worker_commands"), "different worker_commands are not shared")
 	require.Equal(t, map[string]any{"shell": "2.0", "stat": "2.0"}, sc["worker_commands"])
+
+	require.Equal(t, reflect.ValueOf(envA).Pointer(), reflect.ValueOf(envB).Pointer(), "equal environments are one map")
+	require.Equal(t, map[string]string{"PATH": "/usr/bin"}, envC)
+	require.NotEqual(t, reflect.ValueOf(envA).Pointer(), reflect.ValueOf(envC).Pointer(), "different environments are not shared")
+
+	// A string in an interface value is a pointer to its header: equal
+	// values of the infos are one.
+	data := func(m map[string]any, k string) unsafe.Pointer {
+		v := m[k]
+		return (*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1]
+	}
+	require.Equal(t, data(sa, "system"), data(sc, "system"), "equal strings are one interface value")
+	require.NotEqual(t, data(sa, "basedir"), data(sb, "basedir"))
 }
