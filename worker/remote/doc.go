@@ -63,7 +63,9 @@
 // included as a map[string]string, which the master keeps out of its
 // store);
 // set_worker_settings with Buildbot's values (buffer_size 65536,
-// buffer_timeout 5, max_line_length 4096 and its newline regexp). The
+// max_line_length 4096 and its newline regexp) but buffer_timeout 0.2
+// seconds instead of 5, so that a log followed live does not come in
+// bursts 5 seconds apart. The
 // master then attaches the connection (ci.Master.AttachWorker), which calls
 // SetBuilders: listdir of the worker's base folder; stat and rmdir of
 // leftover folders if the worker reports delete_leftover_dirs; mkdir of the

@@ -34,13 +34,17 @@ const (
 	DefaultInterruptTimeout = 30 * time.Second
 )
 
-// The settings Buildbot's master sends in set_worker_settings; Kiln sends
-// the same. The worker sends output when it has buffer_size bytes or
-// buffer_timeout seconds after the first, and at the end of the command.
+// The settings the master sends in set_worker_settings: Buildbot's, but
+// for buffer_timeout. The worker sends output when it has buffer_size
+// bytes or buffer_timeout seconds after the first, and at the end of the
+// command. Buildbot's master sends 5 seconds, which makes the log of a
+// command that writes little, followed live, come in bursts 5 seconds
+// apart; a fifth of a second keeps it live, and a command that writes a
+// lot fills its buffer first anyway.
 const (
 	settingNewlineRE     = `(\r\n|\r(?=.)|\033\[u|\033\[[0-9]+;[0-9]+[Hf]|\033\[2J|\x08+)`
 	settingMaxLineLength = 4096
-	settingBufferTimeout = 5
+	settingBufferTimeout = 0.2
 	settingBufferSize    = 64 << 10
 )
 
