@@ -318,7 +318,7 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 	if _, ok := m.store.(StepFinishStore); ok {
 		rb.ended = e // stored with the next step's start, or the build's end
 	} else {
-		e.write(context.WithoutCancel(ctx))
+		e.writeApart(context.WithoutCancel(ctx))
 	}
 	return result
 }

@@ -45,13 +45,6 @@ func (s *stepEndStore) writes() []string {
 	return slices.Clone(s.calls)
 }
 
-func (s *stepEndStore) FinishStep(ctx context.Context, st *ci.StepRecord, ends []ci.LogEnd) error {
-	if err := s.record("FinishStep"); err != nil {
-		return err
-	}
-	return s.Store.FinishStep(ctx, st, ends)
-}
-
 func (s *stepEndStore) FinishStepAddStep(ctx context.Context, prev *ci.StepRecord, ends []ci.LogEnd, next *ci.StepRecord) error {
 	if err := s.record("FinishStepAddStep"); err != nil {
 		return err

@@ -230,25 +230,10 @@ func (e *stepEnd) published() {
 	rb.m.publish(Event{Type: EventStepFinished, BuildID: rb.rec.ID, StepID: e.rec.ID, BuilderID: rb.builder.id, Results: e.rec.Results})
 }
 
-// write stores the end on its own: in one transaction when the store can
-// (a StepFinishStore), otherwise log by log and then the step, as it does
-// too when that transaction fails, so that a log that cannot be stored
-// does not cost the others or the step's end.
-func (e *stepEnd) write(ctx context.Context) {
-	m := e.s.build.m
-	if fs, ok := m.store.(StepFinishStore); ok {
-		err := fs.FinishStep(ctx, e.rec, e.ends)
-		if err == nil {
-			e.stored()
-			return
-		}
-		m.log.Warn("could not record the end of a step with its logs; recording them one by one", "step", e.rec.ID, "err", err)
-	}
-	e.writeApart(ctx)
-}
-
 // writeApart stores each log's end, and then the step's, in writes of
-// their own.
+// their own: with a store that cannot store them with the build's next
+// write, or when that write failed, so that a log that cannot be stored
+// does not cost the others or the step's end.
 func (e *stepEnd) writeApart(ctx context.Context) {
 	m := e.s.build.m
 	for i, w := range e.logs {

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -87,19 +86,14 @@ func (s *Store) FinishLog(ctx context.Context, logID int64, text string) (first,
 // appends to one log (from any master) number their lines one after the
 // other; appends to different logs do not wait for each other.
 func (s *Store) appendLog(ctx context.Context, logID int64, text string, finish bool) (first, last int, err error) {
-	if text != "" && text[len(text)-1] != '\n' {
-		return 0, 0, errors.New("text is not whole lines")
-	}
 	// Compress before taking the lock.
-	var chunks []logchunk.Chunk
-	if text != "" {
-		if chunks, err = logchunk.Make(text); err != nil {
-			return 0, 0, err
-		}
-		// The driver copies what it sends: the buffers are free once
-		// the transaction is over.
-		defer logchunk.Release(chunks)
+	chunks, err := logchunk.Make(text)
+	if err != nil {
+		return 0, 0, err
 	}
+	// The driver copies what it sends: the buffers are free once the
+	// transaction is over.
+	defer logchunk.Release(chunks)
 	err = s.write(ctx, func(tx pgx.Tx) (err error) {
 		first, last, err = appendLogTx(ctx, tx, logID, chunks, finish)
 		return err
@@ -169,13 +163,6 @@ func prepareStepEnd(st *ci.StepRecord, ends []ci.LogEnd) (*stepEnd, error) {
 	}
 	e := &stepEnd{st: st, urls: urls, ends: ends, chunks: make([][]logchunk.Chunk, len(ends))}
 	for i, end := range ends {
-		if end.Text == "" {
-			continue
-		}
-		if end.Text[len(end.Text)-1] != '\n' {
-			e.release()
-			return nil, fmt.Errorf("log %d: text is not whole lines", end.LogID)
-		}
 		if e.chunks[i], err = logchunk.Make(end.Text); err != nil {
 			e.release()
 			return nil, fmt.Errorf("log %d: %w", end.LogID, err)
@@ -202,22 +189,8 @@ func (e *stepEnd) write(ctx context.Context, tx pgx.Tx) error {
 	return updateStepTx(ctx, tx, e.st, e.urls)
 }
 
-// FinishStep finishes the logs of ends and stores the state of st, in one
-// transaction.
-func (s *Store) FinishStep(ctx context.Context, st *ci.StepRecord, ends []ci.LogEnd) error {
-	e, err := prepareStepEnd(st, ends)
-	if err != nil {
-		return fmt.Errorf("postgres: finish step %d: %w", st.ID, err)
-	}
-	defer e.release()
-	if err := s.write(ctx, func(tx pgx.Tx) error { return e.write(ctx, tx) }); err != nil {
-		return fmt.Errorf("postgres: finish step %d: %w", st.ID, err)
-	}
-	return nil
-}
-
-// FinishStepAddStep records the end of prev as FinishStep does and stores
-// next as AddStep does, in one transaction.
+// FinishStepAddStep records the end of prev (finishing its logs of ends)
+// and stores next as AddStep does, in one transaction.
 func (s *Store) FinishStepAddStep(ctx context.Context, prev *ci.StepRecord, ends []ci.LogEnd, next *ci.StepRecord) error {
 	e, err := prepareStepEnd(prev, ends)
 	if err != nil {
@@ -243,9 +216,9 @@ func (s *Store) FinishStepAddStep(ctx context.Context, prev *ci.StepRecord, ends
 	return nil
 }
 
-// FinishStepAndBuild records the end of st as FinishStep does and the end
-// of b as FinishBuild does, in one transaction, with the results of the
-// buildsets it completes.
+// FinishStepAndBuild records the end of st (finishing its logs of ends) and
+// the end of b as FinishBuild does, in one transaction, with the results
+// of the buildsets it completes.
 func (s *Store) FinishStepAndBuild(ctx context.Context, st *ci.StepRecord, ends []ci.LogEnd, b *ci.Build, resubmit bool) ([]ci.BuildsetResult, error) {
 	e, err := prepareStepEnd(st, ends)
 	if err != nil {

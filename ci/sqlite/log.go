@@ -72,19 +72,14 @@ func (s *Store) FinishLog(ctx context.Context, logID int64, text string) (first,
 // when finish is set, marks the log complete. With no text, first and last
 // are -1.
 func (s *Store) appendLog(ctx context.Context, logID int64, text string, finish bool) (first, last int, err error) {
-	if text != "" && text[len(text)-1] != '\n' {
-		return 0, 0, errors.New("text is not whole lines")
-	}
 	// Compress before taking the write lock.
-	var chunks []logchunk.Chunk
-	if text != "" {
-		if chunks, err = logchunk.Make(text); err != nil {
-			return 0, 0, err
-		}
-		// The driver copies what it inserts: the buffers are free once
-		// the transaction is over.
-		defer logchunk.Release(chunks)
+	chunks, err := logchunk.Make(text)
+	if err != nil {
+		return 0, 0, err
 	}
+	// The driver copies what it inserts: the buffers are free once the
+	// transaction is over.
+	defer logchunk.Release(chunks)
 	err = s.write(ctx, func(tx *txn) (err error) {
 		first, last, err = appendLogTx(ctx, tx, logID, chunks, finish)
 		return err
@@ -155,13 +150,6 @@ func prepareStepEnd(st *ci.StepRecord, ends []ci.LogEnd) (*stepEnd, error) {
 	}
 	e := &stepEnd{st: st, urls: urls, ends: ends, chunks: make([][]logchunk.Chunk, len(ends))}
 	for i, end := range ends {
-		if end.Text == "" {
-			continue
-		}
-		if end.Text[len(end.Text)-1] != '\n' {
-			e.release()
-			return nil, fmt.Errorf("log %d: text is not whole lines", end.LogID)
-		}
 		if e.chunks[i], err = logchunk.Make(end.Text); err != nil {
 			e.release()
 			return nil, fmt.Errorf("log %d: %w", end.LogID, err)
@@ -188,22 +176,8 @@ func (e *stepEnd) write(ctx context.Context, tx *txn) error {
 	return updateStepTx(ctx, tx, e.st, e.urls)
 }
 
-// FinishStep finishes the logs of ends and stores the state of st, in one
-// transaction.
-func (s *Store) FinishStep(ctx context.Context, st *ci.StepRecord, ends []ci.LogEnd) error {
-	e, err := prepareStepEnd(st, ends)
-	if err != nil {
-		return fmt.Errorf("sqlite: finish step %d: %w", st.ID, err)
-	}
-	defer e.release()
-	if err := s.write(ctx, func(tx *txn) error { return e.write(ctx, tx) }); err != nil {
-		return fmt.Errorf("sqlite: finish step %d: %w", st.ID, err)
-	}
-	return nil
-}
-
-// FinishStepAddStep records the end of prev as FinishStep does and stores
-// next as AddStep does, in one transaction.
+// FinishStepAddStep records the end of prev (finishing its logs of ends)
+// and stores next as AddStep does, in one transaction.
 func (s *Store) FinishStepAddStep(ctx context.Context, prev *ci.StepRecord, ends []ci.LogEnd, next *ci.StepRecord) error {
 	e, err := prepareStepEnd(prev, ends)
 	if err != nil {
@@ -229,8 +203,8 @@ func (s *Store) FinishStepAddStep(ctx context.Context, prev *ci.StepRecord, ends
 	return nil
 }
 
-// FinishStepAndBuild records the end of st as FinishStep does and the end
-// of b as FinishBuildResults does, in one transaction.
+// FinishStepAndBuild records the end of st (finishing its logs of ends) and
+// the end of b as FinishBuildResults does, in one transaction.
 func (s *Store) FinishStepAndBuild(ctx context.Context, st *ci.StepRecord, ends []ci.LogEnd, b *ci.Build, resubmit bool) ([]ci.BuildsetResult, error) {
 	e, err := prepareStepEnd(st, ends)
 	if err != nil {

@@ -9,13 +9,44 @@ import (
 	"github.com/kilnci/kiln/ci"
 )
 
-func testFinishStep(t *testing.T, open func(*testing.T) *fixture) {
+// testStepEnd runs the cases of a step's end through both methods of
+// StepFinishStore: each finishes the logs and the step, and stores the
+// next step or the build's end, all or nothing.
+func testStepEnd(t *testing.T, open func(*testing.T) *fixture) {
+	type variant struct {
+		name string
+		// finish records the end of st with what the method stores
+		// besides.
+		finish func(f *fixture, fs ci.StepFinishStore, build *ci.Build, st *ci.StepRecord, ends []ci.LogEnd) error
+		// stored reports whether that other part was stored.
+		stored func(f *fixture, build *ci.Build) bool
+	}
+	variants := []variant{
+		{"FinishStepAddStep", func(f *fixture, fs ci.StepFinishStore, build *ci.Build, st *ci.StepRecord, ends []ci.LogEnd) error {
+			next := &ci.StepRecord{BuildID: build.ID, Number: 1, Name: "next", StartedAt: at(16)}
+			return fs.FinishStepAddStep(f.ctx, st, ends, next)
+		}, func(f *fixture, build *ci.Build) bool {
+			steps, err := f.s.ListSteps(f.ctx, build.ID)
+			require.NoError(f.t, err)
+			return len(steps) == 2
+		}},
+		{"FinishStepAndBuild", func(f *fixture, fs ci.StepFinishStore, build *ci.Build, st *ci.StepRecord, ends []ci.LogEnd) error {
+			b := *build
+			b.Results, b.Complete, b.CompleteAt, b.StateString = ci.Warnings, true, at(17), "warnings"
+			_, err := fs.FinishStepAndBuild(f.ctx, st, ends, &b, false)
+			return err
+		}, func(f *fixture, build *ci.Build) bool {
+			got, err := f.s.GetBuild(f.ctx, build.ID)
+			require.NoError(f.t, err)
+			return got.Complete
+		}},
+	}
 	// setup makes a step with two logs, the first holding a line.
-	setup := func(t *testing.T) (*fixture, ci.StepFinishStore, *ci.StepRecord, *ci.Log, *ci.Log) {
+	setup := func(t *testing.T) (*fixture, ci.StepFinishStore, *ci.Build, *ci.StepRecord, *ci.Log, *ci.Log) {
 		f := open(t)
 		fs, ok := f.s.(ci.StepFinishStore)
 		if !ok {
-			t.Skip("the store records a step's end with separate writes (no FinishStep)")
+			t.Skip("the store records a step's end with separate writes (no StepFinishStore)")
 		}
 		b := f.builder("b")
 		build := f.start(b.ID, f.request(b.ID))
@@ -23,7 +54,7 @@ func testFinishStep(t *testing.T, open func(*testing.T) *fixture) {
 		stdio, other := f.log(st.ID, "stdio"), f.log(st.ID, "other")
 		_, _, err := f.s.AppendLog(f.ctx, stdio.ID, "a\n")
 		require.NoError(t, err)
-		return f, fs, st, stdio, other
+		return f, fs, build, st, stdio, other
 	}
 	end := func(st *ci.StepRecord) {
 		st.StateString = "tested"
@@ -32,81 +63,89 @@ func testFinishStep(t *testing.T, open func(*testing.T) *fixture) {
 		st.CompleteAt = at(15)
 		st.URLs = []ci.StepURL{{Name: "a", URL: "https://a"}}
 	}
-	t.Run("OK", func(t *testing.T) {
-		f, fs, st, stdio, other := setup(t)
-		end(st)
-		ends := []ci.LogEnd{{LogID: stdio.ID, Text: "b\nc\n"}, {LogID: other.ID}}
-		require.NoError(t, fs.FinishStep(f.ctx, st, ends))
-		assert.Equal(t, [2]int{1, 2}, [2]int{ends[0].First, ends[0].Last})
-		assert.Equal(t, [2]int{-1, -1}, [2]int{ends[1].First, ends[1].Last})
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			t.Run("OK", func(t *testing.T) {
+				f, fs, build, st, stdio, other := setup(t)
+				end(st)
+				ends := []ci.LogEnd{{LogID: stdio.ID, Text: "b\nc\n"}, {LogID: other.ID}}
+				require.NoError(t, v.finish(f, fs, build, st, ends))
+				assert.Equal(t, [2]int{1, 2}, [2]int{ends[0].First, ends[0].Last})
+				assert.Equal(t, [2]int{-1, -1}, [2]int{ends[1].First, ends[1].Last})
+				assert.True(t, v.stored(f, build))
 
-		got, err := f.s.GetStep(f.ctx, st.ID)
-		require.NoError(t, err)
-		assert.Equal(t, st, got)
-		for _, l := range []struct {
-			id    int64
-			lines int
-			text  string
-		}{{stdio.ID, 3, "a\nb\nc\n"}, {other.ID, 0, ""}} {
-			got, err := f.s.GetLog(f.ctx, l.id)
-			require.NoError(t, err)
-			assert.True(t, got.Complete, "log %d complete", l.id)
-			assert.Equal(t, l.lines, got.NumLines)
-			text, err := f.s.LogLines(f.ctx, l.id, 0, -1)
-			require.NoError(t, err)
-			assert.Equal(t, l.text, text)
-		}
-	})
-	t.Run("NoLogs", func(t *testing.T) {
-		f, fs, st, _, _ := setup(t)
-		end(st)
-		require.NoError(t, fs.FinishStep(f.ctx, st, nil))
-		got, err := f.s.GetStep(f.ctx, st.ID)
-		require.NoError(t, err)
-		assert.Equal(t, st, got)
-	})
-	// A log that cannot be finished leaves everything as it was: the
-	// other log open, the step running.
-	for _, c := range []struct {
-		name  string
-		setup func(f *fixture, other *ci.Log)
-		text  string
-		is    error
-	}{
-		{"ErrConflict", func(f *fixture, other *ci.Log) {
-			_, _, err := f.s.FinishLog(f.ctx, other.ID, "")
-			require.NoError(f.t, err)
-		}, "late\n", ci.ErrConflict},
-		{"ErrNotFound", func(f *fixture, other *ci.Log) { other.ID = 4242 }, "", ci.ErrNotFound},
-		{"NotWholeLines", func(*fixture, *ci.Log) {}, "partial", nil},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			f, fs, st, stdio, other := setup(t)
-			c.setup(f, other)
-			end(st)
-			err := fs.FinishStep(f.ctx, st, []ci.LogEnd{{LogID: stdio.ID, Text: "b\n"}, {LogID: other.ID, Text: c.text}})
-			require.Error(t, err)
-			if c.is != nil {
-				assert.ErrorIs(t, err, c.is)
+				got, err := f.s.GetStep(f.ctx, st.ID)
+				require.NoError(t, err)
+				assert.Equal(t, st, got)
+				for _, l := range []struct {
+					id    int64
+					lines int
+					text  string
+				}{{stdio.ID, 3, "a\nb\nc\n"}, {other.ID, 0, ""}} {
+					got, err := f.s.GetLog(f.ctx, l.id)
+					require.NoError(t, err)
+					assert.True(t, got.Complete, "log %d complete", l.id)
+					assert.Equal(t, l.lines, got.NumLines)
+					text, err := f.s.LogLines(f.ctx, l.id, 0, -1)
+					require.NoError(t, err)
+					assert.Equal(t, l.text, text)
+				}
+			})
+			t.Run("NoLogs", func(t *testing.T) {
+				f, fs, build, st, _, _ := setup(t)
+				end(st)
+				require.NoError(t, v.finish(f, fs, build, st, nil))
+				got, err := f.s.GetStep(f.ctx, st.ID)
+				require.NoError(t, err)
+				assert.Equal(t, st, got)
+				assert.True(t, v.stored(f, build))
+			})
+			// A log that cannot be finished leaves everything as it was:
+			// the other log open, the step running, nothing else stored.
+			for _, c := range []struct {
+				name  string
+				setup func(f *fixture, other *ci.Log)
+				text  string
+				is    error
+			}{
+				{"ErrConflict", func(f *fixture, other *ci.Log) {
+					_, _, err := f.s.FinishLog(f.ctx, other.ID, "")
+					require.NoError(f.t, err)
+				}, "late\n", ci.ErrConflict},
+				{"ErrNotFound", func(f *fixture, other *ci.Log) { other.ID = 4242 }, "", ci.ErrNotFound},
+				{"NotWholeLines", func(*fixture, *ci.Log) {}, "partial", nil},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					f, fs, build, st, stdio, other := setup(t)
+					c.setup(f, other)
+					end(st)
+					err := v.finish(f, fs, build, st, []ci.LogEnd{{LogID: stdio.ID, Text: "b\n"}, {LogID: other.ID, Text: c.text}})
+					require.Error(t, err)
+					if c.is != nil {
+						assert.ErrorIs(t, err, c.is)
+					}
+					got, err := f.s.GetStep(f.ctx, st.ID)
+					require.NoError(t, err)
+					assert.False(t, got.Complete, "the step is still running")
+					assert.Empty(t, got.StateString)
+					l, err := f.s.GetLog(f.ctx, stdio.ID)
+					require.NoError(t, err)
+					assert.False(t, l.Complete, "the first log is still open")
+					assert.Equal(t, 1, l.NumLines)
+					assert.False(t, v.stored(f, build), "nothing else stored")
+				})
 			}
-			got, err := f.s.GetStep(f.ctx, st.ID)
-			require.NoError(t, err)
-			assert.False(t, got.Complete, "the step is still running")
-			assert.Empty(t, got.StateString)
-			l, err := f.s.GetLog(f.ctx, stdio.ID)
-			require.NoError(t, err)
-			assert.False(t, l.Complete, "the first log is still open")
-			assert.Equal(t, 1, l.NumLines)
+			t.Run("ErrNotFound_Step", func(t *testing.T) {
+				f, fs, build, _, stdio, _ := setup(t)
+				err := v.finish(f, fs, build, &ci.StepRecord{ID: 4242, Complete: true}, []ci.LogEnd{{LogID: stdio.ID, Text: "b\n"}})
+				assert.ErrorIs(t, err, ci.ErrNotFound)
+				l, err := f.s.GetLog(f.ctx, stdio.ID)
+				require.NoError(t, err)
+				assert.False(t, l.Complete, "the log is still open")
+				assert.False(t, v.stored(f, build), "nothing else stored")
+			})
 		})
 	}
-	t.Run("ErrNotFound_Step", func(t *testing.T) {
-		f, fs, _, stdio, _ := setup(t)
-		err := fs.FinishStep(f.ctx, &ci.StepRecord{ID: 4242, Complete: true}, []ci.LogEnd{{LogID: stdio.ID, Text: "b\n"}})
-		assert.ErrorIs(t, err, ci.ErrNotFound)
-		l, err := f.s.GetLog(f.ctx, stdio.ID)
-		require.NoError(t, err)
-		assert.False(t, l.Complete, "the log is still open")
-	})
 }
 
 func testFinishStepAddStep(t *testing.T, open func(*testing.T) *fixture) {
@@ -114,7 +153,7 @@ func testFinishStepAddStep(t *testing.T, open func(*testing.T) *fixture) {
 		f := open(t)
 		fs, ok := f.s.(ci.StepFinishStore)
 		if !ok {
-			t.Skip("the store records a step's end with separate writes (no FinishStep)")
+			t.Skip("the store records a step's end with separate writes (no StepFinishStore)")
 		}
 		b := f.builder("b")
 		build := f.start(b.ID, f.request(b.ID))
@@ -161,7 +200,7 @@ func testFinishStepAndBuild(t *testing.T, open func(*testing.T) *fixture) {
 		f := open(t)
 		fs, ok := f.s.(ci.StepFinishStore)
 		if !ok {
-			t.Skip("the store records a step's end with separate writes (no FinishStep)")
+			t.Skip("the store records a step's end with separate writes (no StepFinishStore)")
 		}
 		b := f.builder("b")
 		bs, reqs := f.buildset(at(0), 0, b.ID)

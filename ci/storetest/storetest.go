@@ -65,7 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) ci.Store) {
 		{"BuildStore_AddStep", testAddStep},
 		{"BuildStore_UpdateStep", testUpdateStep},
 		{"BuildStore_ListSteps", testListSteps},
-		{"StepFinishStore_FinishStep", testFinishStep},
+		{"StepFinishStore", testStepEnd},
 		{"StepFinishStore_FinishStepAddStep", testFinishStepAddStep},
 		{"StepFinishStore_FinishStepAndBuild", testFinishStepAndBuild},
 		{"LogStore_AddLog", testAddLog},

@@ -92,10 +92,18 @@ func Release(chunks []Chunk) {
 	}
 }
 
+// ErrNotWholeLines is the error of Make for text that does not end with a
+// newline.
+var ErrNotWholeLines = errors.New("text is not whole lines")
+
 // Make cuts text, whole lines, into chunks of at most MaxChunk bytes
-// (a longer line makes a chunk of its own) and compresses those worth it.
-// The chunks' content is in buffers that Release gives back.
+// (a longer line makes a chunk of its own) and compresses those worth it;
+// empty text makes no chunk. The chunks' content is in buffers that
+// Release gives back.
 func Make(text string) ([]Chunk, error) {
+	if text != "" && text[len(text)-1] != '\n' {
+		return nil, ErrNotWholeLines
+	}
 	var chunks []Chunk
 	for text != "" {
 		end, lines := 0, 0

@@ -3,6 +3,7 @@ package logchunk
 import (
 	"bytes"
 	stdzlib "compress/zlib"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -110,6 +111,20 @@ func randomLines(n int) string {
 
 // Chunks compressed by earlier versions, with the standard library's zlib
 // at any level, read as before.
+// Text that does not end with a newline is refused: it is not whole
+// lines. Empty text makes no chunk.
+func TestMake_NotWholeLines(t *testing.T) {
+	for _, text := range []string{"partial", "a\nb", strings.Repeat("x", MaxChunk+10)} {
+		chunks, err := Make(text)
+		if !errors.Is(err, ErrNotWholeLines) || chunks != nil {
+			t.Errorf("Make(%.20q) = %d chunks, %v; want ErrNotWholeLines", text, len(chunks), err)
+		}
+	}
+	if chunks, err := Make(""); err != nil || chunks != nil {
+		t.Errorf(`Make("") = %d chunks, %v; want none`, len(chunks), err)
+	}
+}
+
 func TestInflate_Earlier(t *testing.T) {
 	text := testText(700, true)
 	for _, level := range []int{stdzlib.BestSpeed, stdzlib.DefaultCompression, stdzlib.BestCompression} {
