@@ -266,10 +266,9 @@ func TestLiveEvents_NewLog(t *testing.T) {
 	assert.Contains(t, u.do(t, req{path: "builders/late/builds/1"}).body, `<span class="ln o">a line</span>`)
 }
 
-func TestLiveEvents_State(t *testing.T) {
-	t.Parallel()
-	// A running build's state follows its steps': its page is told, at
-	// most about once a second however often a step says what it does.
+// chattyBuild starts a build whose step sets its state to each string
+// sent on say, until the test ends.
+func chattyBuild(t *testing.T) (*ui, *ci.Build, chan<- string) {
 	say, finish := make(chan string), make(chan struct{})
 	u := startUI(t, uiOptions{changeCfg: func(cfg *ci.MasterConfig) {
 		chatty := ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
@@ -290,6 +289,14 @@ func TestLiveEvents_State(t *testing.T) {
 	build := waitRunning(t, u, u.m.Submit(t, citest_Request("chatty", nil)))
 	u.m.WaitStep(t, build.ID, "chatty")
 	t.Cleanup(func() { close(finish) })
+	return u, build, say
+}
+
+func TestLiveEvents_State(t *testing.T) {
+	t.Parallel()
+	// A running build's state follows its steps': its page is told, at
+	// most about once a second however often a step says what it does.
+	u, build, say := chattyBuild(t)
 
 	for _, tt := range []struct{ name, query string }{
 		{"Build", "build=" + itoa(build.ID)},
@@ -337,26 +344,7 @@ func TestLiveEvents_StateBeforeStream(t *testing.T) {
 	t.Parallel()
 	// A state that changed between the build's page being made and its
 	// stream being opened is told at once, as a new step or log would be.
-	say, finish := make(chan string), make(chan struct{})
-	u := startUI(t, uiOptions{changeCfg: func(cfg *ci.MasterConfig) {
-		chatty := ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
-			for {
-				select {
-				case state := <-say:
-					s.SetStateString(state)
-				case <-finish:
-					return ci.Success, nil
-				case <-ctx.Done():
-					return ci.Cancelled, nil
-				}
-			}
-		})
-		cfg.Builders = append(cfg.Builders, ci.BuilderConfig{Name: "chatty", Workers: []string{"w1"},
-			Steps: []ci.Step{ci.WithOptions(ci.StepOptions{Name: "chatty"}, chatty)}})
-	}})
-	build := waitRunning(t, u, u.m.Submit(t, citest_Request("chatty", nil)))
-	u.m.WaitStep(t, build.ID, "chatty")
-	t.Cleanup(func() { close(finish) })
+	u, build, say := chattyBuild(t)
 	u.m.WaitFor(t, "the step's first state", func() bool {
 		b, err := u.m.Store.GetBuild(context.Background(), build.ID)
 		require.NoError(t, err)
