@@ -338,12 +338,14 @@ func TestConn_AfterDone(t *testing.T) {
 		defer c.mu.Unlock()
 		return len(c.afters)
 	}
-	m.WaitFor(t, "the handshake's requests to be answered", func() bool {
+	// The master watches the connection just after marking its worker
+	// attached: its registration can follow attachFake's return.
+	const n = 2 // the connection's own and the master's
+	m.WaitFor(t, "the handshake's requests to be answered and the master to watch", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return c.pending == nil && c.cmds == nil
+		return c.pending == nil && c.cmds == nil && len(c.afters) == n
 	})
-	n := registered() // the connection's own and the master's
 
 	ran := make(chan string, 3)
 	stop := c.AfterDone(func() { ran <- "stopped" })
