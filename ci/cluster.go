@@ -233,6 +233,8 @@ func (m *Master) runCluster(ctx context.Context, relayOut *Subscription, startSc
 	remote := make(chan Event, 4096)
 	resync := make(chan struct{}, 1)
 	signal := func() {
+		// The relay's first call: it listens.
+		m.listeningOnce.Do(func() { close(m.listening) })
 		select {
 		case resync <- struct{}{}:
 		default:

@@ -3,11 +3,15 @@ package ci
 import (
 	"context"
 	"slices"
+	"time"
 )
 
 // distribute assigns pending requests to free workers whenever something
 // changes (a request, a worker, a finished build), until the master stops.
 func (m *Master) distribute(ctx context.Context) {
+	if m.cluster != nil {
+		m.waitListening(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -24,6 +28,25 @@ func (m *Master) distribute(ctx context.Context) {
 		for _, s := range starts {
 			go m.runBuild(ctx, s)
 		}
+	}
+}
+
+// listenWait bounds the wait, at the start of a master on a shared
+// database, for it to receive the other masters' events before it starts
+// builds (a database that does not answer).
+const listenWait = 10 * time.Second
+
+// waitListening waits until the master receives the other masters' events
+// (a stop of one of its builds, asked through another master, is one), or
+// listenWait has passed, or ctx ends.
+func (m *Master) waitListening(ctx context.Context) {
+	t := time.NewTimer(listenWait)
+	defer t.Stop()
+	select {
+	case <-m.listening:
+	case <-ctx.Done():
+	case <-t.C:
+		m.log.Warn("the events of the other masters are not received yet; starting builds anyway", "waited", listenWait)
 	}
 }
 

@@ -69,6 +69,11 @@ type Master struct {
 	masterID   int64
 	clusterMu  sync.Mutex
 	scheduling bool // this master holds the claim on the schedulers; clusterMu
+	// listening is closed once the master receives the other masters'
+	// events: the distributor starts no build before, so that a stop
+	// asked through another master reaches every build started here.
+	listening     chan struct{}
+	listeningOnce sync.Once
 
 	mu       sync.Mutex
 	locks    lockTable
@@ -116,16 +121,17 @@ func NewMaster(cfg MasterConfig) (*Master, error) {
 		return nil, err
 	}
 	m := &Master{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		clock:    cfg.Clock,
-		bus:      newBus(),
-		builders: map[string]*builderState{},
-		workers:  map[string]*workerState{},
-		ready:    make(chan struct{}),
-		done:     make(chan struct{}),
-		running:  map[int64]*runningBuild{},
-		wake:     make(chan struct{}, 1),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		clock:     cfg.Clock,
+		bus:       newBus(),
+		builders:  map[string]*builderState{},
+		workers:   map[string]*workerState{},
+		ready:     make(chan struct{}),
+		done:      make(chan struct{}),
+		running:   map[int64]*runningBuild{},
+		wake:      make(chan struct{}, 1),
+		listening: make(chan struct{}),
 	}
 	m.detaching, m.endDetach = context.WithCancel(context.Background())
 	m.idle = sync.NewCond(&m.mu)

@@ -29,6 +29,7 @@ type clusterOpts struct {
 	schedulers []ci.Scheduler
 	heartbeat  time.Duration
 	deadAfter  time.Duration
+	store      ci.Store // opened from the URL if nil
 }
 
 func clusterMaster(t *testing.T, url, name string, o clusterOpts) *citest.Master {
@@ -58,6 +59,10 @@ func clusterMaster(t *testing.T, url, name string, o clusterOpts) *citest.Master
 		Clock:      o.clock,
 		Heartbeat:  o.heartbeat,
 		DeadAfter:  o.deadAfter,
+		Store:      o.store,
+	}
+	if o.store != nil {
+		cfg.Database = ""
 	}
 	return citest.Start(t, cfg, citest.Options{NoWorkers: n < 0})
 }
@@ -525,6 +530,59 @@ func TestCluster_CancelAndStopAcrossMasters(t *testing.T) {
 	assert.Equal(t, b2.MasterID(), bb.Record.MasterID)
 	err = a.StopBuild(t.Context(), id, "again")
 	assert.ErrorIs(t, err, ci.ErrBuildNotRunning, "a finished build is not running anywhere")
+}
+
+// lateListener is a store whose relay listens only once listen is
+// closed, as one slow to connect.
+type lateListener struct {
+	*postgres.Store
+	listen chan struct{}
+}
+
+func (s lateListener) RelayEvents(ctx context.Context, masterID int64, out <-chan ci.Event, in func(ci.Event), resync func()) error {
+	select {
+	case <-s.listen:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.Store.RelayEvents(ctx, masterID, out, in, resync)
+}
+
+// A master starts no build before it receives the other masters' events:
+// a build it started before would miss a stop asked through another
+// master.
+func TestCluster_NoBuildBeforeListening(t *testing.T) {
+	url := migrated.NewDatabase(t)
+	started := make(chan struct{}, 1)
+	hang := ci.WithOptions(ci.StepOptions{Name: "say"}, ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ci.Cancelled, nil
+	}))
+	a := clusterMaster(t, url, "a", clusterOpts{workers: -1})
+	_, rs, err := a.Master.Submit(t.Context(), ci.Submission{Builders: []string{"b"}, Reason: "test"})
+	require.NoError(t, err)
+
+	st, err := postgres.Open(t.Context(), url)
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	late := lateListener{Store: st, listen: make(chan struct{})}
+	b := clusterMaster(t, url, "b", clusterOpts{step: hang, store: late})
+	b.WaitFor(t, "b to know the request", func() bool { return b.PendingRequests() == 1 })
+	r, err := b.Store.GetRequest(t.Context(), rs[0].ID)
+	require.NoError(t, err)
+	assert.False(t, r.Claimed, "claimed while b does not listen")
+	select {
+	case <-started:
+		t.Fatal("a build started before its master listened")
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	close(late.listen)
+	<-started
+	id := b.WaitRunning(t, "b")
+	require.NoError(t, a.StopBuild(t.Context(), id, "no longer wanted"))
+	assert.Equal(t, ci.Cancelled, b.WaitBuild(t, id).Results())
 }
 
 // BenchmarkCluster_Builds submits b.N requests spread over one master or

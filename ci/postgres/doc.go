@@ -107,9 +107,12 @@
 //     of its own, outside the pool, publishing them to its subscribers
 //     (web UI streams, live logs: a log.lines event names the lines, which
 //     are read from the store). A master learns so of requests submitted
-//     elsewhere, of claims and cancellations, of builds to stop. When that
+//     elsewhere, of claims and cancellations, of builds to stop. A master
+//     starts no build before it listens (10 s at most), so that a stop
+//     asked through another master finds every build. When that
 //     connection drops it connects again (after a second) and the master
-//     re-reads the pending requests, as it does at every heartbeat.
+//     re-reads the pending requests, as it does at every heartbeat; a stop
+//     asked meanwhile is lost, and can be asked again.
 //
 // Each master so uses its pool (pool_max_conns in the URL; by default the
 // larger of 4 and the number of CPUs) plus one connection for LISTEN.
