@@ -45,6 +45,13 @@ type runningBuild struct {
 	ended *stepEnd
 }
 
+// heardRecently reports whether conn heard from its worker less than
+// PingQuiet ago.
+func (m *Master) heardRecently(conn WorkerConn) bool {
+	hr, ok := conn.(HeardReporter)
+	return ok && m.now().Sub(hr.LastHeard()) < PingQuiet
+}
+
 // runBuild runs one build decided on by the distributor.
 func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 	defer m.buildWG.Done()
@@ -70,17 +77,20 @@ func (m *Master) runBuild(ctx context.Context, s *buildStart) {
 	defer release()
 
 	// Check that the worker answers before claiming anything, as Buildbot
-	// does; one that does not is dropped.
-	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-	err := s.conn.Ping(pctx)
-	cancel()
-	if err != nil {
-		if ctx.Err() == nil {
-			m.log.Warn("worker did not answer before a build; disconnecting it", "worker", w.cfg.Name, "err", err)
-			s.conn.Close()
+	// does, unless it was heard from just now; one that does not answer
+	// is dropped.
+	if !m.heardRecently(s.conn) {
+		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+		err := s.conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("worker did not answer before a build; disconnecting it", "worker", w.cfg.Name, "err", err)
+				s.conn.Close()
+			}
+			m.requeue(s.requests)
+			return
 		}
-		m.requeue(s.requests)
-		return
 	}
 
 	newest := s.requests[0]

@@ -93,6 +93,20 @@ type SilenceWatcher interface {
 	Silence() (silent bool, since, lostAt time.Time)
 }
 
+// A HeardReporter is a WorkerConn that knows when it last heard from its
+// worker, on the master's clock. The master does not ping a worker before
+// a build when it heard from it less than PingQuiet ago: the worker has
+// just shown that it answers.
+type HeardReporter interface {
+	// LastHeard returns when the worker last sent something.
+	LastHeard() time.Time
+}
+
+// PingQuiet is how long a worker must have been quiet for the master to
+// ping it before a build. Buildbot's master pings before every build;
+// builds one after another on a worker skip that round trip.
+const PingQuiet = time.Second
+
 // A BuilderDir names a builder a worker serves and its folder on the worker.
 type BuilderDir struct {
 	Builder string

@@ -243,6 +243,12 @@ func (c *Conn) lost(doing string) error {
 
 func (c *Conn) heard() { c.lastHeard.Store(c.cfg.clock.Now().UnixNano()) }
 
+// LastHeard implements ci.HeardReporter: when the last frame or pong came
+// from the worker.
+func (c *Conn) LastHeard() time.Time { return time.Unix(0, c.lastHeard.Load()) }
+
+var _ ci.HeardReporter = (*Conn)(nil)
+
 // shutdown ends the connection once, for cause (which must wrap
 // ci.ErrWorkerLost). A zero code closes the TCP connection at once;
 // otherwise the WebSocket is closed with that status and reason.

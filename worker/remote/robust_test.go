@@ -417,3 +417,89 @@ func TestLiveness_SilenceVisible(t *testing.T) {
 	m.WaitFor(t, "w1 to be detached", func() bool { return !status().Connected })
 	assert.True(t, status().LostAt.IsZero())
 }
+
+// pingsBefore returns the print "ping" requests f received, and whether
+// one came just before each shell command.
+func pingsBefore(f *fakeWorker) (pings int, before []bool) {
+	reqs := f.requestsOf("")
+	for i, r := range reqs {
+		if r.Op() == protocol.OpPrint && r["message"] == "ping" {
+			pings++
+		}
+		if r.Op() == protocol.OpStartCommand && r["command_name"] == "shell" {
+			before = append(before, i > 0 && reqs[i-1].Op() == protocol.OpPrint && reqs[i-1]["message"] == "ping")
+		}
+	}
+	return pings, before
+}
+
+// The master pings a worker before a build, as Buildbot's does, unless it
+// heard from it less than ci.PingQuiet ago: builds one after another skip
+// that round trip.
+func TestPing_OnlyWhenQuiet(t *testing.T) {
+	t.Parallel()
+	cfg, clock := onFakeClock(ci.MasterConfig{
+		Workers:  fakeWorkers("w1"),
+		Builders: []ci.BuilderConfig{shellBuilder("b", []string{"w1"}, "true")},
+	})
+	m := startMaster(t, cfg, nil)
+	f, _ := m.attachFake(t, "w1", fakeOptions{})
+
+	// Just attached: heard from at the clock's time.
+	require.Len(t, m.WaitBuildset(t, m.Submit(t, citest.Request{Builder: "b"})), 1)
+	pings, before := pingsBefore(f)
+	assert.Equal(t, 0, pings)
+	assert.Equal(t, []bool{false}, before)
+
+	// Quiet for PingQuiet: pinged first.
+	clock.Advance(ci.PingQuiet)
+	require.Len(t, m.WaitBuildset(t, m.Submit(t, citest.Request{Builder: "b"})), 1)
+	pings, before = pingsBefore(f)
+	assert.Equal(t, 1, pings)
+	assert.Equal(t, []bool{false, true}, before)
+
+	// Heard from by the ping and the build just now: not again.
+	clock.Advance(ci.PingQuiet / 2)
+	require.Len(t, m.WaitBuildset(t, m.Submit(t, citest.Request{Builder: "b"})), 1)
+	pings, before = pingsBefore(f)
+	assert.Equal(t, 1, pings)
+	assert.Equal(t, []bool{false, true, false}, before)
+}
+
+// A worker quiet for a while that does not answer the ping before a build
+// is disconnected, and the build request waits for another worker: nothing
+// is claimed or started on the worker that did not answer.
+func TestPing_UnansweredDropsWorker(t *testing.T) {
+	t.Parallel()
+	cfg, clock := onFakeClock(ci.MasterConfig{
+		Workers:  fakeWorkers("mute", "healthy"),
+		Builders: []ci.BuilderConfig{shellBuilder("b", []string{"mute", "healthy"}, "true")},
+	})
+	// The ping waits for the timeout, in real time; the fake clock moves
+	// less than that, so that the monitor does not find the worker lost.
+	m := startMaster(t, cfg, &Listener{Timeout: 2 * time.Second})
+	mute, conn := m.attachFake(t, "mute", fakeOptions{})
+	mute.noPong.Store(true)
+	mute.silence() // read, never answered
+	clock.Advance(ci.PingQuiet)
+
+	bs := m.Submit(t, citest.Request{Builder: "b"})
+	<-conn.Done()
+	assert.Contains(t, m.logs.String(), "worker did not answer before a build; disconnecting it")
+
+	m.attachFake(t, "healthy", fakeOptions{})
+	builds := m.WaitBuildset(t, bs)
+	require.Len(t, builds, 1)
+	assert.Equal(t, ci.Success, builds[0].Results())
+	bid, _ := m.BuilderID("b")
+	all, _, err := m.Store.ListBuilds(context.Background(), ci.BuildQuery{BuilderID: bid})
+	require.NoError(t, err)
+	require.Len(t, all, 1, "no build on the worker that did not answer")
+	var healthy int64
+	for _, w := range m.Workers() {
+		if w.Name == "healthy" {
+			healthy = w.ID
+		}
+	}
+	assert.Equal(t, healthy, all[0].WorkerID)
+}
