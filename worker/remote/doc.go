@@ -124,10 +124,11 @@
 // Before that, a worker not heard from for a keepalive interval and a
 // little more (a quarter of the interval, at most 5 s) has missed an
 // answer: Conn.Silence (ci.SilenceWatcher) reports it silent, with the
-// time it will be lost, and the web UI shows it. Each frame written to a worker has a deadline (WriteTimeout, 30 s): a
-// worker that does not read is lost too, and never holds up others. Ping
-// (print "ping", which the master sends before each build) waits at most
-// Timeout.
+// time it will be lost, and the web UI shows it. Each frame written to a
+// worker has a deadline (WriteTimeout, 30 s): a worker that does not read
+// is lost too, and never holds up others. Ping (print "ping", which the
+// master sends before a build to a worker quiet for ci.PingQuiet, as told
+// by Conn.LastHeard) waits at most Timeout.
 //
 // # Limits
 //
