@@ -458,8 +458,10 @@ func (m *Master) StopBuild(ctx context.Context, buildID int64, reason string) er
 	if rb == nil && m.cluster != nil {
 		b, err := m.store.GetBuild(ctx, buildID)
 		if err == nil && !b.Complete && b.MasterID != 0 && b.MasterID != m.masterID {
-			m.publish(Event{Type: EventBuildStop, BuildID: buildID, BuilderID: b.BuilderID, Reason: reason})
+			stop := Event{Type: EventBuildStop, BuildID: buildID, BuilderID: b.BuilderID, Reason: reason}
+			m.publish(stop)
 			m.log.Info("asked another master to stop a build", "build", buildID, "master", b.MasterID, "reason", reason)
+			go m.askStopAgain(stop)
 			return nil
 		}
 	}
@@ -477,6 +479,32 @@ func (m *Master) StopBuild(ctx context.Context, buildID int64, reason string) er
 	rb.mu.Unlock()
 	m.log.Info("build stopped", "build", buildID, "reason", reason)
 	return nil
+}
+
+// Asking another master to stop a build is repeated every restopEvery,
+// restopTimes times at most, while the build runs: a master that was not
+// listening when it was first asked (its connection for events dropped
+// and not yet made again) hears it next time, and one that is stopping
+// the build already ignores it.
+const (
+	restopEvery = 2 * time.Second
+	restopTimes = 30
+)
+
+// askStopAgain publishes stop again while its build runs, until the
+// master detaches its workers (it stops).
+func (m *Master) askStopAgain(stop Event) {
+	for range restopTimes {
+		if Sleep(m.detaching, m.clock, restopEvery) != nil {
+			return
+		}
+		b, err := m.store.GetBuild(m.detaching, stop.BuildID)
+		if err != nil || b.Complete {
+			return
+		}
+		m.log.Debug("asking again another master to stop a build", "build", stop.BuildID, "master", b.MasterID)
+		m.publish(stop)
+	}
 }
 
 // RunningBuilds returns the IDs of the builds running now.

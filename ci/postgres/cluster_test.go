@@ -532,6 +532,33 @@ func TestCluster_CancelAndStopAcrossMasters(t *testing.T) {
 	assert.ErrorIs(t, err, ci.ErrBuildNotRunning, "a finished build is not running anywhere")
 }
 
+// A stop asked through another master while the build's master is not
+// listening (its connection for events dropped) is asked again, and
+// reaches it once it listens again.
+func TestCluster_StopWhileNotListening(t *testing.T) {
+	url := migrated.NewDatabase(t)
+	started := make(chan struct{}, 1)
+	hang := ci.WithOptions(ci.StepOptions{Name: "say"}, ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ci.Cancelled, nil
+	}))
+	a := clusterMaster(t, url, "a", clusterOpts{workers: -1})
+	b := clusterMaster(t, url, "b", clusterOpts{step: hang})
+	_, _, err := a.Master.Submit(t.Context(), ci.Submission{Builders: []string{"b"}, Reason: "test"})
+	require.NoError(t, err)
+	<-started
+	id := b.WaitRunning(t, "b")
+
+	// b connects again a second after losing its listener: the first
+	// notification of the stop is lost.
+	st := b.Store.(*postgres.Store)
+	require.True(t, st.DropListener())
+	require.NoError(t, a.StopBuild(t.Context(), id, "no longer wanted"))
+	bb := b.WaitBuild(t, id)
+	assert.Equal(t, ci.Cancelled, bb.Results())
+}
+
 // lateListener is a store whose relay listens only once listen is
 // closed, as one slow to connect.
 type lateListener struct {

@@ -111,8 +111,10 @@
 //     starts no build before it listens (10 s at most), so that a stop
 //     asked through another master finds every build. When that
 //     connection drops it connects again (after a second) and the master
-//     re-reads the pending requests, as it does at every heartbeat; a stop
-//     asked meanwhile is lost, and can be asked again.
+//     re-reads the pending requests, as it does at every heartbeat. A stop
+//     asked through another master is asked again every 2 s while the
+//     build runs (a minute at most), so that one asked while the build's
+//     master was connecting again reaches it.
 //
 // Each master so uses its pool (pool_max_conns in the URL; by default the
 // larger of 4 and the number of CPUs) plus one connection for LISTEN.
