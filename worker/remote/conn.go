@@ -279,10 +279,11 @@ func (c *Conn) fail(counter *atomic.Int64, code websocket.StatusCode, reason str
 		return
 	default:
 	}
+	// Logged, then counted: whoever sees the count finds the reason.
+	c.log.Warn("closing worker connection", "reason", err)
 	if counter != nil {
 		counter.Add(1)
 	}
-	c.log.Warn("closing worker connection", "reason", err)
 	c.shutdown(fmt.Errorf("worker %s: %v: %w", c.name, err, ci.ErrWorkerLost), code, reason)
 }
 
