@@ -498,16 +498,22 @@ func TestCluster_ChangeScheduledOnce(t *testing.T) {
 	}
 }
 
+// untilStopped returns a step that runs until its build is stopped, and
+// a channel told each time it starts.
+func untilStopped() (ci.Step, <-chan struct{}) {
+	started := make(chan struct{}, 1)
+	return ci.WithOptions(ci.StepOptions{Name: "say"}, ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ci.Cancelled, nil
+	})), started
+}
+
 // A request pending on another master is cancelled, and a build running
 // on another master stopped, through any master.
 func TestCluster_CancelAndStopAcrossMasters(t *testing.T) {
 	url := migrated.NewDatabase(t)
-	started := make(chan struct{}, 1)
-	hang := ci.WithOptions(ci.StepOptions{Name: "say"}, ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
-		started <- struct{}{}
-		<-ctx.Done()
-		return ci.Cancelled, nil
-	}))
+	hang, started := untilStopped()
 	a := clusterMaster(t, url, "a", clusterOpts{workers: -1})
 	b := clusterMaster(t, url, "b", clusterOpts{workers: -1, step: hang})
 
@@ -537,12 +543,7 @@ func TestCluster_CancelAndStopAcrossMasters(t *testing.T) {
 // reaches it once it listens again.
 func TestCluster_StopWhileNotListening(t *testing.T) {
 	url := migrated.NewDatabase(t)
-	started := make(chan struct{}, 1)
-	hang := ci.WithOptions(ci.StepOptions{Name: "say"}, ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
-		started <- struct{}{}
-		<-ctx.Done()
-		return ci.Cancelled, nil
-	}))
+	hang, started := untilStopped()
 	a := clusterMaster(t, url, "a", clusterOpts{workers: -1})
 	b := clusterMaster(t, url, "b", clusterOpts{step: hang})
 	_, _, err := a.Master.Submit(t.Context(), ci.Submission{Builders: []string{"b"}, Reason: "test"})
@@ -580,12 +581,7 @@ func (s lateListener) RelayEvents(ctx context.Context, masterID int64, out <-cha
 // master.
 func TestCluster_NoBuildBeforeListening(t *testing.T) {
 	url := migrated.NewDatabase(t)
-	started := make(chan struct{}, 1)
-	hang := ci.WithOptions(ci.StepOptions{Name: "say"}, ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
-		started <- struct{}{}
-		<-ctx.Done()
-		return ci.Cancelled, nil
-	}))
+	hang, started := untilStopped()
 	a := clusterMaster(t, url, "a", clusterOpts{workers: -1})
 	_, rs, err := a.Master.Submit(t.Context(), ci.Submission{Builders: []string{"b"}, Reason: "test"})
 	require.NoError(t, err)

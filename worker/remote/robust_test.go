@@ -229,9 +229,7 @@ func TestLiveness_SilentWorkerLost(t *testing.T) {
 	builds := m.WaitBuildset(t, bs)
 	require.Len(t, builds, 1)
 	assert.Equal(t, ci.Success, builds[0].Results())
-	bid, _ := m.BuilderID("b")
-	all, _, err := m.Store.ListBuilds(context.Background(), ci.BuildQuery{BuilderID: bid})
-	require.NoError(t, err)
+	all := m.storedBuilds(t, "b")
 	require.Len(t, all, 2)
 	results := map[ci.Result]int{}
 	for _, b := range all {
@@ -491,9 +489,7 @@ func TestPing_UnansweredDropsWorker(t *testing.T) {
 	builds := m.WaitBuildset(t, bs)
 	require.Len(t, builds, 1)
 	assert.Equal(t, ci.Success, builds[0].Results())
-	bid, _ := m.BuilderID("b")
-	all, _, err := m.Store.ListBuilds(context.Background(), ci.BuildQuery{BuilderID: bid})
-	require.NoError(t, err)
+	all := m.storedBuilds(t, "b")
 	require.Len(t, all, 1, "no build on the worker that did not answer")
 	var healthy int64
 	for _, w := range m.Workers() {
@@ -502,4 +498,14 @@ func TestPing_UnansweredDropsWorker(t *testing.T) {
 		}
 	}
 	assert.Equal(t, healthy, all[0].WorkerID)
+}
+
+// storedBuilds returns the stored builds of the builder, finished or not.
+func (m *testMaster) storedBuilds(tb testing.TB, builder string) []*ci.Build {
+	tb.Helper()
+	bid, ok := m.BuilderID(builder)
+	require.True(tb, ok, "no builder %q", builder)
+	all, _, err := m.Store.ListBuilds(context.Background(), ci.BuildQuery{BuilderID: bid})
+	require.NoError(tb, err)
+	return all
 }
