@@ -134,6 +134,9 @@ func (d *Dput) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 		flag string
 	}{{"force", d.Force, "-f"}, {"unchecked", d.Unchecked, "-u"}} {
 		set, on, err := renderSwitch(ctx, s, sw.name, sw.v)
+		if refused(s, err) {
+			return ci.Failure, nil
+		}
 		if err != nil {
 			return ci.Exception, err
 		}

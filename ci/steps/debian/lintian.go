@@ -196,6 +196,9 @@ func (l *Lintian) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 		flag string
 	}{{"info", l.Info, "-I"}, {"pedantic", l.Pedantic, "--pedantic"}, {"experimental", l.Experimental, "-E"}, {"show overrides", l.ShowOverrides, "--show-overrides"}} {
 		set, on, err := renderSwitch(ctx, s, sw.name, sw.v)
+		if refused(s, err) {
+			return ci.Failure, nil
+		}
 		if err != nil {
 			return ci.Exception, err
 		}

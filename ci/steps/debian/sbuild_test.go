@@ -81,6 +81,43 @@ func TestSbuild(t *testing.T) {
 		assert.Equal(t, "out/kiln-hello_1.0_armhf.changes", b.Property(debian.PropChanges))
 	})
 
+	// The fields Native leaves out, rendered: keys of extra repositories,
+	// arch-any, lintian run by sbuild, extra arguments before the package.
+	t.Run("MoreFields", func(t *testing.T) {
+		env, argv := fakeSbuild(t, "sbuild-amd64.log", 0)
+		m := start(t, map[string]any{"keys": "/srv/keys", "any": "no", "lint": "yes", "jobs": 3}, &debian.Sbuild{
+			Distribution:        "bookworm",
+			ExtraRepositoryKeys: []any{"/etc/kiln/backports.asc", ci.Interpolate("%(prop:keys)s/project.asc")},
+			ArchAny:             ci.Interpolate("%(prop:any)s"),
+			RunLintian:          ci.Interpolate("%(prop:lint)s"),
+			ExtraArgs:           []any{"--purge=never", ci.Interpolate("--jobs=%(prop:jobs)s"), ci.Interpolate("%(prop:unset:-)s")},
+			Package:             ci.Interpolate("kiln-hello_%(prop:version:-1.0)s.dsc"),
+			Env:                 env,
+		})
+		b := m.Build(t, citest.Request{Builder: "pkg"})
+		require.Equal(t, ci.Success, b.Results())
+		assert.Equal(t, []string{"--verbose", "--dist=bookworm", "--build-dir=" + builderDir(m),
+			"--extra-repository-key=/etc/kiln/backports.asc", "--extra-repository-key=/srv/keys/project.asc",
+			"--no-arch-any", "--run-lintian", "--purge=never", "--jobs=3", "kiln-hello_1.0.dsc"}, argvOf(t, argv),
+			"an extra argument that renders empty is left out")
+
+		// The switches the other way, as plain bools.
+		env, argv = fakeSbuild(t, "sbuild-amd64.log", 0)
+		m = start(t, nil, &debian.Sbuild{ArchAny: true, RunLintian: false, ExtraArgs: "--no-apt-update", Env: env})
+		b = m.Build(t, citest.Request{Builder: "pkg"})
+		require.Equal(t, ci.Success, b.Results())
+		assert.Equal(t, []string{"--verbose", "--build-dir=" + builderDir(m), "--arch-any", "--no-run-lintian", "--no-apt-update"}, argvOf(t, argv))
+
+		// A switch that is neither true nor false is refused before
+		// sbuild runs.
+		env, argv = fakeSbuild(t, "sbuild-amd64.log", 0)
+		m = start(t, map[string]any{"any": "maybe"}, &debian.Sbuild{ArchAny: ci.Interpolate("%(prop:any)s"), Env: env})
+		b = m.Build(t, citest.Request{Builder: "pkg"})
+		assert.Equal(t, ci.Failure, b.Results())
+		assert.Equal(t, `refused: arch any: "maybe" is neither true nor false (failure)`, b.Step("sbuild").StateString)
+		assert.NoFileExists(t, argv, "sbuild never ran")
+	})
+
 	t.Run("BuildFails", func(t *testing.T) {
 		env, _ := fakeSbuild(t, "sbuild-failed-build.log", 2)
 		m := start(t, nil, &debian.Sbuild{Distribution: "bookworm", Env: env})
