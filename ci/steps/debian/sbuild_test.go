@@ -2,7 +2,9 @@ package debian_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -12,6 +14,8 @@ import (
 	"github.com/kilnci/kiln/ci/citest"
 	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/ci/steps/debian"
+	"github.com/kilnci/kiln/internal/debtest"
+	"github.com/kilnci/kiln/internal/testenv"
 )
 
 // fakeSbuild is an sbuild that records its arguments and prints a log
@@ -177,4 +181,43 @@ func TestSbuild(t *testing.T) {
 		assert.Equal(t, `refused: arch amd64 and host arch armhf differ: a cross build gives BuildArch and HostArch (failure)`, b.Step("archs").StateString)
 		assert.NoFileExists(t, argv, "sbuild never ran")
 	})
+}
+
+// TestSbuild_MissingChroot runs the real sbuild on a chroot the machine
+// does not have, a schroot one (named, or sbuild's default for the
+// distribution) and a tarball: each fails at once, naming the chroot and
+// the command that creates it.
+func TestSbuild_MissingChroot(t *testing.T) {
+	testenv.SkipIfShort(t, "runs sbuild")
+	debtest.NeedTools(t, "sbuild", "schroot", "dpkg-source")
+	if out, _ := exec.Command("schroot", "--list", "--all-chroots").Output(); strings.Contains("\n"+string(out), "\nchroot:jessie-amd64-sbuild\n") {
+		t.Skip("this machine has the schroot chroot jessie-amd64-sbuild")
+	}
+	tarball := filepath.Join(t.TempDir(), "nowhere-amd64.tar.zst")
+	m := start(t, map[string]any{"dist": "jessie", "tarball": tarball},
+		&debian.Sbuild{StepOptions: ci.StepOptions{Name: "named"}, Distribution: ci.Interpolate("%(prop:dist)s"), Arch: "amd64",
+			Chroot: ci.Interpolate("%(prop:dist)s-amd64-sbuild"), CleanSource: false},
+		&debian.Sbuild{StepOptions: ci.StepOptions{Name: "default"}, Distribution: "jessie", Arch: "amd64", CleanSource: false},
+		&debian.Sbuild{StepOptions: ci.StepOptions{Name: "alias"}, Distribution: "jessie", Arch: "amd64", Chroot: "ideascube-sbuild", CleanSource: false},
+		&debian.Sbuild{StepOptions: ci.StepOptions{Name: "tarball"}, Distribution: "bookworm", Arch: "amd64", ChrootMode: debian.ModeUnshare,
+			Chroot: ci.Prop("tarball"), CleanSource: false})
+	require.NoError(t, debtest.Write(filepath.Join(builderDir(m), steps.DefaultWorkdir), debtest.Source{}))
+	b := m.Build(t, citest.Request{Builder: "pkg"})
+
+	schroot := "sudo sbuild-createchroot --arch=amd64 jessie /srv/chroot/jessie-amd64-sbuild"
+	for step, want := range map[string][2]string{
+		"named":   {"jessie-amd64-sbuild", schroot},
+		"default": {"jessie-amd64-sbuild", schroot},
+		"alias":   {"ideascube-sbuild", "sudo sbuild-createchroot --arch=amd64 --alias=ideascube-sbuild jessie /srv/chroot/jessie-amd64-sbuild"},
+		"tarball": {tarball, "mmdebstrap --variant=buildd --arch=amd64 bookworm " + tarball},
+	} {
+		s := b.Step(step)
+		assert.Equal(t, ci.Failure, s.Results, step)
+		assert.Equal(t, "kiln-hello 1.0 (amd64): failed, failed at stage create-session: chroot "+want[0]+" not found; create it with: "+want[1]+" (failure)",
+			s.StateString, step)
+		assert.Contains(t, b.Log(step, "summary"), "\nThe chroot "+want[0]+" was not found. Create it on the worker with:\n  "+want[1]+"\n", step)
+		assert.Contains(t, b.Log(step, "stdio"), "Fail-Stage: create-session", step)
+	}
+	assert.Equal(t, "failed", b.Property(debian.PropStatus))
+	assert.Nil(t, b.Property(debian.PropChanges))
 }
