@@ -18,8 +18,10 @@ import (
 // folder: a path leading elsewhere is refused before dput runs.
 //
 // The summary says what happened, from dput's output: uploaded, a host
-// that is not in the configuration (naming the configuration files), or
-// an upload dput refuses to repeat (it keeps a FILE.HOST.upload record
+// that is not in the configuration (naming the configuration files), an
+// upload whose signature dput could not verify (an unsigned upload to a
+// host without allow_unsigned_uploads: sign it, or set Unchecked), or an
+// upload dput refuses to repeat (it keeps a FILE.HOST.upload record
 // beside the .changes, and without Force uploads a version once: a second
 // upload fails here, rather than passing while uploading nothing).
 //

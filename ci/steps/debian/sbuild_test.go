@@ -221,3 +221,24 @@ func TestSbuild_MissingChroot(t *testing.T) {
 	assert.Equal(t, "failed", b.Property(debian.PropStatus))
 	assert.Nil(t, b.Property(debian.PropChanges))
 }
+
+// TestSwitch_Refused: an on/off field of any step that renders neither
+// true nor false fails the step, naming the field, before the tool runs.
+func TestSwitch_Refused(t *testing.T) {
+	dir := t.TempDir()
+	for _, tool := range []string{"lintian", "dput", "sudo", "sbuild-update", "flock"} {
+		stub(t, dir, tool, "touch "+filepath.Join(dir, "ran")+"\n")
+	}
+	env := pathWith(dir)
+	maybe := ci.Interpolate("%(prop:maybe)s")
+	m := start(t, map[string]any{"maybe": "perhaps"},
+		&debian.Lintian{File: "x.changes", Pedantic: maybe, Env: env},
+		&debian.Dput{Host: "local", Changes: "x.changes", Unchecked: maybe, Env: env},
+		&debian.SbuildUpdate{Chroot: "bookworm-amd64-sbuild", Sudo: maybe, Env: env})
+	b := m.Build(t, citest.Request{Builder: "pkg"})
+	for step, field := range map[string]string{"lintian": "pedantic", "dput": "unchecked", "sbuild-update": "sudo"} {
+		assert.Equal(t, ci.Failure, b.Step(step).Results, step)
+		assert.Equal(t, `refused: `+field+`: "perhaps" is neither true nor false (failure)`, b.Step(step).StateString)
+	}
+	assert.NoFileExists(t, filepath.Join(dir, "ran"), "no tool ran")
+}
