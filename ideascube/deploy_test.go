@@ -230,6 +230,12 @@ func TestGuide(t *testing.T) {
 		listed = append(listed, k)
 	}
 	assert.Subset(t, listed, requiredSecrets())
+
+	// The Debian parts: the sudoers line and the sbuild-update command,
+	// dput's configuration, the APT line.
+	t.Run("Sudoers", func(t *testing.T) { guideSudoers(t, guide) })
+	t.Run("Dput", func(t *testing.T) { guideDput(t, guide) })
+	t.Run("APT", func(t *testing.T) { guideAPT(t, guide) })
 }
 
 // TestHelp: -h prints the flags and exits 0; an unknown flag fails,

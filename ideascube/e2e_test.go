@@ -313,7 +313,7 @@ func deploy(t testing.TB, flags []string, dputHosts map[string][]string) *deploy
 		require.NoError(t, os.MkdirAll(home, 0o755))
 		var cf strings.Builder
 		for _, h := range hosts {
-			fmt.Fprintf(&cf, "[%s]\nmethod = local\nincoming = %s\nallow_unsigned_uploads = 1\nrun_dinstall = 0\npost_upload_command =\n\n", h, incoming)
+			cf.WriteString(dputLocalHost(h, incoming) + "\n")
 		}
 		require.NoError(t, os.WriteFile(filepath.Join(home, ".dput.cf"), []byte(cf.String()), 0o644))
 	}

@@ -34,6 +34,17 @@ type Source struct {
 	// LintianWarning leaves out the man page, which lintian reports as the
 	// warning no-manual-page.
 	LintianWarning bool
+	// LintianPedantic leaves out Rules-Requires-Root, which lintian
+	// reports, with --pedantic only, as the pedantic tag
+	// silent-on-rules-requiring-root of the source package.
+	LintianPedantic bool
+	// LintianExperimental installs a file twice under /usr/share/doc,
+	// which lintian reports, with --pedantic and -E only, as the
+	// experimental tag duplicate-files of the binary package.
+	LintianExperimental bool
+	// Section is the package's section ("misc" if empty): "contrib/misc"
+	// puts it in an archive's contrib component.
+	Section string
 }
 
 // Write writes the source tree into dir (created if needed).
@@ -43,6 +54,13 @@ func Write(dir string, s Source) error {
 	}
 	if s.Distribution == "" {
 		s.Distribution = "bookworm"
+	}
+	if s.Section == "" {
+		s.Section = "misc"
+	}
+	rrr := "Rules-Requires-Root: no\n"
+	if s.LintianPedantic {
+		rrr = ""
 	}
 	files := map[string]string{
 		"hello.c": `#include <stdio.h>
@@ -69,17 +87,17 @@ prints a greeting and the width of a pointer, in bits.
 			"install:\n" +
 			"\tinstall -D -m 755 kiln-hello $(DESTDIR)/usr/bin/kiln-hello\n" +
 			manInstall(s) +
+			notesInstall(s) +
 			"clean:\n" +
 			"\trm -f kiln-hello\n",
 		"debian/source/format": "3.0 (native)\n",
 		"debian/control": `Source: kiln-hello
-Section: misc
+Section: ` + s.Section + `
 Priority: optional
 Maintainer: Kiln Tests <kiln-tests@example.org>
 Build-Depends: debhelper-compat (= 13)
 Standards-Version: 4.6.2
-Rules-Requires-Root: no
-
+` + rrr + `
 Package: kiln-hello
 Architecture: any
 Depends: ${shlibs:Depends}, ${misc:Depends}
@@ -99,6 +117,9 @@ Description: greeting program built by Kiln's tests
 			"override_dh_auto_install:\n" +
 			"\t$(MAKE) install DESTDIR=$(CURDIR)/debian/kiln-hello\n" +
 			failingRules(s),
+	}
+	if s.LintianExperimental {
+		files["NOTES"] = "kiln-hello has nothing more to say.\n"
 	}
 	if !s.LintianError {
 		files["debian/copyright"] = `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
@@ -135,6 +156,14 @@ func manInstall(s Source) string {
 		return ""
 	}
 	return "\tinstall -D -m 644 kiln-hello.1 $(DESTDIR)/usr/share/man/man1/kiln-hello.1\n"
+}
+
+func notesInstall(s Source) string {
+	if !s.LintianExperimental {
+		return ""
+	}
+	return "\tinstall -D -m 644 NOTES $(DESTDIR)/usr/share/doc/kiln-hello/NOTES\n" +
+		"\tinstall -D -m 644 NOTES $(DESTDIR)/usr/share/doc/kiln-hello/NOTES.copy\n"
 }
 
 func failingRules(s Source) string {

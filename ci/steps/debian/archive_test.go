@@ -557,6 +557,58 @@ func TestPublish(t *testing.T) {
 	})
 }
 
+// TestPublish_Components publishes into a distribution of two components
+// a package whose section names the second: it is in that component's
+// indices, and in no other's.
+func TestPublish_Components(t *testing.T) {
+	testenv.SkipIfShort(t, "builds a package and publishes it with reprepro")
+	archiveNeedTools(t)
+	archive := &debian.Archive{
+		Distributions: []debian.Distribution{{Codename: "bookworm", Components: []string{"main", "contrib"}, Architectures: []string{"amd64", "source"}}},
+		Unsigned:      true,
+	}
+	m := citest.Start(t, ci.MasterConfig{
+		BaseDir:  t.TempDir(),
+		Workers:  []ci.WorkerConfig{{Name: "w"}},
+		Builders: []ci.BuilderConfig{{Name: "publish", Workers: []string{"w"}, Steps: []ci.Step{&debian.Publish{Archive: archive, Distribution: "bookworm"}}}},
+		Services: []ci.Service{archive},
+	})
+	changes := builtPackage(t, debtest.Source{Version: "1.4", Section: "contrib/misc"}, filepath.Join(m.Dir, archive.IncomingFolder()))
+	b := m.Build(t, citest.Request{Builder: "publish", Properties: map[string]any{debian.PropChanges: "out/" + changes}})
+	require.Equal(t, ci.Success, b.Results(), b.LogLines("publish", "stdio"))
+	assert.Equal(t, "published kiln-hello 1.4 (source, amd64) in bookworm/contrib; the archive is unsigned", b.Step("publish").StateString)
+	prop, ok := b.Property(debian.PropPublished).(map[string]any)
+	require.True(t, ok, "%#v", b.Property(debian.PropPublished))
+	assert.Equal(t, []any{"contrib"}, prop["components"])
+
+	dists := filepath.Join(m.Dir, "debian", "public", "dists", "bookworm")
+	read := func(name string) string {
+		t.Helper()
+		if strings.HasSuffix(name, ".gz") {
+			return string(archiveGunzip(t, filepath.Join(dists, name)))
+		}
+		b, err := os.ReadFile(filepath.Join(dists, name))
+		require.NoError(t, err)
+		return string(b)
+	}
+	packages := read("contrib/binary-amd64/Packages")
+	assert.Contains(t, packages, "Package: kiln-hello\n")
+	assert.Contains(t, packages, "Package: kiln-hello-dbgsym\n")
+	assert.Contains(t, packages, "Filename: pool/contrib/k/kiln-hello/kiln-hello_1.4_amd64.deb\n")
+	assert.Contains(t, packages, "Section: contrib/misc\n")
+	sources := read("contrib/source/Sources.gz")
+	assert.Contains(t, sources, "Package: kiln-hello\n")
+	assert.Contains(t, sources, "Version: 1.4\n")
+	assert.Contains(t, sources, "Directory: pool/contrib/k/kiln-hello\n")
+	assert.Empty(t, read("main/binary-amd64/Packages"), "main has nothing")
+	assert.Empty(t, read("main/source/Sources.gz"))
+	assert.FileExists(t, filepath.Join(m.Dir, "debian", "public", "pool", "contrib", "k", "kiln-hello", "kiln-hello_1.4_amd64.deb"))
+	assert.NoDirExists(t, filepath.Join(m.Dir, "debian", "public", "pool", "main"))
+	release := read("Release")
+	assert.Contains(t, release, "Components: main contrib\n")
+	assert.Contains(t, release, " contrib/binary-amd64/Packages\n")
+}
+
 // TestArchive_Passphrase checks that a key with a passphrase stops the
 // master with a message saying so, and without the key.
 func TestArchive_Passphrase(t *testing.T) {

@@ -40,7 +40,8 @@ func required(name string, v any) error {
 
 // renderSwitch renders an optional on/off field: nil leaves the tool's
 // default (set is false); otherwise a bool, or a string such as "true",
-// "yes", "1", "false", "no", "0".
+// "yes", "1", "false", "no", "0". A value that is neither (a property
+// saying "maybe") is a refusal.
 func renderSwitch(ctx context.Context, s *ci.StepRun, name string, v any) (set, on bool, err error) {
 	if v == nil {
 		return false, false, nil
@@ -64,7 +65,7 @@ func renderSwitch(ctx context.Context, s *ci.StepRun, name string, v any) (set, 
 			return true, false, nil
 		}
 	}
-	return false, false, fmt.Errorf("%s: %q is neither true nor false", name, ci.FormatValue(r))
+	return false, false, refuse(fmt.Errorf("%s: %q is neither true nor false", name, ci.FormatValue(r)))
 }
 
 // renderOptional renders an optional string field ("" when nil).

@@ -17,8 +17,12 @@
 // Publish takes the uploads of a build into it.
 //
 // Fields that say "or a ci.Renderable" take ci.Interpolate, ci.Prop or
-// ci.RenderFunc values, computed when the build runs. Commands are sent as
-// argument vectors: no shell sees a branch, a tag or a version.
+// ci.RenderFunc values, computed when the build runs. An on/off field
+// (Source, Pedantic, Force, Sudo...) renders to a bool or to a string
+// such as "yes" or "false"; any other value fails the step, naming the
+// field, before anything runs. The durations, Timeout and MaxTime, are
+// fixed in the configuration, as for every step of Kiln. Commands are
+// sent as argument vectors: no shell sees a branch, a tag or a version.
 //
 // # Properties
 //

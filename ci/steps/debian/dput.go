@@ -18,8 +18,10 @@ import (
 // folder: a path leading elsewhere is refused before dput runs.
 //
 // The summary says what happened, from dput's output: uploaded, a host
-// that is not in the configuration (naming the configuration files), or
-// an upload dput refuses to repeat (it keeps a FILE.HOST.upload record
+// that is not in the configuration (naming the configuration files), an
+// upload whose signature dput could not verify (an unsigned upload to a
+// host without allow_unsigned_uploads: sign it, or set Unchecked), or an
+// upload dput refuses to repeat (it keeps a FILE.HOST.upload record
 // beside the .changes, and without Force uploads a version once: a second
 // upload fails here, rather than passing while uploading nothing).
 //
@@ -74,6 +76,9 @@ var (
 	dputAlreadyRe  = regexp.MustCompile(`^Package has already been uploaded to (\S+) on (\S+)`)
 	dputSuccessRe  = regexp.MustCompile(`^Successfully uploaded packages`)
 	dputNoConfigRe = regexp.MustCompile(`^Error: Could not open any configfile`)
+	// dputCheckingSigRe is what dput prints before it checks the
+	// signature of the upload, which Unchecked (-u) skips.
+	dputCheckingSigRe = regexp.MustCompile(`^Checking signature on \.changes`)
 )
 
 // Run implements ci.Step.
@@ -134,6 +139,9 @@ func (d *Dput) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 		flag string
 	}{{"force", d.Force, "-f"}, {"unchecked", d.Unchecked, "-u"}} {
 		set, on, err := renderSwitch(ctx, s, sw.name, sw.v)
+		if refused(s, err) {
+			return ci.Failure, nil
+		}
 		if err != nil {
 			return ci.Exception, err
 		}
@@ -150,8 +158,8 @@ func (d *Dput) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 
 	name := path0(rel)
 	s.SetStateString(fmt.Sprintf("uploading %s to %s", name, host))
-	var noHost, noConfig, uploaded bool
-	var already, lastErr string
+	var noHost, noConfig, uploaded, checkingSig bool
+	var already, lastErr, sigOut, sigErr string
 	sh := &steps.ShellCommand{Command: argv, Workdir: workdir, Env: d.Env, Timeout: d.Timeout}
 	rc, err := runTool(ctx, s, sh, func(stderr bool, line string) {
 		switch {
@@ -163,6 +171,17 @@ func (d *Dput) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 			already = line
 		case dputSuccessRe.MatchString(line):
 			uploaded = true
+		case dputCheckingSigRe.MatchString(line):
+			checkingSig = true
+		case checkingSig && strings.TrimSpace(line) != "" && !strings.HasPrefix(line, "Uploading "):
+			// What follows "Checking signature" when the check fails:
+			// gpgme's words on stdout ("gpgme_op_verify: GPGME: No
+			// data"), gpg's on stderr, which may come first.
+			if !stderr && sigOut == "" {
+				sigOut = strings.TrimSpace(line)
+			} else if stderr && sigErr == "" {
+				sigErr = strings.TrimSpace(line)
+			}
 		case strings.TrimSpace(line) != "" && (stderr || strings.HasPrefix(line, "Error") || strings.Contains(line, "doesn't match")):
 			if lastErr == "" || !strings.HasPrefix(lastErr, "Error") {
 				lastErr = strings.TrimSpace(line)
@@ -185,6 +204,9 @@ func (d *Dput) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 		return ci.Failure, nil
 	case already != "":
 		s.SetStateString(fmt.Sprintf("%s was already uploaded to %s (dput keeps %s.%s.upload): a version is uploaded once; raise the version, or set Force", name, host, strings.TrimSuffix(name, ".changes"), host))
+		return ci.Failure, nil
+	case rc != 0 && checkingSig && !uploaded:
+		s.SetStateString(fmt.Sprintf("dput could not verify the signature of %s (%s): sign the upload, or set Unchecked for a host that takes unsigned uploads", name, firstNonEmpty(sigOut, sigErr)))
 		return ci.Failure, nil
 	case rc == 0 && uploaded:
 		s.SetStateString(fmt.Sprintf("uploaded %s to %s", name, host))

@@ -50,6 +50,35 @@ func TestDput(t *testing.T) {
 	assert.Contains(t, b.Header("forced", "stdio"), "dput -c "+config+" -f local kiln-hello_1.0_amd64.changes\n")
 }
 
+// TestDput_Unchecked: dput checks the signature of an upload unless its
+// host allows unsigned uploads; Unchecked (-u) skips the check.
+func TestDput_Unchecked(t *testing.T) {
+	testenv.SkipIfShort(t, "builds a package to upload")
+	testenv.NeedTool(t, "dput")
+	dir := t.TempDir()
+	incoming := filepath.Join(dir, "incoming")
+	require.NoError(t, os.MkdirAll(incoming, 0o755))
+	config := filepath.Join(dir, "dput.cf")
+	require.NoError(t, os.WriteFile(config, []byte("[local]\nmethod = local\nincoming = "+incoming+
+		"\nrun_dinstall = 0\npost_upload_command =\n"), 0o644))
+	m := start(t, map[string]any{"unsigned": "yes"},
+		&debian.Dput{StepOptions: ci.StepOptions{Name: "checked"}, Host: "local", Config: config},
+		&debian.Dput{StepOptions: ci.StepOptions{Name: "unchecked"}, Host: "local", Config: config, Unchecked: ci.Interpolate("%(prop:unsigned)s")})
+	changes := builtPackage(t, debtest.Source{}, builderDir(m))
+	b := m.Build(t, citest.Request{Builder: "pkg", Properties: map[string]any{debian.PropChanges: changes}})
+
+	assert.Equal(t, ci.Failure, b.Step("checked").Results)
+	assert.Equal(t, "dput could not verify the signature of kiln-hello_1.0_amd64.changes (gpgme_op_verify: GPGME: No data): sign the upload, "+
+		"or set Unchecked for a host that takes unsigned uploads (failure)", b.Step("checked").StateString)
+	assert.Contains(t, b.Header("checked", "stdio"), "dput -c "+config+" local kiln-hello_1.0_amd64.changes\n")
+	assert.Equal(t, ci.Success, b.Step("unchecked").Results)
+	assert.Equal(t, "uploaded kiln-hello_1.0_amd64.changes to local", b.Step("unchecked").StateString)
+	assert.Contains(t, b.Header("unchecked", "stdio"), "dput -c "+config+" -u local kiln-hello_1.0_amd64.changes\n")
+	for _, f := range append(debtest.Files(t, filepath.Join(builderDir(m), changes)), changes) {
+		assert.FileExists(t, filepath.Join(incoming, f))
+	}
+}
+
 func TestDput_Refused(t *testing.T) {
 	testenv.SkipIfShort(t, "builds a package to upload")
 	testenv.NeedTool(t, "dput")

@@ -47,6 +47,11 @@ type LintianTag struct {
 
 var lintianRe = regexp.MustCompile(`^([EWIPXOMC]): (.+?): (\S+)(?: (.*))?$`)
 
+// perlAtRe is where in lintian's source a message of its own was raised
+// (" at /usr/share/lintian/lib/Lintian/Profile.pm line 595."): of no use
+// to whoever reads the summary.
+var perlAtRe = regexp.MustCompile(` at /\S+ line \d+\.?$`)
+
 // ParseLintianLine returns the tag of one line of lintian's output, and
 // whether the line is a tag (explanations, "N:" lines, are not).
 func ParseLintianLine(line string) (LintianTag, bool) {
@@ -196,6 +201,9 @@ func (l *Lintian) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 		flag string
 	}{{"info", l.Info, "-I"}, {"pedantic", l.Pedantic, "--pedantic"}, {"experimental", l.Experimental, "-E"}, {"show overrides", l.ShowOverrides, "--show-overrides"}} {
 		set, on, err := renderSwitch(ctx, s, sw.name, sw.v)
+		if refused(s, err) {
+			return ci.Failure, nil
+		}
 		if err != nil {
 			return ci.Exception, err
 		}
@@ -231,8 +239,11 @@ func (l *Lintian) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 	rc, err := runTool(ctx, s, sh, func(stderr bool, line string) {
 		if t, ok := ParseLintianLine(line); ok && !stderr {
 			tags = append(tags, t)
-		} else if stderr && strings.TrimSpace(line) != "" && !strings.Contains(line, "running with root privileges") {
-			lastErr = line
+		} else if stderr && strings.TrimSpace(line) != "" && !strings.Contains(line, "running with root privileges") &&
+			line[0] != ' ' && line[0] != '\t' {
+			// Indented lines follow a message of lintian's own (Perl's
+			// stack trace): the message says what went wrong.
+			lastErr = perlAtRe.ReplaceAllString(line, "")
 		}
 	})
 	if err != nil {

@@ -120,6 +120,71 @@ func TestLintian(t *testing.T) {
 		assert.Contains(t, b.Log("lintian", "Lintian Info"), "I: kiln-hello: hardening-no-bindnow")
 	})
 
+	// A .deb and a .dsc are checked alone: the binary package's tags,
+	// or the source package's.
+	t.Run("DebAndDsc", func(t *testing.T) {
+		m := start(t, nil,
+			&debian.Lintian{StepOptions: ci.StepOptions{Name: "deb"}, File: ci.Interpolate("%(prop:pkg)s_%(prop:version)s_amd64.deb")},
+			&debian.Lintian{StepOptions: ci.StepOptions{Name: "dsc"}, File: "dist/kiln-hello_1.1.dsc", Workdir: "."})
+		builtPackage(t, bad, builderDir(m))
+		builtPackage(t, bad, filepath.Join(builderDir(m), "dist"))
+		b := m.Build(t, citest.Request{Builder: "pkg", Properties: map[string]any{"pkg": "kiln-hello", "version": "1.1"}})
+		deb, dsc := b.Step("deb"), b.Step("dsc")
+		assert.Equal(t, ci.Failure, deb.Results)
+		assert.Equal(t, "lintian: 1 error (no-copyright-file), 1 warning (no-manual-page) (failure)", deb.StateString)
+		assert.Equal(t, "E: kiln-hello: no-copyright-file\n", b.Log("deb", "Lintian Errors"))
+		assert.Equal(t, "W: kiln-hello: no-manual-page [usr/bin/kiln-hello]\n", b.Log("deb", "Lintian Warnings"))
+		assert.Contains(t, b.Header("deb", "stdio"), "lintian kiln-hello_1.1_amd64.deb\n")
+		assert.Equal(t, ci.Warnings, dsc.Results)
+		assert.Equal(t, "lintian: 1 warning (no-debian-copyright-in-source) (warnings)", dsc.StateString)
+		assert.Equal(t, "W: kiln-hello source: no-debian-copyright-in-source\n", b.Log("dsc", "Lintian Warnings"))
+		assert.Contains(t, b.Header("dsc", "stdio"), "lintian dist/kiln-hello_1.1.dsc\n")
+	})
+
+	// Profile, Pedantic and Experimental reach lintian, rendered, and
+	// the tags they show are counted and logged by severity.
+	t.Run("PedanticExperimental", func(t *testing.T) {
+		// Without Rules-Requires-Root (pedantic, on the source) and with
+		// a file installed twice (experimental, on the binary).
+		picky := debtest.Source{Version: "1.3", LintianPedantic: true, LintianExperimental: true}
+		m := start(t, map[string]any{"profile": "debian", "pedantic": "yes"},
+			&debian.Lintian{StepOptions: ci.StepOptions{Name: "plain"}},
+			&debian.Lintian{StepOptions: ci.StepOptions{Name: "pedantic"}, Pedantic: ci.Interpolate("%(prop:pedantic)s"),
+				Profile: ci.Interpolate("%(prop:profile)s")},
+			&debian.Lintian{StepOptions: ci.StepOptions{Name: "experimental"}, Pedantic: true, Experimental: ci.Interpolate("%(prop:pedantic)s")},
+			&debian.Lintian{StepOptions: ci.StepOptions{Name: "deb"}, File: "kiln-hello_1.3_amd64.deb", Pedantic: true, Experimental: true,
+				WarnOn: []string{"experimental"}},
+			&debian.Lintian{StepOptions: ci.StepOptions{Name: "dsc"}, File: "kiln-hello_1.3.dsc", Pedantic: true, Experimental: true},
+			&debian.Lintian{StepOptions: ci.StepOptions{Name: "noprofile"}, Profile: ci.Interpolate("%(prop:none:-nowhere)s")})
+		changes := builtPackage(t, picky, builderDir(m))
+		b := m.Build(t, citest.Request{Builder: "pkg", Properties: map[string]any{debian.PropChanges: changes}})
+		header := func(step string) string { return b.Header(step, "stdio") }
+		pedantic := "P: kiln-hello source: silent-on-rules-requiring-root [debian/control]\n"
+		experimental := "X: kiln-hello: duplicate-files usr/share/doc/kiln-hello/NOTES usr/share/doc/kiln-hello/NOTES.copy\n"
+
+		assert.Equal(t, "lintian: no tags", b.Step("plain").StateString, "neither shows without its option")
+		assert.Contains(t, header("plain"), "lintian kiln-hello_1.3_amd64.changes\n")
+
+		assert.Equal(t, ci.Success, b.Step("pedantic").Results)
+		assert.Equal(t, "lintian: 1 pedantic (silent-on-rules-requiring-root)", b.Step("pedantic").StateString)
+		assert.Equal(t, pedantic, b.Log("pedantic", "Lintian Pedantic"))
+		assert.Contains(t, header("pedantic"), "lintian --pedantic --profile debian kiln-hello_1.3_amd64.changes\n")
+
+		assert.Equal(t, "lintian: 1 pedantic (silent-on-rules-requiring-root), 1 experimental (duplicate-files)", b.Step("experimental").StateString)
+		assert.Equal(t, experimental, b.Log("experimental", "Lintian Experimental"))
+		assert.Contains(t, header("experimental"), "lintian --pedantic -E kiln-hello_1.3_amd64.changes\n")
+
+		assert.Equal(t, ci.Warnings, b.Step("deb").Results, "WarnOn experimental")
+		assert.Equal(t, "lintian: 1 experimental (duplicate-files) (warnings)", b.Step("deb").StateString, "the binary package's tag only")
+		assert.Equal(t, experimental, b.Log("deb", "Lintian Experimental"))
+		assert.Equal(t, "lintian: 1 pedantic (silent-on-rules-requiring-root)", b.Step("dsc").StateString, "the source package's tag only")
+		assert.Equal(t, pedantic, b.Log("dsc", "Lintian Pedantic"))
+
+		assert.Equal(t, ci.Failure, b.Step("noprofile").Results)
+		assert.Equal(t, "lintian failed (exit code 2): Could not find a profile matching: nowhere/main (failure)", b.Step("noprofile").StateString)
+		assert.Contains(t, header("noprofile"), "lintian --profile nowhere kiln-hello_1.3_amd64.changes\n")
+	})
+
 	t.Run("Missing", func(t *testing.T) {
 		m := start(t, nil, &debian.Lintian{File: "nothing.changes"})
 		b := m.Build(t, citest.Request{Builder: "pkg"})

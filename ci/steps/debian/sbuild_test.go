@@ -2,7 +2,9 @@ package debian_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -12,6 +14,8 @@ import (
 	"github.com/kilnci/kiln/ci/citest"
 	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/ci/steps/debian"
+	"github.com/kilnci/kiln/internal/debtest"
+	"github.com/kilnci/kiln/internal/testenv"
 )
 
 // fakeSbuild is an sbuild that records its arguments and prints a log
@@ -81,6 +85,43 @@ func TestSbuild(t *testing.T) {
 		assert.Equal(t, "out/kiln-hello_1.0_armhf.changes", b.Property(debian.PropChanges))
 	})
 
+	// The fields Native leaves out, rendered: keys of extra repositories,
+	// arch-any, lintian run by sbuild, extra arguments before the package.
+	t.Run("MoreFields", func(t *testing.T) {
+		env, argv := fakeSbuild(t, "sbuild-amd64.log", 0)
+		m := start(t, map[string]any{"keys": "/srv/keys", "any": "no", "lint": "yes", "jobs": 3}, &debian.Sbuild{
+			Distribution:        "bookworm",
+			ExtraRepositoryKeys: []any{"/etc/kiln/backports.asc", ci.Interpolate("%(prop:keys)s/project.asc")},
+			ArchAny:             ci.Interpolate("%(prop:any)s"),
+			RunLintian:          ci.Interpolate("%(prop:lint)s"),
+			ExtraArgs:           []any{"--purge=never", ci.Interpolate("--jobs=%(prop:jobs)s"), ci.Interpolate("%(prop:unset:-)s")},
+			Package:             ci.Interpolate("kiln-hello_%(prop:version:-1.0)s.dsc"),
+			Env:                 env,
+		})
+		b := m.Build(t, citest.Request{Builder: "pkg"})
+		require.Equal(t, ci.Success, b.Results())
+		assert.Equal(t, []string{"--verbose", "--dist=bookworm", "--build-dir=" + builderDir(m),
+			"--extra-repository-key=/etc/kiln/backports.asc", "--extra-repository-key=/srv/keys/project.asc",
+			"--no-arch-any", "--run-lintian", "--purge=never", "--jobs=3", "kiln-hello_1.0.dsc"}, argvOf(t, argv),
+			"an extra argument that renders empty is left out")
+
+		// The switches the other way, as plain bools.
+		env, argv = fakeSbuild(t, "sbuild-amd64.log", 0)
+		m = start(t, nil, &debian.Sbuild{ArchAny: true, RunLintian: false, ExtraArgs: "--no-apt-update", Env: env})
+		b = m.Build(t, citest.Request{Builder: "pkg"})
+		require.Equal(t, ci.Success, b.Results())
+		assert.Equal(t, []string{"--verbose", "--build-dir=" + builderDir(m), "--arch-any", "--no-run-lintian", "--no-apt-update"}, argvOf(t, argv))
+
+		// A switch that is neither true nor false is refused before
+		// sbuild runs.
+		env, argv = fakeSbuild(t, "sbuild-amd64.log", 0)
+		m = start(t, map[string]any{"any": "maybe"}, &debian.Sbuild{ArchAny: ci.Interpolate("%(prop:any)s"), Env: env})
+		b = m.Build(t, citest.Request{Builder: "pkg"})
+		assert.Equal(t, ci.Failure, b.Results())
+		assert.Equal(t, `refused: arch any: "maybe" is neither true nor false (failure)`, b.Step("sbuild").StateString)
+		assert.NoFileExists(t, argv, "sbuild never ran")
+	})
+
 	t.Run("BuildFails", func(t *testing.T) {
 		env, _ := fakeSbuild(t, "sbuild-failed-build.log", 2)
 		m := start(t, nil, &debian.Sbuild{Distribution: "bookworm", Env: env})
@@ -140,4 +181,64 @@ func TestSbuild(t *testing.T) {
 		assert.Equal(t, `refused: arch amd64 and host arch armhf differ: a cross build gives BuildArch and HostArch (failure)`, b.Step("archs").StateString)
 		assert.NoFileExists(t, argv, "sbuild never ran")
 	})
+}
+
+// TestSbuild_MissingChroot runs the real sbuild on a chroot the machine
+// does not have, a schroot one (named, or sbuild's default for the
+// distribution) and a tarball: each fails at once, naming the chroot and
+// the command that creates it.
+func TestSbuild_MissingChroot(t *testing.T) {
+	testenv.SkipIfShort(t, "runs sbuild")
+	debtest.NeedTools(t, "sbuild", "schroot", "dpkg-source")
+	if out, _ := exec.Command("schroot", "--list", "--all-chroots").Output(); strings.Contains("\n"+string(out), "\nchroot:jessie-amd64-sbuild\n") {
+		t.Skip("this machine has the schroot chroot jessie-amd64-sbuild")
+	}
+	tarball := filepath.Join(t.TempDir(), "nowhere-amd64.tar.zst")
+	m := start(t, map[string]any{"dist": "jessie", "tarball": tarball},
+		&debian.Sbuild{StepOptions: ci.StepOptions{Name: "named"}, Distribution: ci.Interpolate("%(prop:dist)s"), Arch: "amd64",
+			Chroot: ci.Interpolate("%(prop:dist)s-amd64-sbuild"), CleanSource: false},
+		&debian.Sbuild{StepOptions: ci.StepOptions{Name: "default"}, Distribution: "jessie", Arch: "amd64", CleanSource: false},
+		&debian.Sbuild{StepOptions: ci.StepOptions{Name: "alias"}, Distribution: "jessie", Arch: "amd64", Chroot: "ideascube-sbuild", CleanSource: false},
+		&debian.Sbuild{StepOptions: ci.StepOptions{Name: "tarball"}, Distribution: "bookworm", Arch: "amd64", ChrootMode: debian.ModeUnshare,
+			Chroot: ci.Prop("tarball"), CleanSource: false})
+	require.NoError(t, debtest.Write(filepath.Join(builderDir(m), steps.DefaultWorkdir), debtest.Source{}))
+	b := m.Build(t, citest.Request{Builder: "pkg"})
+
+	schroot := "sudo sbuild-createchroot --arch=amd64 jessie /srv/chroot/jessie-amd64-sbuild"
+	for step, want := range map[string][2]string{
+		"named":   {"jessie-amd64-sbuild", schroot},
+		"default": {"jessie-amd64-sbuild", schroot},
+		"alias":   {"ideascube-sbuild", "sudo sbuild-createchroot --arch=amd64 --alias=ideascube-sbuild jessie /srv/chroot/jessie-amd64-sbuild"},
+		"tarball": {tarball, "mmdebstrap --variant=buildd --arch=amd64 bookworm " + tarball},
+	} {
+		s := b.Step(step)
+		assert.Equal(t, ci.Failure, s.Results, step)
+		assert.Equal(t, "kiln-hello 1.0 (amd64): failed, failed at stage create-session: chroot "+want[0]+" not found; create it with: "+want[1]+" (failure)",
+			s.StateString, step)
+		assert.Contains(t, b.Log(step, "summary"), "\nThe chroot "+want[0]+" was not found. Create it on the worker with:\n  "+want[1]+"\n", step)
+		assert.Contains(t, b.Log(step, "stdio"), "Fail-Stage: create-session", step)
+	}
+	assert.Equal(t, "failed", b.Property(debian.PropStatus))
+	assert.Nil(t, b.Property(debian.PropChanges))
+}
+
+// TestSwitch_Refused: an on/off field of any step that renders neither
+// true nor false fails the step, naming the field, before the tool runs.
+func TestSwitch_Refused(t *testing.T) {
+	dir := t.TempDir()
+	for _, tool := range []string{"lintian", "dput", "sudo", "sbuild-update", "flock"} {
+		stub(t, dir, tool, "touch "+filepath.Join(dir, "ran")+"\n")
+	}
+	env := pathWith(dir)
+	maybe := ci.Interpolate("%(prop:maybe)s")
+	m := start(t, map[string]any{"maybe": "perhaps"},
+		&debian.Lintian{File: "x.changes", Pedantic: maybe, Env: env},
+		&debian.Dput{Host: "local", Changes: "x.changes", Unchecked: maybe, Env: env},
+		&debian.SbuildUpdate{Chroot: "bookworm-amd64-sbuild", Sudo: maybe, Env: env})
+	b := m.Build(t, citest.Request{Builder: "pkg"})
+	for step, field := range map[string]string{"lintian": "pedantic", "dput": "unchecked", "sbuild-update": "sudo"} {
+		assert.Equal(t, ci.Failure, b.Step(step).Results, step)
+		assert.Equal(t, `refused: `+field+`: "perhaps" is neither true nor false (failure)`, b.Step(step).StateString)
+	}
+	assert.NoFileExists(t, filepath.Join(dir, "ran"), "no tool ran")
 }

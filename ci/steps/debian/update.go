@@ -86,6 +86,9 @@ func (u *SbuildUpdate) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error
 		return ci.Failure, nil
 	}
 	set, sudo, err := renderSwitch(ctx, s, "sudo", u.Sudo)
+	if refused(s, err) {
+		return ci.Failure, nil
+	}
 	if err != nil {
 		return ci.Exception, err
 	}

@@ -77,11 +77,12 @@ type CheckVersion struct {
 	// Version is the value to check; a string or a ci.Renderable.
 	// Required.
 	Version any
-	// What names the value in the summary ("tag", "version" if empty).
-	What string
+	// What names the value in the summary ("tag", "version" if empty); a
+	// string or a ci.Renderable.
+	What any
 	// Property, when set, is the build property set to the version once
-	// it is known to be valid.
-	Property string
+	// it is known to be valid; a string or a ci.Renderable.
+	Property any
 }
 
 // Options implements ci.Step, naming the step "version" by default.
@@ -92,7 +93,7 @@ func (c *CheckVersion) Validate() error {
 	if c.Version == nil {
 		return errors.New("Version is not set")
 	}
-	return checkField("Version", c.Version)
+	return errors.Join(checkField("Version", c.Version), checkField("What", c.What), checkField("Property", c.Property))
 }
 
 // Run implements ci.Step.
@@ -101,16 +102,23 @@ func (c *CheckVersion) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error
 	if err != nil {
 		return ci.Exception, fmt.Errorf("version: %w", err)
 	}
-	what := c.What
+	what, err := renderOptional(ctx, s, "what", c.What)
+	if err != nil {
+		return ci.Exception, err
+	}
 	if what == "" {
 		what = "version"
+	}
+	prop, err := renderOptional(ctx, s, "property", c.Property)
+	if err != nil {
+		return ci.Exception, err
 	}
 	if err := ValidVersion(v); err != nil {
 		s.SetStateString(fmt.Sprintf("%s %q is not a Debian version: %v", what, v, err))
 		return ci.Failure, nil
 	}
-	if c.Property != "" {
-		s.SetProperty(c.Property, v, s.Name()+" Step")
+	if prop != "" {
+		s.SetProperty(prop, v, s.Name()+" Step")
 	}
 	s.SetStateString(fmt.Sprintf("%s %s", what, v))
 	return ci.Success, nil

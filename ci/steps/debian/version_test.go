@@ -81,3 +81,25 @@ func TestCheckVersion(t *testing.T) {
 	assert.Equal(t, "1.0-1", b.Property("tag_version"))
 	assert.FileExists(t, marker)
 }
+
+// TestCheckVersion_Rendered: What and Property are rendered when the
+// build runs.
+func TestCheckVersion_Rendered(t *testing.T) {
+	check := &debian.CheckVersion{Version: ci.Prop("v"), What: ci.Interpolate("%(prop:kind:-version)s"),
+		Property: ci.Interpolate("%(prop:kind)s_version")}
+	m := start(t, map[string]any{"kind": "release"}, check)
+	b := m.Build(t, citest.Request{Builder: "pkg", Properties: map[string]any{"v": "2:1.0-1"}})
+	require.Equal(t, ci.Success, b.Results())
+	assert.Equal(t, "release 2:1.0-1", b.Step("version").StateString)
+	assert.Equal(t, "2:1.0-1", b.Property("release_version"))
+
+	b = m.Build(t, citest.Request{Builder: "pkg", Properties: map[string]any{"v": "v1", "kind": "upload"}})
+	require.Equal(t, ci.Failure, b.Results())
+	assert.Equal(t, `upload "v1" is not a Debian version: the upstream version "v1" must start with a digit (failure)`, b.Step("version").StateString)
+	assert.Nil(t, b.Property("upload_version"))
+
+	err := (&debian.CheckVersion{Version: "1.0", What: struct{}{}, Property: []int{1}}).Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "What: ")
+	assert.Contains(t, err.Error(), "Property: ")
+}
