@@ -294,6 +294,23 @@ func TestHashPassword_Terminal(t *testing.T) {
 	assert.NoError(t, bcrypt.CompareHashAndPassword([]byte(h), []byte("typed-secret")))
 }
 
+// TestHashPassword_Pipe: on standard input that is no terminal,
+// -hash-password hashes the first line, alone.
+func TestHashPassword_Pipe(t *testing.T) {
+	cmd := exec.Command(bins.master, "-hash-password")
+	cmd.Stdin = strings.NewReader("a\nb\n")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "%s", stderr.String())
+	assert.Empty(t, stderr.String(), "no prompt")
+	h := strings.TrimSpace(string(out))
+	assert.NoError(t, bcrypt.CompareHashAndPassword([]byte(h), []byte("a")))
+	for _, other := range []string{"a\nb", "a\nb\n", "ab", "b"} {
+		assert.Error(t, bcrypt.CompareHashAndPassword([]byte(h), []byte(other)), "the hash is of %q", other)
+	}
+}
+
 // writeCert writes a self-signed certificate for 127.0.0.1 and localhost,
 // and its key, to certFile and keyFile, and returns the certificate.
 func writeCert(t *testing.T, certFile, keyFile string) []byte {
