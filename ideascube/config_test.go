@@ -59,7 +59,7 @@ func TestConfig(t *testing.T) {
 
 	assert.Equal(t, "Ideascube", cfg.Title)
 	assert.Equal(t, "https://github.com/ideascube", cfg.TitleURL)
-	assert.Equal(t, "http://buildbot.ideascube.org/", cfg.PublicURL)
+	assert.Equal(t, "https://buildbot.ideascube.org/", cfg.PublicURL)
 	assert.Equal(t, filepath.Join(o.BaseDir, "state.sqlite"), cfg.DatabasePath())
 	for _, s := range cfg.Services {
 		switch s := s.(type) {

@@ -209,6 +209,19 @@ func TestGuide(t *testing.T) {
 	assert.Contains(t, string(site), "Install as /etc/nginx/sites-available/kiln")
 	assert.Contains(t, string(site), "proxy_pass http://127.0.0.1:8010/;", "nginx reaches the master where the unit makes it listen")
 
+	// The site answers plain HTTP with a redirect only (which webhooks'
+	// posts do not follow): the guide gives its https:// addresses, and
+	// the master's default public URL is the same.
+	assert.Contains(t, string(site), "return 301 https://$host$request_uri;")
+	assert.Empty(t, regexp.MustCompile("http://buildbot\\.ideascube\\.org[^\\s`)]*").FindAllString(guide, -1), "the site's addresses are https://")
+	for _, want := range []string{
+		"responding on\n[https://buildbot.ideascube.org](https://buildbot.ideascube.org)",
+		"`https://buildbot.ideascube.org/change_hook/github`",
+	} {
+		assert.True(t, strings.Contains(guide, want), "the guide has %q", want)
+	}
+	assert.Equal(t, "https://buildbot.ideascube.org/", defaultOptions().PublicURL)
+
 	// Each program is installed under the name it is built with.
 	builds := regexp.MustCompile(`go build -o dist/(\w+)/([\w-]+) `).FindAllStringSubmatch(guide, -1)
 	require.Len(t, builds, 3)
