@@ -5,6 +5,7 @@ package ci_test
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -113,6 +114,7 @@ func storeAccessRun(t *testing.T, dir, want string) {
 	err = m.Run(ctx)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), want)
+	assert.ErrorIs(t, err, fs.ErrPermission)
 	assert.NotContains(t, err.Error(), "(8)")
 	assert.NotContains(t, err.Error(), "(14)")
 }
