@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,7 +59,7 @@ func TestConfig(t *testing.T) {
 
 	assert.Equal(t, "Ideascube", cfg.Title)
 	assert.Equal(t, "https://github.com/ideascube", cfg.TitleURL)
-	assert.Equal(t, "http://buildbot.ideascube.org/", cfg.PublicURL)
+	assert.Equal(t, "https://buildbot.ideascube.org/", cfg.PublicURL)
 	assert.Equal(t, filepath.Join(o.BaseDir, "state.sqlite"), cfg.DatabasePath())
 	for _, s := range cfg.Services {
 		switch s := s.(type) {
@@ -378,6 +379,18 @@ func TestHashPassword(t *testing.T) {
 	assert.True(t, isBcrypt(h))
 	assert.NoError(t, bcrypt.CompareHashAndPassword([]byte(h), []byte("s3cret pass")))
 	assert.Error(t, hashPassword(strings.NewReader("\n"), &out))
+
+	// One line is read, and nothing after it: "a", not "a\nb" nor "ab".
+	out.Reset()
+	in := strings.NewReader("a\nb\n")
+	require.NoError(t, hashPassword(in, &out))
+	h = strings.TrimSpace(out.String())
+	assert.NoError(t, bcrypt.CompareHashAndPassword([]byte(h), []byte("a")))
+	for _, other := range []string{"a\nb", "a\nb\n", "ab", "b", "a\n"} {
+		assert.Error(t, bcrypt.CompareHashAndPassword([]byte(h), []byte(other)), "the hash is of %q", other)
+	}
+	rest, _ := io.ReadAll(in)
+	assert.Equal(t, "b\n", string(rest), "the next line is left unread")
 }
 
 // TestConfig_AddWorker: a worker machine is one line of the workers

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -208,6 +209,19 @@ func TestGuide(t *testing.T) {
 	assert.Contains(t, string(site), "Install as /etc/nginx/sites-available/kiln")
 	assert.Contains(t, string(site), "proxy_pass http://127.0.0.1:8010/;", "nginx reaches the master where the unit makes it listen")
 
+	// The site answers plain HTTP with a redirect only (which webhooks'
+	// posts do not follow): the guide gives its https:// addresses, and
+	// the master's default public URL is the same.
+	assert.Contains(t, string(site), "return 301 https://$host$request_uri;")
+	assert.Empty(t, regexp.MustCompile("http://buildbot\\.ideascube\\.org[^\\s`)]*").FindAllString(guide, -1), "the site's addresses are https://")
+	for _, want := range []string{
+		"responding on\n[https://buildbot.ideascube.org](https://buildbot.ideascube.org)",
+		"`https://buildbot.ideascube.org/change_hook/github`",
+	} {
+		assert.True(t, strings.Contains(guide, want), "the guide has %q", want)
+	}
+	assert.Equal(t, "https://buildbot.ideascube.org/", defaultOptions().PublicURL)
+
 	// Each program is installed under the name it is built with.
 	builds := regexp.MustCompile(`go build -o dist/(\w+)/([\w-]+) `).FindAllStringSubmatch(guide, -1)
 	require.Len(t, builds, 3)
@@ -299,6 +313,23 @@ func TestHashPassword_Terminal(t *testing.T) {
 	assert.NoError(t, bcrypt.CompareHashAndPassword([]byte(h), []byte("typed-secret")))
 }
 
+// TestHashPassword_Pipe: on standard input that is no terminal,
+// -hash-password hashes the first line, alone.
+func TestHashPassword_Pipe(t *testing.T) {
+	cmd := exec.Command(bins.master, "-hash-password")
+	cmd.Stdin = strings.NewReader("a\nb\n")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "%s", stderr.String())
+	assert.Empty(t, stderr.String(), "no prompt")
+	h := strings.TrimSpace(string(out))
+	assert.NoError(t, bcrypt.CompareHashAndPassword([]byte(h), []byte("a")))
+	for _, other := range []string{"a\nb", "a\nb\n", "ab", "b"} {
+		assert.Error(t, bcrypt.CompareHashAndPassword([]byte(h), []byte(other)), "the hash is of %q", other)
+	}
+}
+
 // writeCert writes a self-signed certificate for 127.0.0.1 and localhost,
 // and its key, to certFile and keyFile, and returns the certificate.
 func writeCert(t *testing.T, certFile, keyFile string) []byte {
@@ -380,4 +411,63 @@ func TestDeploy_WorkerTLS(t *testing.T) {
 	second := writeCert(t, certFile, keyFile)
 	require.NoError(t, master.cmd.Process.Signal(syscall.SIGHUP))
 	w.waitFor("the renewed certificate", time.Minute, func() bool { return bytes.Equal(served(), second) })
+}
+
+// TestDeploy_Backup: -backup, run as the guide says while the master runs,
+// writes a copy that opens with the master's builds and steps in it, and
+// the master goes on.
+func TestDeploy_Backup(t *testing.T) {
+	base := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(base, "secrets.env"), []byte(deploySecrets), 0o600))
+	httpAddr, workerAddr := freeAddr(t), freeAddr(t)
+	master := start(t, nil, nil, bins.master, "-basedir", base, "-http", httpAddr, "-workers", workerAddr,
+		"-archive-unsigned", "-metrics", freeAddr(t))
+	w := web{t: t, base: "http://" + httpAddr}
+	dir := filepath.Join(t.TempDir(), "worker-amd64")
+	out, err := exec.Command(bins.worker, "create-worker", dir, workerAddr, "worker-amd64", "amd64 pass").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	start(t, nil, nil, bins.worker, "start", "--nodaemon", dir)
+	var builders struct {
+		Builders []struct {
+			ID int `json:"builderid"`
+		} `json:"builders"`
+	}
+	w.waitFor("the master's API", time.Minute, func() bool {
+		resp, err := http.Get(w.base + "/api/v2/builders?name=build-amd64-pkg")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&builders) == nil && len(builders.Builders) == 1
+	})
+	// A tag that is no Debian version: the build fails at its first step,
+	// on the master, without a checkout or sbuild.
+	require.Equal(t, http.StatusOK, w.force("admin", "admin pass", builders.Builders[0].ID, "not-a-version"))
+	var done []build
+	w.waitFor("the forced build to end", 2*time.Minute, func() bool {
+		done = w.builds(0)
+		return len(done) == 1
+	})
+	require.NotNil(t, done[0].Results)
+	require.Equal(t, failure, *done[0].Results)
+
+	backup := filepath.Join(t.TempDir(), "backup.sqlite")
+	out, err = exec.Command(bins.master, "-basedir", base, "-backup", backup).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	select {
+	case <-master.done:
+		t.Fatalf("the master stopped during the backup:\n%s", master.out.String())
+	default:
+	}
+	db, err := sql.Open("sqlite", backup)
+	require.NoError(t, err)
+	defer db.Close()
+	var results int
+	require.NoError(t, db.QueryRow(`SELECT results FROM builds WHERE id = ?`, done[0].BuildID).Scan(&results))
+	assert.Equal(t, failure, results, "the backup has the build")
+	var state string
+	require.NoError(t, db.QueryRow(`SELECT state_string FROM steps WHERE build_id = ? AND name = 'version'`, done[0].BuildID).Scan(&state))
+	assert.Contains(t, state, `"not-a-version" is not a Debian version`, "the backup has its steps")
+	// The master still answers, from its own database.
+	assert.Equal(t, 1, w.total("/api/v2/builds"))
 }

@@ -8,7 +8,7 @@
 //
 //	ideascube -basedir /srv/buildbot/master [-http 127.0.0.1:8010] [-workers :9989]
 //	          [-worker-cert FILE -worker-key FILE] [-metrics 127.0.0.1:9101]
-//	          [-url http://buildbot.ideascube.org/] [-repo URL] [-dist jessie]
+//	          [-url https://buildbot.ideascube.org/] [-repo URL] [-dist jessie]
 //	          [-extra-repository LINE] [-resolver aptitude] [-cross armhf,i386]
 //	          [-unshare [-tarballs DIR]] [-archive-key FILE | -archive-unsigned]
 //	          [-drain 10m]
@@ -221,7 +221,7 @@ func defaultOptions() options {
 		HTTPAddr:        "", // 127.0.0.1:8010 behind the public URL (webui.Server.ListenAddr)
 		WorkerAddr:      remote.DefaultAddr,
 		MetricsAddr:     "127.0.0.1:9101",
-		PublicURL:       "http://buildbot.ideascube.org/",
+		PublicURL:       "https://buildbot.ideascube.org/",
 		Repo:            "https://github.com/ideascube/ideascube.git",
 		Dist:            "jessie",
 		ExtraRepository: "deb http://archive.debian.org/debian jessie-backports main",

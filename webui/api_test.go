@@ -1,6 +1,7 @@
 package webui_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -400,4 +402,82 @@ func TestAPI_ResultSpec(t *testing.T) {
 	}
 	get(t, srv.URL+"/api/v2/builds/"+bid+"/steps?field=name&field=number&limit=1", http.StatusOK, &ans)
 	assert.Equal(t, []map[string]any{{"name": "a", "number": 0.0}}, ans.Steps)
+}
+
+// TestAPI_RunningState: a running build's state_string is what its
+// current step says: the step's description, then the state the step
+// sets, then the next step's description; the finished build's is its
+// result.
+func TestAPI_RunningState(t *testing.T) {
+	t.Parallel()
+	next1, next2 := make(chan struct{}), make(chan string)
+	m := citest.Start(t, ci.MasterConfig{
+		Workers: []ci.WorkerConfig{{Name: "w1"}},
+		Builders: []ci.BuilderConfig{{Name: "b1", Workers: []string{"w1"}, Steps: []ci.Step{
+			ci.WithOptions(ci.StepOptions{Name: "checkout", Description: "checking out"},
+				ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+					select {
+					case <-next1:
+						return ci.Success, nil
+					case <-ctx.Done():
+						return ci.Cancelled, nil
+					}
+				})),
+			ci.WithOptions(ci.StepOptions{Name: "compile", Description: "compiling"},
+				ci.StepFunc(func(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+					for {
+						select {
+						case state, ok := <-next2:
+							if !ok {
+								return ci.Success, nil
+							}
+							s.SetStateString(state)
+						case <-ctx.Done():
+							return ci.Cancelled, nil
+						}
+					}
+				})),
+		}}},
+	})
+	srv := httptest.NewServer(webui.Handler(m.Master))
+	t.Cleanup(srv.Close)
+	bs := m.Submit(t, citest.Request{Builder: "b1"})
+	id := m.WaitRunning(t, "b1")
+	t.Cleanup(func() { m.StopBuild(context.Background(), id, "the test ended") })
+	url := srv.URL + "/api/v2/builds/" + strconv.FormatInt(id, 10)
+
+	// state waits until the build's state_string, and its last step's,
+	// are want, and that step is the step called step.
+	state := func(want, step string) {
+		t.Helper()
+		var b buildsAnswer
+		var steps struct {
+			Steps []map[string]any `json:"steps"`
+		}
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			get(t, url, http.StatusOK, &b)
+			get(t, url+"/steps", http.StatusOK, &steps)
+			require.Len(t, b.Builds, 1)
+			n := len(steps.Steps)
+			if b.Builds[0]["state_string"] == want && n > 0 && steps.Steps[n-1]["name"] == step && steps.Steps[n-1]["state_string"] == want {
+				assert.Equal(t, false, b.Builds[0]["complete"])
+				assert.Equal(t, false, steps.Steps[n-1]["complete"])
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("build state %q, steps %v; want %q in step %q", b.Builds[0]["state_string"], steps.Steps, want, step)
+			}
+		}
+	}
+	state("checking out", "checkout")
+	close(next1)
+	state("compiling", "compile")
+	next2 <- "compiling 1 of 3"
+	state("compiling 1 of 3", "compile")
+	close(next2)
+	m.WaitBuildset(t, bs)
+	var b buildsAnswer
+	get(t, url, http.StatusOK, &b)
+	require.Len(t, b.Builds, 1)
+	assert.Equal(t, "build successful", b.Builds[0]["state_string"])
 }

@@ -139,6 +139,12 @@ func TestBrowser_BuildPageLive(t *testing.T) {
 	// The build's duration counts on, on the page.
 	dur := text(t, tab, "#build-facts .dur")
 	poll(t, tab, "the duration counting on", `document.querySelector("#build-facts .dur").textContent !== `+strconv.Quote(dur))
+	// And so does the running step's.
+	second := `Array.from(document.querySelectorAll("li.step")).find(li => li.querySelector(".step-name").textContent === "second").querySelector(".step-head .dur")`
+	stepDur, err := chromedp.Run(tab, chromedp.Evaluate[string](second+`.textContent`))
+	require.NoError(t, err)
+	require.Regexp(t, `^\d+s$`, stepDur, "the running step shows its duration")
+	poll(t, tab, "the running step's duration counting on", second+`.textContent !== `+strconv.Quote(stepDur))
 
 	// The home page, open beside it, lists the build and its state.
 	home := newTab(t)
@@ -153,6 +159,8 @@ func TestBrowser_BuildPageLive(t *testing.T) {
 		Array.from(document.querySelectorAll("#build-steps .step-name")).map(e => e.textContent).join() === "many,second,third"`)
 	poll(t, tab, "the second step passed", `Array.from(document.querySelectorAll("li.step")).some(li =>
 		li.querySelector(".step-name").textContent === "second" && li.querySelector(".result").textContent === "success")`)
+	// Its duration, now final, counts no more.
+	poll(t, tab, "the second step's duration final", `!`+second+`.hasAttribute("data-start")`)
 	poll(t, tab, "the third step's new log followed", `Array.from(document.querySelectorAll("li.step")).some(li =>
 		li.querySelector(".step-name").textContent === "third" && /third 1/.test(li.querySelector("pre.log-lines").textContent))`)
 	poll(t, tab, "the property the third step set", `/<i>set by third<\/i>/.test(document.querySelector("#build-props").textContent)`)

@@ -259,8 +259,8 @@
 //	}
 //
 // (Event streams also send X-Accel-Buffering: no, and a comment every 15
-// seconds so that idle streams stay open.) Ideascube's site proxies port 80
-// to the master's 8010 at the root: "location /" and a public URL of
-// "http://buildbot.ideascube.org/". The test TestNginx runs Debian's nginx
+// seconds so that idle streams stay open.) Ideascube's site proxies HTTPS
+// (port 443) to the master's 8010 at the root: "location /" and a public
+// URL of "https://buildbot.ideascube.org/". The test TestNginx runs Debian's nginx
 // with these lines.
 package webui

@@ -2,6 +2,8 @@ package webui_test
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -100,4 +102,69 @@ func TestBrowser_Layout(t *testing.T) {
 	if dir := screenshotDir(); dir != "" {
 		t.Logf("screenshots in %s", filepath.Clean(dir))
 	}
+}
+
+// TestBrowser_DarkScheme: where the system prefers a dark scheme, the
+// pages are dark (kiln.css's prefers-color-scheme rule): the page's and the
+// tables' backgrounds are dark, not the light scheme's, and the text and
+// links stand out on them.
+func TestBrowser_DarkScheme(t *testing.T) {
+	u := startUI(t, uiOptions{})
+	u.m.Build(t, citest.Request{Builder: "pass"})
+	tab := newTab(t)
+	// colors reads the computed colours of the page, its builders table
+	// and a link in it, as "rgb(r, g, b)".
+	colors := func(scheme string) map[string]string {
+		t.Helper()
+		require.NoError(t, chromedp.Do(tab, colorScheme(scheme),
+			chromedp.Navigate(u.url), chromedp.WaitVisible(chromedp.CSS("table.builders a"))))
+		got, err := chromedp.Run(tab, chromedp.Evaluate[map[string]string](`(() => {
+			const body = getComputedStyle(document.body), table = getComputedStyle(document.querySelector("table.builders"));
+			return {bg: body.backgroundColor, fg: body.color, panel: table.backgroundColor,
+				link: getComputedStyle(document.querySelector("table.builders a")).color,
+				dark: String(matchMedia("(prefers-color-scheme: dark)").matches)};
+		})()`))
+		require.NoError(t, err)
+		return got
+	}
+	light, dark := colors("light"), colors("dark")
+	require.Equal(t, "false", light["dark"])
+	require.Equal(t, "true", dark["dark"], "the emulated preference reaches the page")
+	for _, k := range []string{"bg", "fg", "panel", "link"} {
+		assert.NotEqual(t, light[k], dark[k], "%s is the same in both schemes", k)
+	}
+	assert.Greater(t, luminance(t, light["bg"]), 0.8, "light page background %s", light["bg"])
+	for _, k := range []string{"bg", "panel"} {
+		assert.Less(t, luminance(t, dark[k]), 0.05, "dark %s %s is not dark", k, dark[k])
+	}
+	for _, k := range []string{"fg", "link"} {
+		for _, on := range []string{"bg", "panel"} {
+			assert.GreaterOrEqual(t, contrast(t, dark[k], dark[on]), 4.5, "dark %s %s on %s %s", k, dark[k], on, dark[on])
+			assert.GreaterOrEqual(t, contrast(t, light[k], light[on]), 4.5, "light %s %s on %s %s", k, light[k], on, light[on])
+		}
+	}
+}
+
+// luminance is the relative luminance (WCAG 2) of a CSS colour written
+// "rgb(r, g, b)", from 0 (black) to 1 (white).
+func luminance(t *testing.T, rgb string) float64 {
+	t.Helper()
+	var c [3]float64
+	_, err := fmt.Sscanf(rgb, "rgb(%g, %g, %g)", &c[0], &c[1], &c[2])
+	require.NoError(t, err, "colour %q", rgb)
+	for i, v := range c {
+		v /= 255
+		if v <= 0.04045 {
+			c[i] = v / 12.92
+		} else {
+			c[i] = math.Pow((v+0.055)/1.055, 2.4)
+		}
+	}
+	return 0.2126*c[0] + 0.7152*c[1] + 0.0722*c[2]
+}
+
+// contrast is the contrast ratio (WCAG 2) of two colours, from 1 to 21.
+func contrast(t *testing.T, a, b string) float64 {
+	la, lb := luminance(t, a), luminance(t, b)
+	return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
 }

@@ -72,6 +72,9 @@ type Store struct {
 
 // Open opens the database file at path, creating it if needed, and applies
 // the migrations it lacks. The context bounds the opening and migrating.
+// A database file (or its -wal or -shm file) that this process may not
+// read and write, or a folder it may not write, is an error that wraps
+// fs.ErrPermission and names the file, its owner and its mode.
 func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: open: no path given")
@@ -82,6 +85,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	// A file: URI, so that any character may appear in the path; the
 	// pragmas are in the DSN so that every connection of a pool gets them.
+	if err := checkAccess(abs); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
 	name := "file:" + (&url.URL{Path: filepath.ToSlash(abs)}).EscapedPath()
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)", BusyTimeout.Milliseconds())
 
