@@ -33,9 +33,8 @@ import (
 // included, sbuild's tool for its chroots), lintian, dput and the archive
 // tool, reprepro. Each program's time is the elapsed time its step's log
 // reports (the worker's for the commands it runs, the master's for
-// reprepro's include). Everything else is counted as Kiln's: git's
-// checkout, and the query publish makes of reprepro before the include,
-// which it does not log.
+// reprepro's listings and include). Everything else is counted as
+// Kiln's, git's checkout included.
 //
 //	sudo go test -run '^$' -bench Pipeline -benchtime 3x ./ideascube
 //
@@ -149,7 +148,7 @@ func BenchmarkPipeline(b *testing.B) {
 	var wall, tools time.Duration
 	for i := range b.N {
 		t0, installable, id := release(fmt.Sprintf("2.%d", i))
-		tl, end, parts := toolTime(b, st, int64(id))
+		tl, end, parts := toolTime(b, st, int64(id), t0)
 		// Kiln's share is taken over the whole pipeline, from the webhook
 		// to the end of the publish step (which removes the upload from
 		// incoming after the index lists it).
@@ -173,8 +172,9 @@ var toolSteps = map[string]bool{"sbuild-update": true, "sbuild": true, "lintian"
 
 // toolTime sums the time a build spent inside the tools of toolSteps, as
 // their logs report it, and returns when the publish step ended and each
-// step's program time (git's too, counted as Kiln's).
-func toolTime(tb testing.TB, st ci.Store, buildID int64) (time.Duration, time.Time, string) {
+// step's program time and time around it (git's counted as Kiln's
+// whole), after when the build started, from the webhook at t0.
+func toolTime(tb testing.TB, st ci.Store, buildID int64, t0 time.Time) (time.Duration, time.Time, string) {
 	ctx := context.Background()
 	steps, err := st.ListSteps(ctx, buildID)
 	require.NoError(tb, err)
@@ -205,13 +205,18 @@ func toolTime(tb testing.TB, st ci.Store, buildID int64) (time.Duration, time.Ti
 				t += time.Duration(f * float64(time.Second))
 			}
 		}
+		// around: the step's time outside its program.
+		around := s.CompleteAt.Sub(s.StartedAt) - t
 		if toolSteps[s.Name] {
 			total += t
-			parts = append(parts, fmt.Sprintf("%s %.2f s", s.Name, t.Seconds()))
-		} else if t > 0 {
-			parts = append(parts, fmt.Sprintf("%s %.3f s, Kiln's", s.Name, t.Seconds()))
+			parts = append(parts, fmt.Sprintf("%s %.2f s +%d ms", s.Name, t.Seconds(), around.Milliseconds()))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %d ms, Kiln's", s.Name, s.CompleteAt.Sub(s.StartedAt).Milliseconds()))
 		}
 	}
 	require.False(tb, end.IsZero(), "build %d has no publish step", buildID)
+	build, err := st.GetBuild(ctx, buildID)
+	require.NoError(tb, err)
+	parts = append([]string{"build started at +" + build.StartedAt.Sub(t0).Round(time.Millisecond).String()}, parts...)
 	return total, end, strings.Join(parts, ", ")
 }

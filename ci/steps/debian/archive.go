@@ -748,6 +748,13 @@ func archiveStopAgent(home string) {
 // caller holds the archive's lock. When log is not nil, the command and its output go
 // there. A failure is a *repreproError with reprepro's own message.
 func (st *archiveState) run(ctx context.Context, log *ci.LogWriter, args ...string) (string, error) {
+	return st.runLogged(ctx, log, true, args...)
+}
+
+// runLogged is run, with the command's output in the log only when
+// output is true: the command, its exit code and its time go there in
+// any case.
+func (st *archiveState) runLogged(ctx context.Context, log *ci.LogWriter, output bool, args ...string) (string, error) {
 	argv := append([]string{
 		"--basedir", st.dir,
 		"--outdir", st.public,
@@ -764,10 +771,17 @@ func (st *archiveState) run(ctx context.Context, log *ci.LogWriter, args ...stri
 	cmd.WaitDelay = archiveStopDelay
 	var stdout, stderr bytes.Buffer
 	var mu sync.Mutex
-	cmd.Stdout = archiveTee(&mu, &stdout, log, (*ci.LogWriter).AddStdout)
-	cmd.Stderr = archiveTee(&mu, &stderr, log, (*ci.LogWriter).AddStderr)
+	outLog := log
+	if !output {
+		outLog = nil
+	}
+	cmd.Stdout = archiveTee(&mu, &stdout, outLog, (*ci.LogWriter).AddStdout)
+	cmd.Stderr = archiveTee(&mu, &stderr, outLog, (*ci.LogWriter).AddStderr)
 	if log != nil {
 		log.AddHeader(fmt.Sprintf("%q\n in dir %s (on the master)\n", append([]string{st.reprepro}, argv...), st.dir))
+		if !output {
+			log.AddHeader("(its output is read by the step, not shown)\n")
+		}
 	}
 	start := time.Now()
 	err := cmd.Run()

@@ -284,7 +284,14 @@ func TestPublish(t *testing.T) {
 		require.Equal(t, ci.Success, b.Results(), b.LogLines("publish", "stdio"))
 		assert.Equal(t, "published kiln-hello 1.0 (source, amd64) in bookworm/main", b.Step("publish").StateString)
 		assert.Contains(t, b.Log("publish", "stdio"), "Exporting indices", "reprepro's output is in the log")
-		assert.Contains(t, b.Header("publish", "stdio"), "include")
+		header := b.Header("publish", "stdio")
+		assert.Contains(t, header, "include")
+		// Every reprepro run is in the log with its time: the listings
+		// before and after the include without their output.
+		assert.Equal(t, 2, strings.Count(header, `"listfilter"`), header)
+		assert.Equal(t, 2, strings.Count(header, "(its output is read by the step, not shown)"), header)
+		assert.Equal(t, 3, strings.Count(header, "elapsedTime="), header)
+		assert.NotContains(t, b.Log("publish", "stdio"), "\tkiln-hello\t1.0\t", "a listing's output stays out of the log")
 
 		pool := []string{
 			"pool/main/k/kiln-hello/kiln-hello_1.0.dsc",

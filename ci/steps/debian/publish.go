@@ -215,7 +215,7 @@ func (p *Publish) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 		return ci.Cancelled, nil
 	}
 	defer unlock()
-	before, err := st.list(ctx, dist, up.names())
+	before, err := st.list(ctx, stdio, dist, up.names())
 	if err != nil {
 		return p.runFailure(ctx, fail, err)
 	}
@@ -233,7 +233,7 @@ func (p *Publish) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 		}
 		return p.runFailure(ctx, fail, err)
 	}
-	after, err := st.list(ctx, dist, up.names())
+	after, err := st.list(ctx, stdio, dist, up.names())
 	if err != nil {
 		return p.runFailure(ctx, fail, err)
 	}
@@ -513,8 +513,9 @@ const archiveListFormat = `${$type}\t${$architecture}\t${$component}\t${package}
 
 // list returns what the distribution has of the packages names (which
 // must be package names: they go into a reprepro formula). The caller
-// holds the archive's lock.
-func (st *archiveState) list(ctx context.Context, dist string, names []string) ([]archiveEntry, error) {
+// holds the archive's lock. The command and its time go to log, when not
+// nil, without its output.
+func (st *archiveState) list(ctx context.Context, log *ci.LogWriter, dist string, names []string) ([]archiveEntry, error) {
 	terms := make([]string, len(names))
 	for i, n := range names {
 		if !publishPackageRe.MatchString(n) {
@@ -522,7 +523,7 @@ func (st *archiveState) list(ctx context.Context, dist string, names []string) (
 		}
 		terms[i] = "Package (== " + n + ")"
 	}
-	out, err := st.run(ctx, nil, "--list-format="+archiveListFormat, "listfilter", dist, strings.Join(terms, " | "))
+	out, err := st.runLogged(ctx, log, false, "--list-format="+archiveListFormat, "listfilter", dist, strings.Join(terms, " | "))
 	if err != nil {
 		return nil, err
 	}
