@@ -83,11 +83,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	// A file: URI, so that any character may appear in the path; the
-	// pragmas are in the DSN so that every connection of a pool gets them.
 	if err := checkAccess(abs); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
+	// A file: URI, so that any character may appear in the path; the
+	// pragmas are in the DSN so that every connection of a pool gets them.
 	name := "file:" + (&url.URL{Path: filepath.ToSlash(abs)}).EscapedPath()
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)", BusyTimeout.Milliseconds())
 
