@@ -65,6 +65,17 @@
 //
 // Exit status: 0 on a clean stop, 1 on an error, 2 on bad usage.
 //
+// # Memory
+//
+// kiln-worker runs its garbage collector with GOGC=400 unless the GOGC
+// environment variable says otherwise. Its live heap is small, and a
+// command that writes a lot of output makes short-lived buffers at a fast
+// rate: at Go's default of 100 the collector, and the runtime returning
+// freed memory to the system and faulting it back, took about a third of
+// the worker's CPU while it streamed a 100 MB log. At 400 the worker uses
+// about 40 % less CPU for such a log and peaks at about 25 MiB of resident
+// memory instead of 13 MiB; an idle worker stays at about 7.5 MiB.
+//
 // # Building
 //
 // kiln-worker needs no cgo; built with it off, it is one static file to
@@ -85,11 +96,19 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
 
+// gcPercent is the GOGC kiln-worker runs with, unless its environment
+// sets one (see the package doc).
+const gcPercent = 400
+
 func main() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-ctx.Done()

@@ -601,6 +601,13 @@ func (sh *shell) stopTimers() {
 	}
 }
 
+// bigRead is the size of the pipe, and of each read from it, of a command
+// that filled its pipe's first 64 KiB in one read, as a command that
+// writes a lot does: fewer, larger reads and updates take its output for
+// less CPU, on the worker and the master (whose set_worker_settings asks
+// for updates of this size).
+const bigRead = 256 << 10
+
 // readBuffers holds the buffers that read fills from a command's pipes:
 // large enough to take a pipe's whole content in one read, and reused,
 // since most commands write little and allocating (and zeroing) two of
@@ -614,12 +621,19 @@ func (sh *shell) read(f *os.File, key string, want bool, done chan<- struct{}) {
 	defer readBuffers.Put(bp)
 	buf := bp[:]
 	var dec utf8Decoder
+	grown := false
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {
 			sh.lastOutput.Store(int64(time.Since(sh.start)))
 			if want {
 				sh.r.send(Update{Key: key, Value: dec.decodeBytes(buf[:n])})
+			}
+		}
+		if n == len(buf) && !grown {
+			grown = true
+			if growPipe(f, bigRead) {
+				buf = make([]byte, bigRead)
 			}
 		}
 		if err != nil {

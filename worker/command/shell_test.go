@@ -626,6 +626,33 @@ func TestShell_Batching(t *testing.T) {
 	})
 }
 
+// A command that writes a lot at once fills its pipe, which then grows
+// (on Linux): its output comes whole and in order, in updates larger than
+// a new pipe holds when the master's buffer size allows.
+func TestShell_LargeOutput(t *testing.T) {
+	opts := testOptions(t)
+	opts.BufferTimeout = 0
+	opts.BufferSize = 256 << 10
+	h := &fakeHost{}
+	const n = 40000 // about 2 MB
+	runCmd(t, t.Context(), h, "shell", shellArgs(opts, helper("lines", strconv.Itoa(n))), opts)
+	var want strings.Builder
+	for i := range n {
+		fmt.Fprintf(&want, "line %d of the output of the benchmark command\n", i)
+	}
+	require.Equal(t, want.String(), h.Text("stdout"))
+	largest := 0
+	for _, c := range h.Calls() {
+		for _, u := range c.Updates {
+			if u.Key == "stdout" {
+				largest = max(largest, len(u.Value.(string)))
+			}
+		}
+	}
+	assert.Greater(t, largest, 64<<10)
+	assert.LessOrEqual(t, largest, 256<<10)
+}
+
 func TestShell_HostFailure(t *testing.T) {
 	t.Run("before the start", func(t *testing.T) {
 		opts := testOptions(t)

@@ -7,8 +7,8 @@ import (
 
 // MaxFrameSize is the largest frame either side accepts: 16 MiB. Frames are
 // far smaller in practice (a file block is 64 KiB by default, an output
-// update at most the worker's buffer size, 64 KiB); a peer that sends more
-// is closed.
+// update at most the worker's buffer size, 256 KiB from Kiln's master); a
+// peer that sends more is closed.
 const MaxFrameSize = 16 << 20
 
 // The ops of the protocol's messages.

@@ -55,7 +55,7 @@ func TestHandshake(t *testing.T) {
 		"newline_re":      `(\r\n|\r(?=.)|\033\[u|\033\[[0-9]+;[0-9]+[Hf]|\033\[2J|\x08+)`,
 		"max_line_length": int64(4096),
 		"buffer_timeout":  0.2,
-		"buffer_size":     int64(65536),
+		"buffer_size":     int64(262144),
 	}, reqs[2]["args"])
 	assert.Equal(t, "listdir", reqs[3]["command_name"])
 	assert.Equal(t, map[string]any{"path": "/fake/w1"}, reqs[3]["args"])

@@ -62,10 +62,11 @@
 // "attached"; get_worker_info (its answer is Conn.Info, "environ"
 // included as a map[string]string, which the master keeps out of its
 // store);
-// set_worker_settings with Buildbot's values (buffer_size 65536,
-// max_line_length 4096 and its newline regexp) but buffer_timeout 0.2
-// seconds instead of 5, so that a log followed live does not come in
-// bursts 5 seconds apart. The
+// set_worker_settings with Buildbot's values (max_line_length 4096 and
+// its newline regexp) but buffer_timeout 0.2 seconds instead of 5, so that
+// a log followed live does not come in bursts 5 seconds apart, and
+// buffer_size 262144 instead of 65536, so that a command that writes a lot
+// sends a quarter of the updates. The
 // master then attaches the connection (ci.Master.AttachWorker), which calls
 // SetBuilders: listdir of the worker's base folder; stat and rmdir of
 // leftover folders if the worker reports delete_leftover_dirs; mkdir of the
