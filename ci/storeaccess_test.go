@@ -47,23 +47,23 @@ func TestMaster_StoreAccess(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		// prepare changes the folder of a stopped master; it returns the
-		// file or folder the message must name, and what it says of it.
-		prepare func(t *testing.T, dir string) (string, string)
+		// prepare changes the folder of a stopped master; it returns what
+		// the message must say, naming the file or folder in question.
+		prepare func(t *testing.T, dir string) string
 	}{
-		{"database read-only", func(t *testing.T, dir string) (string, string) {
+		{"database read-only", func(t *testing.T, dir string) string {
 			db := filepath.Join(dir, "state.sqlite")
 			m := mode(0o644, 0o444)
 			require.NoError(t, os.Chmod(db, m))
-			return db, fmt.Sprintf("open database %s: permission denied (owned by uid %d, mode %04o; this process runs as uid %d, which needs to read and write it)", db, uid, m, runner)
+			return fmt.Sprintf("open database %s: permission denied (owned by uid %d, mode %04o; this process runs as uid %d, which needs to read and write it)", db, uid, m, runner)
 		}},
-		{"database unreadable", func(t *testing.T, dir string) (string, string) {
+		{"database unreadable", func(t *testing.T, dir string) string {
 			db := filepath.Join(dir, "state.sqlite")
 			m := mode(0o600, 0o000)
 			require.NoError(t, os.Chmod(db, m))
-			return db, fmt.Sprintf("open database %s: permission denied (owned by uid %d, mode %04o;", db, uid, m)
+			return fmt.Sprintf("open database %s: permission denied (owned by uid %d, mode %04o;", db, uid, m)
 		}},
-		{"wal read-only", func(t *testing.T, dir string) (string, string) {
+		{"wal read-only", func(t *testing.T, dir string) string {
 			db := filepath.Join(dir, "state.sqlite")
 			wal := db + "-wal"
 			m := mode(0o644, 0o444)
@@ -72,14 +72,14 @@ func TestMaster_StoreAccess(t *testing.T) {
 			// database and fail on its first write.
 			require.NoError(t, os.WriteFile(wal, nil, m))
 			require.NoError(t, os.Chmod(wal, m))
-			return wal, fmt.Sprintf("open database %s: permission denied (owned by uid %d, mode %04o;", wal, uid, m)
+			return fmt.Sprintf("open database %s: permission denied (owned by uid %d, mode %04o;", wal, uid, m)
 		}},
-		{"folder read-only", func(t *testing.T, dir string) (string, string) {
+		{"folder read-only", func(t *testing.T, dir string) string {
 			db := filepath.Join(dir, "state.sqlite")
 			require.NoError(t, os.Chmod(db, 0o666))
 			m := mode(0o755, 0o555)
 			require.NoError(t, os.Chmod(dir, m))
-			return dir, fmt.Sprintf("open database %s: folder %s: permission denied (owned by uid %d, mode %04o; this process runs as uid %d, which needs to write it)", db, dir, uid, m, runner)
+			return fmt.Sprintf("open database %s: folder %s: permission denied (owned by uid %d, mode %04o; this process runs as uid %d, which needs to write it)", db, dir, uid, m, runner)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,7 +91,7 @@ func TestMaster_StoreAccess(t *testing.T) {
 			// lock file too: only the database is in question.
 			require.NoError(t, os.Chmod(dir, 0o777))
 			require.NoError(t, os.Chmod(filepath.Join(dir, ci.LockFile), 0o666))
-			_, want := tc.prepare(t, dir)
+			want := tc.prepare(t, dir)
 			t.Cleanup(func() { os.Chmod(dir, 0o755) })
 			if root {
 				runAsNobody(t, "TestMaster_StoreAccess", "KILN_TEST_STORE_DIR="+dir, "KILN_TEST_STORE_WANT="+want)

@@ -165,6 +165,7 @@ func guideAPT(t *testing.T, guide string) {
 	var handler http.Handler
 	for _, s := range cfg.Services {
 		if w, ok := s.(*webui.Server); ok {
+			require.Len(t, w.Mounts, 1, "the web server mounts the archive, alone")
 			for prefix, h := range w.Mounts {
 				mount, handler = prefix, h
 			}
