@@ -154,9 +154,14 @@ func TestBrowser_BuildPageLive(t *testing.T) {
 	poll(t, home, "the build's state on the home page", `/second: working/.test(document.querySelector("table.builds").textContent)`)
 
 	// Two step changes: second passes, third starts with a log of its own.
+	_, err = chromedp.Run(tab, chromedp.Evaluate[bool](`(window.kilnStopForm = document.querySelector(".stop-form")) !== null`))
+	require.NoError(t, err)
 	close(g.next1)
 	poll(t, tab, "the third step on the page", `document.querySelector("#build-state").textContent === "third: waiting" &&
 		Array.from(document.querySelectorAll("#build-steps .step-name")).map(e => e.textContent).join() === "many,second,third"`)
+	same, err := chromedp.Run(tab, chromedp.Evaluate[bool](`document.querySelector(".stop-form") === window.kilnStopForm`))
+	require.NoError(t, err)
+	assert.True(t, same, "the stop form, unchanged, is still the one the reader may be clicking")
 	poll(t, tab, "the second step passed", `Array.from(document.querySelectorAll("li.step")).some(li =>
 		li.querySelector(".step-name").textContent === "second" && li.querySelector(".result").textContent === "success")`)
 	// Its duration, now final, counts no more.

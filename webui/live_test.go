@@ -263,7 +263,16 @@ func TestLiveEvents_NewLog(t *testing.T) {
 	b, err := u.m.Store.GetBuild(context.Background(), build.ID)
 	require.NoError(t, err)
 	assert.False(t, b.Complete, "the change is the log, not the build's end")
-	assert.Contains(t, u.do(t, req{path: "builders/late/builds/1"}).body, `<span class="ln o">a line</span>`)
+	// The change may be told before the log's first line is stored: the
+	// page shows the log at once, and its line when it is there.
+	assert.Contains(t, u.do(t, req{path: "builders/late/builds/1"}).body, `data-stream="/ci/logs/1/live"`)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		body := u.do(t, req{path: "builders/late/builds/1"}).body
+		if strings.Contains(body, `<span class="ln o">a line</span>`) {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the log's line is not on the build's page:\n%s", body)
+	}
 }
 
 // chattyBuild starts a build whose step sets its state to each string

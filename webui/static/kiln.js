@@ -412,10 +412,11 @@
 	}
 
 	// replaceChildren gives el the children of the element of the same id
-	// in doc.
+	// in doc, unless they are the same already: a form the reader is about
+	// to use stays the one under the pointer.
 	function replaceChildren(el, doc) {
 		var fresh = el && doc.getElementById(el.id);
-		if (fresh) el.replaceChildren.apply(el, Array.prototype.slice.call(document.adoptNode(fresh).childNodes));
+		if (fresh && fresh.innerHTML !== el.innerHTML) el.replaceChildren.apply(el, Array.prototype.slice.call(document.adoptNode(fresh).childNodes));
 	}
 
 	// patchBuild updates a build's page from doc, the page as it is now
