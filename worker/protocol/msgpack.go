@@ -45,6 +45,9 @@ type decoder struct {
 	// updates: the top-level map's "args" may be the [key, value] pairs
 	// of an update, whose output values are decoded by outputValue.
 	updates bool
+	// share: output text shares b's memory, and the offsets and times
+	// of v7's output are read past (ParseMessageShared).
+	share bool
 }
 
 func (d *decoder) errorf(format string, args ...any) error {

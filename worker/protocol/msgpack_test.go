@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -280,6 +281,11 @@ func FuzzDecode(f *testing.F) {
 		// ParseMessage decodes as Decode does, but for the types of
 		// output updates' offsets and times: what it returns encodes the
 		// same.
+		// ParseMessageShared refuses what ParseMessage refuses.
+		_, errShared := ParseMessageShared(b)
+		if _, err := ParseMessage(b); (err == nil) != (errShared == nil) {
+			t.Fatalf("ParseMessage: %v; ParseMessageShared: %v", err, errShared)
+		}
 		if m, err := ParseMessage(b); err == nil {
 			b2, err := Encode(map[string]any(m))
 			if err != nil {
@@ -296,19 +302,7 @@ func FuzzDecode(f *testing.F) {
 // width MessagePack gave each number, as Decode reads them; a truncated
 // one is malformed.
 func TestParseMessage_WideOutput(t *testing.T) {
-	// Offsets of every width, signed and unsigned, and times as float32
-	// and float64, as a MessagePack writer other than Encode may write
-	// them.
-	var b []byte
-	b = append(b, 0x83, 0xa2, 'o', 'p', 0xa6, 'u', 'p', 'd', 'a', 't', 'e', 0xaa)
-	b = append(b, "seq_number"...)
-	b = append(b, 0x01, 0xa4, 'a', 'r', 'g', 's', 0x91, 0x92, 0xa6)
-	b = append(b, "stdout"...)
-	b = append(b, 0x93, 0xa2, 'x', '\n')
-	b = append(b, 0x98, 0x05, 0xcc, 200, 0xcd, 0x12, 0x34, 0xce, 0x00, 0x01, 0x00, 0x00,
-		0xcf, 0, 0, 0, 1, 0, 0, 0, 0, 0xd0, 0x80, 0xd1, 0x80, 0x00, 0xd3, 0, 0, 0, 2, 0, 0, 0, 0)
-	b = append(b, 0x92, 0xca, 0x3f, 0xc0, 0x00, 0x00, 0xcb)
-	b = binary.BigEndian.AppendUint64(b, math.Float64bits(1795832408.25))
+	b := wideOutputFrame()
 	msg, err := ParseMessage(b)
 	require.NoError(t, err)
 	want := []any{"x\n", []int64{5, 200, 0x1234, 0x10000, 1 << 32, -128, -32768, 2 << 32}, []float64{1.5, 1795832408.25}}
@@ -328,6 +322,75 @@ func TestParseMessage_WideOutput(t *testing.T) {
 	assert.Equal(t, []any{int64(5), int64(200), int64(0x1234), int64(0x10000), uint64(1<<63 | 1<<32), int64(-128), int64(-32768), int64(2 << 32)}, offsets)
 }
 
+// wideOutputFrame is an update whose stdout has offsets of every width,
+// signed and unsigned, and times as float32 and float64, as a MessagePack
+// writer other than Encode may write them.
+func wideOutputFrame() []byte {
+	var b []byte
+	b = append(b, 0x83, 0xa2, 'o', 'p', 0xa6, 'u', 'p', 'd', 'a', 't', 'e', 0xaa)
+	b = append(b, "seq_number"...)
+	b = append(b, 0x01, 0xa4, 'a', 'r', 'g', 's', 0x91, 0x92, 0xa6)
+	b = append(b, "stdout"...)
+	b = append(b, 0x93, 0xa2, 'x', '\n')
+	b = append(b, 0x98, 0x05, 0xcc, 200, 0xcd, 0x12, 0x34, 0xce, 0x00, 0x01, 0x00, 0x00,
+		0xcf, 0, 0, 0, 1, 0, 0, 0, 0, 0xd0, 0x80, 0xd1, 0x80, 0x00, 0xd3, 0, 0, 0, 2, 0, 0, 0, 0)
+	b = append(b, 0x92, 0xca, 0x3f, 0xc0, 0x00, 0x00, 0xcb)
+	return binary.BigEndian.AppendUint64(b, math.Float64bits(1795832408.25))
+}
+
+// ParseMessageShared gives the text of output updates in the frame's
+// memory, reads past their offsets and times when they are numbers, and
+// otherwise parses as ParseMessage does.
+func TestParseMessageShared(t *testing.T) {
+	inFrame := func(frame []byte, s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		start := uintptr(unsafe.Pointer(&frame[0]))
+		return p >= start && p+uintptr(len(s)) <= start+uintptr(len(frame))
+	}
+	v := LinesValue("a\nbc\n", nil)
+	odd := []any{"x\n", []any{"not an offset"}, []any{int64(3)}}
+	frame, err := Encode(map[string]any{"op": "update", "seq_number": 1, "command_id": "c7", "args": []any{
+		[]any{"stdout", v}, []any{"stderr", odd}, []any{"header", "plain\n"}, []any{"rc", 0},
+		[]any{"log", []any{"build.log", v}}, []any{"custom", "kept apart"}}})
+	require.NoError(t, err)
+	msg, err := ParseMessageShared(frame)
+	require.NoError(t, err)
+	args := msg["args"].([]any)
+	assert.Equal(t, []any{
+		[]any{"stdout", []any{"a\nbc\n", nil, nil}},
+		[]any{"stderr", []any{"x\n", []any{"not an offset"}, nil}},
+		[]any{"header", "plain\n"}, []any{"rc", int64(0)},
+		[]any{"log", []any{"build.log", []any{"a\nbc\n", nil, nil}}},
+		[]any{"custom", "kept apart"},
+	}, args)
+	for _, text := range []string{
+		args[0].([]any)[1].([]any)[0].(string),
+		args[1].([]any)[1].([]any)[0].(string),
+		args[2].([]any)[1].(string),
+		args[4].([]any)[1].([]any)[1].([]any)[0].(string),
+	} {
+		assert.True(t, inFrame(frame, text), "output %q shares the frame", text)
+	}
+	// Nothing else does: what a reader keeps without copying.
+	for _, s := range []string{msg.Op(), args[4].([]any)[1].([]any)[0].(string), args[5].([]any)[1].(string), msg["command_id"].(string)} {
+		assert.False(t, inFrame(frame, s), "%q is a copy", s)
+	}
+	plain, err := ParseMessage(frame)
+	require.NoError(t, err)
+	assert.Equal(t, plain["command_id"], msg["command_id"])
+
+	// The offsets and times of every width are read past; a truncated
+	// frame is malformed, as for ParseMessage.
+	wide := wideOutputFrame()
+	msg, err = ParseMessageShared(wide)
+	require.NoError(t, err)
+	assert.Equal(t, []any{[]any{"stdout", []any{"x\n", nil, nil}}}, msg["args"])
+	for n := 1; n < 40; n++ {
+		_, err := ParseMessageShared(wide[:len(wide)-n])
+		assert.ErrorIs(t, err, ErrMalformed, "cut by %d bytes", n)
+	}
+}
+
 // BenchmarkParseMessage decodes an update of 64 KiB of 99-character
 // lines, as a worker sends a fast command's output.
 func BenchmarkParseMessage(b *testing.B) {
@@ -336,11 +399,18 @@ func BenchmarkParseMessage(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(int64(len(text)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := ParseMessage(frame); err != nil {
-			b.Fatal(err)
-		}
+	for _, parse := range []struct {
+		name string
+		f    func([]byte) (Message, error)
+	}{{"Copied", ParseMessage}, {"Shared", ParseMessageShared}} {
+		b.Run(parse.name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := parse.f(frame); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

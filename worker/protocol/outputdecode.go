@@ -4,12 +4,15 @@ package protocol
 // codec of msgpack.go: the output carried by msgpack_experimental_v7's
 // updates ([text, offsets, times]) is decoded into an []int64 and a
 // []float64 rather than two values per line, which ParseMessage asks for
-// through the decoder's updates flag. Anything that is not the expected
-// shape is decoded as the codec decodes any value.
+// through the decoder's updates flag; with its share flag
+// (ParseMessageShared), the text shares the frame and the offsets and
+// times are read past. Anything that is not the expected shape is decoded
+// as the codec decodes any value.
 
 import (
 	"encoding/binary"
 	"math"
+	"unsafe"
 )
 
 // arrayHeader reads the header of an array, if the next value is one, and
@@ -99,13 +102,20 @@ func (d *decoder) outputValue(depth int) (any, error) {
 	start := d.off
 	if n, err := d.arrayHeader(); err != nil || n != 3 || depth+1 > MaxDepth {
 		d.off = start
-		return d.value(depth)
+		return d.text(depth)
 	}
-	text, err := d.value(depth + 1)
+	text, err := d.text(depth + 1)
 	if err != nil {
 		return nil, err
 	}
 	v := []any{text, nil, nil}
+	if d.share {
+		if v[1], err = d.skipNumbers(depth + 1); err != nil {
+			return nil, err
+		}
+		v[2], err = d.skipNumbers(depth + 1)
+		return v, err
+	}
 	if v[1], err = d.int64s(depth + 1); err != nil {
 		return nil, err
 	}
@@ -113,6 +123,70 @@ func (d *decoder) outputValue(depth int) (any, error) {
 		return nil, err
 	}
 	return v, nil
+}
+
+// text decodes output text as value does, except that with d.share a
+// string shares the frame's memory.
+func (d *decoder) text(depth int) (any, error) {
+	if !d.share || d.left() == 0 {
+		return d.value(depth)
+	}
+	start := d.off
+	var n int
+	switch c := d.b[d.off]; {
+	case c&0xe0 == 0xa0:
+		d.off++
+		n = int(c & 0x1f)
+	case c >= 0xd9 && c <= 0xdb:
+		d.off++
+		var err error
+		if n, err = d.length(1<<(c-0xd9), 1); err != nil {
+			return nil, err
+		}
+	default:
+		return d.value(depth)
+	}
+	p, err := d.take(n)
+	if err != nil {
+		d.off = start
+		return d.value(depth) // for value's error
+	}
+	if n == 0 {
+		return "", nil
+	}
+	return unsafe.String(&p[0], n), nil
+}
+
+// skipNumbers reads past an array of integers and floats and returns nil;
+// anything else is decoded as value does.
+func (d *decoder) skipNumbers(depth int) (any, error) {
+	start := d.off
+	n, err := d.arrayHeader()
+	if err != nil || n < 0 {
+		d.off = start
+		return d.value(depth)
+	}
+	for range n {
+		size := -1
+		if d.left() > 0 {
+			switch c := d.b[d.off]; {
+			case c <= 0x7f, c >= 0xe0:
+				size = 1
+			case c >= 0xcc && c <= 0xd3: // uint8 to uint64, int8 to int64
+				size = 1 + 1<<((c-0xcc)&3)
+			case c == 0xca:
+				size = 5
+			case c == 0xcb:
+				size = 9
+			}
+		}
+		if size < 0 || size > d.left() {
+			d.off = start
+			return d.value(depth)
+		}
+		d.off += size
+	}
+	return nil, nil
 }
 
 // int64s decodes an array of integers within int64's range as an []int64;

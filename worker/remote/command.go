@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,12 +27,22 @@ type event struct {
 	size      int // bytes of the frame, for the command's backlog
 
 	updates  []protocol.UpdatePair // update: values of the ci types
+	frame    *bytes.Buffer         // update: the frame its output text shares (release)
 	failure  any                   // complete: nil on success
 	data     []byte                // *_write
 	length   int                   // update_read_file
 	atime    time.Time             // update_upload_file_utime
 	mtime    time.Time
 	hasTimes bool
+}
+
+// release gives back the frame an update's output text shares: the
+// update has been applied, and what kept its text copied it.
+func (ev *event) release() {
+	if ev.frame != nil {
+		putFrame(ev.frame)
+		ev.frame, ev.updates = nil, nil
+	}
 }
 
 // parseEvent checks the keys of a command message and converts its
@@ -246,6 +258,7 @@ func (c *Conn) runCommand(ctx context.Context, builder, name string, args map[st
 				var err error
 				if ev.op == protocol.OpUpdate {
 					h.update(ev.updates)
+					ev.release()
 				} else {
 					result, err = h.transfer(ev)
 				}
@@ -350,9 +363,28 @@ type stepHandler struct {
 }
 
 func (h *stepHandler) update(pairs []protocol.UpdatePair) {
+	// RemoteCommand copies the output it keeps; OnUpdate, the step's own
+	// code, may keep what it is given.
+	keep := h.cmd.OnUpdate != nil
 	for _, p := range pairs {
-		h.cmd.Update(p.Key, p.Value)
+		v := p.Value
+		if keep {
+			v = cloneOutput(v)
+		}
+		h.cmd.Update(p.Key, v)
 	}
+}
+
+// cloneOutput returns an update's value with its output text copied out
+// of the frame it shares.
+func cloneOutput(v any) any {
+	switch x := v.(type) {
+	case string:
+		return strings.Clone(x)
+	case [2]string:
+		return [2]string{x[0], strings.Clone(x[1])}
+	}
+	return v
 }
 
 var (
@@ -418,7 +450,7 @@ func (h *setupHandler) update(pairs []protocol.UpdatePair) {
 	}
 	for _, p := range pairs {
 		if _, seen := h.values[p.Key]; !seen {
-			h.values[p.Key] = p.Value
+			h.values[p.Key] = cloneOutput(p.Value)
 		}
 	}
 }

@@ -318,41 +318,48 @@ func (c *Conn) teardown(code websocket.StatusCode, reason string) {
 	}
 }
 
-// frameBuffers hold frames while they are decoded. They are shared by the
-// connections rather than kept by each: an idle connection holds none, and
-// a busy one reads into a buffer already grown instead of growing a new
-// one for each frame.
+// frameBuffers hold frames while they are decoded, and an update's frame
+// until the update is applied (its output text is not copied out of it).
+// They are shared by the connections rather than kept by each: an idle
+// connection holds none, and a busy one reads into a buffer already grown
+// instead of growing a new one for each frame.
 var frameBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // maxPooledFrame is the largest buffer put back in frameBuffers.
 const maxPooledFrame = 1 << 20
 
-// readFrame reads the next frame. The decoder copies what it keeps, so the
-// frame's buffer goes back to the pool once the frame is parsed.
-func (c *Conn) readFrame() (websocket.MessageType, protocol.Message, int, error) {
+// putFrame gives a frame's buffer back to frameBuffers: nothing may use
+// the frame any more, nor the output text parsed from it.
+func putFrame(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledFrame {
+		buf.Reset()
+		frameBuffers.Put(buf)
+	}
+}
+
+// readFrame reads the next frame into a buffer from frameBuffers and
+// parses it with protocol.ParseMessageShared: the output text of an
+// update shares the buffer, which the caller gives back (putFrame) only
+// once that text is used, or leaves to the garbage collector.
+func (c *Conn) readFrame() (websocket.MessageType, protocol.Message, *bytes.Buffer, error) {
 	typ, r, err := c.ws.Reader(context.Background())
 	if err != nil {
-		return 0, nil, 0, err
+		return 0, nil, nil, err
 	}
 	buf := frameBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= maxPooledFrame {
-			buf.Reset()
-			frameBuffers.Put(buf)
-		}
-	}()
 	if _, err := buf.ReadFrom(r); err != nil {
-		return 0, nil, 0, err
+		putFrame(buf)
+		return 0, nil, nil, err
 	}
 	c.heard()
 	if typ != websocket.MessageBinary {
-		return typ, nil, buf.Len(), nil
+		return typ, nil, buf, nil
 	}
-	msg, err := protocol.ParseMessage(buf.Bytes())
+	msg, err := protocol.ParseMessageShared(buf.Bytes())
 	if err != nil {
 		err = errMalformed{fmt.Errorf("protocol violation: malformed frame of %d bytes: %w", buf.Len(), err)}
 	}
-	return typ, msg, buf.Len(), err
+	return typ, msg, buf, err
 }
 
 // errMalformed is a frame that is not a message.
@@ -362,7 +369,7 @@ type errMalformed struct{ error }
 func (c *Conn) reader() {
 	defer c.wg.Done()
 	for {
-		typ, msg, size, err := c.readFrame()
+		typ, msg, buf, err := c.readFrame()
 		var bad errMalformed
 		if errors.As(err, &bad) {
 			c.fail(&c.cfg.stats.protocolErrors, websocket.StatusProtocolError, "malformed frame", bad.error)
@@ -377,10 +384,19 @@ func (c *Conn) reader() {
 				fmt.Errorf("protocol violation: a %s message (frames must be binary)", typ))
 			return
 		}
-		if err := c.dispatch(msg, size); err != nil {
+		kept, err := c.dispatch(msg, buf)
+		if err != nil {
 			c.fail(&c.cfg.stats.protocolErrors, websocket.StatusPolicyViolation, "protocol violation",
 				fmt.Errorf("protocol violation: %w", err))
 			return
+		}
+		// Only "args" holds output text: a frame without it is done
+		// with; an update's is given back once the update is applied;
+		// others are left to the garbage collector.
+		if !kept {
+			if _, hasArgs := msg["args"]; !hasArgs {
+				putFrame(buf)
+			}
 		}
 	}
 }
@@ -403,44 +419,52 @@ func (c *Conn) readError(err error) {
 	}
 }
 
-// dispatch handles one message from the worker. An error is a protocol
-// violation: the caller closes the connection.
-func (c *Conn) dispatch(msg protocol.Message, size int) error {
+// dispatch handles one message from the worker, read from frame, and
+// reports whether an update took the frame, to give back once it is
+// applied. An error is a protocol violation: the caller closes the
+// connection.
+func (c *Conn) dispatch(msg protocol.Message, frame *bytes.Buffer) (kept bool, err error) {
 	op := msg.Op()
 	if op == protocol.OpResponse {
-		return c.handleResponse(msg)
+		return false, c.handleResponse(msg)
 	}
 	c.mu.Lock()
 	open := c.open
 	c.mu.Unlock()
 	if !open {
-		return fmt.Errorf("worker sent %q before the handshake ended", op)
+		return false, fmt.Errorf("worker sent %q before the handshake ended", op)
 	}
 	switch op {
 	case protocol.OpUpdate, protocol.OpComplete,
 		protocol.OpUpdateUploadFileWrite, protocol.OpUpdateUploadFileClose, protocol.OpUpdateUploadFileUtime,
 		protocol.OpUpdateUploadDirectoryWrite, protocol.OpUpdateUploadDirectoryUnpack,
 		protocol.OpUpdateReadFile, protocol.OpUpdateReadFileClose:
-		ev, err := parseEvent(msg, size)
+		ev, err := parseEvent(msg, frame.Len())
 		if err != nil {
-			return err
+			return false, err
+		}
+		// An update keeps its frame until it is applied (or dropped).
+		kept := ev.op == protocol.OpUpdate
+		if kept {
+			ev.frame = frame
 		}
 		c.mu.Lock()
 		cmd := c.cmds[ev.commandID]
 		c.mu.Unlock()
-		if cmd == nil || !c.push(cmd, ev) {
-			c.unknownCommands.Add(1)
-			c.cfg.stats.unknownCommands.Add(1)
-			c.log.Debug("message for a command that is not running", "op", op, "command_id", ev.commandID)
-			c.respond(msg.Seq(), nil, fmt.Errorf("unknown command_id %q", ev.commandID))
+		if cmd != nil && c.push(cmd, ev) {
+			return kept, nil
 		}
+		c.unknownCommands.Add(1)
+		c.cfg.stats.unknownCommands.Add(1)
+		c.log.Debug("message for a command that is not running", "op", op, "command_id", ev.commandID)
+		c.respond(msg.Seq(), nil, fmt.Errorf("unknown command_id %q", ev.commandID))
 	case protocol.OpKeepalive:
 		c.respond(msg.Seq(), nil, nil)
 	default:
 		c.log.Debug("worker sent an unknown op", "op", op)
 		c.respond(msg.Seq(), nil, fmt.Errorf("Command %s does not exist.", op))
 	}
-	return nil
+	return false, nil
 }
 
 // push queues ev for cmd, waiting while cmd's backlog is full (the worker

@@ -185,6 +185,29 @@ func TestRunCommand_Direct(t *testing.T) {
 		assert.Equal(t, -9, cmd.RC)
 	})
 
+	t.Run("output kept by OnUpdate", func(t *testing.T) {
+		// Output text shares the frame it came in until the update is
+		// applied; frames are then read into the same buffers again.
+		// What a step keeps from OnUpdate stays as it was sent.
+		text := func(i int) string { return fmt.Sprintf("update %02d %s\n", i, strings.Repeat(string(rune('a'+i)), 300)) }
+		script = func(f *fakeWorker, c fakeCommand) {
+			for i := range 20 {
+				f.update(c.ID, []any{"stdout", lines(text(i))}, []any{"log", []any{"extra.log", lines(text(i))}},
+					[]any{"header", text(i)})
+			}
+			f.complete(c.ID, nil)
+		}
+		var kept []any
+		cmd := &ci.RemoteCommand{Name: "shell", Args: map[string]any{"workdir": "x"}, OnUpdate: func(k string, v any) { kept = append(kept, v) }}
+		require.NoError(t, conn.RunCommand(ctx, "b", cmd))
+		require.Len(t, kept, 60)
+		for i := range 20 {
+			assert.Equal(t, text(i), kept[3*i], "stdout of update %d", i)
+			assert.Equal(t, [2]string{"extra.log", text(i)}, kept[3*i+1], "log of update %d", i)
+			assert.Equal(t, text(i), kept[3*i+2], "header of update %d", i)
+		}
+	})
+
 	t.Run("failure", func(t *testing.T) {
 		script = func(f *fakeWorker, c fakeCommand) { f.complete(c.ID, "ValueError: missing args: path") }
 		err := conn.RunCommand(ctx, "b", &ci.RemoteCommand{Name: "rmfile", Args: map[string]any{"path": "x"}})
