@@ -255,7 +255,17 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 		StartedAt:   m.now(),
 		StateString: firstNonEmpty(opts.Description, name),
 	}
-	if err := rb.addStep(context.WithoutCancel(ctx), rec); err != nil {
+	var logs []*Log
+	if sl, ok := step.(StartLogger); ok && opts.RunIf == nil {
+		for _, l := range sl.StartLogs() {
+			if l.Type == "" {
+				l.Type = LogStream
+			}
+			logs = append(logs, &Log{Name: l.Name, Type: l.Type})
+		}
+	}
+	logs, err := rb.addStep(context.WithoutCancel(ctx), rec, logs)
+	if err != nil {
 		m.log.Error("could not record step; the build ends", "build", rb.rec.ID, "step", name, "err", err)
 		return Exception
 	}
@@ -272,13 +282,15 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 	}
 	rb.mu.Unlock()
 	s := &StepRun{build: rb, rec: rec, opts: opts}
+	for _, l := range logs {
+		s.addLogWriter(*l, true)
+	}
 	rb.mu.Lock()
 	rb.current = s
 	rb.mu.Unlock()
 	rb.stepStarted()
 
 	var result Result
-	var err error
 	if len(opts.Locks) > 0 {
 		s.SetStateString("waiting for locks")
 		err = m.acquireStepLocks(stepCtx, opts.Locks, rb.worker.cfg.Name)
@@ -334,22 +346,44 @@ func (rb *runningBuild) runStep(ctx context.Context, number int, step Step, opts
 }
 
 // addStep stores a step that starts, with the end of the step before it
-// when that waits to be stored.
-func (rb *runningBuild) addStep(ctx context.Context, rec *StepRecord) error {
+// when that waits to be stored, and with the logs it adds first when the
+// store can store them together (a StepLogStore). It returns the logs
+// stored: logs, or none.
+func (rb *runningBuild) addStep(ctx context.Context, rec *StepRecord, logs []*Log) ([]*Log, error) {
 	m := rb.m
 	e := rb.ended
 	rb.ended = nil
+	if ls, ok := m.store.(StepLogStore); ok && len(logs) > 0 {
+		var prev *StepRecord
+		var ends []LogEnd
+		if e != nil {
+			prev, ends = e.rec, e.ends
+		}
+		err := ls.AddStepLogs(ctx, prev, ends, rec, logs)
+		if err == nil {
+			if e != nil {
+				e.stored()
+			}
+			return logs, nil
+		}
+		m.log.Warn("could not record the start of a step with its logs; recording them apart", "build", rb.rec.ID, "step", rec.Name, "err", err)
+		rec.ID = 0
+		if e != nil {
+			e.writeApart(ctx)
+			e = nil
+		}
+	}
 	if e == nil {
-		return m.store.AddStep(ctx, rec)
+		return nil, m.store.AddStep(ctx, rec)
 	}
 	err := m.store.(StepFinishStore).FinishStepAddStep(ctx, e.rec, e.ends, rec)
 	if err == nil {
 		e.stored()
-		return nil
+		return nil, nil
 	}
 	m.log.Warn("could not record the end of a step with the start of the next; recording them apart", "build", rb.rec.ID, "step", e.rec.ID, "err", err)
 	e.writeApart(ctx)
-	return m.store.AddStep(ctx, rec)
+	return nil, m.store.AddStep(ctx, rec)
 }
 
 // callStep evaluates RunIf and runs the step, turning a panic into an

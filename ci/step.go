@@ -108,6 +108,13 @@ type optionedStep struct {
 
 func (o optionedStep) Options() StepOptions { return o.opts }
 
+func (o optionedStep) StartLogs() []Log {
+	if sl, ok := o.step.(StartLogger); ok {
+		return sl.StartLogs()
+	}
+	return nil
+}
+
 func (o optionedStep) Run(ctx context.Context, s *StepRun) (Result, error) {
 	return o.step.Run(ctx, s)
 }

@@ -30,3 +30,27 @@ type LogEnd struct {
 	Text        string
 	First, Last int
 }
+
+// A StepLogStore is a Store that stores the start of a step with the logs
+// the step adds first (a command's stdio), in one transaction. The master
+// uses it, when its store has it, for a step that says which logs it adds
+// as it starts (a StartLogger): those logs then cost no commit of their
+// own.
+type StepLogStore interface {
+	// AddStepLogs stores s as AddStep does (setting s.ID), and then each
+	// of logs as AddLog does, with s.ID as its StepID; with prev not nil,
+	// it first records the end of prev (and of its logs of ends) as
+	// FinishStepAddStep does. It stores everything or, when it returns an
+	// error, nothing.
+	AddStepLogs(ctx context.Context, prev *StepRecord, ends []LogEnd, s *StepRecord, logs []*Log) error
+}
+
+// A StartLogger is a Step that adds logs as soon as it runs: StartLogs
+// returns their names and types (LogStream if empty), in the order it adds
+// them. With a StepLogStore, the master stores them with the step's start,
+// and the step's AddLog of each name and type returns the log stored then.
+// A step that runs only if RunIf says so has its logs added when it adds
+// them.
+type StartLogger interface {
+	StartLogs() []Log
+}

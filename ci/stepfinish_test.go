@@ -25,8 +25,9 @@ import (
 type stepEndStore struct {
 	*sqlite.Store
 	mu         sync.Mutex
-	calls      []string
-	failFinish error
+	calls        []string
+	failFinish   error
+	failStepLogs error
 }
 
 func (s *stepEndStore) record(call string) error {
@@ -35,6 +36,9 @@ func (s *stepEndStore) record(call string) error {
 	s.calls = append(s.calls, call)
 	if strings.HasPrefix(call, "FinishStep") {
 		return s.failFinish
+	}
+	if call == "AddStepLogs" {
+		return s.failStepLogs
 	}
 	return nil
 }
@@ -59,6 +63,18 @@ func (s *stepEndStore) FinishStepAndBuild(ctx context.Context, st *ci.StepRecord
 	return s.Store.FinishStepAndBuild(ctx, st, ends, b, resubmit)
 }
 
+func (s *stepEndStore) AddStepLogs(ctx context.Context, prev *ci.StepRecord, ends []ci.LogEnd, st *ci.StepRecord, logs []*ci.Log) error {
+	if err := s.record("AddStepLogs"); err != nil {
+		return err
+	}
+	return s.Store.AddStepLogs(ctx, prev, ends, st, logs)
+}
+
+func (s *stepEndStore) AddLog(ctx context.Context, l *ci.Log) error {
+	s.record("AddLog")
+	return s.Store.AddLog(ctx, l)
+}
+
 func (s *stepEndStore) AddStep(ctx context.Context, st *ci.StepRecord) error {
 	s.record("AddStep")
 	return s.Store.AddStep(ctx, st)
@@ -81,6 +97,12 @@ func (s *stepEndStore) FinishBuildResults(ctx context.Context, b *ci.Build, resu
 
 // noFinishStepStore is a store without FinishStep.
 type noFinishStepStore struct{ ci.Store }
+
+// noStepLogsStore is a store with FinishStep but not AddStepLogs.
+type noStepLogsStore struct {
+	ci.Store
+	ci.StepFinishStore
+}
 
 func openStore(t *testing.T) *sqlite.Store {
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "state.sqlite"))
@@ -158,24 +180,35 @@ func checkEchoBuild(t *testing.T, m *citest.Master) {
 }
 
 // A step's end, with the end of the logs it left open, is stored with the
-// next step's start, or with the build's end: no write of its own.
+// next step's start, or with the build's end: no write of its own; and a
+// shell step's stdio log is stored with the step's start.
 func TestStepEnd_NoWriteOfItsOwn(t *testing.T) {
 	st := &stepEndStore{Store: openStore(t)}
 	m := citest.Start(t, echoConfig(st))
 	checkEchoBuild(t, m)
-	assert.Equal(t, []string{"AddStep", "FinishStepAddStep", "FinishStepAndBuild"}, st.writes())
+	assert.Equal(t, []string{"AddStepLogs", "AddStepLogs", "FinishStepAndBuild"}, st.writes())
+}
+
+// With a store that can store a step's end with the next step's start
+// but not a step's logs with its start, each log is a write of its own.
+func TestStepEnd_StoreWithoutStepLogs(t *testing.T) {
+	st := &stepEndStore{Store: openStore(t)}
+	m := citest.Start(t, echoConfig(noStepLogsStore{st, st}))
+	checkEchoBuild(t, m)
+	assert.Equal(t, []string{"AddStep", "AddLog", "FinishStepAddStep", "AddLog", "FinishStepAndBuild"}, st.writes())
 }
 
 // When such a write fails, nothing of it was stored: the logs, the step,
 // and the next step or the build are then stored one by one, and nothing
 // is lost.
 func TestStepEnd_FallsBack(t *testing.T) {
-	st := &stepEndStore{Store: openStore(t), failFinish: errors.New("disk on fire")}
+	fire := errors.New("disk on fire")
+	st := &stepEndStore{Store: openStore(t), failFinish: fire, failStepLogs: fire}
 	m := citest.Start(t, echoConfig(st))
 	checkEchoBuild(t, m)
 	assert.Equal(t, []string{
-		"AddStep",
-		"FinishStepAddStep", "FinishLog", "UpdateStep", "AddStep",
+		"AddStepLogs", "AddStep", "AddLog",
+		"AddStepLogs", "FinishLog", "UpdateStep", "AddStep", "AddLog",
 		"FinishStepAndBuild", "FinishLog", "UpdateStep", "FinishBuild",
 	}, st.writes())
 }
@@ -185,4 +218,51 @@ func TestStepEnd_FallsBack(t *testing.T) {
 func TestStepEnd_StoreWithoutFinishStep(t *testing.T) {
 	m := citest.Start(t, echoConfig(noFinishStepStore{openStore(t)}))
 	checkEchoBuild(t, m)
+}
+
+// The logs stored with a step's start are those it would have added: a
+// step that runs only if RunIf says so adds its own, and one skipped has
+// none; a step that fails before it writes to its stdio log leaves it
+// empty and complete; a shell step's log files come before its stdio, as
+// it adds them.
+func TestStepLogs_AsTheStepAddsThem(t *testing.T) {
+	st := &stepEndStore{Store: openStore(t)}
+	never := func(ctx context.Context, s *ci.StepRun) (bool, error) { return false, nil }
+	always := func(ctx context.Context, s *ci.StepRun) (bool, error) { return true, nil }
+	broken := ci.RenderFunc(func(ctx context.Context, p ci.Props) (any, error) { return nil, errors.New("no such thing") })
+	cfg := ci.MasterConfig{Store: st, Workers: []ci.WorkerConfig{{Name: "w1"}},
+		Builders: []ci.BuilderConfig{{Name: "b", Workers: []string{"w1"}, Steps: []ci.Step{
+			&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "skipped", RunIf: never}, Command: []string{"true"}},
+			&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "if", RunIf: always}, Command: []string{"echo", "ran"}},
+			&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "files"}, Command: []string{"sh", "-c", "echo b > b.log; echo a > a.log; echo done"},
+				LogFiles: map[string]string{"b": "b.log", "a": "a.log"}},
+			&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "broken", AlwaysRun: true}, Command: broken},
+		}}}}
+	m := citest.Start(t, cfg)
+	b := m.Build(t, citest.Request{Builder: "b"})
+	assert.Equal(t, ci.Exception, b.Results())
+	logNames := func(step string) []string {
+		for _, s := range b.Steps {
+			if s.Name == step {
+				logs, err := m.Store.ListLogs(t.Context(), s.ID)
+				require.NoError(t, err)
+				var names []string
+				for _, l := range logs {
+					assert.True(t, l.Complete, "%s's log %s is complete", step, l.Name)
+					names = append(names, l.Name)
+				}
+				return names
+			}
+		}
+		t.Fatalf("no step %q", step)
+		return nil
+	}
+	assert.Empty(t, logNames("skipped"))
+	assert.Equal(t, []string{"stdio"}, logNames("if"))
+	assert.Equal(t, "ran\n", citest.Output(b.LogLines("if", "stdio"), "o"))
+	assert.Equal(t, []string{"a", "b", "stdio"}, logNames("files"))
+	assert.Equal(t, "done\n", citest.Output(b.LogLines("files", "stdio"), "o"))
+	assert.Contains(t, logNames("broken"), "stdio")
+	assert.Empty(t, b.LogLines("broken", "stdio"))
+	assert.Equal(t, []string{"AddStep", "FinishStepAddStep", "AddLog", "AddStepLogs", "AddStepLogs"}, st.writes()[:5])
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 )
 
@@ -18,6 +19,7 @@ type StepRun struct {
 
 	mu    sync.Mutex
 	logs  []*LogWriter
+	early []*LogWriter // logs stored with the step, not yet asked for by AddLog
 	state string
 	urls  []StepURL
 
@@ -136,11 +138,27 @@ func (s *StepRun) AddLog(ctx context.Context, name, typ string) (*LogWriter, err
 	if typ == "" {
 		typ = LogStream
 	}
+	s.mu.Lock()
+	for i, w := range s.early {
+		if w.log.Name == name && w.log.Type == typ {
+			s.early = slices.Delete(s.early, i, i+1)
+			s.mu.Unlock()
+			return w, nil
+		}
+	}
+	s.mu.Unlock()
 	l := Log{StepID: s.rec.ID, Name: name, Type: typ}
-	m := s.build.m
-	if err := m.store.AddLog(context.WithoutCancel(ctx), &l); err != nil {
+	if err := s.build.m.store.AddLog(context.WithoutCancel(ctx), &l); err != nil {
 		return nil, fmt.Errorf("add log %q: %w", name, err)
 	}
+	return s.addLogWriter(l, false), nil
+}
+
+// addLogWriter makes the writer of a stored log of the step; early is a
+// log stored with the step's start, which AddLog gives the step when it
+// asks for it.
+func (s *StepRun) addLogWriter(l Log, early bool) *LogWriter {
+	m := s.build.m
 	buildID, stepID := s.build.rec.ID, s.rec.ID
 	w := newLogWriter(l, m.store, m.clock, m.redactor, func(l *Log, first, last, bytes int) {
 		if first < 0 {
@@ -151,8 +169,11 @@ func (s *StepRun) AddLog(ctx context.Context, name, typ string) (*LogWriter, err
 	})
 	s.mu.Lock()
 	s.logs = append(s.logs, w)
+	if early {
+		s.early = append(s.early, w)
+	}
 	s.mu.Unlock()
-	return w, nil
+	return w
 }
 
 // SetStateString sets the step's state, shown while it runs and after (for

@@ -20,7 +20,6 @@ import (
 // unique within the step. The step's row is locked first, so that two
 // logs of one name added at once get different slugs.
 func (s *Store) AddLog(ctx context.Context, l *ci.Log) error {
-	base := logchunk.Slug(l.Name)
 	var slug string
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `SELECT id FROM steps WHERE id = $1 FOR NO KEY UPDATE`, l.StepID).Scan(new(int64))
@@ -30,28 +29,36 @@ func (s *Store) AddLog(ctx context.Context, l *ci.Log) error {
 		if err != nil {
 			return err
 		}
-		slug = base
-		for n := 2; ; n++ {
-			var taken int
-			err := tx.QueryRow(ctx, `SELECT count(*) FROM logs WHERE step_id = $1 AND slug = $2`, l.StepID, slug).Scan(&taken)
-			if err != nil {
-				return err
-			}
-			if taken == 0 {
-				break
-			}
-			suffix := "_" + strconv.Itoa(n)
-			slug = base[:min(len(base), logchunk.MaxSlug-len(suffix))] + suffix
-		}
-		err = tx.QueryRow(ctx, `INSERT INTO logs (step_id, name, slug, type) VALUES ($1, $2, $3, $4) RETURNING id`,
-			l.StepID, l.Name, slug, l.Type).Scan(&l.ID)
-		return refErr(err)
+		slug, err = addLogTx(ctx, tx, l)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: add log %q: %w", l.Name, err)
 	}
 	l.Slug, l.NumLines, l.Complete = slug, 0, false
 	return nil
+}
+
+// addLogTx inserts l, setting its ID, and returns its slug: its name's,
+// made unique within its step, whose row the transaction has locked.
+func addLogTx(ctx context.Context, tx pgx.Tx, l *ci.Log) (string, error) {
+	base := logchunk.Slug(l.Name)
+	slug := base
+	for n := 2; ; n++ {
+		var taken int
+		err := tx.QueryRow(ctx, `SELECT count(*) FROM logs WHERE step_id = $1 AND slug = $2`, l.StepID, slug).Scan(&taken)
+		if err != nil {
+			return "", err
+		}
+		if taken == 0 {
+			break
+		}
+		suffix := "_" + strconv.Itoa(n)
+		slug = base[:min(len(base), logchunk.MaxSlug-len(suffix))] + suffix
+	}
+	err := tx.QueryRow(ctx, `INSERT INTO logs (step_id, name, slug, type) VALUES ($1, $2, $3, $4) RETURNING id`,
+		l.StepID, l.Name, slug, l.Type).Scan(&l.ID)
+	return slug, refErr(err)
 }
 
 // AppendLog adds text, whole lines, to a log as one chunk (several for
@@ -212,6 +219,51 @@ func (s *Store) FinishStepAddStep(ctx context.Context, prev *ci.StepRecord, ends
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
+	}
+	return nil
+}
+
+// AddStepLogs stores st and its first logs, with the end of prev (and
+// of its logs of ends) before them when prev is not nil, in one
+// transaction (ci.StepLogStore). The new step's row is the transaction's
+// own: no other can add a log to it meanwhile.
+func (s *Store) AddStepLogs(ctx context.Context, prev *ci.StepRecord, ends []ci.LogEnd, st *ci.StepRecord, logs []*ci.Log) error {
+	var e *stepEnd
+	if prev != nil {
+		var err error
+		if e, err = prepareStepEnd(prev, ends); err != nil {
+			return fmt.Errorf("postgres: finish step %d: %w", prev.ID, err)
+		}
+		defer e.release()
+	}
+	urls, err := urlsArg(st.URLs)
+	if err != nil {
+		return fmt.Errorf("postgres: add step: %w", err)
+	}
+	slugs := make([]string, len(logs))
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		if e != nil {
+			if err := e.write(ctx, tx); err != nil {
+				return fmt.Errorf("finish step %d: %w", prev.ID, err)
+			}
+		}
+		if err := addStepTx(ctx, tx, st, urls); err != nil {
+			return fmt.Errorf("add step: %w", err)
+		}
+		for i, l := range logs {
+			l.StepID = st.ID
+			var err error
+			if slugs[i], err = addLogTx(ctx, tx, l); err != nil {
+				return fmt.Errorf("add log %q: %w", l.Name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	for i, l := range logs {
+		l.Slug, l.NumLines, l.Complete = slugs[i], 0, false
 	}
 	return nil
 }

@@ -15,31 +15,38 @@ import (
 // AddLog stores l, setting its ID and its slug, made from its name and
 // unique within the step.
 func (s *Store) AddLog(ctx context.Context, l *ci.Log) error {
-	base := logchunk.Slug(l.Name)
 	var slug string
-	err := s.write(ctx, func(tx *txn) error {
-		slug = base
-		for n := 2; ; n++ {
-			var taken int
-			err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM logs WHERE step_id = ? AND slug = ?`, l.StepID, slug).Scan(&taken)
-			if err != nil {
-				return err
-			}
-			if taken == 0 {
-				break
-			}
-			suffix := "_" + strconv.Itoa(n)
-			slug = base[:min(len(base), logchunk.MaxSlug-len(suffix))] + suffix
-		}
-		err := tx.QueryRowContext(ctx, `INSERT INTO logs (step_id, name, slug, type, num_lines, complete)
-			VALUES (?, ?, ?, ?, 0, 0) RETURNING id`, l.StepID, l.Name, slug, l.Type).Scan(&l.ID)
-		return refErr(err)
+	err := s.write(ctx, func(tx *txn) (err error) {
+		slug, err = addLogTx(ctx, tx, l)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: add log %q: %w", l.Name, err)
 	}
 	l.Slug, l.NumLines, l.Complete = slug, 0, false
 	return nil
+}
+
+// addLogTx inserts l, setting its ID, and returns its slug: its name's,
+// made unique within its step.
+func addLogTx(ctx context.Context, tx *txn, l *ci.Log) (string, error) {
+	base := logchunk.Slug(l.Name)
+	slug := base
+	for n := 2; ; n++ {
+		var taken int
+		err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM logs WHERE step_id = ? AND slug = ?`, l.StepID, slug).Scan(&taken)
+		if err != nil {
+			return "", err
+		}
+		if taken == 0 {
+			break
+		}
+		suffix := "_" + strconv.Itoa(n)
+		slug = base[:min(len(base), logchunk.MaxSlug-len(suffix))] + suffix
+	}
+	err := tx.QueryRowContext(ctx, `INSERT INTO logs (step_id, name, slug, type, num_lines, complete)
+		VALUES (?, ?, ?, ?, 0, 0) RETURNING id`, l.StepID, l.Name, slug, l.Type).Scan(&l.ID)
+	return slug, refErr(err)
 }
 
 // AppendLog adds text, whole lines, to a log as one chunk (several for
@@ -199,6 +206,50 @@ func (s *Store) FinishStepAddStep(ctx context.Context, prev *ci.StepRecord, ends
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: %w", err)
+	}
+	return nil
+}
+
+// AddStepLogs stores st and its first logs, with the end of prev (and
+// of its logs of ends) before them when prev is not nil, in one
+// transaction (ci.StepLogStore).
+func (s *Store) AddStepLogs(ctx context.Context, prev *ci.StepRecord, ends []ci.LogEnd, st *ci.StepRecord, logs []*ci.Log) error {
+	var e *stepEnd
+	if prev != nil {
+		var err error
+		if e, err = prepareStepEnd(prev, ends); err != nil {
+			return fmt.Errorf("sqlite: finish step %d: %w", prev.ID, err)
+		}
+		defer e.release()
+	}
+	urls, err := urlsArg(st.URLs)
+	if err != nil {
+		return fmt.Errorf("sqlite: add step: %w", err)
+	}
+	slugs := make([]string, len(logs))
+	err = s.write(ctx, func(tx *txn) error {
+		if e != nil {
+			if err := e.write(ctx, tx); err != nil {
+				return fmt.Errorf("finish step %d: %w", prev.ID, err)
+			}
+		}
+		if err := addStepTx(ctx, tx, st, urls); err != nil {
+			return fmt.Errorf("add step: %w", err)
+		}
+		for i, l := range logs {
+			l.StepID = st.ID
+			var err error
+			if slugs[i], err = addLogTx(ctx, tx, l); err != nil {
+				return fmt.Errorf("add log %q: %w", l.Name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	for i, l := range logs {
+		l.Slug, l.NumLines, l.Complete = slugs[i], 0, false
 	}
 	return nil
 }

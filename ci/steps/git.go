@@ -132,6 +132,10 @@ type gitRun struct {
 	timeout  any
 }
 
+// StartLogs names the log g adds as it runs, stdio (ci.StartLogger): the
+// master stores it with the step's start.
+func (g *Git) StartLogs() []ci.Log { return []ci.Log{{Name: "stdio", Type: ci.LogStream}} }
+
 // Run implements ci.Step.
 func (g *Git) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 	url, err := s.RenderString(ctx, g.RepoURL)

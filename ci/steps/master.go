@@ -46,6 +46,10 @@ func (c *MasterShellCommand) Validate() error {
 	return (&ShellCommand{Command: c.Command, Workdir: c.Workdir, Env: c.Env, DecodeRC: c.DecodeRC}).Validate()
 }
 
+// StartLogs names the log c adds as it runs, stdio (ci.StartLogger): the
+// master stores it with the step's start.
+func (c *MasterShellCommand) StartLogs() []ci.Log { return []ci.Log{{Name: "stdio", Type: ci.LogStream}} }
+
 // Run implements ci.Step.
 func (c *MasterShellCommand) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 	command, err := renderCommand(ctx, s, c.Command)

@@ -91,6 +91,17 @@ func (c *ShellCommand) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error
 	return c.decode(cmd.RC), nil
 }
 
+// StartLogs names the logs c adds as it runs: one for each of its log
+// files, and stdio (ci.StartLogger): the master stores them with the
+// step's start.
+func (c *ShellCommand) StartLogs() []ci.Log {
+	logs := make([]ci.Log, 0, len(c.LogFiles)+1)
+	for _, name := range slices.Sorted(maps.Keys(c.LogFiles)) {
+		logs = append(logs, ci.Log{Name: name, Type: ci.LogStream})
+	}
+	return append(logs, ci.Log{Name: "stdio", Type: ci.LogStream})
+}
+
 // RemoteCommand returns the "shell" remote command c sends to the worker
 // for the build of s, without its logs: step types built on ShellCommand
 // (the Debian steps) use it to read the command's output as it arrives

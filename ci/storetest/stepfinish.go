@@ -30,6 +30,19 @@ func testStepEnd(t *testing.T, open func(*testing.T) *fixture) {
 			require.NoError(f.t, err)
 			return len(steps) == 2
 		}},
+		{"AddStepLogs", func(f *fixture, _ ci.StepFinishStore, build *ci.Build, st *ci.StepRecord, ends []ci.LogEnd) error {
+			next := &ci.StepRecord{BuildID: build.ID, Number: 1, Name: "next", StartedAt: at(16)}
+			return stepLogStore(f).AddStepLogs(f.ctx, st, ends, next, []*ci.Log{{Name: "stdio", Type: ci.LogStream}})
+		}, func(f *fixture, build *ci.Build) bool {
+			steps, err := f.s.ListSteps(f.ctx, build.ID)
+			require.NoError(f.t, err)
+			if len(steps) != 2 {
+				return false
+			}
+			logs, err := f.s.ListLogs(f.ctx, steps[1].ID)
+			require.NoError(f.t, err)
+			return len(logs) == 1
+		}},
 		{"FinishStepAndBuild", func(f *fixture, fs ci.StepFinishStore, build *ci.Build, st *ci.StepRecord, ends []ci.LogEnd) error {
 			b := *build
 			b.Results, b.Complete, b.CompleteAt, b.StateString = ci.Warnings, true, at(17), "warnings"
@@ -242,5 +255,61 @@ func testFinishStepAndBuild(t *testing.T, open func(*testing.T) *fixture) {
 		got, err := f.s.GetStep(f.ctx, st.ID)
 		require.NoError(t, err)
 		assert.NotEqual(t, "late", got.StateString, "the step's end is not stored")
+	})
+}
+
+// stepLogStore returns the fixture's store as a StepLogStore, which both
+// of Kiln's stores are.
+func stepLogStore(f *fixture) ci.StepLogStore {
+	ls, ok := f.s.(ci.StepLogStore)
+	require.True(f.t, ok, "%T is not a ci.StepLogStore", f.s)
+	return ls
+}
+
+// testAddStepLogs stores a step with its first logs: each gets its ID,
+// its step's and a slug unique in the step, and nothing is stored when
+// the step cannot be.
+func testAddStepLogs(t *testing.T, open func(*testing.T) *fixture) {
+	t.Run("OK", func(t *testing.T) {
+		f := open(t)
+		b := f.builder("b")
+		build := f.start(b.ID, f.request(b.ID))
+		st := &ci.StepRecord{BuildID: build.ID, Number: 0, Name: "compile", StartedAt: at(11), StateString: "compiling"}
+		logs := []*ci.Log{{Name: "stdio", Type: ci.LogStream}, {Name: "stdio", Type: ci.LogText}, {Name: "test results"}}
+		require.NoError(t, stepLogStore(f).AddStepLogs(f.ctx, nil, nil, st, logs))
+		require.NotZero(t, st.ID)
+		got, err := f.s.GetStep(f.ctx, st.ID)
+		require.NoError(t, err)
+		assert.Equal(t, st, got)
+		stored, err := f.s.ListLogs(f.ctx, st.ID)
+		require.NoError(t, err)
+		require.Len(t, stored, 3)
+		for i, want := range []struct{ name, slug, typ string }{{"stdio", "stdio", ci.LogStream}, {"stdio", "stdio_2", ci.LogText}, {"test results", "test_results", ""}} {
+			assert.Equal(t, st.ID, logs[i].StepID)
+			assert.Equal(t, want.slug, logs[i].Slug)
+			assert.Equal(t, logs[i].ID, stored[i].ID)
+			assert.Equal(t, [3]string{want.name, want.slug, want.typ}, [3]string{stored[i].Name, stored[i].Slug, stored[i].Type})
+			assert.False(t, stored[i].Complete)
+		}
+		// The logs take lines as any other.
+		first, last, err := f.s.AppendLog(f.ctx, logs[0].ID, "ohello\n")
+		require.NoError(t, err)
+		assert.Equal(t, [2]int{0, 0}, [2]int{first, last})
+	})
+	t.Run("NothingOnError", func(t *testing.T) {
+		f := open(t)
+		b := f.builder("b")
+		build := f.start(b.ID, f.request(b.ID))
+		prev := f.step(build.ID, 0, "prev")
+		prev.Complete, prev.CompleteAt, prev.StateString = true, at(12), "done"
+		st := &ci.StepRecord{BuildID: 4242, Number: 1, Name: "orphan", StartedAt: at(13)}
+		err := stepLogStore(f).AddStepLogs(f.ctx, prev, nil, st, []*ci.Log{{Name: "stdio", Type: ci.LogStream}})
+		require.ErrorIs(t, err, ci.ErrNotFound)
+		got, err := f.s.GetStep(f.ctx, prev.ID)
+		require.NoError(t, err)
+		assert.False(t, got.Complete, "the end of the step before is not stored either")
+		steps, err := f.s.ListSteps(f.ctx, build.ID)
+		require.NoError(t, err)
+		assert.Len(t, steps, 1)
 	})
 }

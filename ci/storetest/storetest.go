@@ -68,6 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) ci.Store) {
 		{"StepFinishStore", testStepEnd},
 		{"StepFinishStore_FinishStepAddStep", testFinishStepAddStep},
 		{"StepFinishStore_FinishStepAndBuild", testFinishStepAndBuild},
+		{"StepLogStore_AddStepLogs", testAddStepLogs},
 		{"LogStore_AddLog", testAddLog},
 		{"LogStore_AppendLog", testAppendLog},
 		{"LogStore_FinishLog", testFinishLog},
