@@ -24,7 +24,7 @@ import (
 // builds, and can make the writes of StepFinishStore fail.
 type stepEndStore struct {
 	*sqlite.Store
-	mu         sync.Mutex
+	mu           sync.Mutex
 	calls        []string
 	failFinish   error
 	failStepLogs error

@@ -48,7 +48,9 @@ func (c *MasterShellCommand) Validate() error {
 
 // StartLogs names the log c adds as it runs, stdio (ci.StartLogger): the
 // master stores it with the step's start.
-func (c *MasterShellCommand) StartLogs() []ci.Log { return []ci.Log{{Name: "stdio", Type: ci.LogStream}} }
+func (c *MasterShellCommand) StartLogs() []ci.Log {
+	return []ci.Log{{Name: "stdio", Type: ci.LogStream}}
+}
 
 // Run implements ci.Step.
 func (c *MasterShellCommand) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {

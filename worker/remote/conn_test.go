@@ -189,7 +189,9 @@ func TestRunCommand_Direct(t *testing.T) {
 		// Output text shares the frame it came in until the update is
 		// applied; frames are then read into the same buffers again.
 		// What a step keeps from OnUpdate stays as it was sent.
-		text := func(i int) string { return fmt.Sprintf("update %02d %s\n", i, strings.Repeat(string(rune('a'+i)), 300)) }
+		text := func(i int) string {
+			return fmt.Sprintf("update %02d %s\n", i, strings.Repeat(string(rune('a'+i)), 300))
+		}
 		script = func(f *fakeWorker, c fakeCommand) {
 			for i := range 20 {
 				f.update(c.ID, []any{"stdout", lines(text(i))}, []any{"log", []any{"extra.log", lines(text(i))}},
