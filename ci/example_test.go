@@ -124,3 +124,62 @@ func ExampleMasterConfig_severalMasters() {
 	// master-1 2 workers
 	// master-2 2 workers
 }
+
+// reportStep writes a report as soon as it runs. It says so
+// (ci.StartLogger): its log is stored with the step's start, in the same
+// write, rather than in a write of its own.
+type reportStep struct{}
+
+func (reportStep) Options() ci.StepOptions { return ci.StepOptions{Name: "report"} }
+
+func (reportStep) StartLogs() []ci.Log { return []ci.Log{{Name: "report", Type: ci.LogText}} }
+
+func (reportStep) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
+	w, err := s.AddLog(ctx, "report", ci.LogText) // the log stored with the step
+	if err != nil {
+		return ci.Exception, err
+	}
+	fmt.Fprintln(w, "all good")
+	return ci.Success, w.Close()
+}
+
+// A step that adds its logs as it starts.
+func ExampleStartLogger() {
+	dir, _ := os.MkdirTemp("", "kiln-example-")
+	defer os.RemoveAll(dir)
+	m, err := ci.NewMaster(ci.MasterConfig{
+		BaseDir:  dir,
+		Workers:  []ci.WorkerConfig{{Name: "local"}},
+		Builders: []ci.BuilderConfig{{Name: "report", Workers: []string{"local"}, Steps: []ci.Step{reportStep{}}}},
+		Services: []ci.Service{&local.Worker{Name: "local", Dir: filepath.Join(dir, "worker")}},
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { stop(); <-done }()
+
+	events := m.Subscribe(0)
+	defer events.Close()
+	bs, _, err := m.Submit(ctx, ci.Submission{Builders: []string{"report"}, Reason: "example"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for e := range events.C {
+		if e.Type == ci.EventBuildsetComplete && e.BuildsetID == bs.ID {
+			break
+		}
+	}
+	st, _ := m.Store(ctx)
+	builds, _, _ := st.ListBuilds(ctx, ci.BuildQuery{})
+	stepRecs, _ := st.ListSteps(ctx, builds[0].ID)
+	logs, _ := st.ListLogs(ctx, stepRecs[0].ID)
+	text, _ := st.LogLines(ctx, logs[0].ID, 0, -1)
+	fmt.Printf("%s: %d log, %q: %s", builds[0].Results, len(logs), logs[0].Name, text)
+	// Output: success: 1 log, "report": all good
+}

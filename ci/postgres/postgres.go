@@ -39,6 +39,7 @@ var migrationFS embed.FS
 var (
 	_ ci.Store           = (*Store)(nil)
 	_ ci.StepFinishStore = (*Store)(nil)
+	_ ci.StepLogStore    = (*Store)(nil)
 )
 
 // Advisory locks the store takes, in the two-key form

@@ -39,6 +39,7 @@ var migrationFS embed.FS
 var (
 	_ ci.Store           = (*Store)(nil)
 	_ ci.StepFinishStore = (*Store)(nil)
+	_ ci.StepLogStore    = (*Store)(nil)
 )
 
 // BusyTimeout is how long a connection waits for a lock held by another
