@@ -422,6 +422,10 @@ func TestCluster_NightlyOnce(t *testing.T) {
 	assert.False(t, b.SchedulesHere(), "a holds the schedulers")
 
 	night1 := day1.Add(time.Hour)
+	// a's Nightly starts once a holds the claim, and sets its timer for
+	// the night from the clock's time then: the clock moves only after,
+	// beside a's next heartbeat.
+	require.True(t, clockA.WaitTimers(t.Context(), 2), "a's heartbeat and nightly timers; pending: %v", clockA.Timers())
 	clockB.Set(night1)
 	clockA.Set(night1)
 	a.WaitFor(t, "the first night's build", func() bool { return len(buildsetsOf(t, a.Store, "nightly")) > 0 })
