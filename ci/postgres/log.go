@@ -199,28 +199,7 @@ func (e *stepEnd) write(ctx context.Context, tx pgx.Tx) error {
 // FinishStepAddStep records the end of prev (finishing its logs of ends)
 // and stores next as AddStep does, in one transaction.
 func (s *Store) FinishStepAddStep(ctx context.Context, prev *ci.StepRecord, ends []ci.LogEnd, next *ci.StepRecord) error {
-	e, err := prepareStepEnd(prev, ends)
-	if err != nil {
-		return fmt.Errorf("postgres: finish step %d: %w", prev.ID, err)
-	}
-	defer e.release()
-	urls, err := urlsArg(next.URLs)
-	if err != nil {
-		return fmt.Errorf("postgres: add step: %w", err)
-	}
-	err = s.write(ctx, func(tx pgx.Tx) error {
-		if err := e.write(ctx, tx); err != nil {
-			return fmt.Errorf("finish step %d: %w", prev.ID, err)
-		}
-		if err := addStepTx(ctx, tx, next, urls); err != nil {
-			return fmt.Errorf("add step: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	return nil
+	return s.AddStepLogs(ctx, prev, ends, next, nil)
 }
 
 // AddStepLogs stores st and its first logs, with the end of prev (and
