@@ -53,23 +53,26 @@ var ErrBadMessage = errors.New("bad message")
 // come back as an []int64 and a []float64, as LinesValue makes them, when
 // they are all integers and all floats.
 func ParseMessage(frame []byte) (Message, error) {
-	return parseMessage(decoder{b: frame, updates: true})
+	return parseMessage(&decoder{b: frame, updates: true})
 }
 
 // ParseMessageShared decodes a frame as ParseMessage does, for a reader
 // that copies the output it is given and has no use for line times (a
 // master storing it in logs): the text of the output in an "args" list of
 // [key, value] pairs (stdout, stderr, header and log values) is not copied
-// but shares frame's memory, which must then not change while that text is
-// in use; and the newline offsets and line times of v7's [text, offsets,
-// times], when they are all numbers, are read past and come back as nil.
-// Output is most of a busy worker's bytes: a master reading it this way
-// makes no copy of it and no garbage of its own.
-func ParseMessageShared(frame []byte) (Message, error) {
-	return parseMessage(decoder{b: frame, updates: true, share: true})
+// but shares frame's memory, and the newline offsets and line times of
+// v7's [text, offsets, times], when they are all numbers, are read past
+// and come back as nil. shares reports whether any text shares frame: if
+// so, frame must not change while that text is in use. Output is most of a
+// busy worker's bytes: a master reading it this way makes no copy of it
+// and no garbage of its own.
+func ParseMessageShared(frame []byte) (msg Message, shares bool, err error) {
+	d := &decoder{b: frame, updates: true, share: true}
+	msg, err = parseMessage(d)
+	return msg, d.shared && err == nil, err
 }
 
-func parseMessage(d decoder) (Message, error) {
+func parseMessage(d *decoder) (Message, error) {
 	frame := d.b
 	if len(frame) > MaxFrameSize {
 		return nil, fmt.Errorf("%w: frame of %d bytes is over the %d-byte limit", ErrBadMessage, len(frame), MaxFrameSize)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"unsafe"
 )
 
 // The MessagePack codec of the protocol. Kiln decodes frames itself rather
@@ -46,8 +47,9 @@ type decoder struct {
 	// of an update, whose output values are decoded by outputValue.
 	updates bool
 	// share: output text shares b's memory, and the offsets and times
-	// of v7's output are read past (ParseMessageShared).
-	share bool
+	// of v7's output are read past (ParseMessageShared); inText: the
+	// value being decoded is output text; shared: a string shares b.
+	share, inText, shared bool
 }
 
 func (d *decoder) errorf(format string, args ...any) error {
@@ -189,6 +191,10 @@ func (d *decoder) str(n int) (string, error) {
 	p, err := d.take(n)
 	if err != nil {
 		return "", err
+	}
+	if d.inText && n > 0 {
+		d.shared = true
+		return unsafe.String(&p[0], n), nil
 	}
 	return string(p), nil
 }

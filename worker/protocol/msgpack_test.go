@@ -282,7 +282,7 @@ func FuzzDecode(f *testing.F) {
 		// output updates' offsets and times: what it returns encodes the
 		// same.
 		// ParseMessageShared refuses what ParseMessage refuses.
-		_, errShared := ParseMessageShared(b)
+		_, _, errShared := ParseMessageShared(b)
 		if _, err := ParseMessage(b); (err == nil) != (errShared == nil) {
 			t.Fatalf("ParseMessage: %v; ParseMessageShared: %v", err, errShared)
 		}
@@ -353,8 +353,9 @@ func TestParseMessageShared(t *testing.T) {
 		[]any{"stdout", v}, []any{"stderr", odd}, []any{"header", "plain\n"}, []any{"rc", 0},
 		[]any{"log", []any{"build.log", v}}, []any{"custom", "kept apart"}}})
 	require.NoError(t, err)
-	msg, err := ParseMessageShared(frame)
+	msg, shares, err := ParseMessageShared(frame)
 	require.NoError(t, err)
+	assert.True(t, shares)
 	args := msg["args"].([]any)
 	assert.Equal(t, []any{
 		[]any{"stdout", []any{"a\nbc\n", nil, nil}},
@@ -382,12 +383,28 @@ func TestParseMessageShared(t *testing.T) {
 	// The offsets and times of every width are read past; a truncated
 	// frame is malformed, as for ParseMessage.
 	wide := wideOutputFrame()
-	msg, err = ParseMessageShared(wide)
+	msg, shares, err = ParseMessageShared(wide)
 	require.NoError(t, err)
+	assert.True(t, shares)
 	assert.Equal(t, []any{[]any{"stdout", []any{"x\n", nil, nil}}}, msg["args"])
 	for n := 1; n < 40; n++ {
-		_, err := ParseMessageShared(wide[:len(wide)-n])
+		_, shares, err := ParseMessageShared(wide[:len(wide)-n])
 		assert.ErrorIs(t, err, ErrMalformed, "cut by %d bytes", n)
+		assert.False(t, shares, "a malformed frame gives no text")
+	}
+
+	// A frame whose output is empty, or that has none, shares nothing:
+	// its reader may use it again at once.
+	for _, args := range []any{
+		[]any{[]any{"rc", 0}, []any{"elapsed", 0.5}},
+		[]any{[]any{"stdout", LinesValue("", nil)}, []any{"header", ""}},
+		"ValueError: no such file",
+	} {
+		frame, err := Encode(map[string]any{"op": "update", "seq_number": 2, "command_id": "c7", "args": args})
+		require.NoError(t, err)
+		_, shares, err := ParseMessageShared(frame)
+		require.NoError(t, err)
+		assert.False(t, shares, "args %#v", args)
 	}
 }
 
@@ -402,7 +419,10 @@ func BenchmarkParseMessage(b *testing.B) {
 	for _, parse := range []struct {
 		name string
 		f    func([]byte) (Message, error)
-	}{{"Copied", ParseMessage}, {"Shared", ParseMessageShared}} {
+	}{{"Copied", ParseMessage}, {"Shared", func(frame []byte) (Message, error) {
+		msg, _, err := ParseMessageShared(frame)
+		return msg, err
+	}}} {
 		b.Run(parse.name, func(b *testing.B) {
 			b.SetBytes(int64(len(text)))
 			b.ReportAllocs()

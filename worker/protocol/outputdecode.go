@@ -12,7 +12,6 @@ package protocol
 import (
 	"encoding/binary"
 	"math"
-	"unsafe"
 )
 
 // arrayHeader reads the header of an array, if the next value is one, and
@@ -125,36 +124,16 @@ func (d *decoder) outputValue(depth int) (any, error) {
 	return v, nil
 }
 
-// text decodes output text as value does, except that with d.share a
-// string shares the frame's memory.
+// text decodes output text as value does, except that with d.share its
+// strings share the frame's memory (str).
 func (d *decoder) text(depth int) (any, error) {
-	if !d.share || d.left() == 0 {
+	if !d.share {
 		return d.value(depth)
 	}
-	start := d.off
-	var n int
-	switch c := d.b[d.off]; {
-	case c&0xe0 == 0xa0:
-		d.off++
-		n = int(c & 0x1f)
-	case c >= 0xd9 && c <= 0xdb:
-		d.off++
-		var err error
-		if n, err = d.length(1<<(c-0xd9), 1); err != nil {
-			return nil, err
-		}
-	default:
-		return d.value(depth)
-	}
-	p, err := d.take(n)
-	if err != nil {
-		d.off = start
-		return d.value(depth) // for value's error
-	}
-	if n == 0 {
-		return "", nil
-	}
-	return unsafe.String(&p[0], n), nil
+	d.inText = true
+	v, err := d.value(depth)
+	d.inText = false
+	return v, err
 }
 
 // skipNumbers reads past an array of integers and floats and returns nil;

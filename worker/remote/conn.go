@@ -338,28 +338,29 @@ func putFrame(buf *bytes.Buffer) {
 }
 
 // readFrame reads the next frame into a buffer from frameBuffers and
-// parses it with protocol.ParseMessageShared: the output text of an
-// update shares the buffer, which the caller gives back (putFrame) only
-// once that text is used, or leaves to the garbage collector.
-func (c *Conn) readFrame() (websocket.MessageType, protocol.Message, *bytes.Buffer, error) {
+// parses it with protocol.ParseMessageShared. When the message's output
+// text shares the buffer (shares), the caller gives the buffer back
+// (putFrame) only once that text is used, or leaves it to the garbage
+// collector; otherwise at once.
+func (c *Conn) readFrame() (typ websocket.MessageType, msg protocol.Message, buf *bytes.Buffer, shares bool, err error) {
 	typ, r, err := c.ws.Reader(context.Background())
 	if err != nil {
-		return 0, nil, nil, err
+		return 0, nil, nil, false, err
 	}
-	buf := frameBuffers.Get().(*bytes.Buffer)
+	buf = frameBuffers.Get().(*bytes.Buffer)
 	if _, err := buf.ReadFrom(r); err != nil {
 		putFrame(buf)
-		return 0, nil, nil, err
+		return 0, nil, nil, false, err
 	}
 	c.heard()
 	if typ != websocket.MessageBinary {
-		return typ, nil, buf, nil
+		return typ, nil, buf, false, nil
 	}
-	msg, err := protocol.ParseMessageShared(buf.Bytes())
+	msg, shares, err = protocol.ParseMessageShared(buf.Bytes())
 	if err != nil {
 		err = errMalformed{fmt.Errorf("protocol violation: malformed frame of %d bytes: %w", buf.Len(), err)}
 	}
-	return typ, msg, buf, err
+	return typ, msg, buf, shares, err
 }
 
 // errMalformed is a frame that is not a message.
@@ -369,7 +370,7 @@ type errMalformed struct{ error }
 func (c *Conn) reader() {
 	defer c.wg.Done()
 	for {
-		typ, msg, buf, err := c.readFrame()
+		typ, msg, buf, shares, err := c.readFrame()
 		var bad errMalformed
 		if errors.As(err, &bad) {
 			c.fail(&c.cfg.stats.protocolErrors, websocket.StatusProtocolError, "malformed frame", bad.error)
@@ -384,19 +385,16 @@ func (c *Conn) reader() {
 				fmt.Errorf("protocol violation: a %s message (frames must be binary)", typ))
 			return
 		}
-		kept, err := c.dispatch(msg, buf)
-		if err != nil {
+		if err := c.dispatch(msg, buf, shares); err != nil {
 			c.fail(&c.cfg.stats.protocolErrors, websocket.StatusPolicyViolation, "protocol violation",
 				fmt.Errorf("protocol violation: %w", err))
 			return
 		}
-		// Only "args" holds output text: a frame without it is done
-		// with; an update's is given back once the update is applied;
-		// others are left to the garbage collector.
-		if !kept {
-			if _, hasArgs := msg["args"]; !hasArgs {
-				putFrame(buf)
-			}
+		// A frame no text shares is done with. One an update took is
+		// given back once the update is applied; any other that text
+		// shares is left to the garbage collector.
+		if !shares {
+			putFrame(buf)
 		}
 	}
 }
@@ -419,20 +417,20 @@ func (c *Conn) readError(err error) {
 	}
 }
 
-// dispatch handles one message from the worker, read from frame, and
-// reports whether an update took the frame, to give back once it is
-// applied. An error is a protocol violation: the caller closes the
-// connection.
-func (c *Conn) dispatch(msg protocol.Message, frame *bytes.Buffer) (kept bool, err error) {
+// dispatch handles one message from the worker, read from frame; an
+// update whose output text shares frame (shares) takes it, to give back
+// once it is applied. An error is a protocol violation: the caller closes
+// the connection.
+func (c *Conn) dispatch(msg protocol.Message, frame *bytes.Buffer, shares bool) error {
 	op := msg.Op()
 	if op == protocol.OpResponse {
-		return false, c.handleResponse(msg)
+		return c.handleResponse(msg)
 	}
 	c.mu.Lock()
 	open := c.open
 	c.mu.Unlock()
 	if !open {
-		return false, fmt.Errorf("worker sent %q before the handshake ended", op)
+		return fmt.Errorf("worker sent %q before the handshake ended", op)
 	}
 	switch op {
 	case protocol.OpUpdate, protocol.OpComplete,
@@ -441,30 +439,29 @@ func (c *Conn) dispatch(msg protocol.Message, frame *bytes.Buffer) (kept bool, e
 		protocol.OpUpdateReadFile, protocol.OpUpdateReadFileClose:
 		ev, err := parseEvent(msg, frame.Len())
 		if err != nil {
-			return false, err
+			return err
 		}
-		// An update keeps its frame until it is applied (or dropped).
-		kept := ev.op == protocol.OpUpdate
-		if kept {
+		// An update keeps the frame its text shares until it is
+		// applied (or dropped).
+		if shares && ev.op == protocol.OpUpdate {
 			ev.frame = frame
 		}
 		c.mu.Lock()
 		cmd := c.cmds[ev.commandID]
 		c.mu.Unlock()
-		if cmd != nil && c.push(cmd, ev) {
-			return kept, nil
+		if cmd == nil || !c.push(cmd, ev) {
+			c.unknownCommands.Add(1)
+			c.cfg.stats.unknownCommands.Add(1)
+			c.log.Debug("message for a command that is not running", "op", op, "command_id", ev.commandID)
+			c.respond(msg.Seq(), nil, fmt.Errorf("unknown command_id %q", ev.commandID))
 		}
-		c.unknownCommands.Add(1)
-		c.cfg.stats.unknownCommands.Add(1)
-		c.log.Debug("message for a command that is not running", "op", op, "command_id", ev.commandID)
-		c.respond(msg.Seq(), nil, fmt.Errorf("unknown command_id %q", ev.commandID))
 	case protocol.OpKeepalive:
 		c.respond(msg.Seq(), nil, nil)
 	default:
 		c.log.Debug("worker sent an unknown op", "op", op)
 		c.respond(msg.Seq(), nil, fmt.Errorf("Command %s does not exist.", op))
 	}
-	return false, nil
+	return nil
 }
 
 // push queues ev for cmd, waiting while cmd's backlog is full (the worker
