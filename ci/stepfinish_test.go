@@ -234,8 +234,9 @@ func TestStepLogs_AsTheStepAddsThem(t *testing.T) {
 		Builders: []ci.BuilderConfig{{Name: "b", Workers: []string{"w1"}, Steps: []ci.Step{
 			&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "skipped", RunIf: never}, Command: []string{"true"}},
 			&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "if", RunIf: always}, Command: []string{"echo", "ran"}},
-			&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "files"}, Command: []string{"sh", "-c", "echo b > b.log; echo a > a.log; echo done"},
-				LogFiles: map[string]string{"b": "b.log", "a": "a.log"}},
+			// Options set around a step keep its StartLogs.
+			ci.WithOptions(ci.StepOptions{Name: "files"}, &steps.ShellCommand{Command: []string{"sh", "-c", "echo b > b.log; echo a > a.log; echo done"},
+				LogFiles: map[string]string{"b": "b.log", "a": "a.log"}}),
 			&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "broken", AlwaysRun: true}, Command: broken},
 		}}}}
 	m := citest.Start(t, cfg)
