@@ -364,9 +364,15 @@ func TestConn_AfterDone(t *testing.T) {
 		return len(c.afters)
 	}
 	// The master watches the connection just after marking its worker
-	// attached: its registration can follow attachFake's return.
+	// attached: its registration can follow attachFake's return. The
+	// attach handshake registers too, until the Listener counts the
+	// worker attached; until then two registrations may be the
+	// connection's own and the handshake's.
 	const n = 2 // the connection's own and the master's
-	m.WaitFor(t, "the handshake's requests to be answered and the master to watch", func() bool {
+	m.WaitFor(t, "the handshake to end, its requests answered, and the master to watch", func() bool {
+		if m.l.Stats().Attached != 1 {
+			return false
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return c.pending == nil && c.cmds == nil && len(c.afters) == n
