@@ -24,10 +24,11 @@ type ForceScheduler interface {
 	// project) that the scheduler offers, then its custom properties.
 	ForceParams() []ForceParam
 	// Force checks the request and submits a buildset for it (through
-	// Master.Submit). A request that cannot be honoured as asked returns
-	// an error wrapping ErrInvalidForce, which names every field at fault,
+	// Master.Submit), returning the buildset and its build requests as
+	// Submit does. A request that cannot be honoured as asked returns an
+	// error wrapping ErrInvalidForce, which names every field at fault,
 	// and stores nothing; any other error is the master's.
-	Force(ctx context.Context, m *Master, r ForceRequest) (*Buildset, error)
+	Force(ctx context.Context, m *Master, r ForceRequest) (*Buildset, []*BuildRequest, error)
 }
 
 // ErrInvalidForce is wrapped by the errors of a ForceScheduler about a

@@ -35,7 +35,7 @@ func TestDependent(t *testing.T) {
 	m := citest.Start(t, cfg)
 	ctx := context.Background()
 
-	upstream, err := up.Force(ctx, m.Master, ci.ForceRequest{Branch: "main", Revision: "abc"})
+	upstream, _, err := up.Force(ctx, m.Master, ci.ForceRequest{Branch: "main", Revision: "abc"})
 	require.NoError(t, err)
 	m.WaitBuildset(t, upstream.ID)
 	got := waitBuildsets(t, m, "down", 1)
@@ -53,7 +53,7 @@ func TestDependent(t *testing.T) {
 	assert.Equal(t, "down", builds[0].Property("scheduler"))
 
 	// A failed upstream buildset starts nothing.
-	failed, err := bad.Force(ctx, m.Master, ci.ForceRequest{})
+	failed, _, err := bad.Force(ctx, m.Master, ci.ForceRequest{})
 	require.NoError(t, err)
 	m.WaitBuildset(t, failed.ID)
 	doc := waitSettledWaiting(t, m, "after-bad")
@@ -87,7 +87,7 @@ func TestDependent_Restart(t *testing.T) {
 	cfg, up, _ := dependentConfig(dir, true)
 	withMaster(t, "submit", cfg, citest.Options{NoWorkers: true}, func(t *testing.T, m *citest.Master) {
 		var err error
-		upstream, err = up.Force(ctx, m.Master, ci.ForceRequest{Revision: "r1"})
+		upstream, _, err = up.Force(ctx, m.Master, ci.ForceRequest{Revision: "r1"})
 		require.NoError(t, err)
 		m.WaitFor(t, "the dependent to follow the upstream buildset", func() bool {
 			w, _ := state(t, m, "down", "dependent")["waiting"].([]any)
@@ -113,7 +113,7 @@ func TestDependent_Restart(t *testing.T) {
 	// And never again.
 	withMaster(t, "again", cfg, citest.Options{}, func(t *testing.T, m *citest.Master) {
 		waitSettledWaiting(t, m, "down")
-		later, err := up.Force(ctx, m.Master, ci.ForceRequest{Revision: "r2"})
+		later, _, err := up.Force(ctx, m.Master, ci.ForceRequest{Revision: "r2"})
 		require.NoError(t, err)
 		m.WaitBuildset(t, later.ID)
 		got := waitBuildsets(t, m, "down", 2)
@@ -132,13 +132,13 @@ func TestDependent_FirstStart(t *testing.T) {
 	var pending *ci.Buildset
 	cfg, up, _ := dependentConfig(dir, false)
 	withMaster(t, "history", cfg, citest.Options{}, func(t *testing.T, m *citest.Master) {
-		old, err := up.Force(ctx, m.Master, ci.ForceRequest{Revision: "old"})
+		old, _, err := up.Force(ctx, m.Master, ci.ForceRequest{Revision: "old"})
 		require.NoError(t, err)
 		m.WaitBuildset(t, old.ID)
 	})
 	withMaster(t, "pending", cfg, citest.Options{NoWorkers: true}, func(t *testing.T, m *citest.Master) {
 		var err error
-		pending, err = up.Force(ctx, m.Master, ci.ForceRequest{Revision: "new"})
+		pending, _, err = up.Force(ctx, m.Master, ci.ForceRequest{Revision: "new"})
 		require.NoError(t, err)
 	})
 	cfg, _, _ = dependentConfig(dir, true)

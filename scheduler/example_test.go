@@ -181,9 +181,9 @@ func ExampleForce() {
 	m, stop := exampleMaster(force)
 	defer stop()
 	ctx := context.Background()
-	_, err := force.Force(ctx, m, ci.ForceRequest{Owner: "alice", Properties: map[string]any{"count": "x"}})
+	_, _, err := force.Force(ctx, m, ci.ForceRequest{Owner: "alice", Properties: map[string]any{"count": "x"}})
 	fmt.Println(errors.Is(err, ci.ErrInvalidForce), err)
-	bs, err := force.Force(ctx, m, ci.ForceRequest{
+	bs, _, err := force.Force(ctx, m, ci.ForceRequest{
 		Owner:      "alice",
 		Reason:     "release 0.9.1",
 		Builders:   []string{"build-armhf-pkg"},

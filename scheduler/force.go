@@ -160,7 +160,7 @@ func (f *Force) Validate() error {
 // wrapping ci.ErrInvalidForce that lists every problem, naming each
 // parameter ("reason is required", `property "count": "x" is not an
 // integer`), and nothing is stored.
-func (f *Force) Force(ctx context.Context, m *ci.Master, r ci.ForceRequest) (*ci.Buildset, error) {
+func (f *Force) Force(ctx context.Context, m *ci.Master, r ci.ForceRequest) (*ci.Buildset, []*ci.BuildRequest, error) {
 	var problems []string
 	problem := func(what string, err error) {
 		if errors.Is(err, ErrRequired) {
@@ -216,7 +216,7 @@ func (f *Force) Force(ctx context.Context, m *ci.Master, r ci.ForceRequest) (*ci
 		}
 	}
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("force %q: %w: %s", f.Name, ci.ErrInvalidForce, strings.Join(problems, "; "))
+		return nil, nil, fmt.Errorf("force %q: %w: %s", f.Name, ci.ErrInvalidForce, strings.Join(problems, "; "))
 	}
 
 	reason := source["reason"]
@@ -226,7 +226,7 @@ func (f *Force) Force(ctx context.Context, m *ci.Master, r ci.ForceRequest) (*ci
 		props.Set("owner", r.Owner, ci.SourceForce)
 		text = fmt.Sprintf("A build was forced by '%s': %s", r.Owner, reason)
 	}
-	bs, _, err := m.Submit(ctx, ci.Submission{
+	bs, reqs, err := m.Submit(ctx, ci.Submission{
 		Builders: builders,
 		Reason:   text,
 		SourceStamps: []ci.SourceStamp{{
@@ -238,8 +238,8 @@ func (f *Force) Force(ctx context.Context, m *ci.Master, r ci.ForceRequest) (*ci
 		Scheduler:  f.Name,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("force %q: %w", f.Name, err)
+		return nil, nil, fmt.Errorf("force %q: %w", f.Name, err)
 	}
 	m.Logger().Info("scheduler: build forced", "scheduler", f.Name, "owner", r.Owner, "buildset", bs.ID)
-	return bs, nil
+	return bs, reqs, nil
 }

@@ -33,9 +33,17 @@ func TestForce(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("AllBuilders", func(t *testing.T) {
-		bs, err := force.Force(ctx, m.Master, ci.ForceRequest{Owner: "alice", Reason: "release", Branch: "0.9.1", Revision: "0.9.1", Properties: map[string]any{"dist": "stretch"}})
+		bs, reqs, err := force.Force(ctx, m.Master, ci.ForceRequest{Owner: "alice", Reason: "release", Branch: "0.9.1", Revision: "0.9.1", Properties: map[string]any{"dist": "stretch"}})
 		require.NoError(t, err)
 		assert.Equal(t, "A build was forced by 'alice': release", bs.Reason)
+		stored, _, err := m.Store.ListRequests(ctx, ci.RequestQuery{BuildsetID: bs.ID})
+		require.NoError(t, err)
+		require.Len(t, reqs, 2, "one request per builder")
+		for i, r := range reqs {
+			assert.Equal(t, stored[i].ID, r.ID, "the requests returned are the stored ones")
+			assert.Equal(t, stored[i].BuilderID, r.BuilderID)
+			assert.Equal(t, bs.ID, r.BuildsetID)
+		}
 		builds := m.WaitBuildset(t, bs.ID)
 		require.Len(t, builds, 2)
 		for _, b := range builds {
@@ -47,7 +55,7 @@ func TestForce(t *testing.T) {
 		}
 	})
 	t.Run("SomeBuildersAndDefaults", func(t *testing.T) {
-		bs, err := force.Force(ctx, m.Master, ci.ForceRequest{Builders: []string{"b"}})
+		bs, _, err := force.Force(ctx, m.Master, ci.ForceRequest{Builders: []string{"b"}})
 		require.NoError(t, err)
 		assert.Equal(t, scheduler.DefaultForceReason, bs.Reason)
 		builds := m.WaitBuildset(t, bs.ID)
@@ -55,10 +63,10 @@ func TestForce(t *testing.T) {
 		assert.Equal(t, "jessie   \n", builds[0].Log("echo", "stdio"))
 	})
 	t.Run("BadRequests", func(t *testing.T) {
-		_, err := force.Force(ctx, m.Master, ci.ForceRequest{Builders: []string{"other"}})
+		_, _, err := force.Force(ctx, m.Master, ci.ForceRequest{Builders: []string{"other"}})
 		assert.ErrorIs(t, err, ci.ErrInvalidForce)
 		assert.ErrorContains(t, err, `builder "other" is not one of this scheduler's builders`)
-		_, err = force.Force(ctx, m.Master, ci.ForceRequest{Properties: map[string]any{"sneaky": "x"}})
+		_, _, err = force.Force(ctx, m.Master, ci.ForceRequest{Properties: map[string]any{"sneaky": "x"}})
 		assert.ErrorIs(t, err, ci.ErrInvalidForce)
 		assert.ErrorContains(t, err, `unknown property "sneaky"`)
 		n, _, err := m.Store.ListRequests(ctx, ci.RequestQuery{})
@@ -162,7 +170,7 @@ func TestForce_Values(t *testing.T) {
 		}}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				bs, err := force.Force(ctx, m.Master, tt.req)
+				bs, _, err := force.Force(ctx, m.Master, tt.req)
 				require.NoError(t, err)
 				assert.Equal(t, tt.reason, bs.Reason)
 				require.Len(t, bs.SourceStamps, 1)
@@ -203,7 +211,7 @@ func TestForce_Values(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				_, err := force.Force(ctx, m.Master, tt.req)
+				_, _, err := force.Force(ctx, m.Master, tt.req)
 				require.ErrorIs(t, err, ci.ErrInvalidForce)
 				for _, w := range tt.want {
 					assert.ErrorContains(t, err, w)

@@ -58,6 +58,10 @@ func TestForceAPI(t *testing.T) {
 		builds := u.m.WaitBuildset(t, bsid)
 		require.Len(t, builds, 1)
 		b := builds[0]
+		reqs, _, err := u.m.Store.ListRequests(ctx, ci.RequestQuery{BuildsetID: bsid})
+		require.NoError(t, err)
+		require.Len(t, reqs, 1)
+		assert.Equal(t, float64(reqs[0].ID), brids[strconv.FormatInt(countID, 10)], "the result names the buildset's request")
 		assert.Equal(t, ci.Success, b.Results())
 		assert.Equal(t, "stretch", b.Property("dist"))
 		assert.Equal(t, alice, b.Property("owner"), "the owner is who logged in, whatever the call says")

@@ -94,19 +94,7 @@ func (a *app) force(ctx context.Context, f ci.ForceScheduler, owner string, buil
 		}
 		req.Properties[k] = v
 	}
-	bs, err := f.Force(ctx, a.m, req)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := a.store(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	reqs, _, err := st.ListRequests(ctx, ci.RequestQuery{BuildsetID: bs.ID})
-	if err != nil {
-		return nil, nil, fmt.Errorf("force: list the requests of buildset %d: %w", bs.ID, err)
-	}
-	return bs, reqs, nil
+	return f.Force(ctx, a.m, req)
 }
 
 // forceSchedulerJSON is Buildbot's description of a force scheduler.

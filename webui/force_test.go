@@ -30,16 +30,15 @@ func (noteForce) ForceParams() []ci.ForceParam {
 	}
 }
 
-func (noteForce) Force(ctx context.Context, m *ci.Master, r ci.ForceRequest) (*ci.Buildset, error) {
+func (noteForce) Force(ctx context.Context, m *ci.Master, r ci.ForceRequest) (*ci.Buildset, []*ci.BuildRequest, error) {
 	note, _ := r.Properties["note"].(string)
 	if note == "" || note == "nope" {
-		return nil, fmt.Errorf("notes: %w: note %q is refused", ci.ErrInvalidForce, note)
+		return nil, nil, fmt.Errorf("notes: %w: note %q is refused", ci.ErrInvalidForce, note)
 	}
 	props := ci.Properties{}
 	props.Set("note", note, ci.SourceForce)
 	props.Set("owner", r.Owner, ci.SourceForce)
-	bs, _, err := m.Submit(ctx, ci.Submission{Builders: []string{"pass"}, Reason: r.Reason, Properties: props, Scheduler: "notes"})
-	return bs, err
+	return m.Submit(ctx, ci.Submission{Builders: []string{"pass"}, Reason: r.Reason, Properties: props, Scheduler: "notes"})
 }
 
 func TestForceForm_OwnScheduler(t *testing.T) {

@@ -139,7 +139,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	sub := m.Subscribe(1024)
 	defer sub.Close()
-	bs, err := force.Force(ctx, m, ci.ForceRequest{Owner: "quickstart", Reason: "first build"})
+	bs, _, err := force.Force(ctx, m, ci.ForceRequest{Owner: "quickstart", Reason: "first build"})
 	if err != nil {
 		return withRunErr(err, wait())
 	}
