@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -775,35 +776,50 @@ func (a *app) rawLog(inline bool) http.Handler {
 		w.Header().Set("Content-Disposition", disposition+`; filename="`+name+`"`)
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "no-store")
-		// In pieces, so that a long log is never held whole.
-		const piece = 10000
-		for first := 0; first < l.NumLines; first += piece {
+		// In pieces of about rawPiece bytes, so that a long log is never
+		// held whole: the lines of a piece are as many as that many bytes
+		// held in the piece before.
+		piece := 256
+		var stripped []byte // a stream log's piece without its letters
+		for first := 0; first < l.NumLines; {
 			text, err := st.LogLines(ctx, l.ID, first, first+piece-1)
 			if err != nil {
 				a.log.Error("reading a log to download failed", "log", l.ID, "err", err)
 				return
 			}
-			if l.Type == ci.LogStream {
-				text = stripStreams(text)
+			first += piece
+			if text != "" {
+				piece = max(16, min(50_000, piece*rawPiece/len(text)))
 			}
-			if _, err := w.Write([]byte(text)); err != nil {
+			if l.Type == ci.LogStream {
+				stripped = appendStripped(stripped[:0], text)
+				_, err = w.Write(stripped)
+			} else {
+				_, err = io.WriteString(w, text)
+			}
+			if err != nil {
 				return
 			}
 		}
 	})
 }
 
-// stripStreams removes the stream letter that starts each line of a
-// stream log.
-func stripStreams(text string) string {
-	var b strings.Builder
-	b.Grow(len(text))
-	for line := range strings.SplitAfterSeq(text, "\n") {
-		if line != "" {
-			b.WriteString(line[1:])
+// rawPiece is about how many bytes of a log a download reads at once.
+const rawPiece = 1 << 20
+
+// appendStripped appends the lines of a stream log's text to dst without
+// the stream letter that starts each.
+func appendStripped(dst []byte, text string) []byte {
+	dst = slices.Grow(dst, len(text))
+	for text != "" {
+		i := strings.IndexByte(text, '\n')
+		if i < 0 {
+			i = len(text) - 1
 		}
+		dst = append(dst, text[1:i+1]...)
+		text = text[i+1:]
 	}
-	return b.String()
+	return dst
 }
 
 // logFileName names a downloaded log: builder_build_N_step_S_log.log, with

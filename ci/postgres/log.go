@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -334,9 +333,9 @@ func (s *Store) ListLogs(ctx context.Context, stepID int64) ([]*ci.Log, error) {
 // beyond the end are not returned.
 func (s *Store) LogLines(ctx context.Context, logID int64, first, last int) (string, error) {
 	first = max(first, 0)
-	var out strings.Builder
+	out := logchunk.Text{First: first}
 	err := s.read(ctx, func(tx pgx.Tx) error {
-		out.Reset()
+		out = logchunk.Text{First: first}
 		var n int
 		err := tx.QueryRow(ctx, `SELECT num_lines FROM logs WHERE id = $1`, logID).Scan(&n)
 		if noRows(err) {
@@ -351,6 +350,7 @@ func (s *Store) LogLines(ctx context.Context, logID int64, first, last int) (str
 		if first > last {
 			return nil
 		}
+		out.Last = last
 		// The chunks from the one holding line first (the last to start
 		// at or before it) to the one holding line last.
 		rows, err := tx.Query(ctx, `SELECT first_line, last_line, content, compressed FROM logchunks
@@ -368,16 +368,9 @@ func (s *Store) LogLines(ctx context.Context, logID int64, first, last int) (str
 			if err := rows.Scan(&cfirst, &clast, &content, &compressed); err != nil {
 				return err
 			}
-			if compressed {
-				if content, err = logchunk.Inflate(content); err != nil {
-					return fmt.Errorf("chunk at line %d: %w", cfirst, err)
-				}
-			}
-			text, err := logchunk.Lines(content, max(first, cfirst)-cfirst, min(last, clast)-cfirst)
-			if err != nil {
+			if err := out.Add(cfirst, clast, content, compressed); err != nil {
 				return fmt.Errorf("chunk at line %d: %w", cfirst, err)
 			}
-			out.Write(text)
 		}
 		return rows.Err()
 	})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/internal/logchunk"
@@ -310,7 +309,7 @@ func (s *Store) ListLogs(ctx context.Context, stepID int64) ([]*ci.Log, error) {
 // beyond the end are not returned.
 func (s *Store) LogLines(ctx context.Context, logID int64, first, last int) (string, error) {
 	first = max(first, 0)
-	var out strings.Builder
+	out := logchunk.Text{First: first}
 	err := s.read(ctx, func(tx *txn) error {
 		var n int
 		err := tx.QueryRowContext(ctx, `SELECT num_lines FROM logs WHERE id = ?`, logID).Scan(&n)
@@ -326,6 +325,7 @@ func (s *Store) LogLines(ctx context.Context, logID int64, first, last int) (str
 		if first > last {
 			return nil
 		}
+		out.Last = last
 		// The chunks from the one holding line first (the last to start
 		// at or before it) to the one holding line last.
 		rows, err := tx.QueryContext(ctx, `SELECT first_line, last_line, content, compressed FROM logchunks
@@ -338,21 +338,14 @@ func (s *Store) LogLines(ctx context.Context, logID int64, first, last int) (str
 		defer rows.Close()
 		for rows.Next() {
 			var cfirst, clast int
-			var content []byte
+			var content sql.RawBytes // read before the next row
 			var compressed bool
 			if err := rows.Scan(&cfirst, &clast, &content, &compressed); err != nil {
 				return err
 			}
-			if compressed {
-				if content, err = logchunk.Inflate(content); err != nil {
-					return fmt.Errorf("chunk at line %d: %w", cfirst, err)
-				}
-			}
-			text, err := logchunk.Lines(content, max(first, cfirst)-cfirst, min(last, clast)-cfirst)
-			if err != nil {
+			if err := out.Add(cfirst, clast, content, compressed); err != nil {
 				return fmt.Errorf("chunk at line %d: %w", cfirst, err)
 			}
-			out.Write(text)
 		}
 		return rows.Err()
 	})

@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -153,6 +154,12 @@ var zlibReaders sync.Pool
 
 // Inflate decompresses a compressed chunk.
 func Inflate(b []byte) ([]byte, error) {
+	return appendInflated(make([]byte, 0, 4*len(b)), b)
+}
+
+// appendInflated appends the decompressed chunk b to dst, doubling it
+// when full: many chunks appended into one buffer are copied about once.
+func appendInflated(dst, b []byte) ([]byte, error) {
 	var r io.ReadCloser
 	var err error
 	if v := zlibReaders.Get(); v != nil {
@@ -162,19 +169,90 @@ func Inflate(b []byte) ([]byte, error) {
 		r, err = zlib.NewReader(bytes.NewReader(b))
 	}
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	var out bytes.Buffer
-	out.Grow(4 * len(b))
-	_, err = out.ReadFrom(r)
-	if err == nil {
-		err = r.Close()
+	for {
+		if len(dst) == cap(dst) {
+			dst = slices.Grow(dst, max(len(dst), 4*len(b), 4<<10))
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return dst, err
+		}
 	}
-	if err != nil {
-		return nil, err
+	if err := r.Close(); err != nil {
+		return dst, err
 	}
 	zlibReaders.Put(r)
-	return out.Bytes(), nil
+	return dst, nil
+}
+
+// AppendLines appends lines from to to (inclusive, from 0) of a stored
+// chunk to dst, inflating the chunk first if it is compressed, and
+// returns the extended slice. On error, dst is returned as it was given.
+func AppendLines(dst, content []byte, compressed bool, from, to int) ([]byte, error) {
+	start := len(dst)
+	var err error
+	if compressed {
+		dst, err = appendInflated(dst, content)
+	} else {
+		dst = append(dst, content...)
+	}
+	if err != nil {
+		return dst[:start], err
+	}
+	lines, err := Lines(dst[start:], from, to)
+	if err != nil {
+		return dst[:start], err
+	}
+	n := copy(dst[start:], lines)
+	return dst[:start+n], nil
+}
+
+// maxPresize is the most a Text grows its buffer by at once, from the
+// length of the first chunk's lines.
+const maxPresize = 4 << 20
+
+// A Text collects lines First to Last (inclusive, from 0) of a log from
+// its stored chunks, given in order: each chunk is inflated into the
+// text, not into a buffer of its own, and once the first chunk has shown
+// how long the lines are, the text is sized for them all.
+type Text struct {
+	First, Last int
+	buf         []byte
+	lines       int // collected so far
+}
+
+// Add adds the lines of the chunk holding lines cfirst to clast that are
+// wanted.
+func (t *Text) Add(cfirst, clast int, content []byte, compressed bool) error {
+	from, to := max(t.First, cfirst)-cfirst, min(t.Last, clast)-cfirst
+	if from > to {
+		return nil
+	}
+	var err error
+	if t.buf, err = AppendLines(t.buf, content, compressed, from, to); err != nil {
+		return err
+	}
+	t.lines += to - from + 1
+	if left := t.Last - t.First + 1 - t.lines; t.lines == to-from+1 && left > 0 {
+		// A tenth more than the lines so far make, log lines vary, up to
+		// maxPresize: a chunk of long lines does not make a buffer for
+		// thousands more.
+		t.buf = slices.Grow(t.buf, min(len(t.buf)/t.lines*left*11/10, maxPresize))
+	}
+	return nil
+}
+
+// String returns the text: the lines collected, newlines included. It
+// shares the Text's buffer, which is no longer written once String is
+// called.
+func (t *Text) String() string {
+	return unsafe.String(unsafe.SliceData(t.buf), len(t.buf))
 }
 
 // Lines returns lines from to to (inclusive, from 0) of content.

@@ -142,6 +142,105 @@ func TestInflate_Earlier(t *testing.T) {
 	}
 }
 
+// AppendLines gives, after what dst holds, the lines Lines gives of the
+// inflated chunk, for every range of lines of every chunk, and leaves dst
+// as it was when the chunk cannot be read.
+func TestAppendLines(t *testing.T) {
+	text := testText(3000, true) + testText(3000, false) + "a\nb\n"
+	chunks, err := Make(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Release(chunks)
+	var whole []byte
+	for i, c := range chunks {
+		content := c.Content
+		if c.Compressed {
+			if content, err = Inflate(c.Content); err != nil {
+				t.Fatalf("chunk %d: %v", i, err)
+			}
+		}
+		for _, r := range [][2]int{{0, c.Lines - 1}, {0, 0}, {c.Lines - 1, c.Lines - 1}, {c.Lines / 3, c.Lines / 2}} {
+			want, err := Lines(content, r[0], r[1])
+			if err != nil {
+				t.Fatalf("chunk %d: Lines%v: %v", i, r, err)
+			}
+			dst := append(make([]byte, 0, 3), "pre"...)
+			got, err := AppendLines(dst, c.Content, c.Compressed, r[0], r[1])
+			if err != nil || string(got) != "pre"+string(want) {
+				t.Fatalf("chunk %d, lines %v: %.40q (%v); want %.40q after the prefix", i, r, got, err, want)
+			}
+		}
+		if whole, err = AppendLines(whole, c.Content, c.Compressed, 0, c.Lines-1); err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+	}
+	if string(whole) != text {
+		t.Fatalf("the chunks appended whole make %d bytes, not the %d made into chunks", len(whole), len(text))
+	}
+	for _, bad := range []struct {
+		name       string
+		content    []byte
+		compressed bool
+		from, to   int
+	}{
+		{"not zlib", []byte("not zlib"), true, 0, 0},
+		{"fewer lines", []byte("a\nb\n"), false, 0, 2},
+		{"no newline", []byte("a"), false, 0, 0},
+	} {
+		got, err := AppendLines([]byte("kept"), bad.content, bad.compressed, bad.from, bad.to)
+		if err == nil || string(got) != "kept" {
+			t.Errorf("%s: %q, %v; want an error and dst as it was", bad.name, got, err)
+		}
+	}
+}
+
+// A Text collects the lines asked for from the chunks that hold them,
+// and sizes its buffer from the first chunk without going past
+// maxPresize.
+func TestText(t *testing.T) {
+	text := testText(6000, true)
+	lines := strings.SplitAfter(text, "\n")
+	chunks, err := Make(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Release(chunks)
+	if len(chunks) < 3 {
+		t.Fatalf("%d chunks; the test needs several", len(chunks))
+	}
+	for _, r := range [][2]int{{0, 5999}, {10, 4000}, {chunks[0].Lines, chunks[0].Lines}, {5998, 5999}} {
+		txt := Text{First: r[0], Last: r[1]}
+		first := 0
+		for i, c := range chunks {
+			last := first + c.Lines - 1
+			if last >= r[0] && first <= r[1] {
+				if err := txt.Add(first, last, c.Content, c.Compressed); err != nil {
+					t.Fatalf("lines %v, chunk %d: %v", r, i, err)
+				}
+			}
+			first = last + 1
+		}
+		if want := strings.Join(lines[r[0]:r[1]+1], ""); txt.String() != want {
+			t.Errorf("lines %v: %d bytes, not the %d of those lines", r, len(txt.String()), len(want))
+		}
+	}
+
+	// A first chunk of one long line, and many lines asked for.
+	long := strings.Repeat("x", MaxChunk) + "\n"
+	txt := Text{First: 0, Last: 1_000_000}
+	if err := txt.Add(0, 0, []byte(long), false); err != nil {
+		t.Fatal(err)
+	}
+	// The allocator rounds a size up, by less than an eighth.
+	if c := cap(txt.buf); c > (len(long)+maxPresize)*9/8 {
+		t.Errorf("a buffer of %d bytes after a line of %d; at most %d more", c, len(long), maxPresize)
+	}
+	if txt.String() != long {
+		t.Errorf("the line comes back as %d bytes, not %d", len(txt.String()), len(long))
+	}
+}
+
 // BenchmarkMake makes the chunks of 256 KiB of 99-character lines, as
 // the store is given a log written fast, and releases them.
 func BenchmarkMake(b *testing.B) {
