@@ -111,3 +111,44 @@ func TestWrite_Cancelled(t *testing.T) {
 	_, err = s.GetState(ctx, "o", "k")
 	assert.ErrorIs(t, err, ci.ErrNotFound)
 }
+
+// TestWrite_Concurrent: writes from many goroutines, some of them given
+// up by their callers (before they run, or while they run alone), each
+// return their own outcome: every write that returned nil is stored, and
+// every other returned its context's error and is not stored.
+func TestWrite_Concurrent(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "state.sqlite"))
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	const goroutines, each = 8, 40
+	errs := make([][]error, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		errs[g] = make([]error, each)
+		wg.Go(func() {
+			for i := range each {
+				wctx, cancel := ctx, context.CancelFunc(func() {})
+				if i%5 == 4 {
+					wctx, cancel = context.WithTimeout(ctx, time.Duration(i%3)*50*time.Microsecond)
+				}
+				errs[g][i] = s.SetState(wctx, "o", fmt.Sprint(g, "-", i), []byte("v"))
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	for g := range goroutines {
+		for i := range each {
+			_, err := s.GetState(ctx, "o", fmt.Sprint(g, "-", i))
+			if errs[g][i] == nil {
+				assert.NoError(t, err, "write %d-%d returned nil", g, i)
+				continue
+			}
+			assert.Equal(t, 4, i%5, "write %d-%d had no deadline, yet failed: %v", g, i, errs[g][i])
+			assert.ErrorIs(t, errs[g][i], context.DeadlineExceeded, "write %d-%d", g, i)
+			assert.ErrorIs(t, err, ci.ErrNotFound, "write %d-%d failed (%v) but is stored", g, i, errs[g][i])
+		}
+	}
+	assert.Zero(t, s.waiting.Load())
+}

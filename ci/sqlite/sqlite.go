@@ -371,20 +371,25 @@ func (s *Store) commitGroup(group []*writeOp) {
 }
 
 // writeAlone runs f in a transaction of its own and commits it if f
-// returns nil.
+// returns nil. A write interrupted by the end of ctx (the transaction is
+// rolled back) returns an error wrapping ctx's.
 func (s *Store) writeAlone(ctx context.Context, f func(tx *txn) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
+	err := func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		t := &txn{ctx: ctx, tx: tx, stmts: &s.wstmt}
+		defer func() { s.wstmt.prepare(t.missed) }()
+		if err := f(t); err != nil {
+			tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}()
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
-	t := &txn{ctx: ctx, tx: tx, stmts: &s.wstmt}
-	if err := f(t); err != nil {
-		tx.Rollback()
-		s.wstmt.prepare(t.missed)
-		return err
-	}
-	err = tx.Commit()
-	s.wstmt.prepare(t.missed)
 	return err
 }
 
