@@ -191,10 +191,10 @@ func appendInflated(dst, b []byte) ([]byte, error) {
 	return dst, nil
 }
 
-// AppendLines appends lines from to to (inclusive, from 0) of a stored
+// appendLines appends lines from to to (inclusive, from 0) of a stored
 // chunk to dst, inflating the chunk first if it is compressed, and
 // returns the extended slice. On error, dst is returned as it was given.
-func AppendLines(dst, content []byte, compressed bool, from, to int) ([]byte, error) {
+func appendLines(dst, content []byte, compressed bool, from, to int) ([]byte, error) {
 	start := len(dst)
 	var err error
 	if compressed {
@@ -235,7 +235,7 @@ func (t *Text) Add(cfirst, clast int, content []byte, compressed bool) error {
 		return nil
 	}
 	var err error
-	if t.buf, err = AppendLines(t.buf, content, compressed, from, to); err != nil {
+	if t.buf, err = appendLines(t.buf, content, compressed, from, to); err != nil {
 		return err
 	}
 	t.lines += to - from + 1

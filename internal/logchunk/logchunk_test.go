@@ -142,7 +142,7 @@ func TestInflate_Earlier(t *testing.T) {
 	}
 }
 
-// AppendLines gives, after what dst holds, the lines Lines gives of the
+// appendLines gives, after what dst holds, the lines Lines gives of the
 // inflated chunk, for every range of lines of every chunk, and leaves dst
 // as it was when the chunk cannot be read.
 func TestAppendLines(t *testing.T) {
@@ -166,12 +166,12 @@ func TestAppendLines(t *testing.T) {
 				t.Fatalf("chunk %d: Lines%v: %v", i, r, err)
 			}
 			dst := append(make([]byte, 0, 3), "pre"...)
-			got, err := AppendLines(dst, c.Content, c.Compressed, r[0], r[1])
+			got, err := appendLines(dst, c.Content, c.Compressed, r[0], r[1])
 			if err != nil || string(got) != "pre"+string(want) {
 				t.Fatalf("chunk %d, lines %v: %.40q (%v); want %.40q after the prefix", i, r, got, err, want)
 			}
 		}
-		if whole, err = AppendLines(whole, c.Content, c.Compressed, 0, c.Lines-1); err != nil {
+		if whole, err = appendLines(whole, c.Content, c.Compressed, 0, c.Lines-1); err != nil {
 			t.Fatalf("chunk %d: %v", i, err)
 		}
 	}
@@ -188,7 +188,7 @@ func TestAppendLines(t *testing.T) {
 		{"fewer lines", []byte("a\nb\n"), false, 0, 2},
 		{"no newline", []byte("a"), false, 0, 0},
 	} {
-		got, err := AppendLines([]byte("kept"), bad.content, bad.compressed, bad.from, bad.to)
+		got, err := appendLines([]byte("kept"), bad.content, bad.compressed, bad.from, bad.to)
 		if err == nil || string(got) != "kept" {
 			t.Errorf("%s: %q, %v; want an error and dst as it was", bad.name, got, err)
 		}
