@@ -7,7 +7,8 @@
 //	one   a step running true, on w1 ... wN
 //	ten   ten steps running true, on w1 ... wN
 //	log   a step writing -log-bytes bytes of 99-character lines to its
-//	      standard output, on w1
+//	      standard output, on w1 (with -log-file, a step writing
+//	      that file's content: cat FILE)
 //
 // Once both listeners are open it prints one line to standard output,
 //
@@ -16,7 +17,7 @@
 // and serves until SIGINT or SIGTERM. Anyone may force builds: it listens
 // on the loopback interface by default.
 //
-//	benchmaster -dir DIR [-workers 127.0.0.1:0] [-http 127.0.0.1:0] [-n 4] [-idle 0] [-log-bytes 100000000] [-pprof ADDR] [-cpuprofile FILE]
+//	benchmaster -dir DIR [-workers 127.0.0.1:0] [-http 127.0.0.1:0] [-n 4] [-idle 0] [-log-bytes 100000000] [-log-file FILE] [-pprof ADDR] [-cpuprofile FILE]
 //
 // With -cpuprofile, it profiles its CPU from start to end into FILE
 // (go tool pprof reads it).
@@ -75,8 +76,10 @@ func LogCommand(n int64) string {
 // TenSteps is how many steps the "ten" builder has.
 const TenSteps = 10
 
-// Config returns the master's configuration for n workers.
-func Config(dir string, n int, logBytes int64) ci.MasterConfig {
+// Config returns the master's configuration for n workers. The log
+// builder's step writes logBytes bytes (LogCommand), or the content of
+// logFile if it is not empty.
+func Config(dir string, n int, logBytes int64, logFile string) ci.MasterConfig {
 	var workers []ci.WorkerConfig
 	var names []string
 	for i := range n {
@@ -88,6 +91,10 @@ func Config(dir string, n int, logBytes int64) ci.MasterConfig {
 	for i := range TenSteps {
 		ten = append(ten, &steps.ShellCommand{StepOptions: ci.StepOptions{Name: fmt.Sprintf("step%d", i+1)}, Command: []string{"true"}})
 	}
+	logStep := &steps.ShellCommand{StepOptions: ci.StepOptions{Name: "log"}, Command: LogCommand(logBytes)}
+	if logFile != "" {
+		logStep.Command = []string{"cat", logFile}
+	}
 	return ci.MasterConfig{
 		Title:   "Kiln worker benchmark",
 		BaseDir: dir,
@@ -97,7 +104,7 @@ func Config(dir string, n int, logBytes int64) ci.MasterConfig {
 				&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "true"}, Command: []string{"true"}},
 			}},
 			{Name: "log", Workers: names[:1], Steps: []ci.Step{
-				&steps.ShellCommand{StepOptions: ci.StepOptions{Name: "log"}, Command: LogCommand(logBytes)},
+				logStep,
 			}},
 			{Name: "ten", Workers: names, Steps: ten},
 		},
@@ -114,6 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	n := fs.Int("n", 4, "number of workers, w1 ... wN")
 	idle := fs.Int("idle", 0, "number of idle workers, i1 ... iM, in no builder")
 	logBytes := fs.Int64("log-bytes", 100_000_000, "bytes the log builder's step writes")
+	logFile := fs.String("log-file", "", "a file whose content the log builder's step writes (cat FILE), instead of -log-bytes bytes made by yes and head")
 	pprofAddr := fs.String("pprof", "", "address to serve net/http/pprof on (none if empty)")
 	verbose := fs.Bool("v", false, "log at info level (warnings only by default)")
 	cpuProfile := fs.String("cpuprofile", "", "file to write a CPU profile of the whole run to (none if empty)")
@@ -140,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *verbose {
 		level = slog.LevelInfo
 	}
-	cfg := Config(*dir, *n, *logBytes)
+	cfg := Config(*dir, *n, *logBytes, *logFile)
 	for i := range *idle {
 		cfg.Workers = append(cfg.Workers, ci.WorkerConfig{Name: fmt.Sprintf("i%d", i+1), Password: Password})
 	}

@@ -15,14 +15,27 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/internal/testenv"
 )
 
 func TestConfig(t *testing.T) {
 	for _, n := range []int{1, 200} {
-		_, err := ci.NewMaster(Config(t.TempDir(), n, 1000))
+		_, err := ci.NewMaster(Config(t.TempDir(), n, 1000, ""))
 		require.NoError(t, err, "%d workers", n)
 	}
+	// The log builder's step: LogCommand, or cat of the file given.
+	logStep := func(cfg ci.MasterConfig) any {
+		for _, b := range cfg.Builders {
+			if b.Name == "log" {
+				return b.Steps[0].(*steps.ShellCommand).Command
+			}
+		}
+		t.Fatal("no log builder")
+		return nil
+	}
+	assert.Equal(t, LogCommand(1000), logStep(Config(t.TempDir(), 1, 1000, "")))
+	assert.Equal(t, []string{"cat", "/tmp/a b'c/out.txt"}, logStep(Config(t.TempDir(), 1, 1000, "/tmp/a b'c/out.txt")))
 }
 
 // TestRun starts the master, waits for its ready line and stops it.

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,10 @@ type Sizes struct {
 	IdleWorkers int
 	// LogBytes is how many bytes (without newlines) the log step writes.
 	LogBytes int64
+	// LogFile, if not empty, is a file holding those bytes (see
+	// writeLogFile), which the log step writes with cat instead of
+	// making them with yes and head.
+	LogFile string
 	// Outages are the lengths of the master restarts the idle workers
 	// live through: the master stops, stays away that long, and starts
 	// again on the same ports.
@@ -155,7 +160,7 @@ func (b *bench) run(ctx context.Context) (*Result, error) {
 func (b *bench) idle(ctx context.Context) error {
 	n := b.sizes.IdleWorkers
 	dir := filepath.Join(b.dir, "idle")
-	m, err := startMaster(ctx, b.master, filepath.Join(dir, "master"), n, b.sizes.LogBytes)
+	m, err := startMaster(ctx, b.master, filepath.Join(dir, "master"), n, b.sizes)
 	if err != nil {
 		return err
 	}
@@ -203,7 +208,7 @@ func (b *bench) idle(ctx context.Context) error {
 		b.logf("stopping the master for %s", outage)
 		m.stop()
 		time.Sleep(outage)
-		if m, err = startMaster(ctx, b.master, filepath.Join(dir, "master"), n, b.sizes.LogBytes, "-workers", m.workerAddr, "-http", strings.TrimPrefix(m.api.base, "http://")); err != nil {
+		if m, err = startMaster(ctx, b.master, filepath.Join(dir, "master"), n, b.sizes, "-workers", m.workerAddr, "-http", strings.TrimPrefix(m.api.base, "http://")); err != nil {
 			return err
 		}
 		back := time.Now()
@@ -256,7 +261,7 @@ func (b *bench) builds(ctx context.Context) error {
 	if b.cpuProfile != "" {
 		flags = []string{"-cpuprofile", b.cpuProfile}
 	}
-	m, err := startMaster(ctx, b.master, filepath.Join(dir, "master"), b.sizes.Workers, b.sizes.LogBytes, flags...)
+	m, err := startMaster(ctx, b.master, filepath.Join(dir, "master"), b.sizes.Workers, b.sizes, flags...)
 	if err != nil {
 		return err
 	}
@@ -376,6 +381,31 @@ func (b *bench) latency(ctx context.Context, m *master) error {
 func stdoutLines(n int64) (lines int, size int64) {
 	l := (n + 98) / 99
 	return int(l), n + l - 1
+}
+
+// writeLogFile writes to path the n bytes the log step writes: lines of
+// 99 characters and a newline, the last without one.
+func writeLogFile(path string, n int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	line := []byte(strings.Repeat("a", 99) + "\n")
+	lines, _ := stdoutLines(n)
+	for range lines - 1 {
+		w.Write(line)
+	}
+	w.Write(line[:n-99*int64(lines-1)])
+	return errors.Join(w.Flush(), f.Close())
+}
+
+// logSource says where the log step's output comes from, for a table.
+func logSource(s Sizes) string {
+	if s.LogFile != "" {
+		return ", cat of a file"
+	}
+	return ""
 }
 
 // log runs the log build and measures its rate and the master's memory.

@@ -68,6 +68,10 @@ func TestRun(t *testing.T) {
 				"-master", filepath.Join(bins, "benchmaster"), "-kiln-worker", filepath.Join(bins, "kiln-worker"),
 				"-kinds", kind, "-dir", t.TempDir(),
 			}, tiny...)
+			if kind == kindKiln {
+				// The step cats its output from a file.
+				args = append(args, "-log-file")
+			}
 			results, err := run(ctx, args, &out, &progress)
 			require.NoError(t, err, "progress:\n%s", progress.String())
 			require.Len(t, results, 1)
@@ -101,6 +105,11 @@ func TestRun(t *testing.T) {
 			table := out.String()
 			for _, want := range []string{kind, "one-step build (true), median", "stdout into the store", "master RSS per idle worker", "after outages of 500ms", "load average"} {
 				assert.Contains(t, table, want)
+			}
+			if kind == kindKiln {
+				assert.Contains(t, table, "stdout into the store, cat of a file")
+			} else {
+				assert.NotContains(t, table, "cat of a file")
 			}
 		})
 	}
@@ -161,7 +170,7 @@ func TestStdoutLines(t *testing.T) {
 		assert.Equal(t, c.size, size, "size of %d bytes", c.n)
 	}
 	// What the step's command really writes.
-	out, err := exec.Command("sh", "-c", logCommand(1000)).Output()
+	out, err := exec.Command("sh", "-c", logCommand(Sizes{LogBytes: 1000})).Output()
 	require.NoError(t, err)
 	folded, err := exec.Command("sh", "-c", "head -c 1000 /dev/zero | tr '\\0' a | fold -w 99").Output()
 	require.NoError(t, err)
@@ -169,6 +178,23 @@ func TestStdoutLines(t *testing.T) {
 	lines, size := stdoutLines(1000)
 	assert.Equal(t, int64(len(out)), size)
 	assert.Equal(t, lines, strings.Count(string(out), "\n")+1)
+
+	// The file of -log-file holds what the command writes, and the
+	// Buildbot step's command cats it, whatever its name.
+	dir := filepath.Join(t.TempDir(), "a b'c")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	for _, n := range []int64{1, 98, 99, 100, 198, 199, 1000, 123_457} {
+		want, err := exec.Command("sh", "-c", logCommand(Sizes{LogBytes: n})).Output()
+		require.NoError(t, err, "%d bytes", n)
+		path := filepath.Join(dir, "out.txt")
+		require.NoError(t, writeLogFile(path, n))
+		got, err := os.ReadFile(path)
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(want, got), "%d bytes: the file differs from the command's output", n)
+		catted, err := exec.Command("sh", "-c", logCommand(Sizes{LogBytes: n, LogFile: path})).Output()
+		require.NoError(t, err, "%d bytes", n)
+		assert.True(t, bytes.Equal(want, catted), "%d bytes: cat of the file", n)
+	}
 }
 
 // TestVersus runs the -versus mode with a tiny workload on a Kiln master
@@ -183,7 +209,7 @@ func TestVersus(t *testing.T) {
 	var out, progress bytes.Buffer
 	_, err := run(ctx, []string{
 		"-versus", buildbot, "-master", filepath.Join(bins, "benchmaster"), "-kiln-worker", filepath.Join(bins, "kiln-worker"),
-		"-dir", t.TempDir(), "-log-bytes", "1000000", "-workers", "2",
+		"-dir", t.TempDir(), "-log-bytes", "1000000", "-log-file", "-workers", "2",
 		"-latency-builds", "4", "-ten-builds", "2", "-builds", "6", "-idle-workers", "3",
 		"-stock-latency-builds", "2", "-stock-ten-builds", "1", "-stock-builds", "4", "-stock-idle-workers", "3",
 	}, &out, &progress)
@@ -205,7 +231,7 @@ func TestVersus(t *testing.T) {
 		"ten-step build, median of builds one at a time (2; Buildbot: 1)",
 		"one-step builds over 2 workers (6; Buildbot: 4)",
 		"master CPU per build, in the builds over workers",
-		"1.00 MB of stdout (lines of 99 bytes, 1.01 MB with newlines) into the store",
+		"1.00 MB of stdout (lines of 99 bytes, 1.01 MB with newlines, cat of a file) into the store",
 		"master peak RSS (VmHWM) during the stdout build",
 	}, names)
 	for _, r := range rows {

@@ -108,13 +108,17 @@ type master struct {
 }
 
 // startMaster starts the benchmaster bin in dir, accepting workers w1 ...
-// wn, with more flags (-workers and -http, to start again on the same
-// ports), and waits until its API answers.
-func startMaster(ctx context.Context, bin, dir string, n int, logBytes int64, flags ...string) (*master, error) {
+// wn, its log step as s says, with more flags (-workers and -http, to
+// start again on the same ports), and waits until its API answers.
+func startMaster(ctx context.Context, bin, dir string, n int, s Sizes, flags ...string) (*master, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, append([]string{"-dir", dir, "-n", strconv.Itoa(n), "-log-bytes", strconv.FormatInt(logBytes, 10)}, flags...)...)
+	args := []string{"-dir", dir, "-n", strconv.Itoa(n), "-log-bytes", strconv.FormatInt(s.LogBytes, 10)}
+	if s.LogFile != "" {
+		args = append(args, "-log-file", s.LogFile)
+	}
+	cmd := exec.Command(bin, append(args, flags...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -514,7 +514,7 @@ func (k *kilnSystem) pid() int     { return k.m.pid() }
 func (k *kilnSystem) prepare(context.Context) error { return os.MkdirAll(k.dir, 0o755) }
 
 func (k *kilnSystem) start(ctx context.Context) error {
-	m, err := startMaster(ctx, k.bin, k.dir, k.sizes.Workers, k.sizes.LogBytes,
+	m, err := startMaster(ctx, k.bin, k.dir, k.sizes.Workers, k.sizes,
 		"-workers", k.addr, "-idle", strconv.Itoa(k.sizes.IdleWorkers))
 	if err != nil {
 		return err
@@ -641,7 +641,7 @@ func printVersusTable(out io.Writer, m machineInfo, results []*versusResult, pol
 		{sizes("ten-step build, median of builds one at a time", func(s Sizes) int { return s.TenBuilds }), func(r *versusResult) float64 { return ms64(r.TenMedian) }, "ms"},
 		{sizes(fmt.Sprintf("one-step builds over %d workers", k.Sizes.Workers), func(s Sizes) int { return s.Builds }), func(r *versusResult) float64 { return r.BuildsPerSec }, "builds/s"},
 		{"master CPU per build, in the builds over workers", func(r *versusResult) float64 { return ms64(r.MasterCPUPerBuild) }, "ms"},
-		{fmt.Sprintf("%s MB of stdout (lines of 99 bytes, %s MB with newlines) into the store", figure(float64(k.Sizes.LogBytes)/1e6), figure(float64(logSize)/1e6)),
+		{fmt.Sprintf("%s MB of stdout (lines of 99 bytes, %s MB with newlines%s) into the store", figure(float64(k.Sizes.LogBytes)/1e6), figure(float64(logSize)/1e6), logSource(k.Sizes)),
 			func(r *versusResult) float64 { return r.LogMBps }, "MB/s"},
 		{"master peak RSS (VmHWM) during the stdout build", func(r *versusResult) float64 { return mib64(r.LogPeakRSS) }, "MiB"},
 	}

@@ -104,9 +104,14 @@ func (b *buildbotSystem) name() string { return b.label }
 func (b *buildbotSystem) pid() int     { return b.master.pid() }
 
 // logCommand is the shell command of the "log" builder's step, as
-// benchmaster's LogCommand: n bytes in lines of 99 characters, the last
-// without a newline.
-func logCommand(n int64) string {
+// benchmaster's: s.LogBytes bytes in lines of 99 characters, the last
+// without a newline, made by yes and head (as LogCommand), or the content
+// of s.LogFile.
+func logCommand(s Sizes) string {
+	if s.LogFile != "" {
+		return "cat '" + strings.ReplaceAll(s.LogFile, "'", `'\''`) + "'"
+	}
+	n := s.LogBytes
 	if n <= 0 {
 		return "true"
 	}
@@ -139,7 +144,7 @@ func (b *buildbotSystem) prepare(ctx context.Context) error {
 	cfg := strings.NewReplacer(
 		"{{workers}}", strconv.Itoa(b.sizes.Workers), "{{idle}}", strconv.Itoa(b.sizes.IdleWorkers),
 		"{{password}}", strconv.Quote(password), "{{port}}", port, "{{changePort}}", strconv.Itoa(changePort),
-		"{{ten}}", strconv.Itoa(tenSteps), "{{logCommand}}", strconv.Quote(logCommand(b.sizes.LogBytes)),
+		"{{ten}}", strconv.Itoa(tenSteps), "{{logCommand}}", strconv.Quote(logCommand(b.sizes)),
 	).Replace(versusCfg)
 	if err := os.WriteFile(filepath.Join(b.dir, "master.cfg"), []byte(cfg), 0o644); err != nil {
 		return err
