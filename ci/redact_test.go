@@ -2,7 +2,9 @@ package ci
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -103,5 +105,76 @@ func TestMaskEnviron(t *testing.T) {
 	}
 	if s := MaskEnviron("no environment here\n"); s != "no environment here\n" {
 		t.Errorf("MaskEnviron changed %q", s)
+	}
+	for _, in := range maskCases {
+		if got, want := MaskEnviron(in), maskEnvironRegexp(in); got != want {
+			t.Errorf("MaskEnviron(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// maskCases are headers at the edges of what an environment line is.
+var maskCases = []string{
+	"",
+	"=",
+	"  KEY=v",
+	"  KEY=v\n",
+	"  KEY=***\n  KEY=****\n  KEY=**\n",
+	"  KEY=\n  TOKEN=\r\n  X=1\r\n",
+	"   KEY=three spaces\n KEY=one\nKEY=none\n\tKEY=tab\n",
+	"  1KEY=digit first\n  _KEY=underscore\n  K_1EY=x\n  KE-Y=dash\n  =no name\n",
+	"  my_Passwd=x\n  PASSWORD=a=b=c\n  apiKey=x\n  Credentials=x\n  SeCrEt=x\n",
+	"  PATH=/bin\n  HOME=/root\n  LANG=C.UTF-8\n",
+	"  KEY=\u00e9t\u00e9\n  CL\u00c9=x\n  \u212aEY=kelvin\n",
+	"a\n\n\n  TOKEN=x\n\n",
+}
+
+// maskEnvironRegexp is MaskEnviron as regular expressions say it: the
+// reference it is checked against.
+func maskEnvironRegexp(header string) string {
+	return environLineRE.ReplaceAllStringFunc(header, func(line string) string {
+		m := environLineRE.FindStringSubmatch(line)
+		if !secretNameRE.MatchString(m[1]) || m[2] == "***" {
+			return line
+		}
+		return m[1] + "***"
+	})
+}
+
+var (
+	environLineRE = regexp.MustCompile(`(?m)^(  [A-Za-z_][A-Za-z0-9_]*=)(.*)$`)
+	secretNameRE  = regexp.MustCompile(`(?i)token|secret|passw|key|credential`)
+)
+
+// FuzzMaskEnviron checks MaskEnviron against its regular expressions.
+func FuzzMaskEnviron(f *testing.F) {
+	for _, c := range maskCases {
+		f.Add(c)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		if got, want := MaskEnviron(header), maskEnvironRegexp(header); got != want {
+			t.Errorf("MaskEnviron(%q) = %q, want %q", header, got, want)
+		}
+	})
+}
+
+// BenchmarkMaskEnviron masks the header of a shell command as kiln-worker
+// writes it: the command, its folder and an environment of 40 variables,
+// two of them secret.
+func BenchmarkMaskEnviron(b *testing.B) {
+	var h strings.Builder
+	h.WriteString("sh -c 'make check'\n in dir /var/lib/kiln-worker/ideascube/build\n watching logfiles {}\n argv: [sh -c make check]\n environment:\n")
+	for i := range 38 {
+		fmt.Fprintf(&h, "  VARIABLE_%d=/usr/local/lib/value/%d:/usr/lib\n", i, i)
+	}
+	h.WriteString("  GITHUB_TOKEN=ghp_0123456789abcdef\n  DEBSIGN_KEYID=0x1234\n using PTY: False\n")
+	header := h.String()
+	want := maskEnvironRegexp(header)
+	b.SetBytes(int64(len(header)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if MaskEnviron(header) != want {
+			b.Fatal("masked wrongly")
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -249,29 +248,75 @@ func (c *RemoteCommand) Update(key string, value any) {
 	}
 }
 
-// environLine is a line of the environment a worker writes in a command's
-// header: two spaces, NAME=value.
-var environLine = regexp.MustCompile(`(?m)^(  [A-Za-z_][A-Za-z0-9_]*=)(.*)$`)
-
-// secretName matches the names of variables whose values are masked
-// wherever an environment is shown.
-var secretName = regexp.MustCompile(`(?i)token|secret|passw|key|credential`)
+// secretWords are the words that, found in an environment variable's
+// name (in any case), make its value masked wherever an environment is
+// shown.
+var secretWords = []string{"token", "secret", "passw", "key", "credential"}
 
 // MaskEnviron replaces, in header text, the values of the environment
 // variables whose names say they hold a secret (*TOKEN*, *SECRET*,
 // *PASSWORD*, *KEY*, *CREDENTIAL*) with "***": whichever worker wrote the
-// header (kiln-worker masks them itself; buildbot-worker does not).
+// header (kiln-worker masks them itself; buildbot-worker does not). A line
+// of the environment is two spaces, NAME=value, NAME a letter or '_' then
+// letters, digits or '_'. Every shell command's header has one, so it is
+// read without a copy when nothing is masked.
 func MaskEnviron(header string) string {
 	if !strings.Contains(header, "=") {
 		return header
 	}
-	return environLine.ReplaceAllStringFunc(header, func(line string) string {
-		m := environLine.FindStringSubmatch(line)
-		if !secretName.MatchString(m[1]) || m[2] == "***" {
-			return line
+	var b strings.Builder
+	done := 0 // header[:done] is in b
+	for rest, at := header, 0; rest != ""; {
+		line, next, _ := strings.Cut(rest, "\n")
+		if name, ok := environName(line); ok && line[len(name)+3:] != "***" && isSecretName(name) {
+			if b.Len() == 0 {
+				b.Grow(len(header))
+			}
+			end := at + len(name) + 3 // two spaces, the name, '='
+			b.WriteString(header[done:end])
+			b.WriteString("***")
+			done = at + len(line)
 		}
-		return m[1] + "***"
-	})
+		at += len(line) + 1
+		rest = next
+	}
+	if done == 0 {
+		return header
+	}
+	b.WriteString(header[done:])
+	return b.String()
+}
+
+// environName returns the variable's name if line is a line of an
+// environment: two spaces, the name, '=', the value.
+func environName(line string) (string, bool) {
+	if len(line) < 4 || line[0] != ' ' || line[1] != ' ' {
+		return "", false
+	}
+	for i := 2; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == '=' && i > 2:
+			return line[2:i], true
+		case c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':
+		case '0' <= c && c <= '9' && i > 2:
+		default:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// isSecretName reports whether name holds one of secretWords, in any case.
+func isSecretName(name string) bool {
+	for _, w := range secretWords {
+		for i := 0; i+len(w) <= len(name); i++ {
+			if strings.EqualFold(name[i:i+len(w)], w) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func toInt(v any) int {
