@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -120,13 +119,27 @@ func newShell(r *run) (*shell, error) {
 	return sh, nil
 }
 
+// secretWords are the words that, found in a variable's name (in any
+// case), make the header mask its value: *TOKEN*, *SECRET*, *PASSWORD*,
+// *KEY*, *CREDENTIAL*.
+var secretWords = []string{"token", "secret", "passw", "key", "credential"}
+
+// secretName reports whether the header masks the value of the variable
+// called name.
+func secretName(name string) bool {
+	for _, w := range secretWords {
+		for i := 0; i+len(w) <= len(name); i++ {
+			if strings.EqualFold(name[i:i+len(w)], w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // parseCommand reads "command": an argv list, whose items may be
 // ["obfuscated", real, shown] to keep a secret out of the headers, or a
 // string run with /bin/sh -c.
-// secretName matches the names of variables whose values the header
-// masks: *TOKEN*, *SECRET*, *PASSWORD*, *KEY*, *CREDENTIAL*.
-var secretName = regexp.MustCompile(`(?i)token|secret|passw|key|credential`)
-
 func (sh *shell) parseCommand(v any) error {
 	switch x := v.(type) {
 	case string:
@@ -351,7 +364,7 @@ func (sh *shell) run() error {
 			b.WriteString("  ")
 			b.WriteString(k)
 			b.WriteByte('=')
-			if secretName.MatchString(k) {
+			if secretName(k) {
 				// The value is not the log's to show.
 				b.WriteString("***")
 			} else {
