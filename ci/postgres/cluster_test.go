@@ -706,6 +706,10 @@ func TestCluster_SchedulersTakenOverAtStop(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	<-a.Ready()
+	// a claims the schedulers at its first heartbeat, which may follow
+	// Ready: b, started before it, would claim them first (and, its clock
+	// standing still, keep them until a finds it dead).
+	require.Eventually(t, a.SchedulesHere, time.Minute, 10*time.Millisecond, "a to claim the schedulers")
 
 	clockB := citest.NewClock(time.Now())
 	b := clusterMaster(t, url, "b", clusterOpts{workers: -1, clock: clockB, schedulers: anyBranch()})
