@@ -67,8 +67,10 @@ func (m *Master) assignLocked() []*buildStart {
 	var starts []*buildStart
 	taken := map[*pendingRequest]bool{}
 	chose := map[*builderState]bool{} // builders whose NextBuild was asked
+	// Builders with no worker free: none frees up before the next round.
+	full := map[*builderState]bool{}
 	for _, p := range m.pending {
-		if taken[p] {
+		if taken[p] || full[p.builder] {
 			continue
 		}
 		b := p.builder
@@ -81,7 +83,12 @@ func (m *Master) assignLocked() []*buildStart {
 				continue
 			}
 		}
-		w := m.pickWorkerLocked(b, p.req)
+		free := m.freeWorkersLocked(b)
+		if len(free) == 0 {
+			full[b] = true
+			continue
+		}
+		w := pickWorker(b, free, p.req)
 		if w == nil {
 			continue
 		}
@@ -135,11 +142,9 @@ func (m *Master) nextBuildLocked(b *builderState, taken map[*pendingRequest]bool
 	return nil
 }
 
-// pickWorkerLocked returns an attached worker of b that is not building b,
-// has room for a build and has b's locks free: the one NextWorker names,
-// or by default the least busy, then the one idle longest; nil if none.
-// m.mu is held.
-func (m *Master) pickWorkerLocked(b *builderState, req *BuildRequest) *workerState {
+// freeWorkersLocked returns the attached workers of b that are not
+// building b, have room for a build and have b's locks free. m.mu is held.
+func (m *Master) freeWorkersLocked(b *builderState) []*workerState {
 	var free []*workerState
 	for _, w := range b.workers {
 		if w.conn == nil || w.paused || w.graceful || w.busy[b] || (w.cfg.MaxBuilds > 0 && w.running >= w.cfg.MaxBuilds) {
@@ -155,9 +160,13 @@ func (m *Master) pickWorkerLocked(b *builderState, req *BuildRequest) *workerSta
 		}
 		free = append(free, w)
 	}
-	if len(free) == 0 {
-		return nil
-	}
+	return free
+}
+
+// pickWorker returns the worker of free (not empty) that builds req for b:
+// the one NextWorker names, or by default the least busy, then the one
+// idle longest; nil if NextWorker names none of them.
+func pickWorker(b *builderState, free []*workerState, req *BuildRequest) *workerState {
 	if b.cfg.NextWorker != nil {
 		names := make([]string, len(free))
 		for i, w := range free {

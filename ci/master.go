@@ -539,6 +539,17 @@ func sortPending(p []*pendingRequest) {
 	slices.SortStableFunc(p, comparePending)
 }
 
+// insertPending adds new requests to the sorted pending list, each in its
+// place, and returns the list: with a long backlog, far cheaper than
+// sorting the list again for each submission.
+func insertPending(pending []*pendingRequest, add ...*pendingRequest) []*pendingRequest {
+	for _, p := range add {
+		i, _ := slices.BinarySearchFunc(pending, p, comparePending)
+		pending = slices.Insert(pending, i, p)
+	}
+	return pending
+}
+
 func comparePending(a, b *pendingRequest) int {
 	if c := cmp.Compare(b.req.Priority, a.req.Priority); c != 0 {
 		return c

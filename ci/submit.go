@@ -165,9 +165,8 @@ func (m *Master) Submit(ctx context.Context, s Submission) (*Buildset, []*BuildR
 	m.publish(Event{Type: EventBuildsetNew, BuildsetID: bs.ID})
 	m.mu.Lock()
 	for i, r := range reqs {
-		m.pending = append(m.pending, &pendingRequest{req: r, bs: bs, builder: states[i]})
+		m.pending = insertPending(m.pending, &pendingRequest{req: r, bs: bs, builder: states[i]})
 	}
-	sortPending(m.pending)
 	m.mu.Unlock()
 	for i, r := range reqs {
 		m.publish(Event{Type: EventRequestNew, RequestID: r.ID, BuildsetID: bs.ID, BuilderID: states[i].id})
