@@ -25,8 +25,8 @@ var rules = map[string]rule{
 	"ci/metrics":      {allowed: []string{"ci"}},
 	"ci/report":       {allowed: []string{"ci"}},
 	"ci/secret":       {allowed: []string{"ci"}},
-	"ci/sqlite":       {allowed: []string{"ci", "internal/logchunk"}},
-	"ci/postgres":     {allowed: []string{"ci", "internal/logchunk"}},
+	"ci/sqlite":       {allowed: []string{"ci", "internal/logchunk", "internal/propjson"}},
+	"ci/postgres":     {allowed: []string{"ci", "internal/logchunk", "internal/propjson"}},
 	"ci/steps":        {allowed: []string{"ci"}},
 	"ci/steps/debian": {allowed: []string{"ci", "ci/steps"}},
 	"ci/storetest":    {allowed: []string{"ci"}},
@@ -37,7 +37,7 @@ var rules = map[string]rule{
 	// The in-process worker runs the agent's commands on the master's side.
 	"worker/local": {allowed: []string{"ci", "worker/protocol", "worker/command", "internal/pty"}},
 	// Tests of pipelines: a real master, its store, in-process workers.
-	"ci/citest": {allowed: []string{"ci", "ci/sqlite", "internal/logchunk", "worker/local", "worker/protocol", "worker/command", "internal/pty"}},
+	"ci/citest": {allowed: []string{"ci", "ci/sqlite", "internal/logchunk", "internal/propjson", "worker/local", "worker/protocol", "worker/command", "internal/pty"}},
 
 	// The worker side never imports the master's packages: the protocol
 	// is all it shares with them.
@@ -46,7 +46,7 @@ var rules = map[string]rule{
 	"worker":          {allowed: []string{"worker/protocol", "worker/command", "internal/pty"}},
 	"cmd/kiln-worker": {allowed: []string{"worker", "worker/protocol", "worker/command", "internal/pty"}},
 	// Copies a master's records from SQLite to PostgreSQL.
-	"cmd/kiln-migrate": {allowed: []string{"ci", "ci/sqlite", "ci/postgres", "internal/logchunk"}},
+	"cmd/kiln-migrate": {allowed: []string{"ci", "ci/sqlite", "ci/postgres", "internal/logchunk", "internal/propjson"}},
 
 	// Programs wire the packages together.
 	"examples/hello":      {wiring: true},
@@ -57,6 +57,7 @@ var rules = map[string]rule{
 	"internal/pyvalue":           {stdOnly: true},
 	"internal/pty":               {},
 	"internal/logchunk":          {},
+	"internal/propjson":          {allowed: []string{"ci"}},
 	"internal/testenv":           {},
 	"internal/crash":             {},
 	"internal/interop":           {},

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/internal/propjson"
 )
 
 func init() {
@@ -417,25 +418,26 @@ func (c jsonCol) Scan(v any) error {
 
 // Properties are stored as Buildbot does, each as [value, source].
 
-func propsArg(p ci.Properties) (string, error) {
-	m := make(map[string][2]any, len(p))
-	for k, v := range p {
-		m[k] = [2]any{v.Value, v.Source}
-	}
-	return jsonArg(m)
-}
+func propsArg(p ci.Properties) (string, error) { return propjson.Marshal(p) }
 
 type propsCol struct{ p *ci.Properties }
 
 func (c propsCol) Scan(v any) error {
-	var m map[string][2]any
-	if err := (jsonCol{&m}).Scan(v); err != nil {
-		return err
+	var b []byte
+	switch x := v.(type) {
+	case string:
+		b = []byte(x)
+	case []byte:
+		b = x
+	default:
+		return fmt.Errorf("properties column holds %T", v)
+	case nil:
+		*c.p = ci.Properties{}
+		return nil
 	}
-	p := make(ci.Properties, len(m))
-	for k, pair := range m {
-		src, _ := pair[1].(string)
-		p[k] = ci.Property{Value: pair[0], Source: src}
+	p, err := propjson.Unmarshal(b)
+	if err != nil {
+		return err
 	}
 	*c.p = p
 	return nil

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/internal/propjson"
 	sqlite3 "modernc.org/sqlite"
 	sqlite3lib "modernc.org/sqlite/lib"
 )
@@ -514,7 +515,10 @@ func isConstraint(err error, code int) bool {
 	return errors.As(err, &e) && e.Code() == code
 }
 
-const errForeignKey = sqlite3lib.SQLITE_CONSTRAINT_FOREIGNKEY
+const (
+	errForeignKey = sqlite3lib.SQLITE_CONSTRAINT_FOREIGNKEY
+	errUnique     = sqlite3lib.SQLITE_CONSTRAINT_UNIQUE
+)
 
 // refErr turns a foreign key violation (a record naming another that does
 // not exist) into an error wrapping ci.ErrNotFound.
@@ -607,25 +611,26 @@ func (c jsonCol) Scan(v any) error {
 
 // Properties are stored as Buildbot does, each as [value, source].
 
-func propsArg(p ci.Properties) (string, error) {
-	m := make(map[string][2]any, len(p))
-	for k, v := range p {
-		m[k] = [2]any{v.Value, v.Source}
-	}
-	return jsonArg(m)
-}
+func propsArg(p ci.Properties) (string, error) { return propjson.Marshal(p) }
 
 type propsCol struct{ p *ci.Properties }
 
 func (c propsCol) Scan(v any) error {
-	var m map[string][2]any
-	if err := (jsonCol{&m}).Scan(v); err != nil {
-		return err
+	var b []byte
+	switch x := v.(type) {
+	case string:
+		b = []byte(x)
+	case []byte:
+		b = x
+	default:
+		return fmt.Errorf("properties column holds %T", v)
+	case nil:
+		*c.p = ci.Properties{}
+		return nil
 	}
-	p := make(ci.Properties, len(m))
-	for k, pair := range m {
-		src, _ := pair[1].(string)
-		p[k] = ci.Property{Value: pair[0], Source: src}
+	p, err := propjson.Unmarshal(b)
+	if err != nil {
+		return err
 	}
 	*c.p = p
 	return nil
