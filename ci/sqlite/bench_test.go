@@ -188,6 +188,71 @@ func buildCycle(b *testing.B, s *sqlite.Store, builder *ci.Builder, worker *ci.W
 	}
 }
 
+// BenchmarkMasterCycle runs the store's part of a one-step shell build
+// as the master writes it: four transactions, AddBuildset (a forced
+// buildset with its source stamp), StartBuild, AddStepLogs (the step with
+// its stdio log) and FinishStepAndBuild (the log's lines, the step, the
+// build, its request and buildset). With -cpu 2 or more it runs four
+// builds at once, as four workers do.
+func BenchmarkMasterCycle(b *testing.B) {
+	s, builder := benchStore(b)
+	worker, err := s.EnsureWorker(b.Context(), "w")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(max(1, 4/runtime.GOMAXPROCS(0)))
+	cpu := startCPU(b)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			masterCycle(b, s, builder, worker)
+		}
+	})
+	cpu.report()
+}
+
+// masterCycle is the store's part of a one-step build, in the master's
+// four writes.
+func masterCycle(b *testing.B, s *sqlite.Store, builder *ci.Builder, worker *ci.Worker) {
+	ctx := b.Context()
+	props := ci.Properties{}
+	props.Set("reason", "", ci.SourceForce)
+	props.Set("scheduler", "force", ci.SourceScheduler)
+	now := time.Now()
+	bs := &ci.Buildset{
+		Reason:       "The web-page 'force' button was pressed by '<unknown>': ",
+		SubmittedAt:  now,
+		SourceStamps: []ci.SourceStamp{{}},
+		Properties:   props,
+		Scheduler:    "force",
+	}
+	reqs, err := s.AddBuildset(ctx, bs, []int64{builder.ID}, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bprops := props.Clone()
+	bprops.Set("buildername", "b", ci.SourceBuilder)
+	bprops.Set("workername", "w", ci.SourceWorker)
+	build := &ci.Build{BuilderID: builder.ID, WorkerID: worker.ID, StartedAt: now, Properties: bprops}
+	if err := s.StartBuild(ctx, build, []int64{reqs[0].ID}); err != nil {
+		b.Fatal(err)
+	}
+	st := &ci.StepRecord{BuildID: build.ID, Name: "shell", StartedAt: now}
+	l := &ci.Log{Name: "stdio", Type: ci.LogStream}
+	if err := s.AddStepLogs(ctx, nil, nil, st, []*ci.Log{l}); err != nil {
+		b.Fatal(err)
+	}
+	st.Complete, st.CompleteAt, st.StateString = true, time.Now(), "'true'"
+	build.Results, build.Complete, build.CompleteAt = ci.Success, true, time.Now()
+	ends := []ci.LogEnd{{LogID: l.ID, Text: "htrue\n in dir /w/b/build\n\nhprogram finished with exit code 0\nhelapsedTime=0.001\n"}}
+	done, err := s.FinishStepAndBuild(ctx, st, ends, build, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(done) != 1 || done[0].ID != bs.ID {
+		b.Fatalf("FinishStepAndBuild completed buildsets %v, not %d", done, bs.ID)
+	}
+}
+
 // BenchmarkLogLines reads the last 100 lines of a 100,000-line log stored
 // in appends of 100 lines (a log writer's flush every 100ms).
 func BenchmarkLogLines(b *testing.B) {

@@ -25,14 +25,12 @@ func (s *Store) StartBuild(ctx context.Context, b *ci.Build, requestIDs []int64)
 	var id int64
 	var number int
 	err = s.write(ctx, func(tx *txn) error {
-		err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE builder_id = ?`, b.BuilderID).Scan(&number)
-		if err != nil {
-			return err
-		}
-		err = tx.QueryRowContext(ctx, `INSERT INTO builds (number, builder_id, buildrequest_id, worker_id, started_at,
+		// Numbered after the builder's last build, in the same statement.
+		err := tx.QueryRowContext(ctx, `INSERT INTO builds (number, builder_id, buildrequest_id, worker_id, started_at,
 			complete_at, complete, state_string, results, properties)
-			VALUES (?, ?, ?, ?, ?, NULL, 0, ?, NULL, ?) RETURNING id`,
-			number, b.BuilderID, requestIDs[0], idArg(b.WorkerID), timeArg(b.StartedAt), b.StateString, propsJSON).Scan(&id)
+			SELECT COALESCE(MAX(number), 0) + 1, ?, ?, ?, ?, NULL, 0, ?, NULL, ? FROM builds WHERE builder_id = ?
+			RETURNING id, number`,
+			b.BuilderID, requestIDs[0], idArg(b.WorkerID), timeArg(b.StartedAt), b.StateString, propsJSON, b.BuilderID).Scan(&id, &number)
 		if err != nil {
 			if isConstraint(err, errForeignKey) {
 				return startConflict(ctx, tx, requestIDs, err)
@@ -119,22 +117,25 @@ func (s *Store) FinishBuildResults(ctx context.Context, b *ci.Build, resubmit bo
 // finishBuildTx records the end of b in tx (see FinishBuild) and returns
 // the buildsets it completes.
 func finishBuildTx(ctx context.Context, tx *txn, b *ci.Build, propsJSON string, resubmit bool) ([]ci.BuildsetResult, error) {
-	var complete bool
-	err := tx.QueryRowContext(ctx, `SELECT complete FROM builds WHERE id = ?`, b.ID).Scan(&complete)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFound("build", b.ID)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if complete {
-		return nil, fmt.Errorf("build %d is already finished: %w", b.ID, ci.ErrConflict)
-	}
 	at, results := timeArg(b.CompleteAt), int64(b.Results)
-	_, err = tx.ExecContext(ctx, `UPDATE builds SET complete = 1, complete_at = ?, results = ?, state_string = ?,
-		properties = ? WHERE id = ?`, at, results, b.StateString, propsJSON, b.ID)
+	res, err := tx.ExecContext(ctx, `UPDATE builds SET complete = 1, complete_at = ?, results = ?, state_string = ?,
+		properties = ? WHERE id = ? AND complete = 0`, at, results, b.StateString, propsJSON, b.ID)
 	if err != nil {
 		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, err
+	} else if n == 0 {
+		// Missing, or finished already.
+		var complete bool
+		err := tx.QueryRowContext(ctx, `SELECT complete FROM builds WHERE id = ?`, b.ID).Scan(&complete)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, notFound("build", b.ID)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("build %d is already finished: %w", b.ID, ci.ErrConflict)
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE logs SET complete = 1
 		WHERE complete = 0 AND step_id IN (SELECT id FROM steps WHERE build_id = ?)`, b.ID)
@@ -153,8 +154,8 @@ func finishBuildTx(ctx context.Context, tx *txn, b *ci.Build, propsJSON string, 
 	}
 	var buildsets []int64
 	var done []ci.BuildsetResult
-	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT buildset_id FROM buildrequests
-		WHERE build_id = ? AND complete = 0 ORDER BY buildset_id`, b.ID)
+	rows, err := tx.QueryContext(ctx, `UPDATE buildrequests SET complete = 1, complete_at = ?, results = ?
+		WHERE build_id = ? AND complete = 0 RETURNING buildset_id`, at, results, b.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -170,12 +171,8 @@ func finishBuildTx(ctx context.Context, tx *txn, b *ci.Build, propsJSON string, 
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE buildrequests SET complete = 1, complete_at = ?, results = ?
-		WHERE build_id = ? AND complete = 0`, at, results, b.ID)
-	if err != nil {
-		return nil, err
-	}
-	for _, id := range buildsets {
+	slices.Sort(buildsets)
+	for _, id := range slices.Compact(buildsets) {
 		ok, results, err := completeBuildset(ctx, tx, id, b.CompleteAt)
 		if err != nil {
 			return nil, err

@@ -32,20 +32,16 @@ func addLogTx(ctx context.Context, tx *txn, l *ci.Log) (string, error) {
 	base := logchunk.Slug(l.Name)
 	slug := base
 	for n := 2; ; n++ {
-		var taken int
-		err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM logs WHERE step_id = ? AND slug = ?`, l.StepID, slug).Scan(&taken)
-		if err != nil {
-			return "", err
-		}
-		if taken == 0 {
-			break
+		// A slug the step has already fails the insert, which then
+		// changes nothing, and the next suffix is tried.
+		err := tx.QueryRowContext(ctx, `INSERT INTO logs (step_id, name, slug, type, num_lines, complete)
+			VALUES (?, ?, ?, ?, 0, 0) RETURNING id`, l.StepID, l.Name, slug, l.Type).Scan(&l.ID)
+		if !isConstraint(err, errUnique) {
+			return slug, refErr(err)
 		}
 		suffix := "_" + strconv.Itoa(n)
 		slug = base[:min(len(base), logchunk.MaxSlug-len(suffix))] + suffix
 	}
-	err := tx.QueryRowContext(ctx, `INSERT INTO logs (step_id, name, slug, type, num_lines, complete)
-		VALUES (?, ?, ?, ?, 0, 0) RETURNING id`, l.StepID, l.Name, slug, l.Type).Scan(&l.ID)
-	return slug, refErr(err)
 }
 
 // AppendLog adds text, whole lines, to a log as one chunk (several for

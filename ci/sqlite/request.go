@@ -335,13 +335,6 @@ func (s *Store) CancelRequest(ctx context.Context, id int64, at time.Time) error
 // requests, if it is incomplete and all its requests are complete. It
 // reports whether it did.
 func completeBuildset(ctx context.Context, tx *txn, id int64, at time.Time) (bool, ci.Result, error) {
-	var complete bool
-	if err := tx.QueryRowContext(ctx, `SELECT complete FROM buildsets WHERE id = ?`, id).Scan(&complete); err != nil {
-		return false, 0, err
-	}
-	if complete {
-		return false, 0, nil
-	}
 	rows, err := tx.QueryContext(ctx, `SELECT complete, results FROM buildrequests WHERE buildset_id = ?`, id)
 	if err != nil {
 		return false, 0, err
@@ -367,7 +360,14 @@ func completeBuildset(ctx context.Context, tx *txn, id int64, at time.Time) (boo
 		return false, 0, err
 	}
 	rows.Close()
-	_, err = tx.ExecContext(ctx, `UPDATE buildsets SET complete = 1, complete_at = ?, results = ? WHERE id = ?`,
-		timeArg(at), int64(results), id)
-	return err == nil, results, err
+	res, err := tx.ExecContext(ctx, `UPDATE buildsets SET complete = 1, complete_at = ?, results = ?
+		WHERE id = ? AND complete = 0`, timeArg(at), int64(results), id)
+	if err != nil {
+		return false, 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, 0, err
+	}
+	return n == 1, results, nil
 }
