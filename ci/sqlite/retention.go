@@ -230,26 +230,25 @@ func (s *Store) DeleteBuilds(ctx context.Context, buildIDs []int64) (int64, erro
 
 // Compact runs an incremental vacuum of up to pages pages.
 func (s *Store) Compact(ctx context.Context, pages int) (int, error) {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: compact: %w", err)
-	}
-	defer conn.Close()
 	var before, after int
-	if err := conn.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&before); err != nil {
-		return 0, fmt.Errorf("sqlite: compact: %w", err)
-	}
-	if before == 0 {
-		return 0, nil
-	}
-	rows, err := conn.QueryContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, max(pages, 1)))
+	err := s.rawWrite(ctx, func(conn *sql.Conn) error {
+		if err := conn.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&before); err != nil {
+			return err
+		}
+		if before == 0 {
+			after = 0
+			return nil
+		}
+		rows, err := conn.QueryContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, max(pages, 1)))
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+		}
+		rows.Close()
+		return conn.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&after)
+	})
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: compact: %w", err)
-	}
-	for rows.Next() {
-	}
-	rows.Close()
-	if err := conn.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&after); err != nil {
 		return 0, fmt.Errorf("sqlite: compact: %w", err)
 	}
 	return before - after, nil

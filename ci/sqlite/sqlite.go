@@ -64,6 +64,12 @@ type Store struct {
 	wstmt stmtCache
 	rstmt stmtCache
 
+	// wconn is the write connection, taken from db by the writer
+	// goroutine and used by it alone: its statements run in transactions
+	// begun and ended by SQL (BEGIN IMMEDIATE, COMMIT), on statements
+	// prepared on it, without the per-statement wrapping of a *sql.Tx.
+	wconn *sql.Conn
+
 	writes    chan *writeOp // to the writer goroutine
 	waiting   atomic.Int64  // writes waiting for the writer to take them
 	grouped   atomic.Int64  // writes committed in a group of several
@@ -100,7 +106,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	s.wstmt.db = s.db
+	s.wstmt.prep = func(ctx context.Context, q string) (*sql.Stmt, error) { return s.wconn.PrepareContext(ctx, q) }
 	// One writer: transactions queue in the pool instead of failing with
 	// SQLITE_BUSY. The connection is kept open for the store's life.
 	s.db.SetMaxOpenConns(1)
@@ -129,7 +135,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	s.rstmt.db = s.rdb
+	s.rstmt.prep = s.rdb.PrepareContext
 	n := max(4, runtime.GOMAXPROCS(0))
 	s.rdb.SetMaxOpenConns(n)
 	s.rdb.SetMaxIdleConns(n)
@@ -171,29 +177,35 @@ func (s *Store) now() time.Time {
 // (Compact): auto_vacuum INCREMENTAL, which an existing file only takes
 // with a VACUUM, done once.
 func (s *Store) incrementalVacuum(ctx context.Context) error {
-	var mode int
-	if err := s.db.QueryRowContext(ctx, `PRAGMA auto_vacuum`).Scan(&mode); err != nil {
-		return fmt.Errorf("read auto_vacuum: %w", err)
-	}
-	if mode == 2 {
+	return s.rawWrite(ctx, func(conn *sql.Conn) error {
+		var mode int
+		if err := conn.QueryRowContext(ctx, `PRAGMA auto_vacuum`).Scan(&mode); err != nil {
+			return fmt.Errorf("read auto_vacuum: %w", err)
+		}
+		if mode == 2 {
+			return nil
+		}
+		if _, err := conn.ExecContext(ctx, `PRAGMA auto_vacuum = INCREMENTAL`); err != nil {
+			return fmt.Errorf("set auto_vacuum: %w", err)
+		}
+		if _, err := conn.ExecContext(ctx, `VACUUM`); err != nil {
+			return fmt.Errorf("vacuum: %w", err)
+		}
 		return nil
-	}
-	if _, err := s.db.ExecContext(ctx, `PRAGMA auto_vacuum = INCREMENTAL`); err != nil {
-		return fmt.Errorf("set auto_vacuum: %w", err)
-	}
-	if _, err := s.db.ExecContext(ctx, `VACUUM`); err != nil {
-		return fmt.Errorf("vacuum: %w", err)
-	}
-	return nil
+	})
 }
 
 // migrate applies, in name order, the embedded migrations not yet recorded
 // in the migrations table, each in its own transaction with its record.
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (
-		name       TEXT PRIMARY KEY,
-		applied_at INTEGER NOT NULL
-	)`); err != nil {
+	err := s.rawWrite(ctx, func(conn *sql.Conn) error {
+		_, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (
+			name       TEXT PRIMARY KEY,
+			applied_at INTEGER NOT NULL
+		)`)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("create migrations table: %w", err)
 	}
 	names, err := fs.Glob(migrationFS, "migrations/*.sql")
@@ -223,7 +235,7 @@ func (s *Store) migrateFile(ctx context.Context, name string) error {
 			return err
 		}
 		// A script of several statements: run as it is, not prepared.
-		if _, err := tx.tx.ExecContext(tx.ctx, string(text)); err != nil {
+		if _, err := tx.q.ExecContext(tx.ctx, string(text)); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, name, s.now().UnixMicro())
@@ -242,6 +254,7 @@ var errClosed = errors.New("the store is closed")
 type writeOp struct {
 	ctx  context.Context
 	f    func(tx *txn) error
+	raw  func(conn *sql.Conn) error // instead of f: run outside a transaction
 	done chan error
 }
 
@@ -264,7 +277,18 @@ type writeOp struct {
 // back the whole transaction, and the others' writes with it); a write run
 // alone is, as f's statements use ctx.
 func (s *Store) write(ctx context.Context, f func(tx *txn) error) error {
-	op := &writeOp{ctx: ctx, f: f, done: make(chan error, 1)}
+	return s.send(&writeOp{ctx: ctx, f: f, done: make(chan error, 1)})
+}
+
+// rawWrite runs f on the write connection, outside a transaction (a
+// VACUUM, a pragma), when the writer is free, and returns its error.
+func (s *Store) rawWrite(ctx context.Context, f func(conn *sql.Conn) error) error {
+	return s.send(&writeOp{ctx: ctx, raw: f, done: make(chan error, 1)})
+}
+
+// send hands op to the writer and waits for its outcome.
+func (s *Store) send(op *writeOp) error {
+	ctx := op.ctx
 	s.waiting.Add(1)
 	select {
 	case s.writes <- op:
@@ -282,6 +306,12 @@ func (s *Store) write(ctx context.Context, f func(tx *txn) error) error {
 // writer runs the writes, a group at a time, until Close.
 func (s *Store) writer() {
 	defer close(s.writerEnd)
+	defer func() {
+		if s.wconn != nil {
+			s.wstmt.close()
+			s.wconn.Close()
+		}
+	}()
 	group := make([]*writeOp, 0, maxGroup)
 	for {
 		select {
@@ -290,11 +320,33 @@ func (s *Store) writer() {
 		case <-s.closing:
 			return
 		}
+		if s.wconn == nil {
+			// Taken at the first write, so that opening the file fails
+			// that write rather than the writer.
+			conn, err := s.db.Conn(context.Background())
+			if err != nil {
+				group[0].done <- fmt.Errorf("open the write connection: %w", err)
+				continue
+			}
+			s.wconn = conn
+		}
+		if op := group[0]; op.raw != nil {
+			op.done <- op.raw(s.wconn)
+			continue
+		}
 		// The writes already waiting join this one.
 	more:
 		for len(group) < maxGroup {
 			select {
 			case op := <-s.writes:
+				if op.raw != nil {
+					// Not in a transaction: after this group.
+					s.commitGroup(group)
+					clear(group)
+					group = group[:0]
+					op.done <- op.raw(s.wconn)
+					break more
+				}
 				group = append(group, op)
 			default:
 				break more
@@ -334,29 +386,28 @@ func (s *Store) commitGroup(group []*writeOp) {
 	ctx := context.Background()
 	errs := make([]error, len(live))
 	err := func() error {
-		tx, err := s.db.BeginTx(ctx, nil)
+		t, err := s.begin(ctx)
 		if err != nil {
 			return err
 		}
-		t := &txn{ctx: ctx, tx: tx, stmts: &s.wstmt}
 		defer func() { s.wstmt.prepare(t.missed) }()
 		for i, op := range live {
 			if _, err := t.ExecContext(ctx, `SAVEPOINT write`); err != nil {
-				tx.Rollback()
+				s.rollback()
 				return err
 			}
 			if errs[i] = op.f(t); errs[i] != nil {
 				if _, err := t.ExecContext(ctx, `ROLLBACK TO write`); err != nil {
-					tx.Rollback()
+					s.rollback()
 					return fmt.Errorf("%w (and rolling back: %v)", errs[i], err)
 				}
 			}
 			if _, err := t.ExecContext(ctx, `RELEASE write`); err != nil {
-				tx.Rollback()
+				s.rollback()
 				return err
 			}
 		}
-		return tx.Commit()
+		return s.commit(ctx)
 	}()
 	if err == nil {
 		s.grouped.Add(int64(len(live)))
@@ -376,22 +427,55 @@ func (s *Store) commitGroup(group []*writeOp) {
 // rolled back) returns an error wrapping ctx's.
 func (s *Store) writeAlone(ctx context.Context, f func(tx *txn) error) error {
 	err := func() error {
-		tx, err := s.db.BeginTx(ctx, nil)
+		t, err := s.begin(ctx)
 		if err != nil {
 			return err
 		}
-		t := &txn{ctx: ctx, tx: tx, stmts: &s.wstmt}
 		defer func() { s.wstmt.prepare(t.missed) }()
 		if err := f(t); err != nil {
-			tx.Rollback()
+			s.rollback()
 			return err
 		}
-		return tx.Commit()
+		return s.commit(ctx)
 	}()
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		return fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
 	return err
+}
+
+// begin begins a write transaction on the write connection, taking the
+// write lock at once (BEGIN IMMEDIATE), and returns it. The writer
+// goroutine alone calls it.
+func (s *Store) begin(ctx context.Context) (*txn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if _, err := s.wconn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		return nil, err
+	}
+	return &txn{ctx: ctx, q: s.wconn, stmts: &s.wstmt}, nil
+}
+
+// commit commits the write transaction, unless ctx ended meanwhile: then
+// it is rolled back and ctx's error returned.
+func (s *Store) commit(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		s.rollback()
+		return err
+	}
+	if _, err := s.wconn.ExecContext(context.Background(), `COMMIT`); err != nil {
+		s.rollback()
+		return err
+	}
+	return nil
+}
+
+// rollback ends the write transaction, storing nothing of it. SQLite may
+// have rolled it back already (an interrupted statement does): the error
+// of a ROLLBACK with no transaction is of no interest.
+func (s *Store) rollback() {
+	s.wconn.ExecContext(context.Background(), `ROLLBACK`)
 }
 
 // read runs f in a read transaction, which sees one snapshot of the
@@ -401,7 +485,7 @@ func (s *Store) read(ctx context.Context, f func(tx *txn) error) error {
 	if err != nil {
 		return err
 	}
-	t := &txn{ctx: ctx, tx: tx, stmts: &s.rstmt}
+	t := &txn{ctx: ctx, q: tx, tx: tx, stmts: &s.rstmt}
 	err = f(t)
 	tx.Rollback()
 	s.rstmt.prepare(t.missed)
@@ -418,15 +502,27 @@ func (s *Store) read(ctx context.Context, f func(tx *txn) error) error {
 // the context of the write, or none in a group of writes (see write).
 type txn struct {
 	ctx    context.Context
-	tx     *sql.Tx
+	q      querier // the write connection, or the read transaction
+	tx     *sql.Tx // the read transaction, nil for a write
 	stmts  *stmtCache
 	missed []string
+}
+
+// A querier runs queries: a *sql.Conn or a *sql.Tx.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // stmt returns the transaction's form of the prepared statement for
 // query, or nil if it is not prepared yet.
 func (t *txn) stmt(query string) *sql.Stmt {
 	if st := t.stmts.get(query); st != nil {
+		if t.tx == nil {
+			// Prepared on the write connection itself.
+			return st
+		}
 		return t.tx.StmtContext(t.ctx, st)
 	}
 	t.missed = append(t.missed, query)
@@ -437,28 +533,28 @@ func (t *txn) ExecContext(_ context.Context, query string, args ...any) (sql.Res
 	if st := t.stmt(query); st != nil {
 		return st.ExecContext(t.ctx, args...)
 	}
-	return t.tx.ExecContext(t.ctx, query, args...)
+	return t.q.ExecContext(t.ctx, query, args...)
 }
 
 func (t *txn) QueryContext(_ context.Context, query string, args ...any) (*sql.Rows, error) {
 	if st := t.stmt(query); st != nil {
 		return st.QueryContext(t.ctx, args...)
 	}
-	return t.tx.QueryContext(t.ctx, query, args...)
+	return t.q.QueryContext(t.ctx, query, args...)
 }
 
 func (t *txn) QueryRowContext(_ context.Context, query string, args ...any) *sql.Row {
 	if st := t.stmt(query); st != nil {
 		return st.QueryRowContext(t.ctx, args...)
 	}
-	return t.tx.QueryRowContext(t.ctx, query, args...)
+	return t.q.QueryRowContext(t.ctx, query, args...)
 }
 
 // stmtCache holds the statements prepared on a database, by query text.
 // Queries are texts of this package (with a bounded number of variants),
 // so the cache stays small.
 type stmtCache struct {
-	db     *sql.DB
+	prep   func(ctx context.Context, query string) (*sql.Stmt, error)
 	mu     sync.Mutex
 	stmts  map[string]*sql.Stmt
 	closed bool
@@ -478,7 +574,7 @@ func (c *stmtCache) prepare(queries []string) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), BusyTimeout)
-		st, err := c.db.PrepareContext(ctx, q)
+		st, err := c.prep(ctx, q)
 		cancel()
 		if err != nil {
 			continue
