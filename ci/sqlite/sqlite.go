@@ -69,6 +69,8 @@ type Store struct {
 	// begun and ended by SQL (BEGIN IMMEDIATE, COMMIT), on statements
 	// prepared on it, without the per-statement wrapping of a *sql.Tx.
 	wconn *sql.Conn
+	// wctl holds BEGIN IMMEDIATE, COMMIT and ROLLBACK prepared on wconn.
+	wctl map[string]*sql.Stmt
 
 	writes    chan *writeOp // to the writer goroutine
 	waiting   atomic.Int64  // writes waiting for the writer to take them
@@ -309,6 +311,9 @@ func (s *Store) writer() {
 	defer func() {
 		if s.wconn != nil {
 			s.wstmt.close()
+			for _, st := range s.wctl {
+				st.Close()
+			}
 			s.wconn.Close()
 		}
 	}()
@@ -329,6 +334,12 @@ func (s *Store) writer() {
 				continue
 			}
 			s.wconn = conn
+			s.wctl = map[string]*sql.Stmt{}
+			for _, q := range []string{`BEGIN IMMEDIATE`, `COMMIT`, `ROLLBACK`} {
+				if st, err := conn.PrepareContext(context.Background(), q); err == nil {
+					s.wctl[q] = st
+				}
+			}
 		}
 		if op := group[0]; op.raw != nil {
 			op.done <- op.raw(s.wconn)
@@ -451,7 +462,7 @@ func (s *Store) begin(ctx context.Context) (*txn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if _, err := s.wconn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+	if _, err := s.control(ctx, `BEGIN IMMEDIATE`); err != nil {
 		return nil, err
 	}
 	return &txn{ctx: ctx, q: s.wconn, stmts: &s.wstmt}, nil
@@ -464,7 +475,7 @@ func (s *Store) commit(ctx context.Context) error {
 		s.rollback()
 		return err
 	}
-	if _, err := s.wconn.ExecContext(context.Background(), `COMMIT`); err != nil {
+	if _, err := s.control(context.Background(), `COMMIT`); err != nil {
 		s.rollback()
 		return err
 	}
@@ -475,7 +486,16 @@ func (s *Store) commit(ctx context.Context) error {
 // have rolled it back already (an interrupted statement does): the error
 // of a ROLLBACK with no transaction is of no interest.
 func (s *Store) rollback() {
-	s.wconn.ExecContext(context.Background(), `ROLLBACK`)
+	s.control(context.Background(), `ROLLBACK`)
+}
+
+// control runs one of the statements that begin and end the writer's
+// transactions, prepared if it could be.
+func (s *Store) control(ctx context.Context, q string) (sql.Result, error) {
+	if st := s.wctl[q]; st != nil {
+		return st.ExecContext(ctx)
+	}
+	return s.wconn.ExecContext(ctx, q)
 }
 
 // read runs f in a read transaction, which sees one snapshot of the
