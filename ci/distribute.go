@@ -65,12 +65,25 @@ type buildStart struct {
 // held.
 func (m *Master) assignLocked() []*buildStart {
 	var starts []*buildStart
-	taken := map[*pendingRequest]bool{}
 	chose := map[*builderState]bool{} // builders whose NextBuild was asked
-	// Builders with no worker free: none frees up before the next round.
-	full := map[*builderState]bool{}
+	// Builders with no worker free (none frees up before the next round),
+	// and how many others are left: with none, the round is over, however
+	// long the pending list.
+	full := make(map[*builderState]bool, len(m.builderList))
+	open := 0
+	for _, b := range m.builderList {
+		if len(m.freeWorkersLocked(b)) == 0 {
+			full[b] = true
+		} else {
+			open++
+		}
+	}
+	taken := 0
 	for _, p := range m.pending {
-		if taken[p] || full[p.builder] {
+		if open == 0 {
+			break
+		}
+		if p.taken || full[p.builder] {
 			continue
 		}
 		b := p.builder
@@ -79,13 +92,14 @@ func (m *Master) assignLocked() []*buildStart {
 				continue
 			}
 			chose[b] = true
-			if p = m.nextBuildLocked(b, taken); p == nil {
+			if p = m.nextBuildLocked(b); p == nil {
 				continue
 			}
 		}
 		free := m.freeWorkersLocked(b)
 		if len(free) == 0 {
 			full[b] = true
+			open--
 			continue
 		}
 		w := pickWorker(b, free, p.req)
@@ -93,12 +107,12 @@ func (m *Master) assignLocked() []*buildStart {
 			continue
 		}
 		group := []*pendingRequest{p}
-		taken[p] = true
+		p.taken = true
 		if b.cfg.CollapseRequests {
 			for _, q := range m.pending {
-				if !taken[q] && q.builder == b && sameSources(p.bs, q.bs) {
+				if !q.taken && q.builder == b && sameSources(p.bs, q.bs) {
 					group = append(group, q)
-					taken[q] = true
+					q.taken = true
 				}
 			}
 			// The newest request is the one built.
@@ -110,25 +124,32 @@ func (m *Master) assignLocked() []*buildStart {
 		w.lastStart = m.now()
 		m.starting++
 		m.buildWG.Add(1)
+		taken += len(group)
 		starts = append(starts, &buildStart{builder: b, worker: w, conn: w.conn, requests: group})
 		if b.cfg.NextBuild != nil {
 			// Let NextBuild choose again among the rest, next round.
 			m.poke()
 		}
 	}
-	if len(taken) > 0 {
-		m.pending = slices.DeleteFunc(m.pending, func(p *pendingRequest) bool { return taken[p] })
+	if taken > 0 {
+		m.pending = slices.DeleteFunc(m.pending, func(p *pendingRequest) bool {
+			if p.taken {
+				p.taken = false // it may come back (requeue)
+				return true
+			}
+			return false
+		})
 	}
 	return starts
 }
 
 // nextBuildLocked asks a builder's NextBuild which of its pending requests
 // to build. m.mu is held.
-func (m *Master) nextBuildLocked(b *builderState, taken map[*pendingRequest]bool) *pendingRequest {
+func (m *Master) nextBuildLocked(b *builderState) *pendingRequest {
 	var cands []*pendingRequest
 	var reqs []*BuildRequest
 	for _, q := range m.pending {
-		if q.builder == b && !taken[q] {
+		if q.builder == b && !q.taken {
 			cands = append(cands, q)
 			reqs = append(reqs, q.req)
 		}

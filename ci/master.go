@@ -111,6 +111,7 @@ type pendingRequest struct {
 	req     *BuildRequest
 	bs      *Buildset
 	builder *builderState
+	taken   bool // by a build of the distribution round under way
 }
 
 // NewMaster checks cfg and returns a master ready to Run. An invalid
