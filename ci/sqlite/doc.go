@@ -66,10 +66,10 @@
 // A Store is safe for concurrent use. It holds two pools of connections
 // to the file, each configured through the data source name so that every
 // connection gets the same pragmas (busy_timeout, foreign_keys,
-// synchronous). Writes are made by one goroutine on a pool of exactly one
-// connection, in transactions that begin with BEGIN IMMEDIATE, so they
-// queue in Go rather than fail with SQLITE_BUSY, and no two writes
-// interleave: a read-modify-write such as
+// synchronous). Writes are made by one goroutine, which keeps the single
+// connection of its pool, in transactions that begin with BEGIN IMMEDIATE
+// and run statements prepared once on that connection, so they queue in Go
+// rather than fail with SQLITE_BUSY, and no two writes interleave: a read-modify-write such as
 // claiming build requests in StartBuild cannot race another. Reads use a
 // second pool of read-only connections; in WAL mode they never wait for
 // the writer, and each read method sees one consistent snapshot (a page of
