@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,6 +290,111 @@ func TestMaster_Distribution(t *testing.T) {
 		total, _, err := m.Store.ListBuilds(context.Background(), ci.BuildQuery{})
 		require.NoError(t, err)
 		assert.Len(t, total, 3)
+	})
+	t.Run("FullBuilderSkipped", func(t *testing.T) {
+		// b1's worker is busy with a backlog of b1 requests queued before
+		// b2's: b2's request, behind them, starts on its own worker.
+		release := filepath.Join(t.TempDir(), "release")
+		cfg := ci.MasterConfig{
+			Workers: []ci.WorkerConfig{{Name: "w1"}, {Name: "w2"}},
+			Builders: []ci.BuilderConfig{
+				{Name: "b1", Workers: []string{"w1"}, Steps: []ci.Step{blockingStep("wait", release)}},
+				{Name: "b2", Workers: []string{"w2"}, Steps: []ci.Step{blockingStep("wait", release)}},
+			},
+		}
+		m := citest.Start(t, cfg)
+		var sets []int64
+		for range 3 {
+			sets = append(sets, m.Submit(t, citest.Request{Builder: "b1"}))
+		}
+		m.WaitRunning(t, "b1")
+		sets = append(sets, m.Submit(t, citest.Request{Builder: "b2"}))
+		m.WaitRunning(t, "b2")
+		pending, err := m.Store.PendingRequests(context.Background())
+		require.NoError(t, err)
+		assert.Len(t, pending, 2, "b1's two waiting requests")
+		require.NoError(t, os.WriteFile(release, nil, 0o644))
+		for _, id := range sets {
+			assert.Equal(t, ci.Success, m.WaitBuildset(t, id)[0].Results())
+		}
+	})
+	t.Run("NextWorker", func(t *testing.T) {
+		var mu sync.Mutex
+		var offered [][]string
+		cfg := oneBuilder(shell("s", "true"))
+		cfg.Workers = append(cfg.Workers, ci.WorkerConfig{Name: "w2"})
+		cfg.Builders[0].Workers = []string{"w1", "w2"}
+		cfg.Builders[0].NextWorker = func(workers []string, req *ci.BuildRequest) string {
+			mu.Lock()
+			offered = append(offered, slices.Clone(workers))
+			mu.Unlock()
+			if req.Priority == 5 {
+				return "" // held back
+			}
+			return "w2"
+		}
+		m := citest.Start(t, cfg)
+		ctx := context.Background()
+		held, heldReqs, err := m.Master.Submit(ctx, ci.Submission{Builders: []string{"b1"}, Reason: "held", Priority: 5})
+		require.NoError(t, err)
+		for range 3 {
+			b := m.Build(t, citest.Request{Builder: "b1"})
+			assert.Equal(t, ci.Success, b.Results())
+			w, err := m.Store.GetWorker(ctx, b.Record.WorkerID)
+			require.NoError(t, err)
+			assert.Equal(t, "w2", w.Name, "the worker NextWorker names")
+		}
+		mu.Lock()
+		assert.Contains(t, offered, []string{"w1", "w2"}, "the free workers, in configuration order")
+		mu.Unlock()
+		pending, err := m.Store.PendingRequests(ctx)
+		require.NoError(t, err)
+		require.Len(t, pending, 1)
+		assert.Equal(t, heldReqs[0].ID, pending[0].ID, "a request NextWorker gives no worker waits")
+		require.NoError(t, m.CancelRequest(ctx, heldReqs[0].ID))
+		assert.Empty(t, m.WaitBuildset(t, held.ID))
+	})
+	t.Run("NextBuild", func(t *testing.T) {
+		release := filepath.Join(t.TempDir(), "release")
+		cfg := oneBuilder(blockingStep("wait", release))
+		var mu sync.Mutex
+		var seen [][]int64
+		cfg.Builders[0].NextBuild = func(reqs []*ci.BuildRequest) *ci.BuildRequest {
+			var ids []int64
+			for _, r := range reqs {
+				ids = append(ids, r.ID)
+			}
+			mu.Lock()
+			seen = append(seen, ids)
+			mu.Unlock()
+			return reqs[len(reqs)-1] // the last in priority order
+		}
+		m := citest.Start(t, cfg)
+		first := m.Submit(t, citest.Request{Builder: "b1"})
+		m.WaitRunning(t, "b1")
+		ctx := context.Background()
+		var sets []*ci.Buildset
+		var reqIDs []int64
+		for _, prio := range []int{0, 0, 10} {
+			bs, reqs, err := m.Master.Submit(ctx, ci.Submission{Builders: []string{"b1"}, Reason: fmt.Sprint(prio), Priority: prio})
+			require.NoError(t, err)
+			sets = append(sets, bs)
+			reqIDs = append(reqIDs, reqs[0].ID)
+		}
+		require.NoError(t, os.WriteFile(release, nil, 0o644))
+		m.WaitBuildset(t, first)
+		var numbers []int
+		for _, bs := range sets {
+			b := m.WaitBuildset(t, bs.ID)
+			require.Len(t, b, 1)
+			numbers = append(numbers, b[0].Record.Number)
+		}
+		// The last in priority order first, each time: the second request
+		// (build 2), then the first (3), then the high-priority one (4).
+		assert.Equal(t, []int{3, 2, 4}, numbers)
+		mu.Lock()
+		assert.Contains(t, seen, []int64{reqIDs[2], reqIDs[0], reqIDs[1]}, "the pending requests, in priority order")
+		mu.Unlock()
 	})
 	t.Run("Priority", func(t *testing.T) {
 		release := filepath.Join(t.TempDir(), "release")
