@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/internal/propjson"
 )
 
 // StartBuild claims the requests for b and stores it, numbered after the
@@ -191,7 +192,7 @@ func scanBuild(row scanner) (*ci.Build, error) {
 	b := &ci.Build{}
 	err := row.Scan(&b.ID, &b.Number, &b.BuilderID, &b.BuildRequestID, nullInt[int64]{&b.WorkerID},
 		timeCol{&b.StartedAt}, timeCol{&b.CompleteAt}, &b.Complete, &b.StateString,
-		nullInt[ci.Result]{&b.Results}, propsCol{&b.Properties}, nullInt[int64]{&b.MasterID})
+		nullInt[ci.Result]{&b.Results}, propjson.Col(&b.Properties), nullInt[int64]{&b.MasterID})
 	if err != nil {
 		return nil, err
 	}

@@ -420,29 +420,6 @@ func (c jsonCol) Scan(v any) error {
 
 func propsArg(p ci.Properties) (string, error) { return propjson.Marshal(p) }
 
-type propsCol struct{ p *ci.Properties }
-
-func (c propsCol) Scan(v any) error {
-	var b []byte
-	switch x := v.(type) {
-	case string:
-		b = []byte(x)
-	case []byte:
-		b = x
-	default:
-		return fmt.Errorf("properties column holds %T", v)
-	case nil:
-		*c.p = ci.Properties{}
-		return nil
-	}
-	p, err := propjson.Unmarshal(b)
-	if err != nil {
-		return err
-	}
-	*c.p = p
-	return nil
-}
-
 // args collects the arguments of a query built piece by piece; add
 // returns the placeholder of the argument it adds ($1, $2...).
 type args []any

@@ -106,6 +106,13 @@ func BenchmarkBuildCycle(b *testing.B) {
 // once (the builds of four workers), whose writes the store may commit
 // together.
 func BenchmarkBuildCycle_Parallel(b *testing.B) {
+	runCycles(b, buildCycle)
+}
+
+// runCycles runs cycle for four builds at once (the builds of four
+// workers), whose writes the store may commit together, and reports the
+// CPU time per build.
+func runCycles(b *testing.B, cycle func(*testing.B, *sqlite.Store, *ci.Builder, *ci.Worker)) {
 	s, builder := benchStore(b)
 	worker, err := s.EnsureWorker(b.Context(), "w")
 	if err != nil {
@@ -115,7 +122,7 @@ func BenchmarkBuildCycle_Parallel(b *testing.B) {
 	cpu := startCPU(b)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			buildCycle(b, s, builder, worker)
+			cycle(b, s, builder, worker)
 		}
 	})
 	cpu.report()
@@ -192,22 +199,10 @@ func buildCycle(b *testing.B, s *sqlite.Store, builder *ci.Builder, worker *ci.W
 // as the master writes it: four transactions, AddBuildset (a forced
 // buildset with its source stamp), StartBuild, AddStepLogs (the step with
 // its stdio log) and FinishStepAndBuild (the log's lines, the step, the
-// build, its request and buildset). With -cpu 2 or more it runs four
-// builds at once, as four workers do.
+// build, its request and buildset), for four builds at once, as four
+// workers run them.
 func BenchmarkMasterCycle(b *testing.B) {
-	s, builder := benchStore(b)
-	worker, err := s.EnsureWorker(b.Context(), "w")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetParallelism(max(1, 4/runtime.GOMAXPROCS(0)))
-	cpu := startCPU(b)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			masterCycle(b, s, builder, worker)
-		}
-	})
-	cpu.report()
+	runCycles(b, masterCycle)
 }
 
 // masterCycle is the store's part of a one-step build, in the master's

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/internal/propjson"
 )
 
 // StartBuild claims the requests for b and stores it, numbered after the
@@ -206,7 +207,7 @@ func scanBuild(row scanner) (*ci.Build, error) {
 	b := &ci.Build{}
 	err := row.Scan(&b.ID, &b.Number, &b.BuilderID, &b.BuildRequestID, nullInt[int64]{&b.WorkerID},
 		timeCol{&b.StartedAt}, timeCol{&b.CompleteAt}, &b.Complete, &b.StateString,
-		nullInt[ci.Result]{&b.Results}, propsCol{&b.Properties})
+		nullInt[ci.Result]{&b.Results}, propjson.Col(&b.Properties))
 	if err != nil {
 		return nil, err
 	}

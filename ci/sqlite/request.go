@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/ci"
+	"github.com/kilnci/kiln/internal/propjson"
 )
 
 // AddBuildset stores bs, its source stamps and one pending request per
@@ -114,7 +115,7 @@ const buildsetCols = `id, external_id, reason, submitted_at, complete, complete_
 func scanBuildset(row scanner) (*ci.Buildset, error) {
 	bs := &ci.Buildset{}
 	err := row.Scan(&bs.ID, &bs.ExternalID, &bs.Reason, timeCol{&bs.SubmittedAt}, &bs.Complete, timeCol{&bs.CompleteAt},
-		nullInt[ci.Result]{&bs.Results}, propsCol{&bs.Properties}, nullInt[int64]{&bs.ParentBuildID}, &bs.Scheduler)
+		nullInt[ci.Result]{&bs.Results}, propjson.Col(&bs.Properties), nullInt[int64]{&bs.ParentBuildID}, &bs.Scheduler)
 	return bs, err
 }
 

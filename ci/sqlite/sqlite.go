@@ -729,29 +729,6 @@ func (c jsonCol) Scan(v any) error {
 
 func propsArg(p ci.Properties) (string, error) { return propjson.Marshal(p) }
 
-type propsCol struct{ p *ci.Properties }
-
-func (c propsCol) Scan(v any) error {
-	var b []byte
-	switch x := v.(type) {
-	case string:
-		b = []byte(x)
-	case []byte:
-		b = x
-	default:
-		return fmt.Errorf("properties column holds %T", v)
-	case nil:
-		*c.p = ci.Properties{}
-		return nil
-	}
-	p, err := propjson.Unmarshal(b)
-	if err != nil {
-		return err
-	}
-	*c.p = p
-	return nil
-}
-
 // page returns the ORDER BY, LIMIT and OFFSET clauses of q, ordering by
 // col.
 func page(q ci.Query, col string) (string, []any) {

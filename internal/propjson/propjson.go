@@ -10,6 +10,7 @@
 package propjson
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -152,4 +153,31 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// Col returns a database/sql Scanner that decodes a column of properties
+// (a string or bytes in their JSON form) into *p; NULL gives none.
+func Col(p *ci.Properties) sql.Scanner { return col{p} }
+
+type col struct{ p *ci.Properties }
+
+func (c col) Scan(v any) error {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		*c.p = ci.Properties{}
+		return nil
+	case string:
+		b = []byte(x)
+	case []byte:
+		b = x
+	default:
+		return fmt.Errorf("properties column holds %T", v)
+	}
+	p, err := Unmarshal(b)
+	if err != nil {
+		return err
+	}
+	*c.p = p
+	return nil
 }

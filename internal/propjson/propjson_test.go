@@ -133,3 +133,15 @@ func buildProps() ci.Properties {
 	p.Set("buildnumber", 1234, ci.SourceBuild)
 	return p
 }
+
+func TestCol(t *testing.T) {
+	var p ci.Properties
+	require.NoError(t, Col(&p).Scan(`{"a":["x","Build"]}`))
+	assert.Equal(t, ci.Properties{"a": {Value: "x", Source: "Build"}}, p)
+	require.NoError(t, Col(&p).Scan([]byte(`{"b":[true,"Worker"]}`)))
+	assert.Equal(t, ci.Properties{"b": {Value: true, Source: "Worker"}}, p)
+	require.NoError(t, Col(&p).Scan(nil))
+	assert.Equal(t, ci.Properties{}, p)
+	assert.ErrorContains(t, Col(&p).Scan(int64(42)), "properties column holds int64")
+	assert.Error(t, Col(&p).Scan(`{`))
+}
