@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -151,4 +152,63 @@ func TestWrite_Concurrent(t *testing.T) {
 		}
 	}
 	assert.Zero(t, s.waiting.Load())
+}
+
+// TestWrite_RawAmongWrites queues an operation on the write connection
+// outside a transaction (a VACUUM, which fails inside one) among writes
+// waiting for the writer: it runs between their groups, and every write
+// is committed.
+func TestWrite_RawAmongWrites(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "state.sqlite"))
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+
+	started, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.write(ctx, func(tx *txn) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+
+	const n = 6
+	var wg sync.WaitGroup
+	errs := make([]error, 2*n)
+	for i := range n {
+		wg.Go(func() { errs[i] = s.SetState(ctx, "o", fmt.Sprint("k", i), []byte("v")) })
+	}
+	for s.waiting.Load() < n {
+		runtime.Gosched()
+	}
+	var vacuum error
+	wg.Go(func() {
+		vacuum = s.rawWrite(ctx, func(conn *sql.Conn) error {
+			_, err := conn.ExecContext(ctx, `VACUUM`)
+			return err
+		})
+	})
+	for s.waiting.Load() < n+1 {
+		runtime.Gosched()
+	}
+	for i := n; i < 2*n; i++ {
+		wg.Go(func() { errs[i] = s.SetState(ctx, "o", fmt.Sprint("k", i), []byte("v")) })
+	}
+	for s.waiting.Load() < 2*n+1 {
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	require.NoError(t, <-held)
+	require.NoError(t, vacuum, "VACUUM ran outside the writes' transactions")
+	for i := range 2 * n {
+		require.NoError(t, errs[i])
+		v, err := s.GetState(ctx, "o", fmt.Sprint("k", i))
+		require.NoError(t, err)
+		assert.Equal(t, "v", string(v))
+	}
+	assert.Positive(t, s.grouped.Load(), "writes waiting together were committed together")
 }
