@@ -55,6 +55,7 @@ var rules = map[string]rule{
 
 	// Internal helpers and tools.
 	"internal/pyvalue":           {stdOnly: true},
+	"internal/secretname":        {stdOnly: true},
 	"internal/pty":               {},
 	"internal/logchunk":          {},
 	"internal/propjson":          {allowed: []string{"ci"}},
@@ -72,8 +73,8 @@ var rules = map[string]rule{
 
 // shared are leaves any package may import: they import only the standard
 // library, and hold what both sides of the protocol must agree on (Python's
-// truth of a value).
-var shared = []string{"internal/pyvalue"}
+// truth of a value, which variables hold secrets).
+var shared = []string{"internal/pyvalue", "internal/secretname"}
 
 // A rule says what a package may depend on.
 type rule struct {

@@ -8,6 +8,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/kilnci/kiln/internal/secretname"
 )
 
 // ErrWorkerLost is returned by a WorkerConn whose worker went away: the
@@ -248,11 +250,6 @@ func (c *RemoteCommand) Update(key string, value any) {
 	}
 }
 
-// secretWords are the words that, found in an environment variable's
-// name (in any case), make its value masked wherever an environment is
-// shown.
-var secretWords = []string{"token", "secret", "passw", "key", "credential"}
-
 // MaskEnviron replaces, in header text, the values of the environment
 // variables whose names say they hold a secret (*TOKEN*, *SECRET*,
 // *PASSWORD*, *KEY*, *CREDENTIAL*) with "***": whichever worker wrote the
@@ -268,7 +265,7 @@ func MaskEnviron(header string) string {
 	done := 0 // header[:done] is in b
 	for rest, at := header, 0; rest != ""; {
 		line, next, _ := strings.Cut(rest, "\n")
-		if name, ok := environName(line); ok && line[len(name)+3:] != "***" && isSecretName(name) {
+		if name, ok := environName(line); ok && line[len(name)+3:] != "***" && secretname.Is(name) {
 			if b.Len() == 0 {
 				b.Grow(len(header))
 			}
@@ -305,18 +302,6 @@ func environName(line string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// isSecretName reports whether name holds one of secretWords, in any case.
-func isSecretName(name string) bool {
-	for _, w := range secretWords {
-		for i := 0; i+len(w) <= len(name); i++ {
-			if strings.EqualFold(name[i:i+len(w)], w) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func toInt(v any) int {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/pyvalue"
+	"github.com/kilnci/kiln/internal/secretname"
 )
 
 // backupTimeout is how long a killed command may take to end before the
@@ -117,24 +118,6 @@ func newShell(r *run) (*shell, error) {
 		return nil, err
 	}
 	return sh, nil
-}
-
-// secretWords are the words that, found in a variable's name (in any
-// case), make the header mask its value: *TOKEN*, *SECRET*, *PASSWORD*,
-// *KEY*, *CREDENTIAL*.
-var secretWords = []string{"token", "secret", "passw", "key", "credential"}
-
-// secretName reports whether the header masks the value of the variable
-// called name.
-func secretName(name string) bool {
-	for _, w := range secretWords {
-		for i := 0; i+len(w) <= len(name); i++ {
-			if strings.EqualFold(name[i:i+len(w)], w) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // parseCommand reads "command": an argv list, whose items may be
@@ -364,7 +347,7 @@ func (sh *shell) run() error {
 			b.WriteString("  ")
 			b.WriteString(k)
 			b.WriteByte('=')
-			if secretName(k) {
+			if secretname.Is(k) {
 				// The value is not the log's to show.
 				b.WriteString("***")
 			} else {
