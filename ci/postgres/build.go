@@ -29,7 +29,7 @@ func (s *Store) StartBuild(ctx context.Context, b *ci.Build, requestIDs []int64)
 	if len(requestIDs) == 0 {
 		return errors.New("postgres: start build: no build requests given")
 	}
-	propsJSON, err := propsArg(b.Properties)
+	propsJSON, err := propjson.Marshal(b.Properties)
 	if err != nil {
 		return fmt.Errorf("postgres: start build: properties: %w", err)
 	}
@@ -95,7 +95,7 @@ func startConflict(ctx context.Context, tx pgx.Tx, rid int64) error {
 // true) and completes the buildsets that are now done. The build's row is
 // locked first, so that it is finished once.
 func (s *Store) FinishBuild(ctx context.Context, b *ci.Build, resubmit bool) ([]int64, error) {
-	propsJSON, err := propsArg(b.Properties)
+	propsJSON, err := propjson.Marshal(b.Properties)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: finish build: properties: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/internal/logchunk"
+	"github.com/kilnci/kiln/internal/propjson"
 )
 
 // Logs are stored as ci/sqlite stores them (the chunks, slugs and
@@ -255,7 +256,7 @@ func (s *Store) FinishStepAndBuild(ctx context.Context, st *ci.StepRecord, ends 
 		return nil, fmt.Errorf("postgres: finish step %d: %w", st.ID, err)
 	}
 	defer e.release()
-	propsJSON, err := propsArg(b.Properties)
+	propsJSON, err := propjson.Marshal(b.Properties)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: finish build: properties: %w", err)
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kilnci/kiln/ci"
-	"github.com/kilnci/kiln/internal/propjson"
 )
 
 func init() {
@@ -415,10 +414,6 @@ func (c jsonCol) Scan(v any) error {
 	}
 	return json.Unmarshal(b, c.v)
 }
-
-// Properties are stored as Buildbot does, each as [value, source].
-
-func propsArg(p ci.Properties) (string, error) { return propjson.Marshal(p) }
 
 // args collects the arguments of a query built piece by piece; add
 // returns the placeholder of the argument it adds ($1, $2...).

@@ -19,7 +19,7 @@ import (
 // advisory lock on that ID, so that two masters submitting it at once
 // store it once.
 func (s *Store) AddBuildset(ctx context.Context, bs *ci.Buildset, builderIDs []int64, priority int) ([]*ci.BuildRequest, error) {
-	propsJSON, err := propsArg(bs.Properties)
+	propsJSON, err := propjson.Marshal(bs.Properties)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: add buildset: properties: %w", err)
 	}

@@ -19,7 +19,7 @@ func (s *Store) StartBuild(ctx context.Context, b *ci.Build, requestIDs []int64)
 	if len(requestIDs) == 0 {
 		return errors.New("sqlite: start build: no build requests given")
 	}
-	propsJSON, err := propsArg(b.Properties)
+	propsJSON, err := propjson.Marshal(b.Properties)
 	if err != nil {
 		return fmt.Errorf("sqlite: start build: properties: %w", err)
 	}
@@ -99,7 +99,7 @@ var _ ci.BuildsetResultStore = (*Store)(nil)
 // FinishBuildResults is FinishBuild, giving the results of the buildsets
 // it completes (ci.BuildsetResultStore).
 func (s *Store) FinishBuildResults(ctx context.Context, b *ci.Build, resubmit bool) ([]ci.BuildsetResult, error) {
-	propsJSON, err := propsArg(b.Properties)
+	propsJSON, err := propjson.Marshal(b.Properties)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: finish build: properties: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/internal/logchunk"
+	"github.com/kilnci/kiln/internal/propjson"
 )
 
 // AddLog stores l, setting its ID and its slug, made from its name and
@@ -236,7 +237,7 @@ func (s *Store) FinishStepAndBuild(ctx context.Context, st *ci.StepRecord, ends 
 		return nil, fmt.Errorf("sqlite: finish step %d: %w", st.ID, err)
 	}
 	defer e.release()
-	propsJSON, err := propsArg(b.Properties)
+	propsJSON, err := propjson.Marshal(b.Properties)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: finish build: properties: %w", err)
 	}

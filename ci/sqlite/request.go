@@ -17,7 +17,7 @@ import (
 // its ID set); one with an ID refers to a stored source stamp, and is
 // filled from it.
 func (s *Store) AddBuildset(ctx context.Context, bs *ci.Buildset, builderIDs []int64, priority int) ([]*ci.BuildRequest, error) {
-	propsJSON, err := propsArg(bs.Properties)
+	propsJSON, err := propjson.Marshal(bs.Properties)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: add buildset: properties: %w", err)
 	}

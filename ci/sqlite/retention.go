@@ -236,7 +236,6 @@ func (s *Store) Compact(ctx context.Context, pages int) (int, error) {
 			return err
 		}
 		if before == 0 {
-			after = 0
 			return nil
 		}
 		rows, err := conn.QueryContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, max(pages, 1)))

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/ci"
-	"github.com/kilnci/kiln/internal/propjson"
 	sqlite3 "modernc.org/sqlite"
 	sqlite3lib "modernc.org/sqlite/lib"
 )
@@ -724,10 +723,6 @@ func (c jsonCol) Scan(v any) error {
 	}
 	return json.Unmarshal(b, c.v)
 }
-
-// Properties are stored as Buildbot does, each as [value, source].
-
-func propsArg(p ci.Properties) (string, error) { return propjson.Marshal(p) }
 
 // page returns the ORDER BY, LIMIT and OFFSET clauses of q, ordering by
 // col.
