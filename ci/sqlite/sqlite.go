@@ -461,7 +461,11 @@ func (s *Store) begin(ctx context.Context) (*txn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if _, err := s.control(ctx, `BEGIN IMMEDIATE`); err != nil {
+	// Not run with ctx: a BEGIN that ctx interrupts may have begun the
+	// transaction all the same, and the next write's BEGIN would fail.
+	// It waits at most BusyTimeout for another process's write lock.
+	if _, err := s.control(context.Background(), `BEGIN IMMEDIATE`); err != nil {
+		s.rollback()
 		return nil, err
 	}
 	return &txn{ctx: ctx, q: s.wconn, stmts: &s.wstmt}, nil
