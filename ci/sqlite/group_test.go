@@ -22,9 +22,7 @@ import (
 // others are stored, and each caller gets its own outcome.
 func TestWrite_Group(t *testing.T) {
 	ctx := t.Context()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "state.sqlite"))
-	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
+	s := openStore(t)
 	b, err := s.EnsureBuilder(ctx, "b", "", nil)
 	require.NoError(t, err)
 	reqs, err := s.AddBuildset(ctx, &ci.Buildset{SubmittedAt: time.Now()}, []int64{b.ID}, 0)
@@ -33,16 +31,7 @@ func TestWrite_Group(t *testing.T) {
 	require.NoError(t, s.StartBuild(ctx, first, []int64{reqs[0].ID}))
 
 	// Hold the writer.
-	started, release := make(chan struct{}), make(chan struct{})
-	held := make(chan error, 1)
-	go func() {
-		held <- s.write(ctx, func(tx *txn) error {
-			close(started)
-			<-release
-			return nil
-		})
-	}()
-	<-started
+	release := holdWriter(t, s)
 
 	const n = 8
 	var wg sync.WaitGroup
@@ -53,12 +42,9 @@ func TestWrite_Group(t *testing.T) {
 	var conflict error
 	second := &ci.Build{BuilderID: b.ID, StartedAt: time.Now()}
 	wg.Go(func() { conflict = s.StartBuild(ctx, second, []int64{reqs[0].ID}) })
-	for s.waiting.Load() < n+1 {
-		runtime.Gosched()
-	}
-	close(release)
+	waitWaiting(s, n+1)
+	release()
 	wg.Wait()
-	require.NoError(t, <-held)
 
 	assert.Equal(t, int64(n+1), s.grouped.Load(), "the waiting writes were committed together")
 	assert.ErrorIs(t, conflict, ci.ErrConflict)
@@ -85,31 +71,17 @@ func TestWrite_Group(t *testing.T) {
 // writer is not run, and says so.
 func TestWrite_Cancelled(t *testing.T) {
 	ctx := t.Context()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "state.sqlite"))
-	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
+	s := openStore(t)
 
-	started, release := make(chan struct{}), make(chan struct{})
-	held := make(chan error, 1)
-	go func() {
-		held <- s.write(ctx, func(tx *txn) error {
-			close(started)
-			<-release
-			return nil
-		})
-	}()
-	<-started
+	release := holdWriter(t, s)
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- s.SetState(wctx, "o", "k", []byte("v")) }()
-	for s.waiting.Load() < 1 {
-		runtime.Gosched()
-	}
+	waitWaiting(s, 1)
 	cancel()
 	assert.ErrorIs(t, <-done, context.Canceled)
-	close(release)
-	require.NoError(t, <-held)
-	_, err = s.GetState(ctx, "o", "k")
+	release()
+	_, err := s.GetState(ctx, "o", "k")
 	assert.ErrorIs(t, err, ci.ErrNotFound)
 }
 
@@ -119,9 +91,7 @@ func TestWrite_Cancelled(t *testing.T) {
 // every other returned its context's error and is not stored.
 func TestWrite_Concurrent(t *testing.T) {
 	ctx := t.Context()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "state.sqlite"))
-	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
+	s := openStore(t)
 	const goroutines, each = 8, 40
 	errs := make([][]error, goroutines)
 	var wg sync.WaitGroup
@@ -160,20 +130,9 @@ func TestWrite_Concurrent(t *testing.T) {
 // is committed.
 func TestWrite_RawAmongWrites(t *testing.T) {
 	ctx := t.Context()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "state.sqlite"))
-	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
+	s := openStore(t)
 
-	started, release := make(chan struct{}), make(chan struct{})
-	held := make(chan error, 1)
-	go func() {
-		held <- s.write(ctx, func(tx *txn) error {
-			close(started)
-			<-release
-			return nil
-		})
-	}()
-	<-started
+	release := holdWriter(t, s)
 
 	const n = 6
 	var wg sync.WaitGroup
@@ -181,9 +140,7 @@ func TestWrite_RawAmongWrites(t *testing.T) {
 	for i := range n {
 		wg.Go(func() { errs[i] = s.SetState(ctx, "o", fmt.Sprint("k", i), []byte("v")) })
 	}
-	for s.waiting.Load() < n {
-		runtime.Gosched()
-	}
+	waitWaiting(s, n)
 	var vacuum error
 	wg.Go(func() {
 		vacuum = s.rawWrite(ctx, func(conn *sql.Conn) error {
@@ -191,18 +148,13 @@ func TestWrite_RawAmongWrites(t *testing.T) {
 			return err
 		})
 	})
-	for s.waiting.Load() < n+1 {
-		runtime.Gosched()
-	}
+	waitWaiting(s, n+1)
 	for i := n; i < 2*n; i++ {
 		wg.Go(func() { errs[i] = s.SetState(ctx, "o", fmt.Sprint("k", i), []byte("v")) })
 	}
-	for s.waiting.Load() < 2*n+1 {
-		runtime.Gosched()
-	}
-	close(release)
+	waitWaiting(s, 2*n+1)
+	release()
 	wg.Wait()
-	require.NoError(t, <-held)
 	require.NoError(t, vacuum, "VACUUM ran outside the writes' transactions")
 	for i := range 2 * n {
 		require.NoError(t, errs[i])
@@ -211,4 +163,44 @@ func TestWrite_RawAmongWrites(t *testing.T) {
 		assert.Equal(t, "v", string(v))
 	}
 	assert.Positive(t, s.grouped.Load(), "writes waiting together were committed together")
+}
+
+// openStore opens a store in a new file, closed at the end of the test.
+func openStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "state.sqlite"))
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// holdWriter keeps the writer busy with a write of its own until the
+// function it returns is called, which then checks that write's outcome.
+func holdWriter(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	started, done := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.write(t.Context(), func(tx *txn) error {
+			close(started)
+			<-done
+			return nil
+		})
+	}()
+	<-started
+	return func() {
+		close(done)
+		require.NoError(t, <-held)
+	}
+}
+
+// waitWaiting returns once n writes wait for the writer. A write is
+// counted just before it offers itself to the writer: the pause lets
+// those counted make the offer, so that the writer, once free, finds
+// them all waiting.
+func waitWaiting(s *Store, n int64) {
+	for s.waiting.Load() < n {
+		runtime.Gosched()
+	}
+	time.Sleep(20 * time.Millisecond)
 }
