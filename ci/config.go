@@ -246,6 +246,16 @@ type Service interface {
 	Run(ctx context.Context, m *Master) error
 }
 
+// A Preparer is a Service with something to do before the master runs
+// anything: Prepare is called once, synchronously, before the master
+// starts its services, its first build or its web server, so that a
+// service that follows the master's events (Subscribe) sees them all,
+// whereas one that subscribes in Run may miss the first.
+type Preparer interface {
+	Service
+	Prepare(m *Master)
+}
+
 // A NetworkService is a Service that listens on the network: the web
 // server, the worker port. ci/citest runs a configuration without those
 // that would open a socket of their own, so that a test runs the

@@ -86,7 +86,9 @@
 //
 // A Service is anything that runs beside the master for as long as it runs,
 // with the master's public API: webui.Server, remote.Listener, local.Worker,
-// metrics.Collector, janitor.Janitor, debian.Archive are services.
+// metrics.Collector, janitor.Janitor, debian.Archive are services. One that
+// follows the master's events from its very start (metrics.Collector) is
+// also a Preparer: its Prepare subscribes before the first build starts.
 //
 // # Several masters on one database
 //

@@ -322,6 +322,9 @@ func (m *Master) Run(ctx context.Context) (err error) {
 	var svcWG sync.WaitGroup
 	svcErr := make(chan error, 1)
 	start := func(name string, s Service) {
+		if p, ok := s.(Preparer); ok {
+			p.Prepare(m)
+		}
 		svcWG.Go(func() {
 			if err := s.Run(svcCtx, m); err != nil && svcCtx.Err() == nil {
 				select {

@@ -55,8 +55,9 @@ type Collector struct {
 	reg     *prometheus.Registry
 	handler http.Handler
 
-	mu sync.Mutex
-	m  *ci.Master
+	mu  sync.Mutex
+	m   *ci.Master
+	sub *ci.Subscription // taken by Prepare, for Run
 
 	buildsStarted  *prometheus.CounterVec
 	buildsFinished *prometheus.CounterVec
@@ -70,6 +71,7 @@ type Collector struct {
 var (
 	_ ci.Service        = (*Collector)(nil)
 	_ ci.NetworkService = (*Collector)(nil)
+	_ ci.Preparer       = (*Collector)(nil)
 	_ http.Handler      = (*Collector)(nil)
 )
 
@@ -211,12 +213,34 @@ func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.handler.ServeHTTP(w, r)
 }
 
+// Prepare implements ci.Preparer: it subscribes to the master's events
+// before the master runs its first build, so that Run counts them all.
+func (c *Collector) Prepare(m *ci.Master) {
+	c.init()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m = m
+	if c.sub == nil {
+		c.sub = m.Subscribe(eventQueue)
+	}
+}
+
+// eventQueue is how many events the collector's subscription holds
+// before it drops some (counted in kiln_metrics_events_dropped_total).
+const eventQueue = 1 << 16
+
 // Run implements ci.Service: it follows the master's events until ctx ends.
 func (c *Collector) Run(ctx context.Context, m *ci.Master) error {
 	c.init()
 	c.mu.Lock()
 	c.m = m
+	sub := c.sub
+	c.sub = nil
 	c.mu.Unlock()
+	if sub == nil {
+		sub = m.Subscribe(eventQueue)
+	}
+	defer sub.Close()
 	if c.Addr != "" {
 		ln, err := net.Listen("tcp", c.Addr)
 		if err != nil {
@@ -226,8 +250,6 @@ func (c *Collector) Run(ctx context.Context, m *ci.Master) error {
 		go func() { served <- c.serve(ctx, m, ln) }()
 		defer func() { <-served }()
 	}
-	sub := m.Subscribe(1 << 16)
-	defer sub.Close()
 	st, err := m.Store(ctx)
 	if err != nil {
 		return nil
