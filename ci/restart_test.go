@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -268,5 +269,79 @@ func TestMaster_ChangesNotScheduled(t *testing.T) {
 		builds, total, err := m.Store.ListBuilds(ctx, ci.BuildQuery{})
 		require.NoError(t, err)
 		assert.Equal(t, 1, total, "one build for the two submissions: %v", builds)
+	})
+}
+
+// A preparedRecorder is a service that subscribes to the master's events
+// in Prepare and records the order of its calls.
+type preparedRecorder struct {
+	mu    sync.Mutex
+	calls []string
+	sub   *ci.Subscription
+}
+
+func (r *preparedRecorder) Prepare(m *ci.Master) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "prepare")
+	r.sub = m.Subscribe(1000)
+}
+
+func (r *preparedRecorder) Run(ctx context.Context, m *ci.Master) error {
+	r.mu.Lock()
+	r.calls = append(r.calls, "run")
+	r.mu.Unlock()
+	<-ctx.Done()
+	return nil
+}
+
+// TestMaster_Preparer: a service's Prepare is called before its Run and
+// before the master starts a build, so that a subscription it takes there
+// sees the start of a request left pending by the last run, which the
+// master builds as soon as a worker attaches.
+func TestMaster_Preparer(t *testing.T) {
+	dir := t.TempDir()
+	cfg := restartConfig(dir)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "release"), nil, 0o644))
+	stopped := make(chan struct{})
+	var bs int64
+	t.Run("first", func(t *testing.T) {
+		m := citest.Start(t, cfg, citest.Options{NoWorkers: true})
+		bs = m.Submit(t, citest.Request{Builder: "b1"})
+		close(stopped)
+	})
+	<-stopped
+
+	rec := &preparedRecorder{}
+	cfg.Services = append(cfg.Services, rec)
+	m := citest.Start(t, cfg)
+	builds := m.WaitBuildset(t, bs)
+	require.Len(t, builds, 1)
+	id := builds[0].Record.ID
+
+	rec.mu.Lock()
+	sub := rec.sub
+	assert.Equal(t, "prepare", rec.calls[0])
+	rec.mu.Unlock()
+	require.NotNil(t, sub)
+	defer sub.Close()
+	var seen []ci.EventType
+	deadline := time.After(time.Minute)
+	for len(seen) == 0 || seen[len(seen)-1] != ci.EventBuildFinished {
+		select {
+		case e := <-sub.C:
+			if e.BuildID == id && (e.Type == ci.EventBuildStarted || e.Type == ci.EventBuildFinished) {
+				seen = append(seen, e.Type)
+			}
+		case <-deadline:
+			t.Fatalf("the build's end never came; seen %v", seen)
+		}
+	}
+	assert.Equal(t, []ci.EventType{ci.EventBuildStarted, ci.EventBuildFinished}, seen)
+	assert.Zero(t, sub.Dropped())
+	m.WaitFor(t, "the service to run", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.calls) == 2 && rec.calls[1] == "run"
 	})
 }
