@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/kilnci/kiln/ci"
@@ -35,12 +36,39 @@ type Dependent struct {
 	Properties map[string]any
 	// Priority of the requests it submits.
 	Priority int
+
+	mu       sync.Mutex
+	prepared *dependentSub // taken by Prepare, for Run
+}
+
+// A dependentSub is a subscription to the master's events and when it
+// began.
+type dependentSub struct {
+	since time.Time
+	sub   *ci.Subscription
 }
 
 var (
 	_ ci.Scheduler = (*Dependent)(nil)
 	_ ci.Service   = (*Dependent)(nil)
+	_ ci.Preparer  = (*Dependent)(nil)
 )
+
+// Prepare implements ci.Preparer: it subscribes to the master's events
+// before the master starts its first build, so that an upstream buildset
+// left pending by the last run, and built as soon as the master starts, is
+// seen completing.
+func (d *Dependent) Prepare(m *ci.Master) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.prepared == nil {
+		d.prepared = &dependentSub{since: m.Now(), sub: m.Subscribe(dependentQueue)}
+	}
+}
+
+// dependentQueue is how many events a Dependent's subscription holds;
+// beyond, it catches up from the store.
+const dependentQueue = 4096
 
 // SchedulerName implements ci.Scheduler.
 func (d *Dependent) SchedulerName() string { return d.Name }
@@ -111,13 +139,21 @@ type dependentRun struct {
 // until ctx ends. It fails, stopping the master, if Upstream is not a
 // scheduler of the master.
 func (d *Dependent) Run(ctx context.Context, m *ci.Master) error {
+	// Subscribe before looking at the store, so that nothing falls between:
+	// in Prepare, before the master started anything, unless Run is
+	// called without it.
+	d.mu.Lock()
+	p := d.prepared
+	d.prepared = nil
+	d.mu.Unlock()
+	if p == nil {
+		p = &dependentSub{since: m.Now(), sub: m.Subscribe(dependentQueue)}
+	}
+	since, sub := p.since, p.sub
+	defer sub.Close()
 	if _, ok := m.Scheduler(d.Upstream); !ok {
 		return fmt.Errorf("scheduler %q: Upstream %q is not a scheduler of the configuration", d.Name, d.Upstream)
 	}
-	// Subscribe before looking at the store, so that nothing falls between.
-	since := m.Now()
-	sub := m.Subscribe(4096)
-	defer sub.Close()
 	st, err := m.Store(ctx)
 	if err != nil {
 		return err
