@@ -92,8 +92,8 @@ func TestMaster_CrashRecovery(t *testing.T) {
 	defer out.Close()
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
-	// Wait for the build to be running in the child.
-	started := filepath.Join(dir, "started")
+	// Wait for the build to be running in the child, and stored.
+	started := filepath.Join(dir, "committed")
 	deadline := time.Now().Add(time.Minute)
 	for {
 		if _, err := os.Stat(started); err == nil {
@@ -142,6 +142,12 @@ func crashingMaster(t *testing.T) {
 	dir := os.Getenv("KILN_TEST_CRASH_DIR")
 	m := citest.Start(t, restartConfig(dir))
 	m.Submit(t, citest.Request{Builder: "b1"})
+	// The build and its step are read back through the store, which
+	// commits them (the store commits a build's progress within a few
+	// milliseconds, or before a read): the crash comes after.
+	id := m.WaitRunning(t, "b1")
+	m.WaitStep(t, id, "wait")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "committed"), nil, 0o644))
 	select {} // killed by the parent
 }
 

@@ -368,7 +368,13 @@ const LogDeleted = "d"
 
 // A Store is everything the master keeps on disk. Implementations are safe
 // for concurrent use. Every method that changes records is one transaction:
-// when it returns nil, the change is durable and visible to readers.
+// when it returns nil, the change is visible to every later read of the
+// store, and durable. An implementation may make the records of a running
+// build's progress (StartBuild, steps, logs, SetBuildState) durable a few
+// milliseconds later, with its next write, as long as a crash loses only
+// that last progress and never a change the caller acknowledged: a
+// build whose start is lost leaves its request pending (ci/sqlite does
+// this, ci/postgres does not).
 // Records returned are the caller's to change. Times are kept to the
 // millisecond at least and returned in UTC; the zero time stays zero.
 type Store interface {

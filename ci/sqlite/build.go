@@ -25,7 +25,7 @@ func (s *Store) StartBuild(ctx context.Context, b *ci.Build, requestIDs []int64)
 	}
 	var id int64
 	var number int
-	err = s.write(ctx, func(tx *txn) error {
+	err = s.writeSoon(ctx, func(tx *txn) error {
 		// Numbered after the builder's last build, in the same statement.
 		err := tx.QueryRowContext(ctx, `INSERT INTO builds (number, builder_id, buildrequest_id, worker_id, started_at,
 			complete_at, complete, state_string, results, properties)
@@ -187,7 +187,7 @@ func finishBuildTx(ctx context.Context, tx *txn, b *ci.Build, propsJSON string, 
 
 // SetBuildState stores the state string of a build.
 func (s *Store) SetBuildState(ctx context.Context, id int64, state string) error {
-	err := s.write(ctx, func(tx *txn) error {
+	err := s.writeSoon(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE builds SET state_string = ? WHERE id = ?`, state, id)
 		if err != nil {
 			return err
@@ -315,7 +315,7 @@ func (s *Store) AddStep(ctx context.Context, st *ci.StepRecord) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: add step: %w", err)
 	}
-	err = s.write(ctx, func(tx *txn) error { return addStepTx(ctx, tx, st, urls) })
+	err = s.writeSoon(ctx, func(tx *txn) error { return addStepTx(ctx, tx, st, urls) })
 	if err != nil {
 		return fmt.Errorf("sqlite: add step: %w", err)
 	}
@@ -337,7 +337,7 @@ func (s *Store) UpdateStep(ctx context.Context, st *ci.StepRecord) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: update step: %w", err)
 	}
-	err = s.write(ctx, func(tx *txn) error { return updateStepTx(ctx, tx, st, urls) })
+	err = s.writeSoon(ctx, func(tx *txn) error { return updateStepTx(ctx, tx, st, urls) })
 	if err != nil {
 		return fmt.Errorf("sqlite: update step: %w", err)
 	}

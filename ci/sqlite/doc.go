@@ -39,16 +39,32 @@
 // The database is in write-ahead-log (WAL) mode with synchronous=NORMAL:
 // a transaction is committed once it is in the log file, and the log is
 // copied into the database file from time to time (a checkpoint). Every
-// method that changes records is atomic, and returns only once the
-// transaction holding its change is committed, so when it returns nil the
-// change is on disk, survives the master crashing or being killed, and is
-// visible to every later read. Writes that arrive while another commits
-// are committed together (group commit): one transaction, each write in a
-// savepoint of its own, so that a write that fails is undone alone, and
-// concurrent builds share the cost of a commit. A power failure or operating system
-// crash may lose the last transactions committed before it (never leaving
-// the database inconsistent); that is the price of not waiting for the
-// disk on every commit. Foreign keys are enforced.
+// method that changes records is atomic. Those that record a buildset, a
+// change, a build's end, a worker, a state or test results return only
+// once the transaction holding their change is committed: when they
+// return nil the change is on disk and survives the master crashing or
+// being killed. Writes that arrive while another commits are committed
+// together (group commit): one transaction, each write in a savepoint of
+// its own, so that a write that fails is undone alone, and concurrent
+// builds share the cost of a commit.
+//
+// The records of a running build's progress (StartBuild, AddStep,
+// UpdateStep, AddStepLogs, AddLog, AppendLog, FinishLog, SetBuildState)
+// are progress writes: they return once made, and their transaction is
+// committed with the next write of the first kind, before the next read,
+// or at most 10 ms later, whichever comes first. A build's start, its
+// steps and its logs are then committed together with its end or with
+// other builds' writes, instead of one commit each. Every read sees every
+// write that returned, whatever its kind (a read commits the progress
+// writes first, see Sync for other connections). A crash loses at most
+// the last 10 ms of progress, as if it had not been made: a build whose
+// start is lost leaves no record, and its request, still pending, is
+// built again.
+//
+// A power failure or operating system crash may lose the last
+// transactions committed before it (never leaving the database
+// inconsistent); that is the price of not waiting for the disk on every
+// commit. Foreign keys are enforced.
 //
 // # Logs
 //
@@ -69,10 +85,14 @@
 // synchronous). Writes are made by one goroutine, which keeps the single
 // connection of its pool, in transactions that begin with BEGIN IMMEDIATE
 // and run statements prepared once on that connection, so they queue in Go
-// rather than fail with SQLITE_BUSY, and no two writes interleave: a read-modify-write such as
-// claiming build requests in StartBuild cannot race another. Reads use a
+// rather than fail with SQLITE_BUSY, and no two writes interleave: a
+// read-modify-write such as claiming build requests in StartBuild cannot
+// race another. That connection keeps its temporary data in memory
+// (temp_store=MEMORY): the journal of the savepoints of a group of writes
+// is never written to a file. Reads use a
 // second pool of read-only connections; in WAL mode they never wait for
 // the writer, and each read method sees one consistent snapshot (a page of
 // a list and its total count agree). Another process opening the same file
-// waits up to [BusyTimeout] for the write lock.
+// waits up to [BusyTimeout] for the write lock, which the writer holds
+// while progress writes wait for their commit (10 ms at most).
 package sqlite

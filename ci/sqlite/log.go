@@ -16,7 +16,7 @@ import (
 // unique within the step.
 func (s *Store) AddLog(ctx context.Context, l *ci.Log) error {
 	var slug string
-	err := s.write(ctx, func(tx *txn) (err error) {
+	err := s.writeSoon(ctx, func(tx *txn) (err error) {
 		slug, err = addLogTx(ctx, tx, l)
 		return err
 	})
@@ -83,7 +83,7 @@ func (s *Store) appendLog(ctx context.Context, logID int64, text string, finish 
 	// The driver copies what it inserts: the buffers are free once the
 	// transaction is over.
 	defer logchunk.Release(chunks)
-	err = s.write(ctx, func(tx *txn) (err error) {
+	err = s.writeSoon(ctx, func(tx *txn) (err error) {
 		first, last, err = appendLogTx(ctx, tx, logID, chunks, finish)
 		return err
 	})
@@ -202,7 +202,7 @@ func (s *Store) AddStepLogs(ctx context.Context, prev *ci.StepRecord, ends []ci.
 		return fmt.Errorf("sqlite: add step: %w", err)
 	}
 	slugs := make([]string, len(logs))
-	err = s.write(ctx, func(tx *txn) error {
+	err = s.writeSoon(ctx, func(tx *txn) error {
 		if e != nil {
 			if err := e.write(ctx, tx); err != nil {
 				return fmt.Errorf("finish step %d: %w", prev.ID, err)

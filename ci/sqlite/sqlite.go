@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"path/filepath"
 	"runtime"
@@ -55,6 +56,10 @@ type Store struct {
 	// creates by itself (the source stamp of a change). time.Now if nil.
 	// Set it before the store is used.
 	Now func() time.Time
+	// Logger receives what the store reports outside of any call's
+	// error: progress writes lost to a failed commit (see writeSoon).
+	// slog.Default() if nil. Set it before the store is used.
+	Logger *slog.Logger
 
 	path  string
 	dsn   string  // the file's name and pragmas, for extra connections
@@ -71,12 +76,19 @@ type Store struct {
 	// wctl holds BEGIN IMMEDIATE, COMMIT and ROLLBACK prepared on wconn.
 	wctl map[string]*sql.Stmt
 
-	writes    chan *writeOp // to the writer goroutine
-	waiting   atomic.Int64  // writes waiting for the writer to take them
-	grouped   atomic.Int64  // writes committed in a group of several
-	closing   chan struct{} // closed by Close
-	writerEnd chan struct{} // closed when the writer returns
-	closeOnce sync.Once
+	writes  chan *writeOp // to the writer goroutine
+	waiting atomic.Int64  // writes waiting for the writer to take them
+	grouped atomic.Int64  // writes committed in a group of several
+	// open counts the progress writes (writeSoon) returned but not
+	// committed yet: the writer's transaction is open while it is not 0.
+	// Set by the writer alone; read by reads, which commit them first.
+	open atomic.Int64
+	// soonWindow is how long the writer keeps progress writes uncommitted
+	// at most; defaultSoonWindow unless a test sets it before the writes.
+	soonWindow time.Duration
+	closing    chan struct{} // closed by Close
+	writerEnd  chan struct{} // closed when the writer returns
+	closeOnce  sync.Once
 }
 
 // Open opens the database file at path, creating it if needed, and applies
@@ -100,10 +112,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	name := "file:" + (&url.URL{Path: filepath.ToSlash(abs)}).EscapedPath()
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(ON)&_pragma=synchronous(NORMAL)", BusyTimeout.Milliseconds())
 
-	s := &Store{path: path, dsn: name + "?" + pragmas}
+	s := &Store{path: path, dsn: name + "?" + pragmas, soonWindow: defaultSoonWindow}
 	s.wstmt.stmts = map[string]*sql.Stmt{}
 	s.rstmt.stmts = map[string]*sql.Stmt{}
-	s.db, err = sql.Open("sqlite", name+"?"+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	s.db, err = sql.Open("sqlite", name+"?"+pragmas+"&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -247,6 +259,13 @@ func (s *Store) migrateFile(ctx context.Context, name string) error {
 // maxGroup is the most writes committed together.
 const maxGroup = 64
 
+// defaultSoonWindow is the longest a progress write (writeSoon) stays
+// returned but uncommitted, waiting for another write to share its
+// commit: a build's start, its steps and their logs are then committed
+// with its end or with another build's write, in one commit instead of
+// several.
+const defaultSoonWindow = 10 * time.Millisecond
+
 // errClosed is the error of a write after Close.
 var errClosed = errors.New("the store is closed")
 
@@ -256,6 +275,8 @@ type writeOp struct {
 	ctx  context.Context
 	f    func(tx *txn) error
 	raw  func(conn *sql.Conn) error // instead of f: run outside a transaction
+	soon bool                       // a progress write: answered once run (writeSoon)
+	sync bool                       // no f: commit the progress writes run (a read's)
 	done chan error
 }
 
@@ -279,6 +300,45 @@ type writeOp struct {
 // alone is, as f's statements use ctx.
 func (s *Store) write(ctx context.Context, f func(tx *txn) error) error {
 	return s.send(&writeOp{ctx: ctx, f: f, done: make(chan error, 1)})
+}
+
+// writeSoon runs f as write does, but returns once f has run, before its
+// transaction is committed: a progress write, the record of a running
+// build's progress (its start, its steps, their logs). The writer keeps
+// the transaction open for at most soonWindow, so that the next writes
+// share its commit: the next write that returns only once committed (a
+// build's end, a new buildset), or a read, which commits the progress
+// writes before it reads, so that every read sees every write that
+// returned. A crash can lose the progress writes of the last soonWindow,
+// as if they had not been made: a build whose start is lost is built
+// again, as its request is still unclaimed.
+//
+// Progress writes are run without their ctx, in a savepoint when they
+// join other writes; f's error is returned as write returns it.
+func (s *Store) writeSoon(ctx context.Context, f func(tx *txn) error) error {
+	return s.send(&writeOp{ctx: ctx, f: f, soon: true, done: make(chan error, 1)})
+}
+
+// Sync commits the progress writes that returned and are not committed
+// yet, if any (see the package doc, Durability), and returns once they
+// are. Reads through the Store need not call it: they see every write
+// that returned. Another connection to the file, or another process,
+// sees progress writes once they are committed: after Sync, or within
+// the window the package doc gives.
+func (s *Store) Sync(ctx context.Context) error {
+	if err := s.sync(ctx); err != nil {
+		return fmt.Errorf("sqlite: sync: %w", err)
+	}
+	return nil
+}
+
+// sync commits the progress writes that returned and are not committed
+// yet, if any, so that a read sees them.
+func (s *Store) sync(ctx context.Context) error {
+	if s.open.Load() == 0 {
+		return nil
+	}
+	return s.send(&writeOp{ctx: ctx, sync: true, done: make(chan error, 1)})
 }
 
 // rawWrite runs f on the write connection, outside a transaction (a
@@ -316,14 +376,31 @@ func (s *Store) writer() {
 			s.wconn.Close()
 		}
 	}()
+	// window ends the wait of the progress writes run and not committed.
+	window := time.NewTimer(time.Hour)
+	window.Stop()
+	defer window.Stop()
 	group := make([]*writeOp, 0, maxGroup)
 	for {
-		select {
-		case op := <-s.writes:
-			group = append(group[:0], op)
-		case <-s.closing:
-			return
+		var op *writeOp
+		if s.open.Load() > 0 {
+			select {
+			case op = <-s.writes:
+			case <-window.C:
+				s.commitOpen()
+				continue
+			case <-s.closing:
+				s.commitOpen()
+				return
+			}
+		} else {
+			select {
+			case op = <-s.writes:
+			case <-s.closing:
+				return
+			}
 		}
+		group = append(group[:0], op)
 		if s.wconn == nil {
 			// Taken at the first write, so that opening the file fails
 			// that write rather than the writer.
@@ -341,6 +418,7 @@ func (s *Store) writer() {
 			}
 		}
 		if op := group[0]; op.raw != nil {
+			s.commitOpen()
 			op.done <- op.raw(s.wconn)
 			continue
 		}
@@ -352,6 +430,7 @@ func (s *Store) writer() {
 				if op.raw != nil {
 					// Not in a transaction: after this group.
 					s.commitGroup(group)
+					s.commitOpen()
 					clear(group)
 					group = group[:0]
 					op.done <- op.raw(s.wconn)
@@ -362,67 +441,145 @@ func (s *Store) writer() {
 				break more
 			}
 		}
+		wasOpen := s.open.Load() > 0
 		s.commitGroup(group)
 		clear(group)
+		if !wasOpen && s.open.Load() > 0 {
+			window.Reset(s.soonWindow)
+		}
 	}
 }
 
-// stopWriter ends the writer goroutine; writes after it fail.
+// stopWriter ends the writer goroutine, which first commits the progress
+// writes it holds; writes after it fail.
 func (s *Store) stopWriter() {
 	s.closeOnce.Do(func() { close(s.closing) })
 	<-s.writerEnd
 }
 
-// commitGroup runs a group of writes in one transaction and tells each its
-// outcome.
+// commitOpen commits the open transaction of progress writes, if any.
+func (s *Store) commitOpen() {
+	if s.open.Load() == 0 {
+		return
+	}
+	if err := s.commit(context.Background()); err != nil {
+		s.lost(err)
+	}
+	s.open.Store(0)
+}
+
+// lost reports that the progress writes of the open transaction, which
+// returned nil, were not committed: err, a failure of the disk.
+func (s *Store) lost(err error) {
+	l := s.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	l.Error("sqlite: progress writes lost: their commit failed",
+		"file", s.path, "writes", s.open.Load(), "err", err)
+}
+
+// commitGroup runs a group of writes in one transaction, with the
+// progress writes already run if the transaction is open, and tells each
+// its outcome. A group of progress writes alone leaves the transaction
+// open.
 func (s *Store) commitGroup(group []*writeOp) {
-	// Writes whose callers gave up are not run.
+	open := s.open.Load()
+	// Writes whose callers gave up are not run; a sync with nothing to
+	// commit is done.
 	live := group[:0]
 	for _, op := range group {
 		if err := op.ctx.Err(); err != nil {
 			op.done <- err
 			continue
 		}
+		if op.sync && open == 0 {
+			op.done <- nil
+			continue
+		}
 		live = append(live, op)
 	}
-	switch len(live) {
-	case 0:
+	if len(live) == 0 {
 		return
-	case 1:
+	}
+	if open == 0 && len(live) == 1 && !live[0].soon {
 		op := live[0]
 		op.done <- s.writeAlone(op.ctx, op.f)
 		return
 	}
 	ctx := context.Background()
 	errs := make([]error, len(live))
+	durable := false
 	err := func() error {
-		t, err := s.begin(ctx)
-		if err != nil {
-			return err
+		if open == 0 {
+			if _, err := s.begin(ctx); err != nil {
+				return err
+			}
 		}
+		t := &txn{ctx: ctx, q: s.wconn, stmts: &s.wstmt}
 		defer func() { s.wstmt.prepare(t.missed) }()
 		for i, op := range live {
+			if !op.soon {
+				durable = true
+			}
+			if op.sync {
+				continue
+			}
 			if _, err := t.ExecContext(ctx, `SAVEPOINT write`); err != nil {
-				s.rollback()
 				return err
 			}
 			if errs[i] = op.f(t); errs[i] != nil {
 				if _, err := t.ExecContext(ctx, `ROLLBACK TO write`); err != nil {
-					s.rollback()
 					return fmt.Errorf("%w (and rolling back: %v)", errs[i], err)
 				}
 			}
 			if _, err := t.ExecContext(ctx, `RELEASE write`); err != nil {
-				s.rollback()
 				return err
 			}
 		}
-		return s.commit(ctx)
+		return nil
 	}()
-	if err == nil {
+	if err != nil {
+		// Nothing of the transaction is stored.
+		if open > 0 {
+			s.lost(err)
+		}
+		s.rollback()
+		s.open.Store(0)
+		for _, op := range live {
+			op.done <- fmt.Errorf("commit: %w", err)
+		}
+		return
+	}
+	// The progress writes are answered now, and wait for a commit.
+	for i, op := range live {
+		if op.soon {
+			if errs[i] == nil {
+				open++
+			}
+			op.done <- errs[i]
+		}
+	}
+	if !durable {
+		s.open.Store(open)
+		if open == 0 {
+			// All failed: nothing to keep.
+			s.rollback()
+		}
+		return
+	}
+	s.open.Store(open)
+	if err = s.commit(ctx); err != nil && open > 0 {
+		s.lost(err)
+	}
+	s.open.Store(0)
+	if err == nil && len(live) > 1 {
 		s.grouped.Add(int64(len(live)))
 	}
 	for i, op := range live {
+		if op.soon {
+			continue
+		}
 		if err != nil {
 			// Nothing of the group is stored.
 			op.done <- fmt.Errorf("commit: %w", err)
@@ -502,8 +659,12 @@ func (s *Store) control(ctx context.Context, q string) (sql.Result, error) {
 }
 
 // read runs f in a read transaction, which sees one snapshot of the
-// database, so that a page and its total count agree.
+// database, so that a page and its total count agree. Progress writes
+// that returned are committed first (sync), so that f sees them.
 func (s *Store) read(ctx context.Context, f func(tx *txn) error) error {
+	if err := s.sync(ctx); err != nil {
+		return err
+	}
 	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return err

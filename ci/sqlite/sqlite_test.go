@@ -227,6 +227,7 @@ func TestStore_AppendLog(t *testing.T) {
 		assert.Equal(t, 1, first)
 		assert.Equal(t, 4000, last)
 
+		require.NoError(t, s.Sync(ctx))
 		cs := chunks(t, db, l.ID)
 		require.Greater(t, len(cs), 3, "a big append is cut into chunks of at most 64 KiB")
 		assert.Equal(t, chunkRow{0, 0, len("oshort\n"), false}, cs[0], "a short chunk is not compressed")
@@ -252,6 +253,7 @@ func TestStore_AppendLog(t *testing.T) {
 		long := "o" + strings.Repeat("x", 100<<10) + "\n"
 		_, _, err := s.AppendLog(ctx, l.ID, "oa\n"+long+"ob\n")
 		require.NoError(t, err)
+		require.NoError(t, s.Sync(ctx))
 		cs := chunks(t, db, l.ID)
 		require.Len(t, cs, 3, "a line longer than a chunk is a chunk of its own")
 		assert.Equal(t, []int{0, 1, 2}, []int{cs[0].first, cs[1].first, cs[2].first})
@@ -281,6 +283,8 @@ func TestStore_LogFormat(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.sqlite")
 	s := MustOpen(t, path)
 	l := newLog(t, s)
+	// Another connection writes, once the log's record is committed.
+	require.NoError(t, s.Sync(ctx))
 	db, err := sql.Open("sqlite", path)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
@@ -313,6 +317,7 @@ func TestStore_LogFormat(t *testing.T) {
 	first, last, err := s.AppendLog(ctx, l.ID, text)
 	require.NoError(t, err)
 	assert.Equal(t, []int{600, 1599}, []int{first, last})
+	require.NoError(t, s.Sync(ctx))
 	var content []byte
 	var compressed bool
 	require.NoError(t, db.QueryRow(`SELECT content, compressed FROM logchunks WHERE log_id = ? AND first_line = 600`, l.ID).Scan(&content, &compressed))
@@ -328,9 +333,9 @@ func TestStore_LogFormat(t *testing.T) {
 }
 
 func TestStore_LiveLog(t *testing.T) {
-	// Another connection to the file (as another reader of the pool, or
-	// another process) sees each append as soon as it returns, while the
-	// log is not complete.
+	// Another connection to the file (another process) sees each append
+	// once it is committed (Sync), while the log is not complete; the
+	// store's own reads see it as soon as it returns.
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "state.sqlite")
 	s := MustOpen(t, path)
@@ -339,6 +344,7 @@ func TestStore_LiveLog(t *testing.T) {
 	for i := range 5 {
 		_, last, err := s.AppendLog(ctx, l.ID, "oline\n")
 		require.NoError(t, err)
+		require.NoError(t, s.Sync(ctx))
 		var n int
 		var complete bool
 		require.NoError(t, db.QueryRow(`SELECT num_lines, complete FROM logs WHERE id = ?`, l.ID).Scan(&n, &complete))

@@ -1,0 +1,221 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kilnci/kiln/ci"
+)
+
+// A soonFixture is a store whose progress writes stay uncommitted until
+// something commits them (soonWindow of an hour), with a builder, a
+// pending request and a second connection to the file, which sees only
+// what is committed.
+type soonFixture struct {
+	s       *Store
+	builder int64
+	request int64
+	other   *sql.DB
+}
+
+func newSoonFixture(t *testing.T, window time.Duration) *soonFixture {
+	t.Helper()
+	ctx := t.Context()
+	s := openStore(t)
+	s.soonWindow = window
+	b, err := s.EnsureBuilder(ctx, "b", "", nil)
+	require.NoError(t, err)
+	reqs, err := s.AddBuildset(ctx, &ci.Buildset{SubmittedAt: time.Now()}, []int64{b.ID}, 0)
+	require.NoError(t, err)
+	other, err := sql.Open("sqlite", s.path+"?_pragma=query_only(ON)")
+	require.NoError(t, err)
+	t.Cleanup(func() { other.Close() })
+	return &soonFixture{s: s, builder: b.ID, request: reqs[0].ID, other: other}
+}
+
+// count returns how many rows of table another connection sees.
+func (f *soonFixture) count(t *testing.T, table string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, f.other.QueryRow(`SELECT COUNT(*) FROM `+table).Scan(&n))
+	return n
+}
+
+func (f *soonFixture) start(t *testing.T) *ci.Build {
+	t.Helper()
+	b := &ci.Build{BuilderID: f.builder, StartedAt: time.Now()}
+	require.NoError(t, f.s.StartBuild(t.Context(), b, []int64{f.request}))
+	return b
+}
+
+// TestWriteSoon_ReadCommits: a progress write (a build's start) returns
+// before it is committed; a read through the store commits it first, and
+// sees it.
+func TestWriteSoon_ReadCommits(t *testing.T) {
+	ctx := t.Context()
+	f := newSoonFixture(t, time.Hour)
+	b := f.start(t)
+	assert.Equal(t, 1, b.Number)
+	assert.Zero(t, f.count(t, "builds"), "another connection sees only what is committed")
+	assert.Equal(t, int64(1), f.s.open.Load())
+
+	got, err := f.s.GetBuild(ctx, b.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 1, got.Number)
+	assert.Equal(t, 1, f.count(t, "builds"), "the read committed the build's start")
+	assert.Zero(t, f.s.open.Load())
+}
+
+// TestWriteSoon_Window: progress writes are committed at the end of the
+// window, with nothing else happening.
+func TestWriteSoon_Window(t *testing.T) {
+	f := newSoonFixture(t, time.Millisecond)
+	f.start(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for f.count(t, "builds") == 0 {
+		require.True(t, time.Now().Before(deadline), "the build's start was never committed")
+		time.Sleep(time.Millisecond)
+	}
+	assert.Zero(t, f.s.open.Load())
+}
+
+// TestWriteSoon_DurableWriteCommits: a write that returns once committed
+// commits the progress writes before it in the same transaction.
+func TestWriteSoon_DurableWriteCommits(t *testing.T) {
+	ctx := t.Context()
+	f := newSoonFixture(t, time.Hour)
+	b := f.start(t)
+	st := &ci.StepRecord{BuildID: b.ID, Name: "compile", StartedAt: time.Now()}
+	require.NoError(t, f.s.AddStep(ctx, st))
+	assert.Equal(t, int64(2), f.s.open.Load())
+	assert.Zero(t, f.count(t, "steps"))
+
+	require.NoError(t, f.s.SetState(ctx, "o", "k", []byte("v")))
+	assert.Equal(t, 1, f.count(t, "builds"))
+	assert.Equal(t, 1, f.count(t, "steps"))
+	assert.Equal(t, 1, f.count(t, "object_state"))
+	assert.Zero(t, f.s.open.Load())
+}
+
+// TestWriteSoon_FailsAlone: a progress write that fails is undone alone,
+// whether it joins others or not, and its caller gets its error.
+func TestWriteSoon_FailsAlone(t *testing.T) {
+	ctx := t.Context()
+	f := newSoonFixture(t, time.Hour)
+
+	// Alone: nothing stays open.
+	err := f.s.StartBuild(ctx, &ci.Build{BuilderID: f.builder, StartedAt: time.Now()}, []int64{f.request + 100})
+	assert.ErrorIs(t, err, ci.ErrNotFound)
+	assert.Zero(t, f.s.open.Load())
+
+	// Among others: the others stay, to be committed.
+	first := f.start(t)
+	err = f.s.StartBuild(ctx, &ci.Build{BuilderID: f.builder, StartedAt: time.Now()}, []int64{f.request})
+	assert.ErrorIs(t, err, ci.ErrConflict, "the request is claimed by the first build")
+	st := &ci.StepRecord{BuildID: first.ID, Name: "compile", StartedAt: time.Now()}
+	require.NoError(t, f.s.AddStep(ctx, st))
+	assert.Equal(t, int64(2), f.s.open.Load())
+
+	require.NoError(t, f.s.Sync(ctx))
+	assert.Equal(t, 1, f.count(t, "builds"), "the failed start is not stored")
+	assert.Equal(t, 1, f.count(t, "steps"))
+	r, err := f.s.GetRequest(ctx, f.request)
+	require.NoError(t, err)
+	assert.Equal(t, first.ID, r.BuildID)
+}
+
+// TestWriteSoon_Close: closing the store commits its progress writes.
+func TestWriteSoon_Close(t *testing.T) {
+	ctx := t.Context()
+	f := newSoonFixture(t, time.Hour)
+	b := f.start(t)
+	require.NoError(t, f.s.Close())
+
+	s, err := Open(ctx, f.s.path)
+	require.NoError(t, err)
+	defer s.Close()
+	got, err := s.GetBuild(ctx, b.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 1, got.Number)
+}
+
+// TestWriteSoon_RawCommitsFirst: an operation outside a transaction (a
+// VACUUM) commits the progress writes before it runs.
+func TestWriteSoon_RawCommitsFirst(t *testing.T) {
+	ctx := t.Context()
+	f := newSoonFixture(t, time.Hour)
+	f.start(t)
+	err := f.s.rawWrite(ctx, func(conn *sql.Conn) error {
+		_, err := conn.ExecContext(ctx, `VACUUM`)
+		return err
+	})
+	require.NoError(t, err, "VACUUM ran outside a transaction")
+	assert.Equal(t, 1, f.count(t, "builds"))
+	assert.Zero(t, f.s.open.Load())
+}
+
+// TestWriteSoon_CommitFails: when the commit that carries progress writes
+// fails, the write that asked for it gets the error, the progress writes
+// are lost and reported to the store's logger, and the store goes on.
+// The commit is made to fail by a progress write that breaks a foreign
+// key checked only at commit (defer_foreign_keys).
+func TestWriteSoon_CommitFails(t *testing.T) {
+	ctx := t.Context()
+	f := newSoonFixture(t, time.Hour)
+	var logged bytes.Buffer
+	f.s.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+
+	f.start(t)
+	err := f.s.writeSoon(ctx, func(tx *txn) error {
+		if _, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO steps (build_id, number, name) VALUES (?, 0, 'orphan')`, 999999)
+		return err
+	})
+	require.NoError(t, err, "the broken key is found only at commit")
+	assert.Equal(t, int64(2), f.s.open.Load())
+
+	err = f.s.SetState(ctx, "o", "k", []byte("v"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "FOREIGN KEY")
+	assert.Zero(t, f.s.open.Load())
+	assert.Contains(t, logged.String(), "progress writes lost")
+	assert.Contains(t, logged.String(), "writes=2")
+
+	// Nothing of that transaction is stored, and the store goes on.
+	assert.Zero(t, f.count(t, "builds"))
+	_, err = f.s.GetState(ctx, "o", "k")
+	assert.ErrorIs(t, err, ci.ErrNotFound)
+	b := f.start(t)
+	assert.Equal(t, 1, b.Number)
+	require.NoError(t, f.s.SetState(ctx, "o", "k", []byte("v")))
+	assert.Equal(t, 1, f.count(t, "builds"))
+}
+
+// TestWriteSoon_CancelledContext: a progress write whose caller gave up
+// before it ran is not run; one run is not undone by its context ending.
+func TestWriteSoon_CancelledContext(t *testing.T) {
+	ctx := t.Context()
+	f := newSoonFixture(t, time.Hour)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	err := f.s.StartBuild(cctx, &ci.Build{BuilderID: f.builder, StartedAt: time.Now()}, []int64{f.request})
+	assert.True(t, errors.Is(err, context.Canceled), "%v", err)
+	assert.Zero(t, f.s.open.Load())
+
+	cctx, cancel = context.WithCancel(ctx)
+	b := &ci.Build{BuilderID: f.builder, StartedAt: time.Now()}
+	require.NoError(t, f.s.StartBuild(cctx, b, []int64{f.request}))
+	cancel()
+	require.NoError(t, f.s.Sync(ctx))
+	assert.Equal(t, 1, f.count(t, "builds"))
+}
