@@ -219,3 +219,46 @@ func TestWriteSoon_CancelledContext(t *testing.T) {
 	require.NoError(t, f.s.Sync(ctx))
 	assert.Equal(t, 1, f.count(t, "builds"))
 }
+
+// TestWrite_GroupFirstFails: the first write of a group runs without a
+// savepoint; when it fails, the transaction is rolled back and begun
+// again, and the writes after it are committed, progress writes or not.
+func TestWrite_GroupFirstFails(t *testing.T) {
+	ctx := t.Context()
+	f := newSoonFixture(t, time.Hour)
+	release := holdWriter(t, f.s)
+
+	errs := make([]error, 4)
+	done := make(chan struct{})
+	go func() {
+		// Fails after its first statement: nothing of it may stay.
+		errs[0] = f.s.write(ctx, func(tx *txn) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO object_state (object, key, value) VALUES ('o', 'half', '1')`); err != nil {
+				return err
+			}
+			return errors.New("second statement failed")
+		})
+		done <- struct{}{}
+	}()
+	waitWaiting(f.s, 1)
+	b := &ci.Build{BuilderID: f.builder, StartedAt: time.Now()}
+	go func() { errs[1] = f.s.StartBuild(ctx, b, []int64{f.request}); done <- struct{}{} }()
+	waitWaiting(f.s, 2)
+	go func() { errs[2] = f.s.SetState(ctx, "o", "k", []byte("v")); done <- struct{}{} }()
+	waitWaiting(f.s, 3)
+	release()
+	for range 3 {
+		<-done
+	}
+	assert.EqualError(t, errs[0], "second statement failed")
+	require.NoError(t, errs[1])
+	require.NoError(t, errs[2])
+	assert.Equal(t, 1, f.count(t, "builds"), "committed with the durable write after it")
+	var n int
+	require.NoError(t, f.other.QueryRow(`SELECT COUNT(*) FROM object_state WHERE key = 'half'`).Scan(&n))
+	assert.Zero(t, n, "the failed write's first statement is undone")
+	v, err := f.s.GetState(ctx, "o", "k")
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(v))
+	assert.Equal(t, int64(3), f.s.grouped.Load(), "the three writes were committed together")
+}

@@ -516,6 +516,11 @@ func (s *Store) commitGroup(group []*writeOp) {
 				return err
 			}
 		}
+		// empty: the transaction holds no write yet. Its first write needs
+		// no savepoint: if it fails, the transaction is rolled back whole
+		// and begun again. (A savepoint copies each page its write changes
+		// to a journal, in memory, at some cost.)
+		empty := open == 0
 		t := &txn{ctx: ctx, q: s.wconn, stmts: &s.wstmt}
 		defer func() { s.wstmt.prepare(t.missed) }()
 		for i, op := range live {
@@ -523,6 +528,17 @@ func (s *Store) commitGroup(group []*writeOp) {
 				durable = true
 			}
 			if op.sync {
+				continue
+			}
+			if empty {
+				if errs[i] = op.f(t); errs[i] == nil {
+					empty = false
+					continue
+				}
+				s.rollback()
+				if _, err := s.begin(ctx); err != nil {
+					return err
+				}
 				continue
 			}
 			if _, err := t.ExecContext(ctx, `SAVEPOINT write`); err != nil {
