@@ -517,8 +517,7 @@ func (m *Master) learnRequest(ctx context.Context, id int64) {
 	}
 	m.mu.Lock()
 	if !slices.ContainsFunc(m.pending, func(p *pendingRequest) bool { return p.req.ID == id }) {
-		m.pending = append(m.pending, &pendingRequest{req: r, bs: bs, builder: b})
-		sortPending(m.pending)
+		m.addPendingLocked(&pendingRequest{req: r, bs: bs, builder: b})
 	}
 	m.mu.Unlock()
 	m.poke()
@@ -528,7 +527,7 @@ func (m *Master) learnRequest(ctx context.Context, id int64) {
 // of the pending list.
 func (m *Master) forgetRequest(id int64) {
 	m.mu.Lock()
-	m.pending = slices.DeleteFunc(m.pending, func(p *pendingRequest) bool { return p.req.ID == id })
+	m.deletePendingLocked(func(p *pendingRequest) bool { return p.req.ID == id })
 	m.mu.Unlock()
 }
 
@@ -558,7 +557,7 @@ func (m *Master) refreshPending(ctx context.Context) {
 	m.mu.Lock()
 	known := make(map[int64]bool, len(m.pending))
 	sets := map[int64]*Buildset{}
-	m.pending = slices.DeleteFunc(m.pending, func(p *pendingRequest) bool {
+	m.deletePendingLocked(func(p *pendingRequest) bool {
 		sets[p.bs.ID] = p.bs
 		if stored[p.req.ID] == nil {
 			return true
@@ -592,12 +591,10 @@ func (m *Master) refreshPending(ctx context.Context) {
 		return
 	}
 	m.mu.Lock()
-	for _, p := range add {
-		if !slices.ContainsFunc(m.pending, func(q *pendingRequest) bool { return q.req.ID == p.req.ID }) {
-			m.pending = append(m.pending, p)
-		}
-	}
-	sortPending(m.pending)
+	add = slices.DeleteFunc(add, func(p *pendingRequest) bool {
+		return slices.ContainsFunc(m.pending, func(q *pendingRequest) bool { return q.req.ID == p.req.ID })
+	})
+	m.addPendingLocked(add...)
 	m.mu.Unlock()
 	m.poke()
 }

@@ -65,17 +65,26 @@ type buildStart struct {
 // held.
 func (m *Master) assignLocked() []*buildStart {
 	var starts []*buildStart
-	chose := map[*builderState]bool{} // builders whose NextBuild was asked
-	// Builders with no worker free (none frees up before the next round),
-	// and how many others are left: with none, the round is over, however
-	// long the pending list.
-	full := make(map[*builderState]bool, len(m.builderList))
+	// Builders done for this round (done): those with no worker free (none
+	// frees up before the next round), those with no request left, those
+	// whose NextBuild was asked; and how many others are left (open): with
+	// none, the round is over, however long the pending list. left counts
+	// an open builder's requests not taken yet.
+	done := make(map[*builderState]bool, len(m.builderList))
+	left := make(map[*builderState]int, len(m.builderList))
 	open := 0
 	for _, b := range m.builderList {
-		if len(m.freeWorkersLocked(b)) == 0 {
-			full[b] = true
+		if b.pending == 0 || len(m.freeWorkersLocked(b)) == 0 {
+			done[b] = true
 		} else {
+			left[b] = b.pending
 			open++
+		}
+	}
+	finish := func(b *builderState) {
+		if !done[b] {
+			done[b] = true
+			open--
 		}
 	}
 	taken := 0
@@ -83,23 +92,20 @@ func (m *Master) assignLocked() []*buildStart {
 		if open == 0 {
 			break
 		}
-		if p.taken || full[p.builder] {
+		if p.taken || done[p.builder] {
 			continue
 		}
 		b := p.builder
 		if b.cfg.NextBuild != nil {
-			if chose[b] {
-				continue
-			}
-			chose[b] = true
+			// Asked once a round.
+			finish(b)
 			if p = m.nextBuildLocked(b); p == nil {
 				continue
 			}
 		}
 		free := m.freeWorkersLocked(b)
 		if len(free) == 0 {
-			full[b] = true
-			open--
+			finish(b)
 			continue
 		}
 		w := pickWorker(b, free, p.req)
@@ -125,6 +131,9 @@ func (m *Master) assignLocked() []*buildStart {
 		m.starting++
 		m.buildWG.Add(1)
 		taken += len(group)
+		if left[b] -= len(group); left[b] <= 0 {
+			finish(b)
+		}
 		starts = append(starts, &buildStart{builder: b, worker: w, conn: w.conn, requests: group})
 		if b.cfg.NextBuild != nil {
 			// Let NextBuild choose again among the rest, next round.
@@ -132,7 +141,7 @@ func (m *Master) assignLocked() []*buildStart {
 		}
 	}
 	if taken > 0 {
-		m.pending = slices.DeleteFunc(m.pending, func(p *pendingRequest) bool {
+		m.deletePendingLocked(func(p *pendingRequest) bool {
 			if p.taken {
 				p.taken = false // it may come back (requeue)
 				return true
@@ -231,14 +240,41 @@ func sameSources(a, b *Buildset) bool {
 	return true
 }
 
+// addPendingLocked adds requests to the pending list, in its order, and
+// counts them in their builders' pending. m.mu is held (or the master is
+// not running yet).
+func (m *Master) addPendingLocked(ps ...*pendingRequest) {
+	for _, p := range ps {
+		p.builder.pending++
+	}
+	if len(ps) <= 8 {
+		m.pending = insertPending(m.pending, ps...)
+		return
+	}
+	m.pending = append(m.pending, ps...)
+	sortPending(m.pending)
+}
+
+// deletePendingLocked removes from the pending list the requests for
+// which del returns true (called once for each request, in order), and
+// uncounts them. m.mu is held.
+func (m *Master) deletePendingLocked(del func(p *pendingRequest) bool) {
+	m.pending = slices.DeleteFunc(m.pending, func(p *pendingRequest) bool {
+		if del(p) {
+			p.builder.pending--
+			return true
+		}
+		return false
+	})
+}
+
 // requeue puts requests back in the pending list.
 func (m *Master) requeue(reqs []*pendingRequest) {
 	if len(reqs) == 0 {
 		return
 	}
 	m.mu.Lock()
-	m.pending = append(m.pending, reqs...)
-	sortPending(m.pending)
+	m.addPendingLocked(reqs...)
 	m.mu.Unlock()
 	m.poke()
 }

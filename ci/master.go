@@ -90,6 +90,9 @@ type builderState struct {
 	cfg     BuilderConfig
 	id      int64
 	workers []*workerState
+	// pending counts the builder's requests in Master.pending, kept by
+	// addPendingLocked and deletePendingLocked.
+	pending int
 }
 
 type workerState struct {
@@ -519,6 +522,7 @@ func (m *Master) recoverFromStop(ctx context.Context) error {
 		byID[b.id] = b
 	}
 	sets := map[int64]*Buildset{}
+	var load []*pendingRequest
 	for _, r := range reqs {
 		b, ok := byID[r.BuilderID]
 		if !ok {
@@ -533,9 +537,9 @@ func (m *Master) recoverFromStop(ctx context.Context) error {
 			}
 			sets[r.BuildsetID] = bs
 		}
-		m.pending = append(m.pending, &pendingRequest{req: r, bs: bs, builder: b})
+		load = append(load, &pendingRequest{req: r, bs: bs, builder: b})
 	}
-	sortPending(m.pending)
+	m.addPendingLocked(load...)
 	return nil
 }
 

@@ -199,6 +199,7 @@ func TestMaster_CancelRequest(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, reqs, 1)
 	require.NoError(t, m.CancelRequest(ctx, reqs[0].ID))
+	assert.Empty(t, pendingCounted(t, m), "the cancelled request is uncounted")
 	set, err := m.Store.GetBuildset(ctx, second)
 	require.NoError(t, err)
 	assert.True(t, set.Complete)
@@ -214,6 +215,15 @@ func TestMaster_CancelRequest(t *testing.T) {
 	require.NoError(t, os.WriteFile(release, nil, 0o644))
 	b := m.WaitBuildset(t, first)
 	assert.Equal(t, ci.Success, b[0].Results())
+}
+
+// pendingCounted checks that the master's count of each builder's pending
+// requests agrees with its pending list, and returns it.
+func pendingCounted(t *testing.T, m *citest.Master) map[string]int {
+	t.Helper()
+	counted, listed := ci.PendingCounts(m.Master)
+	require.Equal(t, listed, counted, "pending requests counted by builder")
+	return counted
 }
 
 func TestMaster_Distribution(t *testing.T) {
@@ -233,6 +243,7 @@ func TestMaster_Distribution(t *testing.T) {
 		pending, err := m.Store.PendingRequests(context.Background())
 		require.NoError(t, err)
 		assert.Len(t, pending, 1)
+		assert.Equal(t, map[string]int{"b1": 1}, pendingCounted(t, m))
 		require.NoError(t, os.WriteFile(release, nil, 0o644))
 		workers := map[int64]bool{}
 		for _, id := range sets {
@@ -259,6 +270,7 @@ func TestMaster_Distribution(t *testing.T) {
 		pending, err := m.Store.PendingRequests(context.Background())
 		require.NoError(t, err)
 		require.Len(t, pending, 1, "the worker runs one build at a time")
+		assert.Equal(t, map[string]int{"b": 1}, pendingCounted(t, m))
 		require.NoError(t, os.WriteFile(release, nil, 0o644))
 		assert.Equal(t, ci.Success, m.WaitBuildset(t, sa)[0].Results())
 		assert.Equal(t, ci.Success, m.WaitBuildset(t, sb)[0].Results())
@@ -277,6 +289,7 @@ func TestMaster_Distribution(t *testing.T) {
 		other := m.Submit(t, citest.Request{Builder: "b1", SourceStamp: ci.SourceStamp{Branch: "feature", Revision: "f1"}})
 		b := m.Submit(t, citest.Request{Builder: "b1", SourceStamp: ci.SourceStamp{Branch: "main", Revision: "r3"}})
 		c := m.Submit(t, citest.Request{Builder: "b1", SourceStamp: ci.SourceStamp{Branch: "main", Revision: "r4"}})
+		assert.Equal(t, map[string]int{"b1": 4}, pendingCounted(t, m))
 		require.NoError(t, os.WriteFile(release, nil, 0o644))
 		m.WaitBuildset(t, first)
 		ba, bb, bc := m.WaitBuildset(t, a), m.WaitBuildset(t, b), m.WaitBuildset(t, c)
@@ -290,6 +303,7 @@ func TestMaster_Distribution(t *testing.T) {
 		total, _, err := m.Store.ListBuilds(context.Background(), ci.BuildQuery{})
 		require.NoError(t, err)
 		assert.Len(t, total, 3)
+		assert.Empty(t, pendingCounted(t, m), "the collapsed requests left the list counted")
 	})
 	t.Run("FullBuilderSkipped", func(t *testing.T) {
 		// b1's worker is busy with a backlog of b1 requests queued before
@@ -313,10 +327,12 @@ func TestMaster_Distribution(t *testing.T) {
 		pending, err := m.Store.PendingRequests(context.Background())
 		require.NoError(t, err)
 		assert.Len(t, pending, 2, "b1's two waiting requests")
+		assert.Equal(t, map[string]int{"b1": 2}, pendingCounted(t, m))
 		require.NoError(t, os.WriteFile(release, nil, 0o644))
 		for _, id := range sets {
 			assert.Equal(t, ci.Success, m.WaitBuildset(t, id)[0].Results())
 		}
+		assert.Empty(t, pendingCounted(t, m))
 	})
 	t.Run("NextWorker", func(t *testing.T) {
 		var mu sync.Mutex

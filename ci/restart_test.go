@@ -45,6 +45,13 @@ func TestMaster_PendingSurviveRestart(t *testing.T) {
 		close(stopped)
 	})
 	<-stopped
+	// A master still without workers loads them, counted by builder.
+	t.Run("loaded", func(t *testing.T) {
+		m := citest.Start(t, cfg, citest.Options{NoWorkers: true})
+		counted, listed := ci.PendingCounts(m.Master)
+		assert.Equal(t, map[string]int{"b1": 1}, counted)
+		assert.Equal(t, listed, counted)
+	})
 	// The next master builds them.
 	m := citest.Start(t, cfg)
 	builds := m.WaitBuildset(t, bs)

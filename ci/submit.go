@@ -165,7 +165,7 @@ func (m *Master) Submit(ctx context.Context, s Submission) (*Buildset, []*BuildR
 	m.publish(Event{Type: EventBuildsetNew, BuildsetID: bs.ID})
 	m.mu.Lock()
 	for i, r := range reqs {
-		m.pending = insertPending(m.pending, &pendingRequest{req: r, bs: bs, builder: states[i]})
+		m.addPendingLocked(&pendingRequest{req: r, bs: bs, builder: states[i]})
 	}
 	m.mu.Unlock()
 	for i, r := range reqs {
@@ -185,13 +185,13 @@ func (m *Master) CancelRequest(ctx context.Context, id int64) error {
 	}
 	m.mu.Lock()
 	var found *pendingRequest
-	for i, p := range m.pending {
+	m.deletePendingLocked(func(p *pendingRequest) bool {
 		if p.req.ID == id {
 			found = p
-			m.pending = append(m.pending[:i], m.pending[i+1:]...)
-			break
+			return true
 		}
-	}
+		return false
+	})
 	m.mu.Unlock()
 	if found == nil {
 		r, err := m.store.GetRequest(ctx, id)
