@@ -262,3 +262,29 @@ func TestWrite_GroupFirstFails(t *testing.T) {
 	assert.Equal(t, "v", string(v))
 	assert.Equal(t, int64(3), f.s.grouped.Load(), "the three writes were committed together")
 }
+
+// TestWriteSoon_ReadAfterReturn: a read that follows a progress write's
+// return sees it, however soon: the write is counted open before its
+// caller hears of it. (Counted after, a read on another goroutine could
+// find nothing open, not commit, and miss it.)
+func TestWriteSoon_ReadAfterReturn(t *testing.T) {
+	ctx := t.Context()
+	f := newSoonFixture(t, time.Hour)
+	// The writer lingers after answering, as a busy machine may make it.
+	f.s.testHookAnswered = func() { time.Sleep(time.Millisecond) }
+	for i := range 100 {
+		reqs, err := f.s.AddBuildset(ctx, &ci.Buildset{SubmittedAt: time.Now()}, []int64{f.builder}, 0)
+		require.NoError(t, err)
+		b := &ci.Build{BuilderID: f.builder, StartedAt: time.Now()}
+		started := make(chan struct{})
+		read := make(chan error, 1)
+		go func() {
+			<-started
+			_, err := f.s.GetBuild(ctx, b.ID)
+			read <- err
+		}()
+		require.NoError(t, f.s.StartBuild(ctx, b, []int64{reqs[0].ID}))
+		close(started)
+		require.NoError(t, <-read, "build %d, round %d", b.ID, i)
+	}
+}

@@ -86,6 +86,9 @@ type Store struct {
 	// soonWindow is how long the writer keeps progress writes uncommitted
 	// at most; defaultSoonWindow unless a test sets it before the writes.
 	soonWindow time.Duration
+	// testHookAnswered, if set, runs in the writer once it has answered
+	// the progress writes of a group, before it commits anything.
+	testHookAnswered func()
 	closing    chan struct{} // closed by Close
 	writerEnd  chan struct{} // closed when the writer returns
 	closeOnce  sync.Once
@@ -567,24 +570,31 @@ func (s *Store) commitGroup(group []*writeOp) {
 		}
 		return
 	}
-	// The progress writes are answered now, and wait for a commit.
+	// The progress writes are answered now, and wait for a commit. They
+	// are counted open before their callers hear of them: a read that
+	// follows one (after an event the caller published) must find them
+	// open, to commit them first.
+	for i, op := range live {
+		if op.soon && errs[i] == nil {
+			open++
+		}
+	}
+	s.open.Store(open)
 	for i, op := range live {
 		if op.soon {
-			if errs[i] == nil {
-				open++
-			}
 			op.done <- errs[i]
 		}
 	}
+	if s.testHookAnswered != nil {
+		s.testHookAnswered()
+	}
 	if !durable {
-		s.open.Store(open)
 		if open == 0 {
 			// All failed: nothing to keep.
 			s.rollback()
 		}
 		return
 	}
-	s.open.Store(open)
 	if err = s.commit(ctx); err != nil && open > 0 {
 		s.lost(err)
 	}
