@@ -89,9 +89,9 @@ type Store struct {
 	// testHookAnswered, if set, runs in the writer once it has answered
 	// the progress writes of a group, before it commits anything.
 	testHookAnswered func()
-	closing    chan struct{} // closed by Close
-	writerEnd  chan struct{} // closed when the writer returns
-	closeOnce  sync.Once
+	closing          chan struct{} // closed by Close
+	writerEnd        chan struct{} // closed when the writer returns
+	closeOnce        sync.Once
 }
 
 // Open opens the database file at path, creating it if needed, and applies
