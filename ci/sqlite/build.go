@@ -26,16 +26,20 @@ func (s *Store) StartBuild(ctx context.Context, b *ci.Build, requestIDs []int64)
 	var id int64
 	var number int
 	err = s.writeSoon(ctx, func(tx *txn) error {
-		// Numbered after the builder's last build, in the same statement.
-		err := tx.QueryRowContext(ctx, `INSERT INTO builds (number, builder_id, buildrequest_id, worker_id, started_at,
+		// Numbered after the builder's last build, in the same statement;
+		// the number read back by the row's ID (cheaper than RETURNING).
+		var err error
+		id, err = tx.insert(`INSERT INTO builds (number, builder_id, buildrequest_id, worker_id, started_at,
 			complete_at, complete, state_string, results, properties)
-			SELECT COALESCE(MAX(number), 0) + 1, ?, ?, ?, ?, NULL, 0, ?, NULL, ? FROM builds WHERE builder_id = ?
-			RETURNING id, number`,
-			b.BuilderID, requestIDs[0], idArg(b.WorkerID), timeArg(b.StartedAt), b.StateString, propsJSON, b.BuilderID).Scan(&id, &number)
+			SELECT COALESCE(MAX(number), 0) + 1, ?, ?, ?, ?, NULL, 0, ?, NULL, ? FROM builds WHERE builder_id = ?`,
+			b.BuilderID, requestIDs[0], idArg(b.WorkerID), timeArg(b.StartedAt), b.StateString, propsJSON, b.BuilderID)
 		if err != nil {
 			if isConstraint(err, errForeignKey) {
 				return startConflict(ctx, tx, requestIDs, err)
 			}
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT number FROM builds WHERE id = ?`, id).Scan(&number); err != nil {
 			return err
 		}
 		for _, rid := range requestIDs {
@@ -323,10 +327,11 @@ func (s *Store) AddStep(ctx context.Context, st *ci.StepRecord) error {
 }
 
 func addStepTx(ctx context.Context, tx *txn, st *ci.StepRecord, urls string) error {
-	err := tx.QueryRowContext(ctx, `INSERT INTO steps (build_id, number, name, started_at, complete_at, complete,
-		state_string, results, hidden, urls) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+	var err error
+	st.ID, err = tx.insert(`INSERT INTO steps (build_id, number, name, started_at, complete_at, complete,
+		state_string, results, hidden, urls) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		st.BuildID, st.Number, st.Name, timeArg(st.StartedAt), timeArg(st.CompleteAt), st.Complete,
-		st.StateString, int64(st.Results), st.Hidden, urls).Scan(&st.ID)
+		st.StateString, int64(st.Results), st.Hidden, urls)
 	return refErr(err)
 }
 

@@ -160,9 +160,10 @@ func (s *Store) ChangesAfter(ctx context.Context, id int64, limit int) ([]*ci.Ch
 
 // insertSourceStamp stores ss with links to its changes and sets ss.ID.
 func insertSourceStamp(ctx context.Context, tx *txn, ss *ci.SourceStamp) error {
-	err := tx.QueryRowContext(ctx, `INSERT INTO sourcestamps (codebase, repository, branch, revision, project, created_at)
-		VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-		ss.Codebase, ss.Repository, ss.Branch, ss.Revision, ss.Project, timeArg(ss.CreatedAt)).Scan(&ss.ID)
+	var err error
+	ss.ID, err = tx.insert(`INSERT INTO sourcestamps (codebase, repository, branch, revision, project, created_at)
+		VALUES (?, ?, ?, ?, ?, ?)`,
+		ss.Codebase, ss.Repository, ss.Branch, ss.Revision, ss.Project, timeArg(ss.CreatedAt))
 	if err != nil {
 		return err
 	}

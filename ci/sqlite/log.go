@@ -35,8 +35,11 @@ func addLogTx(ctx context.Context, tx *txn, l *ci.Log) (string, error) {
 	for n := 2; ; n++ {
 		// A slug the step has already fails the insert, which then
 		// changes nothing, and the next suffix is tried.
-		err := tx.QueryRowContext(ctx, `INSERT INTO logs (step_id, name, slug, type, num_lines, complete)
-			VALUES (?, ?, ?, ?, 0, 0) RETURNING id`, l.StepID, l.Name, slug, l.Type).Scan(&l.ID)
+		id, err := tx.insert(`INSERT INTO logs (step_id, name, slug, type, num_lines, complete)
+			VALUES (?, ?, ?, ?, 0, 0)`, l.StepID, l.Name, slug, l.Type)
+		if err == nil {
+			l.ID = id
+		}
 		if !isConstraint(err, errUnique) {
 			return slug, refErr(err)
 		}

@@ -51,11 +51,12 @@ func (s *Store) AddBuildset(ctx context.Context, bs *ci.Buildset, builderIDs []i
 				return err
 			}
 		}
-		err := tx.QueryRowContext(ctx, `INSERT INTO buildsets (external_id, reason, submitted_at, complete,
+		var err error
+		bs.ID, err = tx.insert(`INSERT INTO buildsets (external_id, reason, submitted_at, complete,
 			complete_at, results, properties, parent_build_id, scheduler)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			bs.ExternalID, bs.Reason, timeArg(bs.SubmittedAt), false, nil, nil, propsJSON,
-			idArg(bs.ParentBuildID), bs.Scheduler).Scan(&bs.ID)
+			idArg(bs.ParentBuildID), bs.Scheduler)
 		if err != nil {
 			return refErr(err)
 		}
@@ -87,8 +88,9 @@ func (s *Store) AddBuildset(ctx context.Context, bs *ci.Buildset, builderIDs []i
 				Priority:    priority,
 				SubmittedAt: bs.SubmittedAt,
 			}
-			err := tx.QueryRowContext(ctx, `INSERT INTO buildrequests (buildset_id, builder_id, priority, submitted_at)
-				VALUES (?, ?, ?, ?) RETURNING id`, r.BuildsetID, r.BuilderID, r.Priority, timeArg(r.SubmittedAt)).Scan(&r.ID)
+			var err error
+			r.ID, err = tx.insert(`INSERT INTO buildrequests (buildset_id, builder_id, priority, submitted_at)
+				VALUES (?, ?, ?, ?)`, r.BuildsetID, r.BuilderID, r.Priority, timeArg(r.SubmittedAt))
 			if err != nil {
 				return refErr(err)
 			}

@@ -718,6 +718,17 @@ type txn struct {
 	missed []string
 }
 
+// insert runs an INSERT of one row and returns the row's ID (its rowid):
+// cheaper than RETURNING id, whose rows SQLite gathers in a temporary
+// table (3 µs a statement against 1 µs for the insert itself).
+func (t *txn) insert(query string, args ...any) (int64, error) {
+	res, err := t.ExecContext(t.ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
 // A querier runs queries: a *sql.Conn or a *sql.Tx.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)

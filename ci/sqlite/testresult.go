@@ -76,10 +76,10 @@ func (s *Store) AddTestResultSet(ctx context.Context, set *ci.TestResultSet) err
 		if err != nil {
 			return err
 		}
-		err = tx.QueryRowContext(ctx, `INSERT INTO test_result_sets (builder_id, build_id, step_id, description,
-			category, value_unit, tests_passed, tests_failed, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING id`,
+		set.ID, err = tx.insert(`INSERT INTO test_result_sets (builder_id, build_id, step_id, description,
+			category, value_unit, tests_passed, tests_failed, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)`,
 			builderID, set.BuildID, set.StepID, set.Description, set.Category, set.ValueUnit,
-			ptrArg(set.TestsPassed), ptrArg(set.TestsFailed)).Scan(&set.ID)
+			ptrArg(set.TestsPassed), ptrArg(set.TestsFailed))
 		if err != nil {
 			return refErr(err)
 		}
@@ -113,10 +113,11 @@ func (s *Store) AddTestResults(ctx context.Context, setID int64, results []*ci.T
 			return fmt.Errorf("test result set %d is complete: %w", setID, ci.ErrConflict)
 		}
 		for _, r := range results {
-			err := tx.QueryRowContext(ctx, `INSERT INTO test_results (test_result_set_id, builder_id, test_name,
-				test_code_path, line, duration_ns, value) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			var err error
+			r.ID, err = tx.insert(`INSERT INTO test_results (test_result_set_id, builder_id, test_name,
+				test_code_path, line, duration_ns, value) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 				setID, builderID, strArg(r.TestName), strArg(r.TestCodePath), idArg(int64(r.Line)),
-				ptrArg(r.DurationNS), r.Value).Scan(&r.ID)
+				ptrArg(r.DurationNS), r.Value)
 			if err != nil {
 				return err
 			}
