@@ -16,6 +16,7 @@ import (
 
 	"github.com/kilnci/kiln/ci"
 	"github.com/kilnci/kiln/ci/citest"
+	"github.com/kilnci/kiln/ci/sqlite"
 	"github.com/kilnci/kiln/ci/steps"
 	"github.com/kilnci/kiln/worker/local"
 )
@@ -222,18 +223,22 @@ func TestMaster_ChangesNotScheduled(t *testing.T) {
 		dir := t.TempDir()
 		cfg := oneBuilder(shell("s", "true"))
 		cfg.BaseDir = dir
-		// The first master stores a change directly, as if it had died
-		// right after.
-		var stored ci.Change
-		t.Run("crashed", func(t *testing.T) {
+		// A first master runs and stops; then the change is stored in its
+		// database directly, as a master that died right after storing
+		// it would leave it. (Stored while that master ran, the change
+		// could be seen by the scheduling pass it makes once started.)
+		t.Run("first", func(t *testing.T) {
 			cfg := cfg
 			cfg.Schedulers = []ci.Scheduler{&onNewTag{}}
-			m := citest.Start(t, cfg, citest.Options{NoWorkers: true})
-			stored = ci.Change{Category: "new-tag", Branch: "0.9.1", Revision: "0.9.1", When: time.Now()}
-			added, err := m.Store.AddChange(ctx, &stored)
-			require.NoError(t, err)
-			require.True(t, added)
+			citest.Start(t, cfg, citest.Options{NoWorkers: true})
 		})
+		st, err := sqlite.Open(ctx, cfg.DatabasePath())
+		require.NoError(t, err)
+		stored := ci.Change{Category: "new-tag", Branch: "0.9.1", Revision: "0.9.1", When: time.Now()}
+		added, err := st.AddChange(ctx, &stored)
+		require.NoError(t, err)
+		require.True(t, added)
+		require.NoError(t, st.Close())
 		sched := &onNewTag{}
 		cfg.Schedulers = []ci.Scheduler{sched}
 		m := citest.Start(t, cfg)
