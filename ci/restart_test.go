@@ -32,20 +32,24 @@ func restartConfig(dir string) ci.MasterConfig {
 	return cfg
 }
 
+// leavePending runs a master of cfg without workers, which accepts a
+// request for b1 and stops, and returns the request's buildset.
+func leavePending(t *testing.T, cfg ci.MasterConfig) int64 {
+	t.Helper()
+	var bs int64
+	t.Run("first", func(t *testing.T) {
+		m := citest.Start(t, cfg, citest.Options{NoWorkers: true})
+		bs = m.Submit(t, citest.Request{Builder: "b1"})
+	})
+	return bs
+}
+
 func TestMaster_PendingSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := restartConfig(dir)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "release"), nil, 0o644))
 
-	// A master without workers accepts requests, then stops.
-	stopped := make(chan struct{})
-	var bs int64
-	t.Run("first", func(t *testing.T) {
-		m := citest.Start(t, cfg, citest.Options{NoWorkers: true})
-		bs = m.Submit(t, citest.Request{Builder: "b1"})
-		close(stopped)
-	})
-	<-stopped
+	bs := leavePending(t, cfg)
 	// A master still without workers loads them, counted by builder.
 	t.Run("loaded", func(t *testing.T) {
 		m := citest.Start(t, cfg, citest.Options{NoWorkers: true})
@@ -321,14 +325,7 @@ func TestMaster_Preparer(t *testing.T) {
 	dir := t.TempDir()
 	cfg := restartConfig(dir)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "release"), nil, 0o644))
-	stopped := make(chan struct{})
-	var bs int64
-	t.Run("first", func(t *testing.T) {
-		m := citest.Start(t, cfg, citest.Options{NoWorkers: true})
-		bs = m.Submit(t, citest.Request{Builder: "b1"})
-		close(stopped)
-	})
-	<-stopped
+	bs := leavePending(t, cfg)
 
 	rec := &preparedRecorder{}
 	cfg.Services = append(cfg.Services, rec)
