@@ -874,25 +874,53 @@ func safeInfo(info map[string]any) map[string]any {
 	return out
 }
 
-func (a *app) toWorkerJSON(w *ci.Worker, silent map[int64]ci.WorkerStatus) workerJSON {
+// workerFacts is what the master knows of its workers beyond the store,
+// gathered once for a listing rather than once for each worker (with
+// 1,000 workers, once for each made a listing copy the master's list a
+// thousand times).
+type workerFacts struct {
+	status map[int64]ci.WorkerStatus // by worker ID
+	on     map[string][]int64        // the IDs of the builders each is configured on, by worker name
+}
+
+func (a *app) workerFacts() workerFacts {
+	f := workerFacts{status: map[int64]ci.WorkerStatus{}, on: configuredOn(a.m, func(b ci.BuilderConfig) (int64, bool) { return a.m.BuilderID(b.Name) })}
+	for _, s := range a.m.Workers() {
+		f.status[s.ID] = s
+	}
+	return f
+}
+
+// configuredOn returns, by worker name, what key gives of each builder the
+// worker is configured on (a builder skipped when key's second result is
+// false), in configuration order.
+func configuredOn[T any](m *ci.Master, key func(ci.BuilderConfig) (T, bool)) map[string][]T {
+	out := map[string][]T{}
+	for _, b := range m.Config().Builders {
+		k, ok := key(b)
+		if !ok {
+			continue
+		}
+		for _, w := range b.Workers { // listed once each: the configuration is checked
+			out[w] = append(out[w], k)
+		}
+	}
+	return out
+}
+
+func (a *app) toWorkerJSON(w *ci.Worker, f workerFacts) workerJSON {
 	j := workerJSON{WorkerID: w.ID, Name: w.Name, WorkerInfo: safeInfo(w.Info), ConnectedTo: []map[string]any{}, ConfiguredOn: []map[string]any{}}
 	if w.Connected {
 		j.ConnectedTo = append(j.ConnectedTo, map[string]any{"masterid": 1})
 	}
-	if s, ok := silent[w.ID]; ok {
-		j.SilentSince, j.LostAt = epoch(s.SilentSince), epoch(s.LostAt)
-	}
-	for _, s := range a.m.Workers() {
-		if s.ID == w.ID {
-			j.Paused, j.Graceful = s.Paused, s.Graceful
+	if s, ok := f.status[w.ID]; ok {
+		if !s.LostAt.IsZero() {
+			j.SilentSince, j.LostAt = epoch(s.SilentSince), epoch(s.LostAt)
 		}
+		j.Paused, j.Graceful = s.Paused, s.Graceful
 	}
-	for _, b := range a.m.Config().Builders {
-		if slices.Contains(b.Workers, w.Name) {
-			if id, ok := a.m.BuilderID(b.Name); ok {
-				j.ConfiguredOn = append(j.ConfiguredOn, map[string]any{"builderid": id, "masterid": 1})
-			}
-		}
+	for _, id := range f.on[w.Name] {
+		j.ConfiguredOn = append(j.ConfiguredOn, map[string]any{"builderid": id, "masterid": 1})
 	}
 	return j
 }
@@ -902,13 +930,13 @@ func (a *app) apiWorkers(r *http.Request, st ci.Store) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	silent := a.silentWorkers()
+	f := a.workerFacts()
 	var out []workerJSON
 	for _, w := range ws {
 		if _, ok := a.m.WorkerConfig(w.Name); !ok {
 			continue // no longer configured
 		}
-		out = append(out, a.toWorkerJSON(w, silent))
+		out = append(out, a.toWorkerJSON(w, f))
 	}
 	return list("workers", out, len(out)), nil
 }
@@ -921,7 +949,7 @@ func (a *app) apiWorker(r *http.Request, st ci.Store) (any, error) {
 	}
 	for _, w := range ws {
 		if w.Name == key || strconv.FormatInt(w.ID, 10) == key {
-			return one("workers", a.toWorkerJSON(w, a.silentWorkers())), nil
+			return one("workers", a.toWorkerJSON(w, a.workerFacts())), nil
 		}
 	}
 	return nil, fmt.Errorf("%w: no worker %q", errNotFound, key)

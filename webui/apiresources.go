@@ -275,21 +275,23 @@ func (a *app) builderWorkers(r *http.Request, st ci.Store) ([]workerJSON, error)
 	if err != nil {
 		return nil, err
 	}
-	var names []string
+	on := map[string]bool{}
 	for _, bc := range a.m.Config().Builders {
 		if bc.Name == b.Name {
-			names = bc.Workers
+			for _, w := range bc.Workers {
+				on[w] = true
+			}
 		}
 	}
 	ws, err := st.ListWorkers(r.Context())
 	if err != nil {
 		return nil, err
 	}
-	silent := a.silentWorkers()
+	f := a.workerFacts()
 	var out []workerJSON
 	for _, w := range ws {
-		if slices.Contains(names, w.Name) {
-			out = append(out, a.toWorkerJSON(w, silent))
+		if on[w.Name] {
+			out = append(out, a.toWorkerJSON(w, f))
 		}
 	}
 	return out, nil

@@ -229,3 +229,43 @@ func BenchmarkAPI_LargeList(b *testing.B) {
 	b.ReportMetric(float64(bytes)/(1<<20), "answer-MiB")
 	b.ReportMetric((float64(peak.Load())-float64(before.HeapInuse))/(1<<20), "peak-heap-MiB")
 }
+
+// manyWorkers is how many workers BenchmarkAPIWorkers and
+// BenchmarkWorkersPage configure, on three builders.
+const manyWorkers = 1000
+
+// benchWorkersUI starts a master with manyWorkers workers, each on the
+// three builders, and returns its web application.
+func benchWorkersUI(b *testing.B) http.Handler {
+	var workers []ci.WorkerConfig
+	var names []string
+	for i := range manyWorkers {
+		name := "w" + strconv.Itoa(i+1)
+		workers = append(workers, ci.WorkerConfig{Name: name})
+		names = append(names, name)
+	}
+	step := &steps.ShellCommand{Command: []string{"true"}}
+	var builders []ci.BuilderConfig
+	for _, name := range []string{"one", "two", "three"} {
+		builders = append(builders, ci.BuilderConfig{Name: name, Workers: names, Steps: []ci.Step{step}})
+	}
+	m := citest.Start(b, ci.MasterConfig{Workers: workers, Builders: builders}, citest.Options{NoWorkers: true})
+	h, err := webui.NewHandler(m.Master, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
+}
+
+// BenchmarkAPIWorkers lists 1,000 workers, each configured on three
+// builders, through /api/v2/workers.
+func BenchmarkAPIWorkers(b *testing.B) {
+	h := benchWorkersUI(b)
+	benchGet(b, h, "/api/v2/workers", `"total":1000`)
+}
+
+// BenchmarkWorkersPage renders the page of 1,000 workers.
+func BenchmarkWorkersPage(b *testing.B) {
+	h := benchWorkersUI(b)
+	benchGet(b, h, "/workers", "w1000")
+}

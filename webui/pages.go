@@ -926,8 +926,9 @@ func (a *app) workersPage(r *http.Request, st ci.Store, v *view) (string, any, e
 	running := a.runningBuilds(ctx, st, n)
 	var rows []workerRow
 	control := a.actionForm(r, actWorker)
+	on := a.builderNames()
 	for _, ws := range a.m.Workers() {
-		row := a.workerRow(ws, byName[ws.Name], running)
+		row := a.workerRow(ws, byName[ws.Name], running, on[ws.Name])
 		row.Control, row.Back = control, "workers"
 		rows = append(rows, row)
 	}
@@ -947,9 +948,16 @@ func storedWorkers(ctx context.Context, st ci.Store) (map[string]*ci.Worker, err
 	return byName, nil
 }
 
+// builderNames returns the names of the builders each worker is
+// configured on, by worker name.
+func (a *app) builderNames() map[string][]string {
+	return configuredOn(a.m, func(b ci.BuilderConfig) (string, bool) { return b.Name, true })
+}
+
 // workerRow describes a worker from its status, its stored record (nil if
-// none) and the running builds.
-func (a *app) workerRow(ws ci.WorkerStatus, w *ci.Worker, running []buildRow) workerRow {
+// none), the names of the builders it is configured on and the running
+// builds.
+func (a *app) workerRow(ws ci.WorkerStatus, w *ci.Worker, running []buildRow, builders []string) workerRow {
 	row := workerRow{Name: ws.Name, URL: a.base + "workers/" + url.PathEscape(ws.Name), Connected: ws.Connected, LastBuild: ws.LastBuild,
 		Paused: ws.Paused, PauseReason: ws.PauseReason, Stopping: ws.Graceful}
 	if !ws.LostAt.IsZero() {
@@ -967,11 +975,7 @@ func (a *app) workerRow(ws ci.WorkerStatus, w *ci.Worker, running []buildRow) wo
 			}
 		}
 	}
-	for _, bc := range a.m.Config().Builders {
-		if slices.Contains(bc.Workers, ws.Name) {
-			row.Builders = append(row.Builders, bc.Name)
-		}
-	}
+	row.Builders = builders
 	for _, rb := range running {
 		if rb.Build.WorkerID == ws.ID {
 			row.Running = append(row.Running, rb)
@@ -1014,7 +1018,7 @@ func (a *app) workerPage(r *http.Request, st ci.Store, v *view) (string, any, er
 		return "", nil, err
 	}
 	n := newNames(ctx, st)
-	d := &workerData{Worker: a.workerRow(ws, byName[name], a.runningBuilds(ctx, st, n)), PageNum: pageNum,
+	d := &workerData{Worker: a.workerRow(ws, byName[name], a.runningBuilds(ctx, st, n), a.builderNames()[name]), PageNum: pageNum,
 		Builds: buildList{Builder: true}, APIURL: a.base + "api/v2/workers/" + url.PathEscape(name)}
 	d.Worker.Control = a.actionForm(r, actWorker)
 	size := a.opts.PageSize

@@ -179,3 +179,48 @@ func TestPages_WorkerControl(t *testing.T) {
 	assert.Contains(t, res.body, "controlling workers is turned off")
 	assert.False(t, ro.m.Workers()[0].Paused)
 }
+
+// TestAPI_WorkersConfiguredOn: each worker's configured_on lists the
+// builders it is configured on, in configuration order, and a builder's
+// workers are those configured on it; the workers page names the same
+// builders.
+func TestAPI_WorkersConfiguredOn(t *testing.T) {
+	u := startUI(t, uiOptions{})
+	ids := map[string]float64{}
+	for _, name := range []string{"pass", "fail", "count"} {
+		id, ok := u.m.BuilderID(name)
+		require.True(t, ok, name)
+		ids[name] = float64(id)
+	}
+	on := func(builders ...string) []any {
+		var out []any
+		for _, b := range builders {
+			out = append(out, map[string]any{"builderid": ids[b], "masterid": float64(1)})
+		}
+		return out
+	}
+	workers := func(path string) map[string]any {
+		var ans struct {
+			Workers []map[string]any `json:"workers"`
+		}
+		res := u.do(t, req{path: path})
+		require.Equal(t, http.StatusOK, res.code, res.body)
+		require.NoError(t, json.Unmarshal([]byte(res.body), &ans))
+		byName := map[string]any{}
+		for _, w := range ans.Workers {
+			byName[w["name"].(string)] = w["configured_on"]
+		}
+		return byName
+	}
+	assert.Equal(t, map[string]any{"w1": on("pass", "count"), "w2": on("fail", "count")}, workers("api/v2/workers"))
+	assert.Equal(t, map[string]any{"w1": on("pass", "count")}, workers("api/v2/workers/w1"))
+	assert.Equal(t, map[string]any{"w1": on("pass", "count")}, workers("api/v2/builders/pass/workers"))
+	assert.Equal(t, map[string]any{"w2": on("fail", "count")}, workers("api/v2/builders/fail/workers"))
+	assert.Equal(t, map[string]any{"w1": on("pass", "count"), "w2": on("fail", "count")}, workers("api/v2/builders/count/workers"))
+
+	res := u.do(t, req{path: "workers/w2"})
+	require.Equal(t, http.StatusOK, res.code)
+	assert.Contains(t, res.body, `href="`+subPath+`builders/fail"`)
+	assert.Contains(t, res.body, `href="`+subPath+`builders/count"`)
+	assert.NotContains(t, res.body, `href="`+subPath+`builders/pass"`)
+}
