@@ -128,9 +128,7 @@ func appendLogTx(ctx context.Context, tx *txn, logID int64, chunks []logchunk.Ch
 			size += len(c.Content)
 		}
 		last = n - 1
-		if _, err := tx.ExecContext(ctx, `UPDATE store_stats SET value = value + ? WHERE key = 'log_bytes'`, size); err != nil {
-			return -1, -1, err
-		}
+		*tx.logBytes += int64(size)
 	}
 	if _, err = tx.ExecContext(ctx, `UPDATE logs SET num_lines = ?, complete = ? WHERE id = ?`, n, finish, logID); err != nil {
 		return -1, -1, err

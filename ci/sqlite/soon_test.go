@@ -288,3 +288,59 @@ func TestWriteSoon_ReadAfterReturn(t *testing.T) {
 		require.NoError(t, <-read, "build %d, round %d", b.ID, i)
 	}
 }
+
+// TestLogBytes_FailedWrites: the stored total of log bytes, kept in memory
+// while the writer's transaction is open and added as it commits, counts
+// the chunks of the writes that are stored, and nothing of a write that
+// failed after storing a log's lines: alone (its transaction rolled
+// back), or among others (rolled back to its savepoint).
+func TestLogBytes_FailedWrites(t *testing.T) {
+	ctx := t.Context()
+	f := newSoonFixture(t, time.Hour)
+	b := f.start(t)
+	st := &ci.StepRecord{BuildID: b.ID, Name: "compile", StartedAt: time.Now()}
+	require.NoError(t, f.s.AddStep(ctx, st))
+	var logs []*ci.Log
+	for _, name := range []string{"a", "b", "c"} {
+		l := &ci.Log{StepID: st.ID, Name: name, Type: ci.LogStream}
+		require.NoError(t, f.s.AddLog(ctx, l))
+		logs = append(logs, l)
+	}
+	stored := func() (total, chunks int64) {
+		t.Helper()
+		total, err := f.s.LogBytes(ctx) // commits the progress writes first
+		require.NoError(t, err)
+		require.NoError(t, f.other.QueryRow(`SELECT COALESCE(SUM(LENGTH(content)), 0) FROM logchunks`).Scan(&chunks))
+		return total, chunks
+	}
+	// failing finishes st with its logs' last lines: log a's are stored,
+	// then log 1<<40 is not found and the write fails.
+	failing := func() error {
+		next := &ci.StepRecord{BuildID: b.ID, Number: 1, Name: "test", StartedAt: time.Now()}
+		return f.s.AddStepLogs(ctx, st, []ci.LogEnd{{LogID: logs[0].ID, Text: "never stored\n"}, {LogID: 1 << 40, Text: "x\n"}}, next, nil)
+	}
+
+	// Alone.
+	require.NoError(t, f.s.Sync(ctx))
+	require.ErrorIs(t, failing(), ci.ErrNotFound)
+	require.Zero(t, f.s.open.Load())
+	total, chunks := stored()
+	assert.Zero(t, chunks)
+	assert.Zero(t, total)
+
+	// Among others: log b's lines are stored and open when the failing
+	// write joins them; log c's come after it, in the same transaction.
+	_, _, err := f.s.AppendLog(ctx, logs[1].ID, "ohello\n")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), f.s.open.Load())
+	require.ErrorIs(t, failing(), ci.ErrNotFound)
+	_, _, err = f.s.AppendLog(ctx, logs[2].ID, "oworld, again\n")
+	require.NoError(t, err)
+	require.Equal(t, int64(2), f.s.open.Load())
+	total, chunks = stored()
+	assert.Positive(t, chunks)
+	assert.Equal(t, chunks, total)
+	text, err := f.s.LogLines(ctx, logs[0].ID, 0, -1)
+	require.NoError(t, err)
+	assert.Empty(t, text)
+}

@@ -75,6 +75,11 @@ type Store struct {
 	wconn *sql.Conn
 	// wctl holds BEGIN IMMEDIATE, COMMIT and ROLLBACK prepared on wconn.
 	wctl map[string]*sql.Stmt
+	// logBytes is the size of the log chunks the writer's transaction
+	// stored so far: the stored total (store_stats) grows by it once, as
+	// the transaction commits, rather than at each append. The writer
+	// alone uses it.
+	logBytes int64
 
 	writes  chan *writeOp // to the writer goroutine
 	waiting atomic.Int64  // writes waiting for the writer to take them
@@ -524,7 +529,7 @@ func (s *Store) commitGroup(group []*writeOp) {
 		// and begun again. (A savepoint copies each page its write changes
 		// to a journal, in memory, at some cost.)
 		empty := open == 0
-		t := &txn{ctx: ctx, q: s.wconn, stmts: &s.wstmt}
+		t := &txn{ctx: ctx, q: s.wconn, stmts: &s.wstmt, logBytes: &s.logBytes}
 		defer func() { s.wstmt.prepare(t.missed) }()
 		for i, op := range live {
 			if !op.soon {
@@ -533,6 +538,7 @@ func (s *Store) commitGroup(group []*writeOp) {
 			if op.sync {
 				continue
 			}
+			logBytes := s.logBytes
 			if empty {
 				if errs[i] = op.f(t); errs[i] == nil {
 					empty = false
@@ -551,6 +557,7 @@ func (s *Store) commitGroup(group []*writeOp) {
 				if _, err := t.ExecContext(ctx, `ROLLBACK TO write`); err != nil {
 					return fmt.Errorf("%w (and rolling back: %v)", errs[i], err)
 				}
+				s.logBytes = logBytes
 			}
 			if _, err := t.ExecContext(ctx, `RELEASE write`); err != nil {
 				return err
@@ -651,7 +658,7 @@ func (s *Store) begin(ctx context.Context) (*txn, error) {
 		s.rollback()
 		return nil, err
 	}
-	return &txn{ctx: ctx, q: s.wconn, stmts: &s.wstmt}, nil
+	return &txn{ctx: ctx, q: s.wconn, stmts: &s.wstmt, logBytes: &s.logBytes}, nil
 }
 
 // commit commits the write transaction, unless ctx ended meanwhile: then
@@ -661,10 +668,19 @@ func (s *Store) commit(ctx context.Context) error {
 		s.rollback()
 		return err
 	}
+	if s.logBytes != 0 {
+		t := &txn{ctx: context.Background(), q: s.wconn, stmts: &s.wstmt}
+		if _, err := t.ExecContext(t.ctx, `UPDATE store_stats SET value = value + ? WHERE key = 'log_bytes'`, s.logBytes); err != nil {
+			s.rollback()
+			return err
+		}
+		s.wstmt.prepare(t.missed)
+	}
 	if _, err := s.control(context.Background(), `COMMIT`); err != nil {
 		s.rollback()
 		return err
 	}
+	s.logBytes = 0
 	return nil
 }
 
@@ -673,6 +689,7 @@ func (s *Store) commit(ctx context.Context) error {
 // of a ROLLBACK with no transaction is of no interest.
 func (s *Store) rollback() {
 	s.control(context.Background(), `ROLLBACK`)
+	s.logBytes = 0
 }
 
 // control runs one of the statements that begin and end the writer's
@@ -716,6 +733,9 @@ type txn struct {
 	tx     *sql.Tx // the read transaction, nil for a write
 	stmts  *stmtCache
 	missed []string
+	// logBytes, in a write transaction, counts the bytes of log chunks it
+	// stored (see Store.logBytes).
+	logBytes *int64
 }
 
 // insert runs an INSERT of one row and returns the row's ID (its rowid):
