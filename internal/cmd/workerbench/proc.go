@@ -16,7 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // stopTimeout is how long a process stopped with SIGTERM may take to exit
@@ -306,10 +307,10 @@ func resetPeak(pid int) error {
 func cpuTime(pid int) (time.Duration, error) {
 	// Linux's clock ID for a process's CPU time: ^pid << 3, and 2 for the
 	// scheduler's count (CPUCLOCK_SCHED).
-	clock := (^pid)<<3 | 2
-	var ts syscall.Timespec
-	if _, _, errno := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, uintptr(clock), uintptr(unsafe.Pointer(&ts)), 0); errno != 0 {
-		return 0, fmt.Errorf("CPU time of process %d: %w", pid, errno)
+	clock := int32((^pid)<<3 | 2)
+	var ts unix.Timespec
+	if err := unix.ClockGettime(clock, &ts); err != nil {
+		return 0, fmt.Errorf("CPU time of process %d: %w", pid, err)
 	}
 	return time.Duration(ts.Nano()), nil
 }
